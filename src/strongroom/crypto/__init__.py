@@ -1,0 +1,98 @@
+"""The crypto layer: PKCS#11 mechanisms on top of ``cryptography``, with no storage and no sessions.
+
+Keys come in as values: secret keys as ``bytes``, private and public keys as ``cryptography`` objects.
+Errors are :mod:`strongroom.errors` classes carrying their ``CKR_*`` code.
+"""
+
+from .ciphers import CipherOperation, decrypt_init, encrypt_init
+from .derivation import derive, ecdh_kdf
+from .digests import DigestOperation, digest_init, hash_for
+from .keys import (
+    ED25519,
+    EdwardsCurve,
+    PrivateKey,
+    PublicKey,
+    check_value,
+    curve_from_ec_params,
+    ec_params_for,
+    generate_key_pair,
+    generate_secret,
+    private_key_from_der,
+    private_key_to_der,
+    public_attributes,
+    public_key_from_attributes,
+    public_key_from_der,
+    public_key_from_point,
+    public_key_to_der,
+)
+from .mechanisms import MECHANISMS, MechanismInfo, info
+from .params import (
+    CounterFormat,
+    CtrParams,
+    DkmLengthFormat,
+    Ecdh1DeriveParams,
+    GcmParams,
+    Mechanism,
+    OaepParams,
+    PrfDataParam,
+    PssParams,
+    RsaAesKeyWrapParams,
+    Sp800108Params,
+)
+from .random import RandomSource, random_bytes
+from .selftest import SELF_TESTS, SelfTestResult, require_self_tests, run_self_tests
+from .signatures import SignOperation, VerifyOperation, sign_init, verify_init
+from .wrapping import unwrap, wrap
+
+__all__ = [
+    "ED25519",
+    "MECHANISMS",
+    "SELF_TESTS",
+    "CipherOperation",
+    "CounterFormat",
+    "CtrParams",
+    "DigestOperation",
+    "DkmLengthFormat",
+    "Ecdh1DeriveParams",
+    "EdwardsCurve",
+    "GcmParams",
+    "Mechanism",
+    "MechanismInfo",
+    "OaepParams",
+    "PrfDataParam",
+    "PrivateKey",
+    "PssParams",
+    "PublicKey",
+    "RandomSource",
+    "RsaAesKeyWrapParams",
+    "SelfTestResult",
+    "SignOperation",
+    "Sp800108Params",
+    "VerifyOperation",
+    "check_value",
+    "curve_from_ec_params",
+    "decrypt_init",
+    "derive",
+    "digest_init",
+    "ec_params_for",
+    "ecdh_kdf",
+    "encrypt_init",
+    "generate_key_pair",
+    "generate_secret",
+    "hash_for",
+    "info",
+    "private_key_from_der",
+    "private_key_to_der",
+    "public_attributes",
+    "public_key_from_attributes",
+    "public_key_from_der",
+    "public_key_from_point",
+    "public_key_to_der",
+    "random_bytes",
+    "require_self_tests",
+    "run_self_tests",
+    "sign_init",
+    "unwrap",
+    "verify_init",
+    "wrap",
+]

@@ -1,0 +1,375 @@
+"""The HSM node's cryptographic boundary: store, masking key, objects, users, state, self-tests, zeroisation.
+
+An :class:`HSM` owns one data directory. Applications reach it through :meth:`HSM.connect`, which returns an
+:class:`~strongroom.node.application.Application` (one per client connection: PKCS#11 login state is per
+application). Everything the boundary holds in clear (the masking key, key material, loaded key objects) stays
+in this process; the store sees only sealed envelopes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from .. import crypto
+from ..errors import DeviceError, ObjectHandleInvalid, StoreIntegrityError
+from ..objects.attributes import normalize_template
+from ..objects.model import HsmObject
+from ..store import Barrier, ObjectRow, Store, Transaction
+from ..store.barrier import MASKING_KEY_BYTES, seal_masking_key, unseal_masking_key
+from ..vocab import CKA, CKO
+from .users import DEFAULT_LOCKOUT_THRESHOLD, Passwords, Role, UserRecord
+
+FIRMWARE_VERSION = "0.1.0"
+DB_NAME = "hsm.sqlite"
+NODE_KEY_NAME = "node.key"
+SESSION_HANDLE_BIT = 1 << 63
+_CACHE_OBJECTS = 4096
+
+
+class State:
+    OPERATIONAL = "operational"
+    ERROR = "error"
+    ZEROIZED = "zeroized"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Node settings.
+
+    Attributes:
+        lockout_threshold: consecutive wrong passwords that lock an account.
+        argon2_memory_kib, argon2_time_cost: password hashing cost (RFC 9106).
+    """
+
+    lockout_threshold: int = DEFAULT_LOCKOUT_THRESHOLD
+    argon2_memory_kib: int = 65536
+    argon2_time_cost: int = 3
+
+
+class _Envelope(msgspec.Struct, array_like=True):
+    attrs: list[tuple[int, Any]]
+    material: bytes
+    owner: str
+    shared: list[str]
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {int(k): _encode_value(v) for k, v in value.items()}
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class HSM:
+    """One HSM node's boundary over a data directory.
+
+    Use :meth:`initialize` for a new node and the constructor to open an existing one. Opening runs the
+    power-on self-tests and checks every sealed record; a failed self-test leaves the node in the error state
+    (every operation returns ``CKR_DEVICE_ERROR``), a failed record check zeroises the node.
+
+    Args:
+        data_dir: directory holding ``hsm.sqlite`` and ``node.key``.
+        settings: node settings.
+        self_test_fault: name of a self-test to fail on purpose (tests of the error state).
+
+    Raises:
+        StoreIntegrityError: ``CKR_DEVICE_ERROR``: a sealed record failed authentication; the node recorded it
+            in the audit chain and zeroised itself.
+        DeviceError: ``CKR_DEVICE_ERROR``: the directory holds no initialised node.
+    """
+
+    def __init__(self, data_dir: Path | str, *, settings: Settings = Settings(),
+                 self_test_fault: str | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.settings = settings
+        self.passwords = Passwords(settings.argon2_memory_kib, settings.argon2_time_cost)
+        self.lock = threading.RLock()
+        self.store = Store(self.data_dir / DB_NAME)
+        cluster = self.store.get_setting("cluster_id")
+        if cluster is None:
+            raise DeviceError(f"{self.data_dir} holds no initialised HSM")
+        self.cluster_id = cluster.decode()
+        self.serial = (self.store.get_setting("serial") or b"").decode()
+        self.state = State.OPERATIONAL
+        self.error_reason = ""
+        self._objects: OrderedDict[int, HsmObject] = OrderedDict()
+        self._keys: dict[tuple[int, int], Any] = {}
+        self._session_objects: dict[int, HsmObject] = {}
+        self._session_counter = itertools.count(1)
+        self._app_counter = itertools.count(1)
+        with self.store.transaction() as tx:
+            boot = tx.next_counter("boot")
+        self._session_object_counter = itertools.count(1)
+        self._boot = boot
+        self.self_test_results = self._self_test(self_test_fault)
+        sealed = self.store.get_setting("sealed_mk")
+        if sealed is None:
+            self.state, self.error_reason = State.ZEROIZED, "the node was zeroised"
+            self.barrier = None
+            return
+        mk = unseal_masking_key(self._node_key(), self.cluster_id, sealed)
+        self.barrier = Barrier(mk, self.cluster_id)
+        self._check_integrity()
+
+    # ----------------------------------------------------------------- lifecycle
+    @classmethod
+    def initialize(cls, data_dir: Path | str, *, cluster_id: str | None = None, preco_password: str,
+                   settings: Settings = Settings(), masking_key: bytes | None = None) -> HSM:
+        """Initialise a new node: node key, masking key, the ``admin`` user in role ``unactivated-admin``.
+
+        Args:
+            data_dir: an empty or missing directory.
+            cluster_id: the cluster this node belongs to (``cluster-`` + 11 base-36 characters if omitted).
+            preco_password: the initial admin password, 8–32 characters, to be changed by activation.
+            masking_key: 32 bytes to join an existing cluster; a fresh key from the OS CSPRNG if omitted.
+
+        Raises:
+            DeviceError: ``CKR_DEVICE_ERROR`` when the directory already holds a node.
+            PinLenRange: ``CKR_PIN_LEN_RANGE`` for a password outside 8–32 characters.
+        """
+        from .users import check_password
+
+        check_password(preco_password)
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if (data_dir / DB_NAME).exists():
+            raise DeviceError(f"{data_dir} already holds an HSM")
+        cluster_id = cluster_id or "cluster-" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz234567")
+                                                        for _ in range(11))
+        node_key_path = data_dir / NODE_KEY_NAME
+        fd = os.open(node_key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(os.urandom(32))
+        masking_key = masking_key or crypto.random_bytes(MASKING_KEY_BYTES)
+        store = Store(data_dir / DB_NAME)
+        barrier = Barrier(masking_key, cluster_id)
+        passwords = Passwords(settings.argon2_memory_kib, settings.argon2_time_cost)
+        admin = UserRecord("admin", Role.UNACTIVATED_ADMIN.value, passwords.hash(preco_password))
+        with store.transaction() as tx:
+            tx.put_setting("cluster_id", cluster_id.encode())
+            tx.put_setting("serial", uuid.uuid4().hex[:16].encode())
+            tx.put_setting("sealed_mk", seal_masking_key(node_key_path.read_bytes(), cluster_id, masking_key))
+            tx.put_user(admin.name, admin.version, barrier.seal("user", admin.name, admin.version,
+                                                               msgspec.msgpack.encode(admin)))
+            tx.audit("initialize", "", cluster_id=cluster_id)
+        store.close()
+        return cls(data_dir, settings=settings)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _node_key(self) -> bytes:
+        return (self.data_dir / NODE_KEY_NAME).read_bytes()
+
+    def _self_test(self, fault: str | None) -> list[Any]:
+        results = crypto.run_self_tests(fault=fault)
+        failed = [r.name for r in results if not r.passed]
+        with self.store.transaction() as tx:
+            tx.audit("self-test", "", passed=not failed, failed=failed)
+        if failed:
+            self.enter_error(f"self-test failed: {', '.join(failed)}")
+        return results
+
+    def enter_error(self, reason: str) -> None:
+        """Put the node in the error state: every later operation returns ``CKR_DEVICE_ERROR``."""
+        self.state, self.error_reason = State.ERROR, reason
+
+    def require_operational(self) -> None:
+        """Raises ``CKR_DEVICE_ERROR`` (:class:`DeviceError`) unless the node is operational."""
+        if self.state != State.OPERATIONAL:
+            raise DeviceError(f"the HSM is in the {self.state} state: {self.error_reason}")
+
+    def _check_integrity(self) -> None:
+        """Open every sealed record; on any failure, audit it, zeroise and refuse the store."""
+        try:
+            for row in self.store.iter_objects():
+                obj = self._decode(row)
+                if (obj.cls != row.cls or obj.attrs.get(CKA.LABEL, "") != row.label
+                        or obj.owner != row.owner or obj.attrs.get(CKA.ID, b"") != row.id):
+                    raise StoreIntegrityError(f"object {row.handle}: index columns differ from the sealed record")
+            for name, version, envelope in self.store.users():
+                record = msgspec.msgpack.decode(self.barrier.open("user", name, version, envelope),
+                                                type=UserRecord)
+                if record.name != name:
+                    raise StoreIntegrityError(f"user {name}: sealed record names another user")
+        except StoreIntegrityError as exc:
+            self.zeroize(reason=f"store integrity check failed: {exc.message}", event="store-integrity-failure")
+            raise StoreIntegrityError(f"the store was refused and the node zeroised: {exc.message}") from exc
+        finally:
+            self._objects.clear()
+
+    def zeroize(self, *, reason: str = "requested", event: str = "zeroize", actor: str = "") -> None:
+        """Erase the masking key, every object and every user; record it in the audit chain.
+
+        The audit chain survives. Afterwards the node is in the ``zeroized`` state and must be initialised anew.
+        """
+        with self.lock, self.store.transaction() as tx:
+            if event != "zeroize":
+                tx.audit(event, actor, reason=reason)
+            tx.audit("zeroize", actor, reason=reason)
+            tx.delete_all_objects()
+            tx.delete_all_users()
+            tx.delete_setting("sealed_mk")
+        key_path = self.data_dir / NODE_KEY_NAME
+        if key_path.exists():
+            with open(key_path, "r+b") as fh:
+                fh.write(os.urandom(32))
+                fh.flush()
+                os.fsync(fh.fileno())
+            key_path.unlink()
+        self.barrier = None
+        self._objects.clear()
+        self._keys.clear()
+        self._session_objects.clear()
+        self.state, self.error_reason = State.ZEROIZED, reason
+
+    # ----------------------------------------------------------------- objects
+    def _decode(self, row: ObjectRow) -> HsmObject:
+        plain = self.barrier.open("object", row.handle, row.version, row.envelope)
+        env = msgspec.msgpack.decode(plain, type=_Envelope)
+        attrs = normalize_template(dict(env.attrs))
+        return HsmObject(row.handle, attrs, env.material, env.owner, frozenset(env.shared), row.version)
+
+    def _encode(self, obj: HsmObject) -> ObjectRow:
+        env = _Envelope([(int(k), _encode_value(v)) for k, v in obj.attrs.items()], obj.material, obj.owner,
+                        sorted(obj.shared))
+        sealed = self.barrier.seal("object", obj.handle, obj.version, msgspec.msgpack.encode(env))
+        key_type = obj.attrs.get(CKA.KEY_TYPE)
+        return ObjectRow(obj.handle, obj.version, int(obj.cls), None if key_type is None else int(key_type),
+                         obj.attrs.get(CKA.LABEL, ""), obj.attrs.get(CKA.ID, b""), obj.owner, sealed)
+
+    def new_handle(self, tx: Transaction | None, token: bool) -> int:
+        """A fresh object handle: token handles count up in the store; session handles carry the top bit,
+        this boot's number and a counter, so neither kind is ever reused."""
+        if token:
+            assert tx is not None
+            return tx.next_counter("next_handle")
+        return SESSION_HANDLE_BIT | (self._boot & 0x7FFFFF) << 40 | next(self._session_object_counter)
+
+    def get_object(self, handle: int) -> HsmObject:
+        """Return an object by handle, token or session.
+
+        Raises:
+            ObjectHandleInvalid: ``CKR_OBJECT_HANDLE_INVALID`` for an unknown handle.
+        """
+        if handle & SESSION_HANDLE_BIT:
+            obj = self._session_objects.get(handle)
+        else:
+            obj = self._objects.get(handle)
+            if obj is not None:
+                self._objects.move_to_end(handle)
+            else:
+                row = self.store.get_object(handle) if 0 < handle < SESSION_HANDLE_BIT else None
+                obj = self._decode(row) if row is not None else None
+                if obj is not None:
+                    self._remember(obj)
+        if obj is None:
+            raise ObjectHandleInvalid(f"no object with handle {handle}")
+        return obj
+
+    def _remember(self, obj: HsmObject) -> None:
+        self._objects[obj.handle] = obj
+        self._objects.move_to_end(obj.handle)
+        while len(self._objects) > _CACHE_OBJECTS:
+            old, _ = self._objects.popitem(last=False)
+            for key in [k for k in self._keys if k[0] == old]:
+                del self._keys[key]
+
+    def put_object(self, tx: Transaction | None, obj: HsmObject) -> None:
+        """Store a new or changed object (token objects in ``tx``; session objects in memory)."""
+        if obj.is_token:
+            assert tx is not None
+            tx.put_object(self._encode(obj))
+            self._remember(obj)
+        else:
+            self._session_objects[obj.handle] = obj
+
+    def delete_object(self, tx: Transaction | None, obj: HsmObject) -> None:
+        if obj.is_token:
+            assert tx is not None
+            tx.delete_object(obj.handle)
+            self._objects.pop(obj.handle, None)
+        else:
+            self._session_objects.pop(obj.handle, None)
+        for key in [k for k in self._keys if k[0] == obj.handle]:
+            del self._keys[key]
+
+    def drop_session_objects(self, app_id: int, session: int | None = None) -> None:
+        """Destroy the session objects of an application (or of one of its sessions)."""
+        for handle, obj in list(self._session_objects.items()):
+            if obj.session and obj.session[0] == app_id and (session is None or obj.session[1] == session):
+                self.delete_object(None, obj)
+
+    def candidates(self, template: dict[CKA, Any]) -> list[HsmObject]:
+        """Token and session objects that may match a find template (the index narrows, the caller matches)."""
+        label, ident, cls = template.get(CKA.LABEL), template.get(CKA.ID), template.get(CKA.CLASS)
+        rows = self.store.find_objects(label=label, id=ident, cls=None if cls is None else int(cls))
+        found = []
+        for row in rows:
+            obj = self._objects.get(row.handle)
+            if obj is None or obj.version != row.version:
+                obj = self._decode(row)
+            found.append(obj)
+        found.extend(self._session_objects.values())
+        return found
+
+    def key_object(self, obj: HsmObject) -> Any:
+        """The crypto layer's form of a key: ``bytes`` for secret keys, a loaded key object otherwise."""
+        if obj.cls is CKO.SECRET_KEY:
+            return obj.material
+        cache_key = (obj.handle, obj.version)
+        key = self._keys.get(cache_key)
+        if key is None:
+            if obj.cls is CKO.PRIVATE_KEY:
+                key = crypto.private_key_from_der(obj.material)
+            else:
+                key = crypto.public_key_from_der(obj.material)
+            self._keys[cache_key] = key
+        return key
+
+    # ----------------------------------------------------------------- users
+    def get_user(self, name: str) -> UserRecord | None:
+        for stored, version, envelope in self.store.users():
+            if stored == name:
+                return msgspec.msgpack.decode(self.barrier.open("user", name, version, envelope), type=UserRecord)
+        return None
+
+    def all_users(self) -> list[UserRecord]:
+        return [msgspec.msgpack.decode(self.barrier.open("user", n, v, e), type=UserRecord)
+                for n, v, e in self.store.users()]
+
+    def put_user(self, tx: Transaction, record: UserRecord) -> None:
+        tx.put_user(record.name, record.version,
+                    self.barrier.seal("user", record.name, record.version, msgspec.msgpack.encode(record)))
+
+    # ----------------------------------------------------------------- connections
+    def connect(self) -> "Application":
+        """Open an application context (one per client connection)."""
+        from .application import Application
+
+        return Application(self, next(self._app_counter))
+
+    def next_session_handle(self) -> int:
+        return next(self._session_counter)
+
+    def info(self) -> dict[str, Any]:
+        """Node information (``get_hsm_info``): serial, firmware, state, self-test results, object counts."""
+        return {
+            "serial": self.serial,
+            "cluster_id": self.cluster_id,
+            "firmware_version": FIRMWARE_VERSION,
+            "state": self.state,
+            "error": self.error_reason,
+            "self_tests": {r.name: r.passed for r in self.self_test_results},
+            "token_objects": self.store.count_objects() if self.state != State.ZEROIZED else 0,
+            "session_objects": len(self._session_objects),
+        }

@@ -1,0 +1,111 @@
+"""HSM users: roles, username and password rules, argon2id hashing, lockout counters.
+
+Roles are those of the service Strongroom matches: ``unactivated-admin`` (exists before activation; may only
+activate), ``admin`` (manages users and policy, cannot use keys), ``crypto-user`` (owns and uses keys, cannot
+manage users) and ``appliance`` (health, backup and audit export only).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+import msgspec
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from ..errors import ArgumentsBad, PinLenRange
+from ..vendor import CKU_APPLIANCE
+from ..vocab import CKU
+
+MAX_USERNAME_CHARS = 31
+MIN_PASSWORD_CHARS = 8
+MAX_PASSWORD_CHARS = 32
+DEFAULT_LOCKOUT_THRESHOLD = 5
+MAX_USERS = 1024
+
+_USERNAME = re.compile(r"^[a-z0-9_]{1,%d}$" % MAX_USERNAME_CHARS)
+
+
+class Role(str, Enum):
+    UNACTIVATED_ADMIN = "unactivated-admin"
+    ADMIN = "admin"
+    CRYPTO_USER = "crypto-user"
+    APPLIANCE = "appliance"
+
+    @property
+    def user_type(self) -> int:
+        """The PKCS#11 user type that logs in with this role (``CKU_SO`` for admins)."""
+        if self in (Role.ADMIN, Role.UNACTIVATED_ADMIN):
+            return int(CKU.SO)
+        if self is Role.CRYPTO_USER:
+            return int(CKU.USER)
+        return CKU_APPLIANCE
+
+
+class UserRecord(msgspec.Struct):
+    """A user as sealed in the store. ``failures`` counts consecutive wrong passwords."""
+
+    name: str
+    role: str
+    password_hash: str
+    failures: int = 0
+    locked: bool = False
+    version: int = 1
+
+
+def check_username(name: str) -> str:
+    """Return the canonical (lowercase) username.
+
+    Raises:
+        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` unless 1–31 characters of letters, digits and ``_``.
+    """
+    canonical = name.lower() if isinstance(name, str) else ""
+    if not _USERNAME.match(canonical):
+        raise ArgumentsBad(
+            f"username must be 1-{MAX_USERNAME_CHARS} characters of letters, digits and '_', got {name!r}")
+    return canonical
+
+
+def check_password(password: str) -> None:
+    """Raises ``CKR_PIN_LEN_RANGE`` (:class:`PinLenRange`) unless the password has 8–32 characters."""
+    if not isinstance(password, str) or not MIN_PASSWORD_CHARS <= len(password) <= MAX_PASSWORD_CHARS:
+        raise PinLenRange(f"password must be {MIN_PASSWORD_CHARS}-{MAX_PASSWORD_CHARS} characters")
+
+
+def split_pin(pin: str | bytes) -> tuple[str, str]:
+    """Split a PKCS#11 PIN of the form ``username:password``.
+
+    Raises:
+        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` when the PIN has no ``:`` or is not UTF-8.
+    """
+    if isinstance(pin, (bytes, bytearray)):
+        try:
+            pin = bytes(pin).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ArgumentsBad("the PIN must be UTF-8 'username:password'") from None
+    name, sep, password = pin.partition(":")
+    if not sep:
+        raise ArgumentsBad("the PIN must be 'username:password'")
+    return name, password
+
+
+class Passwords:
+    """argon2id hashing (RFC 9106). The default cost is the RFC's second recommended option (64 MiB, t=3).
+
+    Args:
+        memory_kib: memory cost in KiB.
+        time_cost: iterations.
+    """
+
+    def __init__(self, memory_kib: int = 65536, time_cost: int = 3) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=1)
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False

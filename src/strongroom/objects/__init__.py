@@ -1,0 +1,1 @@
+"""objects layer (see docs/architecture.md)."""

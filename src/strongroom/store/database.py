@@ -1,0 +1,231 @@
+"""Node-local persistence in SQLite (WAL): masked objects, users, settings and the audit chain.
+
+The store never sees clear key material: object and user records arrive already sealed by
+:class:`strongroom.store.barrier.Barrier`. A few attributes are repeated in clear index columns (class, key
+type, label, id, owner) so that finds are indexed; the node re-checks them against the envelope's contents.
+Every change is one SQLite transaction, audit entry included, so an operation and its audit record land
+together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import DeviceError
+from .audit import GENESIS, AuditEntry, AuditReport, entry_digest, verify
+
+SCHEMA_VERSION = 1
+
+# Blob columns are read through CAST so that a value stored with another type still arrives as bytes.
+_OBJECT_COLUMNS = ("handle, version, class, key_type, label, CAST(id AS BLOB), owner, CAST(envelope AS BLOB)")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    handle INTEGER PRIMARY KEY,
+    version INTEGER NOT NULL,
+    class INTEGER NOT NULL,
+    key_type INTEGER,
+    label TEXT NOT NULL,
+    id BLOB NOT NULL,
+    owner TEXT NOT NULL,
+    envelope BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS objects_label ON objects(label);
+CREATE INDEX IF NOT EXISTS objects_id ON objects(id);
+CREATE INDEX IF NOT EXISTS objects_class ON objects(class, key_type);
+CREATE INDEX IF NOT EXISTS objects_owner ON objects(owner);
+CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, version INTEGER NOT NULL, envelope BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    event TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev BLOB NOT NULL,
+    digest BLOB NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class ObjectRow:
+    """A stored object: its handle, version, clear index columns and sealed envelope."""
+
+    handle: int
+    version: int
+    cls: int
+    key_type: int | None
+    label: str
+    id: bytes
+    owner: str
+    envelope: bytes
+
+
+def utc_now() -> str:
+    """The current time, ISO 8601 UTC with microseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class Transaction:
+    """The writes of one atomic change; obtained from :meth:`Store.transaction`."""
+
+    def __init__(self, store: Store, conn: sqlite3.Connection) -> None:
+        self._store = store
+        self._conn = conn
+
+    def put_object(self, row: ObjectRow) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?)",
+            (row.handle, row.version, row.cls, row.key_type, row.label, row.id, row.owner, row.envelope))
+
+    def delete_object(self, handle: int) -> None:
+        self._conn.execute("DELETE FROM objects WHERE handle = ?", (handle,))
+
+    def delete_all_objects(self) -> None:
+        self._conn.execute("DELETE FROM objects")
+
+    def put_user(self, name: str, version: int, envelope: bytes) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO users VALUES (?,?,?)", (name, version, envelope))
+
+    def delete_user(self, name: str) -> None:
+        self._conn.execute("DELETE FROM users WHERE name = ?", (name,))
+
+    def delete_all_users(self) -> None:
+        self._conn.execute("DELETE FROM users")
+
+    def put_setting(self, name: str, value: bytes) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO settings VALUES (?,?)", (name, value))
+
+    def delete_setting(self, name: str) -> None:
+        self._conn.execute("DELETE FROM settings WHERE name = ?", (name,))
+
+    def next_counter(self, name: str) -> int:
+        """Increment and return a persistent counter (starts at 1); used for never-reused handles."""
+        row = self._conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        value = int.from_bytes(row[0], "big") + 1 if row else 1
+        self.put_setting(name, value.to_bytes(8, "big"))
+        return value
+
+    def audit(self, event: str, actor: str, **detail: Any) -> AuditEntry:
+        """Append one entry to the audit chain, in this transaction."""
+        head = self._conn.execute("SELECT value FROM settings WHERE name = 'audit_head'").fetchone()
+        seq, prev = (int.from_bytes(head[0][:8], "big") + 1, head[0][8:]) if head else (1, GENESIS)
+        time = utc_now()
+        digest = entry_digest(prev, seq, time, event, actor, detail)
+        self._conn.execute("INSERT INTO audit VALUES (?,?,?,?,?,?,?)",
+                           (seq, time, event, actor, json.dumps(detail, sort_keys=True), prev, digest))
+        self.put_setting("audit_head", seq.to_bytes(8, "big") + digest)
+        return AuditEntry(seq, time, event, actor, detail, prev, digest)
+
+
+class Store:
+    """One node's SQLite database.
+
+    Args:
+        path: the database file; created with the schema if missing. Journal mode WAL, synchronous FULL.
+
+    Raises:
+        DeviceError: ``CKR_DEVICE_ERROR`` when the file cannot be opened or is not a Strongroom store.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # Storage is untrusted: a text column holding bytes that are not UTF-8 must reach the integrity
+            # checks as a mismatching value, not fail the read.
+            self._conn.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(_SCHEMA)
+            version = self.get_setting("schema_version")
+            if version is None:
+                with self.transaction() as tx:
+                    tx.put_setting("schema_version", SCHEMA_VERSION.to_bytes(4, "big"))
+            elif int.from_bytes(version, "big") != SCHEMA_VERSION:
+                raise DeviceError(f"store schema version {int.from_bytes(version, 'big')} is not supported")
+        except sqlite3.DatabaseError as exc:
+            raise DeviceError(f"cannot open store {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction; commits on exit, rolls back on an exception.
+
+        Raises:
+            DeviceError: ``CKR_DEVICE_ERROR`` when SQLite fails (disk full, I/O error).
+        """
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise DeviceError(f"store write failed: {exc}") from exc
+            try:
+                yield Transaction(self, self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._conn.execute("ROLLBACK")
+                raise DeviceError(f"store write failed: {exc}") from exc
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise DeviceError(f"store read failed: {exc}") from exc
+
+    def get_setting(self, name: str) -> bytes | None:
+        rows = self._query("SELECT value FROM settings WHERE name = ?", (name,))
+        return bytes(rows[0][0]) if rows else None
+
+    def get_object(self, handle: int) -> ObjectRow | None:
+        rows = self._query(f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE handle = ?", (handle,))
+        return ObjectRow(*rows[0]) if rows else None
+
+    def find_objects(self, *, cls: int | None = None, key_type: int | None = None, label: str | None = None,
+                     id: bytes | None = None) -> list[ObjectRow]:
+        """Rows whose clear index columns match every given value, in handle order."""
+        where, args = [], []
+        for column, value in (("class", cls), ("key_type", key_type), ("label", label), ("id", id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = f"SELECT {_OBJECT_COLUMNS} FROM objects" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY handle"
+        return [ObjectRow(*r) for r in self._query(sql, tuple(args))]
+
+    def iter_objects(self) -> Iterator[ObjectRow]:
+        for row in self._query(f"SELECT {_OBJECT_COLUMNS} FROM objects ORDER BY handle"):
+            yield ObjectRow(*row)
+
+    def count_objects(self) -> int:
+        return self._query("SELECT COUNT(*) FROM objects")[0][0]
+
+    def users(self) -> list[tuple[str, int, bytes]]:
+        return [(n, v, bytes(e)) for n, v, e in self._query("SELECT name, version, CAST(envelope AS BLOB) FROM users ORDER BY name")]
+
+    def audit_entries(self, after_seq: int = 0) -> list[AuditEntry]:
+        rows = self._query("SELECT * FROM audit WHERE seq > ? ORDER BY seq", (after_seq,))
+        return [AuditEntry(s, t, e, a, json.loads(d), bytes(p), bytes(g)) for s, t, e, a, d, p, g in rows]
+
+    def verify_audit(self) -> AuditReport:
+        """Verify the whole audit chain in storage order (see :func:`strongroom.store.audit.verify`)."""
+        rows = self._query("SELECT seq, time, event, actor, detail, prev, digest FROM audit ORDER BY rowid")
+        head = self.get_setting("audit_head")
+        return verify(rows, (int.from_bytes(head[:8], "big"), head[8:]) if head else None)

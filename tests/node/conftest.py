@@ -1,0 +1,59 @@
+"""Fixtures: a real HSM over a temporary data directory, with an activated admin and two crypto users."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from strongroom.node import HSM, Application, Settings
+from strongroom.vocab import CKU
+
+# Cheap password hashing keeps the suite fast; the production default is RFC 9106's 64 MiB profile.
+FAST = Settings(argon2_memory_kib=1024, argon2_time_cost=1)
+PRECO = "initial-pass"
+ADMIN_PW = "admin-pass-1"
+ALICE_PW = "alice-pass-1"
+BOB_PW = "bob-pass-11"
+
+
+@dataclass
+class Logged:
+    """An application with one open read-write session."""
+
+    app: Application
+    s: int
+
+
+def login(hsm: HSM, user_type: int, pin: str, rw: bool = True) -> Logged:
+    app = hsm.connect()
+    s = app.open_session() if rw else app.open_session(flags=4)
+    app.login(s, user_type, pin)
+    return Logged(app, s)
+
+
+@pytest.fixture
+def hsm(tmp_path):
+    node = HSM.initialize(tmp_path / "hsm", cluster_id="cluster-test0000001", preco_password=PRECO, settings=FAST)
+    admin = login(node, CKU.SO, f"admin:{PRECO}")
+    admin.app.activate(admin.s, ADMIN_PW)
+    admin.app.create_user(admin.s, "alice", ALICE_PW, "crypto-user")
+    admin.app.create_user(admin.s, "bob", BOB_PW, "crypto-user")
+    admin.app.close_all_sessions()
+    yield node
+    node.close()
+
+
+@pytest.fixture
+def admin(hsm) -> Logged:
+    return login(hsm, CKU.SO, f"admin:{ADMIN_PW}")
+
+
+@pytest.fixture
+def alice(hsm) -> Logged:
+    return login(hsm, CKU.USER, f"alice:{ALICE_PW}")
+
+
+@pytest.fixture
+def bob(hsm) -> Logged:
+    return login(hsm, CKU.USER, f"bob:{BOB_PW}")
