@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Debian packages the test suite calls (independent implementations to check our output against).
 DEB_PACKAGES := openssl
 
-.PHONY: install run test deps-debian clean
+.PHONY: install run test bench deps-debian clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ deps-debian:
 
 test: deps-debian $(VENV)/.test-installed
 	$(PY) -m pytest -n 2 -q
+
+bench: install
+	$(PY) bench/find_by_label.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -46,12 +46,17 @@ def _gcm_records(kind: str, bits: int) -> list[dict]:
     ]
 
 
+def _gcm(record: dict) -> Mechanism:
+    params = GcmParams(iv=unhex(record["iv"]), aad=unhex(record["aad"]), tag_bits=int(record["taglen"]))
+    return Mechanism(CKM.AES_GCM, params)
+
+
 @pytest.mark.parametrize("bits", KEY_SIZES)
 def test_gcm_nist_encrypt(bits: int) -> None:
     records = _gcm_records("EncryptExtIV", bits)
     assert len(records) >= 100
     for r in records:
-        mech = Mechanism(CKM.AES_GCM, GcmParams(iv=unhex(r["iv"]), aad=unhex(r["aad"]), tag_bits=int(r["taglen"])))
+        mech = _gcm(r)
         output = encrypt_init(mech, unhex(r["key"])).oneshot(unhex(r["pt"]))
         assert output == unhex(r["ct"]) + unhex(r["tag"])
 
@@ -61,7 +66,7 @@ def test_gcm_nist_decrypt(bits: int) -> None:
     records = _gcm_records("Decrypt", bits)
     assert any(r.get("fail") for r in records) and not all(r.get("fail") for r in records)
     for r in records:
-        mech = Mechanism(CKM.AES_GCM, GcmParams(iv=unhex(r["iv"]), aad=unhex(r["aad"]), tag_bits=int(r["taglen"])))
+        mech = _gcm(r)
         operation = decrypt_init(mech, unhex(r["key"]))
         if r.get("fail"):
             with pytest.raises(EncryptedDataInvalid):
@@ -336,13 +341,12 @@ def test_oaep_decrypt_vectors(name: str) -> None:
 
 
 def test_oaep_round_trip_with_label(rsa_key: rsa.RSAPrivateKey) -> None:
-    params = OaepParams(hash_alg=CKM.SHA256, mgf=CKG.MGF1_SHA256, source=CKZ.DATA_SPECIFIED, source_data=b"lbl")
-    mech = Mechanism(CKM.RSA_PKCS_OAEP, params)
+    mech = Mechanism(CKM.RSA_PKCS_OAEP, OaepParams(CKM.SHA256, CKG.MGF1_SHA256, CKZ.DATA_SPECIFIED, b"lbl"))
     ciphertext = encrypt_init(mech, rsa_key.public_key()).oneshot(b"message")
     reference = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=b"lbl")
     assert rsa_key.decrypt(ciphertext, reference) == b"message"
     assert decrypt_init(mech, rsa_key).oneshot(ciphertext) == b"message"
-    wrong_label = Mechanism(CKM.RSA_PKCS_OAEP, OaepParams(CKM.SHA256, CKG.MGF1_SHA256, CKZ.DATA_SPECIFIED, b"x"))
+    wrong_label = Mechanism(CKM.RSA_PKCS_OAEP, OaepParams(CKM.SHA256, CKG.MGF1_SHA256, CKZ.DATA_SPECIFIED))
     with pytest.raises(EncryptedDataInvalid):
         decrypt_init(wrong_label, rsa_key).oneshot(ciphertext)
 

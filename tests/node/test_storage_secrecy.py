@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from strongroom.node.testing import key_material
 
-from .keys import ED25519, P256, P384, aes, ec, hmac_key, rsa
+from .keys import ED25519, P256, P384, P521, SECP256K1, aes, ec, hmac_key, rsa
 
 
 def test_no_key_value_on_disk(hsm, alice):
@@ -12,8 +12,8 @@ def test_no_key_value_on_disk(hsm, alice):
     for i in range(100):
         handles.append(aes(alice, size=(16, 24, 32)[i % 3]))
         handles.append(hmac_key(alice, size=64))
-        handles.extend(ec(alice, params=(P256, P384, ED25519)[i % 3]))
-    for _ in range(4):
+        handles.extend(ec(alice, params=(P256, P384, SECP256K1, P521)[i % 4]))
+        handles.extend(ec(alice, params=ED25519))
         handles.extend(rsa(alice))
     # secret values, and for private keys every 16-byte window of the PKCS#8 encoding (it holds the scalar,
     # the primes and the private exponent)

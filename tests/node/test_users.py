@@ -73,3 +73,27 @@ def test_own_password_change_and_user_delete(hsm, admin, bob):
     admin.app.delete_user(admin.s, "bob")
     assert _login_rv(hsm, "bob:bob-pass-22") == CKR.PIN_INCORRECT
     assert [u["username"] for u in admin.app.list_users()] == ["admin", "alice"]
+
+
+def test_appliance_role_is_limited_to_health_and_audit(hsm, admin):
+    from strongroom.vendor import CKU_APPLIANCE
+
+    from .keys import aes
+
+    admin.app.create_user(admin.s, "app_user", "appliance-pass", "appliance")
+    appliance = login(hsm, CKU_APPLIANCE, "app_user:appliance-pass")
+    assert appliance.app.verify_audit().ok
+    entries = appliance.app.export_audit(after_seq=0)
+    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    assert entries[-1].event == "login" and entries[-1].actor == "app_user"
+    assert appliance.app.hsm_info()["state"] == "operational"
+    for action in (lambda: aes(appliance),
+                   lambda: appliance.app.create_user(appliance.s, "carol", "carol-pass", "crypto-user")):
+        with pytest.raises(StrongroomError) as info:
+            action()
+        assert info.value.ckr == CKR.USER_NOT_LOGGED_IN
+    # a crypto user may not read the audit trail
+    alice = login(hsm, CKU.USER, f"alice:{ALICE_PW}")
+    with pytest.raises(StrongroomError) as info:
+        alice.app.export_audit()
+    assert info.value.ckr == CKR.USER_NOT_LOGGED_IN

@@ -48,11 +48,11 @@ class CipherOperation(ABC):
 
     @abstractmethod
     def update_size(self, data_len: int) -> int:
-        """The exact number of bytes :meth:`update` would return for ``data_len`` input bytes; no state changes."""
+        """The exact byte count :meth:`update` would return for ``data_len`` input bytes; changes nothing."""
 
     @abstractmethod
     def update(self, data: bytes) -> bytes:
-        """Process ``data`` and return the output that is complete (``C_EncryptUpdate``/``C_DecryptUpdate``)."""
+        """Process ``data``; return the output that is complete (``C_EncryptUpdate``/``C_DecryptUpdate``)."""
 
     @abstractmethod
     def final(self) -> bytes:
@@ -174,7 +174,7 @@ def _no_parameter(mech: Mechanism) -> None:
         raise MechanismParamInvalid("this mechanism takes no parameter")
 
 
-def _aes(mech: Mechanism, key: object, mode: modes.Mode, encrypt: bool) -> CipherContext:
+def _aes(key: object, mode: modes.Mode, encrypt: bool) -> CipherContext:
     cipher = Cipher(algorithms.AES(keycheck.aes_key(key)), mode)
     return cipher.encryptor() if encrypt else cipher.decryptor()
 
@@ -188,17 +188,17 @@ def _cbc_iv(mech: Mechanism) -> bytes:
 
 def _ecb(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
     _no_parameter(mech)
-    return _BlockOperation(_aes(mech, key, modes.ECB(), encrypt), encrypt=encrypt, pad=False)
+    return _BlockOperation(_aes(key, modes.ECB(), encrypt), encrypt=encrypt, pad=False)
 
 
 def _cbc(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
     iv = _cbc_iv(mech)
-    return _BlockOperation(_aes(mech, key, modes.CBC(iv), encrypt), encrypt=encrypt, pad=False)
+    return _BlockOperation(_aes(key, modes.CBC(iv), encrypt), encrypt=encrypt, pad=False)
 
 
 def _cbc_pad(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
     iv = _cbc_iv(mech)
-    return _BlockOperation(_aes(mech, key, modes.CBC(iv), encrypt), encrypt=encrypt, pad=True)
+    return _BlockOperation(_aes(key, modes.CBC(iv), encrypt), encrypt=encrypt, pad=True)
 
 
 def _ctr(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
@@ -207,7 +207,7 @@ def _ctr(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
         raise MechanismParamInvalid("AES-CTR needs CtrParams with a 16-byte counter block")
     if not 1 <= params.counter_bits <= 128:
         raise MechanismParamInvalid("counter_bits must be 1..128")
-    context = _aes(mech, key, modes.CTR(params.cb), encrypt)
+    context = _aes(key, modes.CTR(params.cb), encrypt)
     # cryptography increments all 128 bits; stopping before the low counter_bits would carry into the
     # nonce part keeps the output that of a counter_bits-wide counter (PKCS#11 3.0 "AES with Counter").
     start = int.from_bytes(params.cb, "big") & ((1 << params.counter_bits) - 1)
@@ -279,7 +279,7 @@ def _key_wrap(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
     def unwrap(data: bytes) -> bytes:
         shortest = 2 if padded else 3
         if len(data) < shortest * KEY_WRAP_SEMIBLOCK or len(data) % KEY_WRAP_SEMIBLOCK:
-            raise EncryptedDataLenRange(f"wrapped data must be a multiple of 8 bytes, at least {shortest * 8}")
+            raise EncryptedDataLenRange(f"wrapped data must be a multiple of 8 bytes, {shortest * 8} or more")
         try:
             if padded:
                 return keywrap.aes_key_unwrap_with_padding(aes_key, data)

@@ -79,7 +79,8 @@ def ecdh_kdf(kdf: int, shared_secret: bytes, shared_data: bytes, value_len: int)
     algorithm = kdf_hash(kdf)
     if value_len < 1:
         raise KeySizeRange("the derived key needs a length")
-    return X963KDF(algorithm=algorithm, length=value_len, sharedinfo=shared_data or None).derive(shared_secret)
+    kdf_function = X963KDF(algorithm=algorithm, length=value_len, sharedinfo=shared_data or None)
+    return kdf_function.derive(shared_secret)
 
 
 def _ecdh(mech: Mechanism, base_key: object, value_len: int) -> bytes:

@@ -1,4 +1,4 @@
-"""Message digests (PKCS#11 3.0 §2.16–2.20, FIPS 180-4) and the one table of hash functions.
+"""Message digests (PKCS#11 3.0 SHA-1 and SHA-2 digest mechanisms; FIPS 180-4) and the one table of hashes.
 
 Every mechanism, MGF and KDF that names a hash is listed here once; the other crypto modules ask this
 module for the ``cryptography`` hash object instead of keeping tables of their own.
@@ -101,7 +101,7 @@ def param_hash(mechanism: int) -> hashes.HashAlgorithm:
 
 
 def mgf_hash(mgf: int) -> hashes.HashAlgorithm:
-    """The hash of an MGF1 mask generation function (``CKG.MGF1_*``, PKCS#11 3.0 §2.1.7; RFC 8017 §B.2.1).
+    """The hash of an MGF1 mask generation function (``CKG.MGF1_*``; RFC 8017 §B.2.1).
 
     Raises:
         MechanismParamInvalid: (``CKR_MECHANISM_PARAM_INVALID``) an unknown MGF.
@@ -113,7 +113,7 @@ def mgf_hash(mgf: int) -> hashes.HashAlgorithm:
 
 
 def kdf_hash(kdf: int) -> hashes.HashAlgorithm:
-    """The hash of an ANSI X9.63 key derivation function (``CKD.SHA*_KDF``, PKCS#11 3.0 §2.3.9).
+    """The hash of an ANSI X9.63 key derivation function (``CKD.SHA*_KDF``; SEC 1 §3.6.1).
 
     Raises:
         MechanismParamInvalid: (``CKR_MECHANISM_PARAM_INVALID``) ``CKD.NULL`` or an unsupported KDF.

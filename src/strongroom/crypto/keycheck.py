@@ -1,8 +1,8 @@
 """Checks that the key handed to an operation is of the kind and size its mechanism accepts.
 
 Each check returns the key narrowed to its type. Wrong kind raises ``KeyTypeInconsistent``
-(``CKR_KEY_TYPE_INCONSISTENT``), wrong size ``KeySizeRange`` (``CKR_KEY_SIZE_RANGE``), as PKCS#11 3.0
-§5.8–5.18 require of the ``*Init`` functions. Wrapping translates both to its own codes.
+(``CKR_KEY_TYPE_INCONSISTENT``), wrong size ``KeySizeRange`` (``CKR_KEY_SIZE_RANGE``): the codes the
+PKCS#11 3.0 ``C_*Init`` functions return. Wrapping translates both to its own codes.
 """
 
 from __future__ import annotations

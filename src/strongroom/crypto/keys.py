@@ -1,8 +1,8 @@
 """Key generation, curves, serialisation and the public attributes of key objects.
 
 Secret keys are ``bytes``; private and public keys are ``cryptography`` objects (RSA, short-Weierstrass EC,
-Ed25519). Private keys travel as unencrypted PKCS#8 DER (RFC 5958; PKCS#11 3.0 §2.1.21 and §6.7 wrap
-this encoding), public keys as SubjectPublicKeyInfo DER (RFC 5280 §4.1.2.7).
+Ed25519). Private keys travel as unencrypted PKCS#8 DER (RFC 5958; the encoding PKCS#11 3.0 wraps, per
+"Wrapping/unwrapping private keys"), public keys as SubjectPublicKeyInfo DER (RFC 5280 §4.1.2.7).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ ED25519_KEY_BYTES = 32
 
 
 def curve_from_ec_params(ec_params: bytes) -> Curve:
-    """Resolve ``CKA_EC_PARAMS`` (PKCS#11 3.0 §2.3.3: DER of an ANSI X9.62 Parameters CHOICE).
+    """Resolve ``CKA_EC_PARAMS``: DER of an ANSI X9.62 Parameters CHOICE (PKCS#11 3.0 "Elliptic Curve").
 
     Args:
         ec_params: DER of a named-curve OBJECT IDENTIFIER (the oId choice) or of a PrintableString curve
@@ -123,7 +123,8 @@ def generate_secret(mechanism: int, value_len: int) -> bytes:
     """Generate a secret key value (``C_GenerateKey``) from the continuously tested RNG.
 
     Args:
-        mechanism: ``CKM.AES_KEY_GEN`` (PKCS#11 3.0 §2.12.4) or ``CKM.GENERIC_SECRET_KEY_GEN`` (§2.44.2).
+        mechanism: ``CKM.AES_KEY_GEN`` (PKCS#11 3.0 "AES key generation") or
+            ``CKM.GENERIC_SECRET_KEY_GEN`` ("Generic secret key generation").
         value_len: ``CKA_VALUE_LEN`` in bytes: 16, 24 or 32 for AES; 1..800 for a generic secret.
 
     Raises:
@@ -153,8 +154,9 @@ def generate_key_pair(
     """Generate a key pair (``C_GenerateKeyPair``); the public key is ``result.public_key()``.
 
     Args:
-        mechanism: ``CKM.RSA_PKCS_KEY_PAIR_GEN`` (PKCS#11 3.0 §2.1.4), ``CKM.EC_KEY_PAIR_GEN`` (§2.3.6) or
-            ``CKM.EC_EDWARDS_KEY_PAIR_GEN`` (§2.3.7).
+        mechanism: ``CKM.RSA_PKCS_KEY_PAIR_GEN`` (PKCS#11 3.0 "PKCS #1 RSA key pair generation"),
+            ``CKM.EC_KEY_PAIR_GEN`` ("Elliptic curve key pair generation") or
+            ``CKM.EC_EDWARDS_KEY_PAIR_GEN`` ("Edwards Elliptic curve key pair generation").
         modulus_bits: RSA ``CKA_MODULUS_BITS``: 2048..4096 in steps of 256.
         public_exponent: RSA ``CKA_PUBLIC_EXPONENT``; only 65537, the one exponent ``cryptography``
             generates keys for besides the legacy 3.
@@ -216,7 +218,7 @@ def private_key_from_der(data: bytes) -> PrivateKey:
     """Parse an unencrypted PKCS#8 PrivateKeyInfo, typically the output of an unwrap.
 
     Zero bytes after the DER value are ignored: ``CKM_AES_KEY_WRAP`` zero-pads its input to 8-byte blocks
-    (PKCS#11 3.0 §2.14.3), and unwrapping hands the padding back.
+    (PKCS#11 3.0 "AES Key Wrap"), and unwrapping hands the padding back.
 
     Args:
         data: DER bytes, optionally followed by zero padding.
@@ -287,7 +289,7 @@ def _unsigned(value: int) -> bytes:
 
 
 def public_attributes(key: PrivateKey | PublicKey) -> dict[CKA, object]:
-    """The public-key attributes of a key object (PKCS#11 3.0 §2.1.2, §2.3.3, §2.3.5).
+    """The public-key attributes of a key object (PKCS#11 3.0 RSA, EC and Edwards public key objects).
 
     Args:
         key: a public key, or a private key (its public half is described).
@@ -396,8 +398,9 @@ def check_value(key_type: CKK, value: bytes) -> bytes:
     """``CKA_CHECK_VALUE`` of a secret key: 3 bytes that identify it without revealing it.
 
     Args:
-        key_type: ``CKK.AES`` (PKCS#11 3.0 §2.12.2: first 3 bytes of the AES-ECB encryption of a zero
-            block) or ``CKK.GENERIC_SECRET`` (§2.44.1: first 3 bytes of SHA-1 of the value).
+        key_type: ``CKK.AES`` (PKCS#11 3.0 "AES secret key objects": first 3 bytes of the AES-ECB
+            encryption of a zero block) or ``CKK.GENERIC_SECRET`` ("Generic secret key objects": first
+            3 bytes of SHA-1 of the value).
         value: the key value.
 
     Raises:

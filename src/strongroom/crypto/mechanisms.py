@@ -1,10 +1,11 @@
-"""The mechanisms Strongroom implements, as ``C_GetMechanismInfo`` reports them (PKCS#11 3.0 §5.5).
+"""The mechanisms Strongroom implements, as ``C_GetMechanismInfo`` reports them (PKCS#11 3.0).
 
-Key sizes are in the unit PKCS#11 defines per mechanism:
+Key sizes are in the unit the PKCS#11 3.0 section of each mechanism defines:
 
-- bits: RSA modulus (§2.1), EC and Edwards field size (§2.3), generic secret key generation (§2.44),
-  SP 800-108 base key (§2.42);
-- bytes: AES (§2.12–2.15), HMAC keys (§2.20–2.23);
+- bits: RSA modulus ("RSA"), EC and Edwards field size ("Elliptic Curve"), generic secret key
+  generation ("Generic secret key"), SP 800-108 base key ("SP800-108 Key Derivation");
+- bytes: AES, AES key wrap and AES-CMAC ("AES", "AES Key Wrap", "AES CMAC"), HMAC keys ("General-length
+  SHA-* HMAC" and the SHA-* HMAC sections);
 - 0 for digests, which take no key.
 """
 
@@ -76,7 +77,9 @@ _HMAC_GENERAL = {
 def _table() -> dict[CKM, MechanismInfo]:
     rows: list[MechanismInfo] = []
 
-    def add(mech: CKM, keys: frozenset[CKK], sizes: tuple[int, int], flags: CKF, single: bool = False) -> None:
+    def add(
+        mech: CKM, keys: frozenset[CKK], sizes: tuple[int, int], flags: CKF, single: bool = False
+    ) -> None:
         rows.append(MechanismInfo(mech, keys, sizes[0], sizes[1], flags, single))
 
     add(CKM.AES_KEY_GEN, _AES, AES_BYTES, CKF.GENERATE)

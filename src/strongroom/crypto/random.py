@@ -79,5 +79,9 @@ def default_source() -> RandomSource:
 
 
 def random_bytes(n: int) -> bytes:
-    """``n`` bytes from the process-wide :class:`RandomSource`; raises as :meth:`RandomSource.random_bytes`."""
+    """``n`` bytes from the process-wide :class:`RandomSource`.
+
+    Raises:
+        ArgumentsBad, DeviceError: as :meth:`RandomSource.random_bytes`.
+    """
     return _DEFAULT.random_bytes(n)

@@ -369,7 +369,9 @@ def _mac_verify(mech: Mechanism, key: object) -> VerifyOperation:
     return VerifyOperation(accumulator, length, verify)
 
 
-_Builders = tuple[Callable[[Mechanism, object], SignOperation], Callable[[Mechanism, object], VerifyOperation]]
+_Builders = tuple[
+    Callable[[Mechanism, object], SignOperation], Callable[[Mechanism, object], VerifyOperation]
+]
 _RSA_PKCS1: _Builders = (_rsa_pkcs1_sign, _rsa_pkcs1_verify)
 _RSA_PSS: _Builders = (_rsa_pss_sign, _rsa_pss_verify)
 _ECDSA: _Builders = (_ecdsa_sign, _ecdsa_verify)

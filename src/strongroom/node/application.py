@@ -332,7 +332,7 @@ class Application:
         Args:
             username: 1–31 letters, digits or ``_``; case-insensitive, stored lowercase.
             password: 8–32 characters.
-            role: ``"admin"`` or ``"crypto-user"``.
+            role: ``"admin"``, ``"crypto-user"`` or ``"appliance"``.
 
         Raises:
             UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` unless an admin is logged in.
@@ -343,8 +343,8 @@ class Application:
         actor = self._require_role(Role.ADMIN)
         name = check_username(username)
         check_password(password)
-        if role not in (Role.ADMIN.value, Role.CRYPTO_USER.value):
-            raise ArgumentsBad(f"role must be 'admin' or 'crypto-user', got {role!r}")
+        if role not in (Role.ADMIN.value, Role.CRYPTO_USER.value, Role.APPLIANCE.value):
+            raise ArgumentsBad(f"role must be 'admin', 'crypto-user' or 'appliance', got {role!r}")
         hsm = self.hsm
         with hsm.lock:
             users = hsm.all_users()
@@ -964,8 +964,22 @@ class Application:
     # ----------------------------------------------------------------- appliance and admin functions
     def verify_audit(self) -> Any:
         """Verify the audit chain (admins and the appliance user). Returns an ``AuditReport``."""
+        self.hsm.require_operational()
         self._require_role(Role.ADMIN, Role.APPLIANCE)
         return self.hsm.store.verify_audit()
+
+    def export_audit(self, after_seq: int = 0) -> list[Any]:
+        """Audit entries with sequence numbers above ``after_seq`` (admins and the appliance user), in order.
+
+        The collector re-verifies the links itself: each entry carries its previous digest and its own.
+        """
+        self.hsm.require_operational()
+        self._require_role(Role.ADMIN, Role.APPLIANCE)
+        return self.hsm.store.audit_entries(after_seq)
+
+    def hsm_info(self) -> dict[str, Any]:
+        """Node information (``get_hsm_info``); needs no login and answers in every state."""
+        return self.hsm.info()
 
     def zeroize(self, handle: int) -> None:
         """Erase the masking key, every object and user (admins only); the audit chain records it."""
