@@ -141,6 +141,7 @@ class HSM:
         check_password(preco_password)
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)
         if (data_dir / DB_NAME).exists():
             raise DeviceError(f"{data_dir} already holds an HSM")
         cluster_id = cluster_id or "cluster-" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz234567")

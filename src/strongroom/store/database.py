@@ -10,6 +10,7 @@ together or not at all.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -140,6 +141,8 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             # Storage is untrusted: a text column holding bytes that are not UTF-8 must reach the integrity
