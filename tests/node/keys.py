@@ -16,10 +16,15 @@ ED25519 = bytes.fromhex("06032b6570")
 
 
 def aes(who: Any, size: int = 32, **attrs: Any) -> int:
-    template = {CKA.VALUE_LEN: size, CKA.TOKEN: True, CKA.ENCRYPT: True, CKA.DECRYPT: True, CKA.WRAP: True,
-                CKA.UNWRAP: True, CKA.LABEL: "aes"}
+    template = {CKA.VALUE_LEN: size, CKA.TOKEN: True, CKA.ENCRYPT: True, CKA.DECRYPT: True, CKA.LABEL: "aes"}
     template.update({CKA[k.upper()]: v for k, v in attrs.items()})
     return who.app.generate_key(who.s, Mechanism(CKM.AES_KEY_GEN), template)
+
+
+def wrapper(who: Any, size: int = 32, **attrs: Any) -> int:
+    """An AES key for wrapping only (a key may not both wrap and decrypt)."""
+    return aes(who, size, **{"encrypt": False, "decrypt": False, "wrap": True, "unwrap": True, "label": "wrapper",
+                             **attrs})
 
 
 def hmac_key(who: Any, size: int = 32, **attrs: Any) -> int:
@@ -29,9 +34,8 @@ def hmac_key(who: Any, size: int = 32, **attrs: Any) -> int:
 
 
 def rsa(who: Any, bits: int = 2048, pub: dict | None = None, priv: dict | None = None) -> tuple[int, int]:
-    public = {CKA.MODULUS_BITS: bits, CKA.TOKEN: True, CKA.VERIFY: True, CKA.ENCRYPT: True, CKA.WRAP: True,
-              CKA.LABEL: "rsa"}
-    private = {CKA.TOKEN: True, CKA.SIGN: True, CKA.DECRYPT: True, CKA.UNWRAP: True, CKA.LABEL: "rsa"}
+    public = {CKA.MODULUS_BITS: bits, CKA.TOKEN: True, CKA.VERIFY: True, CKA.ENCRYPT: True, CKA.LABEL: "rsa"}
+    private = {CKA.TOKEN: True, CKA.SIGN: True, CKA.DECRYPT: True, CKA.LABEL: "rsa"}
     public.update(pub or {})
     private.update(priv or {})
     return who.app.generate_key_pair(who.s, Mechanism(CKM.RSA_PKCS_KEY_PAIR_GEN), public, private)

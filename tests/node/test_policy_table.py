@@ -17,7 +17,7 @@ from strongroom.node import HSM
 from strongroom.vocab import CKA, CKK, CKM, CKO, CKR, CKU
 
 from .conftest import ALICE_PW, PRECO, Logged, login
-from .keys import aes, ec, hmac_key, rsa
+from .keys import aes, ec, hmac_key, rsa, wrapper
 
 
 @dataclass
@@ -27,6 +27,7 @@ class World:
     alice: Logged
     bob: Logged
     aes: int
+    wrapper: int
     aes_unextractable: int
     aes_wwt: int
     hmac: int
@@ -40,7 +41,7 @@ class World:
 def w(hsm, admin, alice, bob) -> World:
     rsa_pub, rsa_priv = rsa(alice)
     ec_pub, ec_priv = ec(alice)
-    return World(hsm, admin, alice, bob, aes(alice), aes(alice, extractable=False),
+    return World(hsm, admin, alice, bob, aes(alice), wrapper(alice), aes(alice, extractable=False),
                  aes(alice, wrap_with_trusted=True), hmac_key(alice), rsa_pub, rsa_priv, ec_pub, ec_priv)
 
 
@@ -98,13 +99,13 @@ OBJECT_RULES: list[Row] = [
      CKR.ACTION_PROHIBITED),
     ("undestroyable object", lambda w: w.alice.app.destroy_object(w.alice.s, aes(w.alice, destroyable=False)),
      CKR.ACTION_PROHIBITED),
-    ("wrap an unextractable key", lambda w: w.alice.app.wrap_key(w.alice.s, KW, w.aes, w.aes_unextractable),
+    ("wrap an unextractable key", lambda w: w.alice.app.wrap_key(w.alice.s, KW, w.wrapper, w.aes_unextractable),
      CKR.KEY_UNEXTRACTABLE),
-    ("wrap-with-trusted by an untrusted key", lambda w: w.alice.app.wrap_key(w.alice.s, KW, w.aes, w.aes_wwt),
+    ("wrap-with-trusted by an untrusted key", lambda w: w.alice.app.wrap_key(w.alice.s, KW, w.wrapper, w.aes_wwt),
      CKR.KEY_NOT_WRAPPABLE),
-    ("wrap a public key", lambda w: w.alice.app.wrap_key(w.alice.s, KW, w.aes, w.rsa_pub), CKR.KEY_NOT_WRAPPABLE),
+    ("wrap a public key", lambda w: w.alice.app.wrap_key(w.alice.s, KW, w.wrapper, w.rsa_pub), CKR.KEY_NOT_WRAPPABLE),
     ("wrap template mismatch",
-     lambda w: w.alice.app.wrap_key(w.alice.s, KW, aes(w.alice, wrap_template={CKA.EXTRACTABLE: False}), w.hmac),
+     lambda w: w.alice.app.wrap_key(w.alice.s, KW, wrapper(w.alice, wrap_template={CKA.EXTRACTABLE: False}), w.hmac),
      CKR.KEY_NOT_WRAPPABLE),
     ("encrypt without CKA_ENCRYPT", lambda w: w.alice.app.encrypt_init(w.alice.s, GCM, aes(w.alice, encrypt=False)),
      CKR.KEY_FUNCTION_NOT_PERMITTED),
@@ -116,10 +117,10 @@ OBJECT_RULES: list[Row] = [
     ("verify without CKA_VERIFY", lambda w: w.alice.app.verify_init(
         w.alice.s, Mechanism(CKM.SHA256_RSA_PKCS), rsa(w.alice, pub={CKA.VERIFY: False})[0]),
      CKR.KEY_FUNCTION_NOT_PERMITTED),
-    ("wrap without CKA_WRAP", lambda w: w.alice.app.wrap_key(w.alice.s, KW, aes(w.alice, wrap=False), w.hmac),
+    ("wrap without CKA_WRAP", lambda w: w.alice.app.wrap_key(w.alice.s, KW, wrapper(w.alice, wrap=False), w.hmac),
      CKR.KEY_FUNCTION_NOT_PERMITTED),
     ("unwrap without CKA_UNWRAP", lambda w: w.alice.app.unwrap_key(
-        w.alice.s, KW, aes(w.alice, unwrap=False), bytes(40),
+        w.alice.s, KW, wrapper(w.alice, unwrap=False), bytes(40),
         {CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: CKK.AES}), CKR.KEY_FUNCTION_NOT_PERMITTED),
     ("derive without CKA_DERIVE", lambda w: w.alice.app.derive_key(
         w.alice.s, Mechanism(CKM.ECDH1_DERIVE), ec(w.alice, priv={CKA.DERIVE: False})[1],
@@ -163,10 +164,10 @@ OBJECT_RULES: list[Row] = [
         login(w.hsm, CKU.USER, f"alice:{ALICE_PW}", rw=False), {CKA.VALUE_LEN: 32, CKA.TOKEN: True}),
      CKR.SESSION_READ_ONLY),
     ("unwrap template conflict", lambda w: w.alice.app.unwrap_key(
-        w.alice.s, KW, aes(w.alice, unwrap_template={CKA.EXTRACTABLE: False}), bytes(40),
+        w.alice.s, KW, wrapper(w.alice, unwrap_template={CKA.EXTRACTABLE: False}), bytes(40),
         {CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: CKK.AES, CKA.EXTRACTABLE: True}), CKR.TEMPLATE_INCONSISTENT),
     ("unwrap garbage", lambda w: w.alice.app.unwrap_key(
-        w.alice.s, KW, w.aes, bytes(40), {CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: CKK.AES}),
+        w.alice.s, KW, w.wrapper, bytes(40), {CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: CKK.AES}),
      CKR.WRAPPED_KEY_INVALID),
 ]
 
@@ -220,7 +221,7 @@ OWNERSHIP_RULES: list[Row] = [
     ("shared user modifies", lambda w: setattr_(shared(w).bob, w.aes, {CKA.LABEL: "mine"}),
      CKR.ACTION_PROHIBITED),
     ("shared user shares on", lambda w: shared(w).bob.app.share(w.bob.s, w.aes, "bob"), CKR.ACTION_PROHIBITED),
-    ("shared user wraps", lambda w: shared(w).bob.app.wrap_key(w.bob.s, KW, aes(w.bob), w.aes),
+    ("shared user wraps", lambda w: shared(w).bob.app.wrap_key(w.bob.s, KW, wrapper(w.bob), w.aes),
      CKR.KEY_NOT_WRAPPABLE),
     ("public key destroyed by another user", lambda w: w.bob.app.destroy_object(w.bob.s, w.rsa_pub),
      CKR.ACTION_PROHIBITED),
@@ -270,10 +271,10 @@ def test_shared_user_may_use_and_see(w):
 
 def test_trusted_wrapping_key(w):
     with pytest.raises(StrongroomError):
-        w.alice.app.wrap_key(w.alice.s, KW, w.aes, w.aes_wwt)
-    w.admin.app.set_attribute_value(w.admin.s, w.aes, {CKA.TRUSTED: True})
-    assert read(w.alice, w.aes, CKA.TRUSTED) == {CKA.TRUSTED: True}
-    wrapped = w.alice.app.wrap_key(w.alice.s, KW, w.aes, w.aes_wwt)
+        w.alice.app.wrap_key(w.alice.s, KW, w.wrapper, w.aes_wwt)
+    w.admin.app.set_attribute_value(w.admin.s, w.wrapper, {CKA.TRUSTED: True})
+    assert read(w.alice, w.wrapper, CKA.TRUSTED) == {CKA.TRUSTED: True}
+    wrapped = w.alice.app.wrap_key(w.alice.s, KW, w.wrapper, w.aes_wwt)
     assert len(wrapped) == 40
 
 
@@ -283,8 +284,8 @@ def test_maintained_attributes(w):
     assert a == {CKA.LOCAL: True, CKA.ALWAYS_SENSITIVE: True, CKA.NEVER_EXTRACTABLE: False,
                  CKA.KEY_GEN_MECHANISM: CKM.AES_KEY_GEN}
     assert read(w.alice, w.aes_unextractable, CKA.NEVER_EXTRACTABLE) == {CKA.NEVER_EXTRACTABLE: True}
-    wrapped = w.alice.app.wrap_key(w.alice.s, KW, w.aes, w.hmac)
-    h = w.alice.app.unwrap_key(w.alice.s, KW, w.aes, wrapped,
+    wrapped = w.alice.app.wrap_key(w.alice.s, KW, w.wrapper, w.hmac)
+    h = w.alice.app.unwrap_key(w.alice.s, KW, w.wrapper, wrapped,
                                {CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: CKK.GENERIC_SECRET, CKA.TOKEN: True})
     got = w.alice.app.get_attributes(w.alice.s, h, [CKA.LOCAL, CKA.ALWAYS_SENSITIVE, CKA.NEVER_EXTRACTABLE,
                                                      CKA.KEY_GEN_MECHANISM, CKA.VALUE_LEN])

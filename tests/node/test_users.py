@@ -68,7 +68,7 @@ def test_users_and_lockout_survive_a_restart(hsm):
 
 
 def test_own_password_change_and_user_delete(hsm, admin, bob):
-    bob.app.change_password(bob.s, "bob", "bob-pass-22")
+    bob.app.change_password(bob.s, "bob", "bob-pass-22", old_password="bob-pass-11")
     assert _login_rv(hsm, "bob:bob-pass-22") == CKR.OK
     admin.app.delete_user(admin.s, "bob")
     assert _login_rv(hsm, "bob:bob-pass-22") == CKR.PIN_INCORRECT

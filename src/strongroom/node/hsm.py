@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from .. import crypto
-from ..errors import DeviceError, ObjectHandleInvalid, StoreIntegrityError
+from ..errors import ArgumentsBad, DeviceError, ObjectHandleInvalid, StoreIntegrityError
 from ..objects.attributes import normalize_template
 from ..objects.model import HsmObject
 from ..store import Barrier, ObjectRow, Store, Transaction
@@ -93,16 +93,20 @@ class HSM:
         self.settings = settings
         self.passwords = Passwords(settings.argon2_memory_kib, settings.argon2_time_cost)
         self.lock = threading.RLock()
+        if not (self.data_dir / DB_NAME).is_file():
+            raise DeviceError(f"{self.data_dir} holds no initialised HSM")
         self.store = Store(self.data_dir / DB_NAME)
         cluster = self.store.get_setting("cluster_id")
         if cluster is None:
+            self.store.close()
             raise DeviceError(f"{self.data_dir} holds no initialised HSM")
         self.cluster_id = cluster.decode()
         self.serial = (self.store.get_setting("serial") or b"").decode()
         self.state = State.OPERATIONAL
         self.error_reason = ""
         self._objects: OrderedDict[int, HsmObject] = OrderedDict()
-        self._keys: dict[tuple[int, int], Any] = {}
+        self._keys: dict[int, tuple[int, Any]] = {}
+        self._epochs: dict[str, int] = {}
         self._session_objects: dict[int, HsmObject] = {}
         self._session_counter = itertools.count(1)
         self._app_counter = itertools.count(1)
@@ -139,11 +143,24 @@ class HSM:
         from .users import check_password
 
         check_password(preco_password)
+        if cluster_id is not None and (not isinstance(cluster_id, str) or not 1 <= len(cluster_id) <= 64
+                                       or not cluster_id.isascii() or not cluster_id.isprintable()):
+            raise ArgumentsBad("cluster_id must be 1-64 printable ASCII characters")
+        if masking_key is not None and (not isinstance(masking_key, bytes) or len(masking_key) != MASKING_KEY_BYTES):
+            raise ArgumentsBad(f"the masking key must be {MASKING_KEY_BYTES} bytes")
         data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        data_dir.chmod(0o700)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.chmod(0o700)
+        except OSError as exc:
+            raise DeviceError(f"cannot use {data_dir} as a data directory: {exc}") from exc
         if (data_dir / DB_NAME).exists():
-            raise DeviceError(f"{data_dir} already holds an HSM")
+            existing = Store(data_dir / DB_NAME)
+            try:
+                if existing.get_setting("sealed_mk") is not None:
+                    raise DeviceError(f"{data_dir} already holds an HSM")
+            finally:
+                existing.close()
         cluster_id = cluster_id or "cluster-" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz234567")
                                                         for _ in range(11))
         node_key_path = data_dir / NODE_KEY_NAME
@@ -228,9 +245,11 @@ class HSM:
                 os.fsync(fh.fileno())
             key_path.unlink()
         self.barrier = None
-        self._objects.clear()
-        self._keys.clear()
-        self._session_objects.clear()
+        with self.lock:
+            self._objects.clear()
+            self._keys.clear()
+            self._session_objects.clear()
+            self._epochs = {name: epoch + 1 for name, epoch in self._epochs.items()}
         self.state, self.error_reason = State.ZEROIZED, reason
 
     # ----------------------------------------------------------------- objects
@@ -265,10 +284,11 @@ class HSM:
         if handle & SESSION_HANDLE_BIT:
             obj = self._session_objects.get(handle)
         else:
-            obj = self._objects.get(handle)
-            if obj is not None:
-                self._objects.move_to_end(handle)
-            else:
+            with self.lock:
+                obj = self._objects.get(handle)
+                if obj is not None:
+                    self._objects.move_to_end(handle)
+            if obj is None:
                 row = self.store.get_object(handle) if 0 < handle < SESSION_HANDLE_BIT else None
                 obj = self._decode(row) if row is not None else None
                 if obj is not None:
@@ -278,12 +298,12 @@ class HSM:
         return obj
 
     def _remember(self, obj: HsmObject) -> None:
-        self._objects[obj.handle] = obj
-        self._objects.move_to_end(obj.handle)
-        while len(self._objects) > _CACHE_OBJECTS:
-            old, _ = self._objects.popitem(last=False)
-            for key in [k for k in self._keys if k[0] == old]:
-                del self._keys[key]
+        with self.lock:
+            self._objects[obj.handle] = obj
+            self._objects.move_to_end(obj.handle)
+            while len(self._objects) > _CACHE_OBJECTS:
+                old, _ = self._objects.popitem(last=False)
+                self._keys.pop(old, None)
 
     def put_object(self, tx: Transaction | None, obj: HsmObject) -> None:
         """Store a new or changed object (token objects in ``tx``; session objects in memory)."""
@@ -292,23 +312,26 @@ class HSM:
             tx.put_object(self._encode(obj))
             self._remember(obj)
         else:
-            self._session_objects[obj.handle] = obj
+            with self.lock:
+                self._session_objects[obj.handle] = obj
 
     def delete_object(self, tx: Transaction | None, obj: HsmObject) -> None:
-        if obj.is_token:
-            assert tx is not None
-            tx.delete_object(obj.handle)
-            self._objects.pop(obj.handle, None)
-        else:
-            self._session_objects.pop(obj.handle, None)
-        for key in [k for k in self._keys if k[0] == obj.handle]:
-            del self._keys[key]
+        with self.lock:
+            if obj.is_token:
+                assert tx is not None
+                tx.delete_object(obj.handle)
+                self._objects.pop(obj.handle, None)
+            else:
+                self._session_objects.pop(obj.handle, None)
+            self._keys.pop(obj.handle, None)
 
-    def drop_session_objects(self, app_id: int, session: int | None = None) -> None:
-        """Destroy the session objects of an application (or of one of its sessions)."""
-        for handle, obj in list(self._session_objects.items()):
-            if obj.session and obj.session[0] == app_id and (session is None or obj.session[1] == session):
-                self.delete_object(None, obj)
+    def drop_session_objects(self, app_id: int, session: int | None = None, *, private_only: bool = False) -> None:
+        """Destroy the session objects of an application (or of one of its sessions; or only private ones)."""
+        with self.lock:
+            for obj in list(self._session_objects.values()):
+                if (obj.session and obj.session[0] == app_id and (session is None or obj.session[1] == session)
+                        and (not private_only or obj.is_private or obj.cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY))):
+                    self.delete_object(None, obj)
 
     def candidates(self, template: dict[CKA, Any]) -> list[HsmObject]:
         """Token and session objects that may match a find template (the index narrows, the caller matches)."""
@@ -320,21 +343,23 @@ class HSM:
             if obj is None or obj.version != row.version:
                 obj = self._decode(row)
             found.append(obj)
-        found.extend(self._session_objects.values())
+        with self.lock:
+            found.extend(self._session_objects.values())
         return found
 
     def key_object(self, obj: HsmObject) -> Any:
         """The crypto layer's form of a key: ``bytes`` for secret keys, a loaded key object otherwise."""
         if obj.cls is CKO.SECRET_KEY:
             return obj.material
-        cache_key = (obj.handle, obj.version)
-        key = self._keys.get(cache_key)
-        if key is None:
-            if obj.cls is CKO.PRIVATE_KEY:
-                key = crypto.private_key_from_der(obj.material)
-            else:
-                key = crypto.public_key_from_der(obj.material)
-            self._keys[cache_key] = key
+        cached = self._keys.get(obj.handle)
+        if cached is not None and cached[0] == obj.version:
+            return cached[1]
+        if obj.cls is CKO.PRIVATE_KEY:
+            key = crypto.private_key_from_der(obj.material)
+        else:
+            key = crypto.public_key_from_der(obj.material)
+        with self.lock:
+            self._keys[obj.handle] = (obj.version, key)
         return key
 
     # ----------------------------------------------------------------- users
@@ -352,12 +377,21 @@ class HSM:
         tx.put_user(record.name, record.version,
                     self.barrier.seal("user", record.name, record.version, msgspec.msgpack.encode(record)))
 
+    def login_epoch(self, name: str) -> int:
+        """A counter that changes whenever logins of ``name`` must end (user deleted, password reset)."""
+        return self._epochs.get(name, 0)
+
+    def revoke_logins(self, name: str) -> None:
+        with self.lock:
+            self._epochs[name] = self._epochs.get(name, 0) + 1
+
     # ----------------------------------------------------------------- connections
-    def connect(self) -> "Application":
-        """Open an application context (one per client connection)."""
+    def connect(self, peer: str = "") -> "Application":
+        """Open an application context (one per client connection); ``peer`` describes the client for the
+        audit trail of logins."""
         from .application import Application
 
-        return Application(self, next(self._app_counter))
+        return Application(self, next(self._app_counter), peer)
 
     def next_session_handle(self) -> int:
         return next(self._session_counter)

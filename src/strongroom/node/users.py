@@ -85,7 +85,7 @@ def split_pin(pin: str | bytes) -> tuple[str, str]:
         except UnicodeDecodeError:
             raise ArgumentsBad("the PIN must be UTF-8 'username:password'") from None
     name, sep, password = pin.partition(":")
-    if not sep:
+    if not sep or not name:
         raise ArgumentsBad("the PIN must be 'username:password'")
     return name, password
 
@@ -100,6 +100,16 @@ class Passwords:
 
     def __init__(self, memory_kib: int = 65536, time_cost: int = 3) -> None:
         self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=1)
+        self._dummy: str | None = None
+
+    @property
+    def dummy_hash(self) -> str:
+        """A hash of a random password, verified against for unknown users so that timing reveals nothing."""
+        if self._dummy is None:
+            import secrets
+
+            self._dummy = self.hash(secrets.token_urlsafe(16))
+        return self._dummy
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)

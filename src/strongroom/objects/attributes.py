@@ -54,7 +54,8 @@ for _cka in CKA:
     )
 
 MAX_LABEL_CHARS = 127
-MAX_TEMPLATE_DEPTH = 2
+MAX_TEMPLATE_DEPTH = 1
+MAX_VALUE_BYTES = 64 * 1024
 
 # Attributes every object has (§4.4) and the class-specific additions (§4.5–§4.10).
 _STORAGE = {CKA.CLASS, CKA.TOKEN, CKA.PRIVATE, CKA.MODIFIABLE, CKA.LABEL, CKA.COPYABLE, CKA.DESTROYABLE,
@@ -142,9 +143,11 @@ def normalize(cka: CKA, value: Any, depth: int = 0) -> Any:
             raise AttributeValueInvalid(f"CKA_{cka.name} must be an unsigned 64-bit integer")
         return value
     if kind is Kind.BYTES:
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return bytes(value)
-        raise AttributeValueInvalid(f"CKA_{cka.name} must be a byte string")
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise AttributeValueInvalid(f"CKA_{cka.name} must be a byte string")
+        if len(value) > MAX_VALUE_BYTES:
+            raise AttributeValueInvalid(f"CKA_{cka.name} is at most {MAX_VALUE_BYTES} bytes, got {len(value)}")
+        return bytes(value)
     if kind is Kind.STRING:
         if isinstance(value, (bytes, bytearray, memoryview)):
             try:
@@ -153,6 +156,12 @@ def normalize(cka: CKA, value: Any, depth: int = 0) -> Any:
                 raise AttributeValueInvalid(f"CKA_{cka.name} must be UTF-8 text") from None
         if not isinstance(value, str):
             raise AttributeValueInvalid(f"CKA_{cka.name} must be text")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise AttributeValueInvalid(f"CKA_{cka.name} must be valid Unicode text") from None
+        if len(value) > MAX_VALUE_BYTES:
+            raise AttributeValueInvalid(f"CKA_{cka.name} is at most {MAX_VALUE_BYTES} characters")
         if cka is CKA.LABEL and len(value) > MAX_LABEL_CHARS:
             raise AttributeValueInvalid(f"CKA_LABEL is at most {MAX_LABEL_CHARS} characters, got {len(value)}")
         return value
@@ -164,10 +173,11 @@ def normalize(cka: CKA, value: Any, depth: int = 0) -> Any:
         return value
     if kind is Kind.TEMPLATE:
         if depth >= MAX_TEMPLATE_DEPTH or not isinstance(value, dict):
-            raise AttributeValueInvalid(f"CKA_{cka.name} must be a flat attribute template")
+            raise AttributeValueInvalid(f"CKA_{cka.name} must be an attribute template holding no templates")
         return normalize_template(value, depth + 1)
-    if not isinstance(value, (list, tuple)) or not all(isinstance(m, int) and m >= 0 for m in value):
-        raise AttributeValueInvalid("CKA_ALLOWED_MECHANISMS must be a list of mechanism types")
+    if not isinstance(value, (list, tuple)) or len(value) > 1024 or not all(
+            isinstance(m, int) and not isinstance(m, bool) and 0 <= m < 2**64 for m in value):
+        raise AttributeValueInvalid("CKA_ALLOWED_MECHANISMS must be a list of at most 1024 mechanism types")
     return [int(m) for m in value]
 
 
@@ -179,8 +189,12 @@ def normalize_template(template: dict[int, Any] | None, depth: int = 0) -> Attri
         AttributeValueInvalid: ``CKR_ATTRIBUTE_VALUE_INVALID`` for a value of the wrong kind.
     """
     out: Attributes = {}
+    if template is not None and not isinstance(template, dict):
+        raise AttributeValueInvalid("an attribute template must be a mapping of attribute types to values")
     for key, value in (template or {}).items():
-        cka = attribute_type(int(key))
+        if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < 2**64:
+            raise AttributeTypeInvalid(f"attribute type {key!r:.40} is not a CK_ATTRIBUTE_TYPE")
+        cka = attribute_type(key)
         out[cka] = normalize(cka, value, depth)
     if CKA.CLASS in out:
         try:

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import AttributeReadOnly, AttributeTypeInvalid, TemplateIncomplete, TemplateInconsistent
+from ..errors import (
+    AttributeReadOnly,
+    AttributeTypeInvalid,
+    AttributeValueInvalid,
+    TemplateIncomplete,
+    TemplateInconsistent,
+)
 from ..vocab import CK_UNAVAILABLE_INFORMATION, CKA, CKK, CKM, CKO
 from .attributes import Attributes, valid_attributes
+from .policy import check_usage_conflicts
 
 # Attributes only the token sets (Table 4.4 footnote 4 and 6: never in a template).
 MAINTAINED = frozenset({CKA.LOCAL, CKA.ALWAYS_SENSITIVE, CKA.NEVER_EXTRACTABLE, CKA.KEY_GEN_MECHANISM,
@@ -75,6 +82,10 @@ def _check_allowed(template: Attributes, cls: CKO, key_type: CKK | None, forbidd
 
 
 def _with_defaults(template: Attributes, cls: CKO, key_type: CKK | None) -> Attributes:
+    if cls in (CKO.PRIVATE_KEY, CKO.SECRET_KEY) and template.get(CKA.PRIVATE) is False:
+        raise AttributeValueInvalid("keys holding secret material are always private (CKA_PRIVATE true)")
+    if template.get(CKA.ALWAYS_AUTHENTICATE):
+        raise AttributeValueInvalid("CKA_ALWAYS_AUTHENTICATE is not supported")
     attrs: Attributes = dict(_STORAGE_DEFAULTS)
     if cls in (CKO.PUBLIC_KEY, CKO.PRIVATE_KEY, CKO.SECRET_KEY):
         attrs.update(_KEY_DEFAULTS)
@@ -83,6 +94,7 @@ def _with_defaults(template: Attributes, cls: CKO, key_type: CKK | None) -> Attr
     attrs[CKA.CLASS] = cls
     if key_type is not None:
         attrs[CKA.KEY_TYPE] = key_type
+    check_usage_conflicts(attrs)
     return attrs
 
 
@@ -196,6 +208,7 @@ def for_key_pair(mechanism: CKM, public: Attributes, private: Attributes) -> tup
         private = {**private, CKA.EC_PARAMS: params}
     pub = _maintained(_with_defaults(public, CKO.PUBLIC_KEY, key_type), local=True, mechanism=mechanism)
     priv = _maintained(_with_defaults(private, CKO.PRIVATE_KEY, key_type), local=True, mechanism=mechanism)
+    check_usage_conflicts(pub, priv)
     return pub, priv
 
 
@@ -223,7 +236,7 @@ def for_unwrap(template: Attributes, forced: Attributes) -> Attributes:
     return _maintained(attrs, local=False, mechanism=None, always_sensitive=False, never_extractable=False)
 
 
-def for_derive(template: Attributes, base: Attributes) -> Attributes:
+def for_derive(template: Attributes, base: Attributes, *, length_required: bool = True) -> Attributes:
     """Attributes of a secret key made by ``C_DeriveKey`` (PKCS#11 3.0 §5.18).
 
     ``CKA_ALWAYS_SENSITIVE`` and ``CKA_NEVER_EXTRACTABLE`` carry over from the base key (true only if they were
@@ -244,7 +257,7 @@ def for_derive(template: Attributes, base: Attributes) -> Attributes:
     template = {**template, CKA.CLASS: cls}
     key_type = _key_type_of(template, cls)
     _check_allowed(template, cls, key_type, frozenset({CKA.VALUE, CKA.CHECK_VALUE}))
-    if CKA.VALUE_LEN not in template:
+    if length_required and CKA.VALUE_LEN not in template:
         raise TemplateIncomplete("CKA_VALUE_LEN (key length in bytes) is required to derive a key")
     attrs = _with_defaults(template, cls, key_type)
     return _maintained(attrs, local=False, mechanism=None,

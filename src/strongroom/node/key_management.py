@@ -1,0 +1,220 @@
+"""Key calls (PKCS#11 3.0 §5.14–§5.18): generate, generate pair, wrap, unwrap, derive; random numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from .. import crypto
+from ..crypto.params import Ecdh1DeriveParams, Mechanism
+from ..errors import (
+    ArgumentsBad,
+    AttributeValueInvalid,
+    KeyHandleInvalid,
+    KeyNotWrappable,
+    KeySizeRange,
+    MechanismInvalid,
+    StrongroomError,
+    UnwrappingKeyHandleInvalid,
+    WrappedKeyInvalid,
+    WrappingKeyHandleInvalid,
+)
+from ..objects import policy, templates
+from ..objects.attributes import Attributes
+from ..vocab import CKA, CKD, CKF, CKK, CKM, CKO
+from . import arguments
+from .object_management import SECRET_BYTES, ObjectCalls
+from .sessions import deliver
+from .users import Role
+
+_PRIVATE_KEY_CLASSES = {CKK.RSA: rsa.RSAPrivateKey, CKK.EC: ec.EllipticCurvePrivateKey,
+                        CKK.EC_EDWARDS: ed25519.Ed25519PrivateKey}
+_PUBLIC_IN_PRIVATE = (CKA.MODULUS, CKA.PUBLIC_EXPONENT, CKA.EC_PARAMS)
+
+
+def _check_length(attrs: Attributes) -> None:
+    """Refuse a ``CKA_VALUE_LEN`` the key type cannot have before any work is done.
+
+    Raises:
+        KeySizeRange: ``CKR_KEY_SIZE_RANGE``.
+    """
+    length = attrs.get(CKA.VALUE_LEN)
+    if length is not None and length not in SECRET_BYTES[attrs[CKA.KEY_TYPE]]:
+        sizes = "16, 24 or 32" if attrs[CKA.KEY_TYPE] is CKK.AES else "1-800"
+        raise KeySizeRange(f"a CKK_{attrs[CKA.KEY_TYPE].name} key is {sizes} bytes, not {length}")
+
+
+class KeyCalls(ObjectCalls):
+    def generate_key(self, handle: int, mechanism: Mechanism, template: dict[int, Any]) -> int:
+        """``C_GenerateKey``: an AES or generic secret key of ``CKA_VALUE_LEN`` bytes, made inside the HSM.
+
+        Raises:
+            MechanismInvalid: ``CKR_MECHANISM_INVALID`` for a mechanism that does not generate secret keys.
+            TemplateIncomplete, TemplateInconsistent, AttributeTypeInvalid, AttributeReadOnly: template errors.
+            KeySizeRange: ``CKR_KEY_SIZE_RANGE`` for a length the key type does not have.
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without a crypto-user login.
+        """
+        session = self._session(handle)
+        self._require_role(Role.CRYPTO_USER)
+        mechanism = arguments.mechanism(mechanism)
+        if mechanism.mechanism not in templates.KEYGEN_TYPES:
+            raise MechanismInvalid(f"{self._mechanism_name(mechanism)} does not generate secret keys")
+        mech = CKM(mechanism.mechanism)
+        attrs = templates.for_generate(mech, self._template(template))
+        _check_length(attrs)
+        value = crypto.generate_secret(mech, attrs[CKA.VALUE_LEN])
+        self._secret_attributes(attrs, value)
+        return self._create_objects(session, [(attrs, value)], "key-generate", mechanism=mech.name)[0]
+
+    def generate_key_pair(self, handle: int, mechanism: Mechanism, public_template: dict[int, Any],
+                          private_template: dict[int, Any]) -> tuple[int, int]:
+        """``C_GenerateKeyPair``: RSA (``CKA_MODULUS_BITS``, ``CKA_PUBLIC_EXPONENT``), EC or Ed25519
+        (``CKA_EC_PARAMS``, a DER OID) key pairs.
+
+        Returns:
+            ``(public key handle, private key handle)``.
+
+        Raises:
+            MechanismInvalid, TemplateIncomplete, TemplateInconsistent, KeySizeRange, CurveNotSupported,
+            UserNotLoggedIn: as for :meth:`generate_key`.
+        """
+        session = self._session(handle)
+        self._require_role(Role.CRYPTO_USER)
+        mechanism = arguments.mechanism(mechanism)
+        if mechanism.mechanism not in templates.KEYPAIR_TYPES:
+            raise MechanismInvalid(f"{self._mechanism_name(mechanism)} does not generate key pairs")
+        mech = CKM(mechanism.mechanism)
+        pub, priv = templates.for_key_pair(mech, self._template(public_template), self._template(private_template))
+        exponent = pub.get(CKA.PUBLIC_EXPONENT)
+        key = crypto.generate_key_pair(
+            mech, modulus_bits=pub.get(CKA.MODULUS_BITS),
+            public_exponent=int.from_bytes(exponent, "big") if exponent else 65537,
+            ec_params=pub.get(CKA.EC_PARAMS))
+        public_attrs = crypto.public_attributes(key)
+        pub.update(public_attrs)
+        priv.update({k: v for k, v in public_attrs.items() if k in _PUBLIC_IN_PRIVATE})
+        made = [(pub, crypto.public_key_to_der(key.public_key())), (priv, crypto.private_key_to_der(key))]
+        public, private = self._create_objects(session, made, "key-generate", mechanism=mech.name)
+        return public, private
+
+    def wrap_key(self, handle: int, mechanism: Mechanism, wrapping_key: int, key: int, *,
+                 out_len: int | None = None, query: bool = False) -> bytes | int:
+        """``C_WrapKey``: export a key encrypted under a wrapping key. Only the key's owner may wrap it.
+
+        Returns:
+            The wrapped key, or its length in bytes for a ``query``.
+
+        Raises:
+            WrappingKeyHandleInvalid, KeyHandleInvalid: unknown or invisible handles.
+            KeyFunctionNotPermitted: ``CKR_KEY_FUNCTION_NOT_PERMITTED`` without ``CKA_WRAP`` on the wrapping key.
+            KeyUnextractable: ``CKR_KEY_UNEXTRACTABLE`` for a key with ``CKA_EXTRACTABLE`` false.
+            KeyNotWrappable: ``CKR_KEY_NOT_WRAPPABLE`` for wrap-with-trusted or wrap-template violations, or a
+                caller who does not own the key.
+            BufferTooSmall: ``CKR_BUFFER_TOO_SMALL``.
+        """
+        self._session(handle)
+        out_len = arguments.out_len(out_len)
+        wrapper = self._key(wrapping_key, WrappingKeyHandleInvalid)
+        target = self._key(key, KeyHandleInvalid)
+        mechanism, _ = self._mechanism(mechanism, CKF.WRAP, wrapper)
+        policy.require_usage(wrapper, CKA.WRAP, mechanism.mechanism)
+        if target.owner and target.owner != self.user.name:
+            raise KeyNotWrappable("only the key's owner may wrap it")
+        policy.require_wrappable(target, wrapper)
+        wrapped = crypto.wrap(mechanism, self.hsm.key_object(wrapper), target.material)
+        if not query and (out_len is None or out_len >= len(wrapped)):
+            with self.hsm.store.transaction() as tx:
+                tx.audit("key-wrap", self._actor(), handle=target.handle, wrapping_key=wrapper.handle,
+                         mechanism=self._mechanism_name(mechanism))
+        return deliver(wrapped, out_len, query)
+
+    def unwrap_key(self, handle: int, mechanism: Mechanism, unwrapping_key: int, wrapped: bytes,
+                   template: dict[int, Any]) -> int:
+        """``C_UnwrapKey``: import a wrapped secret key or PKCS#8 private key.
+
+        The unwrapping key's ``CKA_UNWRAP_TEMPLATE`` is applied to the new key, which gets ``CKA_LOCAL``,
+        ``CKA_ALWAYS_SENSITIVE`` and ``CKA_NEVER_EXTRACTABLE`` false. With ``CKM_AES_KEY_WRAP`` (no padding,
+        RFC 3394) a secret key shorter than a multiple of 8 bytes was zero-padded when wrapped; give its
+        ``CKA_VALUE_LEN`` and the padding is removed.
+
+        Raises:
+            UnwrappingKeyHandleInvalid: unknown or invisible unwrapping key.
+            KeyFunctionNotPermitted: without ``CKA_UNWRAP`` on the unwrapping key.
+            WrappedKeyInvalid, WrappedKeyLenRange: the wrapped bytes do not unwrap to a key of the template's type.
+            TemplateIncomplete, TemplateInconsistent: template errors (``CKA_CLASS``, ``CKA_KEY_TYPE`` required).
+        """
+        session = self._session(handle)
+        wrapped = arguments.data(wrapped, "wrapped key")
+        unwrapper = self._key(unwrapping_key, UnwrappingKeyHandleInvalid)
+        mechanism, _ = self._mechanism(mechanism, CKF.UNWRAP, unwrapper)
+        policy.require_usage(unwrapper, CKA.UNWRAP, mechanism.mechanism)
+        forced = unwrapper.attrs.get(CKA.UNWRAP_TEMPLATE) or {}
+        attrs = templates.for_unwrap(self._template(template), forced)
+        material = crypto.unwrap(mechanism, self.hsm.key_object(unwrapper), wrapped)
+        if attrs[CKA.CLASS] is CKO.SECRET_KEY:
+            length = attrs.get(CKA.VALUE_LEN)
+            if (mechanism.mechanism == CKM.AES_KEY_WRAP and length is not None and length < len(material)
+                    and not any(material[length:])):
+                material = material[:length]
+            try:
+                self._secret_attributes(attrs, material)
+            except AttributeValueInvalid as exc:
+                raise WrappedKeyInvalid(f"the unwrapped key does not fit the template: {exc.message}") from None
+        else:
+            try:
+                key = crypto.private_key_from_der(material)
+            except StrongroomError:
+                raise WrappedKeyInvalid("the unwrapped bytes are not a PKCS#8 private key") from None
+            if not isinstance(key, _PRIVATE_KEY_CLASSES[attrs[CKA.KEY_TYPE]]):
+                raise WrappedKeyInvalid(
+                    f"the unwrapped private key is not of CKA_KEY_TYPE CKK_{attrs[CKA.KEY_TYPE].name}")
+            attrs.update({k: v for k, v in crypto.public_attributes(key).items() if k in _PUBLIC_IN_PRIVATE})
+            material = crypto.private_key_to_der(key)
+        return self._create_objects(session, [(attrs, material)], "key-unwrap", unwrapping_key=unwrapper.handle,
+                                    mechanism=self._mechanism_name(mechanism))[0]
+
+    def derive_key(self, handle: int, mechanism: Mechanism, base_key: int, template: dict[int, Any]) -> int:
+        """``C_DeriveKey``: ECDH (``CKM_ECDH1_DERIVE``) or NIST SP 800-108 counter KDF into a new secret key.
+
+        ``CKA_VALUE_LEN`` is required, except for ECDH with ``CKD_NULL``, where it defaults to the whole shared
+        secret.
+
+        Raises:
+            KeyHandleInvalid: unknown or invisible base key.
+            KeyFunctionNotPermitted: without ``CKA_DERIVE`` on the base key.
+            MechanismParamInvalid: bad parameters.
+            KeySizeRange: ``CKR_KEY_SIZE_RANGE`` for a length the new key's type cannot have.
+            TemplateIncomplete, TemplateInconsistent: template errors (``CKA_KEY_TYPE``, ``CKA_VALUE_LEN``).
+        """
+        session = self._session(handle)
+        base = self._key(base_key, KeyHandleInvalid)
+        mechanism, _ = self._mechanism(mechanism, CKF.DERIVE, base)
+        policy.require_usage(base, CKA.DERIVE, mechanism.mechanism)
+        param = mechanism.parameter
+        whole_secret = (mechanism.mechanism == CKM.ECDH1_DERIVE and isinstance(param, Ecdh1DeriveParams)
+                        and param.kdf == CKD.NULL)
+        attrs = templates.for_derive(self._template(template), base.attrs, length_required=not whole_secret)
+        _check_length(attrs)
+        value = crypto.derive(mechanism, self.hsm.key_object(base), attrs.get(CKA.VALUE_LEN, 0))
+        self._secret_attributes(attrs, value)
+        return self._create_objects(session, [(attrs, value)], "key-derive", base_key=base.handle,
+                                    mechanism=self._mechanism_name(mechanism))[0]
+
+    def generate_random(self, handle: int, length: int) -> bytes:
+        """``C_GenerateRandom``: ``length`` bytes (at most 1 MiB) from the OS CSPRNG under the continuous
+        health test; a failed test puts the node in the error state.
+
+        Raises:
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a length that is not 0..1 MiB.
+            DeviceError: ``CKR_DEVICE_ERROR`` when the random source fails its health test.
+        """
+        self._session(handle)
+        length = arguments.ulong(length, "length")
+        if length > arguments.MAX_RANDOM_BYTES:
+            raise ArgumentsBad(f"one call returns at most {arguments.MAX_RANDOM_BYTES} random bytes")
+        try:
+            return crypto.random_bytes(length)
+        except StrongroomError as exc:
+            self.hsm.enter_error(f"random source failed its health test: {exc.message}")
+            raise

@@ -1,0 +1,152 @@
+"""Sessions and login (PKCS#11 3.0 §5.6): ``C_OpenSession`` … ``C_Logout``.
+
+Login state belongs to the application and is shared by its sessions; closing its last session logs it out.
+"""
+
+from __future__ import annotations
+
+from ..errors import (
+    PinIncorrect,
+    PinLocked,
+    SessionParallelNotSupported,
+    SessionReadOnlyExists,
+    SessionReadWriteSoExists,
+    UserAlreadyLoggedIn,
+    UserAnotherAlreadyLoggedIn,
+    UserNotLoggedIn,
+    UserTypeInvalid,
+)
+from ..vendor import USER_TYPES
+from ..vocab import CKF, CKS, CKU
+from . import arguments
+from .base import ApplicationBase
+from .sessions import Session
+from .users import MAX_USERNAME_CHARS, Role, split_pin
+
+
+class LoginCalls(ApplicationBase):
+    def open_session(self, flags: int = CKF.SERIAL_SESSION | CKF.RW_SESSION) -> int:
+        """``C_OpenSession``: open a session; ``CKF_RW_SESSION`` in ``flags`` makes it read-write.
+
+        Returns:
+            The new session's handle.
+
+        Raises:
+            SessionParallelNotSupported: ``CKR_SESSION_PARALLEL_NOT_SUPPORTED`` without ``CKF_SERIAL_SESSION``.
+            SessionReadWriteSoExists: ``CKR_SESSION_READ_WRITE_SO_EXISTS`` for a read-only session while an
+                admin is logged in.
+        """
+        self.hsm.require_operational()
+        flags = arguments.ulong(flags, "flags")
+        if not flags & CKF.SERIAL_SESSION:
+            raise SessionParallelNotSupported("CKF_SERIAL_SESSION must be set")
+        rw = bool(flags & CKF.RW_SESSION)
+        if not rw and self.user_type == CKU.SO:
+            raise SessionReadWriteSoExists("an admin is logged in; read-only sessions cannot be opened")
+        handle = self.hsm.next_session_handle()
+        self.sessions[handle] = Session(handle, self.id, rw)
+        return handle
+
+    def close_session(self, handle: int) -> None:
+        """``C_CloseSession``: destroys the session's objects; the last session's close logs the application out."""
+        session = self._session(handle)
+        del self.sessions[session.handle]
+        self.hsm.drop_session_objects(self.id, session.handle)
+        if not self.sessions:
+            self._logout_audited()
+
+    def close_all_sessions(self) -> None:
+        """``C_CloseAllSessions`` (also what a dropped connection does)."""
+        self.sessions.clear()
+        self.hsm.drop_session_objects(self.id)
+        self._logout_audited()
+
+    def session_info(self, handle: int) -> dict[str, int]:
+        """``C_GetSessionInfo``: ``{"state": CKS, "flags": CKF, "device_error": 0}``."""
+        session = self._session(handle)
+        if self.user_type == CKU.SO:
+            state = CKS.RW_SO_FUNCTIONS
+        elif self.user is not None:
+            state = CKS.RW_USER_FUNCTIONS if session.rw else CKS.RO_USER_FUNCTIONS
+        else:
+            state = CKS.RW_PUBLIC_SESSION if session.rw else CKS.RO_PUBLIC_SESSION
+        flags = CKF.SERIAL_SESSION | (CKF.RW_SESSION if session.rw else 0)
+        return {"state": int(state), "flags": int(flags), "device_error": 0}
+
+    def login(self, handle: int, user_type: int, pin: str | bytes) -> None:
+        """``C_Login`` with a PIN of the form ``username:password``.
+
+        ``CKU_SO`` logs in an admin, ``CKU_USER`` a crypto user, the vendor ``CKU_APPLIANCE`` the appliance user.
+        A wrong password counts toward the lockout threshold; reaching it locks the account. Unknown users cost
+        the same password-hash time as known ones.
+
+        Raises:
+            UserAlreadyLoggedIn: ``CKR_USER_ALREADY_LOGGED_IN`` when this application is logged in as that type.
+            UserAnotherAlreadyLoggedIn: ``CKR_USER_ANOTHER_ALREADY_LOGGED_IN`` when logged in as another type.
+            UserTypeInvalid: ``CKR_USER_TYPE_INVALID`` for an unknown type or one the user's role does not have.
+            SessionReadOnlyExists: ``CKR_SESSION_READ_ONLY_EXISTS`` for an admin login with read-only sessions.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a PIN that is not ``username:password`` text.
+            PinIncorrect: ``CKR_PIN_INCORRECT`` for an unknown user or a wrong password.
+            PinLocked: ``CKR_PIN_LOCKED`` when the account is locked.
+        """
+        self._session(handle)
+        user_type = arguments.ulong(user_type, "user type")
+        if user_type not in USER_TYPES:
+            raise UserTypeInvalid(f"user type {user_type} is not CKU_SO, CKU_USER or CKU_APPLIANCE")
+        if self.user is not None:
+            if self.user_type == user_type:
+                raise UserAlreadyLoggedIn(f"already logged in as {self.user.name}")
+            raise UserAnotherAlreadyLoggedIn(f"{self.user.name} is logged in; log out first")
+        if user_type == CKU.SO and any(not s.rw for s in self.sessions.values()):
+            raise SessionReadOnlyExists("close the read-only sessions before an admin login")
+        name, password = split_pin(arguments.text(pin, "PIN"))
+        name = name.lower()
+        hsm = self.hsm
+        with hsm.lock:
+            record = hsm.get_user(name) if len(name) <= MAX_USERNAME_CHARS else None
+            if record is None:
+                hsm.passwords.verify(hsm.passwords.dummy_hash, password)
+                with hsm.store.transaction() as tx:
+                    tx.audit("login-failed", name[:MAX_USERNAME_CHARS], reason="unknown user", peer=self.peer)
+                raise PinIncorrect("wrong username or password")
+            if record.locked:
+                with hsm.store.transaction() as tx:
+                    tx.audit("login-failed", name, reason="locked", peer=self.peer)
+                raise PinLocked(f"user {name} is locked; an admin must reset the password")
+            if not hsm.passwords.verify(record.password_hash, password):
+                record.failures += 1
+                record.version += 1
+                record.locked = record.failures >= hsm.settings.lockout_threshold
+                with hsm.store.transaction() as tx:
+                    hsm.put_user(tx, record)
+                    tx.audit("login-failed", name, reason="wrong password", failures=record.failures,
+                             peer=self.peer)
+                    if record.locked:
+                        tx.audit("lockout", name, failures=record.failures)
+                raise PinIncorrect("wrong username or password")
+            if Role(record.role).user_type != user_type:
+                raise UserTypeInvalid(f"user {name} has role {record.role}, which logs in as another user type")
+            with hsm.store.transaction() as tx:
+                if record.failures:
+                    record.failures = 0
+                    record.version += 1
+                    hsm.put_user(tx, record)
+                tx.audit("login", name, role=record.role, peer=self.peer)
+            self._logged_in(record, user_type)
+
+    def logout(self, handle: int) -> None:
+        """``C_Logout``: ends the login of all the application's sessions and their active operations.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN``.
+        """
+        self._session(handle)
+        if self.user is None:
+            raise UserNotLoggedIn("no user is logged in")
+        self._logout_audited()
+
+    def _logout_audited(self) -> None:
+        if self.user is not None and self.hsm.state == "operational":
+            with self.hsm.store.transaction() as tx:
+                tx.audit("logout", self.user.name, peer=self.peer)
+        self._logged_out()

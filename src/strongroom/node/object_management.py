@@ -1,0 +1,296 @@
+"""Object calls (PKCS#11 3.0 §5.7): create, destroy, read and change attributes, find; sharing of keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import crypto
+from ..errors import (
+    ActionProhibited,
+    ArgumentsBad,
+    AttributeValueInvalid,
+    ObjectHandleInvalid,
+    OperationActive,
+    OperationNotInitialized,
+    StrongroomError,
+    error_for,
+)
+from ..objects import policy, templates
+from ..objects.attributes import Attributes, attribute_type, matches, normalize_template
+from ..objects.model import HsmObject
+from ..vocab import CKA, CKK, CKO
+from . import arguments
+from .base import ApplicationBase
+from .sessions import Session
+from .users import Role, check_username
+
+SECRET_BYTES = {CKK.AES: (16, 24, 32), CKK.GENERIC_SECRET: range(1, 801)}
+
+
+class ObjectCalls(ApplicationBase):
+    # ----------------------------------------------------------------- creation (shared by key calls)
+    def _new_object(self, session: Session, attrs: Attributes, material: bytes, tx: Any) -> HsmObject:
+        token = bool(attrs.get(CKA.TOKEN))
+        handle = self.hsm.new_handle(tx, token)
+        owner = self.user.name if self.user and self._role() is Role.CRYPTO_USER else ""
+        return HsmObject(handle, attrs, material, owner, session=None if token else (self.id, session.handle))
+
+    def _create_objects(self, session: Session, made: list[tuple[Attributes, bytes]], event: str,
+                        **detail: Any) -> list[int]:
+        """Store new objects and audit their creation in one transaction; return their handles."""
+        for attrs, _ in made:
+            self._require_writable(session, bool(attrs.get(CKA.TOKEN)))
+        with self.hsm.lock, self.hsm.store.transaction() as tx:
+            objects = [self._new_object(session, attrs, material, tx) for attrs, material in made]
+            handles = [o.handle for o in objects]
+            tx.audit(event, self._actor(), handles=handles, token=[o.is_token for o in objects], **detail)
+            for obj in objects:
+                self.hsm.put_object(tx, obj)
+        return handles
+
+    @staticmethod
+    def _template(template: Any) -> Attributes:
+        return normalize_template(arguments.template(template))
+
+    @staticmethod
+    def _secret_attributes(attrs: Attributes, value: bytes) -> None:
+        """Set ``CKA_VALUE_LEN`` and, for AES keys, ``CKA_CHECK_VALUE`` from the key value.
+
+        Raises:
+            AttributeValueInvalid: ``CKR_ATTRIBUTE_VALUE_INVALID`` for a length the key type does not have, or
+                a given ``CKA_VALUE_LEN``/``CKA_CHECK_VALUE`` that does not match the value.
+        """
+        key_type = attrs[CKA.KEY_TYPE]
+        if len(value) not in SECRET_BYTES[key_type]:
+            sizes = "16, 24 or 32" if key_type is CKK.AES else "1-800"
+            raise AttributeValueInvalid(f"a CKK_{key_type.name} key is {sizes} bytes, got {len(value)}")
+        policy.check_value_len(attrs, len(value))
+        attrs[CKA.VALUE_LEN] = len(value)
+        if key_type is CKK.AES:
+            check = crypto.check_value(CKK.AES, value)
+            if CKA.CHECK_VALUE in attrs and attrs[CKA.CHECK_VALUE] != check:
+                raise AttributeValueInvalid("CKA_CHECK_VALUE does not match the key value")
+            attrs[CKA.CHECK_VALUE] = check
+
+    def _require_manage(self, obj: HsmObject, what: str) -> None:
+        """Objects of the key classes and private objects are managed by their owning crypto user only."""
+        if obj.is_private or obj.cls in (CKO.SECRET_KEY, CKO.PUBLIC_KEY, CKO.PRIVATE_KEY):
+            self._require_role(Role.CRYPTO_USER)
+        self._require_owner(obj, what)
+
+    # ----------------------------------------------------------------- calls
+    def create_object(self, handle: int, template: dict[int, Any]) -> int:
+        """``C_CreateObject``: import a data object, certificate, public key or secret key.
+
+        Returns:
+            The new object's handle.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` for keys and private objects without a crypto-user login.
+            TemplateIncomplete, TemplateInconsistent, AttributeTypeInvalid, AttributeValueInvalid,
+            AttributeReadOnly: the template errors of PKCS#11 3.0 §4.1.2.
+            SessionReadOnly: ``CKR_SESSION_READ_ONLY`` for a token object in a read-only session.
+        """
+        session = self._session(handle)
+        attrs = templates.for_create(self._template(template))
+        cls = attrs[CKA.CLASS]
+        if cls in (CKO.SECRET_KEY, CKO.PUBLIC_KEY) or attrs.get(CKA.PRIVATE):
+            self._require_role(Role.CRYPTO_USER)
+        material = b""
+        if cls is CKO.SECRET_KEY:
+            material = attrs.pop(CKA.VALUE)
+            self._secret_attributes(attrs, material)
+        elif cls is CKO.PUBLIC_KEY:
+            key = crypto.public_key_from_attributes(attrs[CKA.KEY_TYPE], attrs)
+            attrs.update(crypto.public_attributes(key))
+            material = crypto.public_key_to_der(key)
+        return self._create_objects(session, [(attrs, material)], "object-create", cls=cls.name)[0]
+
+    def destroy_object(self, handle: int, obj_handle: int) -> None:
+        """``C_DestroyObject``: atomic; on error the object stays usable.
+
+        Raises:
+            ObjectHandleInvalid: ``CKR_OBJECT_HANDLE_INVALID``.
+            ActionProhibited: ``CKR_ACTION_PROHIBITED`` when ``CKA_DESTROYABLE`` is false or the caller is not
+                the owner.
+            SessionReadOnly: ``CKR_SESSION_READ_ONLY`` for a token object in a read-only session.
+        """
+        session = self._session(handle)
+        with self.hsm.lock:
+            obj = self._object(obj_handle)
+            self._require_writable(session, obj.is_token)
+            self._require_manage(obj, "destroy")
+            if not obj.flag(CKA.DESTROYABLE):
+                raise ActionProhibited("the object has CKA_DESTROYABLE false")
+            with self.hsm.store.transaction() as tx:
+                tx.audit("object-destroy", self._actor(), handle=obj.handle, token=obj.is_token)
+                self.hsm.delete_object(tx, obj)
+
+    def get_attribute_value(self, handle: int, obj_handle: int, types: list[int]) -> list[tuple[int, Any]]:
+        """``C_GetAttributeValue``: every requested attribute is processed (PKCS#11 3.0 §5.7).
+
+        Returns:
+            For each requested type, ``(CKR_OK, value)`` or ``(CKR_*, None)`` with ``CKR_ATTRIBUTE_SENSITIVE``
+            or ``CKR_ATTRIBUTE_TYPE_INVALID``; the caller reports the first non-OK code as the call's result
+            and ``CK_UNAVAILABLE_INFORMATION`` as those attributes' lengths.
+
+        Raises:
+            ObjectHandleInvalid: ``CKR_OBJECT_HANDLE_INVALID``.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` when ``types`` is not a list of integers.
+        """
+        self._session(handle)
+        obj = self._object(obj_handle)
+        if not isinstance(types, (list, tuple)):
+            raise ArgumentsBad("types must be a list of attribute types")
+        out: list[tuple[int, Any]] = []
+        for raw in types:
+            try:
+                out.append((0, policy.read(obj, attribute_type(arguments.ulong(raw, "attribute type")))))
+            except ArgumentsBad:
+                raise
+            except StrongroomError as exc:
+                out.append((int(exc.ckr), None))
+        return out
+
+    def get_attributes(self, handle: int, obj_handle: int, types: list[int]) -> dict[CKA, Any]:
+        """The attributes among ``types`` as a dict (a convenience over :meth:`get_attribute_value`).
+
+        Raises:
+            the first error any attribute gave (``CKR_ATTRIBUTE_SENSITIVE``, ``CKR_ATTRIBUTE_TYPE_INVALID``).
+        """
+        out = {}
+        for raw, (rv, value) in zip(types, self.get_attribute_value(handle, obj_handle, types)):
+            if rv:
+                raise error_for(rv, f"attribute 0x{raw:x}")
+            out[CKA(raw)] = value
+        return out
+
+    def _counterparts(self, obj: HsmObject) -> list[HsmObject]:
+        """The other halves of an RSA key pair held in the HSM (same modulus, the other class)."""
+        if obj.key_type is not CKK.RSA or obj.cls not in (CKO.PUBLIC_KEY, CKO.PRIVATE_KEY):
+            return []
+        other = CKO.PRIVATE_KEY if obj.cls is CKO.PUBLIC_KEY else CKO.PUBLIC_KEY
+        return [o for o in self.hsm.candidates({CKA.CLASS: other})
+                if o.key_type is CKK.RSA and o.attrs.get(CKA.MODULUS) == obj.attrs.get(CKA.MODULUS)]
+
+    def set_attribute_value(self, handle: int, obj_handle: int, template: dict[int, Any]) -> None:
+        """``C_SetAttributeValue``: owners change their objects; admins may only set ``CKA_TRUSTED`` on token keys.
+
+        Raises:
+            ObjectHandleInvalid, ActionProhibited, AttributeReadOnly, AttributeTypeInvalid,
+            AttributeValueInvalid, TemplateInconsistent, SessionReadOnly: as PKCS#11 3.0 §5.7 and
+            :func:`strongroom.objects.policy.check_set` say.
+        """
+        session = self._session(handle)
+        changes = self._template(template)
+        admin = self._role() is Role.ADMIN
+        with self.hsm.lock:
+            if admin:
+                obj = self._trustable(obj_handle)
+            else:
+                obj = self._object(obj_handle)
+                self._require_manage(obj, "modify")
+            self._require_writable(session, obj.is_token)
+            attrs = policy.check_set(obj, changes, admin=admin)
+            if not admin and ({CKA.WRAP, CKA.DECRYPT, CKA.UNWRAP, CKA.ENCRYPT} & set(changes)):
+                for other in self._counterparts(obj):
+                    policy.check_usage_conflicts(attrs, other.attrs)
+            updated = HsmObject(obj.handle, attrs, obj.material, obj.owner, obj.shared, obj.version + 1,
+                                obj.session)
+            with self.hsm.store.transaction() as tx:
+                tx.audit("attribute-change", self._actor(), handle=obj.handle,
+                         attributes=sorted(CKA(k).name for k in changes))
+                self.hsm.put_object(tx, updated)
+
+    def _trustable(self, obj_handle: int) -> HsmObject:
+        """A token key an admin may mark trusted; anything else reads as an invalid handle."""
+        obj_handle = arguments.ulong(obj_handle, "object handle")
+        try:
+            obj = self.hsm.get_object(obj_handle)
+        except ObjectHandleInvalid:
+            obj = None
+        if obj is None or not obj.is_token or obj.cls not in (CKO.SECRET_KEY, CKO.PUBLIC_KEY):
+            raise ObjectHandleInvalid(f"no token secret or public key with handle {obj_handle}")
+        return obj
+
+    def share(self, handle: int, obj_handle: int, username: str, *, unshare: bool = False) -> None:
+        """Share a token key with another crypto user (or, with ``unshare``, stop sharing). Owners only.
+
+        Raises:
+            ObjectHandleInvalid: ``CKR_OBJECT_HANDLE_INVALID``.
+            ActionProhibited: ``CKR_ACTION_PROHIBITED`` for a non-owner.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` when the user does not exist or is not a crypto user, or the key
+                is not a token secret or private key.
+            SessionReadOnly: ``CKR_SESSION_READ_ONLY`` in a read-only session.
+        """
+        session = self._session(handle)
+        self._require_writable(session)
+        self._require_role(Role.CRYPTO_USER)
+        name = check_username(username)
+        with self.hsm.lock:
+            obj = self._object(obj_handle)
+            self._require_owner(obj, "share")
+            target = self.hsm.get_user(name)
+            if target is None or target.role != Role.CRYPTO_USER.value:
+                raise ArgumentsBad(f"{name} is not a crypto user")
+            if not obj.is_token or obj.cls not in (CKO.SECRET_KEY, CKO.PRIVATE_KEY):
+                raise ArgumentsBad("only token secret and private keys are shared")
+            shared = obj.shared - {name} if unshare else obj.shared | {name}
+            updated = HsmObject(obj.handle, obj.attrs, obj.material, obj.owner, frozenset(shared), obj.version + 1)
+            with self.hsm.store.transaction() as tx:
+                tx.audit("key-unshare" if unshare else "key-share", self._actor(), handle=obj.handle, user=name)
+                self.hsm.put_object(tx, updated)
+
+    def key_info(self, handle: int, obj_handle: int) -> dict[str, Any]:
+        """Owner and sharing of a visible object: ``{"owner": str, "shared_users": [str]}``."""
+        self._session(handle)
+        obj = self._object(obj_handle)
+        return {"owner": obj.owner, "shared_users": sorted(obj.shared)}
+
+    def find_objects_init(self, handle: int, template: dict[int, Any] | None = None) -> None:
+        """``C_FindObjectsInit``: an empty template finds every object the session may see.
+
+        The admin and public sessions see public objects only; crypto users see their own and shared keys and
+        every public object (PKCS#11 3.0 §5.7; private objects are the normal user's).
+
+        Raises:
+            OperationActive: ``CKR_OPERATION_ACTIVE`` when a find is already active.
+        """
+        session = self._session(handle)
+        if session.find is not None:
+            raise OperationActive("a find is already active in this session")
+        wanted = self._template(template)
+        secret = {CKA.VALUE} | policy.RSA_PRIVATE_COMPONENTS
+        found = [o.handle for o in self.hsm.candidates(wanted)
+                 if self._may_use(o) and matches(o.attrs, wanted) and not (secret & set(wanted)
+                                                                          and policy.secret_attributes(o))]
+        session.find = sorted(found)
+
+    def find_objects(self, handle: int, max_count: int) -> list[int]:
+        """``C_FindObjects``: up to ``max_count`` more handles (an empty list when the find is exhausted).
+
+        Raises:
+            OperationNotInitialized: ``CKR_OPERATION_NOT_INITIALIZED`` without an active find.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a count that is not a ``CK_ULONG``.
+        """
+        session = self._session(handle)
+        max_count = arguments.ulong(max_count, "max_count")
+        if session.find is None:
+            raise OperationNotInitialized("no active find in this session")
+        out, session.find = session.find[:max_count], session.find[max_count:]
+        return out
+
+    def find_objects_final(self, handle: int) -> None:
+        """``C_FindObjectsFinal``."""
+        session = self._session(handle)
+        if session.find is None:
+            raise OperationNotInitialized("no active find in this session")
+        session.find = None
+
+    def find(self, handle: int, template: dict[int, Any] | None = None) -> list[int]:
+        """All handles matching ``template`` (``C_FindObjectsInit``, ``C_FindObjects``, ``C_FindObjectsFinal``)."""
+        self.find_objects_init(handle, template)
+        try:
+            return self.find_objects(handle, arguments.ULONG_MAX)
+        finally:
+            self.find_objects_final(handle)

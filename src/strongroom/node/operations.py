@@ -1,0 +1,225 @@
+"""Cryptographic operations (PKCS#11 3.0 §5.8–§5.13): encrypt, decrypt, digest, sign, verify.
+
+Variable-length outputs follow §5.2: ``query=True`` returns the length without changing the operation;
+``out_len`` (the caller's buffer size in bytes) too small raises ``CKR_BUFFER_TOO_SMALL`` with the exact size
+and keeps the operation. Any other error ends the operation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .. import crypto
+from ..crypto.params import Mechanism
+from ..errors import BufferTooSmall, KeyHandleInvalid, OperationActive, OperationNotInitialized
+from ..objects import policy
+from ..vocab import CKA, CKF
+from . import arguments
+from .base import ApplicationBase
+from .sessions import ActiveOperation, OpKind, Session, deliver
+
+_USAGE = {OpKind.ENCRYPT: CKA.ENCRYPT, OpKind.DECRYPT: CKA.DECRYPT, OpKind.SIGN: CKA.SIGN,
+          OpKind.VERIFY: CKA.VERIFY}
+_FUNCTION = {OpKind.ENCRYPT: CKF.ENCRYPT, OpKind.DECRYPT: CKF.DECRYPT, OpKind.SIGN: CKF.SIGN,
+             OpKind.VERIFY: CKF.VERIFY, OpKind.DIGEST: CKF.DIGEST}
+_INIT = {OpKind.ENCRYPT: crypto.encrypt_init, OpKind.DECRYPT: crypto.decrypt_init,
+         OpKind.SIGN: crypto.sign_init, OpKind.VERIFY: crypto.verify_init}
+_CIPHERS = (OpKind.ENCRYPT, OpKind.DECRYPT)
+
+
+class OperationCalls(ApplicationBase):
+    def _init(self, handle: int, kind: OpKind, mechanism: Mechanism, key_handle: int | None) -> ActiveOperation:
+        session = self._session(handle)
+        if kind in session.ops:
+            raise OperationActive(f"a {kind.value} operation is already active in this session")
+        if kind is OpKind.DIGEST:
+            mechanism, _ = self._mechanism(mechanism, _FUNCTION[kind], None)
+            op, key = crypto.digest_init(mechanism), 0
+        else:
+            obj = self._key(key_handle, KeyHandleInvalid)
+            mechanism, _ = self._mechanism(mechanism, _FUNCTION[kind], obj)
+            policy.require_usage(obj, _USAGE[kind], mechanism.mechanism)
+            op, key = _INIT[kind](mechanism, self.hsm.key_object(obj)), obj.handle
+        active = ActiveOperation(kind, mechanism.mechanism, op, key)
+        session.ops[kind] = active
+        return active
+
+    def _active(self, handle: int, kind: OpKind) -> tuple[Session, ActiveOperation]:
+        session = self._session(handle)
+        active = session.ops.get(kind)
+        if active is None:
+            raise OperationNotInitialized(f"no {kind.value} operation is active in this session")
+        return session, active
+
+    @staticmethod
+    def _run(session: Session, active: ActiveOperation, step: Callable[[], Any]) -> Any:
+        """Run a step; any error but a short buffer ends the operation (PKCS#11 3.0 §5.2)."""
+        try:
+            return step()
+        except BufferTooSmall:
+            raise
+        except BaseException:
+            session.ops.pop(active.kind, None)
+            raise
+
+    def _single(self, handle: int, kind: OpKind, data: Any, out_len: Any, query: bool) -> bytes | int:
+        session, active = self._active(handle, kind)
+        data, out_len = arguments.data(data), arguments.out_len(out_len)
+        if active.multi:
+            raise OperationActive(f"a multi-part {kind.value} is in progress; finish it with the Final call")
+
+        def step() -> bytes | int:
+            if active.final is None:
+                if kind in _CIPHERS:
+                    active.final = active.op.oneshot(data)
+                else:
+                    active.op.update(data)
+                    active.final = active.op.final()
+                active.final_input = data
+            elif active.final_input != data:
+                raise OperationActive("the result for other data awaits delivery; repeat the call with that data")
+            out = deliver(active.final, out_len, query)
+            if not query:
+                session.ops.pop(kind, None)
+            return out
+
+        return self._run(session, active, step)
+
+    def _update(self, handle: int, kind: OpKind, data: Any, out_len: Any, query: bool) -> bytes | int:
+        session, active = self._active(handle, kind)
+        data, out_len = arguments.data(data), arguments.out_len(out_len)
+        if active.final is not None:
+            raise OperationActive("a single-part result awaits delivery")
+
+        def step() -> bytes | int:
+            if kind in _CIPHERS:
+                size = active.op.update_size(len(data))
+                if query:
+                    return size
+                if out_len is not None and out_len < size:
+                    raise BufferTooSmall(size)
+                active.multi = True
+                return active.op.update(data)
+            active.multi = True
+            active.op.update(data)
+            return b""
+
+        return self._run(session, active, step)
+
+    def _final(self, handle: int, kind: OpKind, out_len: Any, query: bool) -> bytes | int:
+        session, active = self._active(handle, kind)
+        out_len = arguments.out_len(out_len)
+
+        def step() -> bytes | int:
+            if active.final is None:
+                active.final = active.op.final()
+                active.multi = True
+            out = deliver(active.final, out_len, query)
+            if not query:
+                session.ops.pop(kind, None)
+            return out
+
+        return self._run(session, active, step)
+
+    def _verify(self, handle: int, data: Any | None, signature: Any) -> None:
+        session, active = self._active(handle, OpKind.VERIFY)
+        signature = arguments.data(signature, "signature")
+        if data is not None:
+            data = arguments.data(data)
+            if active.multi:
+                raise OperationActive("a multi-part verify is in progress; finish it with C_VerifyFinal")
+        try:
+            if data is not None:
+                active.op.update(data)
+            active.op.final(signature)
+        finally:
+            session.ops.pop(OpKind.VERIFY, None)
+
+    def encrypt_init(self, handle: int, mechanism: Mechanism, key: int) -> bytes | None:
+        """``C_EncryptInit``. Returns the HSM-generated 12-byte IV when AES-GCM was given an empty IV.
+
+        Raises:
+            OperationActive, KeyHandleInvalid, MechanismInvalid, KeyTypeInconsistent, KeyFunctionNotPermitted,
+            MechanismParamInvalid, UserNotLoggedIn.
+        """
+        active = self._init(handle, OpKind.ENCRYPT, mechanism, key)
+        return getattr(active.op, "generated_iv", None)
+
+    def encrypt(self, handle: int, data: bytes, *, out_len: int | None = None, query: bool = False) -> bytes | int:
+        """``C_Encrypt`` (single part). Raises ``CKR_DATA_LEN_RANGE`` for input the mechanism cannot take."""
+        return self._single(handle, OpKind.ENCRYPT, data, out_len, query)
+
+    def encrypt_update(self, handle: int, data: bytes, *, out_len: int | None = None,
+                       query: bool = False) -> bytes | int:
+        """``C_EncryptUpdate``."""
+        return self._update(handle, OpKind.ENCRYPT, data, out_len, query)
+
+    def encrypt_final(self, handle: int, *, out_len: int | None = None, query: bool = False) -> bytes | int:
+        """``C_EncryptFinal``."""
+        return self._final(handle, OpKind.ENCRYPT, out_len, query)
+
+    def decrypt_init(self, handle: int, mechanism: Mechanism, key: int) -> None:
+        """``C_DecryptInit``."""
+        self._init(handle, OpKind.DECRYPT, mechanism, key)
+
+    def decrypt(self, handle: int, data: bytes, *, out_len: int | None = None, query: bool = False) -> bytes | int:
+        """``C_Decrypt``. Raises ``CKR_ENCRYPTED_DATA_INVALID`` / ``CKR_ENCRYPTED_DATA_LEN_RANGE``."""
+        return self._single(handle, OpKind.DECRYPT, data, out_len, query)
+
+    def decrypt_update(self, handle: int, data: bytes, *, out_len: int | None = None,
+                       query: bool = False) -> bytes | int:
+        """``C_DecryptUpdate``."""
+        return self._update(handle, OpKind.DECRYPT, data, out_len, query)
+
+    def decrypt_final(self, handle: int, *, out_len: int | None = None, query: bool = False) -> bytes | int:
+        """``C_DecryptFinal``."""
+        return self._final(handle, OpKind.DECRYPT, out_len, query)
+
+    def digest_init(self, handle: int, mechanism: Mechanism) -> None:
+        """``C_DigestInit``."""
+        self._init(handle, OpKind.DIGEST, mechanism, None)
+
+    def digest(self, handle: int, data: bytes, *, out_len: int | None = None, query: bool = False) -> bytes | int:
+        """``C_Digest``."""
+        return self._single(handle, OpKind.DIGEST, data, out_len, query)
+
+    def digest_update(self, handle: int, data: bytes) -> None:
+        """``C_DigestUpdate``."""
+        self._update(handle, OpKind.DIGEST, data, None, False)
+
+    def digest_final(self, handle: int, *, out_len: int | None = None, query: bool = False) -> bytes | int:
+        """``C_DigestFinal``."""
+        return self._final(handle, OpKind.DIGEST, out_len, query)
+
+    def sign_init(self, handle: int, mechanism: Mechanism, key: int) -> None:
+        """``C_SignInit`` (signatures and MACs)."""
+        self._init(handle, OpKind.SIGN, mechanism, key)
+
+    def sign(self, handle: int, data: bytes, *, out_len: int | None = None, query: bool = False) -> bytes | int:
+        """``C_Sign``: the signature (raw r‖s for ECDSA, PKCS#11 3.0 §2.3.1) or MAC."""
+        return self._single(handle, OpKind.SIGN, data, out_len, query)
+
+    def sign_update(self, handle: int, data: bytes) -> None:
+        """``C_SignUpdate``."""
+        self._update(handle, OpKind.SIGN, data, None, False)
+
+    def sign_final(self, handle: int, *, out_len: int | None = None, query: bool = False) -> bytes | int:
+        """``C_SignFinal``."""
+        return self._final(handle, OpKind.SIGN, out_len, query)
+
+    def verify_init(self, handle: int, mechanism: Mechanism, key: int) -> None:
+        """``C_VerifyInit``."""
+        self._init(handle, OpKind.VERIFY, mechanism, key)
+
+    def verify(self, handle: int, data: bytes, signature: bytes) -> None:
+        """``C_Verify``: returns on a valid signature; raises ``CKR_SIGNATURE_INVALID`` or
+        ``CKR_SIGNATURE_LEN_RANGE``. The operation ends either way."""
+        self._verify(handle, data, signature)
+
+    def verify_update(self, handle: int, data: bytes) -> None:
+        """``C_VerifyUpdate``."""
+        self._update(handle, OpKind.VERIFY, data, None, False)
+
+    def verify_final(self, handle: int, signature: bytes) -> None:
+        """``C_VerifyFinal``."""
+        self._verify(handle, None, signature)

@@ -1,0 +1,188 @@
+"""User management, activation, audit export and zeroisation.
+
+Admins manage users and never use keys; crypto users change only their own password; the appliance user reads
+health and the audit trail. Every change is one store transaction with its audit entry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ActionProhibited, ArgumentsBad, PinIncorrect, PinInvalid, UserNotLoggedIn
+from ..objects.model import HsmObject
+from ..store import AuditEntry, AuditReport
+from . import arguments
+from .base import ApplicationBase
+from .users import MAX_USERS, Role, UserRecord, check_password, check_username
+
+
+class UserAdminCalls(ApplicationBase):
+    def activate(self, handle: int, new_password: str) -> None:
+        """Activate the cluster: the ``unactivated-admin`` sets its own password and becomes ``admin``.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` unless logged in as the unactivated admin.
+            PinInvalid: ``CKR_PIN_INVALID`` when the new password equals the initial one.
+            PinLenRange: ``CKR_PIN_LEN_RANGE`` for a password outside 8–32 characters.
+        """
+        self._require_writable(self._session(handle))
+        user = self._require_role(Role.UNACTIVATED_ADMIN)
+        check_password(new_password)
+        hsm = self.hsm
+        with hsm.lock:
+            if hsm.passwords.verify(user.password_hash, new_password):
+                raise PinInvalid("the activation password must differ from the initial password")
+            user.password_hash = hsm.passwords.hash(new_password)
+            user.role = Role.ADMIN.value
+            user.version += 1
+            with hsm.store.transaction() as tx:
+                hsm.put_user(tx, user)
+                tx.audit("activate", user.name)
+
+    def create_user(self, handle: int, username: str, password: str, role: str) -> None:
+        """Create a user (admins only).
+
+        Args:
+            username: 1–31 letters, digits or ``_``; case-insensitive, stored lowercase.
+            password: 8–32 characters.
+            role: ``"admin"``, ``"crypto-user"`` or ``"appliance"``.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` unless an admin is logged in.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a bad username or role, an existing user, or a full cluster.
+            PinLenRange: ``CKR_PIN_LEN_RANGE`` for a bad password length.
+        """
+        self._require_writable(self._session(handle))
+        actor = self._require_role(Role.ADMIN)
+        name = check_username(username)
+        check_password(password)
+        if role not in (Role.ADMIN.value, Role.CRYPTO_USER.value, Role.APPLIANCE.value):
+            raise ArgumentsBad(f"role must be 'admin', 'crypto-user' or 'appliance', got {role!r:.40}")
+        hsm = self.hsm
+        with hsm.lock:
+            users = hsm.all_users()
+            if any(u.name == name for u in users):
+                raise ArgumentsBad(f"user {name} already exists")
+            if len(users) >= MAX_USERS:
+                raise ArgumentsBad(f"the cluster holds the maximum of {MAX_USERS} users")
+            record = UserRecord(name, role, hsm.passwords.hash(password))
+            with hsm.store.transaction() as tx:
+                hsm.put_user(tx, record)
+                tx.audit("user-create", actor.name, user=name, role=role)
+
+    def delete_user(self, handle: int, username: str) -> None:
+        """Delete a user (admins only): its logins end and it is removed from every key's sharing list.
+
+        A crypto user who owns token keys, the caller itself and the last admin cannot be deleted.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` unless an admin is logged in.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for an unknown user.
+            ActionProhibited: ``CKR_ACTION_PROHIBITED`` for the cases above.
+        """
+        self._require_writable(self._session(handle))
+        actor = self._require_role(Role.ADMIN)
+        name = check_username(username)
+        hsm = self.hsm
+        with hsm.lock:
+            users = {u.name: u for u in hsm.all_users()}
+            if name not in users:
+                raise ArgumentsBad(f"user {name} does not exist")
+            if name == actor.name:
+                raise ActionProhibited("an admin cannot delete itself")
+            admins = sum(u.role == Role.ADMIN.value for u in users.values())
+            if users[name].role == Role.ADMIN.value and admins < 2:
+                raise ActionProhibited("the last admin cannot be deleted")
+            shared = []
+            for row in hsm.store.iter_objects():
+                if row.owner == name:
+                    raise ActionProhibited(f"user {name} owns keys; delete them first")
+                obj = hsm.get_object(row.handle)
+                if name in obj.shared:
+                    shared.append(obj)
+            with hsm.store.transaction() as tx:
+                for obj in shared:
+                    hsm.put_object(tx, HsmObject(obj.handle, obj.attrs, obj.material, obj.owner,
+                                                 obj.shared - {name}, obj.version + 1))
+                tx.delete_user(name)
+                tx.audit("user-delete", actor.name, user=name, unshared=[o.handle for o in shared])
+            hsm.revoke_logins(name)
+
+    def change_password(self, handle: int, username: str, new_password: str, old_password: str | None = None) -> None:
+        """Change a password.
+
+        An admin may reset anyone's password without the old one; a reset unlocks the account and ends that
+        user's logins. Every other user changes only their own password and must give the old one; that
+        leaves the lockout state as it is.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without a login, or for another user's password
+                without an admin login.
+            PinIncorrect: ``CKR_PIN_INCORRECT`` when a user's own change gives a wrong old password.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for an unknown user.
+            PinLenRange: ``CKR_PIN_LEN_RANGE`` for a bad password length.
+            SessionReadOnly: ``CKR_SESSION_READ_ONLY`` in a read-only session.
+        """
+        self._require_writable(self._session(handle))
+        actor = self._require_role(Role.ADMIN, Role.CRYPTO_USER, Role.APPLIANCE)
+        name = check_username(username)
+        admin = self._role() is Role.ADMIN
+        if name != actor.name and not admin:
+            raise UserNotLoggedIn("only an admin may change another user's password")
+        check_password(new_password)
+        hsm = self.hsm
+        with hsm.lock:
+            record = hsm.get_user(name)
+            if record is None:
+                raise ArgumentsBad(f"user {name} does not exist")
+            own = name == actor.name
+            if own and not admin:
+                old = arguments.text(old_password, "old password") if old_password is not None else ""
+                if not hsm.passwords.verify(record.password_hash, old):
+                    raise PinIncorrect("the old password is wrong")
+            was_locked = record.locked
+            record.password_hash = hsm.passwords.hash(new_password)
+            if admin:
+                record.failures, record.locked = 0, False
+            record.version += 1
+            with hsm.store.transaction() as tx:
+                hsm.put_user(tx, record)
+                tx.audit("password-change", actor.name, user=name, unlocked=was_locked and not record.locked)
+            if own:
+                self.user = record
+            else:
+                hsm.revoke_logins(name)
+
+    def list_users(self) -> list[dict[str, Any]]:
+        """Every user: ``{"username", "role", "locked", "failures"}`` sorted by name; needs no login."""
+        self.hsm.require_operational()
+        return [{"username": u.name, "role": u.role, "locked": u.locked, "failures": u.failures}
+                for u in self.hsm.all_users()]
+
+    def verify_audit(self) -> AuditReport:
+        """Verify the audit chain (admins and the appliance user)."""
+        self.hsm.require_operational()
+        self._require_role(Role.ADMIN, Role.APPLIANCE)
+        return self.hsm.store.verify_audit()
+
+    def export_audit(self, after_seq: int = 0) -> list[AuditEntry]:
+        """Audit entries with sequence numbers above ``after_seq`` (admins and the appliance user), in order.
+
+        A collector re-verifies the links itself: each entry carries its previous digest and its own.
+        """
+        self.hsm.require_operational()
+        self._require_role(Role.ADMIN, Role.APPLIANCE)
+        after_seq = arguments.ulong(after_seq, "after_seq")
+        return self.hsm.store.audit_entries(min(after_seq, 2**63 - 1))
+
+    def hsm_info(self) -> dict[str, Any]:
+        """Node information (``get_hsm_info``); needs no login and answers in every state."""
+        return self.hsm.info()
+
+    def zeroize(self, handle: int) -> None:
+        """Erase the masking key, every object and user (admins only); the audit chain records it."""
+        self._session(handle)
+        actor = self._require_role(Role.ADMIN)
+        self.hsm.zeroize(actor=actor.name)
+        self.sessions.clear()
+        self.user = self.user_type = None
