@@ -354,8 +354,7 @@ def test_oaep_round_trip_with_label(rsa_key: rsa.RSAPrivateKey) -> None:
 @pytest.mark.parametrize(
     "params",
     [
-        OaepParams(hash_alg=CKM.SHA256, mgf=CKG.MGF1_SHA1),
-        OaepParams(hash_alg=CKM.SHA_1, mgf=CKG.MGF1_SHA512),
+        OaepParams(hash_alg=CKM.SHA256, mgf=0x77),
         OaepParams(hash_alg=CKM.SHA256_HMAC, mgf=CKG.MGF1_SHA256),
         OaepParams(hash_alg=CKM.SHA256, mgf=CKG.MGF1_SHA256, source=7),
         OaepParams(hash_alg=CKM.SHA256, mgf=CKG.MGF1_SHA256, source=0, source_data=b"label"),

@@ -291,17 +291,15 @@ def _key_wrap(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
 
 
 def _oaep_padding(params: object) -> rsa_padding.OAEP:
-    # The MGF1 hash must be the OAEP hash; source_data is the label (RFC 8017 §7.1.1 L).
+    # The MGF1 hash may differ from the OAEP hash (PKCS#11 3.0 §2.1.8; SHA-256 with MGF1-SHA1 is common);
+    # source_data is the label (RFC 8017 §7.1.1 L).
     if not isinstance(params, OaepParams):
         raise MechanismParamInvalid("RSA-OAEP needs OaepParams")
     algorithm = param_hash(params.hash_alg)
-    if mgf_hash(params.mgf).name != algorithm.name:
-        raise MechanismParamInvalid("the MGF1 hash must be the OAEP hash")
+    mgf = mgf_hash(params.mgf)
     if params.source not in (0, CKZ.DATA_SPECIFIED) or (params.source == 0 and params.source_data):
         raise MechanismParamInvalid("the OAEP label needs source CKZ_DATA_SPECIFIED")
-    return rsa_padding.OAEP(
-        mgf=rsa_padding.MGF1(algorithm), algorithm=algorithm, label=params.source_data or None
-    )
+    return rsa_padding.OAEP(mgf=rsa_padding.MGF1(mgf), algorithm=algorithm, label=params.source_data or None)
 
 
 def _rsa(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:

@@ -37,7 +37,7 @@ class OaepParams(msgspec.Struct, frozen=True, tag=True):
 
     Attributes:
         hash_alg: ``CKM.SHA_1``, ``CKM.SHA224``, … the OAEP hash.
-        mgf: ``CKG.MGF1_*``; must use the same hash as ``hash_alg``.
+        mgf: ``CKG.MGF1_*``; may name another hash than ``hash_alg``.
         source: ``CKZ.DATA_SPECIFIED`` (or 0 for none).
         source_data: the OAEP label.
     """

@@ -132,7 +132,7 @@ class HSM:
 
         Args:
             data_dir: an empty or missing directory.
-            cluster_id: the cluster this node belongs to (``cluster-`` + 11 base-36 characters if omitted).
+            cluster_id: the cluster this node belongs to (``cluster-`` + 11 lowercase base-32 characters if omitted).
             preco_password: the initial admin password, 8–32 characters, to be changed by activation.
             masking_key: 32 bytes to join an existing cluster; a fresh key from the OS CSPRNG if omitted.
 
