@@ -18,6 +18,94 @@ def main() -> None:
     """Strongroom service commands."""
 
 
+def _settings(password_hash_memory_kib: int) -> "Settings":
+    from ..node import Settings
+
+    return Settings(argon2_memory_kib=password_hash_memory_kib,
+                    argon2_time_cost=3 if password_hash_memory_kib >= 65536 else 1)
+
+
+_HASH_MEMORY = click.option(
+    "--password-hash-memory-kib", type=click.IntRange(1024, 4 * 1024 * 1024), default=65536, show_default=True,
+    help="argon2id memory cost in KiB for password hashes (RFC 9106).")
+
+
+@main.command("init-node")
+@click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="New node's data directory.")
+@click.option("--preco-password-file", type=click.File("r"), required=True,
+              help="File holding the initial admin password (8-32 characters), changed by activation.")
+@click.option("--cluster-id", default=None, help="Cluster id (generated if omitted).")
+@_HASH_MEMORY
+def init_node(data_dir: Path, preco_password_file, cluster_id: str | None, password_hash_memory_kib: int) -> None:
+    """Initialise an HSM node in DATA_DIR: node key, masking key and the unactivated admin."""
+    from ..node import HSM
+
+    try:
+        hsm = HSM.initialize(data_dir, cluster_id=cluster_id, preco_password=preco_password_file.read().strip(),
+                             settings=_settings(password_hash_memory_kib))
+    except StrongroomError as exc:
+        raise click.ClickException(f"{exc.message} ({exc.ckr.name})") from None
+    click.echo(json.dumps({"data_dir": str(data_dir), "cluster_id": hsm.cluster_id, "serial": hsm.serial}))
+    hsm.close()
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--listen", default="127.0.0.1:2225", show_default=True, help="HOST:PORT to serve (port 0: any).")
+@click.option("--cert", "cert_file", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="PEM certificate chain of the node, chaining to the cluster's trust anchor.")
+@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="PEM private key of the node certificate.")
+@click.option("--client-ca", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM CA that client certificates must chain to.")
+@click.option("--require-client-cert", is_flag=True, help="Refuse clients without a certificate (mutual TLS).")
+@click.option("--idle-timeout", type=float, default=600.0, show_default=True, help="Seconds.")
+@click.option("--read-timeout", type=float, default=30.0, show_default=True, help="Seconds.")
+@_HASH_MEMORY
+def node(data_dir: Path, listen: str, cert_file: str, key_file: str, client_ca: str | None,
+         require_client_cert: bool, idle_timeout: float, read_timeout: float, password_hash_memory_kib: int) -> None:
+    """Run one HSM node: serve its data directory over TLS 1.3 until stopped (SIGTERM or Ctrl-C).
+
+    Prints one JSON line {"listening": "HOST:PORT", ...} once it accepts connections.
+    """
+    import asyncio
+
+    import uvloop
+
+    from ..node import HSM
+    from ..node.server import NodeServer
+    from ..protocol.tls import server_context
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
+    try:
+        ctx = server_context(cert_file, key_file, client_ca_file=client_ca, require_client_cert=require_client_cert)
+        hsm = HSM(data_dir, settings=_settings(password_hash_memory_kib))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except StrongroomError as exc:
+        raise click.ClickException(f"{exc.message} ({exc.ckr.name})") from None
+
+    async def serve() -> None:
+        server = NodeServer(hsm, ctx, idle_timeout_s=idle_timeout, read_timeout_s=read_timeout)
+        listener = await server.start(host.strip("[]"), int(port))
+        bound = listener.sockets[0].getsockname()
+        click.echo(json.dumps({"listening": f"{bound[0]}:{bound[1]}", "serial": hsm.serial,
+                               "cluster_id": hsm.cluster_id, "state": hsm.state}), nl=True)
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        listener.close()
+        server.close()
+
+    uvloop.run(serve())
+    hsm.close()
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("./var"), show_default=True,
               help="Directory for the node's store and keys.")

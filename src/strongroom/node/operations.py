@@ -32,6 +32,12 @@ class OperationCalls(ApplicationBase):
         session = self._session(handle)
         if kind in session.ops:
             raise OperationActive(f"a {kind.value} operation is already active in this session")
+        active = self._start(kind, mechanism, key_handle)
+        session.ops[kind] = active
+        return active
+
+    def _start(self, kind: OpKind, mechanism: Mechanism, key_handle: int | None) -> ActiveOperation:
+        """Check the key and mechanism and start the crypto layer's operation (not yet bound to a session)."""
         if kind is OpKind.DIGEST:
             mechanism, _ = self._mechanism(mechanism, _FUNCTION[kind], None)
             op, key = crypto.digest_init(mechanism), 0
@@ -40,9 +46,47 @@ class OperationCalls(ApplicationBase):
             mechanism, _ = self._mechanism(mechanism, _FUNCTION[kind], obj)
             policy.require_usage(obj, _USAGE[kind], mechanism.mechanism)
             op, key = _INIT[kind](mechanism, self.hsm.key_object(obj)), obj.handle
-        active = ActiveOperation(kind, mechanism.mechanism, op, key)
-        session.ops[kind] = active
-        return active
+        return ActiveOperation(kind, mechanism.mechanism, op, key)
+
+    def _once(self, handle: int, kind: OpKind, mechanism: Mechanism, key: int | None, data: Any) -> Any:
+        """Init and a single-part call in one, leaving the session's operation state alone, so that many such
+        calls may run at once on one session."""
+        self._session(handle)
+        data = arguments.data(data)
+        active = self._start(kind, mechanism, key)
+        if kind in _CIPHERS:
+            return active.op.oneshot(data)
+        active.op.update(data)
+        return active.op
+
+    def encrypt_once(self, handle: int, mechanism: Mechanism, key: int, data: bytes) -> bytes:
+        """``C_EncryptInit`` and ``C_Encrypt`` in one call, outside the session's operation state.
+
+        An HSM-generated AES-GCM IV is returned in front of the ciphertext (12 bytes, then ciphertext‖tag).
+        """
+        self._session(handle)
+        data = arguments.data(data)
+        active = self._start(OpKind.ENCRYPT, mechanism, key)
+        out = active.op.oneshot(data)
+        generated = getattr(active.op, "generated_iv", None)
+        return generated + out if generated else out
+
+    def decrypt_once(self, handle: int, mechanism: Mechanism, key: int, data: bytes) -> bytes:
+        """``C_DecryptInit`` and ``C_Decrypt`` in one call, outside the session's operation state."""
+        return self._once(handle, OpKind.DECRYPT, mechanism, key, data)
+
+    def sign_once(self, handle: int, mechanism: Mechanism, key: int, data: bytes) -> bytes:
+        """``C_SignInit`` and ``C_Sign`` in one call, outside the session's operation state."""
+        return self._once(handle, OpKind.SIGN, mechanism, key, data).final()
+
+    def verify_once(self, handle: int, mechanism: Mechanism, key: int, data: bytes, signature: bytes) -> None:
+        """``C_VerifyInit`` and ``C_Verify`` in one call; raises ``CKR_SIGNATURE_INVALID`` on a bad signature."""
+        signature = arguments.data(signature, "signature")
+        self._once(handle, OpKind.VERIFY, mechanism, key, data).final(signature)
+
+    def digest_once(self, handle: int, mechanism: Mechanism, data: bytes) -> bytes:
+        """``C_DigestInit`` and ``C_Digest`` in one call, outside the session's operation state."""
+        return self._once(handle, OpKind.DIGEST, mechanism, None, data).final()
 
     def _active(self, handle: int, kind: OpKind) -> tuple[Session, ActiveOperation]:
         session = self._session(handle)

@@ -1,0 +1,5 @@
+"""``python -m strongroom`` is the ``strongroom`` command."""
+
+from .cli.service import main
+
+main()

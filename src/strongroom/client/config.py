@@ -1,0 +1,88 @@
+"""Client configuration: one JSON file naming the nodes, the trust anchor and an optional client certificate.
+
+Example::
+
+    {
+      "endpoints": ["127.0.0.1:2225"],
+      "trust_anchor": "customerCA.crt",
+      "client_cert": "client.crt",
+      "client_key": "client.key",
+      "server_name": "hsm.strongroom.local",
+      "timeout_s": 30
+    }
+
+Relative paths are read relative to the file's folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArgumentsBad
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Where the nodes are and how to trust them.
+
+    Attributes:
+        endpoints: ``HOST:PORT`` of each node.
+        trust_anchor: PEM file of the CA the node certificates chain to.
+        client_cert, client_key: PEM files for mutual TLS, or ``None``.
+        server_name: the name to check in node certificates; ``None`` checks each endpoint's host.
+        timeout_s: how long one request may take before it fails (seconds).
+        connect_timeout_s: how long connecting and the TLS handshake may take (seconds).
+    """
+
+    endpoints: tuple[str, ...]
+    trust_anchor: Path
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    server_name: str | None = None
+    timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> ClientConfig:
+        """Read a configuration file.
+
+        Raises:
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for an unreadable file or a missing or malformed field.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ArgumentsBad(f"cannot read client configuration {path}: {exc}") from None
+        return cls.from_dict(data, base=path.parent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base: Path = Path(".")) -> ClientConfig:
+        """Build a configuration from a mapping like the file's (paths relative to ``base``)."""
+        if not isinstance(data, dict):
+            raise ArgumentsBad("the client configuration must be a JSON object")
+        endpoints = data.get("endpoints")
+        if not isinstance(endpoints, list) or not endpoints or not all(
+                isinstance(e, str) and e.rpartition(":")[2].isdigit() for e in endpoints):
+            raise ArgumentsBad("'endpoints' must be a non-empty list of \"HOST:PORT\" strings")
+        if not isinstance(data.get("trust_anchor"), str):
+            raise ArgumentsBad("'trust_anchor' must name the PEM file of the cluster's CA")
+
+        def path(name: str) -> Path | None:
+            value = data.get(name)
+            if value is None:
+                return None
+            if not isinstance(value, str):
+                raise ArgumentsBad(f"'{name}' must be a file path")
+            return base / value
+
+        try:
+            timeout = float(data.get("timeout_s", 30.0))
+            connect_timeout = float(data.get("connect_timeout_s", 10.0))
+        except (TypeError, ValueError):
+            raise ArgumentsBad("'timeout_s' and 'connect_timeout_s' must be numbers of seconds") from None
+        return cls(tuple(endpoints), path("trust_anchor"), path("client_cert"), path("client_key"),
+                   data.get("server_name"), timeout, connect_timeout)

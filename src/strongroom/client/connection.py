@@ -1,0 +1,241 @@
+"""One pipelined TLS connection to a node, usable from asyncio and, through a private loop thread, from
+ordinary threads.
+
+Requests carry ids; any number may be in flight and answers are matched by id as they arrive. A lost
+connection fails every request in flight with a retryable ``DeviceRemoved`` (``CKR_DEVICE_REMOVED``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import ssl
+import threading
+from typing import Any
+
+import msgspec
+
+from ..errors import BufferTooSmall, DeviceRemoved, FunctionNotSupported, StrongroomError, error_for
+from ..protocol import (
+    CALL_TYPES,
+    PROTOCOL_VERSION,
+    FrameReader,
+    Hello,
+    HelloReply,
+    Request,
+    Response,
+    ServerMessage,
+    encode_frame,
+)
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(ServerMessage)
+
+
+class ConnectionLost(DeviceRemoved):
+    """The connection to the node closed; requests in flight did not complete. Retryable on another node."""
+
+    retryable = True
+
+
+def result_of(response: Response) -> Any:
+    """The value of a response, or raise the error it carries (the class registered for its ``CKR_*``)."""
+    if response.ckr == 0:
+        return response.value
+    if isinstance(response.value, int) and response.ckr == BufferTooSmall.ckr:
+        err: StrongroomError = BufferTooSmall(response.value)
+    else:
+        err = error_for(response.ckr, response.message)
+    raise err
+
+
+def request_frame(request_id: int, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """Encode one call as a frame.
+
+    Raises:
+        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for an unknown call or arguments of the wrong type.
+    """
+    from ..errors import ArgumentsBad
+
+    try:
+        call = CALL_TYPES[name](*args, **kwargs)
+        return encode_frame(_encoder.encode(Request(request_id, call)))
+    except KeyError:
+        raise ArgumentsBad(f"no call named {name}") from None
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        raise ArgumentsBad(f"{name}: {exc}") from None
+
+
+class NodeConnection(asyncio.Protocol):
+    """The protocol side of one connection; create with :func:`open_connection`."""
+
+    def __init__(self) -> None:
+        self.reader = FrameReader()
+        self.transport: asyncio.Transport | None = None
+        self.pending: dict[int, Any] = {}
+        self.ids = itertools.count(1)
+        self.hello: asyncio.Future[HelloReply] | None = None
+        self.closed = asyncio.get_event_loop().create_future()
+        self.node: dict[str, Any] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            bodies = self.reader.feed(data)
+        except StrongroomError:
+            self.transport.close()
+            return
+        for body in bodies:
+            try:
+                message = _decoder.decode(body)
+            except msgspec.DecodeError:
+                self.transport.close()
+                return
+            if isinstance(message, HelloReply):
+                if self.hello is not None and not self.hello.done():
+                    self.hello.set_result(message)
+                continue
+            waiter = self.pending.pop(message.id, None)
+            if waiter is not None:
+                waiter.set_result(message)
+            elif message.id == 0 and self.hello is not None and not self.hello.done():
+                self.hello.set_result(message)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pending, self.pending = self.pending, {}
+        lost = ConnectionLost(f"the connection to the node closed{': ' + str(exc) if exc else ''}")
+        for waiter in pending.values():
+            if not waiter.done():
+                waiter.set_exception(lost)
+        if self.hello is not None and not self.hello.done():
+            self.hello.set_exception(lost)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def send(self, frame: bytes, request_id: int, waiter: Any) -> None:
+        """Write a request frame and register its waiter (call on the loop thread)."""
+        if not self.is_open:
+            waiter.set_exception(ConnectionLost("the connection to the node is closed"))
+            return
+        self.pending[request_id] = waiter
+        self.transport.write(frame)
+
+    async def call(self, name: str, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
+        """Send one call and await its value (raises the error the node answered)."""
+        request_id = next(self.ids)
+        frame = request_frame(request_id, name, args, kwargs)
+        waiter = asyncio.get_running_loop().create_future()
+        self.send(frame, request_id, waiter)
+        try:
+            response = await asyncio.wait_for(waiter, timeout_s)
+        except asyncio.TimeoutError:
+            self.pending.pop(request_id, None)
+            raise ConnectionLost(f"{name}: no answer within {timeout_s} s") from None
+        return result_of(response)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_connection(endpoint: str, ssl_context: ssl.SSLContext, *, server_name: str | None = None,
+                          timeout_s: float = 10.0, client: str = "strongroom-sdk") -> NodeConnection:
+    """Connect to a node, complete TLS and the hello exchange.
+
+    Args:
+        endpoint: ``HOST:PORT``.
+        ssl_context: from :func:`strongroom.protocol.tls.client_context`.
+        server_name: the name the node certificate must carry; the endpoint's host if ``None``.
+        timeout_s: for connecting, the handshake and the hello (seconds).
+
+    Raises:
+        ConnectionLost: ``CKR_DEVICE_REMOVED`` (retryable) when the node cannot be reached, the handshake
+            fails (for example the node's certificate does not chain to the trust anchor) or the node closes.
+        FunctionNotSupported: ``CKR_FUNCTION_NOT_SUPPORTED`` when the node speaks no common protocol version.
+    """
+    host, _, port = endpoint.rpartition(":")
+    host = host.strip("[]")
+    loop = asyncio.get_running_loop()
+    try:
+        _, conn = await asyncio.wait_for(loop.create_connection(
+            NodeConnection, host, int(port), ssl=ssl_context, server_hostname=server_name or host,
+            ssl_handshake_timeout=timeout_s), timeout_s)
+    except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+        raise ConnectionLost(f"cannot connect to {endpoint}: {exc or type(exc).__name__}") from exc
+    conn.hello = loop.create_future()
+    conn.transport.write(encode_frame(_encoder.encode(Hello([PROTOCOL_VERSION], [], client))))
+    try:
+        reply = await asyncio.wait_for(conn.hello, timeout_s)
+    except asyncio.TimeoutError:
+        conn.close()
+        raise ConnectionLost(f"{endpoint} did not answer the hello") from None
+    if isinstance(reply, Response):
+        conn.close()
+        raise FunctionNotSupported(f"{endpoint}: {reply.message}")
+    conn.node = reply.node
+    return conn
+
+
+class LoopThread:
+    """A private event loop on a daemon thread, for the synchronous API."""
+
+    def __init__(self) -> None:
+        import uvloop
+
+        self.loop = uvloop.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="strongroom-client", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout_s: float | None = None) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class SyncConnection:
+    """A :class:`NodeConnection` driven from ordinary threads; many threads may call at once.
+
+    Each call is encoded on the caller's thread and handed to the loop thread, which writes it and resolves
+    the caller's future when the answer arrives.
+    """
+
+    def __init__(self, loop_thread: LoopThread, conn: NodeConnection, timeout_s: float) -> None:
+        self.loop_thread = loop_thread
+        self.conn = conn
+        self.timeout_s = timeout_s
+        self._ids = itertools.count(1 << 32)
+        self._lock = threading.Lock()
+
+    @property
+    def node(self) -> dict[str, Any]:
+        return self.conn.node
+
+    @property
+    def is_open(self) -> bool:
+        return self.conn.is_open
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Send one call and wait for its value (raises the error the node answered)."""
+        with self._lock:
+            request_id = next(self._ids)
+        frame = request_frame(request_id, name, args, kwargs)
+        waiter: concurrent.futures.Future = concurrent.futures.Future()
+        self.loop_thread.loop.call_soon_threadsafe(self.conn.send, frame, request_id, waiter)
+        try:
+            response = waiter.result(self.timeout_s)
+        except concurrent.futures.TimeoutError:
+            self.loop_thread.loop.call_soon_threadsafe(self.conn.pending.pop, request_id, None)
+            raise ConnectionLost(f"{name}: no answer within {self.timeout_s} s") from None
+        return result_of(response)
+
+    def close(self) -> None:
+        self.loop_thread.loop.call_soon_threadsafe(self.conn.close)

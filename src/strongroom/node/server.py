@@ -1,0 +1,259 @@
+"""The node's network face: TLS 1.3 connections carrying framed requests to one Application each.
+
+Each connection is one application (PKCS#11 login state is per application). Requests are pipelined: cheap
+calls (AES, HMAC, ECDSA, digests, reads) run on the event loop as they arrive; calls that block (RSA private-key
+operations, which release the GIL, key generation, password hashing and every store write) run in a thread
+pool, and their answers go out as they complete. A malformed frame is answered with an error; an oversized
+one, a frame before the hello, or a stalled partial frame closes that connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+
+from ..errors import StrongroomError
+from ..protocol import (
+    CAPABILITIES,
+    DEFAULT_MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    ClientMessage,
+    FrameReader,
+    FrameTooLarge,
+    Hello,
+    HelloReply,
+    Request,
+    Response,
+    call_arguments,
+    encode_frame,
+)
+from ..vocab import CKK, CKR
+from .application import Application
+from .hsm import HSM
+from .sessions import OpKind
+
+log = logging.getLogger(__name__)
+
+# Calls that may block: store writes (fsync), password hashing, key generation, bulk reads.
+_BLOCKING = frozenset({
+    "login", "logout", "activate", "create_user", "delete_user", "change_password", "list_users", "verify_audit",
+    "export_audit", "zeroize", "create_object", "destroy_object", "set_attribute_value", "share",
+    "generate_key", "generate_key_pair", "wrap_key", "unwrap_key", "derive_key", "close_session",
+    "close_all_sessions", "find", "find_objects_init", "generate_random",
+})
+_ONCE = frozenset({"encrypt_once", "decrypt_once", "sign_once", "verify_once"})
+_STEP_KIND = {"encrypt": OpKind.ENCRYPT, "encrypt_final": OpKind.ENCRYPT, "decrypt": OpKind.DECRYPT,
+              "decrypt_final": OpKind.DECRYPT, "sign": OpKind.SIGN, "sign_final": OpKind.SIGN,
+              "verify": OpKind.VERIFY, "verify_final": OpKind.VERIFY}
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(ClientMessage)
+
+
+class NodeServer:
+    """Serves one :class:`HSM` over TLS.
+
+    Args:
+        hsm: the node's boundary.
+        ssl_context: from :func:`strongroom.protocol.tls.server_context`.
+        max_frame_bytes: the largest frame body accepted.
+        idle_timeout_s: a connection with no request in flight and no traffic for this long is closed.
+        read_timeout_s: a frame must arrive whole within this long once it started.
+        workers: threads for blocking calls.
+    """
+
+    def __init__(self, hsm: HSM, ssl_context: ssl.SSLContext | None, *,
+                 max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, idle_timeout_s: float = 600.0,
+                 read_timeout_s: float = 30.0, workers: int = 4) -> None:
+        self.hsm = hsm
+        self.ssl_context = ssl_context
+        self.max_frame_bytes = max_frame_bytes
+        self.idle_timeout_s = idle_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hsm")
+        self.connections: set[_Connection] = set()
+
+    async def start(self, host: str, port: int) -> asyncio.Server:
+        """Listen on ``host:port`` (port 0 picks a free one; read it from the returned server's sockets)."""
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(lambda: _Connection(self), host, port, ssl=self.ssl_context,
+                                        ssl_handshake_timeout=self.read_timeout_s)
+
+    def close(self) -> None:
+        for conn in list(self.connections):
+            conn.close()
+        self.pool.shutdown(wait=True)
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, server: NodeServer) -> None:
+        self.server = server
+        self.reader = FrameReader(server.max_frame_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.app: Application | None = None
+        self.hello_done = False
+        self.in_flight = 0
+        self.last_activity = time.monotonic()
+        self.partial_since: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_event_loop()
+
+    # ----------------------------------------------------------------- transport events
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        cert = transport.get_extra_info("peercert") or {}
+        subject = dict(x[0] for x in cert.get("subject", ())) if cert else {}
+        who = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if subject.get("commonName"):
+            who += f" cn={subject['commonName']}"
+        self.app = self.server.hsm.connect(peer=who)
+        self.server.connections.add(self)
+        self._arm_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+        app, self.app = self.app, None
+        if app is not None and app.sessions:
+            self.server.pool.submit(_quietly, app.close_all_sessions)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        try:
+            bodies = self.reader.feed(data)
+        except FrameTooLarge as exc:
+            self._send(Response(0, int(CKR.ARGUMENTS_BAD), None, exc.message))
+            self.close()
+            return
+        self.partial_since = self.last_activity if self.reader.pending_bytes else None
+        for body in bodies:
+            if self.transport is None or self.transport.is_closing():
+                return
+            self._handle(body)
+
+    # ----------------------------------------------------------------- requests
+    def _handle(self, body: bytes) -> None:
+        try:
+            message = _decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            self._send(Response(0, int(CKR.ARGUMENTS_BAD), None, f"malformed message: {exc}"))
+            return
+        if isinstance(message, Hello):
+            if self.hello_done:
+                self._send(Response(0, int(CKR.ARGUMENTS_BAD), None, "hello was already exchanged"))
+                return
+            self._hello(message)
+            return
+        if not self.hello_done:
+            self._send(Response(message.id, int(CKR.ARGUMENTS_BAD), None, "the hello exchange comes first"))
+            self.close()
+            return
+        self._dispatch(message)
+
+    def _hello(self, hello: Hello) -> None:
+        if PROTOCOL_VERSION not in hello.versions:
+            self._send(Response(0, int(CKR.FUNCTION_NOT_SUPPORTED), None,
+                                f"this node speaks protocol version {PROTOCOL_VERSION}"))
+            self.close()
+            return
+        self.hello_done = True
+        info = self.server.hsm.info()
+        self._send(HelloReply(PROTOCOL_VERSION, list(CAPABILITIES),
+                              {"serial": info["serial"], "cluster_id": info["cluster_id"],
+                               "firmware_version": info["firmware_version"]},
+                              self.server.max_frame_bytes, self.server.idle_timeout_s))
+
+    def _dispatch(self, request: Request) -> None:
+        app = self.app
+        if app is None:
+            return
+        name, args, kwargs = call_arguments(request.call)
+        method = getattr(app, name)
+        if self._blocking(app, name, args):
+            self.in_flight += 1
+            future = self.loop.run_in_executor(self.server.pool, _invoke, method, args, kwargs)
+            future.add_done_callback(lambda f, rid=request.id: self._finish(rid, f))
+            return
+        self._send(_answer(request.id, _invoke(method, args, kwargs)))
+
+    def _finish(self, request_id: int, future: asyncio.Future) -> None:
+        self.in_flight -= 1
+        self.last_activity = time.monotonic()
+        self._send(_answer(request_id, future.result()))
+
+    def _blocking(self, app: Application, name: str, args: list[Any]) -> bool:
+        """Whether a call should leave the event loop: see the module docstring."""
+        if name in _BLOCKING:
+            return True
+        try:
+            if name in _ONCE:
+                return app.hsm.get_object(args[2]).key_type is CKK.RSA
+            kind = _STEP_KIND.get(name)
+            if kind is not None:
+                active = app.sessions[args[0]].ops[kind]
+                return app.hsm.get_object(active.key).key_type is CKK.RSA
+        except (KeyError, IndexError, TypeError, StrongroomError):
+            return False
+        return False
+
+    # ----------------------------------------------------------------- output and timers
+    def _send(self, message: Any) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        try:
+            body = _encoder.encode(message)
+        except (msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:
+            log.error("cannot encode the answer to %s: %s", getattr(message, "id", "?"), exc)
+            body = _encoder.encode(Response(getattr(message, "id", 0), int(CKR.GENERAL_ERROR), None,
+                                            "the answer could not be encoded"))
+        self.transport.write(encode_frame(body))
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _arm_timer(self) -> None:
+        self.timer = self.loop.call_later(1.0, self._check_timeouts)
+
+    def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        if self.partial_since is not None and now - self.partial_since > self.server.read_timeout_s:
+            self.close()
+            return
+        if self.in_flight == 0 and now - self.last_activity > self.server.idle_timeout_s:
+            self.close()
+            return
+        if self.transport is not None and not self.transport.is_closing():
+            self._arm_timer()
+
+
+def _invoke(method: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Run a call; return its value or the error that ended it (never raises)."""
+    try:
+        return method(*args, **kwargs)
+    except StrongroomError as exc:
+        return exc
+    except Exception as exc:  # noqa: BLE001 - a defect must cost one request, not the connection
+        log.exception("call %s failed", getattr(method, "__name__", method))
+        return StrongroomError(f"internal error: {type(exc).__name__}")
+
+
+def _answer(request_id: int, value: Any) -> Response:
+    if isinstance(value, StrongroomError):
+        return Response(request_id, int(value.ckr), getattr(value, "required", None), value.message)
+    return Response(request_id, 0, value)
+
+
+def _quietly(fn: Any) -> None:
+    try:
+        fn()
+    except StrongroomError:
+        pass

@@ -1,0 +1,65 @@
+"""Start and stop real ``strongroom node`` processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .pki import CA, Issued
+
+TEST_HASH_MEMORY_KIB = "1024"
+
+
+@dataclass
+class NodeProcess:
+    data_dir: Path
+    endpoint: str
+    process: subprocess.Popen
+    args: list[str] = field(default_factory=list)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def strongroom(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True, text=True,
+                          timeout=60, **kwargs)
+
+
+def init_node(data_dir: Path, preco_password: str, cluster_id: str = "cluster-test0000001") -> None:
+    password_file = data_dir.parent / f"{data_dir.name}.preco"
+    password_file.write_text(preco_password)
+    done = strongroom("init-node", "--data-dir", str(data_dir), "--preco-password-file", str(password_file),
+                      "--cluster-id", cluster_id, "--password-hash-memory-kib", TEST_HASH_MEMORY_KIB)
+    assert done.returncode == 0, done.stderr
+
+
+def start_node(data_dir: Path, server: Issued, *, client_ca: CA | None = None, require_client_cert: bool = False,
+               extra: tuple[str, ...] = ()) -> NodeProcess:
+    args = ["node", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", "--cert", str(server.cert),
+            "--key", str(server.key), "--password-hash-memory-kib", TEST_HASH_MEMORY_KIB, *extra]
+    if client_ca is not None:
+        args += ["--client-ca", str(client_ca.issued.cert)]
+    if require_client_cert:
+        args.append("--require-client-cert")
+    process = subprocess.Popen([sys.executable, "-m", "strongroom", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 60
+    line = process.stdout.readline()
+    if not line or time.monotonic() > deadline:
+        process.kill()
+        raise RuntimeError(f"node did not start: {process.stderr.read()}")
+    endpoint = json.loads(line)["listening"]
+    return NodeProcess(data_dir, endpoint, process, args)
