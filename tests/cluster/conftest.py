@@ -38,7 +38,9 @@ def node(pki, tmp_path_factory):
         admin.close()
     yield proc, config
     proc.stop()
-    assert proc.process.returncode == 0, proc.process.stderr.read()
+    log = proc.log_text()
+    assert proc.process.returncode == 0, log
+    assert "Traceback" not in log, log
 
 
 @pytest.fixture(scope="module")

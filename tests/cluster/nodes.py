@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,11 @@ class NodeProcess:
     data_dir: Path
     endpoint: str
     process: subprocess.Popen
+    log: Path
     args: list[str] = field(default_factory=list)
+
+    def log_text(self) -> str:
+        return self.log.read_text()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
@@ -54,12 +57,13 @@ def start_node(data_dir: Path, server: Issued, *, client_ca: CA | None = None, r
         args += ["--client-ca", str(client_ca.issued.cert)]
     if require_client_cert:
         args.append("--require-client-cert")
-    process = subprocess.Popen([sys.executable, "-m", "strongroom", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 60
+    log = data_dir.parent / f"{data_dir.name}.log"
+    with open(log, "a") as err:
+        process = subprocess.Popen([sys.executable, "-m", "strongroom", *args], stdout=subprocess.PIPE,
+                                   stderr=err, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     line = process.stdout.readline()
-    if not line or time.monotonic() > deadline:
+    if not line:
         process.kill()
-        raise RuntimeError(f"node did not start: {process.stderr.read()}")
+        raise RuntimeError(f"node did not start: {log.read_text()}")
     endpoint = json.loads(line)["listening"]
-    return NodeProcess(data_dir, endpoint, process, args)
+    return NodeProcess(data_dir, endpoint, process, log, args)

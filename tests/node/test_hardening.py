@@ -263,3 +263,23 @@ def test_directories_are_not_spoiled(tmp_path):
     assert len(entries) > before and entries[before].event == "initialize"
     assert again.store.verify_audit().ok
     again.close()
+
+
+def test_capacity_is_reported_and_enforced(tmp_path):
+    from dataclasses import replace
+
+    node = HSM.initialize(tmp_path / "n", preco_password=PRECO, settings=replace(FAST, max_token_objects=3))
+    admin = login(node, CKU.SO, f"admin:{PRECO}")
+    admin.app.activate(admin.s, "admin-pass-1")
+    admin.app.create_user(admin.s, "alice", ALICE_PW, "crypto-user")
+    alice = login(node, CKU.USER, f"alice:{ALICE_PW}")
+    first = aes(alice)
+    ec(alice)
+    info = node.info()
+    assert (info["token_objects"], info["max_token_objects"], info["free_token_objects"]) == (3, 3, 0)
+    assert info["open_sessions"] == 2 and info["free_disk_bytes"] > 0
+    assert rv(aes, alice) == CKR.DEVICE_MEMORY
+    alice.app.destroy_object(alice.s, first)
+    assert node.info()["free_token_objects"] == 1
+    aes(alice)
+    node.close()

@@ -33,11 +33,12 @@ def mechanism(value: int | Mechanism, parameter: Any = None) -> Mechanism:
 
 
 def template(attrs: dict[Any, Any] | None = None, **named: Any) -> dict[int, Any]:
-    """A template from ``CKA`` keys and/or keyword names (``label="x"`` is ``CKA.LABEL``)."""
+    """A template from ``CKA`` keys and/or keyword names (``label="x"`` is ``CKA.LABEL``; ``cls`` stands for
+    ``CKA.CLASS``, a Python keyword)."""
     out = {int(k): v for k, v in (attrs or {}).items()}
     for name, value in named.items():
         try:
-            out[int(CKA[name.upper()])] = value
+            out[int(CKA.CLASS if name == "cls" else CKA[name.upper()])] = value
         except KeyError:
             raise ArgumentsBad(f"{name} is not an attribute name (CKA_{name.upper()} does not exist)") from None
     return out

@@ -13,6 +13,7 @@ import os
 import secrets
 import threading
 import uuid
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +49,14 @@ class Settings:
 
     Attributes:
         lockout_threshold: consecutive wrong passwords that lock an account.
+        max_token_objects: capacity of the token store; creation beyond it returns ``CKR_DEVICE_MEMORY``.
         argon2_memory_kib, argon2_time_cost: password hashing cost (RFC 9106).
     """
 
     lockout_threshold: int = DEFAULT_LOCKOUT_THRESHOLD
     argon2_memory_kib: int = 65536
     argon2_time_cost: int = 3
+    max_token_objects: int = 250_000
 
 
 class _Envelope(msgspec.Struct, array_like=True):
@@ -108,6 +111,8 @@ class HSM:
         self._keys: dict[int, tuple[int, Any]] = {}
         self._epochs: dict[str, int] = {}
         self._session_objects: dict[int, HsmObject] = {}
+        self.applications: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.token_objects = self.store.count_objects()
         self._session_counter = itertools.count(1)
         self._app_counter = itertools.count(1)
         with self.store.transaction() as tx:
@@ -249,6 +254,7 @@ class HSM:
             self._objects.clear()
             self._keys.clear()
             self._session_objects.clear()
+            self.token_objects = 0
             self._epochs = {name: epoch + 1 for name, epoch in self._epochs.items()}
         self.state, self.error_reason = State.ZEROIZED, reason
 
@@ -321,6 +327,7 @@ class HSM:
                 assert tx is not None
                 tx.delete_object(obj.handle)
                 self._objects.pop(obj.handle, None)
+                self.token_objects -= 1
             else:
                 self._session_objects.pop(obj.handle, None)
             self._keys.pop(obj.handle, None)
@@ -391,13 +398,25 @@ class HSM:
         audit trail of logins."""
         from .application import Application
 
-        return Application(self, next(self._app_counter), peer)
+        app = Application(self, next(self._app_counter), peer)
+        self.applications.add(app)
+        return app
 
     def next_session_handle(self) -> int:
         return next(self._session_counter)
 
     def info(self) -> dict[str, Any]:
-        """Node information (``get_hsm_info``): serial, firmware, state, self-test results, object counts."""
+        """Node information (``get_hsm_info``).
+
+        Returns:
+            ``serial``, ``cluster_id``, ``firmware_version``, ``state`` (``operational``, ``error`` or
+            ``zeroized``) with ``error``, ``self_tests`` (name → passed), ``token_objects``,
+            ``max_token_objects``, ``free_token_objects``, ``session_objects``, ``open_sessions``,
+            ``applications``, ``free_disk_bytes``.
+        """
+        import shutil
+
+        sessions = sum(len(app.sessions) for app in list(self.applications))
         return {
             "serial": self.serial,
             "cluster_id": self.cluster_id,
@@ -405,6 +424,11 @@ class HSM:
             "state": self.state,
             "error": self.error_reason,
             "self_tests": {r.name: r.passed for r in self.self_test_results},
-            "token_objects": self.store.count_objects() if self.state != State.ZEROIZED else 0,
+            "token_objects": self.token_objects,
+            "max_token_objects": self.settings.max_token_objects,
+            "free_token_objects": max(0, self.settings.max_token_objects - self.token_objects),
             "session_objects": len(self._session_objects),
+            "open_sessions": sessions,
+            "applications": len(self.applications),
+            "free_disk_bytes": shutil.disk_usage(self.data_dir).free,
         }

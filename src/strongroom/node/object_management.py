@@ -9,6 +9,7 @@ from ..errors import (
     ActionProhibited,
     ArgumentsBad,
     AttributeValueInvalid,
+    DeviceMemory,
     ObjectHandleInvalid,
     OperationActive,
     OperationNotInitialized,
@@ -38,14 +39,18 @@ class ObjectCalls(ApplicationBase):
     def _create_objects(self, session: Session, made: list[tuple[Attributes, bytes]], event: str,
                         **detail: Any) -> list[int]:
         """Store new objects and audit their creation in one transaction; return their handles."""
+        tokens = sum(bool(attrs.get(CKA.TOKEN)) for attrs, _ in made)
         for attrs, _ in made:
             self._require_writable(session, bool(attrs.get(CKA.TOKEN)))
         with self.hsm.lock, self.hsm.store.transaction() as tx:
+            if self.hsm.token_objects + tokens > self.hsm.settings.max_token_objects:
+                raise DeviceMemory(f"the token store is full ({self.hsm.settings.max_token_objects} objects)")
             objects = [self._new_object(session, attrs, material, tx) for attrs, material in made]
             handles = [o.handle for o in objects]
             tx.audit(event, self._actor(), handles=handles, token=[o.is_token for o in objects], **detail)
             for obj in objects:
                 self.hsm.put_object(tx, obj)
+        self.hsm.token_objects += tokens
         return handles
 
     @staticmethod

@@ -1,0 +1,226 @@
+"""A real node process for the benchmarks: certificates, data directory, start/stop, and /proc readings.
+
+The node runs as ``python -m strongroom node`` on loopback with a throw-away CA (ECDSA P-256, like a real
+cluster). ``fill_objects`` seals token objects straight into a data directory through the node's own path
+(the same envelope and index columns as ``C_CreateObject``), so a node can be started on a large store
+without creating every object over the network.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+# Cheap password hashing: logins are not what is measured, and the benchmark logs in a few times.
+HASH_MEMORY_KIB = 1024
+PRECO = "initial-pass"
+ADMIN_PW = "admin-pass-1"
+USER = "bench"
+USER_PW = "bench-pass"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------------------------------- PKI
+@dataclass
+class Pki:
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def make_pki(folder: Path) -> Pki:
+    """A CA and a server certificate for 127.0.0.1 / localhost, written as PEM files into ``folder``."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(_name("bench-ca")).issuer_name(_name("bench-ca"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(_name("node")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    folder.mkdir(parents=True, exist_ok=True)
+    pki = Pki(folder / "ca.crt", folder / "node.crt", folder / "node.key")
+    pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    pki.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pki.server_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))
+    return pki
+
+
+# --------------------------------------------------------------------------------------------------- process
+def strongroom_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "strongroom", *args]
+
+
+def init_node(data_dir: Path) -> None:
+    """``strongroom init-node`` into a new data directory (initial admin password ``PRECO``)."""
+    password_file = data_dir.parent / f"{data_dir.name}.preco"
+    password_file.write_text(PRECO)
+    done = subprocess.run(strongroom_cmd("init-node", "--data-dir", str(data_dir), "--preco-password-file",
+                                         str(password_file), "--cluster-id", "cluster-bench000001",
+                                         "--password-hash-memory-kib", str(HASH_MEMORY_KIB)),
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"init-node failed: {done.stderr}")
+
+
+@dataclass
+class NodeProcess:
+    process: subprocess.Popen
+    endpoint: str
+    start_s: float
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def status(self, field: str) -> int:
+        """A ``kB`` field of /proc/PID/status (``VmRSS``, ``VmHWM``), in bytes."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+        raise KeyError(field)
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the whole node process so far (/proc/PID/stat)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_node(data_dir: Path, pki: Pki, *, wrapper: list[str] | None = None, timeout_s: float = 300) -> NodeProcess:
+    """Start ``strongroom node`` on 127.0.0.1 (any free port) and wait for its ``listening`` line.
+
+    ``wrapper`` goes in front of the Python command (for example a profiler).
+    """
+    log = data_dir.parent / f"{data_dir.name}.log"
+    cmd = strongroom_cmd("node", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", "--cert",
+                         str(pki.server_cert), "--key", str(pki.server_key),
+                         "--password-hash-memory-kib", str(HASH_MEMORY_KIB))
+    t0 = time.perf_counter()
+    with open(log, "w") as err:
+        process = subprocess.Popen([*(wrapper or []), *cmd], stdout=subprocess.PIPE, stderr=err, text=True,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        line = process.stdout.readline()
+        if not line or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the node did not start: {log.read_text()[-2000:]}")
+        try:
+            endpoint = json.loads(line)["listening"]
+            break
+        except (ValueError, KeyError):
+            continue  # a wrapper's own output
+    return NodeProcess(process, endpoint, time.perf_counter() - t0, log)
+
+
+def client_config(node: NodeProcess, pki: Pki) -> dict:
+    return {"endpoints": [node.endpoint], "trust_anchor": str(pki.ca_cert), "timeout_s": 120}
+
+
+def setup_users(config: dict) -> None:
+    """Activate the admin and create the crypto user ``USER`` through the SDK."""
+    import strongroom.client as sdk
+
+    with sdk.connect(config) as cluster:
+        admin = cluster.login("admin", PRECO, role="admin")
+        admin.activate(ADMIN_PW)
+        admin.create_user(USER, USER_PW)
+        admin.close()
+
+
+# --------------------------------------------------------------------------------------------------- big store
+def label_of(i: int) -> str:
+    return f"key-{i}"
+
+
+def fill_objects(data_dir: Path, count: int, *, batch: int = 5_000,
+                 advance: Callable[[int], None] = lambda n: None, lookups: int = 0) -> dict:
+    """Activate the admin, create ``USER`` and seal ``count`` AES token keys labelled ``key-0``, ``key-1``, …
+    into an initialised data directory, in one store transaction per ``batch``. Run before the node starts.
+
+    With ``lookups`` > 0 it also times that many find-by-label calls in-process (no network), for
+    comparison with the same lookups through the SDK. Returns timings and the in-process latencies.
+    """
+    from strongroom.node import HSM, Settings
+    from strongroom.objects import templates
+    from strongroom.objects.attributes import normalize_template
+    from strongroom.objects.model import HsmObject
+    from strongroom.vocab import CKA, CKK, CKO, CKU
+
+    hsm = HSM(data_dir, settings=Settings(argon2_memory_kib=HASH_MEMORY_KIB, argon2_time_cost=1))
+    try:
+        app = hsm.connect()
+        s = app.open_session()
+        app.login(s, CKU.SO, f"admin:{PRECO}")
+        app.activate(s, ADMIN_PW)
+        app.create_user(s, USER, USER_PW, "crypto-user")
+        app.close_all_sessions()
+        start = time.perf_counter()
+        for first in range(0, count, batch):
+            with hsm.store.transaction() as tx:
+                for i in range(first, min(first + batch, count)):
+                    attrs = templates.for_create(normalize_template({
+                        CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: CKK.AES, CKA.VALUE: bytes(32),
+                        CKA.TOKEN: True, CKA.LABEL: label_of(i)}))
+                    material = attrs.pop(CKA.VALUE)
+                    obj = HsmObject(hsm.new_handle(tx, True), attrs, material, USER)
+                    hsm.put_object(tx, obj)
+            advance(min(batch, count - first))
+        fill_s = time.perf_counter() - start
+        latencies: list[int] = []
+        if lookups:
+            hsm._objects.clear()  # as after a restart: nothing decoded yet
+            app.login(s := app.open_session(), CKU.USER, f"{USER}:{USER_PW}")
+            for n in range(lookups):
+                label = label_of(lookup_index(n, count))
+                t0 = time.perf_counter_ns()
+                found = app.find(s, {CKA.LABEL: label})
+                latencies.append(time.perf_counter_ns() - t0)
+                assert len(found) == 1, (label, found)
+            app.close_all_sessions()
+        return {"fill_s": fill_s, "latencies_ns": latencies}
+    finally:
+        hsm.close()
+
+
+def lookup_index(n: int, count: int) -> int:
+    """The n-th label to look up: spread over the whole store, no repeats within ``count`` lookups."""
+    return (n * 7919) % count
