@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
-import threading
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -68,12 +69,7 @@ def node(data_dir: Path, listen: str, cert_file: str, key_file: str, client_ca: 
 
     Prints one JSON line {"listening": "HOST:PORT", ...} once it accepts connections.
     """
-    import asyncio
-
-    import uvloop
-
     from ..node import HSM
-    from ..node.server import NodeServer
     from ..protocol.tls import server_context
 
     host, _, port = listen.rpartition(":")
@@ -87,12 +83,27 @@ def node(data_dir: Path, listen: str, cert_file: str, key_file: str, client_ca: 
     except StrongroomError as exc:
         raise click.ClickException(f"{exc.message} ({exc.ckr.name})") from None
 
+    _serve(hsm, ctx, host, int(port), idle_timeout_s=idle_timeout, read_timeout_s=read_timeout)
+
+
+def _serve(hsm: Any, ctx: Any, host: str, port: int, *, announce: dict[str, Any] | None = None,
+           on_listening: Any = None, **server_options: Any) -> None:
+    """Serve ``hsm`` until SIGTERM or SIGINT; print one JSON line with the bound address once listening
+    (after calling ``on_listening("HOST:PORT")``)."""
+    import asyncio
+
+    import uvloop
+
+    from ..node.server import NodeServer
+
     async def serve() -> None:
-        server = NodeServer(hsm, ctx, idle_timeout_s=idle_timeout, read_timeout_s=read_timeout)
-        listener = await server.start(host.strip("[]"), int(port))
+        server = NodeServer(hsm, ctx, **server_options)
+        listener = await server.start(host.strip("[]"), port)
         bound = listener.sockets[0].getsockname()
+        if on_listening is not None:
+            on_listening(f"{bound[0]}:{bound[1]}")
         click.echo(json.dumps({"listening": f"{bound[0]}:{bound[1]}", "serial": hsm.serial,
-                               "cluster_id": hsm.cluster_id, "state": hsm.state}), nl=True)
+                               "cluster_id": hsm.cluster_id, "state": hsm.state, **(announce or {})}))
         sys.stdout.flush()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -102,54 +113,57 @@ def node(data_dir: Path, listen: str, cert_file: str, key_file: str, client_ca: 
         listener.close()
         server.close()
 
-    uvloop.run(serve())
-    hsm.close()
+    try:
+        uvloop.run(serve())
+    finally:
+        hsm.close()
 
 
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("./var"), show_default=True,
-              help="Directory for the node's store and keys.")
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--once", is_flag=True, help="Print the node's status and exit instead of staying in the foreground.")
-def up(data_dir: Path, output: str, once: bool) -> None:
-    """Start a local Strongroom HSM in the foreground (first start initialises it).
+              help="Directory for the deployment's keys, certificates and node data.")
+@click.option("--listen", default="127.0.0.1:2225", show_default=True, help="HOST:PORT the HSM node serves.")
+@click.option("--once", is_flag=True, help="Set up, print the status and exit instead of serving.")
+def up(data_dir: Path, listen: str, once: bool) -> None:
+    """Start a local Strongroom HSM in the foreground (the first start sets it up).
 
-    On first start a node is initialised in DATA_DIR/hsm0 with a random initial admin password, written to
-    DATA_DIR/preco-password (mode 0600); activate the cluster with it.
+    The first start makes a local CA and node certificate in DATA_DIR/pki, initialises the node in
+    DATA_DIR/hsm0 with a random initial admin password in DATA_DIR/preco-password (mode 0600), and writes
+    DATA_DIR/client.json, the SDK configuration (``strongroom.client.connect("var/client.json")``).
     """
-    import os
     import secrets
 
     from ..node import HSM
+    from ..protocol.certificates import CertificateAuthority
+    from ..protocol.tls import server_context
 
-    node_dir = data_dir / "hsm0"
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
+    node_dir, pki = data_dir / "hsm0", data_dir / "pki"
     try:
-        if (node_dir / "hsm.sqlite").exists():
-            hsm = HSM(node_dir)
-        else:
+        if not (node_dir / "hsm.sqlite").exists():
+            pki.mkdir(parents=True, exist_ok=True)
+            ca = CertificateAuthority(pki, "strongroom-local-ca")
+            ca.issue("hsm0", server=True, hosts=("localhost", "127.0.0.1", host.strip("[]")))
             password = secrets.token_urlsafe(18)
-            hsm = HSM.initialize(node_dir, preco_password=password)
+            HSM.initialize(node_dir, preco_password=password).close()
             fd = os.open(data_dir / "preco-password", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(password + "\n")
+        hsm = HSM(node_dir)
+        ctx = server_context(pki / "hsm0.crt", pki / "hsm0.key")
     except StrongroomError as exc:
-        click.echo(f"error: {exc.message} ({exc.ckr.name})", err=True)
-        sys.exit(1)
-    info = hsm.info()
-    if output == "json":
-        click.echo(json.dumps(info, indent=2))
-    else:
-        click.echo(f"Strongroom HSM {info['serial']} of {info['cluster_id']}: {info['state']}"
-                   f" ({info['token_objects']} token objects); data in {node_dir}")
+        raise click.ClickException(f"{exc.message} ({exc.ckr.name})") from None
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
     if once:
+        click.echo(json.dumps(hsm.info(), indent=2))
         hsm.close()
         return
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        click.echo("running; press Ctrl-C to stop")
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        hsm.close()
+    def write_client_config(endpoint: str) -> None:
+        config = {"endpoints": [endpoint], "trust_anchor": "pki/strongroom-local-ca.crt"}
+        (data_dir / "client.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    _serve(hsm, ctx, host, int(port), announce={"client_config": str(data_dir / "client.json")},
+           on_listening=write_client_config)
