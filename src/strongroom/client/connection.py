@@ -12,6 +12,7 @@ import concurrent.futures
 import itertools
 import ssl
 import threading
+import time
 from typing import Any
 
 import msgspec
@@ -31,6 +32,7 @@ from ..protocol import (
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ServerMessage)
+_SWEEP_S = 0.5
 
 
 class ConnectionLost(DeviceRemoved):
@@ -74,13 +76,30 @@ class NodeConnection(asyncio.Protocol):
         self.reader = FrameReader()
         self.transport: asyncio.Transport | None = None
         self.pending: dict[int, Any] = {}
+        self.deadlines: dict[int, float] = {}
         self.ids = itertools.count(1)
         self.hello: asyncio.Future[HelloReply] | None = None
-        self.closed = asyncio.get_event_loop().create_future()
+        self.loop = asyncio.get_event_loop()
+        self.closed = self.loop.create_future()
         self.node: dict[str, Any] = {}
+        self.outgoing: list[bytes] = []
+        self.sweeper: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.sweeper = self.loop.call_later(_SWEEP_S, self._sweep)
+
+    def _sweep(self) -> None:
+        """Fail requests whose deadline passed (one timer per connection, not one per request)."""
+        now = time.monotonic()
+        for request_id, deadline in list(self.deadlines.items()):
+            if deadline < now:
+                del self.deadlines[request_id]
+                waiter = self.pending.pop(request_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_exception(ConnectionLost("no answer from the node in time"))
+        if self.is_open:
+            self.sweeper = self.loop.call_later(_SWEEP_S, self._sweep)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -100,12 +119,17 @@ class NodeConnection(asyncio.Protocol):
                 continue
             waiter = self.pending.pop(message.id, None)
             if waiter is not None:
-                waiter.set_result(message)
+                self.deadlines.pop(message.id, None)
+                if not waiter.done():
+                    waiter.set_result(message)
             elif message.id == 0 and self.hello is not None and not self.hello.done():
                 self.hello.set_result(message)  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.sweeper is not None:
+            self.sweeper.cancel()
         pending, self.pending = self.pending, {}
+        self.deadlines.clear()
         lost = ConnectionLost(f"the connection to the node closed{': ' + str(exc) if exc else ''}")
         for waiter in pending.values():
             if not waiter.done():
@@ -119,26 +143,36 @@ class NodeConnection(asyncio.Protocol):
     def is_open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
-    def send(self, frame: bytes, request_id: int, waiter: Any) -> None:
-        """Write a request frame and register its waiter (call on the loop thread)."""
+    def send(self, frame: bytes, request_id: int, waiter: Any, timeout_s: float | None = None) -> None:
+        """Queue a request frame and register its waiter (call on the loop thread). Frames queued in one
+        turn of the loop leave in one write."""
         if not self.is_open:
             waiter.set_exception(ConnectionLost("the connection to the node is closed"))
             return
         self.pending[request_id] = waiter
-        self.transport.write(frame)
+        if timeout_s is not None:
+            self.deadlines[request_id] = time.monotonic() + timeout_s
+        if not self.outgoing:
+            self.loop.call_soon(self._flush)
+        self.outgoing.append(frame)
+
+    def _flush(self) -> None:
+        data, self.outgoing = b"".join(self.outgoing), []
+        if data and self.is_open:
+            self.transport.write(data)
 
     async def call(self, name: str, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
-        """Send one call and await its value (raises the error the node answered)."""
+        """Send one call and await its value (raises the error the node answered).
+
+        Raises:
+            ConnectionLost: ``CKR_DEVICE_REMOVED`` (retryable) when the connection drops or no answer comes
+                within ``timeout_s`` seconds.
+        """
         request_id = next(self.ids)
         frame = request_frame(request_id, name, args, kwargs)
-        waiter = asyncio.get_running_loop().create_future()
-        self.send(frame, request_id, waiter)
-        try:
-            response = await asyncio.wait_for(waiter, timeout_s)
-        except asyncio.TimeoutError:
-            self.pending.pop(request_id, None)
-            raise ConnectionLost(f"{name}: no answer within {timeout_s} s") from None
-        return result_of(response)
+        waiter = self.loop.create_future()
+        self.send(frame, request_id, waiter, timeout_s)
+        return result_of(await waiter)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -229,7 +263,7 @@ class SyncConnection:
             request_id = next(self._ids)
         frame = request_frame(request_id, name, args, kwargs)
         waiter: concurrent.futures.Future = concurrent.futures.Future()
-        self.loop_thread.loop.call_soon_threadsafe(self.conn.send, frame, request_id, waiter)
+        self.loop_thread.loop.call_soon_threadsafe(self.conn.send, frame, request_id, waiter, self.timeout_s)
         try:
             response = waiter.result(self.timeout_s)
         except concurrent.futures.TimeoutError:

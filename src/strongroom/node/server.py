@@ -103,6 +103,7 @@ class _Connection(asyncio.Protocol):
         self.partial_since: float | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_event_loop()
+        self.outgoing: list[bytes] = []
 
     # ----------------------------------------------------------------- transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -214,10 +215,19 @@ class _Connection(asyncio.Protocol):
             log.error("cannot encode the answer to %s: %s", getattr(message, "id", "?"), exc)
             body = _encoder.encode(Response(getattr(message, "id", 0), int(CKR.GENERAL_ERROR), None,
                                             "the answer could not be encoded"))
-        self.transport.write(encode_frame(body))
+        # Answers produced together leave in one write: one TLS record and one system call for a burst.
+        if not self.outgoing:
+            self.loop.call_soon(self._flush)
+        self.outgoing.append(encode_frame(body))
+
+    def _flush(self) -> None:
+        data, self.outgoing = b"".join(self.outgoing), []
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self._flush()
             self.transport.close()
 
     def _arm_timer(self) -> None:
