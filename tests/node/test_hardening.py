@@ -283,3 +283,13 @@ def test_capacity_is_reported_and_enforced(tmp_path):
     assert node.info()["free_token_objects"] == 1
     aes(alice)
     node.close()
+
+
+def test_key_separation_spans_an_imported_public_half(hsm, alice):
+    """Importing the public half of one's own RSA key with CKA_WRAP, while the private half decrypts, would let
+    a wrapped key be decrypted in clear; the import is refused like the attribute change is."""
+    pub, priv = rsa(alice)
+    attrs = alice.app.get_attributes(alice.s, pub, [CKA.MODULUS, CKA.PUBLIC_EXPONENT])
+    template = {CKA.CLASS: CKO.PUBLIC_KEY, CKA.KEY_TYPE: CKK.RSA, CKA.TOKEN: True, **attrs}
+    assert rv(alice.app.create_object, alice.s, {**template, CKA.WRAP: True}) == CKR.TEMPLATE_INCONSISTENT
+    assert alice.app.create_object(alice.s, {**template, CKA.VERIFY: True}) > 0

@@ -109,6 +109,8 @@ class ObjectCalls(ApplicationBase):
             key = crypto.public_key_from_attributes(attrs[CKA.KEY_TYPE], attrs)
             attrs.update(crypto.public_attributes(key))
             material = crypto.public_key_to_der(key)
+            for other in self._counterparts(HsmObject(0, attrs)):
+                policy.check_usage_conflicts(attrs, other.attrs)
         return self._create_objects(session, [(attrs, material)], "object-create", cls=cls.name)[0]
 
     def destroy_object(self, handle: int, obj_handle: int) -> None:

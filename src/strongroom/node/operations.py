@@ -121,7 +121,8 @@ class OperationCalls(ApplicationBase):
                     active.final = active.op.final()
                 active.final_input = data
             elif active.final_input != data:
-                raise OperationActive("the result for other data awaits delivery; repeat the call with that data")
+                raise OperationActive("a size query fixed this operation's input; the operation has ended, "
+                                      "start it again")
             out = deliver(active.final, out_len, query)
             if not query:
                 session.ops.pop(kind, None)
