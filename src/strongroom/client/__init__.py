@@ -7,6 +7,7 @@ Errors are :mod:`strongroom.errors` classes, one per ``CKR_*``.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,7 @@ async def connect_async(config: ClientConfig | Path | str | dict[str, Any]) -> C
     else:
         raise error  # type: ignore[misc]
 
-    async def call(name: str, *args: Any, **kwargs: Any) -> Any:
-        return await conn.call(name, *args, timeout_s=config.timeout_s, **kwargs)
+    call = functools.partial(conn.call, timeout_s=config.timeout_s)
 
     async def close() -> None:
         conn.close()

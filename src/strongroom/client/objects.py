@@ -55,6 +55,8 @@ class _Runner:
         if not self.is_async:
             value = self.call(name, *args, **kwargs)
             return then(value) if then else value
+        if then is None:
+            return self.call(name, *args, **kwargs)
 
         async def run() -> Any:
             value = await self.call(name, *args, **kwargs)

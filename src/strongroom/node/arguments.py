@@ -93,6 +93,8 @@ def mechanism(value: Any) -> Mechanism:
     kind = value.mechanism
     if isinstance(kind, bool) or not isinstance(kind, int) or not 0 <= kind <= ULONG_MAX:
         raise MechanismInvalid(f"the mechanism type must be a CK_ULONG, got {kind!r:.40}")
+    if value.parameter is None:
+        return value
     try:
         return msgspec.msgpack.decode(msgspec.msgpack.encode(value), type=Mechanism)
     except (msgspec.ValidationError, msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:

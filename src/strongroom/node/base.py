@@ -45,6 +45,7 @@ class ApplicationBase:
         self.sessions: dict[int, Session] = {}
         self.user: UserRecord | None = None
         self.user_type: int | None = None
+        self.role: Role | None = None
         self._epoch = 0
 
     def _session(self, handle: Any) -> Session:
@@ -59,12 +60,12 @@ class ApplicationBase:
         return session
 
     def _logged_in(self, record: UserRecord, user_type: int) -> None:
-        self.user, self.user_type = record, user_type
+        self.user, self.user_type, self.role = record, user_type, Role(record.role)
         self._epoch = self.hsm.login_epoch(record.name)
 
     def _logged_out(self) -> None:
         """End the login: active operations and finds stop, private session objects go (PKCS#11 3.0 §5.6)."""
-        self.user = self.user_type = None
+        self.user = self.user_type = self.role = None
         for session in self.sessions.values():
             session.ops.clear()
             session.find = None
@@ -74,7 +75,7 @@ class ApplicationBase:
         return self.user.name if self.user else ""
 
     def _role(self) -> Role | None:
-        return Role(self.user.role) if self.user else None
+        return self.role
 
     def _require_role(self, *roles: Role) -> UserRecord:
         if self.user is None or self._role() not in roles:

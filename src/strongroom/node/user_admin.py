@@ -38,6 +38,7 @@ class UserAdminCalls(ApplicationBase):
             with hsm.store.transaction() as tx:
                 hsm.put_user(tx, user)
                 tx.audit("activate", user.name)
+            self.role = Role.ADMIN
 
     def create_user(self, handle: int, username: str, password: str, role: str) -> None:
         """Create a user (admins only).
@@ -185,4 +186,4 @@ class UserAdminCalls(ApplicationBase):
         actor = self._require_role(Role.ADMIN)
         self.hsm.zeroize(actor=actor.name)
         self.sessions.clear()
-        self.user = self.user_type = None
+        self.user = self.user_type = self.role = None
