@@ -104,6 +104,7 @@ class _Connection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_event_loop()
         self.outgoing: list[bytes] = []
+        self.batching = False
 
     # ----------------------------------------------------------------- transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -135,10 +136,15 @@ class _Connection(asyncio.Protocol):
             self.close()
             return
         self.partial_since = self.last_activity if self.reader.pending_bytes else None
-        for body in bodies:
-            if self.transport is None or self.transport.is_closing():
-                return
-            self._handle(body)
+        self.batching = True
+        try:
+            for body in bodies:
+                if self.transport is None or self.transport.is_closing():
+                    return
+                self._handle(body)
+        finally:
+            self.batching = False
+            self._flush()
 
     # ----------------------------------------------------------------- requests
     def _handle(self, body: bytes) -> None:
@@ -215,8 +221,9 @@ class _Connection(asyncio.Protocol):
             log.error("cannot encode the answer to %s: %s", getattr(message, "id", "?"), exc)
             body = _encoder.encode(Response(getattr(message, "id", 0), int(CKR.GENERAL_ERROR), None,
                                             "the answer could not be encoded"))
-        # Answers produced together leave in one write: one TLS record and one system call for a burst.
-        if not self.outgoing:
+        # Answers produced together leave in one write: one TLS record and one system call for a burst (the
+        # frames of one read, or thread-pool answers completing in one loop turn).
+        if not self.outgoing and not self.batching:
             self.loop.call_soon(self._flush)
         self.outgoing.append(encode_frame(body))
 
