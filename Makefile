@@ -32,8 +32,23 @@ deps-debian:
 test: deps-debian $(VENV)/.test-installed
 	$(PY) -m pytest -n 2 -q
 
-bench: install
-	$(PY) bench/find_by_label.py
+# `make bench`: the node through the SDK next to cryptography and SoftHSM2 (Debian softhsm2 + python-pkcs11);
+# BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS=--json.
+BENCH_DEB_PACKAGES := softhsm2
+BENCH_PIP_PACKAGES := python-pkcs11==0.10.1
+BENCH_ARGS ?=
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet $(BENCH_PIP_PACKAGES)
+	touch $@
+
+bench: install $(VENV)/.bench-installed
+	@missing=""; for p in $(BENCH_DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; } >&2; \
+	fi
+	@$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from array import array
@@ -19,11 +20,17 @@ class Cell:
     latencies_ns: array = field(repr=False)
     client_cpu_s: float | None = None
     node_cpu_s: float | None = None
+    others_cpu_s: float | None = None  # CPU time of every other process on the machine meanwhile
     note: str = ""
 
     @property
     def rate(self) -> float:
         return self.ops / self.seconds if self.seconds else 0.0
+
+    @property
+    def others_cpu(self) -> float:
+        """Cores' worth of CPU that other processes used during the measurement (0 on a quiet machine)."""
+        return max(0.0, (self.others_cpu_s or 0.0) / self.seconds) if self.seconds else 0.0
 
     def percentile_us(self, q: float) -> float | None:
         if not self.latencies_ns:
@@ -32,15 +39,48 @@ class Cell:
         return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))] / 1e3
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"ops": self.ops, "seconds": round(self.seconds, 4), "ops_per_s": round(self.rate, 1),
-                               "p50_us": _round(self.percentile_us(0.50)), "p99_us": _round(self.percentile_us(0.99))}
+        out: dict[str, Any] = {
+            "ops": self.ops,
+            "seconds": round(self.seconds, 4),
+            "ops_per_s": round(self.rate, 1),
+            "p50_us": _round(self.percentile_us(0.50)),
+            "p99_us": _round(self.percentile_us(0.99)),
+        }
         if self.client_cpu_s is not None and self.ops:
             out["client_cpu_us_per_op"] = round(self.client_cpu_s / self.ops * 1e6, 2)
         if self.node_cpu_s is not None and self.ops:
             out["node_cpu_us_per_op"] = round(self.node_cpu_s / self.ops * 1e6, 2)
+        if self.others_cpu_s is not None and self.seconds:
+            out["other_processes_cpu_share"] = round(self.others_cpu, 3)
         if self.note:
             out["note"] = self.note
         return out
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores spent busy since boot (/proc/stat: everything but idle and iowait)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / _TICK
+
+
+class Meter:
+    """CPU of this process, of the node (if given) and of the whole machine over one measurement."""
+
+    def __init__(self, node_cpu: Callable[[], float] | None = None) -> None:
+        self.node_cpu = node_cpu
+        self.n0 = node_cpu() if node_cpu else 0.0
+        self.m0 = machine_busy_s()
+        self.c0 = time.process_time()
+
+    def finish(self, ops: int, seconds: float, lat: array) -> Cell:
+        client = time.process_time() - self.c0
+        node = self.node_cpu() - self.n0 if self.node_cpu else None
+        machine = machine_busy_s() - self.m0
+        return Cell(ops, seconds, lat, client, node, machine - client - (node or 0.0))
 
 
 def _round(value: float | None) -> float | None:
@@ -60,22 +100,30 @@ def _loop(fn: Callable[[], Any], deadline_ns: int, lat: array) -> int:
     return prev
 
 
-def run_sync(fn: Callable[[], Any], seconds: float, *, warmup_s: float = 0.2,
-             node_cpu: Callable[[], float] | None = None) -> Cell:
+def run_sync(
+    fn: Callable[[], Any],
+    seconds: float,
+    *,
+    warmup_s: float = 0.2,
+    node_cpu: Callable[[], float] | None = None,
+) -> Cell:
     """Call ``fn`` back to back on this thread for ``seconds`` (after a warm-up)."""
     _loop(fn, time.perf_counter_ns() + int(warmup_s * 1e9), array("q"))
     lat = array("q")
-    n0 = node_cpu() if node_cpu else None
-    c0 = time.process_time()
+    meter = Meter(node_cpu)
     t0 = time.perf_counter_ns()
     end = _loop(fn, t0 + int(seconds * 1e9), lat)
-    client = time.process_time() - c0
-    node = node_cpu() - n0 if node_cpu and n0 is not None else None
-    return Cell(len(lat), (end - t0) / 1e9, lat, client, node)
+    return meter.finish(len(lat), (end - t0) / 1e9, lat)
 
 
-def run_threads(make_fn: Callable[[], Callable[[], Any]], threads: int, seconds: float, *,
-                warmup_s: float = 0.2) -> Cell:
+def run_threads(
+    make_fn: Callable[[], Callable[[], Any]],
+    threads: int,
+    seconds: float,
+    *,
+    warmup_s: float = 0.2,
+    node_cpu: Callable[[], float] | None = None,
+) -> Cell:
     """``threads`` threads, each calling its own ``make_fn()`` back to back for ``seconds``."""
     fns = [make_fn() for _ in range(threads)]
     lats = [array("q") for _ in range(threads)]
@@ -93,22 +141,27 @@ def run_threads(make_fn: Callable[[], Callable[[], Any]], threads: int, seconds:
     for w in workers:
         w.start()
     start.wait()
-    c0 = time.process_time()
+    meter = Meter(node_cpu)
     t0_box.append(time.perf_counter_ns())
     start.wait()
     for w in workers:
         w.join()
-    client = time.process_time() - c0
     lat = array("q")
     for part in lats:
         lat.extend(part)
-    return Cell(len(lat), (max(ends) - t0_box[0]) / 1e9, lat, client)
+    return meter.finish(len(lat), (max(ends) - t0_box[0]) / 1e9, lat)
 
 
-async def run_async(call: Callable[[], Awaitable[Any]], width: int, seconds: float, *, warmup_s: float = 0.2,
-                    node_cpu: Callable[[], float] | None = None) -> Cell:
-    """``width`` requests kept in flight on the running loop: ``width`` tasks, each awaiting ``call()`` back to
-    back (a sliding window: a new request leaves as soon as one is answered)."""
+async def run_async(
+    call: Callable[[], Awaitable[Any]],
+    width: int,
+    seconds: float,
+    *,
+    warmup_s: float = 0.2,
+    node_cpu: Callable[[], float] | None = None,
+) -> Cell:
+    """``width`` requests kept in flight on the running loop: ``width`` tasks, each awaiting ``call()`` back
+    to     back (a sliding window: a new request leaves as soon as one is answered)."""
 
     async def worker(deadline_ns: int, lat: array | None) -> int:
         pc = time.perf_counter_ns
@@ -123,10 +176,7 @@ async def run_async(call: Callable[[], Awaitable[Any]], width: int, seconds: flo
 
     await asyncio.gather(*(worker(time.perf_counter_ns() + int(warmup_s * 1e9), None) for _ in range(width)))
     lat = array("q")
-    n0 = node_cpu() if node_cpu else None
-    c0 = time.process_time()
+    meter = Meter(node_cpu)
     t0 = time.perf_counter_ns()
     ends = await asyncio.gather(*(worker(t0 + int(seconds * 1e9), lat) for _ in range(width)))
-    client = time.process_time() - c0
-    node = node_cpu() - n0 if node_cpu and n0 is not None else None
-    return Cell(len(lat), (max(ends) - t0) / 1e9, lat, client, node)
+    return meter.finish(len(lat), (max(ends) - t0) / 1e9, lat)

@@ -34,7 +34,7 @@ USER_PW = "bench-pass"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-# --------------------------------------------------------------------------------------------------- PKI
+# ------------------------------------------------------------------ PKI
 @dataclass
 class Pki:
     ca_cert: Path
@@ -50,31 +50,52 @@ def make_pki(folder: Path) -> Pki:
     """A CA and a server certificate for 127.0.0.1 / localhost, written as PEM files into ``folder``."""
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("bench-ca")).issuer_name(_name("bench-ca"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("bench-ca"))
+        .issuer_name(_name("bench-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(_name("node")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("node"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     folder.mkdir(parents=True, exist_ok=True)
     pki = Pki(folder / "ca.crt", folder / "node.crt", folder / "node.key")
     pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     pki.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pki.server_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption()))
+    pki.server_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return pki
 
 
-# --------------------------------------------------------------------------------------------------- process
+# ------------------------------------------------------------------ process
 def strongroom_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "strongroom", *args]
 
@@ -83,10 +104,22 @@ def init_node(data_dir: Path) -> None:
     """``strongroom init-node`` into a new data directory (initial admin password ``PRECO``)."""
     password_file = data_dir.parent / f"{data_dir.name}.preco"
     password_file.write_text(PRECO)
-    done = subprocess.run(strongroom_cmd("init-node", "--data-dir", str(data_dir), "--preco-password-file",
-                                         str(password_file), "--cluster-id", "cluster-bench000001",
-                                         "--password-hash-memory-kib", str(HASH_MEMORY_KIB)),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        strongroom_cmd(
+            "init-node",
+            "--data-dir",
+            str(data_dir),
+            "--preco-password-file",
+            str(password_file),
+            "--cluster-id",
+            "cluster-bench000001",
+            "--password-hash-memory-kib",
+            str(HASH_MEMORY_KIB),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"init-node failed: {done.stderr}")
 
@@ -124,19 +157,36 @@ class NodeProcess:
                 self.process.wait(5)
 
 
-def start_node(data_dir: Path, pki: Pki, *, wrapper: list[str] | None = None, timeout_s: float = 300) -> NodeProcess:
+def start_node(
+    data_dir: Path, pki: Pki, *, wrapper: list[str] | None = None, timeout_s: float = 300
+) -> NodeProcess:
     """Start ``strongroom node`` on 127.0.0.1 (any free port) and wait for its ``listening`` line.
 
     ``wrapper`` goes in front of the Python command (for example a profiler).
     """
     log = data_dir.parent / f"{data_dir.name}.log"
-    cmd = strongroom_cmd("node", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", "--cert",
-                         str(pki.server_cert), "--key", str(pki.server_key),
-                         "--password-hash-memory-kib", str(HASH_MEMORY_KIB))
+    cmd = strongroom_cmd(
+        "node",
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        str(pki.server_cert),
+        "--key",
+        str(pki.server_key),
+        "--password-hash-memory-kib",
+        str(HASH_MEMORY_KIB),
+    )
     t0 = time.perf_counter()
     with open(log, "w") as err:
-        process = subprocess.Popen([*(wrapper or []), *cmd], stdout=subprocess.PIPE, stderr=err, text=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            [*(wrapper or []), *cmd],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     deadline = time.monotonic() + timeout_s
     while True:
         line = process.stdout.readline()
@@ -166,13 +216,19 @@ def setup_users(config: dict) -> None:
         admin.close()
 
 
-# --------------------------------------------------------------------------------------------------- big store
+# ------------------------------------------------------------------ big store
 def label_of(i: int) -> str:
     return f"key-{i}"
 
 
-def fill_objects(data_dir: Path, count: int, *, batch: int = 5_000,
-                 advance: Callable[[int], None] = lambda n: None, lookups: int = 0) -> dict:
+def fill_objects(
+    data_dir: Path,
+    count: int,
+    *,
+    batch: int = 5_000,
+    advance: Callable[[int], None] = lambda n: None,
+    lookups: int = 0,
+) -> dict:
     """Activate the admin, create ``USER`` and seal ``count`` AES token keys labelled ``key-0``, ``key-1``, …
     into an initialised data directory, in one store transaction per ``batch``. Run before the node starts.
 
@@ -197,9 +253,17 @@ def fill_objects(data_dir: Path, count: int, *, batch: int = 5_000,
         for first in range(0, count, batch):
             with hsm.store.transaction() as tx:
                 for i in range(first, min(first + batch, count)):
-                    attrs = templates.for_create(normalize_template({
-                        CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: CKK.AES, CKA.VALUE: bytes(32),
-                        CKA.TOKEN: True, CKA.LABEL: label_of(i)}))
+                    attrs = templates.for_create(
+                        normalize_template(
+                            {
+                                CKA.CLASS: CKO.SECRET_KEY,
+                                CKA.KEY_TYPE: CKK.AES,
+                                CKA.VALUE: bytes(32),
+                                CKA.TOKEN: True,
+                                CKA.LABEL: label_of(i),
+                            }
+                        )
+                    )
                     material = attrs.pop(CKA.VALUE)
                     obj = HsmObject(hsm.new_handle(tx, True), attrs, material, USER)
                     hsm.put_object(tx, obj)

@@ -30,15 +30,37 @@ class Operation:
 
 
 OPERATIONS = [
-    Operation("rsa_pkcs1", "RSA-2048 sign PKCS#1 v1.5 (CKM_SHA256_RSA_PKCS)", "rsa", 64,
-              Mechanism(CKM.SHA256_RSA_PKCS), 256),
-    Operation("rsa_pss", "RSA-2048 sign PSS (CKM_SHA256_RSA_PKCS_PSS)", "rsa", 64,
-              Mechanism(CKM.SHA256_RSA_PKCS_PSS, PssParams(CKM.SHA256, CKG.MGF1_SHA256, 32)), 256),
+    Operation(
+        "rsa_pkcs1",
+        "RSA-2048 sign PKCS#1 v1.5 (CKM_SHA256_RSA_PKCS)",
+        "rsa",
+        64,
+        Mechanism(CKM.SHA256_RSA_PKCS),
+        256,
+    ),
+    Operation(
+        "rsa_pss",
+        "RSA-2048 sign PSS (CKM_SHA256_RSA_PKCS_PSS)",
+        "rsa",
+        64,
+        Mechanism(CKM.SHA256_RSA_PKCS_PSS, PssParams(CKM.SHA256, CKG.MGF1_SHA256, 32)),
+        256,
+    ),
     Operation("ecdsa_p256", "ECDSA P-256 sign (CKM_ECDSA_SHA256)", "ec", 64, Mechanism(CKM.ECDSA_SHA256), 64),
-    Operation("aes_gcm_64", "AES-256-GCM encrypt 64 B", "aes", 64, Mechanism(CKM.AES_GCM, GcmParams()), 12 + 64 + 16),
-    Operation("aes_gcm_4k", "AES-256-GCM encrypt 4 KiB", "aes", 4096, Mechanism(CKM.AES_GCM, GcmParams()),
-              12 + 4096 + 16),
-    Operation("hmac_64", "HMAC-SHA256 over 64 B (CKM_SHA256_HMAC)", "hmac", 64, Mechanism(CKM.SHA256_HMAC), 32),
+    Operation(
+        "aes_gcm_64", "AES-256-GCM encrypt 64 B", "aes", 64, Mechanism(CKM.AES_GCM, GcmParams()), 12 + 64 + 16
+    ),
+    Operation(
+        "aes_gcm_4k",
+        "AES-256-GCM encrypt 4 KiB",
+        "aes",
+        4096,
+        Mechanism(CKM.AES_GCM, GcmParams()),
+        12 + 4096 + 16,
+    ),
+    Operation(
+        "hmac_64", "HMAC-SHA256 over 64 B (CKM_SHA256_HMAC)", "hmac", 64, Mechanism(CKM.SHA256_HMAC), 32
+    ),
 ]
 
 
@@ -46,17 +68,25 @@ def message(op: Operation) -> bytes:
     return os.urandom(op.size)
 
 
-# --------------------------------------------------------------------------------------------------- SDK
+# ------------------------------------------------------------------ SDK
 def sdk_keys(session: Any) -> dict[str, int]:
     """Generate one key of each kind on the node (token keys); returns handles by kind."""
     _, rsa_priv = session.generate_key_pair(
-        CKM.RSA_PKCS_KEY_PAIR_GEN, {CKA.MODULUS_BITS: 2048, CKA.PUBLIC_EXPONENT: b"\x01\x00\x01", CKA.VERIFY: True},
-        {CKA.SIGN: True}, label="bench-rsa")
-    _, ec_priv = session.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256_PARAMS, CKA.VERIFY: True},
-                                           {CKA.SIGN: True}, label="bench-ec")
+        CKM.RSA_PKCS_KEY_PAIR_GEN,
+        {CKA.MODULUS_BITS: 2048, CKA.PUBLIC_EXPONENT: b"\x01\x00\x01", CKA.VERIFY: True},
+        {CKA.SIGN: True},
+        label="bench-rsa",
+    )
+    _, ec_priv = session.generate_key_pair(
+        CKM.EC_KEY_PAIR_GEN,
+        {CKA.EC_PARAMS: P256_PARAMS, CKA.VERIFY: True},
+        {CKA.SIGN: True},
+        label="bench-ec",
+    )
     aes = session.generate_key(CKM.AES_KEY_GEN, value_len=32, label="bench-aes", encrypt=True, decrypt=True)
-    mac = session.generate_key(CKM.GENERIC_SECRET_KEY_GEN, value_len=32, label="bench-hmac", sign=True,
-                               verify=True)
+    mac = session.generate_key(
+        CKM.GENERIC_SECRET_KEY_GEN, value_len=32, label="bench-hmac", sign=True, verify=True
+    )
     return {"rsa": rsa_priv.handle, "ec": ec_priv.handle, "aes": aes.handle, "hmac": mac.handle}
 
 
@@ -68,7 +98,7 @@ def sdk_call(op: Operation, key: Any, data: bytes) -> Callable[[], Any]:
     return lambda: key.sign(data, mech)
 
 
-# --------------------------------------------------------------------------------------------------- cryptography
+# ------------------------------------------------------------------ cryptography
 @dataclass
 class RawKeys:
     rsa: rsa.RSAPrivateKey
@@ -78,8 +108,12 @@ class RawKeys:
 
     @classmethod
     def generate(cls) -> RawKeys:
-        return cls(rsa.generate_private_key(65537, 2048), ec.generate_private_key(ec.SECP256R1()),
-                   os.urandom(32), os.urandom(32))
+        return cls(
+            rsa.generate_private_key(65537, 2048),
+            ec.generate_private_key(ec.SECP256R1()),
+            os.urandom(32),
+            os.urandom(32),
+        )
 
 
 def raw_call(op: Operation, keys: RawKeys, data: bytes) -> Callable[[], Any]:
@@ -104,15 +138,17 @@ def raw_call(op: Operation, keys: RawKeys, data: bytes) -> Callable[[], Any]:
             h = HMAC(mac_key, sha)
             h.update(data)
             return h.finalize()
+
         return mac
     raise KeyError(op.id)
 
 
-# --------------------------------------------------------------------------------------------------- SoftHSM2
+# ------------------------------------------------------------------ SoftHSM2
 def softhsm_call(op: Operation, keys: dict[str, Any], data: bytes) -> tuple[Callable[[], Any], str]:
     """The operation through python-pkcs11 on a SoftHSM2 token; returns the call and a note (or "")."""
     import pkcs11
-    from pkcs11 import MGF, Mechanism as M
+    from pkcs11 import MGF
+    from pkcs11 import Mechanism as M
     from pkcs11.mechanisms import GCMParams
 
     if op.id == "rsa_pkcs1":
@@ -127,8 +163,10 @@ def softhsm_call(op: Operation, keys: dict[str, Any], data: bytes) -> tuple[Call
             return (lambda: key.sign(data, mechanism=M.ECDSA_SHA256)), ""
         except pkcs11.exceptions.MechanismInvalid:
             sha256 = hashlib.sha256
-            return ((lambda: key.sign(sha256(data).digest(), mechanism=M.ECDSA)),
-                    "CKM_ECDSA_SHA256 is not offered: SHA-256 in Python (hashlib) + CKM_ECDSA")
+            return (
+                (lambda: key.sign(sha256(data).digest(), mechanism=M.ECDSA)),
+                "CKM_ECDSA_SHA256 is not offered: SHA-256 in Python (hashlib) + CKM_ECDSA",
+            )
     if op.key == "aes":
         key, urandom = keys["aes"], os.urandom
         return (lambda: key.encrypt(data, mechanism=M.AES_GCM, mechanism_param=GCMParams(urandom(12)))), ""
