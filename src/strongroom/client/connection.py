@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import BufferTooSmall, DeviceRemoved, FunctionNotSupported, StrongroomError, error_for
+from ..errors import ArgumentsBad, BufferTooSmall, DeviceRemoved, FunctionNotSupported, StrongroomError, error_for
 from ..protocol import (
     CALL_TYPES,
     PROTOCOL_VERSION,
@@ -58,8 +58,6 @@ def request_frame(request_id: int, name: str, args: tuple[Any, ...], kwargs: dic
     Raises:
         ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for an unknown call or arguments of the wrong type.
     """
-    from ..errors import ArgumentsBad
-
     try:
         call = CALL_TYPES[name](*args, **kwargs)
         return encode_frame(_encoder.encode(Request(request_id, call)))

@@ -4,7 +4,7 @@ Keys come in as values: secret keys as ``bytes``, private and public keys as ``c
 Errors are :mod:`strongroom.errors` classes carrying their ``CKR_*`` code.
 """
 
-from .ciphers import CipherOperation, decrypt_init, encrypt_init
+from .ciphers import CipherOperation, decrypt_init, encrypt_init, forget_keys
 from .derivation import derive, ecdh_kdf
 from .digests import DigestOperation, digest_init, hash_for
 from .keys import (
@@ -77,6 +77,7 @@ __all__ = [
     "ec_params_for",
     "ecdh_kdf",
     "encrypt_init",
+    "forget_keys",
     "generate_key_pair",
     "generate_secret",
     "hash_for",

@@ -8,6 +8,7 @@ wrap (RFC 3394) and key wrap with padding (RFC 5649) as single-part ciphers. RSA
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -15,6 +16,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import keywrap, padding
 from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import (
     DataLenRange,
@@ -220,6 +222,48 @@ def _ctr(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _aesgcm(key: bytes) -> AESGCM:
+    """One AEAD object per key: building it costs more than sealing a short message."""
+    return AESGCM(key)
+
+
+def forget_keys() -> None:
+    """Drop every cached per-key object (on zeroisation)."""
+    _aesgcm.cache_clear()
+
+
+class _GcmEncrypt(CipherOperation):
+    """GCM encryption: streaming once ``update`` is called; a single-part call seals in one AEAD call."""
+
+    def __init__(self, key: bytes, iv: bytes, aad: bytes, tag_len: int) -> None:
+        self._key, self._iv, self._aad, self._tag_len = key, iv, aad, tag_len
+        self._stream: _StreamOperation | None = None
+
+    def _streaming(self) -> _StreamOperation:
+        if self._stream is None:
+            encryptor = Cipher(algorithms.AES(self._key), modes.GCM(self._iv)).encryptor()
+            encryptor.authenticate_additional_data(self._aad)
+            self._stream = _StreamOperation(
+                encryptor, finish=lambda: encryptor.finalize() + encryptor.tag[:self._tag_len])
+        return self._stream
+
+    def update_size(self, data_len: int) -> int:
+        return data_len
+
+    def update(self, data: bytes) -> bytes:
+        return self._streaming().update(data)
+
+    def final(self) -> bytes:
+        return self._streaming().final()
+
+    def oneshot(self, data: bytes) -> bytes:
+        if self._stream is not None:
+            return super().oneshot(data)
+        sealed = _aesgcm(self._key).encrypt(self._iv, data, self._aad)
+        return sealed[:len(sealed) - 16 + self._tag_len]  # a shorter GCM tag is the full tag's prefix
+
+
 def _gcm(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
     params = mech.parameter
     if not isinstance(params, GcmParams):
@@ -236,19 +280,18 @@ def _gcm(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
         raise MechanismParamInvalid("the GCM IV must be 12 bytes (or empty to have one generated)")
 
     if encrypt:
-        encryptor = Cipher(algorithms.AES(aes_key), modes.GCM(iv)).encryptor()
-        encryptor.authenticate_additional_data(params.aad)
-
-        def finish_encrypt() -> bytes:
-            return encryptor.finalize() + encryptor.tag[:tag_len]
-
-        operation: CipherOperation = _StreamOperation(encryptor, finish=finish_encrypt)
+        operation: CipherOperation = _GcmEncrypt(bytes(aes_key), iv, params.aad, tag_len)
         operation.generated_iv = generated
         return operation
 
     def finish_decrypt(data: bytes) -> bytes:
         if len(data) < tag_len:
             raise EncryptedDataLenRange("the ciphertext is shorter than the GCM tag")
+        if tag_len == 16:
+            try:
+                return _aesgcm(bytes(aes_key)).decrypt(iv, data, params.aad)
+            except InvalidTag as exc:
+                raise EncryptedDataInvalid("decryption failed") from exc
         decryptor = Cipher(algorithms.AES(aes_key), modes.GCM(iv, min_tag_length=tag_len)).decryptor()
         decryptor.authenticate_additional_data(params.aad)
         plaintext = decryptor.update(data[:-tag_len])

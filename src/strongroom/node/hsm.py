@@ -250,6 +250,7 @@ class HSM:
                 os.fsync(fh.fileno())
             key_path.unlink()
         self.barrier = None
+        crypto.forget_keys()
         with self.lock:
             self._objects.clear()
             self._keys.clear()

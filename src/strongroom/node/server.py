@@ -33,7 +33,7 @@ from ..protocol import (
     call_arguments,
     encode_frame,
 )
-from ..vocab import CKK, CKR
+from ..vocab import CKA, CKK, CKR
 from .application import Application
 from .hsm import HSM
 from .sessions import OpKind
@@ -45,13 +45,16 @@ _BLOCKING = frozenset({
     "login", "logout", "activate", "create_user", "delete_user", "change_password", "list_users", "verify_audit",
     "export_audit", "zeroize", "create_object", "destroy_object", "set_attribute_value", "share",
     "generate_key", "generate_key_pair", "wrap_key", "unwrap_key", "derive_key", "close_session",
-    "close_all_sessions", "find", "find_objects_init", "generate_random",
+    "close_all_sessions", "generate_random",
 })
+_FINDS = frozenset({"find", "find_objects_init"})
+_INDEXED = (int(CKA.LABEL), int(CKA.ID))
 _ONCE = frozenset({"encrypt_once", "decrypt_once", "sign_once", "verify_once"})
 _STEP_KIND = {"encrypt": OpKind.ENCRYPT, "encrypt_final": OpKind.ENCRYPT, "decrypt": OpKind.DECRYPT,
               "decrypt_final": OpKind.DECRYPT, "sign": OpKind.SIGN, "sign_final": OpKind.SIGN,
               "verify": OpKind.VERIFY, "verify_final": OpKind.VERIFY}
 
+_FLUSH_EVERY = 8
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ClientMessage)
 
@@ -200,6 +203,9 @@ class _Connection(asyncio.Protocol):
         """Whether a call should leave the event loop: see the module docstring."""
         if name in _BLOCKING:
             return True
+        if name in _FINDS:
+            # a find by label or id is an index lookup; any other find may scan every stored object
+            return not any(cka in args[1] for cka in _INDEXED)
         try:
             if name in _ONCE:
                 return app.hsm.get_object(args[2]).key_type is CKK.RSA
@@ -226,6 +232,8 @@ class _Connection(asyncio.Protocol):
         if not self.outgoing and not self.batching:
             self.loop.call_soon(self._flush)
         self.outgoing.append(encode_frame(body))
+        if len(self.outgoing) >= _FLUSH_EVERY:
+            self._flush()  # let the client start on the first answers while the node works on the rest
 
     def _flush(self) -> None:
         data, self.outgoing = b"".join(self.outgoing), []
