@@ -30,7 +30,7 @@ deps-debian:
 	fi
 
 test: deps-debian $(VENV)/.test-installed
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadfile -q
 
 # `make bench`: the node through the SDK next to cryptography and SoftHSM2 (Debian softhsm2 + python-pkcs11);
 # BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS=--json.
