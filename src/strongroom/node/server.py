@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -108,6 +109,8 @@ class _Connection(asyncio.Protocol):
         self.loop = asyncio.get_event_loop()
         self.outgoing: list[bytes] = []
         self.batching = False
+        self.done: list[tuple[int, Any]] = []
+        self.done_lock = threading.Lock()
 
     # ----------------------------------------------------------------- transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -189,15 +192,35 @@ class _Connection(asyncio.Protocol):
         method = getattr(app, name)
         if self._blocking(app, name, args):
             self.in_flight += 1
-            future = self.loop.run_in_executor(self.server.pool, _invoke, method, args, kwargs)
-            future.add_done_callback(lambda f, rid=request.id: self._finish(rid, f))
+            self.server.pool.submit(self._work, request.id, method, args, kwargs)
             return
         self._send(_answer(request.id, _invoke(method, args, kwargs)))
 
-    def _finish(self, request_id: int, future: asyncio.Future) -> None:
-        self.in_flight -= 1
+    def _work(self, request_id: int, method: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Run a blocking call on a pool thread and hand its answer to the loop; answers finishing close
+        together cost the loop one wake-up."""
+        value = _invoke(method, args, kwargs)
+        with self.done_lock:
+            wake = not self.done
+            self.done.append((request_id, value))
+        if wake:
+            try:
+                self.loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop closed while the node stopped
+                pass
+
+    def _deliver(self) -> None:
+        with self.done_lock:
+            finished, self.done = self.done, []
+        self.in_flight -= len(finished)
         self.last_activity = time.monotonic()
-        self._send(_answer(request_id, future.result()))
+        self.batching = True
+        try:
+            for request_id, value in finished:
+                self._send(_answer(request_id, value))
+        finally:
+            self.batching = False
+            self._flush()
 
     def _blocking(self, app: Application, name: str, args: list[Any]) -> bool:
         """Whether a call should leave the event loop: see the module docstring."""
