@@ -72,9 +72,7 @@ def node(data_dir: Path, listen: str, cert_file: str, key_file: str, client_ca: 
     from ..node import HSM
     from ..protocol.tls import server_context
 
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
+    host, port = _host_port(listen)
     try:
         ctx = server_context(cert_file, key_file, client_ca_file=client_ca, require_client_cert=require_client_cert)
         hsm = HSM(data_dir, settings=_settings(password_hash_memory_kib))
@@ -84,6 +82,13 @@ def node(data_dir: Path, listen: str, cert_file: str, key_file: str, client_ca: 
         raise click.ClickException(f"{exc.message} ({exc.ckr.name})") from None
 
     _serve(hsm, ctx, host, int(port), idle_timeout_s=idle_timeout, read_timeout_s=read_timeout)
+
+
+def _host_port(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter("expected HOST:PORT with a port of 0-65535", param_hint="--listen")
+    return host, int(port)
 
 
 def _serve(hsm: Any, ctx: Any, host: str, port: int, *, announce: dict[str, Any] | None = None,
@@ -98,7 +103,10 @@ def _serve(hsm: Any, ctx: Any, host: str, port: int, *, announce: dict[str, Any]
 
     async def serve() -> None:
         server = NodeServer(hsm, ctx, **server_options)
-        listener = await server.start(host.strip("[]"), port)
+        try:
+            listener = await server.start(host.strip("[]"), port)
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         bound = listener.sockets[0].getsockname()
         if on_listening is not None:
             on_listening(f"{bound[0]}:{bound[1]}")
@@ -137,9 +145,7 @@ def up(data_dir: Path, listen: str, once: bool) -> None:
     from ..protocol.certificates import CertificateAuthority
     from ..protocol.tls import server_context
 
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter("expected HOST:PORT", param_hint="--listen")
+    host, port = _host_port(listen)
     node_dir, pki = data_dir / "hsm0", data_dir / "pki"
     try:
         if not (node_dir / "hsm.sqlite").exists():

@@ -66,8 +66,9 @@ class ClientConfig:
             raise ArgumentsBad("the client configuration must be a JSON object")
         endpoints = data.get("endpoints")
         if not isinstance(endpoints, list) or not endpoints or not all(
-                isinstance(e, str) and e.rpartition(":")[2].isdigit() for e in endpoints):
-            raise ArgumentsBad("'endpoints' must be a non-empty list of \"HOST:PORT\" strings")
+                isinstance(e, str) and e.rpartition(":")[2].isdigit() and 0 < int(e.rpartition(":")[2]) <= 65535
+                for e in endpoints):
+            raise ArgumentsBad("'endpoints' must be a non-empty list of \"HOST:PORT\" strings (port 1-65535)")
         if not isinstance(data.get("trust_anchor"), str):
             raise ArgumentsBad("'trust_anchor' must name the PEM file of the cluster's CA")
 
@@ -84,5 +85,9 @@ class ClientConfig:
             connect_timeout = float(data.get("connect_timeout_s", 10.0))
         except (TypeError, ValueError):
             raise ArgumentsBad("'timeout_s' and 'connect_timeout_s' must be numbers of seconds") from None
+        if not (0 < timeout < float("inf") and 0 < connect_timeout < float("inf")):
+            raise ArgumentsBad("'timeout_s' and 'connect_timeout_s' must be positive numbers of seconds")
+        if data.get("server_name") is not None and not isinstance(data["server_name"], str):
+            raise ArgumentsBad("'server_name' must be a host name")
         return cls(tuple(endpoints), path("trust_anchor"), path("client_cert"), path("client_key"),
                    data.get("server_name"), timeout, connect_timeout)

@@ -87,15 +87,25 @@ class Cluster:
         Raises:
             PinIncorrect, PinLocked, UserTypeInvalid, UserAlreadyLoggedIn: as ``C_Login``.
         """
+        if role not in _ROLE_USER_TYPE:
+            raise ArgumentsBad(f"role must be one of {sorted(_ROLE_USER_TYPE)}, got {role!r:.40}")
         user_type = int(_ROLE_USER_TYPE[role])
         if not self._run.is_async:
             session = self.open_session()
-            session.login(username, password, user_type)
+            try:
+                session.login(username, password, user_type)
+            except BaseException:
+                session.close()
+                raise
             return session
 
         async def run() -> Session:
             session = await self.open_session()
-            await session.login(username, password, user_type)
+            try:
+                await session.login(username, password, user_type)
+            except BaseException:
+                await session.close()
+                raise
             return session
 
         return run()

@@ -37,6 +37,23 @@ SESSION_HANDLE_BIT = 1 << 63
 _CACHE_OBJECTS = 4096
 
 
+def _lock_directory(data_dir: Path) -> Any:
+    """Hold an exclusive lock on the data directory for this process's lifetime of the node.
+
+    Raises:
+        DeviceError: ``CKR_DEVICE_ERROR`` when another process (or another open node) already serves it.
+    """
+    import fcntl
+
+    handle = open(data_dir / "node.lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DeviceError(f"{data_dir} is already served by another process") from None
+    return handle
+
+
 class State:
     OPERATIONAL = "operational"
     ERROR = "error"
@@ -98,10 +115,11 @@ class HSM:
         self.lock = threading.RLock()
         if not (self.data_dir / DB_NAME).is_file():
             raise DeviceError(f"{self.data_dir} holds no initialised HSM")
+        self._dir_lock = _lock_directory(self.data_dir)
         self.store = Store(self.data_dir / DB_NAME)
         cluster = self.store.get_setting("cluster_id")
         if cluster is None:
-            self.store.close()
+            self.close()
             raise DeviceError(f"{self.data_dir} holds no initialised HSM")
         self.cluster_id = cluster.decode()
         self.serial = (self.store.get_setting("serial") or b"").decode()
@@ -125,9 +143,13 @@ class HSM:
             self.state, self.error_reason = State.ZEROIZED, "the node was zeroised"
             self.barrier = None
             return
-        mk = unseal_masking_key(self._node_key(), self.cluster_id, sealed)
-        self.barrier = Barrier(mk, self.cluster_id)
-        self._check_integrity()
+        try:
+            mk = unseal_masking_key(self._node_key(), self.cluster_id, sealed)
+            self.barrier = Barrier(mk, self.cluster_id)
+            self._check_integrity()
+        except BaseException:
+            self.close()
+            raise
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
@@ -189,6 +211,7 @@ class HSM:
 
     def close(self) -> None:
         self.store.close()
+        self._dir_lock.close()
 
     def _node_key(self) -> bytes:
         return (self.data_dir / NODE_KEY_NAME).read_bytes()

@@ -13,6 +13,7 @@ from ..errors import (
     ObjectHandleInvalid,
     OperationActive,
     OperationNotInitialized,
+    SessionClosed,
     StrongroomError,
     error_for,
 )
@@ -43,6 +44,8 @@ class ObjectCalls(ApplicationBase):
         for attrs, _ in made:
             self._require_writable(session, bool(attrs.get(CKA.TOKEN)))
         with self.hsm.lock, self.hsm.store.transaction() as tx:
+            if self.sessions.get(session.handle) is not session:
+                raise SessionClosed("the session closed while the object was being made")
             if self.hsm.token_objects + tokens > self.hsm.settings.max_token_objects:
                 raise DeviceMemory(f"the token store is full ({self.hsm.settings.max_token_objects} objects)")
             objects = [self._new_object(session, attrs, material, tx) for attrs, material in made]

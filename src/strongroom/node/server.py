@@ -56,6 +56,9 @@ _STEP_KIND = {"encrypt": OpKind.ENCRYPT, "encrypt_final": OpKind.ENCRYPT, "decry
               "verify": OpKind.VERIFY, "verify_final": OpKind.VERIFY}
 
 _FLUSH_EVERY = 8
+# A connection may have this many thread-pool calls queued; past it the node stops reading from it until
+# answers drain, so one client cannot queue unbounded work or starve the others.
+MAX_QUEUED_PER_CONNECTION = 64
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ClientMessage)
 
@@ -92,7 +95,7 @@ class NodeServer:
     def close(self) -> None:
         for conn in list(self.connections):
             conn.close()
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _Connection(asyncio.Protocol):
@@ -111,6 +114,9 @@ class _Connection(asyncio.Protocol):
         self.batching = False
         self.done: list[tuple[int, Any]] = []
         self.done_lock = threading.Lock()
+        self.reading_paused = False
+        self.writing_paused = False
+        self.lost = False
 
     # ----------------------------------------------------------------- transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -126,12 +132,36 @@ class _Connection(asyncio.Protocol):
         self._arm_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
         self.server.connections.discard(self)
         if self.timer is not None:
             self.timer.cancel()
         app, self.app = self.app, None
         if app is not None and app.sessions:
-            self.server.pool.submit(_quietly, app.close_all_sessions)
+            try:
+                self.server.pool.submit(_quietly, app.close_all_sessions)
+            except RuntimeError:  # the node is stopping: close in place
+                _quietly(app.close_all_sessions)
+
+    def pause_writing(self) -> None:
+        # the client is not reading its answers: stop taking requests until it does
+        self.writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        should_pause = self.writing_paused or self.in_flight >= MAX_QUEUED_PER_CONNECTION
+        if should_pause and not self.reading_paused:
+            self.transport.pause_reading()
+            self.reading_paused = True
+        elif not should_pause and self.reading_paused:
+            self.transport.resume_reading()
+            self.reading_paused = False
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
@@ -141,7 +171,10 @@ class _Connection(asyncio.Protocol):
             self._send(Response(0, int(CKR.ARGUMENTS_BAD), None, exc.message))
             self.close()
             return
-        self.partial_since = self.last_activity if self.reader.pending_bytes else None
+        if not self.reader.pending_bytes:
+            self.partial_since = None
+        elif self.partial_since is None or bodies:
+            self.partial_since = self.last_activity  # a frame is timed from its first byte
         self.batching = True
         try:
             for body in bodies:
@@ -156,8 +189,8 @@ class _Connection(asyncio.Protocol):
     def _handle(self, body: bytes) -> None:
         try:
             message = _decoder.decode(body)
-        except msgspec.DecodeError as exc:
-            self._send(Response(0, int(CKR.ARGUMENTS_BAD), None, f"malformed message: {exc}"))
+        except (msgspec.DecodeError, RecursionError) as exc:
+            self._send(Response(_request_id(body), int(CKR.ARGUMENTS_BAD), None, f"malformed message: {exc}"))
             return
         if isinstance(message, Hello):
             if self.hello_done:
@@ -193,12 +226,15 @@ class _Connection(asyncio.Protocol):
         if self._blocking(app, name, args):
             self.in_flight += 1
             self.server.pool.submit(self._work, request.id, method, args, kwargs)
+            self._update_reading()
             return
         self._send(_answer(request.id, _invoke(method, args, kwargs)))
 
     def _work(self, request_id: int, method: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
         """Run a blocking call on a pool thread and hand its answer to the loop; answers finishing close
         together cost the loop one wake-up."""
+        if self.lost:
+            return  # the client is gone: its queued work is dropped, not done
         value = _invoke(method, args, kwargs)
         with self.done_lock:
             wake = not self.done
@@ -221,6 +257,7 @@ class _Connection(asyncio.Protocol):
         finally:
             self.batching = False
             self._flush()
+        self._update_reading()
 
     def _blocking(self, app: Application, name: str, args: list[Any]) -> bool:
         """Whether a call should leave the event loop: see the module docstring."""
@@ -292,6 +329,26 @@ def _invoke(method: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
     except Exception as exc:  # noqa: BLE001 - a defect must cost one request, not the connection
         log.exception("call %s failed", getattr(method, "__name__", method))
         return StrongroomError(f"internal error: {type(exc).__name__}")
+
+
+_REQUEST_PREFIX = b"\x93\xa7request"
+_ID_WIDTHS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+
+
+def _request_id(body: bytes) -> int:
+    """The id of a request whose call did not decode, read from the fixed start of a request frame (a
+    3-element msgpack array: the tag, the id, the call), so the error reaches its caller; 0 if unreadable.
+    The call itself may be nested too deeply to decode, so the id is not read through the decoder."""
+    if not body.startswith(_REQUEST_PREFIX) or len(body) <= len(_REQUEST_PREFIX):
+        return 0
+    marker = body[len(_REQUEST_PREFIX)]
+    if marker < 0x80:
+        return marker
+    width = _ID_WIDTHS.get(marker)
+    start = len(_REQUEST_PREFIX) + 1
+    if width is None or len(body) < start + width:
+        return 0
+    return int.from_bytes(body[start:start + width], "big")
 
 
 def _answer(request_id: int, value: Any) -> Response:
