@@ -70,3 +70,14 @@ def test_bad_client_configuration_is_refused():
                    {"endpoints": ["127.0.0.1:1"], "trust_anchor": "ca.crt", "server_name": 5}):
         with pytest.raises(ArgumentsBad):
             sdk.ClientConfig.from_dict(config)
+
+
+def test_sdk_refuses_malformed_templates_and_mechanisms_before_sending(alice):
+    from strongroom.vocab import CKM
+
+    for call in (lambda: alice.find("str"), lambda: alice.find({"a": 1}), lambda: alice.find({None: 1}),
+                 lambda: alice.create_object(5), lambda: alice.generate_key(CKM.AES_KEY_GEN, [1]),
+                 lambda: alice.generate_key(None), lambda: alice.digest(b"x", "str"),
+                 lambda: alice.digest(b"x", 1.5)):
+        with pytest.raises(ArgumentsBad):
+            call()

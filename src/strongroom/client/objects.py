@@ -29,12 +29,18 @@ def mechanism(value: int | Mechanism, parameter: Any = None) -> Mechanism:
     """A :class:`Mechanism` from a ``CKM`` value (with an optional parameter) or a Mechanism as is."""
     if isinstance(value, Mechanism):
         return value
-    return Mechanism(int(value), parameter)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentsBad(f"a mechanism is a CKM value or a Mechanism, got {type(value).__name__}")
+    return Mechanism(value, parameter)
 
 
 def template(attrs: dict[Any, Any] | None = None, **named: Any) -> dict[int, Any]:
     """A template from ``CKA`` keys and/or keyword names (``label="x"`` is ``CKA.LABEL``; ``cls`` stands for
     ``CKA.CLASS``, a Python keyword)."""
+    if attrs is not None and not isinstance(attrs, dict):
+        raise ArgumentsBad(f"a template is a mapping of CKA values to values, got {type(attrs).__name__}")
+    if any(isinstance(k, bool) or not isinstance(k, int) for k in (attrs or {})):
+        raise ArgumentsBad("template keys must be CKA values (integers)")
     out = {int(k): v for k, v in (attrs or {}).items()}
     for name, value in named.items():
         try:
