@@ -626,18 +626,7 @@ class StoreIntegrityError(DeviceError):
     """A masked store row failed authentication or the store's structure was altered; the store is refused."""
 
 
-class NotReady(PKCS11Error):
-    """The node cannot serve the request yet (still starting, or behind the client's causal token); retry."""
-
-    ckr = CKR.FUNCTION_FAILED
-    retryable = True
-
-
-_BY_CKR: dict[int, type[PKCS11Error]] = {
-    cls.ckr: cls
-    for cls in PKCS11Error.__subclasses__()
-    if cls not in (NotReady,)
-}
+_BY_CKR: dict[int, type[PKCS11Error]] = {cls.ckr: cls for cls in PKCS11Error.__subclasses__()}
 
 
 def error_for(ckr: int, message: str | None = None) -> StrongroomError:

@@ -12,6 +12,7 @@ import msgspec
 
 from ..crypto.params import Mechanism
 from ..errors import ArgumentsBad, MechanismInvalid, MechanismParamInvalid
+from ..objects.attributes import as_text
 
 ULONG_MAX = 2**64 - 1
 MAX_DATA_BYTES = 16 * 1024 * 1024
@@ -67,18 +68,10 @@ def text(value: Any, what: str) -> str:
     Raises:
         ArgumentsBad: ``CKR_ARGUMENTS_BAD``.
     """
-    if isinstance(value, (bytes, bytearray)):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            raise ArgumentsBad(f"{what} must be UTF-8 text") from None
-    if not isinstance(value, str):
-        raise ArgumentsBad(f"{what} must be text, got {type(value).__name__}")
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ArgumentsBad(f"{what} must be valid Unicode text") from None
-    return value
+        return as_text(value)
+    except ValueError as exc:
+        raise ArgumentsBad(f"{what} {exc}") from None
 
 
 def mechanism(value: Any) -> Mechanism:

@@ -112,6 +112,26 @@ def valid_attributes(cls: CKO, key_type: CKK | None = None) -> frozenset[CKA]:
     return frozenset(_STORAGE | _KEY | _PRIVATE | extra)
 
 
+def as_text(value: Any) -> str:
+    """A value as Unicode text: ``str`` that encodes as UTF-8, or UTF-8 bytes decoded.
+
+    Raises:
+        ValueError: with the reason; callers turn it into their own ``CKR_*`` error.
+    """
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("must be UTF-8 text") from None
+    if not isinstance(value, str):
+        raise ValueError(f"must be text, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
 def attribute_type(value: int) -> CKA:
     """Return the ``CKA`` for a raw attribute type, or raise ``CKR_ATTRIBUTE_TYPE_INVALID``."""
     try:
@@ -149,17 +169,10 @@ def normalize(cka: CKA, value: Any, depth: int = 0) -> Any:
             raise AttributeValueInvalid(f"CKA_{cka.name} is at most {MAX_VALUE_BYTES} bytes, got {len(value)}")
         return bytes(value)
     if kind is Kind.STRING:
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            try:
-                value = bytes(value).decode("utf-8")
-            except UnicodeDecodeError:
-                raise AttributeValueInvalid(f"CKA_{cka.name} must be UTF-8 text") from None
-        if not isinstance(value, str):
-            raise AttributeValueInvalid(f"CKA_{cka.name} must be text")
         try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise AttributeValueInvalid(f"CKA_{cka.name} must be valid Unicode text") from None
+            value = as_text(value)
+        except ValueError as exc:
+            raise AttributeValueInvalid(f"CKA_{cka.name} {exc}") from None
         if len(value) > MAX_VALUE_BYTES:
             raise AttributeValueInvalid(f"CKA_{cka.name} is at most {MAX_VALUE_BYTES} characters")
         if cka is CKA.LABEL and len(value) > MAX_LABEL_CHARS:
