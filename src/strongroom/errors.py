@@ -626,6 +626,27 @@ class StoreIntegrityError(DeviceError):
     """A masked store row failed authentication or the store's structure was altered; the store is refused."""
 
 
+CKR_VENDOR_NO_QUORUM = 0x80000101
+CKR_VENDOR_NODE_BEHIND = 0x80000102
+
+
+class NoQuorum(PKCS11Error):
+    """Strongroom's ``CKR_VENDOR_DEFINED | 0x101``: a write was not committed by a majority of HSMs in time (no
+    majority reachable, or the leader changed). Retryable: the same request, with its request key, is safe to
+    send again."""
+
+    ckr = CKR_VENDOR_NO_QUORUM  # type: ignore[assignment]
+    retryable = True
+
+
+class NodeBehind(PKCS11Error):
+    """Strongroom's ``CKR_VENDOR_DEFINED | 0x102``: this HSM has not yet applied the client's latest write within
+    the wait bound. Retryable, here or on another HSM."""
+
+    ckr = CKR_VENDOR_NODE_BEHIND  # type: ignore[assignment]
+    retryable = True
+
+
 _BY_CKR: dict[int, type[PKCS11Error]] = {cls.ckr: cls for cls in PKCS11Error.__subclasses__()}
 
 

@@ -52,15 +52,16 @@ def result_of(response: Response) -> Any:
     raise err
 
 
-def request_frame(request_id: int, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    """Encode one call as a frame.
+def request_frame(request_id: int, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, after: int = 0,
+                  key: bytes = b"") -> bytes:
+    """Encode one call as a frame (``after``: the client's causal log index; ``key``: a write's request key).
 
     Raises:
         ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for an unknown call or arguments of the wrong type.
     """
     try:
         call = CALL_TYPES[name](*args, **kwargs)
-        return encode_frame(_encoder.encode(Request(request_id, call)))
+        return encode_frame(_encoder.encode(Request(request_id, call, after, key)))
     except KeyError:
         raise ArgumentsBad(f"no call named {name}") from None
     except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
@@ -166,11 +167,16 @@ class NodeConnection(asyncio.Protocol):
             ConnectionLost: ``CKR_DEVICE_REMOVED`` (retryable) when the connection drops or no answer comes
                 within ``timeout_s`` seconds.
         """
+        return result_of(await self.request(name, args, kwargs, timeout_s=timeout_s))
+
+    async def request(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                      timeout_s: float | None = None, after: int = 0, key: bytes = b"") -> Response:
+        """Send one call and await the node's :class:`Response` (value or error, and its log index)."""
         request_id = next(self.ids)
-        frame = request_frame(request_id, name, args, kwargs)
+        frame = request_frame(request_id, name, args, kwargs, after=after, key=key)
         waiter = self.loop.create_future()
         self.send(frame, request_id, waiter, timeout_s)
-        return result_of(await waiter)
+        return await waiter
 
     def close(self) -> None:
         if self.transport is not None:

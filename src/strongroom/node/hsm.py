@@ -8,24 +8,29 @@ in this process; the store sees only sealed envelopes.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import os
 import secrets
+import shutil
 import threading
 import uuid
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import msgspec
 
 from .. import crypto
-from ..errors import ArgumentsBad, DeviceError, ObjectHandleInvalid, StoreIntegrityError
+from ..errors import ArgumentsBad, DeviceError, FunctionFailed, ObjectHandleInvalid, StoreIntegrityError, error_for
 from ..objects.attributes import normalize_template
 from ..objects.model import HsmObject
-from ..store import Barrier, ObjectRow, Store, Transaction
+from ..replication import Change, LocalLog, Outcome, StateMachine
+from ..replication.change import CHANGE_DECODER, ENCODER
+from ..replication.log import cluster_secret
+from ..store import Barrier, ObjectRow, Store
 from ..store.barrier import MASKING_KEY_BYTES, seal_masking_key, unseal_masking_key
 from ..vocab import CKA, CKO
 from .users import DEFAULT_LOCKOUT_THRESHOLD, Passwords, Role, UserRecord
@@ -35,6 +40,26 @@ DB_NAME = "hsm.sqlite"
 NODE_KEY_NAME = "node.key"
 SESSION_HANDLE_BIT = 1 << 63
 _CACHE_OBJECTS = 4096
+HANDLE_BLOCK = 256  # token handles a node reserves from the log at a time
+_CONFLICT_RETRIES = 8
+
+# The request key of the client call being served (exactly-once writes) and the log index of the last change
+# it committed (read-your-writes); set per call by the server.
+request_key: contextvars.ContextVar[bytes] = contextvars.ContextVar("request_key", default=b"")
+commit_index: contextvars.ContextVar[int] = contextvars.ContextVar("commit_index", default=0)
+
+
+class Log(Protocol):
+    """What the node needs of a replicated log (:mod:`strongroom.replication.log`)."""
+
+    machine: StateMachine
+
+    def commit(self, change: Change, timeout_s: float = ...) -> Outcome: ...
+    def status(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+LogFactory = Callable[[StateMachine, bytes], Log]
 
 
 def _lock_directory(data_dir: Path) -> Any:
@@ -100,6 +125,8 @@ class HSM:
         data_dir: directory holding ``hsm.sqlite`` and ``node.key``.
         settings: node settings.
         self_test_fault: name of a self-test to fail on purpose (tests of the error state).
+        replication: makes the replicated log from the state machine and the cluster secret; a node-local log
+            (:class:`~strongroom.replication.LocalLog`) if omitted.
 
     Raises:
         StoreIntegrityError: ``CKR_DEVICE_ERROR``: a sealed record failed authentication; the node recorded it
@@ -108,7 +135,7 @@ class HSM:
     """
 
     def __init__(self, data_dir: Path | str, *, settings: Settings = Settings(),
-                 self_test_fault: str | None = None) -> None:
+                 self_test_fault: str | None = None, replication: LogFactory | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.settings = settings
         self.passwords = Passwords(settings.argon2_memory_kib, settings.argon2_time_cost)
@@ -130,7 +157,13 @@ class HSM:
         self._epochs: dict[str, int] = {}
         self._session_objects: dict[int, HsmObject] = {}
         self.applications: weakref.WeakSet[Any] = weakref.WeakSet()
-        self.token_objects = self.store.count_objects()
+        self.machine = StateMachine(self.store)
+        self.machine.on_applied(self._applied)
+        self.machine.on_reset(self._reset)
+        self.log: Log | None = None
+        self._apply_epoch = 0
+        self._handles: list[int] = []
+        self._handles_lock = threading.Lock()
         self._session_counter = itertools.count(1)
         self._app_counter = itertools.count(1)
         with self.store.transaction() as tx:
@@ -147,21 +180,41 @@ class HSM:
             mk = unseal_masking_key(self._node_key(), self.cluster_id, sealed)
             self.barrier = Barrier(mk, self.cluster_id)
             self._check_integrity()
+            factory = replication or (lambda machine, _secret: LocalLog(machine))
+            self.log = factory(self.machine, cluster_secret(mk, self.cluster_id))
+            self._bootstrap()
         except BaseException:
             self.close()
             raise
 
+    @property
+    def token_objects(self) -> int:
+        return self.machine.token_objects
+
+    def _bootstrap(self) -> None:
+        """Commit the founding change (the initial admin) that :meth:`initialize` left for the log."""
+        pending = self.store.get_setting("bootstrap")
+        if pending is None:
+            return
+        self.commit(CHANGE_DECODER.decode(pending), timeout_s=30.0)
+        with self.store.transaction() as tx:
+            tx.delete_setting("bootstrap")
+
     # ----------------------------------------------------------------- lifecycle
     @classmethod
-    def initialize(cls, data_dir: Path | str, *, cluster_id: str | None = None, preco_password: str,
-                   settings: Settings = Settings(), masking_key: bytes | None = None) -> HSM:
-        """Initialise a new node: node key, masking key, the ``admin`` user in role ``unactivated-admin``.
+    def initialize(cls, data_dir: Path | str, *, cluster_id: str | None = None, preco_password: str | None = None,
+                   settings: Settings = Settings(), masking_key: bytes | None = None,
+                   replication: LogFactory | None = None) -> HSM:
+        """Initialise a new node: node key, masking key and, for the first node of a cluster, the ``admin`` user
+        in role ``unactivated-admin`` (committed as the log's first change).
 
         Args:
             data_dir: an empty or missing directory.
             cluster_id: the cluster this node belongs to (``cluster-`` + 11 lowercase base-32 characters if omitted).
-            preco_password: the initial admin password, 8–32 characters, to be changed by activation.
+            preco_password: the initial admin password, 8–32 characters, to be changed by activation; omitted
+                for a node that joins an existing cluster (its users come from the log).
             masking_key: 32 bytes to join an existing cluster; a fresh key from the OS CSPRNG if omitted.
+            replication: as for the constructor.
 
         Raises:
             DeviceError: ``CKR_DEVICE_ERROR`` when the directory already holds a node.
@@ -169,7 +222,10 @@ class HSM:
         """
         from .users import check_password
 
-        check_password(preco_password)
+        if preco_password is not None:
+            check_password(preco_password)
+        elif masking_key is None:
+            raise ArgumentsBad("a new cluster needs the initial admin password")
         if cluster_id is not None and (not isinstance(cluster_id, str) or not 1 <= len(cluster_id) <= 64
                                        or not cluster_id.isascii() or not cluster_id.isprintable()):
             raise ArgumentsBad("cluster_id must be 1-64 printable ASCII characters")
@@ -198,18 +254,25 @@ class HSM:
         store = Store(data_dir / DB_NAME)
         barrier = Barrier(masking_key, cluster_id)
         passwords = Passwords(settings.argon2_memory_kib, settings.argon2_time_cost)
-        admin = UserRecord("admin", Role.UNACTIVATED_ADMIN.value, passwords.hash(preco_password))
         with store.transaction() as tx:
             tx.put_setting("cluster_id", cluster_id.encode())
             tx.put_setting("serial", uuid.uuid4().hex[:16].encode())
             tx.put_setting("sealed_mk", seal_masking_key(node_key_path.read_bytes(), cluster_id, masking_key))
-            tx.put_user(admin.name, admin.version, barrier.seal("user", admin.name, admin.version,
-                                                               msgspec.msgpack.encode(admin)))
-            tx.audit("initialize", "", cluster_id=cluster_id)
+            if preco_password is not None:
+                admin = UserRecord("admin", Role.UNACTIVATED_ADMIN.value, passwords.hash(preco_password))
+                founding = Change(request=b"bootstrap:" + cluster_id.encode())
+                founding.put_user(admin.name, admin.version, barrier.seal("user", admin.name, admin.version,
+                                                                          msgspec.msgpack.encode(admin)), expect=0)
+                founding.add_audit("cluster-create", "", cluster_id=cluster_id)
+                tx.put_setting("bootstrap", ENCODER.encode(founding))
+            tx.audit("initialize", "", cluster_id=cluster_id, joining=preco_password is None)
         store.close()
-        return cls(data_dir, settings=settings)
+        return cls(data_dir, settings=settings, replication=replication)
 
     def close(self) -> None:
+        if getattr(self, "log", None) is not None:
+            self.log.close()
+            self.log = None
         self.store.close()
         self._dir_lock.close()
 
@@ -258,6 +321,10 @@ class HSM:
 
         The audit chain survives. Afterwards the node is in the ``zeroized`` state and must be initialised anew.
         """
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        shutil.rmtree(self.data_dir / "raft", ignore_errors=True)
         with self.lock, self.store.transaction() as tx:
             if event != "zeroize":
                 tx.audit(event, actor, reason=reason)
@@ -278,7 +345,7 @@ class HSM:
             self._objects.clear()
             self._keys.clear()
             self._session_objects.clear()
-            self.token_objects = 0
+            self.machine.token_objects = 0
             self._epochs = {name: epoch + 1 for name, epoch in self._epochs.items()}
         self.state, self.error_reason = State.ZEROIZED, reason
 
@@ -297,13 +364,88 @@ class HSM:
         return ObjectRow(obj.handle, obj.version, int(obj.cls), None if key_type is None else int(key_type),
                          obj.attrs.get(CKA.LABEL, ""), obj.attrs.get(CKA.ID, b""), obj.owner, sealed)
 
-    def new_handle(self, tx: Transaction | None, token: bool) -> int:
-        """A fresh object handle: token handles count up in the store; session handles carry the top bit,
-        this boot's number and a counter, so neither kind is ever reused."""
-        if token:
-            assert tx is not None
-            return tx.next_counter("next_handle")
-        return SESSION_HANDLE_BIT | (self._boot & 0x7FFFFF) << 40 | next(self._session_object_counter)
+    def new_handle(self, token: bool) -> int:
+        """A fresh object handle: token handles come from blocks this node reserves through the log (unique in
+        the cluster); session handles carry the top bit, this boot's number and a counter. Neither kind is
+        ever reused.
+
+        Raises:
+            NoQuorum: (retryable) a new block of token handles could not be reserved.
+        """
+        if not token:
+            return SESSION_HANDLE_BIT | (self._boot & 0x7FFFFF) << 40 | next(self._session_object_counter)
+        with self._handles_lock:
+            if not self._handles:
+                first = self.commit(Change(reserve_handles=HANDLE_BLOCK), record=False).first_handle
+                self._handles = list(range(first + HANDLE_BLOCK - 1, first - 1, -1))
+            return self._handles.pop()
+
+    # ----------------------------------------------------------------- the log
+    def commit(self, change: Change | Callable[[], Change | None], *, timeout_s: float = 5.0,
+               record: bool = True) -> Outcome:
+        """Commit a change through the replicated log and return its outcome.
+
+        ``change`` may be a function that builds the change from the current state; it is called again when the
+        change was refused because a record it read changed meanwhile (up to 8 times), and may return ``None``
+        when there is nothing left to do. A change that writes nothing replicated (audit events only) is
+        recorded in this node's audit chain alone. Never call this holding :attr:`lock`.
+
+        Raises:
+            NoQuorum: (retryable) not committed in time.
+            DeviceMemory: ``CKR_DEVICE_MEMORY`` when the token store is full.
+            FunctionFailed: ``CKR_FUNCTION_FAILED`` when concurrent changes kept refusing it.
+            DeviceError: ``CKR_DEVICE_ERROR`` when the node is not operational.
+        """
+        self.require_operational()
+        for _ in range(_CONFLICT_RETRIES):
+            built = change() if callable(change) else change
+            if built is None:
+                return Outcome()
+            if built.empty:
+                with self.store.transaction() as tx:
+                    for event in built.audit:
+                        tx.audit(event.event, event.actor, **event.detail)
+                return Outcome()
+            if self.log is None:
+                raise DeviceError("the HSM's log is closed")
+            if not built.request and record:
+                built.request = request_key.get()
+            outcome = self.log.commit(built, timeout_s)
+            if outcome.conflict:
+                if callable(change):
+                    continue
+                raise FunctionFailed(f"{outcome.message}; retry")
+            if outcome.ckr:
+                raise error_for(outcome.ckr, outcome.message)
+            if record and outcome.index:
+                commit_index.set(max(commit_index.get(), outcome.index))
+            return outcome
+        raise FunctionFailed("concurrent changes to the same records kept refusing this change; retry")
+
+    def _applied(self, change: Change, outcome: Outcome) -> None:
+        """Keep caches and logins in step with an applied change (runs in the log's thread)."""
+        with self.lock:
+            self._apply_epoch += 1
+            for put in change.objects:
+                self._objects.pop(put.handle, None)
+                self._keys.pop(put.handle, None)
+            for handle in change.delete_objects:
+                self._objects.pop(handle, None)
+                self._keys.pop(handle, None)
+            for name in change.revoke:
+                self._epochs[name] = self._epochs.get(name, 0) + 1
+
+    def _reset(self) -> None:
+        """A snapshot replaced the state: forget every cached object and end logins of changed users."""
+        with self.lock:
+            self._apply_epoch += 1
+            self._objects.clear()
+            self._keys.clear()
+            for name in list(self._epochs):
+                self._epochs[name] += 1
+            for app in list(self.applications):
+                if app.user is not None:
+                    self._epochs[app.user.name] = self._epochs.get(app.user.name, 0) + 1
 
     def get_object(self, handle: int) -> HsmObject:
         """Return an object by handle, token or session.
@@ -319,41 +461,44 @@ class HSM:
                 if obj is not None:
                     self._objects.move_to_end(handle)
             if obj is None:
+                epoch = self._apply_epoch
                 row = self.store.get_object(handle) if 0 < handle < SESSION_HANDLE_BIT else None
                 obj = self._decode(row) if row is not None else None
                 if obj is not None:
-                    self._remember(obj)
+                    self._remember(obj, epoch)
         if obj is None:
             raise ObjectHandleInvalid(f"no object with handle {handle}")
         return obj
 
-    def _remember(self, obj: HsmObject) -> None:
+    def _remember(self, obj: HsmObject, epoch: int) -> None:
+        """Cache an object read from the store, unless a change was applied since the read began."""
         with self.lock:
+            if epoch != self._apply_epoch:
+                return
             self._objects[obj.handle] = obj
             self._objects.move_to_end(obj.handle)
             while len(self._objects) > _CACHE_OBJECTS:
                 old, _ = self._objects.popitem(last=False)
                 self._keys.pop(old, None)
 
-    def put_object(self, tx: Transaction | None, obj: HsmObject) -> None:
-        """Store a new or changed object (token objects in ``tx``; session objects in memory)."""
+    def put_object(self, change: Change | None, obj: HsmObject, *, new: bool = False) -> None:
+        """Store a new or changed object: a token object as a sealed row in ``change`` (a changed one expects
+        the version before ``obj.version``); a session object in memory at once."""
         if obj.is_token:
-            assert tx is not None
-            tx.put_object(self._encode(obj))
-            self._remember(obj)
+            assert change is not None
+            change.put_object(self._encode(obj), new=new, expect=None if new else obj.version - 1)
         else:
             with self.lock:
                 self._session_objects[obj.handle] = obj
 
-    def delete_object(self, tx: Transaction | None, obj: HsmObject) -> None:
+    def delete_object(self, change: Change | None, obj: HsmObject) -> None:
+        """Delete an object: a token object through ``change``; a session object at once."""
+        if obj.is_token:
+            assert change is not None
+            change.delete_object(obj.handle, expect=obj.version)
+            return
         with self.lock:
-            if obj.is_token:
-                assert tx is not None
-                tx.delete_object(obj.handle)
-                self._objects.pop(obj.handle, None)
-                self.token_objects -= 1
-            else:
-                self._session_objects.pop(obj.handle, None)
+            self._session_objects.pop(obj.handle, None)
             self._keys.pop(obj.handle, None)
 
     def drop_session_objects(self, app_id: int, session: int | None = None, *, private_only: bool = False) -> None:
@@ -404,17 +549,15 @@ class HSM:
         return [msgspec.msgpack.decode(self.barrier.open("user", n, v, e), type=UserRecord)
                 for n, v, e in self.store.users()]
 
-    def put_user(self, tx: Transaction, record: UserRecord) -> None:
-        tx.put_user(record.name, record.version,
-                    self.barrier.seal("user", record.name, record.version, msgspec.msgpack.encode(record)))
+    def put_user(self, change: Change, record: UserRecord, *, new: bool = False) -> None:
+        """Store a user record through ``change``; a changed record expects the version before its own."""
+        change.put_user(record.name, record.version,
+                        self.barrier.seal("user", record.name, record.version, msgspec.msgpack.encode(record)),
+                        expect=0 if new else record.version - 1)
 
     def login_epoch(self, name: str) -> int:
         """A counter that changes whenever logins of ``name`` must end (user deleted, password reset)."""
         return self._epochs.get(name, 0)
-
-    def revoke_logins(self, name: str) -> None:
-        with self.lock:
-            self._epochs[name] = self._epochs.get(name, 0) + 1
 
     # ----------------------------------------------------------------- connections
     def connect(self, peer: str = "") -> "Application":

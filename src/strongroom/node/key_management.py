@@ -124,7 +124,7 @@ class KeyCalls(ObjectCalls):
         policy.require_wrappable(target, wrapper)
         wrapped = crypto.wrap(mechanism, self.hsm.key_object(wrapper), target.material)
         if not query and (out_len is None or out_len >= len(wrapped)):
-            with self.hsm.store.transaction() as tx:
+            with self.hsm.store.transaction() as tx:  # wrapping changes nothing: this node's audit chain only
                 tx.audit("key-wrap", self._actor(), handle=target.handle, wrapping_key=wrapper.handle,
                          mechanism=self._mechanism_name(mechanism))
         return deliver(wrapped, out_len, query)

@@ -5,6 +5,8 @@ Login state belongs to the application and is shared by its sessions; closing it
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import (
     PinIncorrect,
     PinLocked,
@@ -16,6 +18,7 @@ from ..errors import (
     UserNotLoggedIn,
     UserTypeInvalid,
 )
+from ..replication import Change
 from ..vendor import USER_TYPES
 from ..vocab import CKF, CKS, CKU
 from . import arguments
@@ -102,37 +105,55 @@ class LoginCalls(ApplicationBase):
         name, password = split_pin(arguments.text(pin, "PIN"))
         name = name.lower()
         hsm = self.hsm
-        with hsm.lock:
-            record = hsm.get_user(name) if len(name) <= MAX_USERNAME_CHARS else None
-            if record is None:
-                hsm.passwords.verify(hsm.passwords.dummy_hash, password)
-                with hsm.store.transaction() as tx:
-                    tx.audit("login-failed", name[:MAX_USERNAME_CHARS], reason="unknown user", peer=self.peer)
-                raise PinIncorrect("wrong username or password")
-            if record.locked:
-                with hsm.store.transaction() as tx:
-                    tx.audit("login-failed", name, reason="locked", peer=self.peer)
-                raise PinLocked(f"user {name} is locked; an admin must reset the password")
-            if not hsm.passwords.verify(record.password_hash, password):
-                record.failures += 1
-                record.version += 1
-                record.locked = record.failures >= hsm.settings.lockout_threshold
-                with hsm.store.transaction() as tx:
-                    hsm.put_user(tx, record)
-                    tx.audit("login-failed", name, reason="wrong password", failures=record.failures,
-                             peer=self.peer)
-                    if record.locked:
-                        tx.audit("lockout", name, failures=record.failures)
-                raise PinIncorrect("wrong username or password")
-            if Role(record.role).user_type != user_type:
-                raise UserTypeInvalid(f"user {name} has role {record.role}, which logs in as another user type")
-            with hsm.store.transaction() as tx:
-                if record.failures:
-                    record.failures = 0
-                    record.version += 1
-                    hsm.put_user(tx, record)
-                tx.audit("login", name, role=record.role, peer=self.peer)
-            self._logged_in(record, user_type)
+        record = hsm.get_user(name) if len(name) <= MAX_USERNAME_CHARS else None
+        if record is None:
+            hsm.passwords.verify(hsm.passwords.dummy_hash, password)
+            self._audit_here("login-failed", name[:MAX_USERNAME_CHARS], reason="unknown user", peer=self.peer)
+            raise PinIncorrect("wrong username or password")
+        if record.locked:
+            self._audit_here("login-failed", name, reason="locked", peer=self.peer)
+            raise PinLocked(f"user {name} is locked; an admin must reset the password")
+        if not hsm.passwords.verify(record.password_hash, password):
+            # The count is cluster-wide: each failure is a change to the user record, built again from the
+            # current record when a failure on another node got there first.
+            hsm.commit(lambda: self._failure(name), record=False)
+            raise PinIncorrect("wrong username or password")
+        if Role(record.role).user_type != user_type:
+            raise UserTypeInvalid(f"user {name} has role {record.role}, which logs in as another user type")
+        if record.failures:
+            hsm.commit(lambda: self._failures_cleared(name), record=False)
+            record = hsm.get_user(name) or record
+        self._audit_here("login", name, role=record.role, peer=self.peer)
+        self._logged_in(record, user_type)
+
+    def _failure(self, name: str) -> Change | None:
+        record = self.hsm.get_user(name)
+        if record is None:
+            return None
+        record.failures += 1
+        record.version += 1
+        record.locked = record.locked or record.failures >= self.hsm.settings.lockout_threshold
+        change = Change()
+        self.hsm.put_user(change, record)
+        change.add_audit("login-failed", name, reason="wrong password", failures=record.failures, peer=self.peer)
+        if record.locked:
+            change.add_audit("lockout", name, failures=record.failures)
+        return change
+
+    def _failures_cleared(self, name: str) -> Change | None:
+        record = self.hsm.get_user(name)
+        if record is None or not record.failures or record.locked:
+            return None
+        record.failures = 0
+        record.version += 1
+        change = Change()
+        self.hsm.put_user(change, record)
+        return change
+
+    def _audit_here(self, event: str, actor: str, **detail: Any) -> None:
+        """Audit an event of this node only (logins are per node; their changes to users go through the log)."""
+        with self.hsm.store.transaction() as tx:
+            tx.audit(event, actor, **detail)
 
     def logout(self, handle: int) -> None:
         """``C_Logout``: ends the login of all the application's sessions and their active operations.
@@ -147,6 +168,5 @@ class LoginCalls(ApplicationBase):
 
     def _logout_audited(self) -> None:
         if self.user is not None and self.hsm.state == "operational":
-            with self.hsm.store.transaction() as tx:
-                tx.audit("logout", self.user.name, peer=self.peer)
+            self._audit_here("logout", self.user.name, peer=self.peer)
         self._logged_out()

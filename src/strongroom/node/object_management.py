@@ -20,6 +20,7 @@ from ..errors import (
 from ..objects import policy, templates
 from ..objects.attributes import Attributes, attribute_type, matches, normalize_template
 from ..objects.model import HsmObject
+from ..replication import Change
 from ..vocab import CKA, CKK, CKO
 from . import arguments
 from .base import ApplicationBase
@@ -31,29 +32,43 @@ SECRET_BYTES = {CKK.AES: (16, 24, 32), CKK.GENERIC_SECRET: range(1, 801)}
 
 class ObjectCalls(ApplicationBase):
     # ----------------------------------------------------------------- creation (shared by key calls)
-    def _new_object(self, session: Session, attrs: Attributes, material: bytes, tx: Any) -> HsmObject:
+    def _new_object(self, session: Session, attrs: Attributes, material: bytes) -> HsmObject:
         token = bool(attrs.get(CKA.TOKEN))
-        handle = self.hsm.new_handle(tx, token)
+        handle = self.hsm.new_handle(token)
         owner = self.user.name if self.user and self._role() is Role.CRYPTO_USER else ""
         return HsmObject(handle, attrs, material, owner, session=None if token else (self.id, session.handle))
 
     def _create_objects(self, session: Session, made: list[tuple[Attributes, bytes]], event: str,
                         **detail: Any) -> list[int]:
-        """Store new objects and audit their creation in one transaction; return their handles."""
+        """Store new objects and audit their creation in one change; return their handles.
+
+        Token objects are committed through the log; a retried request (same request key) answers with the
+        handles its first attempt created.
+        """
+        hsm = self.hsm
         tokens = sum(bool(attrs.get(CKA.TOKEN)) for attrs, _ in made)
         for attrs, _ in made:
             self._require_writable(session, bool(attrs.get(CKA.TOKEN)))
-        with self.hsm.lock, self.hsm.store.transaction() as tx:
-            if self.sessions.get(session.handle) is not session:
-                raise SessionClosed("the session closed while the object was being made")
-            if self.hsm.token_objects + tokens > self.hsm.settings.max_token_objects:
-                raise DeviceMemory(f"the token store is full ({self.hsm.settings.max_token_objects} objects)")
-            objects = [self._new_object(session, attrs, material, tx) for attrs, material in made]
-            handles = [o.handle for o in objects]
-            tx.audit(event, self._actor(), handles=handles, token=[o.is_token for o in objects], **detail)
-            for obj in objects:
-                self.hsm.put_object(tx, obj)
-        self.hsm.token_objects += tokens
+        if hsm.token_objects + tokens > hsm.settings.max_token_objects:
+            raise DeviceMemory(f"the token store is full ({hsm.settings.max_token_objects} objects)")
+        objects = [self._new_object(session, attrs, material) for attrs, material in made]
+        change = Change(max_objects=hsm.settings.max_token_objects)
+        change.add_audit(event, self._actor(), handles=[o.handle for o in objects],
+                         token=[o.is_token for o in objects], **detail)
+        for obj in objects:
+            if obj.is_token:
+                hsm.put_object(change, obj, new=True)
+        outcome = hsm.commit(change)
+        created = iter(outcome.created if outcome.duplicate else [o.handle for o in objects if o.is_token])
+        if self.sessions.get(session.handle) is not session:
+            raise SessionClosed("the session closed while the object was being made")
+        handles = []
+        for obj in objects:
+            if obj.is_token:
+                handles.append(next(created))
+            else:
+                hsm.put_object(None, obj)
+                handles.append(obj.handle)
         return handles
 
     @staticmethod
@@ -126,15 +141,19 @@ class ObjectCalls(ApplicationBase):
             SessionReadOnly: ``CKR_SESSION_READ_ONLY`` for a token object in a read-only session.
         """
         session = self._session(handle)
-        with self.hsm.lock:
+
+        def destruction() -> Change:
             obj = self._object(obj_handle)
             self._require_writable(session, obj.is_token)
             self._require_manage(obj, "destroy")
             if not obj.flag(CKA.DESTROYABLE):
                 raise ActionProhibited("the object has CKA_DESTROYABLE false")
-            with self.hsm.store.transaction() as tx:
-                tx.audit("object-destroy", self._actor(), handle=obj.handle, token=obj.is_token)
-                self.hsm.delete_object(tx, obj)
+            change = Change()
+            change.add_audit("object-destroy", self._actor(), handle=obj.handle, token=obj.is_token)
+            self.hsm.delete_object(change, obj)
+            return change
+
+        self.hsm.commit(destruction)
 
     def get_attribute_value(self, handle: int, obj_handle: int, types: list[int]) -> list[tuple[int, Any]]:
         """``C_GetAttributeValue``: every requested attribute is processed (PKCS#11 3.0 §5.7).
@@ -194,7 +213,10 @@ class ObjectCalls(ApplicationBase):
         session = self._session(handle)
         changes = self._template(template)
         admin = self._role() is Role.ADMIN
-        with self.hsm.lock:
+
+        def attribute_change() -> Change:
+            # built from the object as it is now: a change racing another one is checked again, so a one-way
+            # switch (CKA_EXTRACTABLE false, CKA_SENSITIVE true) set by either is never undone by the other
             if admin:
                 obj = self._trustable(obj_handle)
             else:
@@ -207,10 +229,13 @@ class ObjectCalls(ApplicationBase):
                     policy.check_usage_conflicts(attrs, other.attrs)
             updated = HsmObject(obj.handle, attrs, obj.material, obj.owner, obj.shared, obj.version + 1,
                                 obj.session)
-            with self.hsm.store.transaction() as tx:
-                tx.audit("attribute-change", self._actor(), handle=obj.handle,
-                         attributes=sorted(CKA(k).name for k in changes))
-                self.hsm.put_object(tx, updated)
+            change = Change()
+            change.add_audit("attribute-change", self._actor(), handle=obj.handle,
+                             attributes=sorted(CKA(k).name for k in changes))
+            self.hsm.put_object(change, updated)
+            return change
+
+        self.hsm.commit(attribute_change)
 
     def _trustable(self, obj_handle: int) -> HsmObject:
         """A token key an admin may mark trusted; anything else reads as an invalid handle."""
@@ -237,7 +262,8 @@ class ObjectCalls(ApplicationBase):
         self._require_writable(session)
         self._require_role(Role.CRYPTO_USER)
         name = check_username(username)
-        with self.hsm.lock:
+
+        def sharing() -> Change:
             obj = self._object(obj_handle)
             self._require_owner(obj, "share")
             target = self.hsm.get_user(name)
@@ -247,9 +273,12 @@ class ObjectCalls(ApplicationBase):
                 raise ArgumentsBad("only token secret and private keys are shared")
             shared = obj.shared - {name} if unshare else obj.shared | {name}
             updated = HsmObject(obj.handle, obj.attrs, obj.material, obj.owner, frozenset(shared), obj.version + 1)
-            with self.hsm.store.transaction() as tx:
-                tx.audit("key-unshare" if unshare else "key-share", self._actor(), handle=obj.handle, user=name)
-                self.hsm.put_object(tx, updated)
+            change = Change(expect_users=[(name, target.version)])
+            change.add_audit("key-unshare" if unshare else "key-share", self._actor(), handle=obj.handle, user=name)
+            self.hsm.put_object(change, updated)
+            return change
+
+        self.hsm.commit(sharing)
 
     def key_info(self, handle: int, obj_handle: int) -> dict[str, Any]:
         """Owner and sharing of a visible object: ``{"owner": str, "shared_users": [str]}``."""

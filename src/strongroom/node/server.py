@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import StrongroomError
+from ..errors import ArgumentsBad, NodeBehind, StrongroomError
 from ..protocol import (
     CAPABILITIES,
     DEFAULT_MAX_FRAME_BYTES,
@@ -30,13 +30,14 @@ from ..protocol import (
     Hello,
     HelloReply,
     Request,
+    WRITE_CALLS,
     Response,
     call_arguments,
     encode_frame,
 )
 from ..vocab import CKA, CKK, CKR
 from .application import Application
-from .hsm import HSM
+from .hsm import HSM, commit_index, request_key
 from .sessions import OpKind
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,12 @@ _BLOCKING = frozenset({
     "generate_key", "generate_key_pair", "wrap_key", "unwrap_key", "derive_key", "close_session",
     "close_all_sessions", "generate_random",
 })
+# Writes (WRITE_CALLS) wait for the log to commit them; they get their own threads so that waiting never starves
+# crypto.
 _FINDS = frozenset({"find", "find_objects_init"})
+# How long a request waits for this node to apply the client's latest write before NodeBehind (seconds).
+CATCH_UP_WAIT_S = 3.0
+MAX_REQUEST_KEY_BYTES = 32
 _INDEXED = (int(CKA.LABEL), int(CKA.ID))
 _ONCE = frozenset({"encrypt_once", "decrypt_once", "sign_once", "verify_once"})
 _STEP_KIND = {"encrypt": OpKind.ENCRYPT, "encrypt_final": OpKind.ENCRYPT, "decrypt": OpKind.DECRYPT,
@@ -84,6 +90,7 @@ class NodeServer:
         self.idle_timeout_s = idle_timeout_s
         self.read_timeout_s = read_timeout_s
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hsm")
+        self.write_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="hsm-write")
         self.connections: set[_Connection] = set()
 
     async def start(self, host: str, port: int) -> asyncio.Server:
@@ -96,6 +103,7 @@ class NodeServer:
         for conn in list(self.connections):
             conn.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.write_pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _Connection(asyncio.Protocol):
@@ -223,19 +231,31 @@ class _Connection(asyncio.Protocol):
             return
         name, args, kwargs = call_arguments(request.call)
         method = getattr(app, name)
-        if self._blocking(app, name, args):
+        if len(request.key) > MAX_REQUEST_KEY_BYTES or request.after < 0:
+            self._send(_answer(request.id, ArgumentsBad(f"a request key is at most {MAX_REQUEST_KEY_BYTES} bytes "
+                                                        "and a log index is not negative")))
+            return
+        behind = request.after > app.hsm.machine.applied
+        if behind or self._blocking(app, name, args):
             self.in_flight += 1
-            self.server.pool.submit(self._work, request.id, method, args, kwargs)
+            pool = self.server.write_pool if name in WRITE_CALLS else self.server.pool
+            pool.submit(self._work, request.id, method, args, kwargs, request.after, request.key)
             self._update_reading()
             return
         self._send(_answer(request.id, _invoke(method, args, kwargs)))
 
-    def _work(self, request_id: int, method: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
+    def _work(self, request_id: int, method: Any, args: list[Any], kwargs: dict[str, Any], after: int = 0,
+              key: bytes = b"") -> None:
         """Run a blocking call on a pool thread and hand its answer to the loop; answers finishing close
-        together cost the loop one wake-up."""
+        together cost the loop one wake-up. The call first waits until this node has applied the client's
+        latest write (``after``)."""
         if self.lost:
             return  # the client is gone: its queued work is dropped, not done
-        value = _invoke(method, args, kwargs)
+        if after > self.server.hsm.machine.applied and \
+                not self.server.hsm.machine.wait_applied(after, CATCH_UP_WAIT_S):
+            value: Any = NodeBehind(f"this HSM has not applied log index {after} yet; retry")
+        else:
+            value = _invoke(method, args, kwargs, key)
         with self.done_lock:
             wake = not self.done
             self.done.append((request_id, value))
@@ -320,18 +340,35 @@ class _Connection(asyncio.Protocol):
             self._arm_timer()
 
 
-def _invoke(method: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """Run a call; return its value or the error that ended it (never raises)."""
+class Committed:
+    """A call's value with the log index its write committed at."""
+
+    __slots__ = ("value", "index")
+
+    def __init__(self, value: Any, index: int) -> None:
+        self.value, self.index = value, index
+
+
+def _invoke(method: Any, args: list[Any], kwargs: dict[str, Any], key: bytes = b"") -> Any:
+    """Run a call with its request key; return its value (a :class:`Committed` when it wrote through the log)
+    or the error that ended it (never raises)."""
+    key_token = request_key.set(key)
+    index_token = commit_index.set(0)
     try:
-        return method(*args, **kwargs)
+        value = method(*args, **kwargs)
+        index = commit_index.get()
+        return Committed(value, index) if index else value
     except StrongroomError as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - a defect must cost one request, not the connection
         log.exception("call %s failed", getattr(method, "__name__", method))
         return StrongroomError(f"internal error: {type(exc).__name__}")
+    finally:
+        commit_index.reset(index_token)
+        request_key.reset(key_token)
 
 
-_REQUEST_PREFIX = b"\x93\xa7request"
+_REQUEST_PREFIXES = (b"\x93\xa7request", b"\x94\xa7request", b"\x95\xa7request")
 _ID_WIDTHS = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
 
 
@@ -339,13 +376,14 @@ def _request_id(body: bytes) -> int:
     """The id of a request whose call did not decode, read from the fixed start of a request frame (a
     3-element msgpack array: the tag, the id, the call), so the error reaches its caller; 0 if unreadable.
     The call itself may be nested too deeply to decode, so the id is not read through the decoder."""
-    if not body.startswith(_REQUEST_PREFIX) or len(body) <= len(_REQUEST_PREFIX):
+    prefix_len = len(_REQUEST_PREFIXES[0])
+    if not body.startswith(_REQUEST_PREFIXES) or len(body) <= prefix_len:
         return 0
-    marker = body[len(_REQUEST_PREFIX)]
+    marker = body[prefix_len]
     if marker < 0x80:
         return marker
     width = _ID_WIDTHS.get(marker)
-    start = len(_REQUEST_PREFIX) + 1
+    start = prefix_len + 1
     if width is None or len(body) < start + width:
         return 0
     return int.from_bytes(body[start:start + width], "big")
@@ -354,6 +392,8 @@ def _request_id(body: bytes) -> int:
 def _answer(request_id: int, value: Any) -> Response:
     if isinstance(value, StrongroomError):
         return Response(request_id, int(value.ckr), getattr(value, "required", None), value.message)
+    if isinstance(value, Committed):
+        return Response(request_id, 0, value.value, "", value.index)
     return Response(request_id, 0, value)
 
 

@@ -1,15 +1,16 @@
 """User management, activation, audit export and zeroisation.
 
 Admins manage users and never use keys; crypto users change only their own password; the appliance user reads
-health and the audit trail. Every change is one store transaction with its audit entry.
+health and the audit trail. Every change to users is one log entry with its audit events.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ActionProhibited, ArgumentsBad, PinIncorrect, PinInvalid, UserNotLoggedIn
+from ..errors import ActionProhibited, ArgumentsBad, FunctionFailed, PinIncorrect, PinInvalid, UserNotLoggedIn
 from ..objects.model import HsmObject
+from ..replication import Change
 from ..store import AuditEntry, AuditReport
 from . import arguments
 from .base import ApplicationBase
@@ -29,16 +30,20 @@ class UserAdminCalls(ApplicationBase):
         user = self._require_role(Role.UNACTIVATED_ADMIN)
         check_password(new_password)
         hsm = self.hsm
-        with hsm.lock:
-            if hsm.passwords.verify(user.password_hash, new_password):
-                raise PinInvalid("the activation password must differ from the initial password")
-            user.password_hash = hsm.passwords.hash(new_password)
-            user.role = Role.ADMIN.value
-            user.version += 1
-            with hsm.store.transaction() as tx:
-                hsm.put_user(tx, user)
-                tx.audit("activate", user.name)
-            self.role = Role.ADMIN
+        if hsm.passwords.verify(user.password_hash, new_password):
+            raise PinInvalid("the activation password must differ from the initial password")
+        current = hsm.get_user(user.name)
+        if current is None or current.role != Role.UNACTIVATED_ADMIN.value:
+            raise UserNotLoggedIn("the cluster was activated meanwhile; log in again")
+        current.password_hash = hsm.passwords.hash(new_password)
+        current.role = Role.ADMIN.value
+        current.version += 1
+        change = Change()
+        hsm.put_user(change, current)
+        change.add_audit("activate", user.name)
+        hsm.commit(change)
+        self.user = current
+        self.role = Role.ADMIN
 
     def create_user(self, handle: int, username: str, password: str, role: str) -> None:
         """Create a user (admins only).
@@ -60,16 +65,21 @@ class UserAdminCalls(ApplicationBase):
         if role not in (Role.ADMIN.value, Role.CRYPTO_USER.value, Role.APPLIANCE.value):
             raise ArgumentsBad(f"role must be 'admin', 'crypto-user' or 'appliance', got {role!r:.40}")
         hsm = self.hsm
-        with hsm.lock:
-            users = hsm.all_users()
-            if any(u.name == name for u in users):
-                raise ArgumentsBad(f"user {name} already exists")
-            if len(users) >= MAX_USERS:
-                raise ArgumentsBad(f"the cluster holds the maximum of {MAX_USERS} users")
-            record = UserRecord(name, role, hsm.passwords.hash(password))
-            with hsm.store.transaction() as tx:
-                hsm.put_user(tx, record)
-                tx.audit("user-create", actor.name, user=name, role=role)
+        users = hsm.all_users()
+        if any(u.name == name for u in users):
+            raise ArgumentsBad(f"user {name} already exists")
+        if len(users) >= MAX_USERS:
+            raise ArgumentsBad(f"the cluster holds the maximum of {MAX_USERS} users")
+        record = UserRecord(name, role, hsm.passwords.hash(password))
+        change = Change()
+        hsm.put_user(change, record, new=True)
+        change.add_audit("user-create", actor.name, user=name, role=role)
+        try:
+            hsm.commit(change)
+        except FunctionFailed:
+            if hsm.get_user(name) is not None:
+                raise ArgumentsBad(f"user {name} already exists") from None
+            raise
 
     def delete_user(self, handle: int, username: str) -> None:
         """Delete a user (admins only): its logins end and it is removed from every key's sharing list.
@@ -85,29 +95,35 @@ class UserAdminCalls(ApplicationBase):
         actor = self._require_role(Role.ADMIN)
         name = check_username(username)
         hsm = self.hsm
-        with hsm.lock:
-            users = {u.name: u for u in hsm.all_users()}
-            if name not in users:
-                raise ArgumentsBad(f"user {name} does not exist")
-            if name == actor.name:
-                raise ActionProhibited("an admin cannot delete itself")
-            admins = sum(u.role == Role.ADMIN.value for u in users.values())
-            if users[name].role == Role.ADMIN.value and admins < 2:
-                raise ActionProhibited("the last admin cannot be deleted")
-            shared = []
-            for row in hsm.store.iter_objects():
-                if row.owner == name:
-                    raise ActionProhibited(f"user {name} owns keys; delete them first")
-                obj = hsm.get_object(row.handle)
-                if name in obj.shared:
-                    shared.append(obj)
-            with hsm.store.transaction() as tx:
-                for obj in shared:
-                    hsm.put_object(tx, HsmObject(obj.handle, obj.attrs, obj.material, obj.owner,
-                                                 obj.shared - {name}, obj.version + 1))
-                tx.delete_user(name)
-                tx.audit("user-delete", actor.name, user=name, unshared=[o.handle for o in shared])
-            hsm.revoke_logins(name)
+        hsm.commit(lambda: self._user_deletion(actor.name, name))
+
+    def _user_deletion(self, actor: str, name: str) -> Change:
+        hsm = self.hsm
+        users = {u.name: u for u in hsm.all_users()}
+        if name not in users:
+            raise ArgumentsBad(f"user {name} does not exist")
+        if name == actor:
+            raise ActionProhibited("an admin cannot delete itself")
+        admins = sum(u.role == Role.ADMIN.value for u in users.values())
+        if users[name].role == Role.ADMIN.value and admins < 2:
+            raise ActionProhibited("the last admin cannot be deleted")
+        shared = []
+        for row in hsm.store.iter_objects():
+            if row.owner == name:
+                raise ActionProhibited(f"user {name} owns keys; delete them first")
+            obj = hsm.get_object(row.handle)
+            if name in obj.shared:
+                shared.append(obj)
+        change = Change(revoke=[name])
+        for obj in shared:
+            hsm.put_object(change, HsmObject(obj.handle, obj.attrs, obj.material, obj.owner,
+                                             obj.shared - {name}, obj.version + 1))
+        change.delete_user(name, expect=users[name].version)
+        if users[name].role == Role.ADMIN.value:  # two admins deleting each other: the second one conflicts
+            change.expect_users.extend((u.name, u.version) for u in users.values()
+                                       if u.role == Role.ADMIN.value and u.name != name)
+        change.add_audit("user-delete", actor, user=name, unshared=[o.handle for o in shared])
+        return change
 
     def change_password(self, handle: int, username: str, new_password: str, old_password: str | None = None) -> None:
         """Change a password.
@@ -132,27 +148,33 @@ class UserAdminCalls(ApplicationBase):
             raise UserNotLoggedIn("only an admin may change another user's password")
         check_password(new_password)
         hsm = self.hsm
-        with hsm.lock:
-            record = hsm.get_user(name)
-            if record is None:
+        record = hsm.get_user(name)
+        if record is None:
+            raise ArgumentsBad(f"user {name} does not exist")
+        own = name == actor.name
+        if own and not admin:
+            old = arguments.text(old_password, "old password") if old_password is not None else ""
+            if not hsm.passwords.verify(record.password_hash, old):
+                raise PinIncorrect("the old password is wrong")
+        password_hash = hsm.passwords.hash(new_password)
+
+        def password_change() -> Change:
+            current = hsm.get_user(name)
+            if current is None:
                 raise ArgumentsBad(f"user {name} does not exist")
-            own = name == actor.name
-            if own and not admin:
-                old = arguments.text(old_password, "old password") if old_password is not None else ""
-                if not hsm.passwords.verify(record.password_hash, old):
-                    raise PinIncorrect("the old password is wrong")
-            was_locked = record.locked
-            record.password_hash = hsm.passwords.hash(new_password)
+            was_locked = current.locked
+            current.password_hash = password_hash
             if admin:
-                record.failures, record.locked = 0, False
-            record.version += 1
-            with hsm.store.transaction() as tx:
-                hsm.put_user(tx, record)
-                tx.audit("password-change", actor.name, user=name, unlocked=was_locked and not record.locked)
-            if own:
-                self.user = record
-            else:
-                hsm.revoke_logins(name)
+                current.failures, current.locked = 0, False
+            current.version += 1
+            change = Change(revoke=[] if own else [name])
+            hsm.put_user(change, current)
+            change.add_audit("password-change", actor.name, user=name, unlocked=was_locked and not current.locked)
+            return change
+
+        hsm.commit(password_change)
+        if own:
+            self.user = hsm.get_user(name) or self.user
 
     def list_users(self) -> list[dict[str, Any]]:
         """Every user: ``{"username", "role", "locked", "failures"}`` sorted by name; needs no login."""

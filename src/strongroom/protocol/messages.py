@@ -106,6 +106,13 @@ CALLS: dict[str, tuple[tuple[tuple[str, Any], ...], tuple[tuple[str, Any, Any], 
 }
 
 
+# Calls that change the replicated state: each carries a request key so that a retry is done once.
+WRITE_CALLS = frozenset({
+    "activate", "create_user", "delete_user", "change_password", "create_object", "destroy_object",
+    "set_attribute_value", "share", "generate_key", "generate_key_pair", "unwrap_key", "derive_key",
+})
+
+
 def _struct(name: str) -> type[msgspec.Struct]:
     positional, keyword = CALLS[name]
     fields = [(n, t) for n, t in positional] + [(n, t, d) for n, t, d in keyword]
@@ -116,20 +123,31 @@ CALL_TYPES: dict[str, type[msgspec.Struct]] = {name: _struct(name) for name in C
 Call = Union[tuple(CALL_TYPES.values())]  # type: ignore[valid-type]
 
 
-class Request(msgspec.Struct, array_like=True, tag="request"):
-    """One call with the id its response will carry (an unsigned 64-bit integer chosen by the client)."""
+class Request(msgspec.Struct, array_like=True, tag="request", omit_defaults=True):
+    """One call with the id its response will carry (an unsigned 64-bit integer chosen by the client).
+
+    Attributes:
+        after: the highest log index the client has seen; the node answers once it has applied it
+            (read-your-writes), or with the retryable ``NodeBehind`` error after a bounded wait.
+        key: the request key of a write (up to 32 bytes): a write sent again with the same key, to any node,
+            answers with the first attempt's result instead of being done twice.
+    """
 
     id: int
     call: Call  # type: ignore[valid-type]
+    after: int = 0
+    key: bytes = b""
 
 
 class Response(msgspec.Struct, array_like=True, tag="response"):
-    """The answer to the request with the same id: ``ckr`` 0 and a value, or a ``CKR_*`` and a message."""
+    """The answer to the request with the same id: ``ckr`` 0 and a value, or a ``CKR_*`` and a message;
+    ``index`` is the log index a write committed at (0 for calls that wrote nothing)."""
 
     id: int
     ckr: int
     value: Any = None
     message: str = ""
+    index: int = 0
 
 
 ClientMessage = Union[Hello, Request]

@@ -23,7 +23,9 @@ from typing import Any
 from ..errors import DeviceError
 from .audit import GENESIS, AuditEntry, AuditReport, entry_digest, verify
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Settings that belong to the replicated state (copied by snapshots); every other setting is node-local.
+REPLICATED_SETTINGS = ("next_handle", "applied_index")
 
 # Blob columns are read through CAST so that a value stored with another type still arrives as bytes.
 _OBJECT_COLUMNS = ("handle, version, class, key_type, label, CAST(id AS BLOB), owner, CAST(envelope AS BLOB)")
@@ -45,6 +47,8 @@ CREATE INDEX IF NOT EXISTS objects_id ON objects(id);
 CREATE INDEX IF NOT EXISTS objects_class ON objects(class, key_type);
 CREATE INDEX IF NOT EXISTS objects_owner ON objects(owner);
 CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, version INTEGER NOT NULL, envelope BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (token BLOB PRIMARY KEY, idx INTEGER NOT NULL, outcome BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS requests_idx ON requests(idx);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     time TEXT NOT NULL,
@@ -55,6 +59,11 @@ CREATE TABLE IF NOT EXISTS audit (
     digest BLOB NOT NULL
 );
 """
+
+
+_SNAPSHOT_SCHEMA = "\n".join(
+    line.replace("IF NOT EXISTS ", "IF NOT EXISTS snap.", 1) for line in _SCHEMA.splitlines()
+    if line.startswith("CREATE TABLE") or not line.startswith("CREATE"))
 
 
 @dataclass(frozen=True)
@@ -109,12 +118,35 @@ class Transaction:
     def delete_setting(self, name: str) -> None:
         self._conn.execute("DELETE FROM settings WHERE name = ?", (name,))
 
-    def next_counter(self, name: str) -> int:
-        """Increment and return a persistent counter (starts at 1); used for never-reused handles."""
+    def next_counter(self, name: str, count: int = 1) -> int:
+        """Advance a persistent counter by ``count`` and return the first value taken (values start at 1);
+        used for never-reused handles."""
         row = self._conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
         value = int.from_bytes(row[0], "big") + 1 if row else 1
-        self.put_setting(name, value.to_bytes(8, "big"))
+        self.put_setting(name, (value + count - 1).to_bytes(8, "big"))
         return value
+
+    def object_version(self, handle: int) -> int:
+        """The stored version of an object, 0 when there is none."""
+        row = self._conn.execute("SELECT version FROM objects WHERE handle = ?", (handle,)).fetchone()
+        return row[0] if row else 0
+
+    def user_version(self, name: str) -> int:
+        row = self._conn.execute("SELECT version FROM users WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else 0
+
+    def get_request(self, token: bytes) -> bytes | None:
+        row = self._conn.execute("SELECT CAST(outcome AS BLOB) FROM requests WHERE token = ?", (token,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def put_request(self, token: bytes, index: int, outcome: bytes) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO requests VALUES (?,?,?)", (token, index, outcome))
+
+    def forget_requests(self, before_index: int) -> None:
+        self._conn.execute("DELETE FROM requests WHERE idx < ?", (before_index,))
+
+    def set_applied_index(self, index: int) -> None:
+        self.put_setting("applied_index", index.to_bytes(8, "big"))
 
     def audit(self, event: str, actor: str, **detail: Any) -> AuditEntry:
         """Append one entry to the audit chain, in this transaction."""
@@ -155,6 +187,9 @@ class Store:
             if version is None:
                 with self.transaction() as tx:
                     tx.put_setting("schema_version", SCHEMA_VERSION.to_bytes(4, "big"))
+            elif int.from_bytes(version, "big") == 1:  # version 2 added the requests table
+                with self.transaction() as tx:
+                    tx.put_setting("schema_version", SCHEMA_VERSION.to_bytes(4, "big"))
             elif int.from_bytes(version, "big") != SCHEMA_VERSION:
                 raise DeviceError(f"store schema version {int.from_bytes(version, 'big')} is not supported")
         except sqlite3.DatabaseError as exc:
@@ -193,6 +228,87 @@ class Store:
                 return self._conn.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
                 raise DeviceError(f"store read failed: {exc}") from exc
+
+    def applied_index(self) -> int:
+        """The index of the last replicated-log entry applied to this store (0: none)."""
+        value = self.get_setting("applied_index")
+        return int.from_bytes(value, "big") if value else 0
+
+    def export_replicated(self, path: Path | str, meta: bytes) -> None:
+        """Write the replicated state (objects, users, request outcomes, replicated settings) and ``meta`` to a
+        new SQLite file at ``path``: a snapshot of this store at its applied index.
+
+        Raises:
+            DeviceError: ``CKR_DEVICE_ERROR`` when SQLite fails.
+        """
+        path = Path(path)
+        path.unlink(missing_ok=True)
+        with self._lock:
+            try:
+                self._conn.execute("ATTACH DATABASE ? AS snap", (str(path),))
+                try:
+                    self._conn.executescript(_SNAPSHOT_SCHEMA)
+                    self._conn.execute("BEGIN")
+                    self._conn.execute("INSERT INTO snap.objects SELECT * FROM main.objects")
+                    self._conn.execute("INSERT INTO snap.users SELECT * FROM main.users")
+                    self._conn.execute("INSERT INTO snap.requests SELECT * FROM main.requests")
+                    self._conn.execute(f"INSERT INTO snap.settings SELECT * FROM main.settings WHERE name IN "
+                                       f"({','.join('?' * len(REPLICATED_SETTINGS))})", REPLICATED_SETTINGS)
+                    self._conn.execute("INSERT INTO snap.settings VALUES ('raft_meta', ?)", (meta,))
+                    self._conn.execute("COMMIT")
+                finally:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    self._conn.execute("DETACH DATABASE snap")
+            except sqlite3.Error as exc:
+                raise DeviceError(f"cannot write snapshot {path}: {exc}") from exc
+
+    @staticmethod
+    def snapshot_info(path: Path | str) -> tuple[int, bytes]:
+        """The applied index and meta bytes a snapshot file carries.
+
+        Raises:
+            DeviceError: ``CKR_DEVICE_ERROR`` when the file is not a snapshot.
+        """
+        try:
+            conn = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+            try:
+                rows = dict(conn.execute("SELECT name, CAST(value AS BLOB) FROM settings "
+                                         "WHERE name IN ('applied_index', 'raft_meta')").fetchall())
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise DeviceError(f"cannot read snapshot {path}: {exc}") from exc
+        if "raft_meta" not in rows:
+            raise DeviceError(f"{path} is not a snapshot")
+        applied = rows.get("applied_index")
+        return (int.from_bytes(applied, "big") if applied else 0), bytes(rows["raft_meta"])
+
+    def import_replicated(self, path: Path | str, audit: dict[str, Any]) -> None:
+        """Replace this store's replicated state with a snapshot's, audited as ``snapshot-install``.
+
+        Raises:
+            DeviceError: ``CKR_DEVICE_ERROR`` when SQLite fails; the store is left as it was.
+        """
+        with self._lock:
+            try:
+                self._conn.execute("ATTACH DATABASE ? AS snap", (f"file:{Path(path)}?mode=ro",))
+            except sqlite3.Error as exc:
+                raise DeviceError(f"cannot read snapshot {path}: {exc}") from exc
+            try:
+                with self.transaction() as tx:
+                    for table in ("objects", "users", "requests"):
+                        self._conn.execute(f"DELETE FROM main.{table}")
+                        self._conn.execute(f"INSERT INTO main.{table} SELECT * FROM snap.{table}")
+                    self._conn.execute(f"DELETE FROM main.settings WHERE name IN "
+                                       f"({','.join('?' * len(REPLICATED_SETTINGS))})", REPLICATED_SETTINGS)
+                    self._conn.execute(f"INSERT INTO main.settings SELECT * FROM snap.settings WHERE name IN "
+                                       f"({','.join('?' * len(REPLICATED_SETTINGS))})", REPLICATED_SETTINGS)
+                    tx.audit("snapshot-install", "", **audit)
+            except sqlite3.Error as exc:
+                raise DeviceError(f"cannot install snapshot {path}: {exc}") from exc
+            finally:
+                self._conn.execute("DETACH DATABASE snap")
 
     def get_setting(self, name: str) -> bytes | None:
         rows = self._query("SELECT value FROM settings WHERE name = ?", (name,))

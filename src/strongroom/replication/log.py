@@ -1,0 +1,247 @@
+"""The replicated log: Raft over pysyncobj (:class:`RaftLog`), or a node-local log for a lone in-process HSM
+(:class:`LocalLog`). Both hand every committed entry to the same :class:`StateMachine`.
+
+Raft traffic is encrypted and authenticated with a cluster secret derived from the masking key (pysyncobj's
+Fernet channel: AES-128-CBC with HMAC-SHA256), so only nodes holding the masking key take part. The log journal
+and snapshots live in the node's data directory under ``raft/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..errors import ArgumentsBad, DeviceError, NoQuorum
+from .change import ENCODER, Change, Outcome
+from .machine import StateMachine
+
+log = logging.getLogger("strongroom.replication")
+
+DEFAULT_COMMIT_TIMEOUT_S = 5.0
+
+
+class _QuietReplays(logging.Filter):
+    """pysyncobj reports every re-sent batch of identical entries as a possible divergence; they are not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("truncating already-applied log entries")
+
+
+logging.getLogger("pysyncobj.syncobj").addFilter(_QuietReplays())
+
+
+def cluster_secret(masking_key: bytes, cluster_id: str) -> bytes:
+    """The key of the replication channel: HKDF-SHA256 (RFC 5869) of the masking key, 32 bytes."""
+    return HKDF(hashes.SHA256(), 32, salt=cluster_id.encode(), info=b"strongroom replication v1").derive(masking_key)
+
+
+class LocalLog:
+    """A log of one in-process node: entries commit as soon as they are applied locally.
+
+    Args:
+        machine: the state machine entries are applied to.
+    """
+
+    def __init__(self, machine: StateMachine) -> None:
+        self.machine = machine
+        self._lock = threading.Lock()
+
+    def commit(self, change: Change, timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S) -> Outcome:
+        """Append and apply ``change``; returns its outcome."""
+        with self._lock:
+            return self.machine.apply(self.machine.applied + 1, ENCODER.encode(change))
+
+    def status(self) -> dict[str, Any]:
+        return {"role": "leader", "leader": "local", "self": "local", "members": ["local"],
+                "commit_index": self.machine.applied, "applied_index": self.machine.applied, "has_quorum": True}
+
+    def close(self) -> None:
+        pass
+
+
+def _import_pysyncobj() -> Any:
+    import pysyncobj
+
+    return pysyncobj
+
+
+class RaftLog:
+    """A Raft member (pysyncobj) whose state machine is a node's store.
+
+    Args:
+        machine: the state machine.
+        raft_dir: directory for the journal, the snapshot and the member list.
+        self_address: this node's replication address, ``host:port``.
+        peers: the other members' addresses; ignored once the directory holds a member list (membership then
+            comes from the log).
+        secret: the cluster secret (:func:`cluster_secret`).
+
+    Raises:
+        DeviceError: ``CKR_DEVICE_ERROR`` when the replication port cannot be bound.
+    """
+
+    def __init__(self, machine: StateMachine, raft_dir: Path, self_address: str, peers: list[str],
+                 secret: bytes) -> None:
+        pso = _import_pysyncobj()
+        self.machine = machine
+        self.raft_dir = Path(raft_dir)
+        self.raft_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.self_address = self_address
+        members_file = self.raft_dir / "members.json"
+        if members_file.is_file():
+            peers = [m for m in json.loads(members_file.read_text()) if m != self_address]
+        self._members_file = members_file
+        self._known_members: frozenset[str] = frozenset()
+        owner = self
+
+        class _Member(pso.SyncObj):  # type: ignore[misc]
+            @pso.replicated
+            def apply_entry(self, entry: bytes) -> Outcome:
+                return owner.machine.apply(self.raftLastApplied + 1, entry)
+
+        conf = pso.SyncObjConf(
+            password=secret.hex(),
+            appendEntriesUseBatch=False,
+            journalFile=str(self.raft_dir / "journal"),
+            fullDumpFile=str(self.raft_dir / "snapshot"),
+            serializer=self._save_snapshot,
+            deserializer=self._load_snapshot,
+            dynamicMembershipChange=True,
+            raftMinTimeout=0.5,
+            raftMaxTimeout=1.2,
+            appendEntriesPeriod=0.1,
+            connectionTimeout=3.0,
+            connectionRetryTime=0.5,
+            leaderFallbackTimeout=3.0,
+            logCompactionMinEntries=20_000,
+            logCompactionMinTime=3600,
+            bindRetryTime=0.2,
+            maxBindRetries=25,
+        )
+        try:
+            self._member = _Member(self_address, peers, conf)
+        except Exception as exc:
+            raise DeviceError(f"cannot start replication on {self_address}: {exc}") from exc
+        try:
+            self._member.waitBinded()
+        except Exception:
+            self._member.destroy()
+            raise DeviceError(f"cannot bind the replication port {self_address}") from None
+        self._member.addOnTickCallback(self._on_tick)
+        self._fail = pso.FAIL_REASON
+
+    # ----------------------------------------------------------------- pysyncobj hooks (tick thread)
+    def _on_tick(self) -> None:
+        member = self._member
+        nodes = frozenset(n.id for n in member.otherNodes) | {self.self_address}
+        if nodes != self._known_members:
+            self._known_members = nodes
+            tmp = self._members_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(sorted(nodes)))
+            os.replace(tmp, self._members_file)
+        # A lone member commits on its next tick; wake that tick now instead of at the poll timeout.
+        if not member.otherNodes and member._isLeader() \
+                and member._SyncObj__getCurrentLogIndex() > member.raftCommitIndex:
+            notifier = getattr(member, "_SyncObj__pipeNotifier", None)
+            if notifier is not None:
+                notifier.notify()
+
+    def _save_snapshot(self, path: str, data: tuple[Any, Any, Any]) -> None:
+        last, prev, cluster = data
+        meta = msgspec.msgpack.encode([list(last), list(prev), sorted(n.id for n in cluster)])
+        self.machine.save_snapshot(path, meta)
+
+    def _load_snapshot(self, path: str) -> tuple[Any, Any, Any]:
+        pso = _import_pysyncobj()
+        last, prev, cluster = msgspec.msgpack.decode(self.machine.load_snapshot(path))
+        return tuple(last), tuple(prev), [pso.TCPNode(addr) for addr in cluster]
+
+    # ----------------------------------------------------------------- API
+    def commit(self, change: Change, timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S) -> Outcome:
+        """Replicate ``change`` to a majority and apply it here; returns its outcome.
+
+        Raises:
+            NoQuorum: (retryable) the change was not committed within ``timeout_s`` seconds, or the leader
+                changed before it was; sending it again with the same request key is safe.
+        """
+        done = threading.Event()
+        result: list[Any] = []
+
+        def finished(value: Any, error: int) -> None:
+            result.append((value, error))
+            done.set()
+
+        self._member.apply_entry(ENCODER.encode(change), callback=finished)
+        if not done.wait(timeout_s):
+            raise NoQuorum(f"the change was not committed by a majority of HSMs within {timeout_s:g} s")
+        value, error = result[0]
+        if error != self._fail.SUCCESS or value is None:
+            reason = {self._fail.QUEUE_FULL: "the log's queue is full", self._fail.MISSING_LEADER: "no leader",
+                      self._fail.DISCARDED: "the leader changed", self._fail.NOT_LEADER: "the leader changed",
+                      self._fail.LEADER_CHANGED: "the leader changed",
+                      self._fail.UNKNOWN_OUTCOME: "the leader changed"}.get(error, f"error {error}")
+            raise NoQuorum(f"the change was not committed: {reason}")
+        return value
+
+    def status(self) -> dict[str, Any]:
+        """``role`` (leader, follower, candidate), ``leader``, ``self``, ``members``, ``commit_index``,
+        ``applied_index``, ``has_quorum``."""
+        member = self._member
+        leader = member._getLeader()
+        state = member.getStatus().get("state", 0)
+        return {
+            "role": {0: "follower", 1: "candidate", 2: "leader"}.get(state, str(state)),
+            "leader": leader.id if leader is not None else None,
+            "self": self.self_address,
+            "members": sorted(n.id for n in member.otherNodes | {member.selfNode}),
+            "commit_index": member.raftCommitIndex,
+            "applied_index": self.machine.applied,
+            "has_quorum": member.hasQuorum,
+        }
+
+    def change_membership(self, address: str, *, add: bool, timeout_s: float = 10.0) -> None:
+        """Add or remove a member; returns once the change is committed.
+
+        Raises:
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a malformed address or removing this node itself.
+            NoQuorum: (retryable) the change was not committed in time, or another change is in progress.
+        """
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ArgumentsBad(f"a member address is host:port, got {address!r:.80}")
+        if not add and address == self.self_address:
+            raise ArgumentsBad("a node cannot remove itself; ask another member")
+        done = threading.Event()
+        result: list[Any] = []
+
+        def finished(value: Any, error: int) -> None:
+            result.append(error)
+            done.set()
+
+        if add:
+            self._member.addNodeToCluster(address, callback=finished)
+        else:
+            self._member.removeNodeFromCluster(address, callback=finished)
+        if not done.wait(timeout_s):
+            raise NoQuorum("the membership change was not committed in time")
+        if result[0] == self._fail.REQUEST_DENIED:
+            members = self.status()["members"]
+            if (address in members) == add:
+                return  # already a member / already gone
+            raise NoQuorum("another membership change is in progress; retry")
+        if result[0] != self._fail.SUCCESS:
+            raise NoQuorum(f"the membership change was not committed (reason {result[0]})")
+
+    def close(self) -> None:
+        try:
+            self._member.destroy()
+        except Exception:
+            pass

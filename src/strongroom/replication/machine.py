@@ -1,0 +1,156 @@
+"""The replicated state machine: applies log entries (:class:`~strongroom.replication.change.Change`) to a
+node's store, in log order, exactly once each.
+
+The store records the index of the last entry it applied in the same SQLite transaction as the entry's writes,
+so a node killed at any instant restarts with a store that equals a prefix of the log; entries at or below that
+index are skipped when the log is replayed. Applying is deterministic: preconditions, capacity and duplicate
+requests are decided from the store alone, so every node reaches the same state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import DeviceMemory
+from ..store import Store
+from .change import CHANGE_DECODER, ENCODER, OUTCOME_DECODER, Change, Outcome
+
+log = logging.getLogger("strongroom.replication")
+
+# Outcomes of client requests are kept for this many log entries, so a write retried after a failover within
+# that window answers with its first outcome.
+REQUEST_WINDOW = 200_000
+
+Listener = Callable[[Change, Outcome], None]
+
+
+class StateMachine:
+    """Applies changes to one store.
+
+    Args:
+        store: the node's store.
+
+    Attributes:
+        token_objects: the number of stored objects (kept in step with the store by :meth:`apply`).
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.token_objects = store.count_objects()
+        self.applied = store.applied_index()
+        self._listeners: list[Listener] = []
+        self._reset_listeners: list[Callable[[], None]] = []
+        self._applied_cond = threading.Condition()
+
+    def on_applied(self, listener: Listener) -> None:
+        """Call ``listener(change, outcome)`` after each applied change (in the applying thread)."""
+        self._listeners.append(listener)
+
+    def on_reset(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after a snapshot replaced the state."""
+        self._reset_listeners.append(listener)
+
+    def apply(self, index: int, entry: bytes) -> Outcome:
+        """Apply the log entry at ``index``.
+
+        Returns:
+            The outcome; for an index this store already holds, an empty outcome (a replay after restart).
+
+        Raises:
+            DeviceError: ``CKR_DEVICE_ERROR`` when the store cannot be written; the entry stays unapplied.
+        """
+        if index <= self.applied:
+            return Outcome(index=index, duplicate=True)
+        try:
+            change = CHANGE_DECODER.decode(entry)
+        except Exception as exc:  # an entry no node of this version can read: record and skip it
+            log.error("log entry %d is not a change: %s", index, exc)
+            with self.store.transaction() as tx:
+                tx.set_applied_index(index)
+                tx.audit("log-entry-unreadable", "", index=index)
+            self._advance(index)
+            return Outcome(index=index, ckr=0x5, message="unreadable log entry")
+        outcome = self._apply(index, change)
+        self._advance(index)
+        if outcome.ckr == 0 and not outcome.duplicate:
+            for listener in self._listeners:
+                try:
+                    listener(change, outcome)
+                except Exception:  # a cache that failed to update is dropped by its owner, not the log
+                    log.exception("listener failed after log entry %d", index)
+        return outcome
+
+    def _apply(self, index: int, change: Change) -> Outcome:
+        with self.store.transaction() as tx:
+            tx.set_applied_index(index)
+            if change.request:
+                prior = tx.get_request(change.request)
+                if prior is not None:
+                    first = OUTCOME_DECODER.decode(prior)
+                    first.duplicate = True
+                    return first
+            for handle, version in change.expect_objects:
+                if tx.object_version(handle) != version:
+                    return Outcome(index=0, conflict=True, ckr=0x5,
+                                   message=f"object {handle} changed while this change was made")
+            for name, version in change.expect_users:
+                if tx.user_version(name) != version:
+                    return Outcome(index=0, conflict=True, ckr=0x5,
+                                   message=f"user {name} changed while this change was made")
+            added = sum(1 for put in change.objects if tx.object_version(put.handle) == 0)
+            removed = sum(1 for handle in set(change.delete_objects) if tx.object_version(handle) != 0)
+            if added and change.max_objects and self.token_objects + added - removed > change.max_objects:
+                err = DeviceMemory(f"the token store is full ({change.max_objects} objects)")
+                return Outcome(index=0, ckr=int(err.ckr), message=err.message)
+            outcome = Outcome(index=index, created=[put.handle for put in change.objects if put.new])
+            if change.reserve_handles:
+                outcome.first_handle = tx.next_counter("next_handle", change.reserve_handles)
+            for event in change.audit:
+                tx.audit(event.event, event.actor, **event.detail)
+            for put in change.objects:
+                tx.put_object(put.row())
+            for handle in change.delete_objects:
+                tx.delete_object(handle)
+            for user in change.users:
+                tx.put_user(user.name, user.version, user.envelope)
+            for name in change.delete_users:
+                tx.delete_user(name)
+            if change.request:
+                tx.put_request(change.request, index, ENCODER.encode(outcome))
+                if index % 1000 == 0:
+                    tx.forget_requests(index - REQUEST_WINDOW)
+        self.token_objects += added - removed
+        return outcome
+
+    def _advance(self, index: int) -> None:
+        with self._applied_cond:
+            self.applied = index
+            self._applied_cond.notify_all()
+
+    def wait_applied(self, index: int, timeout_s: float) -> bool:
+        """Wait until the entry at ``index`` is applied here; False after ``timeout_s`` seconds."""
+        with self._applied_cond:
+            return self._applied_cond.wait_for(lambda: self.applied >= index, timeout_s)
+
+    # ----------------------------------------------------------------- snapshots
+    def save_snapshot(self, path: Path | str, meta: bytes) -> None:
+        """Write the state at the current applied index to ``path`` with the log's ``meta`` bytes."""
+        self.store.export_replicated(path, meta)
+
+    def load_snapshot(self, path: Path | str) -> bytes:
+        """Install a snapshot unless this store is already at or past its index; return its meta bytes.
+
+        Raises:
+            DeviceError: ``CKR_DEVICE_ERROR`` when the file cannot be read or installed.
+        """
+        index, meta = Store.snapshot_info(path)
+        if index > self.applied:
+            self.store.import_replicated(path, {"index": index, "previous_index": self.applied})
+            self.token_objects = self.store.count_objects()
+            self._advance(index)
+            for listener in self._reset_listeners:
+                listener()
+        return meta
