@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ class NodeProcess:
     process: subprocess.Popen
     log: Path
     args: list[str] = field(default_factory=list)
+    raft: str = ""
 
     def log_text(self) -> str:
         return self.log.read_text()
@@ -49,10 +51,21 @@ def init_node(data_dir: Path, preco_password: str, cluster_id: str = "cluster-te
     assert done.returncode == 0, done.stderr
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_node(data_dir: Path, server: Issued, *, client_ca: CA | None = None, require_client_cert: bool = False,
-               extra: tuple[str, ...] = ()) -> NodeProcess:
-    args = ["node", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", "--cert", str(server.cert),
+               extra: tuple[str, ...] = (), listen: str = "127.0.0.1:0") -> NodeProcess:
+    args = ["node", "--data-dir", str(data_dir), "--listen", listen, "--cert", str(server.cert),
             "--key", str(server.key), "--password-hash-memory-kib", TEST_HASH_MEMORY_KIB, *extra]
+    if "--raft-listen" not in extra:
+        raft = (data_dir.parent / f"{data_dir.name}.raft")
+        if not raft.exists():  # a restarted node keeps its replication address
+            raft.write_text(f"127.0.0.1:{free_port()}")
+        args += ["--raft-listen", raft.read_text()]
     if client_ca is not None:
         args += ["--client-ca", str(client_ca.issued.cert)]
     if require_client_cert:
@@ -65,5 +78,5 @@ def start_node(data_dir: Path, server: Issued, *, client_ca: CA | None = None, r
     if not line:
         process.kill()
         raise RuntimeError(f"node did not start: {log.read_text()}")
-    endpoint = json.loads(line)["listening"]
-    return NodeProcess(data_dir, endpoint, process, log, args)
+    announced = json.loads(line)
+    return NodeProcess(data_dir, announced["listening"], process, log, args, announced.get("raft", ""))

@@ -50,9 +50,53 @@ def init_node(data_dir: Path, preco_password_file, cluster_id: str | None, passw
     hsm.close()
 
 
+@main.group()
+def fleet() -> None:
+    """The fleet: the CA that vouches for genuine Strongroom HSMs, and provisioning of HSM identities."""
+
+
+@fleet.command("init")
+@click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="New fleet directory (fleet CA certificate and key).")
+def fleet_init(folder: Path) -> None:
+    """Make a fleet CA in DIR (fleet-ca.crt, fleet-ca.key mode 0600)."""
+    from ..protocol.certificates import CertificateAuthority
+
+    if (folder / "fleet-ca.key").exists():
+        raise click.ClickException(f"{folder} already holds a fleet")
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ca = CertificateAuthority(folder, "fleet-ca", days=3650)
+    click.echo(json.dumps({"fleet_ca": str(ca.issued.cert)}))
+
+
+@fleet.command("provision")
+@click.option("--fleet", "folder", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True)
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--name", required=True, help="The HSM's name in its certificate.")
+def fleet_provision(folder: Path, data_dir: Path, name: str) -> None:
+    """Give the HSM data directory DATA_DIR an identity key and a certificate from the fleet CA."""
+    from ..replication.membership import provision
+
+    try:
+        provision(data_dir, folder / "fleet-ca.crt", folder / "fleet-ca.key", name)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"data_dir": str(data_dir), "name": name}))
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--listen", default="127.0.0.1:2225", show_default=True, help="HOST:PORT to serve (port 0: any).")
+@click.option("--raft-listen", default=None,
+              help="HOST:PORT of the replication channel [default: the --listen host, its port + 1].")
+@click.option("--peers", default="", help="Comma-separated replication addresses of the other members (first "
+                                          "start of a cluster formed from several initialised nodes).")
+@click.option("--join-config", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Client configuration (JSON) of the cluster to join; for a data directory with a fleet "
+                   "identity and no HSM yet.")
+@click.option("--join-pin-file", type=click.File("r"), default=None,
+              help="File holding username:password of an admin (or the appliance user, with --join-role).")
+@click.option("--join-role", type=click.Choice(["admin", "appliance"]), default="admin", show_default=True)
 @click.option("--cert", "cert_file", type=click.Path(exists=True, dir_okay=False), required=True,
               help="PEM certificate chain of the node, chaining to the cluster's trust anchor.")
 @click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False), required=True,
@@ -63,25 +107,94 @@ def init_node(data_dir: Path, preco_password_file, cluster_id: str | None, passw
 @click.option("--idle-timeout", type=float, default=600.0, show_default=True, help="Seconds.")
 @click.option("--read-timeout", type=float, default=30.0, show_default=True, help="Seconds.")
 @_HASH_MEMORY
-def node(data_dir: Path, listen: str, cert_file: str, key_file: str, client_ca: str | None,
-         require_client_cert: bool, idle_timeout: float, read_timeout: float, password_hash_memory_kib: int) -> None:
-    """Run one HSM node: serve its data directory over TLS 1.3 until stopped (SIGTERM or Ctrl-C).
+def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_config: str | None, join_pin_file,
+         join_role: str, cert_file: str, key_file: str, client_ca: str | None, require_client_cert: bool,
+         idle_timeout: float, read_timeout: float, password_hash_memory_kib: int) -> None:
+    """Run one HSM node: serve its data directory over TLS 1.3 and take part in the cluster's replicated log
+    until stopped (SIGTERM or Ctrl-C). With --join-config, a provisioned data directory first joins that
+    cluster. A restarted node rejoins its cluster and catches up.
 
-    Prints one JSON line {"listening": "HOST:PORT", ...} once it accepts connections.
+    Prints one JSON line {"listening": "HOST:PORT", "raft": "HOST:PORT", ...} once it accepts connections.
     """
     from ..node import HSM
     from ..protocol.tls import server_context
+    from ..replication import RaftLog
 
     host, port = _host_port(listen)
+    if raft_listen is None:
+        if port == 0:
+            raise click.BadParameter("give the replication address when the port is 0", param_hint="--raft-listen")
+        raft_listen = f"{host}:{port + 1}"
+    raft_host, raft_port = _host_port(raft_listen)
+    raft_address = f"{raft_host}:{raft_port}"
+    peer_list = [p.strip() for p in peers.split(",") if p.strip()]
+    for peer in peer_list:
+        _host_port(peer)
+
+    def replication(members: list[str]) -> Any:
+        return lambda machine, secret: RaftLog(machine, data_dir / "raft", raft_address, members, secret)
+
+    settings = _settings(password_hash_memory_kib)
     try:
         ctx = server_context(cert_file, key_file, client_ca_file=client_ca, require_client_cert=require_client_cert)
-        hsm = HSM(data_dir, settings=_settings(password_hash_memory_kib))
+        if join_config is not None and not (data_dir / "hsm.sqlite").exists():
+            if join_pin_file is None:
+                raise click.BadParameter("joining needs the credentials of an admin", param_hint="--join-pin-file")
+            cluster_id, masking_key, members = _join(data_dir, join_config, join_pin_file.read().strip(),
+                                                     join_role, raft_address)
+            hsm = HSM.initialize(data_dir, cluster_id=cluster_id, masking_key=masking_key, settings=settings,
+                                 replication=replication([m for m in members if m != raft_address]))
+        else:
+            hsm = HSM(data_dir, settings=settings, replication=replication(peer_list))
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except StrongroomError as exc:
         raise click.ClickException(f"{exc.message} ({exc.ckr.name})") from None
 
-    _serve(hsm, ctx, host, int(port), idle_timeout_s=idle_timeout, read_timeout_s=read_timeout)
+    _serve(hsm, ctx, host, int(port), announce={"raft": raft_address}, idle_timeout_s=idle_timeout,
+           read_timeout_s=read_timeout)
+
+
+def _join(data_dir: Path, config_file: str, pin: str, role: str, raft_address: str) -> tuple[str, bytes, list[str]]:
+    """Join through the first reachable member of a client configuration; return the cluster id, the masking
+    key and the members' replication addresses."""
+    import asyncio
+
+    from ..client import ClientConfig
+    from ..client.connection import open_connection
+    from ..protocol.tls import client_context
+    from ..replication import membership
+    from ..vendor import CKU_APPLIANCE
+    from ..vocab import CKF, CKU
+
+    identity = membership.Identity.load(data_dir)
+    config = ClientConfig.from_file(config_file)
+    ctx = client_context(config.trust_anchor, cert_file=config.client_cert, key_file=config.client_key)
+
+    async def run() -> tuple[str, bytes, list[str]]:
+        error: Exception | None = None
+        for endpoint in config.endpoints:
+            try:
+                conn = await open_connection(endpoint, ctx, server_name=config.server_name,
+                                             timeout_s=config.connect_timeout_s)
+            except StrongroomError as exc:
+                error = exc
+                continue
+            try:
+                session = await conn.call("open_session", int(CKF.SERIAL_SESSION | CKF.RW_SESSION))
+                await conn.call("login", session, int(CKU.SO) if role == "admin" else CKU_APPLIANCE, pin)
+                challenge = await conn.call("join_challenge")
+                cluster_id = conn.node["cluster_id"]
+                signature = membership.sign_join(identity, challenge, cluster_id, raft_address)
+                answer = await conn.call("join_cluster", session, identity.certificate, raft_address, signature,
+                                         timeout_s=30.0)
+            finally:
+                conn.close()
+            key = membership.unwrap_masking_key(identity, answer["ephemeral"], answer["wrapped_key"], cluster_id)
+            return answer["cluster_id"], key, answer["members"]
+        raise error  # type: ignore[misc]
+
+    return asyncio.run(run())
 
 
 def _host_port(listen: str) -> tuple[str, int]:

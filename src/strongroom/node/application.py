@@ -7,11 +7,12 @@ modules named after what they do; this class puts them together.
 
 from __future__ import annotations
 
+from .cluster_calls import ClusterCalls
 from .key_management import KeyCalls
 from .login import LoginCalls
 from .operations import OperationCalls
 from .user_admin import UserAdminCalls
 
 
-class Application(LoginCalls, UserAdminCalls, KeyCalls, OperationCalls):
+class Application(LoginCalls, UserAdminCalls, ClusterCalls, KeyCalls, OperationCalls):
     """One application (client connection) of an :class:`~strongroom.node.hsm.HSM`; see the module docs."""

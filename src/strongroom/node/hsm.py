@@ -29,6 +29,7 @@ from ..objects.attributes import normalize_template
 from ..objects.model import HsmObject
 from ..replication import Change, LocalLog, Outcome, StateMachine
 from ..replication.change import CHANGE_DECODER, ENCODER
+from ..replication import membership
 from ..replication.log import cluster_secret
 from ..store import Barrier, ObjectRow, Store
 from ..store.barrier import MASKING_KEY_BYTES, seal_masking_key, unseal_masking_key
@@ -161,6 +162,8 @@ class HSM:
         self.machine.on_applied(self._applied)
         self.machine.on_reset(self._reset)
         self.log: Log | None = None
+        self.masking_key = b""
+        self.identity = membership.Identity.load(self.data_dir) if membership.Identity.present(self.data_dir) else None
         self._apply_epoch = 0
         self._handles: list[int] = []
         self._handles_lock = threading.Lock()
@@ -178,6 +181,7 @@ class HSM:
             return
         try:
             mk = unseal_masking_key(self._node_key(), self.cluster_id, sealed)
+            self.masking_key = mk
             self.barrier = Barrier(mk, self.cluster_id)
             self._check_integrity()
             factory = replication or (lambda machine, _secret: LocalLog(machine))
@@ -340,6 +344,7 @@ class HSM:
                 os.fsync(fh.fileno())
             key_path.unlink()
         self.barrier = None
+        self.masking_key = b""
         crypto.forget_keys()
         with self.lock:
             self._objects.clear()

@@ -47,7 +47,7 @@ _BLOCKING = frozenset({
     "login", "logout", "activate", "create_user", "delete_user", "change_password", "list_users", "verify_audit",
     "export_audit", "zeroize", "create_object", "destroy_object", "set_attribute_value", "share",
     "generate_key", "generate_key_pair", "wrap_key", "unwrap_key", "derive_key", "close_session",
-    "close_all_sessions", "generate_random",
+    "close_all_sessions", "generate_random", "join_cluster", "remove_member",
 })
 # Writes (WRITE_CALLS) wait for the log to commit them; they get their own threads so that waiting never starves
 # crypto.

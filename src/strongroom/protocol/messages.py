@@ -103,6 +103,11 @@ CALLS: dict[str, tuple[tuple[tuple[str, Any], ...], tuple[tuple[str, Any, Any], 
     "verify_once": ((("session", _H), ("mechanism", Mechanism), ("key", _H), ("data", _B),
                      ("signature", _B)), ()),
     "digest_once": ((("session", _H), ("mechanism", Mechanism), ("data", _B)), ()),
+    # cluster membership
+    "cluster_status": ((), ()),
+    "join_challenge": ((), ()),
+    "join_cluster": ((("session", _H), ("certificate", _B), ("address", str), ("signature", _B)), ()),
+    "remove_member": ((("session", _H), ("address", str)), ()),
 }
 
 

@@ -1,0 +1,85 @@
+"""Cluster membership calls: a new HSM joins through a member, members leave, anyone reads the status."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from ..errors import FunctionNotSupported, OperationNotInitialized
+from ..replication import membership
+from . import arguments
+from .base import ApplicationBase
+from .users import Role
+
+
+class ClusterCalls(ApplicationBase):
+    _join_challenge: bytes | None = None
+
+    def cluster_status(self) -> dict[str, Any]:
+        """The replicated log as this node sees it (needs no login).
+
+        Returns:
+            ``role`` (leader, follower, candidate), ``leader`` and ``self`` (replication addresses),
+            ``members``, ``commit_index``, ``applied_index``, ``has_quorum``.
+        """
+        self.hsm.require_operational()
+        return self.hsm.log.status()
+
+    def join_challenge(self) -> bytes:
+        """A fresh 32-byte challenge for :meth:`join_cluster` on this connection."""
+        self.hsm.require_operational()
+        self._join_challenge = secrets.token_bytes(membership.CHALLENGE_BYTES)
+        return self._join_challenge
+
+    def join_cluster(self, handle: int, certificate: bytes, address: str, signature: bytes) -> dict[str, Any]:
+        """Admit a new HSM (admins and the appliance user): check its fleet certificate and its signature over
+        this connection's challenge, add its replication ``address`` to the membership, and wrap the masking
+        key to its identity key.
+
+        Returns:
+            ``cluster_id``, ``members`` (replication addresses, the newcomer's included), ``ephemeral`` and
+            ``wrapped_key`` (see :func:`strongroom.replication.membership.wrap_masking_key`).
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without an admin or appliance login.
+            OperationNotInitialized: ``CKR_OPERATION_NOT_INITIALIZED`` without a challenge first.
+            SignatureInvalid: ``CKR_SIGNATURE_INVALID`` for a certificate not from this fleet or a bad signature.
+            FunctionNotSupported: ``CKR_FUNCTION_NOT_SUPPORTED`` on a node without a fleet identity or log.
+            NoQuorum: (retryable) the membership change was not committed.
+        """
+        self._session(handle)
+        self._require_role(Role.ADMIN, Role.APPLIANCE)
+        certificate = arguments.data(certificate, "certificate")
+        signature = arguments.data(signature, "signature")
+        address = arguments.text(address, "address")
+        challenge, self._join_challenge = self._join_challenge, None
+        if challenge is None:
+            raise OperationNotInitialized("ask for a join challenge first")
+        hsm = self.hsm
+        if hsm.identity is None or not hasattr(hsm.log, "change_membership"):
+            raise FunctionNotSupported("this HSM has no fleet identity or replicated log")
+        key = membership.verify_newcomer(hsm.identity.fleet_ca, certificate, signature, challenge,
+                                         hsm.cluster_id, address)
+        hsm.log.change_membership(address, add=True)
+        point, wrapped = membership.wrap_masking_key(hsm.masking_key, key, hsm.cluster_id)
+        with hsm.store.transaction() as tx:
+            tx.audit("member-add", self._actor(), address=address)
+        return {"cluster_id": hsm.cluster_id, "members": hsm.log.status()["members"], "ephemeral": point,
+                "wrapped_key": wrapped}
+
+    def remove_member(self, handle: int, address: str) -> None:
+        """Remove an HSM from the membership by its replication address (admins and the appliance user).
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without an admin or appliance login.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a malformed address or this node's own.
+            NoQuorum: (retryable) the membership change was not committed.
+        """
+        self._session(handle)
+        self._require_role(Role.ADMIN, Role.APPLIANCE)
+        address = arguments.text(address, "address")
+        if not hasattr(self.hsm.log, "change_membership"):
+            raise FunctionNotSupported("this HSM has no replicated log")
+        self.hsm.log.change_membership(address, add=False)
+        with self.hsm.store.transaction() as tx:
+            tx.audit("member-remove", self._actor(), address=address)

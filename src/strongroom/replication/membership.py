@@ -1,0 +1,148 @@
+"""Joining a cluster: a newcomer proves it is a genuine Strongroom HSM and receives the masking key.
+
+Every HSM is provisioned by the fleet (the "manufacturer", ARCHITECTURE.md key hierarchy) with an identity key
+(ECDSA P-256) and a certificate from the fleet CA, stored in its data directory as ``identity.key`` (0600),
+``identity.crt`` and ``fleet-ca.crt``. To join, the newcomer asks a member for a challenge and answers with its
+certificate and an ECDSA-SHA256 signature over the challenge, the cluster id and its replication address. The
+member checks that the certificate was issued by its fleet CA and is valid now, and the signature; it then adds
+the address to the Raft membership and wraps the masking key to the certificate's key: ECDH (P-256) with an
+ephemeral key (NIST SP 800-56A), HKDF-SHA256 (RFC 5869), AES key wrap (RFC 3394 / NIST SP 800-38F KW).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap  # noqa: I001
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..errors import ArgumentsBad, DeviceError, SignatureInvalid
+
+IDENTITY_KEY = "identity.key"
+IDENTITY_CERT = "identity.crt"
+FLEET_CA = "fleet-ca.crt"
+CHALLENGE_BYTES = 32
+_CONTEXT = b"strongroom join v1\x00"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A node's fleet identity, loaded from its data directory."""
+
+    key: ec.EllipticCurvePrivateKey
+    certificate: bytes  # PEM
+    fleet_ca: bytes  # PEM
+
+    @classmethod
+    def load(cls, data_dir: Path | str) -> Identity:
+        """Raises:
+            DeviceError: ``CKR_DEVICE_ERROR`` when the directory holds no fleet identity."""
+        data_dir = Path(data_dir)
+        try:
+            key = serialization.load_pem_private_key((data_dir / IDENTITY_KEY).read_bytes(), None)
+            cert, fleet = (data_dir / IDENTITY_CERT).read_bytes(), (data_dir / FLEET_CA).read_bytes()
+        except (OSError, ValueError) as exc:
+            raise DeviceError(f"{data_dir} holds no fleet identity: {exc}") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise DeviceError("the identity key is not an EC key")
+        return cls(key, cert, fleet)
+
+    @staticmethod
+    def present(data_dir: Path | str) -> bool:
+        data_dir = Path(data_dir)
+        return all((data_dir / name).is_file() for name in (IDENTITY_KEY, IDENTITY_CERT, FLEET_CA))
+
+
+def provision(data_dir: Path | str, fleet_ca_cert: Path, fleet_ca_key: Path, name: str, days: int = 3650) -> None:
+    """Give an HSM data directory a fleet identity: a new P-256 key and a certificate from the fleet CA."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ca_cert = x509.load_pem_x509_certificate(Path(fleet_ca_cert).read_bytes())
+    ca_key = serialization.load_pem_private_key(Path(fleet_ca_key).read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    fd = os.open(data_dir / IDENTITY_KEY, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))
+    (data_dir / IDENTITY_CERT).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (data_dir / FLEET_CA).write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _signed_text(challenge: bytes, cluster_id: str, address: str) -> bytes:
+    return _CONTEXT + challenge + cluster_id.encode() + b"\x00" + address.encode()
+
+
+def sign_join(identity: Identity, challenge: bytes, cluster_id: str, address: str) -> bytes:
+    """The newcomer's proof of possession: ECDSA-SHA256 (DER) over the challenge, cluster id and address."""
+    return identity.key.sign(_signed_text(challenge, cluster_id, address), ec.ECDSA(hashes.SHA256()))
+
+
+def verify_newcomer(fleet_ca_pem: bytes, certificate_pem: bytes, signature: bytes, challenge: bytes,
+                    cluster_id: str, address: str) -> ec.EllipticCurvePublicKey:
+    """Check a join request; return the newcomer's public key.
+
+    Raises:
+        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a certificate that is not PEM X.509 with a P-256 key.
+        SignatureInvalid: ``CKR_SIGNATURE_INVALID`` when the certificate was not issued by the fleet CA, is
+            outside its validity period, or the signature does not verify.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(certificate_pem)
+        fleet = x509.load_pem_x509_certificate(fleet_ca_pem)
+    except ValueError:
+        raise ArgumentsBad("the fleet certificate is not a PEM X.509 certificate") from None
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ArgumentsBad("a fleet certificate carries a P-256 key")
+    try:
+        cert.verify_directly_issued_by(fleet)
+    except (ValueError, TypeError, InvalidSignature):
+        raise SignatureInvalid("the certificate was not issued by this fleet's CA") from None
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise SignatureInvalid("the fleet certificate is not valid now")
+    try:
+        key.verify(signature, _signed_text(challenge, cluster_id, address), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise SignatureInvalid("the join signature does not verify") from None
+    return key
+
+
+def _kek(shared: bytes, cluster_id: str) -> bytes:
+    return HKDF(hashes.SHA256(), 32, salt=None, info=b"strongroom masking key v1\x00" + cluster_id.encode()
+                ).derive(shared)
+
+
+def wrap_masking_key(masking_key: bytes, recipient: ec.EllipticCurvePublicKey, cluster_id: str) -> tuple[bytes, bytes]:
+    """Wrap the masking key to a newcomer: ``(ephemeral public point, X9.62 uncompressed; wrapped key)``."""
+    ephemeral = ec.generate_private_key(ec.SECP256R1())
+    kek = _kek(ephemeral.exchange(ec.ECDH(), recipient), cluster_id)
+    point = ephemeral.public_key().public_bytes(serialization.Encoding.X962,
+                                               serialization.PublicFormat.UncompressedPoint)
+    return point, aes_key_wrap(kek, masking_key)
+
+
+def unwrap_masking_key(identity: Identity, point: bytes, wrapped: bytes, cluster_id: str) -> bytes:
+    """Raises:
+        DeviceError: ``CKR_DEVICE_ERROR`` when the wrapped key does not open with this identity."""
+    try:
+        peer = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+        return aes_key_unwrap(_kek(identity.key.exchange(ec.ECDH(), peer), cluster_id), wrapped)
+    except (ValueError, InvalidUnwrap) as exc:
+        raise DeviceError(f"the masking key did not unwrap: {exc}") from None
