@@ -30,8 +30,16 @@ class StrongroomError(Exception):
     retryable: bool = False
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.ckr.name)
-        self.message = message or self.ckr.name
+        super().__init__(message or self.ckr_name)
+        self.message = message or self.ckr_name
+
+    @property
+    def ckr_name(self) -> str:
+        """The ``CKR_*`` name of the code (Strongroom's vendor-defined codes by their own names)."""
+        try:
+            return "CKR_" + CKR(self.ckr).name
+        except ValueError:
+            return _VENDOR_NAMES.get(int(self.ckr), f"CKR_VENDOR_DEFINED|0x{int(self.ckr) & 0x7FFFFFFF:x}")
 
 
 class PKCS11Error(StrongroomError):
@@ -646,6 +654,8 @@ class NodeBehind(PKCS11Error):
     ckr = CKR_VENDOR_NODE_BEHIND  # type: ignore[assignment]
     retryable = True
 
+
+_VENDOR_NAMES = {CKR_VENDOR_NO_QUORUM: "CKR_VENDOR_NO_QUORUM", CKR_VENDOR_NODE_BEHIND: "CKR_VENDOR_NODE_BEHIND"}
 
 _BY_CKR: dict[int, type[PKCS11Error]] = {cls.ckr: cls for cls in PKCS11Error.__subclasses__()}
 

@@ -45,7 +45,7 @@ def init_node(data_dir: Path, preco_password_file, cluster_id: str | None, passw
         hsm = HSM.initialize(data_dir, cluster_id=cluster_id, preco_password=preco_password_file.read().strip(),
                              settings=_settings(password_hash_memory_kib))
     except StrongroomError as exc:
-        raise click.ClickException(f"{exc.message} ({exc.ckr.name})") from None
+        raise click.ClickException(f"{exc.message} ({exc.ckr_name})") from None
     click.echo(json.dumps({"data_dir": str(data_dir), "cluster_id": hsm.cluster_id, "serial": hsm.serial}))
     hsm.close()
 
@@ -149,7 +149,7 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except StrongroomError as exc:
-        raise click.ClickException(f"{exc.message} ({exc.ckr.name})") from None
+        raise click.ClickException(f"{exc.message} ({exc.ckr_name})") from None
 
     _serve(hsm, ctx, host, int(port), announce={"raft": raft_address}, idle_timeout_s=idle_timeout,
            read_timeout_s=read_timeout)
@@ -273,7 +273,7 @@ def up(data_dir: Path, listen: str, once: bool) -> None:
         hsm = HSM(node_dir)
         ctx = server_context(pki / "hsm0.crt", pki / "hsm0.key")
     except StrongroomError as exc:
-        raise click.ClickException(f"{exc.message} ({exc.ckr.name})") from None
+        raise click.ClickException(f"{exc.message} ({exc.ckr_name})") from None
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
     if once:

@@ -7,14 +7,14 @@ Errors are :mod:`strongroom.errors` classes, one per ``CKR_*``.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
 from ..errors import ArgumentsBad
 from ..protocol.tls import client_context
 from .config import ClientConfig
-from .connection import ConnectionLost, LoopThread, NodeConnection, SyncConnection, open_connection
+from .balancer import Balancer
+from .connection import ConnectionLost, LoopThread
 from .objects import Cluster, Key, Session, _Runner, mechanism, template
 
 __all__ = ["ClientConfig", "Cluster", "ConnectionLost", "Key", "Session", "connect", "connect_async",
@@ -37,7 +37,10 @@ def _ssl(config: ClientConfig) -> Any:
 
 
 def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
-    """Connect to the cluster's first reachable node; returns the synchronous :class:`Cluster`.
+    """Connect to every HSM of the cluster; returns the synchronous :class:`Cluster`.
+
+    Requests go to the least busy HSM and fail over to another when one is lost (see
+    :mod:`strongroom.client.balancer`).
 
     Raises:
         ConnectionLost: ``CKR_DEVICE_REMOVED`` when no node can be reached or trusted.
@@ -46,48 +49,39 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
     config = _config(config)
     ctx = _ssl(config)
     loop_thread = LoopThread()
-    error: Exception | None = None
-    for endpoint in config.endpoints:
-        try:
-            conn = loop_thread.run(open_connection(endpoint, ctx, server_name=config.server_name,
-                                                   timeout_s=config.connect_timeout_s))
-            break
-        except ConnectionLost as exc:
-            error = exc
-    else:
+
+    async def start() -> Balancer:
+        balancer = Balancer(config, ctx)
+        await balancer.start()
+        return balancer
+
+    try:
+        balancer = loop_thread.run(start())
+    except BaseException:
         loop_thread.stop()
-        raise error  # type: ignore[misc]
-    sync = SyncConnection(loop_thread, conn, config.timeout_s)
+        raise
+
+    def call(name: str, *args: Any, **kwargs: Any) -> Any:
+        return loop_thread.run(balancer.call(name, *args, **kwargs))
 
     def close() -> None:
-        sync.close()
+        loop_thread.loop.call_soon_threadsafe(balancer.close)
         loop_thread.stop()
 
-    return Cluster(_Runner(sync.call, is_async=False), close, conn.node)
+    return Cluster(_Runner(call, is_async=False), close, balancer.node_info)
 
 
 async def connect_async(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
-    """Connect to the cluster's first reachable node; returns a :class:`Cluster` whose methods are awaitable.
+    """Connect to every HSM of the cluster; returns a :class:`Cluster` whose methods are awaitable.
 
     Raises:
         ConnectionLost: ``CKR_DEVICE_REMOVED`` when no node can be reached or trusted.
     """
     config = _config(config)
-    ctx = _ssl(config)
-    error: Exception | None = None
-    for endpoint in config.endpoints:
-        try:
-            conn: NodeConnection = await open_connection(endpoint, ctx, server_name=config.server_name,
-                                                         timeout_s=config.connect_timeout_s)
-            break
-        except ConnectionLost as exc:
-            error = exc
-    else:
-        raise error  # type: ignore[misc]
-
-    call = functools.partial(conn.call, timeout_s=config.timeout_s)
+    balancer = Balancer(config, _ssl(config))
+    await balancer.start()
 
     async def close() -> None:
-        conn.close()
+        balancer.close()
 
-    return Cluster(_Runner(call, is_async=True), close, conn.node)
+    return Cluster(_Runner(balancer.call, is_async=True), close, balancer.node_info)

@@ -120,6 +120,11 @@ class Cluster:
         """``get_hsm_info``: serial, firmware version, state, self-tests, object and session counts, capacity."""
         return self._run("hsm_info")
 
+    def cluster_status(self) -> dict[str, Any] | Any:
+        """The replicated log as one HSM sees it: ``role``, ``leader``, ``members`` (replication addresses),
+        ``commit_index``, ``applied_index``, ``has_quorum``."""
+        return self._run("cluster_status")
+
     def list_users(self) -> list[dict[str, Any]] | Any:
         """Every user with role and lock state; needs no login."""
         return self._run("list_users")

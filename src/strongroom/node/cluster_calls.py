@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from ..errors import FunctionNotSupported, OperationNotInitialized
+from ..errors import FunctionNotSupported, NoQuorum, OperationNotInitialized
 from ..replication import membership
 from . import arguments
 from .base import ApplicationBase
@@ -60,12 +60,13 @@ class ClusterCalls(ApplicationBase):
             raise FunctionNotSupported("this HSM has no fleet identity or replicated log")
         key = membership.verify_newcomer(hsm.identity.fleet_ca, certificate, signature, challenge,
                                          hsm.cluster_id, address)
-        hsm.log.change_membership(address, add=True)
+        # A one-node cluster commits a second member only once the newcomer runs: do not wait for that long.
+        committed = hsm.log.change_membership(address, add=True, wait_s=2.0)
         point, wrapped = membership.wrap_masking_key(hsm.masking_key, key, hsm.cluster_id)
         with hsm.store.transaction() as tx:
-            tx.audit("member-add", self._actor(), address=address)
-        return {"cluster_id": hsm.cluster_id, "members": hsm.log.status()["members"], "ephemeral": point,
-                "wrapped_key": wrapped}
+            tx.audit("member-add", self._actor(), address=address, committed=committed)
+        members = sorted(set(hsm.log.status()["members"]) | {address})
+        return {"cluster_id": hsm.cluster_id, "members": members, "ephemeral": point, "wrapped_key": wrapped}
 
     def remove_member(self, handle: int, address: str) -> None:
         """Remove an HSM from the membership by its replication address (admins and the appliance user).
@@ -80,6 +81,7 @@ class ClusterCalls(ApplicationBase):
         address = arguments.text(address, "address")
         if not hasattr(self.hsm.log, "change_membership"):
             raise FunctionNotSupported("this HSM has no replicated log")
-        self.hsm.log.change_membership(address, add=False)
+        if not self.hsm.log.change_membership(address, add=False):
+            raise NoQuorum("the membership change was not committed in time")
         with self.hsm.store.transaction() as tx:
             tx.audit("member-remove", self._actor(), address=address)

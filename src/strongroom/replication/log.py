@@ -207,18 +207,22 @@ class RaftLog:
             "has_quorum": member.hasQuorum,
         }
 
-    def change_membership(self, address: str, *, add: bool, timeout_s: float = 10.0) -> None:
-        """Add or remove a member; returns once the change is committed.
+    def change_membership(self, address: str, *, add: bool, wait_s: float = 10.0) -> bool:
+        """Add or remove a member; True once the change is committed, False if it was not within ``wait_s``
+        seconds (it may still commit: a second member can only acknowledge once it runs, so adding to a
+        one-node cluster completes only after the newcomer starts).
 
         Raises:
             ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a malformed address or removing this node itself.
-            NoQuorum: (retryable) the change was not committed in time, or another change is in progress.
+            NoQuorum: (retryable) the change was refused (another change is in progress) or failed.
         """
         host, _, port = address.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ArgumentsBad(f"a member address is host:port, got {address!r:.80}")
         if not add and address == self.self_address:
             raise ArgumentsBad("a node cannot remove itself; ask another member")
+        if (address in self.status()["members"]) == add:
+            return True  # already a member / already gone
         done = threading.Event()
         result: list[Any] = []
 
@@ -230,15 +234,15 @@ class RaftLog:
             self._member.addNodeToCluster(address, callback=finished)
         else:
             self._member.removeNodeFromCluster(address, callback=finished)
-        if not done.wait(timeout_s):
-            raise NoQuorum("the membership change was not committed in time")
+        if not done.wait(wait_s):
+            return False
         if result[0] == self._fail.REQUEST_DENIED:
-            members = self.status()["members"]
-            if (address in members) == add:
-                return  # already a member / already gone
+            if (address in self.status()["members"]) == add:
+                return True
             raise NoQuorum("another membership change is in progress; retry")
         if result[0] != self._fail.SUCCESS:
             raise NoQuorum(f"the membership change was not committed (reason {result[0]})")
+        return True
 
     def close(self) -> None:
         try:

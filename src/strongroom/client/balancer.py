@@ -1,0 +1,304 @@
+"""Client balancing and failover: one connection to every HSM, each request to the least busy one.
+
+Sessions the application opens are *virtual*: a :class:`VirtualSession` opens a real session on each HSM the
+first time a request goes there, and logs it in with the credentials the application gave (PKCS#11 login state
+belongs to one application, that is one connection, so each HSM gets its own login). A request that fails
+because its HSM went away (``ConnectionLost``), could not commit a write (``NoQuorum``) or has not caught up
+with the client's writes (``NodeBehind``) is sent again to another HSM until the request's deadline; writes
+carry a request key, so a write sent twice is done once. Lost connections are re-established in the
+background.
+
+Two things stay on one HSM: a multi-part operation between its ``*_init`` and its end (the HSM holds its
+state), and a session that made session objects (they live on that HSM only). If that HSM fails, the
+operation or those objects are lost and the application sees the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import SessionHandleInvalid, StrongroomError, UserAlreadyLoggedIn
+from ..protocol import CALLS, WRITE_CALLS
+from ..vocab import CKF
+from .config import ClientConfig
+from .connection import ConnectionLost, NodeConnection, open_connection, result_of
+
+SESSION_CALLS = frozenset(name for name, (positional, _) in CALLS.items()
+                          if positional and positional[0][0] == "session")
+_STARTS = frozenset({"encrypt_init", "decrypt_init", "sign_init", "verify_init", "digest_init",
+                     "find_objects_init"})
+_ENDS = frozenset({"encrypt", "encrypt_final", "decrypt", "decrypt_final", "sign", "sign_final", "verify",
+                   "verify_final", "digest", "digest_final", "find_objects_final"})
+_MAKERS = frozenset({"create_object", "generate_key", "generate_key_pair", "unwrap_key", "derive_key"})
+_SLOW = frozenset({"generate_key_pair", "login", "activate", "create_user", "change_password", "join_cluster"})
+_SESSION_OBJECT_BIT = 1 << 63
+# One attempt of a request that may be sent again waits at most this long for its HSM (seconds).
+ATTEMPT_TIMEOUT_S = 5.0
+_RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 2.0
+
+
+@dataclass(eq=False)
+class _Node:
+    endpoint: str
+    conn: NodeConnection | None = None
+    generation: int = 0
+    outstanding: int = 0
+    logged_in: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    reconnecting: bool = False
+
+    @property
+    def up(self) -> bool:
+        return self.conn is not None and self.conn.is_open
+
+
+@dataclass(eq=False)
+class VirtualSession:
+    """An application session: real session handles per HSM (``endpoint → (generation, handle)``)."""
+
+    vid: int
+    flags: int
+    handles: dict[str, tuple[int, int]] = field(default_factory=dict)
+    pinned: _Node | None = None  # a multi-part operation is in progress there
+    home: _Node | None = None  # session objects live there
+    last: _Node | None = None  # where its last request was answered
+
+
+class Balancer:
+    """Connections to every HSM of a cluster and the routing of requests over them.
+
+    Args:
+        config: the client configuration (its ``endpoints`` are the HSMs).
+        ssl_context: from :func:`strongroom.protocol.tls.client_context`.
+    """
+
+    def __init__(self, config: ClientConfig, ssl_context: ssl.SSLContext) -> None:
+        self.config = config
+        self.ssl_context = ssl_context
+        self.nodes = [_Node(endpoint) for endpoint in dict.fromkeys(config.endpoints)]
+        self.sessions: dict[int, VirtualSession] = {}
+        self.credentials: tuple[int, str] | None = None
+        self.index = 0
+        self.node_info: dict[str, Any] = {}
+        self._vids = itertools.count(1)
+        self._turn = itertools.count()
+        self._closed = False
+
+    # ----------------------------------------------------------------- connections
+    async def start(self) -> None:
+        """Connect to every HSM; succeed when at least one answers (the others keep being retried).
+
+        Raises:
+            ConnectionLost: ``CKR_DEVICE_REMOVED`` when none can be reached or trusted.
+        """
+        results = await asyncio.gather(*(self._connect(node) for node in self.nodes), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if len(errors) == len(self.nodes):
+            raise errors[0]
+        for node, result in zip(self.nodes, results):
+            if isinstance(result, BaseException):
+                self._reconnect_later(node)
+
+    async def _connect(self, node: _Node) -> None:
+        conn = await open_connection(node.endpoint, self.ssl_context, server_name=self.config.server_name,
+                                     timeout_s=self.config.connect_timeout_s)
+        if self._closed:
+            conn.close()
+            return
+        node.conn, node.logged_in = conn, False
+        node.generation += 1
+        self.node_info = self.node_info or conn.node
+        conn.closed.add_done_callback(lambda _: self._reconnect_later(node))
+
+    def _reconnect_later(self, node: _Node) -> None:
+        if self._closed or node.reconnecting:
+            return
+        node.reconnecting = True
+        asyncio.get_running_loop().create_task(self._reconnect(node))
+
+    async def _reconnect(self, node: _Node) -> None:
+        delay = _RECONNECT_MIN_S
+        try:
+            while not self._closed and not node.up:
+                try:
+                    await self._connect(node)
+                except StrongroomError:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _RECONNECT_MAX_S)
+        finally:
+            node.reconnecting = False
+
+    def close(self) -> None:
+        self._closed = True
+        for node in self.nodes:
+            if node.conn is not None:
+                node.conn.close()
+
+    def _pick(self, avoid: set[_Node]) -> _Node | None:
+        up = [n for n in self.nodes if n.up and n not in avoid] or [n for n in self.nodes if n.up]
+        if not up:
+            return None
+        least = min(n.outstanding for n in up)
+        candidates = [n for n in up if n.outstanding == least]
+        return candidates[next(self._turn) % len(candidates)]
+
+    # ----------------------------------------------------------------- requests
+    async def _send(self, node: _Node, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], key: bytes,
+                    timeout_s: float) -> Any:
+        conn = node.conn
+        if conn is None or not conn.is_open:
+            raise ConnectionLost(f"{node.endpoint} is not connected")
+        node.outstanding += 1
+        try:
+            response = await conn.request(name, args, kwargs, timeout_s=timeout_s, after=self.index, key=key)
+        finally:
+            node.outstanding -= 1
+        if response.index > self.index:
+            self.index = response.index
+        return result_of(response)
+
+    async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Run one call on the cluster; session calls take the virtual session id as their first argument."""
+        if name == "open_session":
+            return await self._open_session(*args, **kwargs)
+        if name == "close_session":
+            return await self._close_session(*args)
+        if name == "close_all_sessions":
+            for vid in list(self.sessions):
+                await self._close_session(vid)
+            return None
+        if name in SESSION_CALLS:
+            vs = self.sessions.get(args[0]) if isinstance(args[0], int) else None
+            if vs is None:
+                raise SessionHandleInvalid(f"no open session {args[0]!r:.40}")
+            return await self._session_call(vs, name, args[1:], kwargs)
+        return await self._retrying(None, name, args, kwargs)
+
+    async def _retrying(self, vs: VirtualSession | None, name: str, rest: tuple[Any, ...],
+                        kwargs: dict[str, Any]) -> Any:
+        key = os.urandom(16) if name in WRITE_CALLS else b""
+        deadline = time.monotonic() + self.config.timeout_s
+        attempt_s = self.config.timeout_s if name in _SLOW else min(ATTEMPT_TIMEOUT_S, self.config.timeout_s)
+        avoid: set[_Node] = set()
+        delay = 0.02
+        while True:
+            fixed = vs.home or vs.pinned if vs is not None else None
+            node = fixed or self._pick(avoid)
+            try:
+                if node is None:
+                    raise ConnectionLost("no HSM of the cluster is reachable")
+                if vs is None:
+                    return await self._send(node, name, rest, kwargs, key, attempt_s)
+                handle = await self._ensure(vs, node)
+                value = await self._send(node, name, (handle, *rest), kwargs, key, attempt_s)
+                vs.last = node
+                return value
+            except StrongroomError as exc:
+                if not exc.retryable or fixed is not None or time.monotonic() + delay > deadline:
+                    raise
+                if node is not None:
+                    avoid.add(node)
+                    if isinstance(exc, ConnectionLost) and node.conn is not None:
+                        node.conn.close()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    async def _ensure(self, vs: VirtualSession, node: _Node) -> int:
+        """The real handle of ``vs`` on ``node``, opening (and logging in) a session there if needed."""
+        known = vs.handles.get(node.endpoint)
+        if known is not None and known[0] == node.generation:
+            return known[1]
+        async with node.lock:
+            known = vs.handles.get(node.endpoint)
+            if known is not None and known[0] == node.generation:
+                return known[1]
+            generation = node.generation
+            handle = await self._send(node, "open_session", (vs.flags,), {}, b"", ATTEMPT_TIMEOUT_S)
+            if self.credentials is not None and not node.logged_in:
+                user_type, pin = self.credentials
+                try:
+                    await self._send(node, "login", (handle, user_type, pin), {}, b"", self.config.timeout_s)
+                except UserAlreadyLoggedIn:
+                    pass
+                node.logged_in = True
+            vs.handles[node.endpoint] = (generation, handle)
+            return handle
+
+    async def _session_call(self, vs: VirtualSession, name: str, rest: tuple[Any, ...],
+                            kwargs: dict[str, Any]) -> Any:
+        if name == "login":
+            return await self._login(vs, rest)
+        if name == "logout":
+            return await self._logout(vs)
+        try:
+            value = await self._retrying(vs, name, rest, kwargs)
+        except StrongroomError as exc:
+            if vs.pinned is not None and (name in _ENDS or isinstance(exc, ConnectionLost)) \
+                    and exc.ckr != 0x150:  # CKR_BUFFER_TOO_SMALL keeps the operation active
+                vs.pinned = None
+            raise
+        node = vs.last
+        if name in _STARTS:
+            vs.pinned = node
+        elif name in _ENDS and not kwargs.get("query"):
+            vs.pinned = None
+        if name in _MAKERS:
+            handles = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(h, int) and h & _SESSION_OBJECT_BIT for h in handles):
+                vs.home = node
+        return value
+
+    async def _open_session(self, flags: int) -> int:
+        vs = VirtualSession(next(self._vids), int(flags))
+        self.sessions[vs.vid] = vs
+        try:
+            await self._retrying(vs, "session_info", (), {})
+        except BaseException:
+            self.sessions.pop(vs.vid, None)
+            raise
+        return vs.vid
+
+    async def _close_session(self, vid: Any) -> None:
+        vs = self.sessions.pop(vid, None) if isinstance(vid, int) else None
+        if vs is None:
+            raise SessionHandleInvalid(f"no open session {vid!r:.40}")
+        for endpoint, (generation, handle) in vs.handles.items():
+            node = next(n for n in self.nodes if n.endpoint == endpoint)
+            if node.up and node.generation == generation:
+                try:
+                    await self._send(node, "close_session", (handle,), {}, b"", ATTEMPT_TIMEOUT_S)
+                except StrongroomError:
+                    pass
+        if not self.sessions:  # closing the application's last session ends its login (PKCS#11 3.0 §5.6)
+            self.credentials = None
+            for node in self.nodes:
+                node.logged_in = False
+
+    async def _login(self, vs: VirtualSession, rest: tuple[Any, ...]) -> None:
+        user_type, pin = rest
+        await self._retrying(vs, "login", (user_type, pin), {})
+        self.credentials = (int(user_type), pin)
+        node = vs.last
+        if node is not None:
+            node.logged_in = True
+
+    async def _logout(self, vs: VirtualSession) -> None:
+        await self._retrying(vs, "logout", (), {})
+        here = vs.last
+        self.credentials = None
+        for node in self.nodes:
+            if node.logged_in and node is not here and node.up:
+                handle = next((h for s in self.sessions.values() for e, (g, h) in s.handles.items()
+                               if e == node.endpoint and g == node.generation), None)
+                if handle is not None:
+                    try:
+                        await self._send(node, "logout", (handle,), {}, b"", ATTEMPT_TIMEOUT_S)
+                    except StrongroomError:
+                        pass
+            node.logged_in = False

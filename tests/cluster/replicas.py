@@ -1,0 +1,136 @@
+"""A cluster of real ``strongroom node`` processes on loopback: a founder and members that join it with their
+fleet identities."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+import strongroom.client as sdk
+from strongroom.node import HSM
+from strongroom.protocol.certificates import CertificateAuthority
+from strongroom.replication.membership import provision
+
+from .nodes import NodeProcess, init_node, start_node
+from .pki import CA
+
+PRECO = "initial-pass"
+ADMIN_PW = "admin-pass-1"
+ALICE_PW = "alice-pass-1"
+
+
+@dataclass
+class Cluster:
+    root: Path
+    pki: dict
+    fleet: CertificateAuthority
+    nodes: list[NodeProcess] = field(default_factory=list)
+    count: int = 0
+
+    def config(self, nodes: list[NodeProcess] | None = None, **extra) -> dict:
+        nodes = self.nodes if nodes is None else nodes
+        return {"endpoints": [n.endpoint for n in nodes], "trust_anchor": str(self.pki["ca"].issued.cert),
+                **extra}
+
+    def add_node(self, name: str | None = None, *, fleet: CertificateAuthority | None = None) -> NodeProcess:
+        """Provision a data directory and start a node that joins through the running members."""
+        self.count += 1
+        data = self.root / (name or f"hsm{self.count}")
+        fleet = fleet or self.fleet
+        provision(data, fleet.issued.cert, fleet.issued.key, data.name)
+        join = self.root / f"{data.name}.join.json"
+        join.write_text(json.dumps(self.config()))
+        pin = self.root / f"{data.name}.pin"
+        pin.write_text(f"admin:{ADMIN_PW}")
+        proc = start_node(data, self.pki["server"], client_ca=self.pki["ca"],
+                          extra=("--join-config", str(join), "--join-pin-file", str(pin)))
+        self.nodes.append(proc)
+        return proc
+
+    def restart(self, proc: NodeProcess) -> NodeProcess:
+        """Start a stopped node again on the same addresses with the same data directory."""
+        listen = proc.endpoint
+        fresh = start_node(proc.data_dir, self.pki["server"], client_ca=self.pki["ca"], listen=listen)
+        self.nodes[self.nodes.index(proc)] = fresh
+        return fresh
+
+    def status(self, proc: NodeProcess) -> dict:
+        with sdk.connect(self.config([proc])) as c:
+            return c.cluster_status()
+
+    def leader(self) -> NodeProcess:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for proc in self.nodes:
+                if proc.process.poll() is not None:
+                    continue
+                try:
+                    status = self.status(proc)
+                except Exception:
+                    continue
+                if status["role"] == "leader":
+                    return proc
+            time.sleep(0.1)
+        raise AssertionError("no leader")
+
+    def wait_applied(self, index: int, nodes: list[NodeProcess] | None = None, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        for proc in nodes or self.nodes:
+            while self.status(proc)["applied_index"] < index:
+                assert time.monotonic() < deadline, f"{proc.endpoint} did not apply index {index}"
+                time.sleep(0.05)
+
+    def stop_all(self) -> None:
+        for proc in self.nodes:
+            proc.stop()
+
+    def check_logs(self) -> None:
+        for proc in self.nodes:
+            text = proc.log_text()
+            assert "Traceback" not in text, text
+
+
+def form(root: Path, pki: dict, size: int = 3) -> Cluster:
+    """A founder, activated, with the crypto user alice, and ``size - 1`` members joined through it."""
+    fleet = CertificateAuthority(root, "fleet-ca")
+    cluster = Cluster(root, pki, fleet)
+    founder = root / "hsm0"
+    provision(founder, fleet.issued.cert, fleet.issued.key, "hsm0")
+    init_node(founder, PRECO)
+    cluster.nodes.append(start_node(founder, pki["server"], client_ca=pki["ca"]))
+    with sdk.connect(cluster.config()) as c:
+        admin = c.login("admin", PRECO, role="admin")
+        admin.activate(ADMIN_PW)
+        admin.create_user("alice", ALICE_PW)
+        admin.close()
+    for _ in range(size - 1):
+        cluster.add_node()
+    return cluster
+
+
+def boundary_view(data_dir: Path) -> dict[int, bytes]:
+    """Test-only look inside a stopped node's boundary: every token object's attributes and value, and every
+    user, decoded from its store."""
+    hsm = HSM(data_dir)
+    try:
+        view = {}
+        for row in hsm.store.iter_objects():
+            obj = hsm.get_object(row.handle)
+            view[obj.handle] = msgspec.msgpack.encode([sorted((int(k), repr(v)) for k, v in obj.attrs.items()),
+                                                       obj.material, obj.owner, sorted(obj.shared)])
+        for user in hsm.all_users():
+            view[f"user:{user.name}"] = msgspec.msgpack.encode([user.role, user.password_hash, user.failures,
+                                                                 user.locked])
+        return view
+    finally:
+        hsm.close()
+
+
+def kill(proc: NodeProcess) -> None:
+    proc.process.send_signal(signal.SIGKILL)
+    proc.process.wait(10)
