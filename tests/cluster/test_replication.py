@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 import strongroom.client as sdk
-from strongroom.vocab import CKM
+from strongroom.errors import PinIncorrect, PinLocked
+from strongroom.protocol.certificates import CertificateAuthority
+from strongroom.vocab import CKA, CKM, CKO
 
-from .replicas import ALICE_PW, form
+from .replicas import ADMIN_PW, ALICE_PW, boundary_view, form, kill
+
+P256 = bytes.fromhex("06082a8648ce3d030107")
 
 
 @pytest.fixture(scope="module")
@@ -31,3 +41,171 @@ def test_a_key_made_on_one_node_is_served_by_every_node(trio):
             [found] = s.find(label="everywhere")
             assert found.handle == key.handle
             assert found.decrypt(sealed) == b"replicated"
+
+
+def _burst(session, count, prefix, on_ack=None, threads=8):
+    acked, errors = {}, []
+    lock = threading.Lock()
+    todo = iter(range(count))
+
+    def worker():
+        while True:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            label = f"{prefix}-{i}"
+            try:
+                key = session.generate_key(CKM.AES_KEY_GEN, value_len=32, label=label, encrypt=True)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(repr(exc))
+                continue
+            with lock:
+                acked[label] = key.handle
+                if on_ack is not None:
+                    on_ack(len(acked))
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(120)
+    return acked, errors
+
+
+def _labels(session, prefix, count):
+    found = {}
+    for i in range(count):
+        keys = session.find(label=f"{prefix}-{i}")
+        found[f"{prefix}-{i}"] = [k.handle for k in keys]
+    return found
+
+
+def test_leader_killed_during_500_creations_loses_no_acknowledged_key(trio):
+    leader = trio.leader()
+    killed = threading.Event()
+
+    def on_ack(n):
+        if n == 250 and not killed.is_set():
+            killed.set()
+            kill(leader)
+
+    with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
+        acked, errors = _burst(s, 500, "burst", on_ack)
+        assert killed.is_set(), errors[:3]
+        assert errors == []
+        assert len(acked) == 500
+        found = _labels(s, "burst", 500)
+    assert all(found[label] == [handle] for label, handle in acked.items())  # each once, with its handle
+    restarted = trio.restart(leader)
+    index = max(trio.status(p)["commit_index"] for p in trio.nodes if p is not restarted)
+    trio.wait_applied(index)
+    with sdk.connect(trio.config([restarted])) as c, c.login("alice", ALICE_PW) as s:
+        assert _labels(s, "burst", 500) == found
+
+
+def test_2000_signatures_see_no_error_while_a_follower_then_the_leader_restart(trio):
+    with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
+        public, private = s.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256, CKA.VERIFY: True},
+                                              {CKA.SIGN: True}, label="signer")
+        trio.wait_applied(c.cluster_status()["commit_index"])
+        verifier = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public[CKA.EC_POINT][2:])
+        signatures = []
+        leader = trio.leader()
+        follower = next(p for p in trio.nodes if p is not leader)
+        for i in range(2000):
+            if i == 400:
+                kill(follower)
+            elif i == 800:
+                follower = trio.restart(follower)
+            elif i == 1200:
+                kill(leader)
+            elif i == 1600:
+                leader = trio.restart(leader)
+            message = b"message %d" % i
+            signatures.append((message, private.sign(message, CKM.ECDSA_SHA256)))
+    for message, signature in signatures:
+        r, s_ = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        verifier.verify(encode_dss_signature(r, s_), message, ec.ECDSA(hashes.SHA256()))
+
+
+def test_writes_continue_while_a_node_is_stopped_and_it_catches_up(trio):
+    leader = trio.leader()
+    stopped = next(p for p in trio.nodes if p is not leader)
+    stopped.process.send_signal(signal.SIGSTOP)
+    try:
+        with sdk.connect(trio.config([p for p in trio.nodes if p is not stopped])) as c, \
+                c.login("alice", ALICE_PW) as s:
+            acked, errors = _burst(s, 50, "while-stopped", threads=4)
+            index = c.cluster_status()["commit_index"]
+        assert errors == [] and len(acked) == 50
+    finally:
+        stopped.process.send_signal(signal.SIGCONT)
+    trio.wait_applied(index, [stopped])
+    with sdk.connect(trio.config([stopped])) as c, c.login("alice", ALICE_PW) as s:
+        assert sorted(h for hs in _labels(s, "while-stopped", 50).values() for h in hs) == sorted(acked.values())
+
+
+def test_five_wrong_passwords_spread_over_three_nodes_lock_the_user(trio):
+    with sdk.connect(trio.config([trio.nodes[0]])) as c, c.login("admin", ADMIN_PW, role="admin") as admin:
+        admin.create_user("carol", "carol-pass-1")
+    for i in range(5):
+        proc = trio.nodes[i % 3]
+        with sdk.connect(trio.config([proc])) as c:
+            with pytest.raises(PinIncorrect):
+                c.login("carol", "wrong-password")
+    for proc in trio.nodes:
+        with sdk.connect(trio.config([proc])) as c:
+            with pytest.raises(PinLocked):
+                c.login("carol", "carol-pass-1")
+            [carol] = [u for u in c.list_users() if u["username"] == "carol"]
+            assert carol["locked"] and carol["failures"] == 5
+
+
+def test_a_fourth_node_catches_up_and_a_removed_node_leaves(trio):
+    with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
+        present = len(s.find(cls=CKO.SECRET_KEY))
+        acked, errors = _burst(s, max(0, 1000 - present), "filler")
+        assert errors == []
+        keys = sorted(k.handle for k in s.find(cls=CKO.SECRET_KEY))
+        assert len(keys) >= 1000
+    fourth = trio.add_node("hsm-fourth")
+    index = trio.status(trio.nodes[0])["commit_index"]
+    trio.wait_applied(index, [fourth])
+    assert fourth.raft in trio.status(trio.nodes[0])["members"]
+    with sdk.connect(trio.config([fourth])) as c, c.login("alice", ALICE_PW) as s:
+        assert sorted(k.handle for k in s.find(cls=CKO.SECRET_KEY)) == keys
+        assert s.key(keys[-1]).encrypt(b"x" * 16, CKM.AES_ECB)
+    with sdk.connect(trio.config([trio.nodes[0]])) as c, c.login("admin", ADMIN_PW, role="admin") as admin:
+        admin.remove_member(fourth.raft)
+        assert fourth.raft not in c.cluster_status()["members"]
+    fourth.stop()
+    trio.nodes.remove(fourth)
+
+
+def test_a_node_without_a_genuine_fleet_certificate_is_refused(trio, tmp_path):
+    rogue_fleet = CertificateAuthority(tmp_path, "rogue-fleet")
+    members = trio.status(trio.nodes[0])["members"]
+    with pytest.raises(RuntimeError, match="CKR_SIGNATURE_INVALID"):
+        trio.add_node("hsm-rogue", fleet=rogue_fleet)
+    trio.count -= 1
+    assert trio.status(trio.nodes[0])["members"] == members
+
+
+def test_every_node_stopped_and_restarted_keeps_every_key_and_user(trio):
+    index = max(trio.status(p)["commit_index"] for p in trio.nodes)
+    trio.wait_applied(index)
+    trio.stop_all()
+    views = [boundary_view(p.data_dir) for p in trio.nodes]
+    assert len(views[0]) > 1000
+    for view in views[1:]:  # identical attributes, values and users everywhere
+        assert [k for k in view if isinstance(k, str)] == [k for k in views[0] if isinstance(k, str)], [p.data_dir for p in trio.nodes]
+        assert set(view) == set(views[0])
+        assert [k for k in view if view[k] != views[0][k]] == []
+    for i, proc in enumerate(list(trio.nodes)):
+        trio.restart(proc)
+    with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
+        assert len(s.find(cls=CKO.SECRET_KEY)) == sum(1 for k in views[0] if isinstance(k, int)
+                                                       and b"" != views[0][k]) - 2  # minus the EC pair
+        users = {u["username"] for u in c.list_users()}
+    assert users == {k.split(":", 1)[1] for k in views[0] if isinstance(k, str)}

@@ -40,14 +40,17 @@ _HASH_MEMORY = click.option(
 def init_node(data_dir: Path, preco_password_file, cluster_id: str | None, password_hash_memory_kib: int) -> None:
     """Initialise an HSM node in DATA_DIR: node key, masking key and the unactivated admin."""
     from ..node import HSM
+    from ..store import Store
 
     try:
-        hsm = HSM.initialize(data_dir, cluster_id=cluster_id, preco_password=preco_password_file.read().strip(),
-                             settings=_settings(password_hash_memory_kib))
+        HSM.initialize(data_dir, cluster_id=cluster_id, preco_password=preco_password_file.read().strip(),
+                       settings=_settings(password_hash_memory_kib), open=False)
+        store = Store(data_dir / "hsm.sqlite")
+        cluster_id, serial = (store.get_setting(n).decode() for n in ("cluster_id", "serial"))
+        store.close()
     except StrongroomError as exc:
         raise click.ClickException(f"{exc.message} ({exc.ckr_name})") from None
-    click.echo(json.dumps({"data_dir": str(data_dir), "cluster_id": hsm.cluster_id, "serial": hsm.serial}))
-    hsm.close()
+    click.echo(json.dumps({"data_dir": str(data_dir), "cluster_id": cluster_id, "serial": serial}))
 
 
 @main.group()
@@ -266,7 +269,7 @@ def up(data_dir: Path, listen: str, once: bool) -> None:
             ca = CertificateAuthority(pki, "strongroom-local-ca")
             ca.issue("hsm0", server=True, hosts=("localhost", "127.0.0.1", host.strip("[]")))
             password = secrets.token_urlsafe(18)
-            HSM.initialize(node_dir, preco_password=password).close()
+            HSM.initialize(node_dir, preco_password=password, open=False)
             fd = os.open(data_dir / "preco-password", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(password + "\n")

@@ -210,16 +210,19 @@ class Balancer:
                 delay = min(delay * 2, 0.5)
 
     async def _ensure(self, vs: VirtualSession, node: _Node) -> int:
-        """The real handle of ``vs`` on ``node``, opening (and logging in) a session there if needed."""
+        """The real handle of ``vs`` on ``node``, opening a session there and logging the application in with
+        its credentials if needed."""
         known = vs.handles.get(node.endpoint)
-        if known is not None and known[0] == node.generation:
+        if known is not None and known[0] == node.generation and (self.credentials is None or node.logged_in):
             return known[1]
         async with node.lock:
-            known = vs.handles.get(node.endpoint)
-            if known is not None and known[0] == node.generation:
-                return known[1]
             generation = node.generation
-            handle = await self._send(node, "open_session", (vs.flags,), {}, b"", ATTEMPT_TIMEOUT_S)
+            known = vs.handles.get(node.endpoint)
+            if known is not None and known[0] == generation:
+                handle = known[1]
+            else:
+                handle = await self._send(node, "open_session", (vs.flags,), {}, b"", ATTEMPT_TIMEOUT_S)
+                vs.handles[node.endpoint] = (generation, handle)
             if self.credentials is not None and not node.logged_in:
                 user_type, pin = self.credentials
                 try:
@@ -227,7 +230,6 @@ class Balancer:
                 except UserAlreadyLoggedIn:
                     pass
                 node.logged_in = True
-            vs.handles[node.endpoint] = (generation, handle)
             return handle
 
     async def _session_call(self, vs: VirtualSession, name: str, rest: tuple[Any, ...],

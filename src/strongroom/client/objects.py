@@ -241,6 +241,10 @@ class Session:
     def activate(self, new_password: str) -> Any:
         return self._run("activate", self.handle, new_password)
 
+    def remove_member(self, address: str) -> Any:
+        """Remove an HSM from the cluster by its replication address (admins and the appliance user)."""
+        return self._run("remove_member", self.handle, address)
+
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Any node call by name with this session's handle first (the PKCS#11-level API)."""
         return self._run(name, self.handle, *args, **kwargs)

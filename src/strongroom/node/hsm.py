@@ -191,6 +191,11 @@ class HSM:
             self.close()
             raise
 
+    def log_ready(self) -> bool:
+        """Whether this node has caught up with its cluster since it started (it serves only then)."""
+        ready = getattr(self.log, "ready", None)
+        return True if ready is None else ready()
+
     @property
     def token_objects(self) -> int:
         return self.machine.token_objects
@@ -208,7 +213,7 @@ class HSM:
     @classmethod
     def initialize(cls, data_dir: Path | str, *, cluster_id: str | None = None, preco_password: str | None = None,
                    settings: Settings = Settings(), masking_key: bytes | None = None,
-                   replication: LogFactory | None = None) -> HSM:
+                   replication: LogFactory | None = None, open: bool = True) -> HSM | None:
         """Initialise a new node: node key, masking key and, for the first node of a cluster, the ``admin`` user
         in role ``unactivated-admin`` (committed as the log's first change).
 
@@ -219,6 +224,8 @@ class HSM:
                 for a node that joins an existing cluster (its users come from the log).
             masking_key: 32 bytes to join an existing cluster; a fresh key from the OS CSPRNG if omitted.
             replication: as for the constructor.
+            open: open the new node and return it; with False, only prepare the directory (the founding change
+                then commits through the log of the process that opens it, as the cluster's first entry).
 
         Raises:
             DeviceError: ``CKR_DEVICE_ERROR`` when the directory already holds a node.
@@ -271,7 +278,7 @@ class HSM:
                 tx.put_setting("bootstrap", ENCODER.encode(founding))
             tx.audit("initialize", "", cluster_id=cluster_id, joining=preco_password is None)
         store.close()
-        return cls(data_dir, settings=settings, replication=replication)
+        return cls(data_dir, settings=settings, replication=replication) if open else None
 
     def close(self) -> None:
         if getattr(self, "log", None) is not None:

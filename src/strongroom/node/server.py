@@ -52,6 +52,8 @@ _BLOCKING = frozenset({
 # Writes (WRITE_CALLS) wait for the log to commit them; they get their own threads so that waiting never starves
 # crypto.
 _FINDS = frozenset({"find", "find_objects_init"})
+# Calls a node answers while it catches up with its cluster (everything else waits for it to be current).
+_ANY_TIME = frozenset({"hsm_info", "cluster_status"})
 # How long a request waits for this node to apply the client's latest write before NodeBehind (seconds).
 CATCH_UP_WAIT_S = 3.0
 MAX_REQUEST_KEY_BYTES = 32
@@ -234,6 +236,9 @@ class _Connection(asyncio.Protocol):
         if len(request.key) > MAX_REQUEST_KEY_BYTES or request.after < 0:
             self._send(_answer(request.id, ArgumentsBad(f"a request key is at most {MAX_REQUEST_KEY_BYTES} bytes "
                                                         "and a log index is not negative")))
+            return
+        if name not in _ANY_TIME and not app.hsm.log_ready():
+            self._send(_answer(request.id, NodeBehind("this HSM is catching up with its cluster; retry")))
             return
         behind = request.after > app.hsm.machine.applied
         if behind or self._blocking(app, name, args):

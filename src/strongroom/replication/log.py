@@ -95,6 +95,8 @@ class RaftLog:
         self.raft_dir = Path(raft_dir)
         self.raft_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.self_address = self_address
+        if machine.applied and not (self.raft_dir / "journal").exists() and not (self.raft_dir / "snapshot").exists():
+            raise DeviceError("the store holds changes this node's replicated log does not have")
         members_file = self.raft_dir / "members.json"
         if members_file.is_file():
             peers = [m for m in json.loads(members_file.read_text()) if m != self_address]
@@ -191,6 +193,10 @@ class RaftLog:
             raise NoQuorum(f"the change was not committed: {reason}")
         return value
 
+    def ready(self) -> bool:
+        """Whether this member has applied everything the leader had committed when it first heard from it."""
+        return bool(self._member.isReady())
+
     def status(self) -> dict[str, Any]:
         """``role`` (leader, follower, candidate), ``leader``, ``self``, ``members``, ``commit_index``,
         ``applied_index``, ``has_quorum``."""
@@ -203,8 +209,9 @@ class RaftLog:
             "self": self.self_address,
             "members": sorted(n.id for n in member.otherNodes | {member.selfNode}),
             "commit_index": member.raftCommitIndex,
-            "applied_index": self.machine.applied,
+            "applied_index": max(self.machine.applied, member.raftLastApplied),
             "has_quorum": member.hasQuorum,
+            "ready": bool(member.isReady()),
         }
 
     def change_membership(self, address: str, *, add: bool, wait_s: float = 10.0) -> bool:

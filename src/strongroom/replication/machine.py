@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..errors import DeviceMemory
 from ..store import Store
@@ -25,6 +26,12 @@ log = logging.getLogger("strongroom.replication")
 REQUEST_WINDOW = 200_000
 
 Listener = Callable[[Change, Outcome], None]
+
+
+def _refused(tx: Any, index: int, reason: str) -> Outcome:
+    """A change whose preconditions failed: nothing but an audit entry is written."""
+    tx.audit("change-refused", "", index=index, reason=reason)
+    return Outcome(index=0, conflict=True, ckr=0x5, message=reason)
 
 
 class StateMachine:
@@ -94,12 +101,10 @@ class StateMachine:
                     return first
             for handle, version in change.expect_objects:
                 if tx.object_version(handle) != version:
-                    return Outcome(index=0, conflict=True, ckr=0x5,
-                                   message=f"object {handle} changed while this change was made")
+                    return _refused(tx, index, f"object {handle} changed while this change was made")
             for name, version in change.expect_users:
                 if tx.user_version(name) != version:
-                    return Outcome(index=0, conflict=True, ckr=0x5,
-                                   message=f"user {name} changed while this change was made")
+                    return _refused(tx, index, f"user {name} changed while this change was made")
             added = sum(1 for put in change.objects if tx.object_version(put.handle) == 0)
             removed = sum(1 for handle in set(change.delete_objects) if tx.object_version(handle) != 0)
             if added and change.max_objects and self.token_objects + added - removed > change.max_objects:
