@@ -31,6 +31,7 @@ class Cluster:
     fleet: CertificateAuthority
     nodes: list[NodeProcess] = field(default_factory=list)
     count: int = 0
+    flags: tuple[str, ...] = ()
 
     def config(self, nodes: list[NodeProcess] | None = None, **extra) -> dict:
         nodes = self.nodes if nodes is None else nodes
@@ -48,14 +49,16 @@ class Cluster:
         pin = self.root / f"{data.name}.pin"
         pin.write_text(f"admin:{ADMIN_PW}")
         proc = start_node(data, self.pki["server"], client_ca=self.pki["ca"],
-                          extra=("--join-config", str(join), "--join-pin-file", str(pin)))
+                          extra=(*self.flags, "--join-config", str(join), "--join-pin-file", str(pin)))
         self.nodes.append(proc)
         return proc
 
     def restart(self, proc: NodeProcess) -> NodeProcess:
-        """Start a stopped node again on the same addresses with the same data directory."""
+        """Start a node again (stopping it first if it runs) on the same addresses with the same data directory."""
+        proc.stop()
         listen = proc.endpoint
-        fresh = start_node(proc.data_dir, self.pki["server"], client_ca=self.pki["ca"], listen=listen)
+        fresh = start_node(proc.data_dir, self.pki["server"], client_ca=self.pki["ca"], listen=listen,
+                           extra=self.flags)
         self.nodes[self.nodes.index(proc)] = fresh
         return fresh
 
@@ -95,14 +98,15 @@ class Cluster:
             assert "Traceback" not in text, text
 
 
-def form(root: Path, pki: dict, size: int = 3) -> Cluster:
-    """A founder, activated, with the crypto user alice, and ``size - 1`` members joined through it."""
+def form(root: Path, pki: dict, size: int = 3, flags: tuple[str, ...] = ()) -> Cluster:
+    """A founder, activated, with the crypto user alice, and ``size - 1`` members joined through it; ``flags``
+    go to every ``strongroom node`` command."""
     fleet = CertificateAuthority(root, "fleet-ca")
-    cluster = Cluster(root, pki, fleet)
+    cluster = Cluster(root, pki, fleet, flags=flags)
     founder = root / "hsm0"
     provision(founder, fleet.issued.cert, fleet.issued.key, "hsm0")
     init_node(founder, PRECO)
-    cluster.nodes.append(start_node(founder, pki["server"], client_ca=pki["ca"]))
+    cluster.nodes.append(start_node(founder, pki["server"], client_ca=pki["ca"], extra=flags))
     with sdk.connect(cluster.config()) as c:
         admin = c.login("admin", PRECO, role="admin")
         admin.activate(ADMIN_PW)

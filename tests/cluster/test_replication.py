@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 import strongroom.client as sdk
-from strongroom.errors import PinIncorrect, PinLocked
+from strongroom.errors import NoQuorum, PinIncorrect, PinLocked
 from strongroom.protocol.certificates import CertificateAuthority
 from strongroom.vocab import CKA, CKM, CKO
 
@@ -160,6 +160,43 @@ def test_five_wrong_passwords_spread_over_three_nodes_lock_the_user(trio):
                 c.login("carol", "carol-pass-1")
             [carol] = [u for u in c.list_users() if u["username"] == "carol"]
             assert carol["locked"] and carol["failures"] == 5
+
+
+def test_a_follower_killed_during_a_burst_restarts_with_a_store_equal_to_the_log(trio):
+    leader = trio.leader()
+    follower = next(p for p in trio.nodes if p is not leader)
+
+    def on_ack(n):
+        if n == 60:
+            kill(follower)
+
+    with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
+        acked, errors = _burst(s, 150, "follower-kill", on_ack)
+        assert errors == [] and len(acked) == 150
+        index = c.cluster_status()["commit_index"]
+    restarted = trio.restart(follower)  # its store opens (integrity checked) and it replays the rest of the log
+    trio.wait_applied(index, [restarted])
+    with sdk.connect(trio.config([restarted])) as c, c.login("alice", ALICE_PW) as s:
+        assert _labels(s, "follower-kill", 150) == {label: [h] for label, h in acked.items()}
+
+
+def test_writes_without_a_majority_fail_with_a_retryable_error_and_reads_go_on(trio):
+    leader = trio.leader()
+    others = [p for p in trio.nodes if p is not leader]
+    with sdk.connect(trio.config([leader], timeout_s=4)) as c, c.login("alice", ALICE_PW) as s:
+        key = s.generate_key(CKM.AES_KEY_GEN, value_len=32, label="before-the-split", encrypt=True, decrypt=True)
+        trio.wait_applied(c.cluster_status()["commit_index"])
+        for proc in others:
+            kill(proc)
+        with pytest.raises(NoQuorum) as caught:
+            s.generate_key(CKM.AES_KEY_GEN, value_len=32, label="no-majority")
+        assert caught.value.retryable and caught.value.ckr == 0x80000101
+        assert key.decrypt(key.encrypt(b"still served")) == b"still served"
+    for proc in others:
+        trio.restart(proc)
+    with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
+        s.generate_key(CKM.AES_KEY_GEN, value_len=32, label="majority-again")
+        assert len(s.find(label="no-majority")) <= 1  # the refused write may have committed later, once
 
 
 def test_a_fourth_node_catches_up_and_a_removed_node_leaves(trio):

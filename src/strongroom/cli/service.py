@@ -100,6 +100,8 @@ def fleet_provision(folder: Path, data_dir: Path, name: str) -> None:
 @click.option("--join-pin-file", type=click.File("r"), default=None,
               help="File holding username:password of an admin (or the appliance user, with --join-role).")
 @click.option("--join-role", type=click.Choice(["admin", "appliance"]), default="admin", show_default=True)
+@click.option("--log-compaction-entries", type=click.IntRange(2, None), default=20_000, show_default=True,
+              help="Compact the replicated log into a snapshot once it holds this many entries.")
 @click.option("--cert", "cert_file", type=click.Path(exists=True, dir_okay=False), required=True,
               help="PEM certificate chain of the node, chaining to the cluster's trust anchor.")
 @click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False), required=True,
@@ -111,7 +113,7 @@ def fleet_provision(folder: Path, data_dir: Path, name: str) -> None:
 @click.option("--read-timeout", type=float, default=30.0, show_default=True, help="Seconds.")
 @_HASH_MEMORY
 def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_config: str | None, join_pin_file,
-         join_role: str, cert_file: str, key_file: str, client_ca: str | None, require_client_cert: bool,
+         join_role: str, log_compaction_entries: int, cert_file: str, key_file: str, client_ca: str | None, require_client_cert: bool,
          idle_timeout: float, read_timeout: float, password_hash_memory_kib: int) -> None:
     """Run one HSM node: serve its data directory over TLS 1.3 and take part in the cluster's replicated log
     until stopped (SIGTERM or Ctrl-C). With --join-config, a provisioned data directory first joins that
@@ -135,7 +137,8 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
         _host_port(peer)
 
     def replication(members: list[str]) -> Any:
-        return lambda machine, secret: RaftLog(machine, data_dir / "raft", raft_address, members, secret)
+        return lambda machine, secret: RaftLog(machine, data_dir / "raft", raft_address, members, secret,
+                                               compaction_entries=log_compaction_entries)
 
     settings = _settings(password_hash_memory_kib)
     try:

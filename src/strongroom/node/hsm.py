@@ -393,7 +393,7 @@ class HSM:
             return self._handles.pop()
 
     # ----------------------------------------------------------------- the log
-    def commit(self, change: Change | Callable[[], Change | None], *, timeout_s: float = 5.0,
+    def commit(self, change: Change | Callable[[], Change | None], *, timeout_s: float = 3.0,
                record: bool = True) -> Outcome:
         """Commit a change through the replicated log and return its outcome.
 

@@ -25,7 +25,7 @@ from .machine import StateMachine
 
 log = logging.getLogger("strongroom.replication")
 
-DEFAULT_COMMIT_TIMEOUT_S = 5.0
+DEFAULT_COMMIT_TIMEOUT_S = 3.0
 
 
 class _QuietReplays(logging.Filter):
@@ -83,13 +83,15 @@ class RaftLog:
         peers: the other members' addresses; ignored once the directory holds a member list (membership then
             comes from the log).
         secret: the cluster secret (:func:`cluster_secret`).
+        compaction_entries: the journal is compacted into a snapshot once it holds this many entries (members
+            that fall further behind catch up from the snapshot).
 
     Raises:
         DeviceError: ``CKR_DEVICE_ERROR`` when the replication port cannot be bound.
     """
 
     def __init__(self, machine: StateMachine, raft_dir: Path, self_address: str, peers: list[str],
-                 secret: bytes) -> None:
+                 secret: bytes, *, compaction_entries: int = 20_000) -> None:
         pso = _import_pysyncobj()
         self.machine = machine
         self.raft_dir = Path(raft_dir)
@@ -123,7 +125,7 @@ class RaftLog:
             connectionTimeout=3.0,
             connectionRetryTime=0.5,
             leaderFallbackTimeout=3.0,
-            logCompactionMinEntries=20_000,
+            logCompactionMinEntries=compaction_entries,
             logCompactionMinTime=3600,
             bindRetryTime=0.2,
             maxBindRetries=25,
@@ -162,9 +164,10 @@ class RaftLog:
         self.machine.save_snapshot(path, meta)
 
     def _load_snapshot(self, path: str) -> tuple[Any, Any, Any]:
-        pso = _import_pysyncobj()
+        from pysyncobj.node import TCPNode
+
         last, prev, cluster = msgspec.msgpack.decode(self.machine.load_snapshot(path))
-        return tuple(last), tuple(prev), [pso.TCPNode(addr) for addr in cluster]
+        return tuple(last), tuple(prev), [TCPNode(addr) for addr in cluster]
 
     # ----------------------------------------------------------------- API
     def commit(self, change: Change, timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S) -> Outcome:
