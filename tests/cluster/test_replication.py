@@ -229,6 +229,18 @@ def test_a_node_without_a_genuine_fleet_certificate_is_refused(trio, tmp_path):
     assert trio.status(trio.nodes[0])["members"] == members
 
 
+def test_a_client_given_one_endpoint_discovers_and_uses_every_member(trio):
+    first = trio.nodes[0]
+    with sdk.connect(trio.config([first])) as c:
+        assert sorted(c.cluster_status()["endpoints"]) == sorted(p.endpoint for p in trio.nodes)
+        with c.login("alice", ALICE_PW) as s:
+            key = s.generate_key(CKM.AES_KEY_GEN, value_len=32, label="discovery", encrypt=True, decrypt=True)
+            kill(first)  # the only configured endpoint
+            sealed = key.encrypt(b"failover to a discovered node")
+            assert key.decrypt(sealed) == b"failover to a discovered node"
+    trio.restart(first)
+
+
 def test_every_node_stopped_and_restarted_keeps_every_key_and_user(trio):
     index = max(trio.status(p)["commit_index"] for p in trio.nodes)
     trio.wait_applied(index)

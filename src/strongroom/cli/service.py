@@ -100,6 +100,8 @@ def fleet_provision(folder: Path, data_dir: Path, name: str) -> None:
 @click.option("--join-pin-file", type=click.File("r"), default=None,
               help="File holding username:password of an admin (or the appliance user, with --join-role).")
 @click.option("--join-role", type=click.Choice(["admin", "appliance"]), default="admin", show_default=True)
+@click.option("--advertise", default=None,
+              help="HOST:PORT clients reach this node at [default: the bound --listen address].")
 @click.option("--log-compaction-entries", type=click.IntRange(2, None), default=20_000, show_default=True,
               help="Compact the replicated log into a snapshot once it holds this many entries.")
 @click.option("--cert", "cert_file", type=click.Path(exists=True, dir_okay=False), required=True,
@@ -113,7 +115,7 @@ def fleet_provision(folder: Path, data_dir: Path, name: str) -> None:
 @click.option("--read-timeout", type=float, default=30.0, show_default=True, help="Seconds.")
 @_HASH_MEMORY
 def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_config: str | None, join_pin_file,
-         join_role: str, log_compaction_entries: int, cert_file: str, key_file: str, client_ca: str | None, require_client_cert: bool,
+         join_role: str, advertise: str | None, log_compaction_entries: int, cert_file: str, key_file: str, client_ca: str | None, require_client_cert: bool,
          idle_timeout: float, read_timeout: float, password_hash_memory_kib: int) -> None:
     """Run one HSM node: serve its data directory over TLS 1.3 and take part in the cluster's replicated log
     until stopped (SIGTERM or Ctrl-C). With --join-config, a provisioned data directory first joins that
@@ -131,6 +133,8 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
             raise click.BadParameter("give the replication address when the port is 0", param_hint="--raft-listen")
         raft_listen = f"{host}:{port + 1}"
     raft_host, raft_port = _host_port(raft_listen)
+    if advertise is not None:
+        _host_port(advertise)
     raft_address = f"{raft_host}:{raft_port}"
     peer_list = [p.strip() for p in peers.split(",") if p.strip()]
     for peer in peer_list:
@@ -157,8 +161,18 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
     except StrongroomError as exc:
         raise click.ClickException(f"{exc.message} ({exc.ckr_name})") from None
 
-    _serve(hsm, ctx, host, int(port), announce={"raft": raft_address}, idle_timeout_s=idle_timeout,
-           read_timeout_s=read_timeout)
+    import threading
+
+    stop = threading.Event()
+
+    def publish(endpoint: str) -> None:
+        hsm.publish_endpoint(raft_address, advertise or endpoint, stop)
+
+    try:
+        _serve(hsm, ctx, host, int(port), announce={"raft": raft_address}, on_listening=publish,
+               idle_timeout_s=idle_timeout, read_timeout_s=read_timeout)
+    finally:
+        stop.set()
 
 
 def _join(data_dir: Path, config_file: str, pin: str, role: str, raft_address: str) -> tuple[str, bytes, list[str]]:
@@ -263,6 +277,7 @@ def up(data_dir: Path, listen: str, once: bool) -> None:
     from ..node import HSM
     from ..protocol.certificates import CertificateAuthority
     from ..protocol.tls import server_context
+    from ..replication import RaftLog
 
     host, port = _host_port(listen)
     node_dir, pki = data_dir / "hsm0", data_dir / "pki"
@@ -276,7 +291,9 @@ def up(data_dir: Path, listen: str, once: bool) -> None:
             fd = os.open(data_dir / "preco-password", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(password + "\n")
-        hsm = HSM(node_dir)
+        raft_address = f"{host}:{port + 1 if port else 2226}"
+        hsm = HSM(node_dir, replication=lambda machine, secret: RaftLog(machine, node_dir / "raft", raft_address,
+                                                                        [], secret))
         ctx = server_context(pki / "hsm0.crt", pki / "hsm0.key")
     except StrongroomError as exc:
         raise click.ClickException(f"{exc.message} ({exc.ckr_name})") from None

@@ -1,5 +1,8 @@
 """Client balancing and failover: one connection to every HSM, each request to the least busy one.
 
+The configuration names some HSMs; the others are discovered from any of them (``cluster_status`` lists the
+members' client endpoints) when the client connects and every 10 seconds after.
+
 Sessions the application opens are *virtual*: a :class:`VirtualSession` opens a real session on each HSM the
 first time a request goes there, and logs it in with the credentials the application gave (PKCS#11 login state
 belongs to one application, that is one connection, so each HSM gets its own login). A request that fails
@@ -41,6 +44,8 @@ _SESSION_OBJECT_BIT = 1 << 63
 # One attempt of a request that may be sent again waits at most this long for its HSM (seconds).
 ATTEMPT_TIMEOUT_S = 5.0
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 2.0
+# How often the client asks for the cluster's members (seconds).
+DISCOVERY_INTERVAL_S = 10.0
 
 
 @dataclass(eq=False)
@@ -89,6 +94,7 @@ class Balancer:
         self._vids = itertools.count(1)
         self._turn = itertools.count()
         self._closed = False
+        self._discovery: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- connections
     async def start(self) -> None:
@@ -104,6 +110,29 @@ class Balancer:
         for node, result in zip(self.nodes, results):
             if isinstance(result, BaseException):
                 self._reconnect_later(node)
+        await self._discover()
+        self._discovery = asyncio.get_running_loop().create_task(self._keep_discovering())
+
+    async def _discover(self) -> None:
+        """Learn members' endpoints from any HSM and connect to the ones not known yet."""
+        node = self._pick(set())
+        if node is None:
+            return
+        try:
+            status = await self._send(node, "cluster_status", (), {}, b"", ATTEMPT_TIMEOUT_S)
+        except StrongroomError:
+            return
+        known = {n.endpoint for n in self.nodes}
+        for endpoint in status.get("endpoints", []):
+            if isinstance(endpoint, str) and endpoint not in known:
+                fresh = _Node(endpoint)
+                self.nodes.append(fresh)
+                self._reconnect_later(fresh)
+
+    async def _keep_discovering(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(DISCOVERY_INTERVAL_S)
+            await self._discover()
 
     async def _connect(self, node: _Node) -> None:
         conn = await open_connection(node.endpoint, self.ssl_context, server_name=self.config.server_name,
@@ -136,6 +165,8 @@ class Balancer:
 
     def close(self) -> None:
         self._closed = True
+        if self._discovery is not None:
+            self._discovery.cancel()
         for node in self.nodes:
             if node.conn is not None:
                 node.conn.close()

@@ -6,7 +6,7 @@ import secrets
 from typing import Any
 
 from ..errors import FunctionNotSupported, NoQuorum, OperationNotInitialized
-from ..replication import membership
+from ..replication import Change, membership
 from . import arguments
 from .base import ApplicationBase
 from .users import Role
@@ -20,7 +20,8 @@ class ClusterCalls(ApplicationBase):
 
         Returns:
             ``role`` (leader, follower, candidate), ``leader`` and ``self`` (replication addresses),
-            ``members``, ``commit_index``, ``applied_index``, ``has_quorum``.
+            ``members``, ``endpoints`` (client endpoints of the members), ``commit_index``, ``applied_index``,
+            ``has_quorum``, ``ready``.
         """
         self.hsm.require_operational()
         return self.hsm.log.status()
@@ -83,5 +84,6 @@ class ClusterCalls(ApplicationBase):
             raise FunctionNotSupported("this HSM has no replicated log")
         if not self.hsm.log.change_membership(address, add=False):
             raise NoQuorum("the membership change was not committed in time")
+        self.hsm.commit(Change(directory={address: ""}), record=False)
         with self.hsm.store.transaction() as tx:
             tx.audit("member-remove", self._actor(), address=address)

@@ -24,7 +24,14 @@ from typing import Any, Callable, Protocol
 import msgspec
 
 from .. import crypto
-from ..errors import ArgumentsBad, DeviceError, FunctionFailed, ObjectHandleInvalid, StoreIntegrityError, error_for
+from ..errors import (
+    ArgumentsBad,
+    DeviceError,
+    FunctionFailed,
+    ObjectHandleInvalid,
+    StoreIntegrityError,
+    error_for,
+)
 from ..objects.attributes import normalize_template
 from ..objects.model import HsmObject
 from ..replication import Change, LocalLog, Outcome, StateMachine
@@ -190,6 +197,27 @@ class HSM:
         except BaseException:
             self.close()
             raise
+
+    def publish_endpoint(self, address: str, endpoint: str, stop: threading.Event) -> threading.Thread:
+        """Record this node's client ``endpoint`` under its replication ``address`` in the replicated
+        directory (clients discover members from it), in the background until it is committed or ``stop``."""
+
+        def publish() -> None:
+            while not stop.is_set():
+                try:
+                    if self.log_ready() and self.machine.directory().get(address) == endpoint:
+                        return
+                    if self.log_ready():
+                        self.commit(Change(directory={address: endpoint}), record=False)
+                        continue
+                except Exception:  # noqa: BLE001 - retried; the node may also be closing under it
+                    if stop.is_set() or self.log is None:
+                        return
+                stop.wait(0.5)
+
+        thread = threading.Thread(target=publish, name="publish-endpoint", daemon=True)
+        thread.start()
+        return thread
 
     def log_ready(self) -> bool:
         """Whether this node has caught up with its cluster since it started (it serves only then)."""

@@ -63,6 +63,8 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
         audit: events every node appends to its audit chain with the change.
         reserve_handles: a number of object handles to reserve for the proposing node (result: the first).
         max_objects: capacity of the token store; a change that would pass it is refused (``CKR_DEVICE_MEMORY``).
+        directory: members' client endpoints by replication address (``""`` removes one), for clients to
+            discover every HSM from any of them.
     """
 
     request: bytes = b""
@@ -76,6 +78,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     audit: list[AuditEvent] = []
     reserve_handles: int = 0
     max_objects: int = 0
+    directory: dict[str, str] = {}
 
     # ------------------------------------------------------------ building (mirrors store.Transaction)
     def put_object(self, row: ObjectRow, *, new: bool, expect: int | None = None) -> None:
@@ -105,7 +108,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     @property
     def empty(self) -> bool:
         return not (self.objects or self.delete_objects or self.users or self.delete_users
-                    or self.reserve_handles)
+                    or self.reserve_handles or self.directory)
 
 
 class Outcome(msgspec.Struct, array_like=True):

@@ -61,7 +61,8 @@ class LocalLog:
 
     def status(self) -> dict[str, Any]:
         return {"role": "leader", "leader": "local", "self": "local", "members": ["local"],
-                "commit_index": self.machine.applied, "applied_index": self.machine.applied, "has_quorum": True}
+                "commit_index": self.machine.applied, "applied_index": self.machine.applied, "has_quorum": True,
+                "ready": True, "endpoints": sorted(set(self.machine.directory().values()))}
 
     def close(self) -> None:
         pass
@@ -201,20 +202,24 @@ class RaftLog:
         return bool(self._member.isReady())
 
     def status(self) -> dict[str, Any]:
-        """``role`` (leader, follower, candidate), ``leader``, ``self``, ``members``, ``commit_index``,
-        ``applied_index``, ``has_quorum``."""
+        """``role`` (leader, follower, candidate), ``leader``, ``self``, ``members`` (replication addresses),
+        ``endpoints`` (the members' client endpoints), ``commit_index``, ``applied_index``, ``has_quorum``,
+        ``ready``."""
         member = self._member
         leader = member._getLeader()
         state = member.getStatus().get("state", 0)
+        members = sorted(n.id for n in member.otherNodes | {member.selfNode})
+        directory = self.machine.directory()
         return {
             "role": {0: "follower", 1: "candidate", 2: "leader"}.get(state, str(state)),
             "leader": leader.id if leader is not None else None,
             "self": self.self_address,
-            "members": sorted(n.id for n in member.otherNodes | {member.selfNode}),
+            "members": members,
             "commit_index": member.raftCommitIndex,
             "applied_index": max(self.machine.applied, member.raftLastApplied),
             "has_quorum": member.hasQuorum,
             "ready": bool(member.isReady()),
+            "endpoints": [directory[m] for m in members if m in directory],
         }
 
     def change_membership(self, address: str, *, add: bool, wait_s: float = 10.0) -> bool:

@@ -9,6 +9,7 @@ requests are decided from the store alone, so every node reaches the same state.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -123,6 +124,14 @@ class StateMachine:
                 tx.put_user(user.name, user.version, user.envelope)
             for name in change.delete_users:
                 tx.delete_user(name)
+            if change.directory:
+                directory = json.loads(tx.get_setting("directory") or b"{}")
+                for address, endpoint in change.directory.items():
+                    if endpoint:
+                        directory[address] = endpoint
+                    else:
+                        directory.pop(address, None)
+                tx.put_setting("directory", json.dumps(directory, sort_keys=True).encode())
             if change.request:
                 tx.put_request(change.request, index, ENCODER.encode(outcome))
                 if index % 1000 == 0:
@@ -134,6 +143,10 @@ class StateMachine:
         with self._applied_cond:
             self.applied = index
             self._applied_cond.notify_all()
+
+    def directory(self) -> dict[str, str]:
+        """Members' client endpoints by replication address."""
+        return json.loads(self.store.get_setting("directory") or b"{}")
 
     def wait_applied(self, index: int, timeout_s: float) -> bool:
         """Wait until the entry at ``index`` is applied here; False after ``timeout_s`` seconds."""

@@ -25,7 +25,7 @@ from .audit import GENESIS, AuditEntry, AuditReport, entry_digest, verify
 
 SCHEMA_VERSION = 2
 # Settings that belong to the replicated state (copied by snapshots); every other setting is node-local.
-REPLICATED_SETTINGS = ("next_handle", "applied_index")
+REPLICATED_SETTINGS = ("next_handle", "applied_index", "directory")
 
 # Blob columns are read through CAST so that a value stored with another type still arrives as bytes.
 _OBJECT_COLUMNS = ("handle, version, class, key_type, label, CAST(id AS BLOB), owner, CAST(envelope AS BLOB)")
@@ -114,6 +114,10 @@ class Transaction:
 
     def put_setting(self, name: str, value: bytes) -> None:
         self._conn.execute("INSERT OR REPLACE INTO settings VALUES (?,?)", (name, value))
+
+    def get_setting(self, name: str) -> bytes | None:
+        row = self._conn.execute("SELECT CAST(value AS BLOB) FROM settings WHERE name = ?", (name,)).fetchone()
+        return bytes(row[0]) if row else None
 
     def delete_setting(self, name: str) -> None:
         self._conn.execute("DELETE FROM settings WHERE name = ?", (name,))
