@@ -217,6 +217,14 @@ def _join(data_dir: Path, config_file: str, pin: str, role: str, raft_address: s
     return asyncio.run(run())
 
 
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as sock:
+        sock.bind((host.strip("[]"), 0))
+        return sock.getsockname()[1]
+
+
 def _host_port(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -291,7 +299,7 @@ def up(data_dir: Path, listen: str, once: bool) -> None:
             fd = os.open(data_dir / "preco-password", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(password + "\n")
-        raft_address = f"{host}:{port + 1 if port else 2226}"
+        raft_address = f"{host}:{port + 1 if port else _free_port(host)}"
         hsm = HSM(node_dir, replication=lambda machine, secret: RaftLog(machine, node_dir / "raft", raft_address,
                                                                         [], secret))
         ctx = server_context(pki / "hsm0.crt", pki / "hsm0.key")
