@@ -33,10 +33,12 @@ test: deps-debian $(VENV)/.test-installed
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 # `make bench`: the node through the SDK next to cryptography and SoftHSM2 (Debian softhsm2 + python-pkcs11);
-# BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS=--json.
+# BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS=--json; then the cluster rows (bench/cluster.py:
+# signatures against 1, 2 and 3 HSMs, token-key creation with 1 and 64 writers), CLUSTER_BENCH_ARGS for its options.
 BENCH_DEB_PACKAGES := softhsm2
 BENCH_PIP_PACKAGES := python-pkcs11==0.10.1
 BENCH_ARGS ?=
+CLUSTER_BENCH_ARGS ?=
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet $(BENCH_PIP_PACKAGES)
@@ -49,6 +51,7 @@ bench: install $(VENV)/.bench-installed
 		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; } >&2; \
 	fi
 	@$(PY) bench/run.py $(BENCH_ARGS)
+	@$(PY) bench/cluster.py $(CLUSTER_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -157,12 +157,25 @@ class NodeProcess:
                 self.process.wait(5)
 
 
+def raft_address(data_dir: Path) -> str:
+    """The node's replication address, chosen once (a node keeps it across restarts)."""
+    import socket
+
+    path = data_dir.parent / f"{data_dir.name}.raft"
+    if not path.exists():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            path.write_text(f"127.0.0.1:{sock.getsockname()[1]}")
+    return path.read_text()
+
+
 def start_node(
-    data_dir: Path, pki: Pki, *, wrapper: list[str] | None = None, timeout_s: float = 300
+    data_dir: Path, pki: Pki, *, wrapper: list[str] | None = None, timeout_s: float = 300,
+    extra: list[str] | None = None,
 ) -> NodeProcess:
     """Start ``strongroom node`` on 127.0.0.1 (any free port) and wait for its ``listening`` line.
 
-    ``wrapper`` goes in front of the Python command (for example a profiler).
+    ``wrapper`` goes in front of the Python command (for example a profiler); ``extra`` after its options.
     """
     log = data_dir.parent / f"{data_dir.name}.log"
     cmd = strongroom_cmd(
@@ -177,6 +190,9 @@ def start_node(
         str(pki.server_key),
         "--password-hash-memory-kib",
         str(HASH_MEMORY_KIB),
+        "--raft-listen",
+        raft_address(data_dir),
+        *(extra or []),
     )
     t0 = time.perf_counter()
     with open(log, "w") as err:
@@ -230,7 +246,7 @@ def fill_objects(
     lookups: int = 0,
 ) -> dict:
     """Activate the admin, create ``USER`` and seal ``count`` AES token keys labelled ``key-0``, ``key-1``, …
-    into an initialised data directory, in one store transaction per ``batch``. Run before the node starts.
+    into an initialised data directory, one log entry per ``batch``. Run before the node starts.
 
     With ``lookups`` > 0 it also times that many find-by-label calls in-process (no network), for
     comparison with the same lookups through the SDK. Returns timings and the in-process latencies.
@@ -239,9 +255,13 @@ def fill_objects(
     from strongroom.objects import templates
     from strongroom.objects.attributes import normalize_template
     from strongroom.objects.model import HsmObject
+    from strongroom.replication import Change, RaftLog
     from strongroom.vocab import CKA, CKK, CKO, CKU
 
-    hsm = HSM(data_dir, settings=Settings(argon2_memory_kib=HASH_MEMORY_KIB, argon2_time_cost=1))
+    # The node's own log (the address it will serve with), so the node process continues the same log.
+    address = raft_address(data_dir)
+    hsm = HSM(data_dir, settings=Settings(argon2_memory_kib=HASH_MEMORY_KIB, argon2_time_cost=1),
+              replication=lambda machine, secret: RaftLog(machine, data_dir / "raft", address, [], secret))
     try:
         app = hsm.connect()
         s = app.open_session()
@@ -251,22 +271,23 @@ def fill_objects(
         app.close_all_sessions()
         start = time.perf_counter()
         for first in range(0, count, batch):
-            with hsm.store.transaction() as tx:
-                for i in range(first, min(first + batch, count)):
-                    attrs = templates.for_create(
-                        normalize_template(
-                            {
-                                CKA.CLASS: CKO.SECRET_KEY,
-                                CKA.KEY_TYPE: CKK.AES,
-                                CKA.VALUE: bytes(32),
-                                CKA.TOKEN: True,
-                                CKA.LABEL: label_of(i),
-                            }
-                        )
+            change = Change()
+            for i in range(first, min(first + batch, count)):
+                attrs = templates.for_create(
+                    normalize_template(
+                        {
+                            CKA.CLASS: CKO.SECRET_KEY,
+                            CKA.KEY_TYPE: CKK.AES,
+                            CKA.VALUE: bytes(32),
+                            CKA.TOKEN: True,
+                            CKA.LABEL: label_of(i),
+                        }
                     )
-                    material = attrs.pop(CKA.VALUE)
-                    obj = HsmObject(hsm.new_handle(tx, True), attrs, material, USER)
-                    hsm.put_object(tx, obj)
+                )
+                material = attrs.pop(CKA.VALUE)
+                obj = HsmObject(hsm.new_handle(True), attrs, material, USER)
+                hsm.put_object(change, obj, new=True)
+            hsm.commit(change, timeout_s=120)
             advance(min(batch, count - first))
         fill_s = time.perf_counter() - start
         latencies: list[int] = []

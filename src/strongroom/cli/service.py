@@ -91,7 +91,8 @@ def fleet_provision(folder: Path, data_dir: Path, name: str) -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--listen", default="127.0.0.1:2225", show_default=True, help="HOST:PORT to serve (port 0: any).")
 @click.option("--raft-listen", default=None,
-              help="HOST:PORT of the replication channel [default: the --listen host, its port + 1].")
+              help="HOST:PORT of the replication channel [default: the --listen host, its port + 1, or a free "
+                   "port with --listen port 0; a restarted node must keep its address].")
 @click.option("--peers", default="", help="Comma-separated replication addresses of the other members (first "
                                           "start of a cluster formed from several initialised nodes).")
 @click.option("--join-config", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -129,9 +130,7 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
 
     host, port = _host_port(listen)
     if raft_listen is None:
-        if port == 0:
-            raise click.BadParameter("give the replication address when the port is 0", param_hint="--raft-listen")
-        raft_listen = f"{host}:{port + 1}"
+        raft_listen = f"{host}:{port + 1 if port else _free_port(host)}"
     raft_host, raft_port = _host_port(raft_listen)
     if advertise is not None:
         _host_port(advertise)

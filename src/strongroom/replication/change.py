@@ -1,4 +1,5 @@
-"""The replicated log's entry: one atomic change to the cluster's state, and the outcome of applying it.
+"""The replicated log's entries: atomic changes to the cluster's state (an entry carries a batch of them, from
+concurrent writers on one node), and the outcome of applying each.
 
 A :class:`Change` records store writes (sealed object rows, sealed user records, deletions), the audit events
 they come with, and the versions the writer read (compare-and-set preconditions). Every node applies the same
@@ -136,4 +137,5 @@ class Outcome(msgspec.Struct, array_like=True):
 
 ENCODER = msgspec.msgpack.Encoder()
 CHANGE_DECODER = msgspec.msgpack.Decoder(Change)
+BATCH_DECODER = msgspec.msgpack.Decoder(list[Change])
 OUTCOME_DECODER = msgspec.msgpack.Decoder(Outcome)

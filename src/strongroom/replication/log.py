@@ -43,6 +43,36 @@ def cluster_secret(masking_key: bytes, cluster_id: str) -> bytes:
     return HKDF(hashes.SHA256(), 32, salt=cluster_id.encode(), info=b"strongroom replication v1").derive(masking_key)
 
 
+MAX_BATCHES_IN_FLIGHT = 2
+MAX_BATCH_CHANGES = 256
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+
+
+class _Batch:
+    __slots__ = ("members", "settled")
+
+    def __init__(self) -> None:
+        self.members: list[tuple[bytes, _Waiter]] = []
+        self.settled = False
+
+
+class _Waiter:
+    __slots__ = ("done", "outcome", "error", "batch")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.outcome: Outcome | None = None
+        self.error: Exception | None = None
+        self.batch: _Batch | None = None
+
+
+def _array_header(count: int) -> bytes:
+    """The msgpack header of an array of ``count`` items (the batch's changes follow, already encoded)."""
+    if count < 16:
+        return bytes((0x90 | count,))
+    return b"\xdc" + count.to_bytes(2, "big")
+
+
 class LocalLog:
     """A log of one in-process node: entries commit as soon as they are applied locally.
 
@@ -57,7 +87,7 @@ class LocalLog:
     def commit(self, change: Change, timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S) -> Outcome:
         """Append and apply ``change``; returns its outcome."""
         with self._lock:
-            return self.machine.apply(self.machine.applied + 1, ENCODER.encode(change))
+            return self.machine.apply(self.machine.applied + 1, ENCODER.encode([change]))[0]
 
     def status(self) -> dict[str, Any]:
         return {"role": "leader", "leader": "local", "self": "local", "members": ["local"],
@@ -109,12 +139,13 @@ class RaftLog:
 
         class _Member(pso.SyncObj):  # type: ignore[misc]
             @pso.replicated
-            def apply_entry(self, entry: bytes) -> Outcome:
+            def apply_entry(self, entry: bytes) -> list[Outcome]:
                 return owner.machine.apply(self.raftLastApplied + 1, entry)
 
         conf = pso.SyncObjConf(
             password=secret.hex(),
             appendEntriesUseBatch=False,
+            appendEntriesBatchSizeBytes=32 * 1024 * 1024,  # an entry always travels whole
             journalFile=str(self.raft_dir / "journal"),
             fullDumpFile=str(self.raft_dir / "snapshot"),
             serializer=self._save_snapshot,
@@ -142,6 +173,9 @@ class RaftLog:
             raise DeviceError(f"cannot bind the replication port {self_address}") from None
         self._member.addOnTickCallback(self._on_tick)
         self._fail = pso.FAIL_REASON
+        self._pending: list[tuple[Change, _Waiter]] = []
+        self._pending_lock = threading.Lock()
+        self._in_flight = 0
 
     # ----------------------------------------------------------------- pysyncobj hooks (tick thread)
     def _on_tick(self) -> None:
@@ -174,28 +208,66 @@ class RaftLog:
     def commit(self, change: Change, timeout_s: float = DEFAULT_COMMIT_TIMEOUT_S) -> Outcome:
         """Replicate ``change`` to a majority and apply it here; returns its outcome.
 
+        Changes from concurrent writers on this node travel together: while a batch is being committed the
+        next ones gather, and each batch is one log entry applied in one store transaction (group commit).
+
         Raises:
             NoQuorum: (retryable) the change was not committed within ``timeout_s`` seconds, or the leader
                 changed before it was; sending it again with the same request key is safe.
         """
-        done = threading.Event()
-        result: list[Any] = []
-
-        def finished(value: Any, error: int) -> None:
-            result.append((value, error))
-            done.set()
-
-        self._member.apply_entry(ENCODER.encode(change), callback=finished)
-        if not done.wait(timeout_s):
+        waiter = _Waiter()
+        with self._pending_lock:
+            self._pending.append((change, waiter))
+            self._pump()
+        if not waiter.done.wait(timeout_s):
+            self._abandon(waiter.batch)
             raise NoQuorum(f"the change was not committed by a majority of HSMs within {timeout_s:g} s")
-        value, error = result[0]
-        if error != self._fail.SUCCESS or value is None:
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.outcome
+
+    def _pump(self) -> None:
+        """Propose gathered changes while fewer than MAX_BATCHES_IN_FLIGHT batches await their commit (holding
+        the pending lock)."""
+        while self._pending and self._in_flight < MAX_BATCHES_IN_FLIGHT:
+            batch, size = _Batch(), 0
+            while self._pending and len(batch.members) < MAX_BATCH_CHANGES and size < MAX_BATCH_BYTES:
+                change, waiter = self._pending.pop(0)
+                encoded = ENCODER.encode(change)
+                size += len(encoded)
+                waiter.batch = batch
+                batch.members.append((encoded, waiter))
+            self._in_flight += 1
+            entry = b"".join((_array_header(len(batch.members)), *(e for e, _ in batch.members)))
+            self._member.apply_entry(entry, callback=lambda value, error, batch=batch: self._finished(
+                batch, value, error))
+
+    def _abandon(self, batch: _Batch | None) -> None:
+        """A batch whose commit was not heard of in time frees its place (its late outcome is ignored)."""
+        with self._pending_lock:
+            if batch is not None and not batch.settled:
+                batch.settled = True
+                self._in_flight -= 1
+                self._pump()
+
+    def _finished(self, batch: _Batch, value: Any, error: int) -> None:
+        with self._pending_lock:
+            if not batch.settled:
+                batch.settled = True
+                self._in_flight -= 1
+            self._pump()
+        ok = error == self._fail.SUCCESS and isinstance(value, list) and len(value) == len(batch.members)
+        if not ok:
             reason = {self._fail.QUEUE_FULL: "the log's queue is full", self._fail.MISSING_LEADER: "no leader",
                       self._fail.DISCARDED: "the leader changed", self._fail.NOT_LEADER: "the leader changed",
                       self._fail.LEADER_CHANGED: "the leader changed",
                       self._fail.UNKNOWN_OUTCOME: "the leader changed"}.get(error, f"error {error}")
-            raise NoQuorum(f"the change was not committed: {reason}")
-        return value
+        for i, (_, waiter) in enumerate(batch.members):
+            if ok:
+                waiter.outcome = value[i]
+            else:
+                waiter.error = NoQuorum(f"the change was not committed: {reason}")
+            waiter.done.set()
 
     def ready(self) -> bool:
         """Whether this member has applied everything the leader had committed when it first heard from it."""

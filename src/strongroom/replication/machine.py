@@ -1,5 +1,5 @@
-"""The replicated state machine: applies log entries (:class:`~strongroom.replication.change.Change`) to a
-node's store, in log order, exactly once each.
+"""The replicated state machine: applies log entries (each a batch of
+:class:`~strongroom.replication.change.Change`) to a node's store, in log order, exactly once each.
 
 The store records the index of the last entry it applied in the same SQLite transaction as the entry's writes,
 so a node killed at any instant restarts with a store that equals a prefix of the log; entries at or below that
@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import DeviceMemory
 from ..store import Store
-from .change import CHANGE_DECODER, ENCODER, OUTCOME_DECODER, Change, Outcome
+from .change import BATCH_DECODER, ENCODER, OUTCOME_DECODER, Change, Outcome
 
 log = logging.getLogger("strongroom.replication")
 
@@ -61,83 +61,90 @@ class StateMachine:
         """Call ``listener()`` after a snapshot replaced the state."""
         self._reset_listeners.append(listener)
 
-    def apply(self, index: int, entry: bytes) -> Outcome:
-        """Apply the log entry at ``index``.
+    def apply(self, index: int, entry: bytes) -> list[Outcome]:
+        """Apply the log entry at ``index``: a batch of changes, in order, in one store transaction.
 
         Returns:
-            The outcome; for an index this store already holds, an empty outcome (a replay after restart).
+            One outcome per change; for an index this store already holds, empty outcomes (a replay after
+            restart).
 
         Raises:
             DeviceError: ``CKR_DEVICE_ERROR`` when the store cannot be written; the entry stays unapplied.
         """
         if index <= self.applied:
-            return Outcome(index=index, duplicate=True)
+            return []
         try:
-            change = CHANGE_DECODER.decode(entry)
+            changes = BATCH_DECODER.decode(entry)
         except Exception as exc:  # an entry no node of this version can read: record and skip it
-            log.error("log entry %d is not a change: %s", index, exc)
+            log.error("log entry %d is not a batch of changes: %s", index, exc)
             with self.store.transaction() as tx:
                 tx.set_applied_index(index)
                 tx.audit("log-entry-unreadable", "", index=index)
             self._advance(index)
-            return Outcome(index=index, ckr=0x5, message="unreadable log entry")
-        outcome = self._apply(index, change)
-        self._advance(index)
-        if outcome.ckr == 0 and not outcome.duplicate:
-            for listener in self._listeners:
-                try:
-                    listener(change, outcome)
-                except Exception:  # a cache that failed to update is dropped by its owner, not the log
-                    log.exception("listener failed after log entry %d", index)
-        return outcome
-
-    def _apply(self, index: int, change: Change) -> Outcome:
+            return []
+        count = self.token_objects
         with self.store.transaction() as tx:
             tx.set_applied_index(index)
-            if change.request:
-                prior = tx.get_request(change.request)
-                if prior is not None:
-                    first = OUTCOME_DECODER.decode(prior)
-                    first.duplicate = True
-                    return first
-            for handle, version in change.expect_objects:
-                if tx.object_version(handle) != version:
-                    return _refused(tx, index, f"object {handle} changed while this change was made")
-            for name, version in change.expect_users:
-                if tx.user_version(name) != version:
-                    return _refused(tx, index, f"user {name} changed while this change was made")
-            added = sum(1 for put in change.objects if tx.object_version(put.handle) == 0)
-            removed = sum(1 for handle in set(change.delete_objects) if tx.object_version(handle) != 0)
-            if added and change.max_objects and self.token_objects + added - removed > change.max_objects:
-                err = DeviceMemory(f"the token store is full ({change.max_objects} objects)")
-                return Outcome(index=0, ckr=int(err.ckr), message=err.message)
-            outcome = Outcome(index=index, created=[put.handle for put in change.objects if put.new])
-            if change.reserve_handles:
-                outcome.first_handle = tx.next_counter("next_handle", change.reserve_handles)
-            for event in change.audit:
-                tx.audit(event.event, event.actor, **event.detail)
-            for put in change.objects:
-                tx.put_object(put.row())
-            for handle in change.delete_objects:
-                tx.delete_object(handle)
-            for user in change.users:
-                tx.put_user(user.name, user.version, user.envelope)
-            for name in change.delete_users:
-                tx.delete_user(name)
-            if change.directory:
-                directory = json.loads(tx.get_setting("directory") or b"{}")
-                for address, endpoint in change.directory.items():
-                    if endpoint:
-                        directory[address] = endpoint
-                    else:
-                        directory.pop(address, None)
-                tx.put_setting("directory", json.dumps(directory, sort_keys=True).encode())
-            if change.request:
-                tx.put_request(change.request, index, ENCODER.encode(outcome))
-                if index % 1000 == 0:
-                    tx.forget_requests(index - REQUEST_WINDOW)
-        self.token_objects += added - removed
-        return outcome
+            outcomes = []
+            for change in changes:
+                outcome, count = self._apply(tx, index, change, count)
+                outcomes.append(outcome)
+            if index % 1000 == 0:
+                tx.forget_requests(index - REQUEST_WINDOW)
+        self.token_objects = count
+        self._advance(index)
+        for change, outcome in zip(changes, outcomes):
+            if outcome.ckr == 0 and not outcome.duplicate:
+                for listener in self._listeners:
+                    try:
+                        listener(change, outcome)
+                    except Exception:  # a cache that failed to update is dropped by its owner, not the log
+                        log.exception("listener failed after log entry %d", index)
+        return outcomes
+
+    def _apply(self, tx: Any, index: int, change: Change, count: int) -> tuple[Outcome, int]:
+        """Apply one change inside the entry's transaction; returns its outcome and the new object count."""
+        if change.request:
+            prior = tx.get_request(change.request)
+            if prior is not None:
+                first = OUTCOME_DECODER.decode(prior)
+                first.duplicate = True
+                return first, count
+        for handle, version in change.expect_objects:
+            if tx.object_version(handle) != version:
+                return _refused(tx, index, f"object {handle} changed while this change was made"), count
+        for name, version in change.expect_users:
+            if tx.user_version(name) != version:
+                return _refused(tx, index, f"user {name} changed while this change was made"), count
+        added = sum(1 for put in change.objects if tx.object_version(put.handle) == 0)
+        removed = sum(1 for handle in set(change.delete_objects) if tx.object_version(handle) != 0)
+        if added and change.max_objects and count + added - removed > change.max_objects:
+            err = DeviceMemory(f"the token store is full ({change.max_objects} objects)")
+            return Outcome(index=0, ckr=int(err.ckr), message=err.message), count
+        outcome = Outcome(index=index, created=[put.handle for put in change.objects if put.new])
+        if change.reserve_handles:
+            outcome.first_handle = tx.next_counter("next_handle", change.reserve_handles)
+        for event in change.audit:
+            tx.audit(event.event, event.actor, **event.detail)
+        for put in change.objects:
+            tx.put_object(put.row())
+        for handle in change.delete_objects:
+            tx.delete_object(handle)
+        for user in change.users:
+            tx.put_user(user.name, user.version, user.envelope)
+        for name in change.delete_users:
+            tx.delete_user(name)
+        if change.directory:
+            directory = json.loads(tx.get_setting("directory") or b"{}")
+            for address, endpoint in change.directory.items():
+                if endpoint:
+                    directory[address] = endpoint
+                else:
+                    directory.pop(address, None)
+            tx.put_setting("directory", json.dumps(directory, sort_keys=True).encode())
+        if change.request:
+            tx.put_request(change.request, index, ENCODER.encode(outcome))
+        return outcome, count + added - removed
 
     def _advance(self, index: int) -> None:
         with self._applied_cond:
