@@ -129,12 +129,9 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
     from ..replication import RaftLog
 
     host, port = _host_port(listen)
-    if raft_listen is None:
-        raft_listen = f"{host}:{port + 1 if port else _free_port(host)}"
-    raft_host, raft_port = _host_port(raft_listen)
+    raft_address = _raft_address(data_dir, host, port, raft_listen)
     if advertise is not None:
         _host_port(advertise)
-    raft_address = f"{raft_host}:{raft_port}"
     peer_list = [p.strip() for p in peers.split(",") if p.strip()]
     for peer in peer_list:
         _host_port(peer)
@@ -214,6 +211,21 @@ def _join(data_dir: Path, config_file: str, pin: str, role: str, raft_address: s
         raise error  # type: ignore[misc]
 
     return asyncio.run(run())
+
+
+def _raft_address(data_dir: Path, host: str, port: int, given: str | None) -> str:
+    """This node's replication address: ``given``, else the one it had (a member keeps its address), else the
+    listen port + 1 (or a free port when listening on port 0)."""
+    known_file = data_dir / "raft" / "self"
+    known = known_file.read_text().strip() if known_file.is_file() else None
+    if given is not None:
+        h, p = _host_port(given)
+        address = f"{h}:{p}"
+        if known is not None and known != address:
+            raise click.ClickException(f"this node replicates on {known}; remove it from its cluster and join "
+                                       f"again to change its replication address")
+        return address
+    return known or f"{host}:{port + 1 if port else _free_port(host)}"
 
 
 def _free_port(host: str) -> int:
@@ -298,7 +310,7 @@ def up(data_dir: Path, listen: str, once: bool) -> None:
             fd = os.open(data_dir / "preco-password", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(password + "\n")
-        raft_address = f"{host}:{port + 1 if port else _free_port(host)}"
+        raft_address = _raft_address(node_dir, host, port, None)
         hsm = HSM(node_dir, replication=lambda machine, secret: RaftLog(machine, node_dir / "raft", raft_address,
                                                                         [], secret))
         ctx = server_context(pki / "hsm0.crt", pki / "hsm0.key")

@@ -130,6 +130,7 @@ class RaftLog:
         self.self_address = self_address
         if machine.applied and not (self.raft_dir / "journal").exists() and not (self.raft_dir / "snapshot").exists():
             raise DeviceError("the store holds changes this node's replicated log does not have")
+        (self.raft_dir / "self").write_text(self_address + "\n")
         members_file = self.raft_dir / "members.json"
         if members_file.is_file():
             peers = [m for m in json.loads(members_file.read_text()) if m != self_address]
