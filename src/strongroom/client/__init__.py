@@ -7,14 +7,15 @@ Errors are :mod:`strongroom.errors` classes, one per ``CKR_*``.
 
 from __future__ import annotations
 
+import concurrent.futures
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArgumentsBad
+from ..errors import ArgumentsBad, StrongroomError
 from ..protocol.tls import client_context
 from .config import ClientConfig
 from .balancer import Balancer
-from .connection import ConnectionLost, LoopThread
+from .connection import ConnectionLost, LoopThread, request_frame, result_of
 from .objects import Cluster, Key, Session, _Runner, mechanism, template
 
 __all__ = ["ClientConfig", "Cluster", "ConnectionLost", "Key", "Session", "connect", "connect_async",
@@ -61,8 +62,41 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
         loop_thread.stop()
         raise
 
+    loop = loop_thread.loop
+
     def call(name: str, *args: Any, **kwargs: Any) -> Any:
-        return loop_thread.run(balancer.call(name, *args, **kwargs))
+        # Fast path: a call whose session is already open on the chosen HSM is encoded here and handed to
+        # the loop in one step; anything else, and any retry, goes through the balancer on the loop.
+        plan = balancer.plan(name, args)
+        if plan is None:
+            return loop_thread.run(balancer.call(name, *args, **kwargs))
+        node, call_args, key, vs = plan
+        conn = node.conn
+        if conn is None:
+            return loop_thread.run(balancer.call(name, *args, **kwargs))
+        timeout_s = balancer.attempt_timeout(name)
+        request_id = next(conn.ids)
+        frame = request_frame(request_id, name, call_args, kwargs, after=balancer.index, key=key)
+        waiter: concurrent.futures.Future = concurrent.futures.Future()
+        node.started()
+        try:
+            loop.call_soon_threadsafe(conn.send, frame, request_id, waiter, timeout_s)
+            response = waiter.result(timeout_s + 1.0)
+        except (StrongroomError, concurrent.futures.TimeoutError):
+            return loop_thread.run(balancer.call_keyed(name, args, kwargs, key or None))
+        finally:
+            node.ended()
+        if response.index > balancer.index:
+            balancer.index = response.index
+        try:
+            value = result_of(response)
+        except StrongroomError as exc:
+            if exc.retryable and (vs is None or (vs.home is None and vs.pinned is None)):
+                return loop_thread.run(balancer.call_keyed(name, args, kwargs, key or None))
+            balancer.settle_error(vs, name, exc)
+            raise
+        balancer.settle(vs, node, name, kwargs, value)
+        return value
 
     def close() -> None:
         loop_thread.loop.call_soon_threadsafe(balancer.close)

@@ -22,6 +22,7 @@ import asyncio
 import itertools
 import os
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ _STARTS = frozenset({"encrypt_init", "decrypt_init", "sign_init", "verify_init",
 _ENDS = frozenset({"encrypt", "encrypt_final", "decrypt", "decrypt_final", "sign", "sign_final", "verify",
                    "verify_final", "digest", "digest_final", "find_objects_final"})
 _MAKERS = frozenset({"create_object", "generate_key", "generate_key_pair", "unwrap_key", "derive_key"})
+_SPECIAL = frozenset({"open_session", "close_session", "close_all_sessions", "login", "logout"})
 _SLOW = frozenset({"generate_key_pair", "login", "activate", "create_user", "change_password", "join_cluster"})
 _SESSION_OBJECT_BIT = 1 << 63
 # One attempt of a request that may be sent again waits at most this long for its HSM (seconds).
@@ -57,6 +59,20 @@ class _Node:
     logged_in: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     reconnecting: bool = False
+    threaded: int = 0  # requests in flight from the synchronous API's own threads
+    threaded_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def started(self) -> None:
+        with self.threaded_lock:
+            self.threaded += 1
+
+    def ended(self) -> None:
+        with self.threaded_lock:
+            self.threaded -= 1
+
+    @property
+    def load(self) -> int:
+        return self.outstanding + self.threaded
 
     @property
     def up(self) -> bool:
@@ -175,8 +191,8 @@ class Balancer:
         up = [n for n in self.nodes if n.up and n not in avoid] or [n for n in self.nodes if n.up]
         if not up:
             return None
-        least = min(n.outstanding for n in up)
-        candidates = [n for n in up if n.outstanding == least]
+        least = min(n.load for n in up)
+        candidates = [n for n in up if n.load == least]
         return candidates[next(self._turn) % len(candidates)]
 
     # ----------------------------------------------------------------- requests
@@ -196,6 +212,10 @@ class Balancer:
 
     async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Run one call on the cluster; session calls take the virtual session id as their first argument."""
+        return await self.call_keyed(name, args, kwargs, None)
+
+    async def call_keyed(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], key: bytes | None) -> Any:
+        """:meth:`call` with the request key of a write that was already sent once (``None``: a new one)."""
         if name == "open_session":
             return await self._open_session(*args, **kwargs)
         if name == "close_session":
@@ -208,14 +228,67 @@ class Balancer:
             vs = self.sessions.get(args[0]) if isinstance(args[0], int) else None
             if vs is None:
                 raise SessionHandleInvalid(f"no open session {args[0]!r:.40}")
-            return await self._session_call(vs, name, args[1:], kwargs)
-        return await self._retrying(None, name, args, kwargs)
+            return await self._session_call(vs, name, args[1:], kwargs, key)
+        return await self._retrying(None, name, args, kwargs, key)
+
+    # ----------------------------------------------------------------- the synchronous API's fast path
+    def plan(self, name: str, args: tuple[Any, ...]) -> tuple[_Node, tuple[Any, ...], bytes,
+                                                              VirtualSession | None] | None:
+        """For a caller on another thread: the HSM, arguments and request key of a call that needs no
+        session set-up there, so it can be sent straight from that thread; ``None`` sends it through
+        :meth:`call` instead."""
+        vs = None
+        if name in _SPECIAL:
+            return None
+        if name in SESSION_CALLS:
+            vs = self.sessions.get(args[0]) if isinstance(args[0], int) else None
+            if vs is None:
+                return None
+            node = vs.home or vs.pinned or self._pick(set())
+            if node is None or not node.up:
+                return None
+            known = vs.handles.get(node.endpoint)
+            if known is None or known[0] != node.generation or (self.credentials is not None
+                                                                 and not node.logged_in):
+                return None
+            args = (known[1], *args[1:])
+        else:
+            node = self._pick(set())
+            if node is None:
+                return None
+        return node, args, os.urandom(16) if name in WRITE_CALLS else b"", vs
+
+    def attempt_timeout(self, name: str) -> float:
+        return self.config.timeout_s if name in _SLOW else min(ATTEMPT_TIMEOUT_S, self.config.timeout_s)
+
+    def settle(self, vs: VirtualSession | None, node: _Node | None, name: str, kwargs: dict[str, Any],
+               value: Any) -> None:
+        """Session bookkeeping after a successful session call on ``node``."""
+        if vs is None:
+            return
+        vs.last = node
+        if name in _STARTS:
+            vs.pinned = node
+        elif name in _ENDS and not kwargs.get("query"):
+            vs.pinned = None
+        if name in _MAKERS:
+            handles = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(h, int) and h & _SESSION_OBJECT_BIT for h in handles):
+                vs.home = node
+
+    @staticmethod
+    def settle_error(vs: VirtualSession | None, name: str, exc: StrongroomError) -> None:
+        """Session bookkeeping after a session call failed for good: an operation that ended is unpinned."""
+        if vs is not None and vs.pinned is not None and (name in _ENDS or isinstance(exc, ConnectionLost)) \
+                and exc.ckr != 0x150:  # CKR_BUFFER_TOO_SMALL keeps the operation active
+            vs.pinned = None
 
     async def _retrying(self, vs: VirtualSession | None, name: str, rest: tuple[Any, ...],
-                        kwargs: dict[str, Any]) -> Any:
-        key = os.urandom(16) if name in WRITE_CALLS else b""
+                        kwargs: dict[str, Any], key: bytes | None = None) -> Any:
+        if key is None:
+            key = os.urandom(16) if name in WRITE_CALLS else b""
         deadline = time.monotonic() + self.config.timeout_s
-        attempt_s = self.config.timeout_s if name in _SLOW else min(ATTEMPT_TIMEOUT_S, self.config.timeout_s)
+        attempt_s = self.attempt_timeout(name)
         avoid: set[_Node] = set()
         delay = 0.02
         while True:
@@ -264,27 +337,17 @@ class Balancer:
             return handle
 
     async def _session_call(self, vs: VirtualSession, name: str, rest: tuple[Any, ...],
-                            kwargs: dict[str, Any]) -> Any:
+                            kwargs: dict[str, Any], key: bytes | None = None) -> Any:
         if name == "login":
             return await self._login(vs, rest)
         if name == "logout":
             return await self._logout(vs)
         try:
-            value = await self._retrying(vs, name, rest, kwargs)
+            value = await self._retrying(vs, name, rest, kwargs, key)
         except StrongroomError as exc:
-            if vs.pinned is not None and (name in _ENDS or isinstance(exc, ConnectionLost)) \
-                    and exc.ckr != 0x150:  # CKR_BUFFER_TOO_SMALL keeps the operation active
-                vs.pinned = None
+            self.settle_error(vs, name, exc)
             raise
-        node = vs.last
-        if name in _STARTS:
-            vs.pinned = node
-        elif name in _ENDS and not kwargs.get("query"):
-            vs.pinned = None
-        if name in _MAKERS:
-            handles = value if isinstance(value, (list, tuple)) else [value]
-            if any(isinstance(h, int) and h & _SESSION_OBJECT_BIT for h in handles):
-                vs.home = node
+        self.settle(vs, vs.last, name, kwargs, value)
         return value
 
     async def _open_session(self, flags: int) -> int:
