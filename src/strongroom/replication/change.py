@@ -16,28 +16,6 @@ import msgspec
 from ..store import ObjectRow
 
 
-class ObjectPut(msgspec.Struct, array_like=True, frozen=True):
-    """A sealed object row to store; ``new`` marks a creation (its handle is part of the change's result)."""
-
-    handle: int
-    version: int
-    cls: int
-    key_type: int | None
-    label: str
-    id: bytes
-    owner: str
-    envelope: bytes
-    new: bool = False
-
-    @classmethod
-    def of(cls, row: ObjectRow, new: bool) -> ObjectPut:
-        return cls(row.handle, row.version, row.cls, row.key_type, row.label, row.id, row.owner, row.envelope, new)
-
-    def row(self) -> ObjectRow:
-        return ObjectRow(self.handle, self.version, self.cls, self.key_type, self.label, self.id, self.owner,
-                         self.envelope)
-
-
 class UserPut(msgspec.Struct, array_like=True, frozen=True):
     name: str
     version: int
@@ -57,6 +35,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
         request: the client's idempotency key (``b""`` for none): a second change with the same key is not
             applied; it answers with the first one's outcome.
         objects: sealed object rows to store.
+        created: the handles among them that are new objects (the change's result).
         expect_objects: ``(handle, version)`` pairs the stored objects must still have (``0``: must not exist).
         delete_objects: handles to delete.
         users, expect_users, delete_users: the same for user records, by username.
@@ -69,7 +48,8 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     """
 
     request: bytes = b""
-    objects: list[ObjectPut] = []
+    objects: list[ObjectRow] = []
+    created: list[int] = []
     expect_objects: list[tuple[int, int]] = []
     delete_objects: list[int] = []
     users: list[UserPut] = []
@@ -84,7 +64,9 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     # ------------------------------------------------------------ building (mirrors store.Transaction)
     def put_object(self, row: ObjectRow, *, new: bool, expect: int | None = None) -> None:
         """Store ``row``; ``expect`` is the version the writer read (``None``: no precondition)."""
-        self.objects.append(ObjectPut.of(row, new))
+        self.objects.append(row)
+        if new:
+            self.created.append(row.handle)
         if expect is not None:
             self.expect_objects.append((row.handle, expect))
 

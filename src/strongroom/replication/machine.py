@@ -121,13 +121,13 @@ class StateMachine:
         if added and change.max_objects and count + added - removed > change.max_objects:
             err = DeviceMemory(f"the token store is full ({change.max_objects} objects)")
             return Outcome(index=0, ckr=int(err.ckr), message=err.message), count
-        outcome = Outcome(index=index, created=[put.handle for put in change.objects if put.new])
+        outcome = Outcome(index=index, created=list(change.created))
         if change.reserve_handles:
             outcome.first_handle = tx.next_counter("next_handle", change.reserve_handles)
         for event in change.audit:
             tx.audit(event.event, event.actor, **event.detail)
         for put in change.objects:
-            tx.put_object(put.row())
+            tx.put_object(put)
         for handle in change.delete_objects:
             tx.delete_object(handle)
         for user in change.users:

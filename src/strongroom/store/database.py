@@ -15,10 +15,11 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from ..errors import DeviceError
 from .audit import GENESIS, AuditEntry, AuditReport, entry_digest, verify
@@ -66,9 +67,9 @@ _SNAPSHOT_SCHEMA = "\n".join(
     if line.startswith("CREATE TABLE") or not line.startswith("CREATE"))
 
 
-@dataclass(frozen=True)
-class ObjectRow:
-    """A stored object: its handle, version, clear index columns and sealed envelope."""
+class ObjectRow(msgspec.Struct, array_like=True, frozen=True):
+    """A stored object: its handle, version, clear index columns and sealed envelope (also the form a sealed
+    object travels in through the replicated log)."""
 
     handle: int
     version: int
