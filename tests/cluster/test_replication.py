@@ -43,6 +43,39 @@ def test_a_key_made_on_one_node_is_served_by_every_node(trio):
             assert found.decrypt(sealed) == b"replicated"
 
 
+def test_a_write_sent_again_with_its_request_key_is_done_once_on_any_node(trio, pki):
+    import asyncio
+
+    from strongroom.client.connection import open_connection
+    from strongroom.protocol.tls import client_context
+    from strongroom.vocab import CKF, CKU
+
+    ctx = client_context(pki["ca"].issued.cert)
+    template = {int(CKA.TOKEN): True, int(CKA.VALUE_LEN): 32, int(CKA.LABEL): "once", int(CKA.ENCRYPT): True}
+
+    async def generate(endpoint, key):
+        conn = await open_connection(endpoint, ctx)
+        try:
+            session = await conn.call("open_session", int(CKF.SERIAL_SESSION | CKF.RW_SESSION))
+            await conn.call("login", session, int(CKU.USER), f"alice:{ALICE_PW}")
+            response = await conn.request("generate_key", (session, sdk.mechanism(CKM.AES_KEY_GEN), template), {},
+                                          key=key)
+            return response.value, response.index
+        finally:
+            conn.close()
+
+    async def run():
+        first = await generate(trio.nodes[0].endpoint, b"k" * 16)
+        again = await generate(trio.nodes[1].endpoint, b"k" * 16)
+        other = await generate(trio.nodes[2].endpoint, b"j" * 16)
+        return first, again, other
+
+    (handle, index), (again, again_index), (other, _) = asyncio.run(run())
+    assert again == handle and again_index == index and other != handle
+    with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
+        assert sorted(k.handle for k in s.find(label="once")) == sorted([handle, other])
+
+
 def _burst(session, count, prefix, on_ack=None, threads=8):
     acked, errors = {}, []
     lock = threading.Lock()
