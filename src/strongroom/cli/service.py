@@ -172,9 +172,10 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
 
 
 def _join(data_dir: Path, config_file: str, pin: str, role: str, raft_address: str) -> tuple[str, bytes, list[str]]:
-    """Join through the first reachable member of a client configuration; return the cluster id, the masking
-    key and the members' replication addresses."""
+    """Join through a member of a client configuration; return the cluster id, the masking key and the
+    members' replication addresses."""
     import asyncio
+    import time
 
     from ..client import ClientConfig
     from ..client.connection import open_connection
@@ -187,28 +188,38 @@ def _join(data_dir: Path, config_file: str, pin: str, role: str, raft_address: s
     config = ClientConfig.from_file(config_file)
     ctx = client_context(config.trust_anchor, cert_file=config.client_cert, key_file=config.client_key)
 
+    async def attempt(endpoint: str) -> tuple[str, bytes, list[str]]:
+        conn = await open_connection(endpoint, ctx, server_name=config.server_name,
+                                     timeout_s=config.connect_timeout_s)
+        try:
+            session = await conn.call("open_session", int(CKF.SERIAL_SESSION | CKF.RW_SESSION))
+            await conn.call("login", session, int(CKU.SO) if role == "admin" else CKU_APPLIANCE, pin)
+            challenge = await conn.call("join_challenge")
+            cluster_id = conn.node["cluster_id"]
+            signature = membership.sign_join(identity, challenge, cluster_id, raft_address)
+            answer = await conn.call("join_cluster", session, identity.certificate, raft_address, signature,
+                                     timeout_s=30.0)
+        finally:
+            conn.close()
+        key = membership.unwrap_masking_key(identity, answer["ephemeral"], answer["wrapped_key"], cluster_id)
+        return answer["cluster_id"], key, answer["members"]
+
     async def run() -> tuple[str, bytes, list[str]]:
-        error: Exception | None = None
-        for endpoint in config.endpoints:
-            try:
-                conn = await open_connection(endpoint, ctx, server_name=config.server_name,
-                                             timeout_s=config.connect_timeout_s)
-            except StrongroomError as exc:
-                error = exc
-                continue
-            try:
-                session = await conn.call("open_session", int(CKF.SERIAL_SESSION | CKF.RW_SESSION))
-                await conn.call("login", session, int(CKU.SO) if role == "admin" else CKU_APPLIANCE, pin)
-                challenge = await conn.call("join_challenge")
-                cluster_id = conn.node["cluster_id"]
-                signature = membership.sign_join(identity, challenge, cluster_id, raft_address)
-                answer = await conn.call("join_cluster", session, identity.certificate, raft_address, signature,
-                                         timeout_s=30.0)
-            finally:
-                conn.close()
-            key = membership.unwrap_masking_key(identity, answer["ephemeral"], answer["wrapped_key"], cluster_id)
-            return answer["cluster_id"], key, answer["members"]
-        raise error  # type: ignore[misc]
+        # A member catching up (or a cluster between leaders) answers with a retryable error: try the
+        # members in turn until one admits this node or the time is up.
+        deadline = time.monotonic() + max(30.0, config.timeout_s)
+        while True:
+            error: StrongroomError | None = None
+            for endpoint in config.endpoints:
+                try:
+                    return await attempt(endpoint)
+                except StrongroomError as exc:
+                    if not exc.retryable:
+                        raise
+                    error = exc
+            if time.monotonic() > deadline:
+                raise error  # type: ignore[misc]
+            await asyncio.sleep(0.5)
 
     return asyncio.run(run())
 

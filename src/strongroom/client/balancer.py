@@ -59,6 +59,7 @@ class _Node:
     logged_in: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     reconnecting: bool = False
+    retired: bool = False  # left the cluster: no reconnecting
     threaded: int = 0  # requests in flight from the synchronous API's own threads
     threaded_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -103,6 +104,7 @@ class Balancer:
         self.config = config
         self.ssl_context = ssl_context
         self.nodes = [_Node(endpoint) for endpoint in dict.fromkeys(config.endpoints)]
+        self.configured = frozenset(config.endpoints)
         self.sessions: dict[int, VirtualSession] = {}
         self.credentials: tuple[int, str] | None = None
         self.index = 0
@@ -138,12 +140,20 @@ class Balancer:
             status = await self._send(node, "cluster_status", (), {}, b"", ATTEMPT_TIMEOUT_S)
         except StrongroomError:
             return
+        members = {e for e in status.get("endpoints", []) if isinstance(e, str)}
+        if not members:
+            return
         known = {n.endpoint for n in self.nodes}
-        for endpoint in status.get("endpoints", []):
-            if isinstance(endpoint, str) and endpoint not in known:
-                fresh = _Node(endpoint)
-                self.nodes.append(fresh)
-                self._reconnect_later(fresh)
+        for endpoint in sorted(members - known):
+            fresh = _Node(endpoint)
+            self.nodes.append(fresh)
+            self._reconnect_later(fresh)
+        # HSMs that left the cluster are dropped, unless the configuration names them
+        for gone in [n for n in self.nodes if n.endpoint not in members and n.endpoint not in self.configured]:
+            self.nodes.remove(gone)
+            gone.retired = True
+            if gone.conn is not None:
+                gone.conn.close()
 
     async def _keep_discovering(self) -> None:
         while not self._closed:
@@ -162,7 +172,7 @@ class Balancer:
         conn.closed.add_done_callback(lambda _: self._reconnect_later(node))
 
     def _reconnect_later(self, node: _Node) -> None:
-        if self._closed or node.reconnecting:
+        if self._closed or node.reconnecting or node.retired:
             return
         node.reconnecting = True
         asyncio.get_running_loop().create_task(self._reconnect(node))
@@ -170,7 +180,7 @@ class Balancer:
     async def _reconnect(self, node: _Node) -> None:
         delay = _RECONNECT_MIN_S
         try:
-            while not self._closed and not node.up:
+            while not self._closed and not node.up and not node.retired:
                 try:
                     await self._connect(node)
                 except StrongroomError:

@@ -30,6 +30,7 @@ from ..errors import (
     FunctionFailed,
     ObjectHandleInvalid,
     StoreIntegrityError,
+    StrongroomError,
     error_for,
 )
 from ..objects.attributes import normalize_template
@@ -220,9 +221,14 @@ class HSM:
         return thread
 
     def log_ready(self) -> bool:
-        """Whether this node has caught up with its cluster since it started (it serves only then)."""
-        ready = getattr(self.log, "ready", None)
-        return True if ready is None else ready()
+        """Whether this node may serve (see :meth:`unavailable`)."""
+        return self.unavailable() is None
+
+    def unavailable(self) -> StrongroomError | None:
+        """Why this node may not serve requests now (``NodeBehind``: catching up; ``NoQuorum``: cut off from
+        its cluster's majority), or ``None``."""
+        check = getattr(self.log, "unavailable", None)
+        return None if check is None else check()
 
     @property
     def token_objects(self) -> int:

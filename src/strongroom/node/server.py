@@ -237,9 +237,11 @@ class _Connection(asyncio.Protocol):
             self._send(_answer(request.id, ArgumentsBad(f"a request key is at most {MAX_REQUEST_KEY_BYTES} bytes "
                                                         "and a log index is not negative")))
             return
-        if name not in _ANY_TIME and not app.hsm.log_ready():
-            self._send(_answer(request.id, NodeBehind("this HSM is catching up with its cluster; retry")))
-            return
+        if name not in _ANY_TIME:
+            refusal = app.hsm.unavailable()
+            if refusal is not None:
+                self._send(_answer(request.id, refusal))
+                return
         behind = request.after > app.hsm.machine.applied
         if behind or self._blocking(app, name, args):
             self.in_flight += 1

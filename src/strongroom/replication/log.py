@@ -19,7 +19,7 @@ import msgspec
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..errors import ArgumentsBad, DeviceError, NoQuorum
+from ..errors import ArgumentsBad, DeviceError, NodeBehind, NoQuorum, StrongroomError
 from .change import ENCODER, Change, Outcome
 from .machine import StateMachine
 
@@ -142,6 +142,18 @@ class RaftLog:
             @pso.replicated
             def apply_entry(self, entry: bytes) -> list[Outcome]:
                 return owner.machine.apply(self.raftLastApplied + 1, entry)
+
+            def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> Any:  # noqa: N802
+                # A follower's refusal never moves the leader's next index for it forward. pysyncobj sends
+                # entries optimistically; a late refusal of an optimistic send ("my log ends at n") would
+                # otherwise undo the step back over a diverged tail, and a follower that missed entries
+                # under write load could keep refusing forever.
+                if (isinstance(message, dict) and message.get("type") == "next_node_idx"
+                        and message.get("reset") and not message.get("success") and self._isLeader()):
+                    current = self._SyncObj__raftNextIndex.get(node)
+                    if current is not None and message.get("next_node_idx", 0) > current:
+                        message = {**message, "next_node_idx": current}
+                return pso.SyncObj._SyncObj__onMessageReceived(self, node, message)
 
         conf = pso.SyncObjConf(
             password=secret.hex(),
@@ -270,9 +282,28 @@ class RaftLog:
                 waiter.error = NoQuorum(f"the change was not committed: {reason}")
             waiter.done.set()
 
+    def unavailable(self) -> StrongroomError | None:
+        """Why this member may not serve now, or ``None``: it must have caught up with the leader since it
+        started (else ``NodeBehind``) and be in contact with a leader now — the leader with a majority
+        connected, or a follower of one (else ``NoQuorum``). A member cut off from the majority, or removed
+        from the cluster, stops serving instead of answering from a replica that may be stale (a destroyed
+        key, a deleted user)."""
+        member = self._member
+        if not member.isReady():
+            return NodeBehind("this HSM is catching up with its cluster; retry")
+        if member._isLeader():
+            in_contact = bool(member.hasQuorum)
+        else:  # a follower hears from its leader at least once per election timeout
+            from pysyncobj.monotonic import monotonic
+
+            in_contact = (member._getLeader() is not None
+                          and member._SyncObj__raftElectionDeadline > monotonic())
+        if in_contact:
+            return None
+        return NoQuorum("this HSM is not in contact with a majority of its cluster; retry")
+
     def ready(self) -> bool:
-        """Whether this member has applied everything the leader had committed when it first heard from it."""
-        return bool(self._member.isReady())
+        return self.unavailable() is None
 
     def status(self) -> dict[str, Any]:
         """``role`` (leader, follower, candidate), ``leader``, ``self``, ``members`` (replication addresses),
@@ -291,7 +322,7 @@ class RaftLog:
             "commit_index": member.raftCommitIndex,
             "applied_index": max(self.machine.applied, member.raftLastApplied),
             "has_quorum": member.hasQuorum,
-            "ready": bool(member.isReady()),
+            "ready": self.ready(),
             "endpoints": [directory[m] for m in members if m in directory],
         }
 
