@@ -251,6 +251,29 @@ def test_without_a_majority_writes_and_reads_fail_with_retryable_errors(trio):
         assert len(s.find(label="no-majority")) <= 1  # the refused write may have committed later, once
 
 
+def test_concurrent_changes_to_one_key_from_every_node_all_succeed(trio):
+    with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
+        handle = s.generate_key(CKM.AES_KEY_GEN, value_len=32, label="contended").handle
+    errors = []
+
+    def relabel(n):
+        with sdk.connect(trio.config([trio.nodes[n % 3]])) as c, c.login("alice", ALICE_PW) as s:
+            for i in range(5):
+                try:
+                    s.key(handle).set(label=f"contended-{n}-{i}")
+                except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                    errors.append(repr(exc))
+
+    threads = [threading.Thread(target=relabel, args=(n,)) for n in range(9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
+        assert s.key(handle)[CKA.LABEL].startswith("contended-")
+
+
 def test_a_fourth_node_catches_up_and_a_removed_node_leaves(trio):
     with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
         present = len(s.find(cls=CKO.SECRET_KEY))

@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextvars
 import itertools
 import os
+import random
 import secrets
 import shutil
 import threading
+import time
 import uuid
 import weakref
 from collections import OrderedDict
@@ -50,7 +52,7 @@ NODE_KEY_NAME = "node.key"
 SESSION_HANDLE_BIT = 1 << 63
 _CACHE_OBJECTS = 4096
 HANDLE_BLOCK = 256  # token handles a node reserves from the log at a time
-_CONFLICT_RETRIES = 8
+_CONFLICT_RETRIES = 64
 
 # The request key of the client call being served (exactly-once writes) and the log index of the last change
 # it committed (read-your-writes); set per call by the server.
@@ -164,6 +166,8 @@ class HSM:
         self._objects: OrderedDict[int, HsmObject] = OrderedDict()
         self._keys: dict[int, tuple[int, Any]] = {}
         self._epochs: dict[str, int] = {}
+        # wrong passwords this node could not yet record through the log (no majority), by username
+        self.pending_failures: dict[str, int] = {}
         self._session_objects: dict[int, HsmObject] = {}
         self.applications: weakref.WeakSet[Any] = weakref.WeakSet()
         self.machine = StateMachine(self.store)
@@ -432,7 +436,8 @@ class HSM:
         """Commit a change through the replicated log and return its outcome.
 
         ``change`` may be a function that builds the change from the current state; it is called again when the
-        change was refused because a record it read changed meanwhile (up to 8 times), and may return ``None``
+        change was refused because a record it read changed meanwhile (up to 64 times, after a short random
+        pause that grows, so that writers racing on one record all get through), and may return ``None``
         when there is nothing left to do. A change that writes nothing replicated (audit events only) is
         recorded in this node's audit chain alone. Never call this holding :attr:`lock`.
 
@@ -443,7 +448,9 @@ class HSM:
             DeviceError: ``CKR_DEVICE_ERROR`` when the node is not operational.
         """
         self.require_operational()
-        for _ in range(_CONFLICT_RETRIES):
+        for attempt in range(_CONFLICT_RETRIES):
+            if attempt:
+                time.sleep(random.uniform(0, min(0.05, 0.002 * attempt)))
             built = change() if callable(change) else change
             if built is None:
                 return Outcome()

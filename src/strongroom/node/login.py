@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import (
+    NoQuorum,
     PinIncorrect,
     PinLocked,
     SessionParallelNotSupported,
@@ -110,13 +111,19 @@ class LoginCalls(ApplicationBase):
             hsm.passwords.verify(hsm.passwords.dummy_hash, password)
             self._audit_here("login-failed", name[:MAX_USERNAME_CHARS], reason="unknown user", peer=self.peer)
             raise PinIncorrect("wrong username or password")
-        if record.locked:
+        if hsm.pending_failures.get(name):
+            self._record_failures(name, 0)  # failures counted while the log could not take them
+            record = hsm.get_user(name) or record
+        pending = hsm.pending_failures.get(name, 0)
+        if record.locked or record.failures + pending >= hsm.settings.lockout_threshold:
             self._audit_here("login-failed", name, reason="locked", peer=self.peer)
             raise PinLocked(f"user {name} is locked; an admin must reset the password")
         if not hsm.passwords.verify(record.password_hash, password):
             # The count is cluster-wide: each failure is a change to the user record, built again from the
-            # current record when a failure on another node got there first.
-            hsm.commit(lambda: self._failure(name), record=False)
+            # current record when a failure on another node got there first. A failure the log cannot take
+            # now is counted here and carried into the next one, and the answer is the same either way.
+            if not self._record_failures(name, 1):
+                self._audit_here("login-failed", name, reason="wrong password", pending=True, peer=self.peer)
             raise PinIncorrect("wrong username or password")
         if Role(record.role).user_type != user_type:
             raise UserTypeInvalid(f"user {name} has role {record.role}, which logs in as another user type")
@@ -126,11 +133,36 @@ class LoginCalls(ApplicationBase):
         self._audit_here("login", name, role=record.role, peer=self.peer)
         self._logged_in(record, user_type)
 
-    def _failure(self, name: str) -> Change | None:
+    def _record_failures(self, name: str, new: int) -> bool:
+        """Count ``new`` wrong passwords, and those this node holds pending, in the user's record through the
+        log; when the log cannot take them now, keep them pending here. True when they reached the log."""
+        hsm = self.hsm
+        used: list[int] = []
+        try:
+            hsm.commit(lambda: self._failure(name, new, used), record=False)
+        except NoQuorum:
+            if new:
+                with hsm.lock:
+                    hsm.pending_failures[name] = hsm.pending_failures.get(name, 0) + new
+            return False
+        with hsm.lock:
+            left = hsm.pending_failures.get(name, 0) - (used[-1] if used else 0)
+            if left > 0:
+                hsm.pending_failures[name] = left
+            else:
+                hsm.pending_failures.pop(name, None)
+        return True
+
+    def _failure(self, name: str, new: int, used: list[int]) -> Change | None:
+        """The change that counts ``new`` wrong passwords plus those this node holds pending for ``name``."""
         record = self.hsm.get_user(name)
         if record is None:
             return None
-        record.failures += 1
+        pending = self.hsm.pending_failures.get(name, 0)
+        used.append(pending)
+        if not new and not pending:
+            return None
+        record.failures += new + pending
         record.version += 1
         record.locked = record.locked or record.failures >= self.hsm.settings.lockout_threshold
         change = Change()

@@ -10,6 +10,7 @@ one, a frame before the hello, or a stalled partial frame closes that connection
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import ssl
 import threading
@@ -71,6 +72,61 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ClientMessage)
 
 
+class CatchUp:
+    """Requests waiting for this node to apply a log index, released from the event loop as entries apply."""
+
+    def __init__(self, hsm: HSM) -> None:
+        self.hsm = hsm
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.waiting: list[tuple[int, int, Any]] = []  # heap of (index, order, callback)
+        self.order = 0
+        self.scheduled = False
+        self.lock = threading.Lock()
+        hsm.machine.on_advance(self._advanced)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def wait(self, index: int, callback: Any) -> None:
+        """Call ``callback(True)`` once ``index`` is applied, or ``callback(False)`` after CATCH_UP_WAIT_S
+        (on the loop)."""
+        self.order += 1
+        entry = (index, self.order, callback)
+        with self.lock:
+            heapq.heappush(self.waiting, entry)
+        self.loop.call_later(CATCH_UP_WAIT_S, self._expire, entry)
+        self._release()  # it may have applied meanwhile
+
+    def _advanced(self, index: int) -> None:  # the log's thread
+        with self.lock:
+            if not self.waiting or self.waiting[0][0] > index or self.scheduled or self.loop is None:
+                return
+            self.scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._release)
+        except RuntimeError:  # the loop closed
+            pass
+
+    def _release(self) -> None:
+        applied = self.hsm.machine.applied
+        ready = []
+        with self.lock:
+            self.scheduled = False
+            while self.waiting and self.waiting[0][0] <= applied:
+                ready.append(heapq.heappop(self.waiting))
+        for _, _, callback in ready:
+            callback(True)
+
+    def _expire(self, entry: tuple[int, int, Any]) -> None:
+        with self.lock:
+            try:
+                self.waiting.remove(entry)
+            except ValueError:
+                return  # released already
+                heapq.heapify(self.waiting)
+        entry[2](False)
+
+
 class NodeServer:
     """Serves one :class:`HSM` over TLS.
 
@@ -93,11 +149,13 @@ class NodeServer:
         self.read_timeout_s = read_timeout_s
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hsm")
         self.write_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="hsm-write")
+        self.catch_up = CatchUp(hsm)
         self.connections: set[_Connection] = set()
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         """Listen on ``host:port`` (port 0 picks a free one; read it from the returned server's sockets)."""
         loop = asyncio.get_running_loop()
+        self.catch_up.attach(loop)
         return await loop.create_server(lambda: _Connection(self), host, port, ssl=self.ssl_context,
                                         ssl_handshake_timeout=self.read_timeout_s)
 
@@ -242,27 +300,44 @@ class _Connection(asyncio.Protocol):
             if refusal is not None:
                 self._send(_answer(request.id, refusal))
                 return
-        behind = request.after > app.hsm.machine.applied
-        if behind or self._blocking(app, name, args):
+        if request.after > app.hsm.machine.applied:
+            # Read-your-writes: the request waits (on the loop, holding no thread) until this node has applied
+            # the client's latest write, or answers NodeBehind after CATCH_UP_WAIT_S.
+            self.in_flight += 1
+            self.server.catch_up.wait(request.after, lambda applied: self._caught_up(request, applied))
+            self._update_reading()
+            return
+        self._run(request, app, name, method, args, kwargs)
+
+    def _caught_up(self, request: Request, applied: bool) -> None:
+        self.in_flight -= 1
+        self._update_reading()
+        if self.lost or self.app is None:
+            return
+        if not applied:
+            self._send(_answer(request.id, NodeBehind(f"this HSM has not applied log index {request.after} yet; "
+                                                      "retry")))
+            return
+        name, args, kwargs = call_arguments(request.call)
+        self._run(request, self.app, name, getattr(self.app, name), args, kwargs)
+
+    def _run(self, request: Request, app: Application, name: str, method: Any, args: list[Any],
+             kwargs: dict[str, Any]) -> None:
+        if self._blocking(app, name, args):
             self.in_flight += 1
             pool = self.server.write_pool if name in WRITE_CALLS else self.server.pool
-            pool.submit(self._work, request.id, method, args, kwargs, request.after, request.key)
+            pool.submit(self._work, request.id, method, args, kwargs, request.key)
             self._update_reading()
             return
         self._send(_answer(request.id, _invoke(method, args, kwargs)))
 
-    def _work(self, request_id: int, method: Any, args: list[Any], kwargs: dict[str, Any], after: int = 0,
+    def _work(self, request_id: int, method: Any, args: list[Any], kwargs: dict[str, Any],
               key: bytes = b"") -> None:
         """Run a blocking call on a pool thread and hand its answer to the loop; answers finishing close
-        together cost the loop one wake-up. The call first waits until this node has applied the client's
-        latest write (``after``)."""
+        together cost the loop one wake-up."""
         if self.lost:
             return  # the client is gone: its queued work is dropped, not done
-        if after > self.server.hsm.machine.applied and \
-                not self.server.hsm.machine.wait_applied(after, CATCH_UP_WAIT_S):
-            value: Any = NodeBehind(f"this HSM has not applied log index {after} yet; retry")
-        else:
-            value = _invoke(method, args, kwargs, key)
+        value = _invoke(method, args, kwargs, key)
         with self.done_lock:
             wake = not self.done
             self.done.append((request_id, value))

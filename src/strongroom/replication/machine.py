@@ -51,11 +51,16 @@ class StateMachine:
         self.applied = store.applied_index()
         self._listeners: list[Listener] = []
         self._reset_listeners: list[Callable[[], None]] = []
+        self._advance_listeners: list[Callable[[int], None]] = []
         self._applied_cond = threading.Condition()
 
     def on_applied(self, listener: Listener) -> None:
         """Call ``listener(change, outcome)`` after each applied change (in the applying thread)."""
         self._listeners.append(listener)
+
+    def on_advance(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(index)`` whenever the applied index advances (in the applying thread)."""
+        self._advance_listeners.append(listener)
 
     def on_reset(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` after a snapshot replaced the state."""
@@ -150,6 +155,8 @@ class StateMachine:
         with self._applied_cond:
             self.applied = index
             self._applied_cond.notify_all()
+        for listener in self._advance_listeners:
+            listener(index)
 
     def directory(self) -> dict[str, str]:
         """Members' client endpoints by replication address."""
