@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import threading
 import time
@@ -12,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 import strongroom.client as sdk
-from strongroom.errors import NoQuorum, PinIncorrect, PinLocked
+from strongroom.errors import ArgumentsBad, NoQuorum, PinIncorrect, PinLocked
 from strongroom.protocol.certificates import CertificateAuthority
 from strongroom.vocab import CKA, CKM, CKO
 
@@ -288,8 +289,10 @@ def test_a_fourth_node_catches_up_and_a_removed_node_leaves(trio):
     with sdk.connect(trio.config([fourth])) as c, c.login("alice", ALICE_PW) as s:
         assert sorted(k.handle for k in s.find(cls=CKO.SECRET_KEY)) == keys
         assert s.key(keys[-1]).encrypt(b"x" * 16, CKM.AES_ECB)
-    with sdk.connect(trio.config([trio.nodes[0]])) as c, c.login("admin", ADMIN_PW, role="admin") as admin:
-        admin.remove_member(fourth.raft)
+    with sdk.connect(trio.config([fourth])) as c, c.login("admin", ADMIN_PW, role="admin") as admin:
+        with pytest.raises(ArgumentsBad):
+            admin.remove_member("127.0.0.1:1")  # not a member
+        admin.remove_member(fourth.raft)  # whichever member takes the call, itself included
         assert fourth.raft not in c.cluster_status()["members"]
     deadline = time.monotonic() + 10
     while trio.status(fourth)["ready"]:  # once it misses the leader's heartbeats
@@ -302,6 +305,22 @@ def test_a_fourth_node_catches_up_and_a_removed_node_leaves(trio):
         assert fourth.endpoint not in c.cluster_status()["endpoints"]
     fourth.stop()
     trio.nodes.remove(fourth)
+
+
+def test_the_leader_can_be_removed_and_joins_again(trio):
+    leader = trio.leader()
+    with sdk.connect(trio.config()) as c, c.login("admin", ADMIN_PW, role="admin") as admin:
+        admin.remove_member(leader.raft)  # it hands over its leadership first
+        status = c.cluster_status()
+        assert leader.raft not in status["members"] and status["leader"] != leader.raft
+    leader.stop()
+    trio.nodes.remove(leader)
+    shutil.rmtree(leader.data_dir)
+    for suffix in (".raft", ".log"):
+        leader.data_dir.with_name(leader.data_dir.name + suffix).unlink(missing_ok=True)
+    back = trio.add_node(leader.data_dir.name)
+    trio.wait_applied(trio.status(trio.nodes[0])["commit_index"], [back])
+    assert sorted(trio.status(back)["members"]) == sorted(p.raft for p in trio.nodes)
 
 
 def test_a_node_without_a_genuine_fleet_certificate_is_refused(trio, tmp_path):

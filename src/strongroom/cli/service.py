@@ -78,8 +78,12 @@ def fleet_init(folder: Path) -> None:
 @click.option("--name", required=True, help="The HSM's name in its certificate.")
 def fleet_provision(folder: Path, data_dir: Path, name: str) -> None:
     """Give the HSM data directory DATA_DIR an identity key and a certificate from the fleet CA."""
-    from ..replication.membership import provision
+    from ..replication.membership import Identity, provision
 
+    if Identity.present(data_dir) or (data_dir / "hsm.sqlite").exists():
+        raise click.ClickException(f"{data_dir} already holds an HSM identity")
+    if not name.strip() or len(name) > 64:
+        raise click.BadParameter("a name of 1-64 characters", param_hint="--name")
     try:
         provision(data_dir, folder / "fleet-ca.crt", folder / "fleet-ca.key", name)
     except (OSError, ValueError) as exc:
@@ -131,10 +135,10 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
     host, port = _host_port(listen)
     raft_address = _raft_address(data_dir, host, port, raft_listen)
     if advertise is not None:
-        _host_port(advertise)
+        _host_port(advertise, "--advertise", any_port=False)
     peer_list = [p.strip() for p in peers.split(",") if p.strip()]
     for peer in peer_list:
-        _host_port(peer)
+        _host_port(peer, "--peers", any_port=False)
 
     def replication(members: list[str]) -> Any:
         return lambda machine, secret: RaftLog(machine, data_dir / "raft", raft_address, members, secret,
@@ -143,9 +147,15 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
     settings = _settings(password_hash_memory_kib)
     try:
         ctx = server_context(cert_file, key_file, client_ca_file=client_ca, require_client_cert=require_client_cert)
+        if join_config is not None and (data_dir / "hsm.sqlite").exists():
+            _check_same_cluster(data_dir, join_config)
         if join_config is not None and not (data_dir / "hsm.sqlite").exists():
             if join_pin_file is None:
                 raise click.BadParameter("joining needs the credentials of an admin", param_hint="--join-pin-file")
+            # Both ports must be free before the cluster takes this node in: a member that cannot start
+            # would count against the cluster's majority.
+            _check_bindable(host, port, "--listen")
+            _check_bindable(*_host_port(raft_address, "--raft-listen"), "--raft-listen")
             cluster_id, masking_key, members = _join(data_dir, join_config, join_pin_file.read().strip(),
                                                      join_role, raft_address)
             hsm = HSM.initialize(data_dir, cluster_id=cluster_id, masking_key=masking_key, settings=settings,
@@ -186,7 +196,11 @@ def _join(data_dir: Path, config_file: str, pin: str, role: str, raft_address: s
 
     identity = membership.Identity.load(data_dir)
     config = ClientConfig.from_file(config_file)
-    ctx = client_context(config.trust_anchor, cert_file=config.client_cert, key_file=config.client_key)
+    try:
+        ctx = client_context(config.trust_anchor, cert_file=config.client_cert, key_file=config.client_key)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot load the trust anchor or client certificate named in {config_file} "
+                                   f"({config.trust_anchor}): {exc}") from None
 
     async def attempt(endpoint: str) -> tuple[str, bytes, list[str]]:
         conn = await open_connection(endpoint, ctx, server_name=config.server_name,
@@ -230,13 +244,65 @@ def _raft_address(data_dir: Path, host: str, port: int, given: str | None) -> st
     known_file = data_dir / "raft" / "self"
     known = known_file.read_text().strip() if known_file.is_file() else None
     if given is not None:
-        h, p = _host_port(given)
+        h, p = _host_port(given, "--raft-listen", any_port=False)
         address = f"{h}:{p}"
         if known is not None and known != address:
             raise click.ClickException(f"this node replicates on {known}; remove it from its cluster and join "
                                        f"again to change its replication address")
         return address
-    return known or f"{host}:{port + 1 if port else _free_port(host)}"
+    if known:
+        return known
+    if port == 65535:
+        raise click.BadParameter("the replication port would be 65536: give --raft-listen", param_hint="--listen")
+    return f"{host}:{port + 1 if port else _free_port(host)}"
+
+
+def _check_bindable(host: str, port: int, option: str) -> None:
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen on {host}:{port} ({option}): {exc.strerror or exc}") from None
+
+
+def _check_same_cluster(data_dir: Path, config_file: str) -> None:
+    """A data directory that already holds an HSM restarts; refuse when it belongs to another cluster than the
+    one ``--join-config`` names (when a member of that one answers)."""
+    import asyncio
+
+    from ..client import ClientConfig
+    from ..client.connection import open_connection
+    from ..protocol.tls import client_context
+    from ..store import Store
+
+    store = Store(data_dir / "hsm.sqlite")
+    try:
+        mine = (store.get_setting("cluster_id") or b"").decode()
+    finally:
+        store.close()
+    config = ClientConfig.from_file(config_file)
+    ctx = client_context(config.trust_anchor, cert_file=config.client_cert, key_file=config.client_key)
+
+    async def theirs() -> str | None:
+        for endpoint in config.endpoints:
+            try:
+                conn = await open_connection(endpoint, ctx, server_name=config.server_name, timeout_s=3.0)
+            except StrongroomError:
+                continue
+            conn.close()
+            return conn.node.get("cluster_id")
+        return None
+
+    other = asyncio.run(theirs())
+    if other is not None and other != mine:
+        raise click.ClickException(f"{data_dir} already holds an HSM of {mine}, not of {other}; give --join-config "
+                                   f"only with an empty, provisioned data directory")
 
 
 def _free_port(host: str) -> int:
@@ -247,10 +313,11 @@ def _free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-def _host_port(listen: str) -> tuple[str, int]:
+def _host_port(listen: str, option: str = "--listen", *, any_port: bool = True) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise click.BadParameter("expected HOST:PORT with a port of 0-65535", param_hint="--listen")
+    low = 0 if any_port else 1
+    if not host or not port.isdigit() or not low <= int(port) <= 65535:
+        raise click.BadParameter(f"expected HOST:PORT with a port of {low}-65535", param_hint=option)
     return host, int(port)
 
 

@@ -99,7 +99,8 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
         return value
 
     def close() -> None:
-        loop_thread.loop.call_soon_threadsafe(balancer.close)
+        if not loop_thread.loop.is_closed():
+            loop_thread.loop.call_soon_threadsafe(balancer.close)
         loop_thread.stop()
 
     return Cluster(_Runner(call, is_async=False), close, balancer.node_info)

@@ -113,6 +113,7 @@ class Balancer:
         self._turn = itertools.count()
         self._closed = False
         self._discovery: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()  # background connects, cancelled on close
 
     # ----------------------------------------------------------------- connections
     async def start(self) -> None:
@@ -121,15 +122,31 @@ class Balancer:
         Raises:
             ConnectionLost: ``CKR_DEVICE_REMOVED`` when none can be reached or trusted.
         """
-        results = await asyncio.gather(*(self._connect(node) for node in self.nodes), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if len(errors) == len(self.nodes):
+        # Returns as soon as one HSM answers; the others keep connecting in the background.
+        attempts = {asyncio.ensure_future(self._connect(node)): node for node in self.nodes}
+        self._tasks.update(attempts)
+        pending = set(attempts)
+        errors: list[BaseException] = []
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                self._tasks.discard(task)
+                if task.exception() is not None:
+                    errors.append(task.exception())
+                    self._reconnect_later(attempts[task])
+            if any(n.up for n in self.nodes):
+                break
+        if not any(n.up for n in self.nodes):
             raise errors[0]
-        for node, result in zip(self.nodes, results):
-            if isinstance(result, BaseException):
-                self._reconnect_later(node)
+        for task in pending:
+            task.add_done_callback(lambda t, node=attempts[task]: self._settled(t, node))
         await self._discover()
         self._discovery = asyncio.get_running_loop().create_task(self._keep_discovering())
+
+    def _settled(self, task: asyncio.Task[None], node: _Node) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._reconnect_later(node)
 
     async def _discover(self) -> None:
         """Learn members' endpoints from any HSM and connect to the ones not known yet."""
@@ -175,7 +192,9 @@ class Balancer:
         if self._closed or node.reconnecting or node.retired:
             return
         node.reconnecting = True
-        asyncio.get_running_loop().create_task(self._reconnect(node))
+        task = asyncio.get_running_loop().create_task(self._reconnect(node))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _reconnect(self, node: _Node) -> None:
         delay = _RECONNECT_MIN_S
@@ -193,6 +212,8 @@ class Balancer:
         self._closed = True
         if self._discovery is not None:
             self._discovery.cancel()
+        for task in list(self._tasks):
+            task.cancel()
         for node in self.nodes:
             if node.conn is not None:
                 node.conn.close()

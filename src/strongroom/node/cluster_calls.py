@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from ..errors import FunctionNotSupported, NoQuorum, OperationNotInitialized
+from ..errors import ArgumentsBad, FunctionNotSupported, NoQuorum, OperationNotInitialized, StrongroomError
 from ..replication import Change, membership
 from . import arguments
 from .base import ApplicationBase
@@ -74,7 +74,7 @@ class ClusterCalls(ApplicationBase):
 
         Raises:
             UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without an admin or appliance login.
-            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a malformed address or this node's own.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a malformed address or one that is not a member.
             NoQuorum: (retryable) the membership change was not committed.
         """
         self._session(handle)
@@ -82,8 +82,17 @@ class ClusterCalls(ApplicationBase):
         address = arguments.text(address, "address")
         if not hasattr(self.hsm.log, "change_membership"):
             raise FunctionNotSupported("this HSM has no replicated log")
-        if not self.hsm.log.change_membership(address, add=False):
-            raise NoQuorum("the membership change was not committed in time")
-        self.hsm.commit(Change(directory={address: ""}), record=False)
+        hsm = self.hsm
+        if address not in hsm.log.status()["members"]:
+            raise ArgumentsBad(f"{address} is not a member of this cluster")
+        endpoint = hsm.machine.directory().get(address, "")
+        hsm.commit(Change(directory={address: ""}), record=False)  # clients stop discovering it first
+        try:
+            if not hsm.log.change_membership(address, add=False):
+                raise NoQuorum("the membership change was not committed in time")
+        except StrongroomError:
+            if endpoint:
+                hsm.commit(Change(directory={address: endpoint}), record=False)
+            raise
         with self.hsm.store.transaction() as tx:
             tx.audit("member-remove", self._actor(), address=address)

@@ -45,6 +45,8 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
         max_objects: capacity of the token store; a change that would pass it is refused (``CKR_DEVICE_MEMORY``).
         directory: members' client endpoints by replication address (``""`` removes one), for clients to
             discover every HSM from any of them.
+        step_down: the replication address of a leader asked to hand its leadership to another member (before
+            its removal).
     """
 
     request: bytes = b""
@@ -60,6 +62,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     reserve_handles: int = 0
     max_objects: int = 0
     directory: dict[str, str] = {}
+    step_down: str = ""
 
     # ------------------------------------------------------------ building (mirrors store.Transaction)
     def put_object(self, row: ObjectRow, *, new: bool, expect: int | None = None) -> None:
@@ -91,7 +94,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     @property
     def empty(self) -> bool:
         return not (self.objects or self.delete_objects or self.users or self.delete_users
-                    or self.reserve_handles or self.directory)
+                    or self.reserve_handles or self.directory or self.step_down)
 
 
 class Outcome(msgspec.Struct, array_like=True):

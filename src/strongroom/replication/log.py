@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,8 @@ class RaftLog:
         members_file = self.raft_dir / "members.json"
         if members_file.is_file():
             peers = [m for m in json.loads(members_file.read_text()) if m != self_address]
+        else:  # recorded before anything else, so a node that stops at once still knows its cluster
+            members_file.write_text(json.dumps(sorted({*peers, self_address})))
         self._members_file = members_file
         self._known_members: frozenset[str] = frozenset()
         owner = self
@@ -185,6 +188,7 @@ class RaftLog:
             self._member.destroy()
             raise DeviceError(f"cannot bind the replication port {self_address}") from None
         self._member.addOnTickCallback(self._on_tick)
+        machine.on_applied(self._applied)
         self._fail = pso.FAIL_REASON
         self._pending: list[tuple[Change, _Waiter]] = []
         self._pending_lock = threading.Lock()
@@ -331,17 +335,23 @@ class RaftLog:
         seconds (it may still commit: a second member can only acknowledge once it runs, so adding to a
         one-node cluster completes only after the newcomer starts).
 
+        The leader is removed after it hands its leadership to another member.
+
         Raises:
-            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a malformed address or removing this node itself.
-            NoQuorum: (retryable) the change was refused (another change is in progress) or failed.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a malformed address, or removing a node that is not a member.
+            NoQuorum: (retryable) the change was refused (another change is in progress, the leader could not
+                hand over) or failed.
         """
         host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or len(address) > 300 or not port.isdigit() or not 0 < int(port) < 65536:
             raise ArgumentsBad(f"a member address is host:port, got {address!r:.80}")
-        if not add and address == self.self_address:
-            raise ArgumentsBad("a node cannot remove itself; ask another member")
-        if (address in self.status()["members"]) == add:
-            return True  # already a member / already gone
+        members = self.status()["members"]
+        if (address in members) == add:
+            if add:
+                return True  # already a member
+            raise ArgumentsBad(f"{address} is not a member of this cluster")
+        if not add and self._member._getLeader() is not None and self._member._getLeader().id == address:
+            self._step_down(address)
         done = threading.Event()
         result: list[Any] = []
 
@@ -362,6 +372,26 @@ class RaftLog:
         if result[0] != self._fail.SUCCESS:
             raise NoQuorum(f"the membership change was not committed (reason {result[0]})")
         return True
+
+    def _step_down(self, address: str, wait_s: float = 10.0) -> None:
+        """Have the leader at ``address`` hand its leadership to another member (Raft TimeoutNow), asking it
+        through the log when it is not this node."""
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            leader = self._member._getLeader()
+            if leader is not None and leader.id != address:
+                return
+            if leader is not None:
+                if self._member._isLeader():
+                    self._member.transferLeadership()
+                else:
+                    self.commit(Change(step_down=address))
+            time.sleep(0.3)
+        raise NoQuorum(f"the leader {address} did not hand over its leadership in time; retry")
+
+    def _applied(self, change: Change, outcome: Outcome) -> None:  # the log's thread
+        if change.step_down == self.self_address and self._member._isLeader():
+            self._member.transferLeadership()
 
     def close(self) -> None:
         try:
