@@ -40,6 +40,7 @@ _STARTS = frozenset({"encrypt_init", "decrypt_init", "sign_init", "verify_init",
 _ENDS = frozenset({"encrypt", "encrypt_final", "decrypt", "decrypt_final", "sign", "sign_final", "verify",
                    "verify_final", "digest", "digest_final", "find_objects_final"})
 _MAKERS = frozenset({"create_object", "generate_key", "generate_key_pair", "unwrap_key", "derive_key"})
+_NO_NODES: frozenset[Any] = frozenset()
 _SPECIAL = frozenset({"open_session", "close_session", "close_all_sessions", "login", "logout"})
 _SLOW = frozenset({"generate_key_pair", "login", "activate", "create_user", "change_password", "join_cluster"})
 _SESSION_OBJECT_BIT = 1 << 63
@@ -219,7 +220,10 @@ class Balancer:
                 node.conn.close()
 
     def _pick(self, avoid: set[_Node]) -> _Node | None:
-        up = [n for n in self.nodes if n.up and n not in avoid] or [n for n in self.nodes if n.up]
+        nodes = self.nodes
+        if len(nodes) == 1:
+            return nodes[0] if nodes[0].up else None
+        up = [n for n in nodes if n.up and n not in avoid] or [n for n in nodes if n.up]
         if not up:
             return None
         least = min(n.load for n in up)
@@ -242,8 +246,36 @@ class Balancer:
         return result_of(response)
 
     async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Run one call on the cluster; session calls take the virtual session id as their first argument."""
-        return await self.call_keyed(name, args, kwargs, None)
+        """Run one call on the cluster; session calls take the virtual session id as their first argument.
+
+        A call whose session is open on the chosen HSM goes straight out; set-up and retries go through
+        :meth:`call_keyed`."""
+        plan = self.plan(name, args)
+        if plan is None:
+            return await self.call_keyed(name, args, kwargs, None)
+        node, call_args, key, vs = plan
+        conn = node.conn
+        node.outstanding += 1
+        try:
+            response = await conn.request(name, call_args, kwargs, timeout_s=self.attempt_timeout(name),
+                                          after=self.index, key=key)
+        except StrongroomError:
+            return await self.call_keyed(name, args, kwargs, key or None)
+        finally:
+            node.outstanding -= 1
+        if response.index > self.index:
+            self.index = response.index
+        if response.ckr:
+            try:
+                result_of(response)
+            except StrongroomError as exc:
+                if exc.retryable and (vs is None or (vs.home is None and vs.pinned is None)):
+                    return await self.call_keyed(name, args, kwargs, key or None)
+                self.settle_error(vs, name, exc)
+                raise
+        value = response.value
+        self.settle(vs, node, name, kwargs, value)
+        return value
 
     async def call_keyed(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], key: bytes | None) -> Any:
         """:meth:`call` with the request key of a write that was already sent once (``None``: a new one)."""
@@ -265,9 +297,9 @@ class Balancer:
     # ----------------------------------------------------------------- the synchronous API's fast path
     def plan(self, name: str, args: tuple[Any, ...]) -> tuple[_Node, tuple[Any, ...], bytes,
                                                               VirtualSession | None] | None:
-        """For a caller on another thread: the HSM, arguments and request key of a call that needs no
-        session set-up there, so it can be sent straight from that thread; ``None`` sends it through
-        :meth:`call` instead."""
+        """The HSM, arguments and request key of a call that needs no session set-up there, so it can be sent
+        straight out (from the loop, or from a synchronous caller's own thread); ``None``: it goes through
+        :meth:`call_keyed`."""
         vs = None
         if name in _SPECIAL:
             return None
@@ -275,7 +307,7 @@ class Balancer:
             vs = self.sessions.get(args[0]) if isinstance(args[0], int) else None
             if vs is None:
                 return None
-            node = vs.home or vs.pinned or self._pick(set())
+            node = vs.home or vs.pinned or self._pick(_NO_NODES)
             if node is None or not node.up:
                 return None
             known = vs.handles.get(node.endpoint)
@@ -284,8 +316,8 @@ class Balancer:
                 return None
             args = (known[1], *args[1:])
         else:
-            node = self._pick(set())
-            if node is None:
+            node = self._pick(_NO_NODES)
+            if node is None or node.conn is None:
                 return None
         return node, args, os.urandom(16) if name in WRITE_CALLS else b"", vs
 

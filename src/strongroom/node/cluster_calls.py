@@ -85,6 +85,10 @@ class ClusterCalls(ApplicationBase):
         hsm = self.hsm
         if address not in hsm.log.status()["members"]:
             raise ArgumentsBad(f"{address} is not a member of this cluster")
+        if address == hsm.log.status()["self"]:
+            # A member taken out stops hearing from the cluster before it hears of its removal: another member
+            # does it (the SDK retries the call on one).
+            raise NoQuorum("a member does not remove itself; ask another member")
         endpoint = hsm.machine.directory().get(address, "")
         hsm.commit(Change(directory={address: ""}), record=False)  # clients stop discovering it first
         try:

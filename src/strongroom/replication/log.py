@@ -44,6 +44,7 @@ def cluster_secret(masking_key: bytes, cluster_id: str) -> bytes:
     return HKDF(hashes.SHA256(), 32, salt=cluster_id.encode(), info=b"strongroom replication v1").derive(masking_key)
 
 
+COMPACTION_BYTES = 8 * 1024 * 1024  # journal bytes after which the log is compacted into a snapshot
 MAX_BATCHES_IN_FLIGHT = 2
 MAX_BATCH_CHANGES = 256
 MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -99,6 +100,12 @@ class LocalLog:
         pass
 
 
+def _raft_clock() -> float:
+    from pysyncobj.monotonic import monotonic
+
+    return monotonic()
+
+
 def _import_pysyncobj() -> Any:
     import pysyncobj
 
@@ -132,6 +139,7 @@ class RaftLog:
         if machine.applied and not (self.raft_dir / "journal").exists() and not (self.raft_dir / "snapshot").exists():
             raise DeviceError("the store holds changes this node's replicated log does not have")
         (self.raft_dir / "self").write_text(self_address + "\n")
+        self._journal_bytes = 0
         members_file = self.raft_dir / "members.json"
         if members_file.is_file():
             peers = [m for m in json.loads(members_file.read_text()) if m != self_address]
@@ -144,6 +152,11 @@ class RaftLog:
         class _Member(pso.SyncObj):  # type: ignore[misc]
             @pso.replicated
             def apply_entry(self, entry: bytes) -> list[Outcome]:
+                # The journal lives in memory too: compact it by size as well as by count of entries.
+                owner._journal_bytes += len(entry)
+                if owner._journal_bytes > COMPACTION_BYTES:
+                    owner._journal_bytes = 0
+                    self.forceLogCompaction()
                 return owner.machine.apply(self.raftLastApplied + 1, entry)
 
             def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> Any:  # noqa: N802
@@ -187,6 +200,7 @@ class RaftLog:
         except Exception:
             self._member.destroy()
             raise DeviceError(f"cannot bind the replication port {self_address}") from None
+        self._refusal: StrongroomError | None = NodeBehind("this HSM is starting; retry")
         self._member.addOnTickCallback(self._on_tick)
         machine.on_applied(self._applied)
         self._fail = pso.FAIL_REASON
@@ -197,6 +211,7 @@ class RaftLog:
     # ----------------------------------------------------------------- pysyncobj hooks (tick thread)
     def _on_tick(self) -> None:
         member = self._member
+        self._refusal = self._check_contact()
         nodes = frozenset(n.id for n in member.otherNodes) | {self.self_address}
         if nodes != self._known_members:
             self._known_members = nodes
@@ -287,6 +302,11 @@ class RaftLog:
             waiter.done.set()
 
     def unavailable(self) -> StrongroomError | None:
+        """Why this member may not serve now, or ``None`` (as of the log's last tick, at most ~50 ms ago: this
+        is asked on every request)."""
+        return self._refusal
+
+    def _check_contact(self) -> StrongroomError | None:
         """Why this member may not serve now, or ``None``: it must have caught up with the leader since it
         started (else ``NodeBehind``) and be in contact with a leader now — the leader with a majority
         connected, or a follower of one (else ``NoQuorum``). A member cut off from the majority, or removed
@@ -298,10 +318,8 @@ class RaftLog:
         if member._isLeader():
             in_contact = bool(member.hasQuorum)
         else:  # a follower hears from its leader at least once per election timeout
-            from pysyncobj.monotonic import monotonic
-
             in_contact = (member._getLeader() is not None
-                          and member._SyncObj__raftElectionDeadline > monotonic())
+                          and member._SyncObj__raftElectionDeadline > _raft_clock())
         if in_contact:
             return None
         return NoQuorum("this HSM is not in contact with a majority of its cluster; retry")
