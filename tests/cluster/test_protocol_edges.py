@@ -134,3 +134,15 @@ def test_oversized_frame_closes_only_that_connection(strict_node, pki):
         assert answer is not None and answer.ckr == CKR.ARGUMENTS_BAD and "exceeds" in answer.message
         assert raw.closed_within(3)
         assert other.hsm_info()["state"] == "operational"
+
+
+def test_negative_ids_and_indexes_and_long_request_keys_are_refused(strict_node, pki):
+    raw = Raw(strict_node.endpoint, pki)
+    raw.send(Hello([PROTOCOL_VERSION], [], "test"))
+    raw.receive()
+    raw.send(Request(-5, CALL_TYPES["hsm_info"]()))
+    raw.send(Request(7, CALL_TYPES["hsm_info"](), after=-1))
+    raw.send(Request(8, CALL_TYPES["hsm_info"](), key=b"k" * 33))
+    raw.send(Request(9, CALL_TYPES["hsm_info"](), key=b"k" * 32))
+    answers = {a.id: a.ckr for a in (raw.receive() for _ in range(4))}
+    assert answers == {0: CKR.ARGUMENTS_BAD, 7: CKR.ARGUMENTS_BAD, 8: CKR.ARGUMENTS_BAD, 9: CKR.OK}

@@ -291,9 +291,10 @@ class _Connection(asyncio.Protocol):
             return
         name, args, kwargs = call_arguments(request.call)
         method = getattr(app, name)
-        if len(request.key) > MAX_REQUEST_KEY_BYTES or request.after < 0:
-            self._send(_answer(request.id, ArgumentsBad(f"a request key is at most {MAX_REQUEST_KEY_BYTES} bytes "
-                                                        "and a log index is not negative")))
+        if len(request.key) > MAX_REQUEST_KEY_BYTES or request.after < 0 or request.id < 0:
+            self._send(_answer(max(request.id, 0), ArgumentsBad(
+                f"a request id and a log index are not negative, a request key is at most {MAX_REQUEST_KEY_BYTES} "
+                "bytes")))
             return
         if name not in _ANY_TIME:
             refusal = app.hsm.unavailable()
