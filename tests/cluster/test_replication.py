@@ -335,6 +335,10 @@ def test_a_node_without_a_genuine_fleet_certificate_is_refused(trio, tmp_path):
 
 def test_a_client_given_one_endpoint_discovers_and_uses_every_member(trio):
     first = trio.nodes[0]
+    deadline = time.monotonic() + 20
+    while sorted(trio.status(first)["endpoints"]) != sorted(p.endpoint for p in trio.nodes):
+        assert time.monotonic() < deadline, trio.status(first)  # a member publishes its endpoint once caught up
+        time.sleep(0.1)
     with sdk.connect(trio.config([first])) as c:
         assert sorted(c.cluster_status()["endpoints"]) == sorted(p.endpoint for p in trio.nodes)
         with c.login("alice", ALICE_PW) as s:

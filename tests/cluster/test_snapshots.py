@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 import strongroom.client as sdk
 from strongroom.vocab import CKM, CKO
 
-from .replicas import ALICE_PW, boundary_view, form
+from .replicas import ALICE_PW, boundary_view, form, kill
 from .test_replication import _burst
 
 
@@ -43,3 +44,33 @@ def test_compacted_log_restarts_and_feeds_a_newcomer(pair):
         assert db.execute("SELECT COUNT(*) FROM audit WHERE event = 'snapshot-install'").fetchone()[0] == 1
     views = [boundary_view(p.data_dir) for p in pair.nodes]
     assert views[1] == views[0] and views[2] == views[0]
+
+
+LONG = int(os.environ.get("STRONGROOM_LONG_LOG", "2500"))
+
+
+@pytest.fixture(scope="module")
+def trio(pki, tmp_path_factory):
+    cluster = form(tmp_path_factory.mktemp("long"), pki, 3)
+    yield cluster
+    cluster.stop_all()
+    cluster.check_logs()
+
+
+def test_a_long_log_feeds_a_returning_follower_and_a_newcomer_without_unseating_the_leader(trio):
+    leader = trio.leader()
+    follower = next(p for p in trio.nodes if p is not leader)
+    kill(follower)
+    with sdk.connect(trio.config([p for p in trio.nodes if p is not follower])) as c, \
+            c.login("alice", ALICE_PW) as s:
+        acked, errors = _burst(s, LONG, "long", threads=16)
+        assert errors == []
+        status = c.cluster_status()
+    term = status["term"]
+    returning = trio.restart(follower)  # LONG entries behind, caught up entry by entry
+    newcomer = trio.add_node("hsm-new")  # joins after a compaction: one snapshot
+    trio.wait_applied(status["commit_index"], [returning, newcomer], timeout=60)
+    assert max(trio.status(p)["term"] for p in trio.nodes) <= term + 1  # nobody called an election on the way
+    for proc in (returning, newcomer):
+        with sdk.connect(trio.config([proc])) as c, c.login("alice", ALICE_PW) as s:
+            assert len(s.find(cls=CKO.SECRET_KEY)) == LONG

@@ -140,9 +140,9 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
     for peer in peer_list:
         _host_port(peer, "--peers", any_port=False)
 
-    def replication(members: list[str]) -> Any:
+    def replication(members: list[str], joining: bool = False) -> Any:
         return lambda machine, secret: RaftLog(machine, data_dir / "raft", raft_address, members, secret,
-                                               compaction_entries=log_compaction_entries)
+                                               compaction_entries=log_compaction_entries, joining=joining)
 
     settings = _settings(password_hash_memory_kib)
     try:
@@ -159,7 +159,7 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
             cluster_id, masking_key, members = _join(data_dir, join_config, join_pin_file.read().strip(),
                                                      join_role, raft_address)
             hsm = HSM.initialize(data_dir, cluster_id=cluster_id, masking_key=masking_key, settings=settings,
-                                 replication=replication([m for m in members if m != raft_address]))
+                                 replication=replication([m for m in members if m != raft_address], joining=True))
         else:
             hsm = HSM(data_dir, settings=settings, replication=replication(peer_list))
     except (OSError, ValueError) as exc:

@@ -47,6 +47,8 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
             discover every HSM from any of them.
         step_down: the replication address of a leader asked to hand its leadership to another member (before
             its removal).
+        compact: every member compacts its journal into a snapshot (before a newcomer joins, so that it
+            catches up from one snapshot instead of every entry).
     """
 
     request: bytes = b""
@@ -63,6 +65,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     max_objects: int = 0
     directory: dict[str, str] = {}
     step_down: str = ""
+    compact: bool = False
 
     # ------------------------------------------------------------ building (mirrors store.Transaction)
     def put_object(self, row: ObjectRow, *, new: bool, expect: int | None = None) -> None:
@@ -94,7 +97,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     @property
     def empty(self) -> bool:
         return not (self.objects or self.delete_objects or self.users or self.delete_users
-                    or self.reserve_handles or self.directory or self.step_down)
+                    or self.reserve_handles or self.directory or self.step_down or self.compact)
 
 
 class Outcome(msgspec.Struct, array_like=True):

@@ -44,7 +44,10 @@ def cluster_secret(masking_key: bytes, cluster_id: str) -> bytes:
     return HKDF(hashes.SHA256(), 32, salt=cluster_id.encode(), info=b"strongroom replication v1").derive(masking_key)
 
 
-COMPACTION_BYTES = 8 * 1024 * 1024  # journal bytes after which the log is compacted into a snapshot
+COMPACTION_BYTES = 8 * 1024 * 1024
+BUSY_TICK_S = 0.25  # a tick that took this much longer than its wait was busy
+BUSY_GRACE_S = 1.5
+STARTUP_GRACE_S = 5.0  # a restarted member waits this long for a leader before it may call an election  # after a busy tick, the time left to hear from the leader before calling an election  # journal bytes after which the log is compacted into a snapshot
 MAX_BATCHES_IN_FLIGHT = 2
 MAX_BATCH_CHANGES = 256
 MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -93,7 +96,8 @@ class LocalLog:
 
     def status(self) -> dict[str, Any]:
         return {"role": "leader", "leader": "local", "self": "local", "members": ["local"],
-                "commit_index": self.machine.applied, "applied_index": self.machine.applied, "has_quorum": True,
+                "term": 0, "commit_index": self.machine.applied, "applied_index": self.machine.applied,
+                "has_quorum": True,
                 "ready": True, "endpoints": sorted(set(self.machine.directory().values()))}
 
     def close(self) -> None:
@@ -124,13 +128,15 @@ class RaftLog:
         secret: the cluster secret (:func:`cluster_secret`).
         compaction_entries: the journal is compacted into a snapshot once it holds this many entries (members
             that fall further behind catch up from the snapshot).
+        joining: this member was just admitted to an existing cluster: it calls no election before it has
+            caught up once (it could not win one, and would unseat the leader).
 
     Raises:
         DeviceError: ``CKR_DEVICE_ERROR`` when the replication port cannot be bound.
     """
 
     def __init__(self, machine: StateMachine, raft_dir: Path, self_address: str, peers: list[str],
-                 secret: bytes, *, compaction_entries: int = 20_000) -> None:
+                 secret: bytes, *, compaction_entries: int = 20_000, joining: bool = False) -> None:
         pso = _import_pysyncobj()
         self.machine = machine
         self.raft_dir = Path(raft_dir)
@@ -140,6 +146,13 @@ class RaftLog:
             raise DeviceError("the store holds changes this node's replicated log does not have")
         (self.raft_dir / "self").write_text(self_address + "\n")
         self._journal_bytes = 0
+        self._busy = False
+        self._started = _raft_clock()
+        joining_marker = self.raft_dir / "joining"
+        if joining:
+            joining_marker.touch()
+        self._joining_marker = joining_marker
+        self._joining = joining_marker.exists()
         members_file = self.raft_dir / "members.json"
         if members_file.is_file():
             peers = [m for m in json.loads(members_file.read_text()) if m != self_address]
@@ -159,6 +172,22 @@ class RaftLog:
                     self.forceLogCompaction()
                 return owner.machine.apply(self.raftLastApplied + 1, entry)
 
+            def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803
+                # Time this member spent busy (applying a long run of entries, installing a snapshot) is not
+                # time without a leader: the leader's heartbeats are waiting in the socket. Without this, a
+                # member catching up would call an election after every long tick and unseat the leader.
+                started = _raft_clock()
+                if not self.isReady() and (owner._joining or started - owner._started < STARTUP_GRACE_S):
+                    # A newcomer's empty log cannot win an election, nor can a restarted member's old one while
+                    # a leader is about to send it what it missed: calling one would only unseat that leader.
+                    # (When the whole cluster restarts, elections begin after the start-up grace.)
+                    self._SyncObj__raftElectionDeadline = started + BUSY_GRACE_S
+                elif owner._busy:
+                    self._SyncObj__raftElectionDeadline = max(self._SyncObj__raftElectionDeadline,
+                                                              started + BUSY_GRACE_S)
+                pso.SyncObj._onTick(self, timeToWait)
+                owner._busy = _raft_clock() - started > timeToWait + BUSY_TICK_S
+
             def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> Any:  # noqa: N802
                 # A follower's refusal never moves the leader's next index for it forward. pysyncobj sends
                 # entries optimistically; a late refusal of an optimistic send ("my log ends at n") would
@@ -174,20 +203,23 @@ class RaftLog:
         conf = pso.SyncObjConf(
             password=secret.hex(),
             appendEntriesUseBatch=False,
-            appendEntriesBatchSizeBytes=32 * 1024 * 1024,  # an entry always travels whole
+            # Messages stay small enough to be received and handled within an election timeout, and above
+            # MAX_BATCH_BYTES so that an entry always travels whole.
+            appendEntriesBatchSizeBytes=2 * MAX_BATCH_BYTES,
             journalFile=str(self.raft_dir / "journal"),
             fullDumpFile=str(self.raft_dir / "snapshot"),
             serializer=self._save_snapshot,
             deserializer=self._load_snapshot,
             dynamicMembershipChange=True,
-            raftMinTimeout=0.5,
-            raftMaxTimeout=1.2,
+            raftMinTimeout=1.0,
+            raftMaxTimeout=2.0,
             appendEntriesPeriod=0.1,
             connectionTimeout=3.0,
             connectionRetryTime=0.5,
             leaderFallbackTimeout=3.0,
             logCompactionMinEntries=compaction_entries,
             logCompactionMinTime=3600,
+            logCompactionBatchSize=1024 * 1024,
             bindRetryTime=0.2,
             maxBindRetries=25,
         )
@@ -212,6 +244,9 @@ class RaftLog:
     def _on_tick(self) -> None:
         member = self._member
         self._refusal = self._check_contact()
+        if self._joining and member.isReady():
+            self._joining = False
+            self._joining_marker.unlink(missing_ok=True)
         nodes = frozenset(n.id for n in member.otherNodes) | {self.self_address}
         if nodes != self._known_members:
             self._known_members = nodes
@@ -329,8 +364,8 @@ class RaftLog:
 
     def status(self) -> dict[str, Any]:
         """``role`` (leader, follower, candidate), ``leader``, ``self``, ``members`` (replication addresses),
-        ``endpoints`` (the members' client endpoints), ``commit_index``, ``applied_index``, ``has_quorum``,
-        ``ready``."""
+        ``endpoints`` (the members' client endpoints), ``term``, ``commit_index``, ``applied_index``,
+        ``has_quorum``, ``ready``."""
         member = self._member
         leader = member._getLeader()
         state = member.getStatus().get("state", 0)
@@ -341,6 +376,7 @@ class RaftLog:
             "leader": leader.id if leader is not None else None,
             "self": self.self_address,
             "members": members,
+            "term": member.raftCurrentTerm,
             "commit_index": member.raftCommitIndex,
             "applied_index": max(self.machine.applied, member.raftLastApplied),
             "has_quorum": member.hasQuorum,
@@ -410,6 +446,8 @@ class RaftLog:
     def _applied(self, change: Change, outcome: Outcome) -> None:  # the log's thread
         if change.step_down == self.self_address and self._member._isLeader():
             self._member.transferLeadership()
+        if change.compact:
+            self._member.forceLogCompaction()
 
     def close(self) -> None:
         try:
