@@ -177,7 +177,8 @@ class RaftLog:
                 # time without a leader: the leader's heartbeats are waiting in the socket. Without this, a
                 # member catching up would call an election after every long tick and unseat the leader.
                 started = _raft_clock()
-                if not self.isReady() and (owner._joining or started - owner._started < STARTUP_GRACE_S):
+                if self.otherNodes and not self.isReady() and (
+                        owner._joining or started - owner._started < STARTUP_GRACE_S):
                     # A newcomer's empty log cannot win an election, nor can a restarted member's old one while
                     # a leader is about to send it what it missed: calling one would only unseat that leader.
                     # (When the whole cluster restarts, elections begin after the start-up grace.)
