@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +117,17 @@ def form(root: Path, pki: dict, size: int = 3, flags: tuple[str, ...] = ()) -> C
     for _ in range(size - 1):
         cluster.add_node()
     return cluster
+
+
+@contextmanager
+def running(root: Path, pki: dict, size: int, flags: tuple[str, ...] = ()) -> Iterator[Cluster]:
+    """A cluster formed by :func:`form`, stopped afterwards; its nodes' logs must hold no traceback."""
+    cluster = form(root, pki, size, flags)
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
+    cluster.check_logs()
 
 
 def boundary_view(data_dir: Path) -> dict[int, bytes]:

@@ -17,17 +17,15 @@ from strongroom.errors import ArgumentsBad, NoQuorum, PinIncorrect, PinLocked
 from strongroom.protocol.certificates import CertificateAuthority
 from strongroom.vocab import CKA, CKM, CKO
 
-from .replicas import ADMIN_PW, ALICE_PW, boundary_view, form, kill
+from .replicas import ADMIN_PW, ALICE_PW, boundary_view, kill, running
 
 P256 = bytes.fromhex("06082a8648ce3d030107")
 
 
 @pytest.fixture(scope="module")
 def trio(pki, tmp_path_factory):
-    cluster = form(tmp_path_factory.mktemp("trio"), pki, 3)
-    yield cluster
-    cluster.stop_all()
-    cluster.check_logs()
+    with running(tmp_path_factory.mktemp("trio"), pki, 3) as cluster:
+        yield cluster
 
 
 def test_a_key_made_on_one_node_is_served_by_every_node(trio):

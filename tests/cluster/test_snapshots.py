@@ -10,16 +10,14 @@ import pytest
 import strongroom.client as sdk
 from strongroom.vocab import CKM, CKO
 
-from .replicas import ALICE_PW, boundary_view, form, kill
+from .replicas import ALICE_PW, boundary_view, kill, running
 from .test_replication import _burst
 
 
 @pytest.fixture(scope="module")
 def pair(pki, tmp_path_factory):
-    cluster = form(tmp_path_factory.mktemp("pair"), pki, 2, flags=("--log-compaction-entries", "40"))
-    yield cluster
-    cluster.stop_all()
-    cluster.check_logs()
+    with running(tmp_path_factory.mktemp("pair"), pki, 2, flags=("--log-compaction-entries", "40")) as cluster:
+        yield cluster
 
 
 def test_compacted_log_restarts_and_feeds_a_newcomer(pair):
@@ -51,10 +49,8 @@ LONG = int(os.environ.get("STRONGROOM_LONG_LOG", "2500"))
 
 @pytest.fixture(scope="module")
 def trio(pki, tmp_path_factory):
-    cluster = form(tmp_path_factory.mktemp("long"), pki, 3)
-    yield cluster
-    cluster.stop_all()
-    cluster.check_logs()
+    with running(tmp_path_factory.mktemp("long"), pki, 3) as cluster:
+        yield cluster
 
 
 def test_a_long_log_feeds_a_returning_follower_and_a_newcomer_without_unseating_the_leader(trio):
