@@ -1,0 +1,271 @@
+"""p11-kit RPC wire format: frames, primitive values, attribute templates, error frames.
+
+The agent speaks the protocol of p11-kit's ``p11-kit-client.so`` (the PKCS#11 module that forwards every call
+over a unix socket). A frame is a 12-byte header — call code (a per-connection sequence number the reply echoes),
+options length, body length, all big-endian u32 — then the options and the body. A request body is the call id
+(u32), its signature string (a byte string such as ``"uayfy"``) and the arguments in signature order; a success
+reply repeats the call id with the reply signature; an error reply is call id 0, signature ``"u"`` and the
+``CK_RV`` as a u64. Every ``CK_ULONG`` travels as a u64. A byte string is a u32 length and its bytes; the
+length ``0xFFFFFFFF`` stands for a NULL pointer.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+HEADER = struct.Struct(">III")
+NULL_LENGTH = 0xFFFFFFFF
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+ERROR_CALL_ID = 0
+
+# Attribute value classes of the p11-kit client (its table decides how a value travels).
+BYTE_ATTRIBUTES = frozenset({
+    0x1, 0x2, 0x86, 0x103, 0x104, 0x105, 0x106, 0x107, 0x108, 0x109, 0x10A, 0x10B, 0x10C, 0x162, 0x163, 0x164,
+    0x165, 0x170, 0x171, 0x200, 0x202, 0x210, 0x301, 0x302, 0x405,
+})
+ULONG_ATTRIBUTES = frozenset({
+    0x0, 0x80, 0x87, 0x88, 0x100, 0x121, 0x133, 0x134, 0x160, 0x161, 0x166, 0x201, 0x300, 0x400, 0x401, 0x402,
+    0x403, 0x404, 0x406, 0x500,
+})
+DATE_ATTRIBUTES = frozenset({0x110, 0x111})
+ATTRIBUTE_ARRAY_ATTRIBUTES = frozenset({0x40000211, 0x40000212, 0x40000213})
+MECHANISM_ARRAY_ATTRIBUTES = frozenset({0x40000600})
+ULONG_BYTES = 8  # the declared length of a ULONG value for 64-bit clients
+
+
+class WireError(ValueError):
+    """A frame or body that does not follow the protocol (answered with an error frame, never a drop)."""
+
+
+def encode_frame(code: int, body: bytes, options: bytes = b"") -> bytes:
+    return HEADER.pack(code, len(options), len(body)) + options + body
+
+
+class FrameReader:
+    """Splits a byte stream into ``(code, options, body)`` frames; tolerates any segmentation."""
+
+    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+        self.buffer = bytearray()
+        self.max_frame_bytes = max_frame_bytes
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes, bytes]]:
+        """Raises:
+            WireError: for a frame over the size limit (the stream cannot be resynchronised)."""
+        self.buffer += data
+        frames = []
+        while len(self.buffer) >= HEADER.size:
+            code, options_len, body_len = HEADER.unpack_from(self.buffer)
+            if options_len + body_len > self.max_frame_bytes:
+                raise WireError(f"a frame of {options_len + body_len} bytes is over the limit")
+            end = HEADER.size + options_len + body_len
+            if len(self.buffer) < end:
+                break
+            options = bytes(self.buffer[HEADER.size:HEADER.size + options_len])
+            body = bytes(self.buffer[HEADER.size + options_len:end])
+            del self.buffer[:end]
+            frames.append((code, options, body))
+        return frames
+
+
+class Reader:
+    """Reads the values of one body in order; every read checks the bounds (:class:`WireError`)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.pos = 0
+
+    def _take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.body):
+            raise WireError("the body ends early")
+        chunk = self.body[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def byte(self) -> int:
+        return self._take(1)[0]
+
+    def u32(self) -> int:
+        return int.from_bytes(self._take(4), "big")
+
+    def u64(self) -> int:
+        return int.from_bytes(self._take(8), "big")
+
+    def data(self) -> bytes | None:
+        """A byte string; ``None`` for a NULL pointer."""
+        length = self.u32()
+        if length == NULL_LENGTH:
+            return None
+        if length >= 0x7FFFFFFF:
+            raise WireError(f"byte string length {length} is invalid")
+        return self._take(length)
+
+    def version(self) -> tuple[int, int]:
+        major, minor = self._take(2)
+        return major, minor
+
+    def signature(self) -> str:
+        value = self.data()
+        if value is None:
+            raise WireError("the signature is missing")
+        try:
+            return value.decode("ascii")
+        except UnicodeDecodeError:
+            raise WireError("the signature is not ASCII") from None
+
+    def byte_array(self) -> tuple[bytes | None, int]:
+        """``ay``: ``(data, length)``; data ``None`` when only a length (or a NULL pointer) was sent."""
+        if self.byte():
+            value = self.data()
+            return value, 0 if value is None else len(value)
+        return None, self.u32()
+
+    def buffer_size(self) -> int | None:
+        """``fy``/``fu``: the caller's buffer capacity; ``None`` for a NULL buffer (a size query)."""
+        size = self.u32()
+        if size == 0:
+            return None
+        return 0 if size == NULL_LENGTH else size
+
+    def ulong_array(self) -> list[int] | int:
+        """``au``: the values, or only their count when the sender gave no array."""
+        present = self.byte()
+        count = self.u32()
+        if not present:
+            return count
+        if count > (len(self.body) - self.pos) // 8:
+            raise WireError("the array is longer than the body")
+        return [self.u64() for _ in range(count)]
+
+    def attribute_value(self, cka: int) -> Any:
+        if cka in BYTE_ATTRIBUTES:
+            return bool(self.byte())
+        if cka in ULONG_ATTRIBUTES:
+            return self.u64()
+        if cka in ATTRIBUTE_ARRAY_ATTRIBUTES:
+            return self.template()
+        if cka in MECHANISM_ARRAY_ATTRIBUTES:
+            count = self.u32()
+            if count > (len(self.body) - self.pos) // 8:
+                raise WireError("the mechanism array is longer than the body")
+            return [self.u64() for _ in range(count)]
+        value = self.data()  # DATE and every byte-array attribute travel as byte strings
+        return b"" if value is None else value
+
+    def template(self, depth: int = 0) -> list[tuple[int, Any]]:
+        """``aA``: ``(type, value)`` pairs; a value is ``None`` for an entry sent as not valid."""
+        if depth > 4:
+            raise WireError("attribute templates are nested too deeply")
+        count = self.u32()
+        if count > (len(self.body) - self.pos) // 5:
+            raise WireError("the template is longer than the body")
+        attrs = []
+        for _ in range(count):
+            cka = self.u32()
+            if not self.byte():
+                attrs.append((cka, None))
+                continue
+            self.u32()  # the declared length: the value's own encoding carries what is needed
+            value = self.template(depth + 1) if cka in ATTRIBUTE_ARRAY_ATTRIBUTES else self.attribute_value(cka)
+            attrs.append((cka, value))
+        return attrs
+
+    def attribute_buffers(self) -> list[tuple[int, int]]:
+        """``fA``: ``(type, buffer length)`` per wanted attribute (0: the caller asks for the length)."""
+        count = self.u32()
+        if count > (len(self.body) - self.pos) // 8:
+            raise WireError("the attribute list is longer than the body")
+        return [(self.u32(), self.u32()) for _ in range(count)]
+
+    def done(self) -> None:
+        if self.pos != len(self.body):
+            raise WireError(f"{len(self.body) - self.pos} bytes left over after the arguments")
+
+
+class Writer:
+    """Builds one body."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def byte(self, value: int) -> Writer:
+        self.parts.append(bytes((value & 0xFF,)))
+        return self
+
+    def u32(self, value: int) -> Writer:
+        self.parts.append(value.to_bytes(4, "big"))
+        return self
+
+    def u64(self, value: int) -> Writer:
+        self.parts.append((value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big"))
+        return self
+
+    def data(self, value: bytes | None) -> Writer:
+        if value is None:
+            return self.u32(NULL_LENGTH)
+        self.u32(len(value))
+        self.parts.append(bytes(value))
+        return self
+
+    def padded(self, text: str, size: int) -> Writer:
+        """``s``: a space-padded fixed-length string of exactly ``size`` bytes (PKCS#11 info fields)."""
+        return self.data(text.encode("utf-8")[:size].ljust(size, b" "))
+
+    def version(self, major: int, minor: int) -> Writer:
+        self.parts.append(bytes((major, minor)))
+        return self
+
+    def byte_array(self, value: bytes | None, length: int | None = None) -> Writer:
+        """``ay`` in a reply: the data, or (``value`` None) only the length the caller needs."""
+        if value is not None:
+            return self.byte(1).data(value)
+        return self.byte(0).u32(length or 0)
+
+    def ulong_array(self, values: list[int] | None, count: int | None = None) -> Writer:
+        if values is None:
+            return self.byte(0).u32(count or 0)
+        self.byte(1).u32(len(values))
+        for value in values:
+            self.u64(value)
+        return self
+
+    def attribute(self, cka: int, value: Any) -> Writer:
+        """One ``aA`` entry; ``value`` None sends it as not valid (length ``CK_UNAVAILABLE_INFORMATION``)."""
+        self.u32(cka)
+        if value is None:
+            return self.byte(0)
+        self.byte(1)
+        if cka in BYTE_ATTRIBUTES:
+            return self.u32(1).byte(1 if value else 0)
+        if cka in ULONG_ATTRIBUTES:
+            return self.u32(ULONG_BYTES).u64(int(value))
+        if cka in ATTRIBUTE_ARRAY_ATTRIBUTES:
+            self.u32(len(value) * 24)
+            return self.template(value)
+        if cka in MECHANISM_ARRAY_ATTRIBUTES:
+            self.u32(len(value) * 8).u32(len(value))
+            for mechanism in value:
+                self.u64(mechanism)
+            return self
+        raw = bytes(value)
+        return self.u32(len(raw)).data(raw)
+
+    def template(self, attrs: list[tuple[int, Any]]) -> Writer:
+        self.u32(len(attrs))
+        for cka, value in attrs:
+            self.attribute(cka, value)
+        return self
+
+    def bytes(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def reply_body(call_id: int, signature: str, writer: Writer | None = None) -> bytes:
+    """A success reply: the call id, the reply signature, the outputs."""
+    head = Writer().u32(call_id).data(signature.encode("ascii")).bytes()
+    return head + (writer.bytes() if writer is not None else b"")
+
+
+def error_body(rv: int) -> bytes:
+    """An error reply carrying ``rv`` (a ``CKR_*`` other than ``CKR_OK``)."""
+    return Writer().u32(ERROR_CALL_ID).data(b"u").u64(rv).bytes()

@@ -1,0 +1,72 @@
+"""The p11-kit RPC wire format against byte sequences seen from real p11-kit clients."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from strongroom.pkcs11.wire import FrameReader, Reader, WireError, Writer, encode_frame, error_body
+from strongroom.vocab import CKA, CKO
+
+
+def h(text: str) -> bytes:
+    return bytes.fromhex(text.replace(" ", "").replace("|", ""))
+
+
+def test_error_frame_for_a_wrong_pin():
+    assert error_body(0xA0) == h("00000000 00000001 75 00000000000000a0")
+
+
+def test_find_template_from_pkcs11_tool():
+    body = h("00000002 | 00000000 01 00000008 0000000000000003 | 00000102 01 00000001 00000001 33")
+    reader = Reader(body)
+    assert reader.template() == [(CKA.CLASS, CKO.PRIVATE_KEY), (CKA.ID, b"3")]
+    reader.done()
+    assert Writer().template([(int(CKA.CLASS), 3), (int(CKA.ID), b"3")]).bytes() == body
+
+
+def test_booleans_and_unavailable_values():
+    body = Writer().template([(int(CKA.TOKEN), True), (int(CKA.VALUE), None), (int(CKA.LABEL), b"k")]).bytes()
+    assert body == h("00000003 00000001 01 00000001 01 00000011 00 00000003 01 00000001 00000001 6b")
+    assert Reader(body).template() == [(CKA.TOKEN, True), (CKA.VALUE, None), (CKA.LABEL, b"k")]
+
+
+def test_byte_arrays_lengths_and_null_pointers():
+    reader = Reader(h("01 00000003 616263 | 00 00000040 | 01 ffffffff"))
+    assert reader.byte_array() == (b"abc", 3)
+    assert reader.byte_array() == (None, 64)  # only a length: the caller's NULL buffer
+    assert reader.byte_array() == (None, 0)  # NULL pointer of length 0 (p11-kit >= 0.25)
+    reader.done()
+    assert Writer().byte_array(None, 256).bytes() == h("00 00000100")
+
+
+def test_buffer_sizes_tell_a_size_query_from_an_empty_buffer():
+    reader = Reader(h("00000000 ffffffff 00000020"))
+    assert [reader.buffer_size(), reader.buffer_size(), reader.buffer_size()] == [None, 0, 32]
+
+
+def test_frames_survive_any_segmentation():
+    frames = encode_frame(0x10, b"\x00\x00\x00\x03", b"client") + encode_frame(0x11, error_body(5))
+    reader = FrameReader()
+    got = []
+    for i in range(len(frames)):
+        got += reader.feed(frames[i:i + 1])
+    assert got == [(0x10, b"client", b"\x00\x00\x00\x03"), (0x11, b"", error_body(5))]
+
+
+def test_an_oversized_frame_is_refused_before_it_is_read():
+    with pytest.raises(WireError):
+        FrameReader(max_frame_bytes=1024).feed(encode_frame(1, b"x" * 2048))
+
+
+@given(st.binary(max_size=200))
+def test_any_body_is_read_or_refused_with_a_wire_error(body):
+    reader = Reader(body)
+    try:
+        reader.template()
+        reader.attribute_buffers()
+        reader.ulong_array()
+        reader.byte_array()
+    except WireError:
+        pass
