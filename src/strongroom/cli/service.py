@@ -358,6 +358,46 @@ def _serve(hsm: Any, ctx: Any, host: str, port: int, *, announce: dict[str, Any]
 
 
 @main.command()
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="Client configuration (JSON) of the cluster.")
+@click.option("--socket", "socket_path", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Unix socket to serve p11-kit RPC on (created with mode 0600).")
+@click.option("--token-label", default=None, help="The token's label [default: the cluster id].")
+def client(config_file: str, socket_path: Path, token_label: str | None) -> None:
+    """Run the client agent: PKCS#11 applications reach the cluster through p11-kit's p11-kit-client.so
+    (P11_KIT_SERVER_ADDRESS=unix:path=SOCKET). Prints one JSON line {"socket": PATH} once it serves."""
+    import asyncio
+
+    import uvloop
+
+    from ..client import ClientConfig
+    from ..pkcs11.agent import Agent
+
+    try:
+        agent = Agent(ClientConfig.from_file(config_file), socket_path, token_label)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except StrongroomError as exc:
+        raise click.ClickException(f"{exc.message} ({exc.ckr_name})") from None
+
+    def ready() -> None:
+        click.echo(json.dumps({"socket": str(socket_path)}))
+        sys.stdout.flush()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        serving = asyncio.ensure_future(agent.serve(ready))
+        await stop.wait()
+        serving.cancel()
+
+    uvloop.run(run())
+    socket_path.unlink(missing_ok=True)
+
+
+@main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("./var"), show_default=True,
               help="Directory for the deployment's keys, certificates and node data.")
 @click.option("--listen", default="127.0.0.1:2225", show_default=True, help="HOST:PORT the HSM node serves.")

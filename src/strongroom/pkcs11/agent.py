@@ -1,0 +1,404 @@
+"""The client agent's PKCS#11 face: serves p11-kit's RPC protocol on a unix socket, one application per
+connection, each with the SDK's connections to the cluster (balancing, failover, re-login).
+
+Applications load p11-kit's ``p11-kit-client.so`` with ``P11_KIT_SERVER_ADDRESS=unix:path=SOCKET`` (or a
+``remote:`` line in a p11-kit module file). The agent offers one slot (id 1) whose token is the cluster.
+Calls it does not implement are answered ``CKR_FUNCTION_NOT_SUPPORTED``; a body it cannot parse is answered
+``CKR_ARGUMENTS_BAD``; the connection stays up either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from .. import crypto
+from ..client.balancer import Balancer
+from ..client.config import ClientConfig
+from ..crypto.params import Mechanism, OaepParams, PssParams
+from ..errors import BufferTooSmall, NoQuorum, NodeBehind, StrongroomError
+from ..protocol.tls import client_context
+from ..vocab import CKF, CKR
+from . import attributes, wire
+
+log = logging.getLogger("strongroom.pkcs11")
+
+SLOT_ID = 1
+MAX_PROTOCOL_VERSION = 2
+HANDSHAKE = b"PRIVATE-GNOME-KEYRING-PKCS11-PROTOCOL-V-1"
+# Mechanisms with parameters the client encodes in protocol versions 0-2, by structure.
+_PSS = frozenset({0x0D, 0x43, 0x44, 0x45, 0x47})
+_OAEP = 0x09
+# Types p11-kit 0.24 forwards without a parameter (the subset of its list that Strongroom implements).
+_PARAMETERLESS = frozenset({
+    0x0, 0x1, 0x3, 0x6, 0x40, 0x41, 0x42, 0x220, 0x221, 0x250, 0x251, 0x260, 0x261, 0x270, 0x271, 0x350,
+    0x1040, 0x1041, 0x1080, 0x1081,
+})
+_FORWARDABLE = _PARAMETERLESS | {0x0D, _OAEP}
+
+
+class Unsupported(StrongroomError):
+    ckr = CKR.FUNCTION_NOT_SUPPORTED
+
+
+def _rv(exc: StrongroomError) -> int:
+    """The ``CK_RV`` an application sees: the cluster's own retryable codes become ``CKR_DEVICE_ERROR``."""
+    if isinstance(exc, (NoQuorum, NodeBehind)):
+        return int(CKR.DEVICE_ERROR)
+    return int(exc.ckr)
+
+
+class _Application:
+    """One p11-kit client connection."""
+
+    def __init__(self, agent: Agent, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.agent = agent
+        self.reader = reader
+        self.writer = writer
+        self.version = 0
+        self.balancer: Balancer | None = None
+        self.finds: dict[int, list[int]] = {}
+
+    async def serve(self) -> None:
+        try:
+            offered = await self.reader.readexactly(1)
+            self.version = min(offered[0], MAX_PROTOCOL_VERSION)
+            self.writer.write(bytes((self.version,)))
+            frames = wire.FrameReader()
+            while True:
+                data = await self.reader.read(65536)
+                if not data:
+                    return
+                for code, _options, body in frames.feed(data):
+                    reply = await self.handle(body)
+                    self.writer.write(wire.encode_frame(code, reply))
+                await self.writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, wire.WireError):
+            return
+        finally:
+            if self.balancer is not None:
+                self.balancer.close()
+            self.writer.close()
+
+    async def handle(self, body: bytes) -> bytes:
+        try:
+            reader = wire.Reader(body)
+            call_id = reader.u32()
+            reader.signature()
+            handler = _CALLS.get(call_id)
+            if handler is None:
+                return wire.error_body(int(CKR.FUNCTION_NOT_SUPPORTED))
+            signature, run = handler
+            out = await run(self, reader)
+            reader.done()
+            return wire.reply_body(call_id, signature, out)
+        except wire.WireError as exc:
+            log.info("unparseable request: %s", exc)
+            return wire.error_body(int(CKR.ARGUMENTS_BAD))
+        except StrongroomError as exc:
+            return wire.error_body(_rv(exc))
+
+    # ----------------------------------------------------------------- helpers
+    async def cluster(self) -> Balancer:
+        if self.balancer is None:
+            balancer = Balancer(self.agent.config, self.agent.ssl_context)
+            await balancer.start()
+            self.balancer = balancer
+        return self.balancer
+
+    async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return await (await self.cluster()).call(name, *args, **kwargs)
+
+    def mechanism(self, reader: wire.Reader) -> Mechanism:
+        kind = reader.u32()
+        if self.version >= 2:
+            if kind == wire.NULL_LENGTH or kind in _PARAMETERLESS:
+                return Mechanism(kind)
+            if not reader.byte():
+                return Mechanism(kind)
+        if kind in _PSS:
+            return Mechanism(kind, PssParams(reader.u64(), reader.u64(), reader.u64()))
+        if kind == _OAEP:
+            hash_alg, mgf, source = reader.u64(), reader.u64(), reader.u64()
+            label = reader.data() or b""
+            return Mechanism(kind, OaepParams(hash_alg, mgf, source, label))
+        if self.version < 2:
+            parameter = reader.data()
+            if parameter:
+                raise StrongroomError("unsupported mechanism parameter")  # pragma: no cover - guarded below
+        return Mechanism(kind)
+
+    @staticmethod
+    def slot(reader: wire.Reader) -> None:
+        if reader.u64() != SLOT_ID:
+            from ..errors import SlotIdInvalid
+
+            raise SlotIdInvalid("Strongroom has one slot")
+
+
+Handler = Callable[[_Application, wire.Reader], Awaitable[wire.Writer | None]]
+_CALLS: dict[int, tuple[str, Handler]] = {}
+
+
+def _call(call_id: int, reply_signature: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        _CALLS[call_id] = (reply_signature, fn)
+        return fn
+
+    return register
+
+
+@_call(1, "")
+async def _initialize(app: _Application, r: wire.Reader) -> None:
+    handshake, _ = r.byte_array()
+    if handshake != HANDSHAKE:
+        raise wire.WireError("not a p11-kit client handshake")
+    r.byte()
+    r.byte_array()
+    return None
+
+
+@_call(2, "")
+async def _finalize(app: _Application, r: wire.Reader) -> None:
+    return None
+
+
+@_call(3, "vsusv")
+async def _get_info(app: _Application, r: wire.Reader) -> wire.Writer:
+    return (wire.Writer().version(3, 0).padded("Strongroom", 32).u64(0)
+            .padded("Strongroom PKCS#11 agent", 32).version(0, 1))
+
+
+@_call(4, "au")
+async def _get_slot_list(app: _Application, r: wire.Reader) -> wire.Writer:
+    r.byte()
+    capacity = r.buffer_size()
+    if capacity is None:
+        return wire.Writer().ulong_array(None, 1)
+    return wire.Writer().ulong_array([SLOT_ID])
+
+
+@_call(5, "ssuvv")
+async def _get_slot_info(app: _Application, r: wire.Reader) -> wire.Writer:
+    app.slot(r)
+    return (wire.Writer().padded("Strongroom cluster", 64).padded("Strongroom", 32)
+            .u64(int(CKF.TOKEN_PRESENT | CKF.HW_SLOT)).version(0, 1).version(0, 1))
+
+
+@_call(6, "ssssuuuuuuuuuuuvvs")
+async def _get_token_info(app: _Application, r: wire.Reader) -> wire.Writer:
+    app.slot(r)
+    info = await app.call("hsm_info")
+    flags = CKF.RNG | CKF.LOGIN_REQUIRED | CKF.USER_PIN_INITIALIZED | CKF.TOKEN_INITIALIZED
+    unavailable = 0xFFFFFFFFFFFFFFFF
+    w = (wire.Writer().padded(app.agent.token_label or info["cluster_id"], 32).padded("Strongroom", 32)
+         .padded("Strongroom HSM", 16).padded(info["serial"], 16).u64(int(flags)))
+    for value in (unavailable, unavailable, unavailable, unavailable, 64, 9, info["max_token_objects"],
+                  info["free_token_objects"], info["max_token_objects"], info["free_token_objects"]):
+        w.u64(value)
+    return w.version(0, 1).version(0, 1).padded("", 16)
+
+
+def _mechanisms() -> list[int]:
+    return sorted(int(m) for m in crypto.MECHANISMS if int(m) in _FORWARDABLE)
+
+
+@_call(7, "au")
+async def _get_mechanism_list(app: _Application, r: wire.Reader) -> wire.Writer:
+    app.slot(r)
+    capacity = r.buffer_size()
+    mechanisms = _mechanisms()
+    if capacity is None or capacity < len(mechanisms):
+        return wire.Writer().ulong_array(None, len(mechanisms))
+    return wire.Writer().ulong_array(mechanisms)
+
+
+@_call(8, "uuu")
+async def _get_mechanism_info(app: _Application, r: wire.Reader) -> wire.Writer:
+    app.slot(r)
+    kind = r.u64()
+    if kind not in _mechanisms():
+        from ..errors import MechanismInvalid
+
+        raise MechanismInvalid(f"mechanism 0x{kind:x} is not offered")
+    info = crypto.info(kind)
+    return wire.Writer().u64(info.min_key_size).u64(info.max_key_size).u64(int(info.flags))
+
+
+@_call(10, "u")
+async def _open_session(app: _Application, r: wire.Reader) -> wire.Writer:
+    app.slot(r)
+    return wire.Writer().u64(await app.call("open_session", r.u64()))
+
+
+@_call(11, "")
+async def _close_session(app: _Application, r: wire.Reader) -> None:
+    await app.call("close_session", r.u64())
+
+
+@_call(12, "")
+async def _close_all_sessions(app: _Application, r: wire.Reader) -> None:
+    app.slot(r)
+    await app.call("close_all_sessions")
+
+
+@_call(13, "uuuu")
+async def _get_session_info(app: _Application, r: wire.Reader) -> wire.Writer:
+    info = await app.call("session_info", r.u64())
+    return wire.Writer().u64(SLOT_ID).u64(info["state"]).u64(info["flags"]).u64(info["device_error"])
+
+
+@_call(18, "")
+async def _login(app: _Application, r: wire.Reader) -> None:
+    session, user_type = r.u64(), r.u64()
+    pin, _ = r.byte_array()
+    await app.call("login", session, user_type, (pin or b"").decode("utf-8", "replace"))
+
+
+@_call(19, "")
+async def _logout(app: _Application, r: wire.Reader) -> None:
+    await app.call("logout", r.u64())
+
+
+@_call(64, "ay")
+async def _generate_random(app: _Application, r: wire.Reader) -> wire.Writer:
+    session = r.u64()
+    length = r.buffer_size() or 0
+    return wire.Writer().byte_array(await app.call("generate_random", session, length))
+
+
+async def _out(app: _Application, name: str, args: tuple[Any, ...], capacity: int | None) -> wire.Writer:
+    """An ``fy`` → ``ay`` output: a size query or a too-small buffer answers the needed length."""
+    if capacity is None:
+        return wire.Writer().byte_array(None, await app.call(name, *args, query=True))
+    try:
+        return wire.Writer().byte_array(await app.call(name, *args, out_len=capacity))
+    except BufferTooSmall as exc:
+        return wire.Writer().byte_array(None, exc.required)
+
+
+for _init_id, _init_name in ((29, "encrypt_init"), (33, "decrypt_init"), (42, "sign_init"), (48, "verify_init")):
+    async def _init(app: _Application, r: wire.Reader, name: str = _init_name) -> None:
+        session = r.u64()
+        mechanism = app.mechanism(r)
+        await app.call(name, session, mechanism, r.u64())
+
+    _CALLS[_init_id] = ("", _init)
+
+for _op_id, _op_name in ((30, "encrypt"), (34, "decrypt"), (43, "sign")):
+    async def _single(app: _Application, r: wire.Reader, name: str = _op_name) -> wire.Writer:
+        session = r.u64()
+        data, _ = r.byte_array()
+        return await _out(app, name, (session, data or b""), r.buffer_size())
+
+    _CALLS[_op_id] = ("ay", _single)
+
+
+@_call(49, "")
+async def _verify(app: _Application, r: wire.Reader) -> None:
+    session = r.u64()
+    data, _ = r.byte_array()
+    signature, _ = r.byte_array()
+    await app.call("verify", session, data or b"", signature or b"")
+
+
+@_call(20, "u")
+async def _create_object(app: _Application, r: wire.Reader) -> wire.Writer:
+    session = r.u64()
+    return wire.Writer().u64(await app.call("create_object", session, attributes.to_node(r.template())))
+
+
+@_call(22, "")
+async def _destroy_object(app: _Application, r: wire.Reader) -> None:
+    await app.call("destroy_object", r.u64(), r.u64())
+
+
+@_call(24, "aAu")
+async def _get_attribute_value(app: _Application, r: wire.Reader) -> wire.Writer:
+    session, handle = r.u64(), r.u64()
+    wanted = r.attribute_buffers()
+    results = await app.call("get_attribute_value", session, handle, [cka for cka, _ in wanted])
+    rv = 0
+    w = wire.Writer().u32(len(wanted))
+    for (cka, capacity), (code, value) in zip(wanted, results):
+        if code:
+            rv = rv or code
+            w.attribute(cka, None)
+            continue
+        encoded = attributes.to_wire(cka, value)
+        if capacity and attributes.wire_length(cka, encoded) > capacity:
+            rv = rv or int(CKR.BUFFER_TOO_SMALL)
+            w.attribute(cka, None)
+            continue
+        w.attribute(cka, encoded)
+    return w.u64(rv)
+
+
+@_call(26, "")
+async def _find_objects_init(app: _Application, r: wire.Reader) -> None:
+    session = r.u64()
+    await app.call("find_objects_init", session, attributes.to_node(r.template()))
+
+
+@_call(27, "au")
+async def _find_objects(app: _Application, r: wire.Reader) -> wire.Writer:
+    session = r.u64()
+    capacity = r.buffer_size()
+    return wire.Writer().ulong_array(await app.call("find_objects", session, capacity or 0))
+
+
+@_call(28, "")
+async def _find_objects_final(app: _Application, r: wire.Reader) -> None:
+    await app.call("find_objects_final", r.u64())
+
+
+@_call(58, "u")
+async def _generate_key(app: _Application, r: wire.Reader) -> wire.Writer:
+    session = r.u64()
+    mechanism = app.mechanism(r)
+    handle = await app.call("generate_key", session, mechanism, attributes.to_node(r.template()))
+    return wire.Writer().u64(handle)
+
+
+@_call(59, "uu")
+async def _generate_key_pair(app: _Application, r: wire.Reader) -> wire.Writer:
+    session = r.u64()
+    mechanism = app.mechanism(r)
+    public, private = attributes.to_node(r.template()), attributes.to_node(r.template())
+    pub, priv = await app.call("generate_key_pair", session, mechanism, public, private)
+    return wire.Writer().u64(pub).u64(priv)
+
+
+class Agent:
+    """Serves p11-kit RPC on a unix socket for every application of this host.
+
+    Args:
+        config: the SDK configuration of the cluster.
+        socket_path: where to listen; created with mode 0600.
+        token_label: the token's label (the cluster id if omitted).
+    """
+
+    def __init__(self, config: ClientConfig, socket_path: Path, token_label: str | None = None) -> None:
+        self.config = config
+        self.socket_path = Path(socket_path)
+        self.token_label = token_label
+        self.ssl_context = client_context(config.trust_anchor, cert_file=config.client_cert,
+                                          key_file=config.client_key)
+
+    async def serve(self, ready: Callable[[], None] | None = None) -> None:
+        self.socket_path.unlink(missing_ok=True)
+        old = os.umask(0o177)
+        try:
+            server = await asyncio.start_unix_server(self._connected, path=str(self.socket_path))
+        finally:
+            os.umask(old)
+        if ready is not None:
+            ready()
+        async with server:
+            await server.serve_forever()
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _Application(self, reader, writer).serve()

@@ -1,0 +1,58 @@
+"""PKCS#11 applications reach a real node through p11-kit's client module and the agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+import strongroom.client as sdk
+from strongroom.vocab import CKA, CKF, CKM
+
+from ..cluster.conftest import ALICE_PW, alice, cluster, node, pki  # noqa: F401 - fixtures
+
+# Debian's p11-kit-modules (installed by `make test`), under the machine's multiarch directory
+P11_KIT_CLIENT = next(iter(sorted(Path("/usr/lib").glob("*/pkcs11/p11-kit-client.so"))), Path("p11-kit-client.so"))
+P256 = bytes.fromhex("06082a8648ce3d030107")
+
+
+@pytest.fixture(scope="module")
+def agent(node, tmp_path_factory):
+    _, config = node
+    folder = tmp_path_factory.mktemp("agent")
+    (folder / "cluster.json").write_text(json.dumps(config))
+    socket_path = folder / "p11.sock"
+    process = subprocess.Popen([sys.executable, "-m", "strongroom", "client", "--config", str(folder / "cluster.json"),
+                                "--socket", str(socket_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    assert json.loads(process.stdout.readline())["socket"] == str(socket_path)
+    yield socket_path
+    process.terminate()
+    assert process.wait(15) == 0
+    assert "Traceback" not in process.stderr.read()
+
+
+def test_python_pkcs11_signs_with_a_cluster_key_through_p11_kit(agent, alice):  # noqa: F811
+    public, _ = alice.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256, CKA.VERIFY: True},
+                                        {CKA.SIGN: True, CKA.SENSITIVE: True}, label="p11-ec")
+    verifier = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public[CKA.EC_POINT][2:])
+    env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={agent}", "PIN": f"alice:{ALICE_PW}"}
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("p11_script.py")), str(P11_KIT_CLIENT),
+                           "p11-ec"], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["label"] == "cluster-test0000001"
+    assert out["flags"] & int(CKF.LOGIN_REQUIRED | CKF.TOKEN_INITIALIZED | CKF.USER_PIN_INITIALIZED | CKF.RNG)
+    assert int(CKM.ECDSA) in out["mechanisms"] and int(CKM.RSA_PKCS_PSS) in out["mechanisms"]
+    assert out["random"] == 32  # python-pkcs11 asks in bits
+    assert out["sensitive"] == "refused"
+    signature = bytes.fromhex(out["signature"])
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    verifier.verify(utils.encode_dss_signature(r, s), bytes.fromhex(out["digest"]),
+                    ec.ECDSA(utils.Prehashed(hashes.SHA256())))
