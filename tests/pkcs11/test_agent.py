@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import strongroom.client as sdk
 from strongroom.vocab import CKA, CKF, CKM
@@ -56,3 +58,20 @@ def test_python_pkcs11_signs_with_a_cluster_key_through_p11_kit(agent, alice):  
     r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
     verifier.verify(utils.encode_dss_signature(r, s), bytes.fromhex(out["digest"]),
                     ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+
+
+def test_digests_imports_secret_keys_and_attribute_changes_through_p11_kit(agent, alice):  # noqa: F811
+    env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={agent}", "PIN": f"alice:{ALICE_PW}"}
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("p11_more.py")), str(P11_KIT_CLIENT)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    expected = hashlib.sha256(b"abc").hexdigest()
+    assert out["sha256"] == out["sha256_parts"] == expected
+    ecb = Cipher(algorithms.AES(bytes(range(32))), modes.ECB()).encryptor()
+    assert bytes.fromhex(out["ecb"]) == ecb.update(b"\x00" * 32) + ecb.finalize()
+    assert out["round_trip"] is True
+    assert out["label"] == "p11-aes-renamed"
+    assert out["value"] == "refused"  # key material never leaves the HSM in clear
+    assert out["seed"] == "RandomSeedNotSupported"
+    assert len(alice.find(label="p11-aes-renamed")) == 1

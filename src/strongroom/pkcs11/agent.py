@@ -288,13 +288,79 @@ for _init_id, _init_name in ((29, "encrypt_init"), (33, "decrypt_init"), (42, "s
 
     _CALLS[_init_id] = ("", _init)
 
-for _op_id, _op_name in ((30, "encrypt"), (34, "decrypt"), (43, "sign")):
+for _op_id, _op_name in ((30, "encrypt"), (34, "decrypt"), (43, "sign"), (38, "digest"), (31, "encrypt_update"),
+                          (35, "decrypt_update")):
     async def _single(app: _Application, r: wire.Reader, name: str = _op_name) -> wire.Writer:
         session = r.u64()
         data, _ = r.byte_array()
         return await _out(app, name, (session, data or b""), r.buffer_size())
 
     _CALLS[_op_id] = ("ay", _single)
+
+for _final_id, _final_name in ((32, "encrypt_final"), (36, "decrypt_final"), (41, "digest_final"),
+                               (45, "sign_final")):
+    async def _final(app: _Application, r: wire.Reader, name: str = _final_name) -> wire.Writer:
+        session = r.u64()
+        return await _out(app, name, (session,), r.buffer_size())
+
+    _CALLS[_final_id] = ("ay", _final)
+
+for _update_id, _update_name in ((39, "digest_update"), (44, "sign_update"), (50, "verify_update"),
+                                 (51, "verify_final")):
+    async def _update(app: _Application, r: wire.Reader, name: str = _update_name) -> None:
+        session = r.u64()
+        data, _ = r.byte_array()
+        await app.call(name, session, data or b"")
+
+    _CALLS[_update_id] = ("", _update)
+
+
+@_call(37, "")
+async def _digest_init(app: _Application, r: wire.Reader) -> None:
+    session = r.u64()
+    await app.call("digest_init", session, app.mechanism(r))
+
+
+@_call(25, "")
+async def _set_attribute_value(app: _Application, r: wire.Reader) -> None:
+    session, handle = r.u64(), r.u64()
+    await app.call("set_attribute_value", session, handle, attributes.to_node(r.template()))
+
+
+@_call(60, "ay")
+async def _wrap_key(app: _Application, r: wire.Reader) -> wire.Writer:
+    session = r.u64()
+    mechanism = app.mechanism(r)
+    wrapping, key = r.u64(), r.u64()
+    return await _out(app, "wrap_key", (session, mechanism, wrapping, key), r.buffer_size())
+
+
+@_call(61, "u")
+async def _unwrap_key(app: _Application, r: wire.Reader) -> wire.Writer:
+    session = r.u64()
+    mechanism = app.mechanism(r)
+    unwrapping = r.u64()
+    wrapped, _ = r.byte_array()
+    template = attributes.to_node(r.template())
+    return wire.Writer().u64(await app.call("unwrap_key", session, mechanism, unwrapping, wrapped or b"", template))
+
+
+@_call(62, "u")
+async def _derive_key(app: _Application, r: wire.Reader) -> wire.Writer:
+    session = r.u64()
+    mechanism = app.mechanism(r)
+    base = r.u64()
+    return wire.Writer().u64(await app.call("derive_key", session, mechanism, base,
+                                            attributes.to_node(r.template())))
+
+
+@_call(63, "")
+async def _seed_random(app: _Application, r: wire.Reader) -> None:
+    r.u64()
+    r.byte_array()
+    from ..errors import RandomSeedNotSupported
+
+    raise RandomSeedNotSupported("the HSM's generator takes no seed")
 
 
 @_call(49, "")
