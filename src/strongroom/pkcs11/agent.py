@@ -234,9 +234,11 @@ async def _open_session(app: _Application, r: wire.Reader) -> wire.Writer:
     return wire.Writer().u64(await app.call("open_session", r.u64()))
 
 
-@_call(11, "")
-async def _close_session(app: _Application, r: wire.Reader) -> None:
-    await app.call("close_session", r.u64())
+for _plain_id, _plain_name in ((11, "close_session"), (19, "logout"), (28, "find_objects_final")):
+    async def _session_only(app: _Application, r: wire.Reader, name: str = _plain_name) -> None:
+        await app.call(name, r.u64())
+
+    _CALLS[_plain_id] = ("", _session_only)
 
 
 @_call(12, "")
@@ -256,11 +258,6 @@ async def _login(app: _Application, r: wire.Reader) -> None:
     session, user_type = r.u64(), r.u64()
     pin, _ = r.byte_array()
     await app.call("login", session, user_type, (pin or b"").decode("utf-8", "replace"))
-
-
-@_call(19, "")
-async def _logout(app: _Application, r: wire.Reader) -> None:
-    await app.call("logout", r.u64())
 
 
 @_call(64, "ay")
@@ -414,11 +411,6 @@ async def _find_objects(app: _Application, r: wire.Reader) -> wire.Writer:
     session = r.u64()
     capacity = r.buffer_size()
     return wire.Writer().ulong_array(await app.call("find_objects", session, capacity or 0))
-
-
-@_call(28, "")
-async def _find_objects_final(app: _Application, r: wire.Reader) -> None:
-    await app.call("find_objects_final", r.u64())
 
 
 @_call(58, "u")
