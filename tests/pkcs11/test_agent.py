@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-import strongroom.client as sdk
-from strongroom.vocab import CKA, CKF, CKM
+from strongroom.pkcs11 import wire
+from strongroom.vocab import CKA, CKF, CKM, CKR
 
 from ..cluster.conftest import ALICE_PW, alice, cluster, node, pki  # noqa: F401 - fixtures
 
@@ -75,3 +76,54 @@ def test_digests_imports_secret_keys_and_attribute_changes_through_p11_kit(agent
     assert out["value"] == "refused"  # key material never leaves the HSM in clear
     assert out["seed"] == "RandomSeedNotSupported"
     assert len(alice.find(label="p11-aes-renamed")) == 1
+
+
+class RawApplication:
+    """A p11-kit client speaking the wire format by hand."""
+
+    def __init__(self, path: Path, version: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(30)
+        self.sock.connect(str(path))
+        self.sock.sendall(bytes((version,)))
+        self.version = self.sock.recv(1)[0]
+        self.frames = wire.FrameReader()
+        self.code = 0x10
+
+    def call(self, body: bytes) -> bytes:
+        self.code += 1
+        self.sock.sendall(wire.encode_frame(self.code, body, b"client"))
+        while True:
+            got = self.frames.feed(self.sock.recv(65536))
+            if got:
+                code, _, reply = got[0]
+                assert code == self.code
+                return reply
+
+
+def _request(call_id: int, signature: str, *parts: bytes) -> bytes:
+    return wire.Writer().u32(call_id).data(signature.encode()).bytes() + b"".join(parts)
+
+
+def test_bad_input_gets_pkcs11_errors_and_the_agent_keeps_serving(agent):
+    newer = RawApplication(agent, version=5)
+    assert newer.version == 2  # min(offer, 2)
+    app = RawApplication(agent)
+    assert app.version == 0
+    init = _request(1, "ayyay", wire.Writer().byte_array(b"PRIVATE-GNOME-KEYRING-PKCS11-PROTOCOL-V-1")
+                    .byte(0).byte_array(b"\x00").bytes())
+    assert app.call(init) == wire.reply_body(1, "")
+    assert app.call(_request(200, "u", b"\x00" * 8)) == wire.error_body(int(CKR.FUNCTION_NOT_SUPPORTED))
+    assert app.call(b"\x00\x00") == wire.error_body(int(CKR.ARGUMENTS_BAD))  # not even a call id
+    assert app.call(_request(3, "", b"extra")) == wire.error_body(int(CKR.ARGUMENTS_BAD))  # trailing bytes
+    session = wire.Reader(app.call(_request(10, "uu", wire.Writer().u64(1).u64(6).bytes()))[9:]).u64()
+    wrong = wire.Writer().u64(session).u64(1).byte_array(b"alice:wrong-password").bytes()
+    assert app.call(_request(18, "uuay", wrong)) == wire.error_body(int(CKR.PIN_INCORRECT))
+    sign_first = wire.Writer().u64(session).byte_array(b"data").u32(64).bytes()
+    assert app.call(_request(43, "uayfy", sign_first)) == wire.error_body(int(CKR.OPERATION_NOT_INITIALIZED))
+    assert app.call(_request(4, "yfu", b"\x01\x00\x00\x00\x00")) == wire.reply_body(
+        4, "au", wire.Writer().ulong_array(None, 1))  # a size query answers the count
+    truncated = RawApplication(agent)
+    truncated.sock.sendall(wire.encode_frame(0x11, _request(3, ""))[:7])
+    truncated.sock.close()
+    assert app.call(_request(3, "")).startswith(wire.Writer().u32(3).data(b"vsusv").bytes())

@@ -29,7 +29,6 @@ from typing import Any
 
 from ..errors import SessionHandleInvalid, StrongroomError, UserAlreadyLoggedIn
 from ..protocol import CALLS, WRITE_CALLS
-from ..vocab import CKF
 from .config import ClientConfig
 from .connection import ConnectionLost, NodeConnection, open_connection, result_of
 
