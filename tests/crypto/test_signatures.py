@@ -278,7 +278,7 @@ def test_ecdsa_raw_rules(p256_key: ec.EllipticCurvePrivateKey) -> None:
     signature = sign(Mechanism(CKM.ECDSA), p256_key, digest)
     verify(Mechanism(CKM.ECDSA), public, digest, signature)
     with pytest.raises(DataLenRange):
-        sign(Mechanism(CKM.ECDSA), p256_key, bytes(17))
+        sign(Mechanism(CKM.ECDSA), p256_key, b"")  # any other length is an X9.62 input (test below)
     with pytest.raises(SignatureLenRange):
         verify(Mechanism(CKM.ECDSA), public, digest, signature + b"\0")
     with pytest.raises(SignatureLenRange):
@@ -425,3 +425,28 @@ def test_key_kind_errors(rsa_key, p256_key, ed25519_key) -> None:
         sign_init(Mechanism(CKM.AES_GCM), bytes(16))
     small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     assert len(sign(Mechanism(CKM.SHA256_RSA_PKCS), small, b"m")) == 128
+
+
+# --- raw CKM_ECDSA input of any length (ANSI X9.62: shorter is the integer, longer its leftmost bits) ---------
+@pytest.mark.parametrize("curve, width", [(ec.SECP256R1(), 32), (ec.SECP384R1(), 48), (ec.SECP521R1(), 64),
+                                          (ec.SECP256K1(), 32), (ec.SECP224R1(), 28)])
+@pytest.mark.parametrize("length", [1, 6, 20, 31, 33, 40, 64])
+def test_raw_ecdsa_takes_input_of_any_length_as_x962_says(curve, width, length):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+    key = ec.generate_private_key(curve)
+    data = os.urandom(length)
+    signature = sign(Mechanism(CKM.ECDSA), key, data)
+    half = len(signature) // 2
+    der = encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
+    # the same integer e, computed independently: left-pad when shorter than the order, else the leftmost bytes
+    e = data.rjust(width, b"\x00") if length <= width else data[:width]
+    algorithm = {28: hashes.SHA224(), 32: hashes.SHA256(), 48: hashes.SHA384(), 64: hashes.SHA512()}[width]
+    key.public_key().verify(der, e, ec.ECDSA(Prehashed(algorithm)))
+    verify(Mechanism(CKM.ECDSA), key.public_key(), data, signature)
+
+
+def test_raw_ecdsa_refuses_empty_input():
+    with pytest.raises(DataLenRange):
+        sign(Mechanism(CKM.ECDSA), ec.generate_private_key(ec.SECP256R1()), b"")

@@ -254,13 +254,38 @@ def _ecdsa_hash(mech: Mechanism) -> hashes.HashAlgorithm | None:
     return None if mech.mechanism == CKM.ECDSA else hash_for(mech.mechanism)
 
 
-def _ecdsa_scheme(algorithm: hashes.HashAlgorithm | None, value: bytes) -> ec.ECDSA:
-    # Raw ECDSA takes a bare hash; cryptography needs a hash of that length to accept it, and longer hashes
-    # than the order are truncated to its bit length (FIPS 186-5 §6.4.1).
-    chosen = algorithm if algorithm is not None else hash_of_size(len(value))
+# The hash length whose bits do not exceed the group order's, by order bit length: raw input up to this long keeps
+# its integer value when left-padded to it; longer input keeps its leftmost order-length bits (FIPS 186-5 §6.4.1).
+_RAW_ECDSA_WIDTH: dict[int, hashes.HashAlgorithm] = {224: hashes.SHA224(), 256: hashes.SHA256(),
+                                                      384: hashes.SHA384(), 521: hashes.SHA512()}
+
+
+def _ecdsa_input(algorithm: hashes.HashAlgorithm | None, value: bytes,
+                 curve: ec.EllipticCurve) -> tuple[bytes, ec.ECDSA]:
+    """The value and scheme ``cryptography`` signs or verifies for ``CKM_ECDSA*``.
+
+    ``CKM_ECDSA`` takes the hash itself, of any length (PKCS#11 3.0 §2.3.6; ANSI X9.62): shorter than the
+    order, it is taken as an integer; longer, its leftmost bits are. ``cryptography`` wants a hash of a known
+    length and truncates longer ones itself, so shorter input is left-padded with zero bytes (same integer) and
+    longer input cut to the order's length in whole bytes.
+
+    Raises:
+        DataLenRange: ``CKR_DATA_LEN_RANGE`` for empty input, or (P-521) input longer than 64 bytes that is not a
+            standard hash length.
+    """
+    if algorithm is not None:
+        return value, ec.ECDSA(Prehashed(algorithm))
+    if not value:
+        raise DataLenRange("ECDSA input is empty")
+    width = _RAW_ECDSA_WIDTH.get(curve.key_size)
+    if width is not None and len(value) <= width.digest_size:
+        return value.rjust(width.digest_size, b"\x00"), ec.ECDSA(Prehashed(width))
+    if width is not None and curve.key_size % 8 == 0:
+        return value[:width.digest_size], ec.ECDSA(Prehashed(width))
+    chosen = hash_of_size(len(value))
     if chosen is None:
-        raise DataLenRange("ECDSA input must be a 20, 28, 32, 48 or 64-byte hash")
-    return ec.ECDSA(Prehashed(chosen))
+        raise DataLenRange("ECDSA input for this curve must be at most 64 bytes or a standard hash length")
+    return value, ec.ECDSA(Prehashed(chosen))
 
 
 def _order_bytes(curve: ec.EllipticCurve) -> int:
@@ -273,7 +298,7 @@ def _ecdsa_sign(mech: Mechanism, key: object) -> SignOperation:
     half = _order_bytes(private.curve)
 
     def sign(value: bytes) -> bytes:
-        r, s = decode_dss_signature(private.sign(value, _ecdsa_scheme(algorithm, value)))
+        r, s = decode_dss_signature(private.sign(*_ecdsa_input(algorithm, value, private.curve)))
         return r.to_bytes(half, "big") + s.to_bytes(half, "big")
 
     return SignOperation(_hash_or_buffer(algorithm), 2 * half, sign)
@@ -289,7 +314,7 @@ def _ecdsa_verify(mech: Mechanism, key: object) -> VerifyOperation:
         r = int.from_bytes(signature[:middle], "big")
         s = int.from_bytes(signature[middle:], "big")
         try:
-            public.verify(encode_dss_signature(r, s), value, _ecdsa_scheme(algorithm, value))
+            public.verify(encode_dss_signature(r, s), *_ecdsa_input(algorithm, value, public.curve))
         except InvalidSignature as exc:
             raise SignatureInvalid(_MISMATCH) from exc
 
