@@ -127,3 +127,46 @@ def test_bad_input_gets_pkcs11_errors_and_the_agent_keeps_serving(agent):
     truncated.sock.sendall(wire.encode_frame(0x11, _request(3, ""))[:7])
     truncated.sock.close()
     assert app.call(_request(3, "")).startswith(wire.Writer().u32(3).data(b"vsusv").bytes())
+
+
+def test_pkcs11_tool_lists_generates_signs_and_passes_its_self_test(agent, tmp_path):
+    env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={agent}"}
+
+    def tool(*args: str) -> str:
+        done = subprocess.run(["pkcs11-tool", "--module", str(P11_KIT_CLIENT), *args], capture_output=True,
+                              text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    assert "token label        : cluster-test0000001" in tool("-L")
+    assert "Strongroom PKCS#11 agent" in tool("-I")
+    mechanisms = tool("-M")
+    assert "ECDSA-KEY-PAIR-GEN" in mechanisms and "RSA-PKCS-PSS" in mechanisms
+    pin = ("-l", "-p", f"alice:{ALICE_PW}")
+    tool(*pin, "--keypairgen", "--key-type", "EC:prime256v1", "--label", "tool-ec", "--id", "7e")
+    listing = tool(*pin, "-O")
+    assert "tool-ec" in listing and "Private Key Object; EC" in listing
+    message = tmp_path / "message"
+    message.write_bytes(b"signed through pkcs11-tool")
+    digest = tmp_path / "digest"
+    digest.write_bytes(hashlib.sha256(message.read_bytes()).digest())
+    signature = tmp_path / "signature"
+    tool(*pin, "--sign", "-m", "ECDSA", "--id", "7e", "-i", str(digest), "-o", str(signature))
+    assert "Signature is valid" in tool(*pin, "--verify", "-m", "ECDSA", "--id", "7e", "-i", str(digest),
+                                        "--signature-file", str(signature))
+    public = tmp_path / "public.der"
+    tool("--read-object", "--type", "pubkey", "--id", "7e", "-o", str(public))
+    done = subprocess.run(["openssl", "dgst", "-sha256", "-verify", str(public), "-keyform", "DER",
+                           "-signature", str(_der_signature(signature.read_bytes(), tmp_path)), str(message)],
+                          capture_output=True, text=True, timeout=60)
+    assert "Verified OK" in done.stdout, done.stdout + done.stderr
+    assert len(subprocess.run(["pkcs11-tool", "--module", str(P11_KIT_CLIENT), "--generate-random", "24"],
+                              capture_output=True, timeout=60, env=env).stdout) == 24
+    assert "No errors" in tool(*pin, "--test")
+
+
+def _der_signature(raw: bytes, folder: Path) -> Path:
+    half = len(raw) // 2
+    path = folder / "signature.der"
+    path.write_bytes(utils.encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")))
+    return path
