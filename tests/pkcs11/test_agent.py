@@ -170,3 +170,35 @@ def _der_signature(raw: bytes, folder: Path) -> Path:
     path = folder / "signature.der"
     path.write_bytes(utils.encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big")))
     return path
+
+
+def test_pkcs11_tool_rsa_pkcs_and_pss_signatures_verify_with_openssl(agent, tmp_path):
+    env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={agent}"}
+    pin = ("-l", "-p", f"alice:{ALICE_PW}")
+
+    def tool(*args: str) -> str:
+        done = subprocess.run(["pkcs11-tool", "--module", str(P11_KIT_CLIENT), *pin, *args], capture_output=True,
+                              text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    tool("--keypairgen", "--key-type", "rsa:2048", "--label", "tool-rsa", "--id", "5a")
+    message = tmp_path / "message"
+    message.write_bytes(b"RSA through pkcs11-tool")
+    public = tmp_path / "public.der"
+    tool("--read-object", "--type", "pubkey", "--id", "5a", "-o", str(public))
+    for mechanism, openssl_options in (("SHA256-RSA-PKCS", []),
+                                       ("RSA-PKCS-PSS", ["-sigopt", "rsa_padding_mode:pss",
+                                                         "-sigopt", "rsa_pss_saltlen:32"])):
+        signature = tmp_path / f"{mechanism}.sig"
+        data = message
+        extra = []
+        if mechanism == "RSA-PKCS-PSS":  # the raw PSS mechanism signs a digest
+            data = tmp_path / "digest"
+            data.write_bytes(hashlib.sha256(message.read_bytes()).digest())
+            extra = ["--hash-algorithm", "SHA256", "--mgf", "MGF1-SHA256", "--salt-len", "32"]
+        tool("--sign", "-m", mechanism, *extra, "--id", "5a", "-i", str(data), "-o", str(signature))
+        done = subprocess.run(["openssl", "dgst", "-sha256", "-verify", str(public), "-keyform", "DER",
+                               *openssl_options, "-signature", str(signature), str(message)],
+                              capture_output=True, text=True, timeout=60)
+        assert "Verified OK" in done.stdout, (mechanism, done.stdout + done.stderr)
