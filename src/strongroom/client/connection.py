@@ -8,7 +8,6 @@ connection fails every request in flight with a retryable ``DeviceRemoved`` (``C
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import itertools
 import ssl
 import threading
@@ -255,43 +254,3 @@ class LoopThread:
             self.thread.join(5)
         if not self.thread.is_alive():
             self.loop.close()
-
-
-class SyncConnection:
-    """A :class:`NodeConnection` driven from ordinary threads; many threads may call at once.
-
-    Each call is encoded on the caller's thread and handed to the loop thread, which writes it and resolves
-    the caller's future when the answer arrives.
-    """
-
-    def __init__(self, loop_thread: LoopThread, conn: NodeConnection, timeout_s: float) -> None:
-        self.loop_thread = loop_thread
-        self.conn = conn
-        self.timeout_s = timeout_s
-        self._ids = itertools.count(1 << 32)
-        self._lock = threading.Lock()
-
-    @property
-    def node(self) -> dict[str, Any]:
-        return self.conn.node
-
-    @property
-    def is_open(self) -> bool:
-        return self.conn.is_open
-
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Send one call and wait for its value (raises the error the node answered)."""
-        with self._lock:
-            request_id = next(self._ids)
-        frame = request_frame(request_id, name, args, kwargs)
-        waiter: concurrent.futures.Future = concurrent.futures.Future()
-        self.loop_thread.loop.call_soon_threadsafe(self.conn.send, frame, request_id, waiter, self.timeout_s)
-        try:
-            response = waiter.result(self.timeout_s)
-        except concurrent.futures.TimeoutError:
-            self.loop_thread.loop.call_soon_threadsafe(self.conn.pending.pop, request_id, None)
-            raise ConnectionLost(f"{name}: no answer within {self.timeout_s} s") from None
-        return result_of(response)
-
-    def close(self) -> None:
-        self.loop_thread.loop.call_soon_threadsafe(self.conn.close)

@@ -40,10 +40,6 @@ _PARAMETERLESS = frozenset({
 _FORWARDABLE = _PARAMETERLESS | {0x0D, _OAEP}
 
 
-class Unsupported(StrongroomError):
-    ckr = CKR.FUNCTION_NOT_SUPPORTED
-
-
 def _rv(exc: StrongroomError) -> int:
     """The ``CK_RV`` an application sees: the cluster's own retryable codes become ``CKR_DEVICE_ERROR``."""
     if isinstance(exc, (NoQuorum, NodeBehind)):

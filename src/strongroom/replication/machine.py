@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,6 @@ class StateMachine:
         self._listeners: list[Listener] = []
         self._reset_listeners: list[Callable[[], None]] = []
         self._advance_listeners: list[Callable[[int], None]] = []
-        self._applied_cond = threading.Condition()
 
     def on_applied(self, listener: Listener) -> None:
         """Call ``listener(change, outcome)`` after each applied change (in the applying thread)."""
@@ -152,20 +150,13 @@ class StateMachine:
         return outcome, count + added - removed
 
     def _advance(self, index: int) -> None:
-        with self._applied_cond:
-            self.applied = index
-            self._applied_cond.notify_all()
+        self.applied = index
         for listener in self._advance_listeners:
             listener(index)
 
     def directory(self) -> dict[str, str]:
         """Members' client endpoints by replication address."""
         return json.loads(self.store.get_setting("directory") or b"{}")
-
-    def wait_applied(self, index: int, timeout_s: float) -> bool:
-        """Wait until the entry at ``index`` is applied here; False after ``timeout_s`` seconds."""
-        with self._applied_cond:
-            return self._applied_cond.wait_for(lambda: self.applied >= index, timeout_s)
 
     # ----------------------------------------------------------------- snapshots
     def save_snapshot(self, path: Path | str, meta: bytes) -> None:
