@@ -90,9 +90,10 @@ class ClusterCalls(ApplicationBase):
         if not hasattr(self.hsm.log, "change_membership"):
             raise FunctionNotSupported("this HSM has no replicated log")
         hsm = self.hsm
-        if address not in hsm.log.status()["members"]:
+        status = hsm.log.status()
+        if address not in status["members"]:
             raise ArgumentsBad(f"{address} is not a member of this cluster")
-        if address == hsm.log.status()["self"]:
+        if address == status["self"]:
             # A member taken out stops hearing from the cluster before it hears of its removal: another member
             # does it (the SDK retries the call on one).
             raise NoQuorum("a member does not remove itself; ask another member")

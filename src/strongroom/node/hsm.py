@@ -67,6 +67,7 @@ class Log(Protocol):
 
     def commit(self, change: Change, timeout_s: float = ...) -> Outcome: ...
     def status(self) -> dict[str, Any]: ...
+    def unavailable(self) -> StrongroomError | None: ...
     def close(self) -> None: ...
 
 
@@ -231,8 +232,8 @@ class HSM:
     def unavailable(self) -> StrongroomError | None:
         """Why this node may not serve requests now (``NodeBehind``: catching up; ``NoQuorum``: cut off from
         its cluster's majority), or ``None``."""
-        check = getattr(self.log, "unavailable", None)
-        return None if check is None else check()
+        log = self.log
+        return None if log is None else log.unavailable()
 
     @property
     def token_objects(self) -> int:

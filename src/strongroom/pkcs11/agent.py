@@ -19,7 +19,15 @@ from .. import crypto
 from ..client.balancer import Balancer
 from ..client.config import ClientConfig
 from ..crypto.params import Mechanism, OaepParams, PssParams
-from ..errors import BufferTooSmall, NoQuorum, NodeBehind, StrongroomError
+from ..errors import (
+    BufferTooSmall,
+    MechanismInvalid,
+    NodeBehind,
+    NoQuorum,
+    RandomSeedNotSupported,
+    SlotIdInvalid,
+    StrongroomError,
+)
 from ..protocol.tls import client_context
 from ..vocab import CKF, CKR
 from . import attributes, wire
@@ -130,8 +138,6 @@ class _Application:
     @staticmethod
     def slot(reader: wire.Reader) -> None:
         if reader.u64() != SLOT_ID:
-            from ..errors import SlotIdInvalid
-
             raise SlotIdInvalid("Strongroom has one slot")
 
 
@@ -217,8 +223,6 @@ async def _get_mechanism_info(app: _Application, r: wire.Reader) -> wire.Writer:
     app.slot(r)
     kind = r.u64()
     if kind not in _mechanisms():
-        from ..errors import MechanismInvalid
-
         raise MechanismInvalid(f"mechanism 0x{kind:x} is not offered")
     info = crypto.info(kind)
     return wire.Writer().u64(info.min_key_size).u64(info.max_key_size).u64(int(info.flags))
@@ -351,8 +355,6 @@ async def _derive_key(app: _Application, r: wire.Reader) -> wire.Writer:
 async def _seed_random(app: _Application, r: wire.Reader) -> None:
     r.u64()
     r.byte_array()
-    from ..errors import RandomSeedNotSupported
-
     raise RandomSeedNotSupported("the HSM's generator takes no seed")
 
 

@@ -94,6 +94,10 @@ class LocalLog:
         with self._lock:
             return self.machine.apply(self.machine.applied + 1, ENCODER.encode([change]))[0]
 
+    def unavailable(self) -> StrongroomError | None:
+        """A node-local log is always in contact with itself."""
+        return None
+
     def status(self) -> dict[str, Any]:
         return {"role": "leader", "leader": "local", "self": "local", "members": ["local"],
                 "term": 0, "commit_index": self.machine.applied, "applied_index": self.machine.applied,
