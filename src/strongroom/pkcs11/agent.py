@@ -22,6 +22,7 @@ from ..crypto.params import Mechanism, OaepParams, PssParams
 from ..errors import (
     BufferTooSmall,
     MechanismInvalid,
+    MechanismParamInvalid,
     NodeBehind,
     NoQuorum,
     RandomSeedNotSupported,
@@ -129,10 +130,8 @@ class _Application:
             hash_alg, mgf, source = reader.u64(), reader.u64(), reader.u64()
             label = reader.data() or b""
             return Mechanism(kind, OaepParams(hash_alg, mgf, source, label))
-        if self.version < 2:
-            parameter = reader.data()
-            if parameter:
-                raise StrongroomError("unsupported mechanism parameter")  # pragma: no cover - guarded below
+        if self.version < 2 and reader.data():
+            raise MechanismParamInvalid(f"mechanism 0x{kind:x} takes no parameter Strongroom reads from this client")
         return Mechanism(kind)
 
     @staticmethod
