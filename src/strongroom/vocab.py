@@ -316,6 +316,8 @@ class CKF(IntFlag):
     EC_UNCOMPRESS = 0x1000000
     EC_COMPRESS = 0x2000000
     EC_CURVENAME = 0x4000000
+    # C_SessionCancel: the operation flags above, and the active find
+    FIND_OBJECTS = 0x40
 
 
 class CKR(IntEnum):

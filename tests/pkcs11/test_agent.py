@@ -11,14 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+import strongroom.client as sdk
 from strongroom.pkcs11 import wire
-from strongroom.vocab import CKA, CKF, CKM, CKR
+from strongroom.vocab import CKA, CKD, CKF, CKM, CKR
 
-from ..cluster.conftest import ALICE_PW, alice, cluster, node, pki  # noqa: F401 - fixtures
+from ..cluster.conftest import ADMIN_PW, ALICE_PW, alice, cluster, node, pki  # noqa: F401 - fixtures
 
 # Debian's p11-kit-modules (installed by `make test`), under the machine's multiarch directory
 P11_KIT_CLIENT = next(iter(sorted(Path("/usr/lib").glob("*/pkcs11/p11-kit-client.so"))), Path("p11-kit-client.so"))
@@ -202,3 +204,98 @@ def test_pkcs11_tool_rsa_pkcs_and_pss_signatures_verify_with_openssl(agent, tmp_
                                *openssl_options, "-signature", str(signature), str(message)],
                               capture_output=True, text=True, timeout=60)
         assert "Verified OK" in done.stdout, (mechanism, done.stdout + done.stderr)
+
+
+def _initialized(path: Path, version: int) -> RawApplication:
+    app = RawApplication(path, version)
+    assert app.version == version
+    init = _request(1, "ayyay", wire.Writer().byte_array(agent_handshake()).byte(0).byte_array(b"\x00").bytes())
+    assert app.call(init) == wire.reply_body(1, "")
+    return app
+
+
+def agent_handshake() -> bytes:
+    return b"PRIVATE-GNOME-KEYRING-PKCS11-PROTOCOL-V-1"
+
+
+def _u64s(*values: int) -> bytes:
+    w = wire.Writer()
+    for value in values:
+        w.u64(value)
+    return w.bytes()
+
+
+def _ok(reply: bytes, call_id: int, signature: str) -> wire.Reader:
+    head = wire.reply_body(call_id, signature)
+    assert reply.startswith(head), reply.hex()
+    return wire.Reader(reply[len(head):])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_newer_clients_login_user_cancel_gcm_cbc_and_derive(agent, alice, node, version):  # noqa: F811
+    key_bytes = bytes(range(32))
+    aes = alice.create_object({CKA.CLASS: 4, CKA.KEY_TYPE: 0x1F, CKA.VALUE: key_bytes, CKA.ENCRYPT: True, CKA.TOKEN: True,
+                               CKA.DECRYPT: True, CKA.LABEL: f"raw-aes-v{version}"})
+    peer_private = ec.generate_private_key(ec.SECP256R1())
+    peer_point = peer_private.public_key().public_bytes(serialization.Encoding.X962,
+                                                       serialization.PublicFormat.UncompressedPoint)
+    ec_public, ec_private = alice.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256},
+                                            {CKA.DERIVE: True}, label=f"raw-ecdh-v{version}")
+    app = _initialized(agent, version)
+    session = _ok(app.call(_request(10, "uu", _u64s(1, 6))), 10, "u").u64()
+    # C_LoginUser (PKCS#11 3.0): the user name apart from the password
+    login = _u64s(session, 1) + wire.Writer().byte(1).data(ALICE_PW.encode()).byte(1).data(b"alice").bytes()
+    assert app.call(_request(66, "uuayay", login)) == wire.reply_body(66, "")
+
+    def mech(kind: int, fields: bytes) -> bytes:
+        return wire.Writer().u32(kind).bytes() + (b"\x01" if version >= 2 else b"") + fields
+
+    iv = bytes(range(12))
+    gcm = mech(int(CKM.AES_GCM), wire.Writer().data(iv).u64(96).data(b"header").u64(128).bytes())
+    assert app.call(_request(29, "uMu", _u64s(session) + gcm + _u64s(aes.handle))) == wire.reply_body(29, "")
+    # a NULL mechanism ends the operation (PKCS#11 3.0 §5.8), so a second init is accepted
+    assert app.call(_request(29, "uMu", _u64s(session) + b"\xff\xff\xff\xff" + _u64s(0))) == wire.reply_body(29, "")
+    assert app.call(_request(29, "uMu", _u64s(session) + gcm + _u64s(aes.handle))) == wire.reply_body(29, "")
+    sealed = _ok(app.call(_request(30, "uayfy", _u64s(session) + wire.Writer().byte_array(b"plain text")
+                                   .u32(256).bytes())), 30, "ay")
+    sealed.byte()
+    assert sealed.data() == AESGCM(key_bytes).encrypt(iv, b"plain text", b"header")
+    cbc_iv = bytes(16)
+    cbc = mech(int(CKM.AES_CBC_PAD), wire.Writer().data(cbc_iv).bytes())
+    assert app.call(_request(29, "uMu", _u64s(session) + cbc + _u64s(aes.handle))) == wire.reply_body(29, "")
+    # C_SessionCancel ends it too
+    assert app.call(_request(67, "uu", _u64s(session, int(CKF.ENCRYPT)))) == wire.reply_body(67, "")
+    assert app.call(_request(30, "uayfy", _u64s(session) + wire.Writer().byte_array(b"x").u32(64).bytes())) \
+        == wire.error_body(int(CKR.OPERATION_NOT_INITIALIZED))
+    assert app.call(_request(29, "uMu", _u64s(session) + cbc + _u64s(aes.handle))) == wire.reply_body(29, "")
+    padded = _ok(app.call(_request(30, "uayfy", _u64s(session) + wire.Writer().byte_array(b"sixteen bytes!!")
+                                   .u32(64).bytes())), 30, "ay")
+    padded.byte()
+    decryptor = Cipher(algorithms.AES(key_bytes), modes.CBC(cbc_iv)).decryptor()
+    assert decryptor.update(padded.data()) + decryptor.finalize() == b"sixteen bytes!!\x01"
+    # ECDH: version 2 clients derive with C_DeriveKey2, whose answer carries the updated parameter
+    ecdh = mech(int(CKM.ECDH1_DERIVE), wire.Writer().u64(int(CKD.NULL)).data(None).data(peer_point).bytes())
+    template = (wire.Writer().u32(6).attribute(0x0, 4).attribute(0x100, 0x1F).attribute(0x161, 32)
+                .attribute(0x1, False).attribute(0x104, True).attribute(0x162, False).bytes())
+    call_id, signature = (89, "uPu") if version >= 2 else (62, "u")
+    derived = _ok(app.call(_request(call_id, "uMuaA", _u64s(session) + ecdh + _u64s(ec_private.handle) + template)),
+                  call_id, signature)
+    if version >= 2:
+        assert derived.u64() == 0 and derived.byte() == 0
+    secret = derived.u64()
+    ecb = wire.Writer().u32(int(CKM.AES_ECB)).bytes() + (b"" if version >= 2 else b"\xff\xff\xff\xff")
+    assert app.call(_request(29, "uMu", _u64s(session) + ecb + _u64s(secret))) == wire.reply_body(29, "")
+    block = _ok(app.call(_request(30, "uayfy", _u64s(session) + wire.Writer().byte_array(bytes(16)).u32(16)
+                                  .bytes())), 30, "ay")
+    block.byte()
+    shared = peer_private.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(
+        ec.SECP256R1(), ec_public[CKA.EC_POINT][2:]))
+    expected = Cipher(algorithms.AES(shared), modes.ECB()).encryptor()
+    assert block.data() == expected.update(bytes(16)) + expected.finalize()  # CKD_NULL: the key is the shared x
+    # the login's audit event names the application process (SO_PEERCRED)
+    _, config = node
+    with sdk.connect(config) as cluster:
+        admin = cluster.login("admin", ADMIN_PW, role="admin")
+        logins = [e for e in cluster._run("export_audit", 0) if e["event"] == "login" and e["actor"] == "alice"]
+        admin.close()
+    assert f"pid={os.getpid()} uid={os.getuid()} gid={os.getgid()}" in logins[-1]["detail"]["peer"]

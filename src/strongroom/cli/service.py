@@ -362,8 +362,10 @@ def _serve(hsm: Any, ctx: Any, host: str, port: int, *, announce: dict[str, Any]
               help="Client configuration (JSON) of the cluster.")
 @click.option("--socket", "socket_path", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Unix socket to serve p11-kit RPC on (created with mode 0600).")
+@click.option("--socket-group", default=None,
+              help="Group (name or id) whose members may use the socket too (mode 0660).")
 @click.option("--token-label", default=None, help="The token's label [default: the cluster id].")
-def client(config_file: str, socket_path: Path, token_label: str | None) -> None:
+def client(config_file: str, socket_path: Path, socket_group: str | None, token_label: str | None) -> None:
     """Run the client agent: PKCS#11 applications reach the cluster through p11-kit's p11-kit-client.so
     (P11_KIT_SERVER_ADDRESS=unix:path=SOCKET). Prints one JSON line {"socket": PATH} once it serves."""
     import asyncio
@@ -374,7 +376,7 @@ def client(config_file: str, socket_path: Path, token_label: str | None) -> None
     from ..pkcs11.agent import Agent
 
     try:
-        agent = Agent(ClientConfig.from_file(config_file), socket_path, token_label)
+        agent = Agent(ClientConfig.from_file(config_file), socket_path, token_label, group=socket_group)
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except StrongroomError as exc:

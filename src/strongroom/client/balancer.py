@@ -37,7 +37,8 @@ SESSION_CALLS = frozenset(name for name, (positional, _) in CALLS.items()
 _STARTS = frozenset({"encrypt_init", "decrypt_init", "sign_init", "verify_init", "digest_init",
                      "find_objects_init"})
 _ENDS = frozenset({"encrypt", "encrypt_final", "decrypt", "decrypt_final", "sign", "sign_final", "verify",
-                   "verify_final", "digest", "digest_final", "find_objects_final"})
+                   "verify_final", "digest", "digest_final", "find_objects_final",
+                   "session_cancel"})
 _MAKERS = frozenset({"create_object", "generate_key", "generate_key_pair", "unwrap_key", "derive_key"})
 _NO_NODES: frozenset[Any] = frozenset()
 _SPECIAL = frozenset({"open_session", "close_session", "close_all_sessions", "login", "logout"})
@@ -98,10 +99,13 @@ class Balancer:
     Args:
         config: the client configuration (its ``endpoints`` are the HSMs).
         ssl_context: from :func:`strongroom.protocol.tls.client_context`.
+        client: the application behind a client agent (``pid=… uid=… gid=…``), sent with every login for the
+            audit trail; empty for none.
     """
 
-    def __init__(self, config: ClientConfig, ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, config: ClientConfig, ssl_context: ssl.SSLContext, client: str = "") -> None:
         self.config = config
+        self.client = client
         self.ssl_context = ssl_context
         self.nodes = [_Node(endpoint) for endpoint in dict.fromkeys(config.endpoints)]
         self.configured = frozenset(config.endpoints)
@@ -392,7 +396,8 @@ class Balancer:
             if self.credentials is not None and not node.logged_in:
                 user_type, pin = self.credentials
                 try:
-                    await self._send(node, "login", (handle, user_type, pin), {}, b"", self.config.timeout_s)
+                    await self._send(node, "login", (handle, user_type, pin), self._login_kwargs(), b"",
+                                     self.config.timeout_s)
                 except UserAlreadyLoggedIn:
                     pass
                 node.logged_in = True
@@ -440,11 +445,14 @@ class Balancer:
 
     async def _login(self, vs: VirtualSession, rest: tuple[Any, ...]) -> None:
         user_type, pin = rest
-        await self._retrying(vs, "login", (user_type, pin), {})
+        await self._retrying(vs, "login", (user_type, pin), self._login_kwargs())
         self.credentials = (int(user_type), pin)
         node = vs.last
         if node is not None:
             node.logged_in = True
+
+    def _login_kwargs(self) -> dict[str, Any]:
+        return {"client": self.client} if self.client else {}
 
     async def _logout(self, vs: VirtualSession) -> None:
         await self._retrying(vs, "logout", (), {})

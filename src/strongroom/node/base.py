@@ -42,6 +42,7 @@ class ApplicationBase:
         self.hsm = hsm
         self.id = app_id
         self.peer = peer
+        self.address = peer  # the connection's own address; ``peer`` adds the application a client agent names
         self.sessions: dict[int, Session] = {}
         self.user: UserRecord | None = None
         self.user_type: int | None = None

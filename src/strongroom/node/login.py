@@ -27,6 +27,8 @@ from .base import ApplicationBase
 from .sessions import Session
 from .users import MAX_USERNAME_CHARS, Role, split_pin
 
+MAX_CLIENT_CHARS = 128  # the application description a client agent adds to audit events
+
 
 class LoginCalls(ApplicationBase):
     def open_session(self, flags: int = CKF.SERIAL_SESSION | CKF.RW_SESSION) -> int:
@@ -77,8 +79,11 @@ class LoginCalls(ApplicationBase):
         flags = CKF.SERIAL_SESSION | (CKF.RW_SESSION if session.rw else 0)
         return {"state": int(state), "flags": int(flags), "device_error": 0}
 
-    def login(self, handle: int, user_type: int, pin: str | bytes) -> None:
+    def login(self, handle: int, user_type: int, pin: str | bytes, client: str = "") -> None:
         """``C_Login`` with a PIN of the form ``username:password``.
+
+        ``client`` names the application process behind a client agent (e.g. ``pid=… uid=… gid=…``, from the
+        agent's unix socket); it joins the connection's address in this and later audit events.
 
         ``CKU_SO`` logs in an admin, ``CKU_USER`` a crypto user, the vendor ``CKU_APPLIANCE`` the appliance user.
         A wrong password counts toward the lockout threshold; reaching it locks the account. Unknown users cost
@@ -95,6 +100,8 @@ class LoginCalls(ApplicationBase):
         """
         self._session(handle)
         user_type = arguments.ulong(user_type, "user type")
+        client = arguments.text(client, "client")[:MAX_CLIENT_CHARS]
+        self.peer = f"{self.address} ({client})" if client else self.address
         if user_type not in USER_TYPES:
             raise UserTypeInvalid(f"user type {user_type} is not CKU_SO, CKU_USER or CKU_APPLIANCE")
         if self.user is not None:

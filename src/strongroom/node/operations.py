@@ -220,6 +220,22 @@ class OperationCalls(ApplicationBase):
         """``C_DecryptFinal``."""
         return self._final(handle, OpKind.DECRYPT, out_len, query)
 
+    def session_cancel(self, handle: int, flags: int) -> None:
+        """``C_SessionCancel`` (PKCS#11 3.0 §5.6.7), also what ``C_*Init`` with a NULL mechanism does: ends the
+        session's active operations named by ``flags`` (``CKF.ENCRYPT``, ``CKF.DECRYPT``, ``CKF.DIGEST``,
+        ``CKF.SIGN``, ``CKF.VERIFY``, ``CKF.FIND_OBJECTS``); ending one that is not active is no error.
+
+        Raises:
+            SessionHandleInvalid, ArgumentsBad.
+        """
+        session = self._session(handle)
+        flags = arguments.ulong(flags, "flags")
+        for kind, flag in _FUNCTION.items():
+            if flags & flag:
+                session.ops.pop(kind, None)
+        if flags & CKF.FIND_OBJECTS:
+            session.find = None
+
     def digest_init(self, handle: int, mechanism: Mechanism) -> None:
         """``C_DigestInit``."""
         self._init(handle, OpKind.DIGEST, mechanism, None)

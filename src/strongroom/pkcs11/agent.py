@@ -10,15 +10,18 @@ Calls it does not implement are answered ``CKR_FUNCTION_NOT_SUPPORTED``; a body 
 from __future__ import annotations
 
 import asyncio
+import grp
 import logging
 import os
+import socket
+import struct
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from .. import crypto
 from ..client.balancer import Balancer
 from ..client.config import ClientConfig
-from ..crypto.params import Mechanism, OaepParams, PssParams
+from ..crypto.params import Mechanism
 from ..errors import (
     BufferTooSmall,
     MechanismInvalid,
@@ -31,29 +34,28 @@ from ..errors import (
 )
 from ..protocol.tls import client_context
 from ..vocab import CKF, CKR
-from . import attributes, wire
+from . import attributes, mechanisms, wire
 
 log = logging.getLogger("strongroom.pkcs11")
 
 SLOT_ID = 1
 MAX_PROTOCOL_VERSION = 2
 HANDSHAKE = b"PRIVATE-GNOME-KEYRING-PKCS11-PROTOCOL-V-1"
-# Mechanisms with parameters the client encodes in protocol versions 0-2, by structure.
-_PSS = frozenset({0x0D, 0x43, 0x44, 0x45, 0x47})
-_OAEP = 0x09
-# Types p11-kit 0.24 forwards without a parameter (the subset of its list that Strongroom implements).
-_PARAMETERLESS = frozenset({
-    0x0, 0x1, 0x3, 0x6, 0x40, 0x41, 0x42, 0x220, 0x221, 0x250, 0x251, 0x260, 0x261, 0x270, 0x271, 0x350,
-    0x1040, 0x1041, 0x1080, 0x1081,
-})
-_FORWARDABLE = _PARAMETERLESS | {0x0D, _OAEP}
-
-
 def _rv(exc: StrongroomError) -> int:
     """The ``CK_RV`` an application sees: the cluster's own retryable codes become ``CKR_DEVICE_ERROR``."""
     if isinstance(exc, (NoQuorum, NodeBehind)):
         return int(CKR.DEVICE_ERROR)
     return int(exc.ckr)
+
+
+def _peer_process(writer: asyncio.StreamWriter) -> str:
+    """``pid=… uid=… gid=…`` of the application at the other end of a unix socket (``SO_PEERCRED``)."""
+    sock = writer.get_extra_info("socket")
+    try:
+        pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    except (AttributeError, OSError):
+        return ""
+    return f"pid={pid} uid={uid} gid={gid}"
 
 
 class _Application:
@@ -65,7 +67,7 @@ class _Application:
         self.writer = writer
         self.version = 0
         self.balancer: Balancer | None = None
-        self.finds: dict[int, list[int]] = {}
+        self.process = _peer_process(writer)
 
     async def serve(self) -> None:
         try:
@@ -109,7 +111,7 @@ class _Application:
     # ----------------------------------------------------------------- helpers
     async def cluster(self) -> Balancer:
         if self.balancer is None:
-            balancer = Balancer(self.agent.config, self.agent.ssl_context)
+            balancer = Balancer(self.agent.config, self.agent.ssl_context, client=self.process)
             await balancer.start()
             self.balancer = balancer
         return self.balancer
@@ -118,21 +120,11 @@ class _Application:
         return await (await self.cluster()).call(name, *args, **kwargs)
 
     def mechanism(self, reader: wire.Reader) -> Mechanism:
-        kind = reader.u32()
-        if self.version >= 2:
-            if kind == wire.NULL_LENGTH or kind in _PARAMETERLESS:
-                return Mechanism(kind)
-            if not reader.byte():
-                return Mechanism(kind)
-        if kind in _PSS:
-            return Mechanism(kind, PssParams(reader.u64(), reader.u64(), reader.u64()))
-        if kind == _OAEP:
-            hash_alg, mgf, source = reader.u64(), reader.u64(), reader.u64()
-            label = reader.data() or b""
-            return Mechanism(kind, OaepParams(hash_alg, mgf, source, label))
-        if self.version < 2 and reader.data():
-            raise MechanismParamInvalid(f"mechanism 0x{kind:x} takes no parameter Strongroom reads from this client")
-        return Mechanism(kind)
+        """A mechanism argument; the NULL mechanism is refused (only ``C_*Init`` takes it, see ``init``)."""
+        mechanism = mechanisms.read(reader, self.version)
+        if mechanism is None:
+            raise MechanismInvalid("this call needs a mechanism")
+        return mechanism
 
     @staticmethod
     def slot(reader: wire.Reader) -> None:
@@ -203,25 +195,21 @@ async def _get_token_info(app: _Application, r: wire.Reader) -> wire.Writer:
     return w.version(0, 1).version(0, 1).padded("", 16)
 
 
-def _mechanisms() -> list[int]:
-    return sorted(int(m) for m in crypto.MECHANISMS if int(m) in _FORWARDABLE)
-
-
 @_call(7, "au")
 async def _get_mechanism_list(app: _Application, r: wire.Reader) -> wire.Writer:
     app.slot(r)
     capacity = r.buffer_size()
-    mechanisms = _mechanisms()
-    if capacity is None or capacity < len(mechanisms):
-        return wire.Writer().ulong_array(None, len(mechanisms))
-    return wire.Writer().ulong_array(mechanisms)
+    offered = mechanisms.forwardable(app.version)
+    if capacity is None or capacity < len(offered):
+        return wire.Writer().ulong_array(None, len(offered))
+    return wire.Writer().ulong_array(offered)
 
 
 @_call(8, "uuu")
 async def _get_mechanism_info(app: _Application, r: wire.Reader) -> wire.Writer:
     app.slot(r)
     kind = r.u64()
-    if kind not in _mechanisms():
+    if kind not in mechanisms.forwardable(app.version):
         raise MechanismInvalid(f"mechanism 0x{kind:x} is not offered")
     info = crypto.info(kind)
     return wire.Writer().u64(info.min_key_size).u64(info.max_key_size).u64(int(info.flags))
@@ -259,6 +247,16 @@ async def _login(app: _Application, r: wire.Reader) -> None:
     await app.call("login", session, user_type, (pin or b"").decode("utf-8", "replace"))
 
 
+@_call(66, "")
+async def _login_user(app: _Application, r: wire.Reader) -> None:
+    """``C_LoginUser`` (PKCS#11 3.0): the user name apart from the password."""
+    session, user_type = r.u64(), r.u64()
+    password, _ = r.byte_array()
+    username, _ = r.byte_array()
+    pin = b"%s:%s" % (username or b"", password or b"")
+    await app.call("login", session, user_type, pin.decode("utf-8", "replace"))
+
+
 @_call(64, "ay")
 async def _generate_random(app: _Application, r: wire.Reader) -> wire.Writer:
     session = r.u64()
@@ -276,11 +274,16 @@ async def _out(app: _Application, name: str, args: tuple[Any, ...], capacity: in
         return wire.Writer().byte_array(None, exc.required)
 
 
-for _init_id, _init_name in ((29, "encrypt_init"), (33, "decrypt_init"), (42, "sign_init"), (48, "verify_init")):
-    async def _init(app: _Application, r: wire.Reader, name: str = _init_name) -> None:
+for _init_id, _init_name, _flag in ((29, "encrypt_init", CKF.ENCRYPT), (33, "decrypt_init", CKF.DECRYPT),
+                                    (42, "sign_init", CKF.SIGN), (48, "verify_init", CKF.VERIFY)):
+    async def _init(app: _Application, r: wire.Reader, name: str = _init_name, flag: CKF = _flag) -> None:
         session = r.u64()
-        mechanism = app.mechanism(r)
-        await app.call(name, session, mechanism, r.u64())
+        mechanism = mechanisms.read(r, app.version)
+        key = r.u64()
+        if mechanism is None:  # PKCS#11 3.0 §5.8: a NULL mechanism ends the active operation
+            await app.call("session_cancel", session, int(flag))
+        else:
+            await app.call(name, session, mechanism, key)
 
     _CALLS[_init_id] = ("", _init)
 
@@ -314,7 +317,17 @@ for _update_id, _update_name in ((39, "digest_update"), (44, "sign_update"), (50
 @_call(37, "")
 async def _digest_init(app: _Application, r: wire.Reader) -> None:
     session = r.u64()
-    await app.call("digest_init", session, app.mechanism(r))
+    mechanism = mechanisms.read(r, app.version)
+    if mechanism is None:
+        await app.call("session_cancel", session, int(CKF.DIGEST))
+    else:
+        await app.call("digest_init", session, mechanism)
+
+
+@_call(67, "")
+async def _session_cancel(app: _Application, r: wire.Reader) -> None:
+    session = r.u64()
+    await app.call("session_cancel", session, r.u64())
 
 
 @_call(25, "")
@@ -341,13 +354,29 @@ async def _unwrap_key(app: _Application, r: wire.Reader) -> wire.Writer:
     return wire.Writer().u64(await app.call("unwrap_key", session, mechanism, unwrapping, wrapped or b"", template))
 
 
-@_call(62, "u")
-async def _derive_key(app: _Application, r: wire.Reader) -> wire.Writer:
+async def _derived(app: _Application, r: wire.Reader) -> tuple[Mechanism, int]:
     session = r.u64()
     mechanism = app.mechanism(r)
     base = r.u64()
-    return wire.Writer().u64(await app.call("derive_key", session, mechanism, base,
-                                            attributes.to_node(r.template())))
+    template = attributes.to_node(r.template())
+    return mechanism, await app.call("derive_key", session, mechanism, base, template)
+
+
+@_call(62, "u")
+async def _derive_key(app: _Application, r: wire.Reader) -> wire.Writer:
+    _, handle = await _derived(app, r)
+    return wire.Writer().u64(handle)
+
+
+@_call(89, "uPu")
+async def _derive_key2(app: _Application, r: wire.Reader) -> wire.Writer:
+    """``C_DeriveKey`` of protocol version 2: the result code, the mechanism parameter as updated (none of
+    Strongroom's derivations updates it), the key."""
+    mechanism, handle = await _derived(app, r)
+    w = wire.Writer().u64(0)
+    if not mechanisms.has_no_parameter(app.version, mechanism.mechanism):
+        w.byte(0)
+    return w.u64(handle)
 
 
 @_call(63, "")
@@ -427,6 +456,15 @@ async def _generate_key_pair(app: _Application, r: wire.Reader) -> wire.Writer:
     return wire.Writer().u64(pub).u64(priv)
 
 
+def _group_id(group: str) -> int:
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ValueError(f"no group {group!r} on this host") from None
+
+
 class Agent:
     """Serves p11-kit RPC on a unix socket for every application of this host.
 
@@ -434,12 +472,18 @@ class Agent:
         config: the SDK configuration of the cluster.
         socket_path: where to listen; created with mode 0600.
         token_label: the token's label (the cluster id if omitted).
+        group: a group name or id that may use the socket too (mode 0660).
+
+    Raises:
+        ValueError: for an unknown group.
     """
 
-    def __init__(self, config: ClientConfig, socket_path: Path, token_label: str | None = None) -> None:
+    def __init__(self, config: ClientConfig, socket_path: Path, token_label: str | None = None,
+                 group: str | None = None) -> None:
         self.config = config
         self.socket_path = Path(socket_path)
         self.token_label = token_label
+        self.gid = _group_id(group) if group is not None else None
         self.ssl_context = client_context(config.trust_anchor, cert_file=config.client_cert,
                                           key_file=config.client_key)
 
@@ -450,10 +494,16 @@ class Agent:
             server = await asyncio.start_unix_server(self._connected, path=str(self.socket_path))
         finally:
             os.umask(old)
+        if self.gid is not None:
+            os.chown(self.socket_path, -1, self.gid)
+            os.chmod(self.socket_path, 0o660)
         if ready is not None:
             ready()
         async with server:
             await server.serve_forever()
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _Application(self, reader, writer).serve()
+        try:
+            await _Application(self, reader, writer).serve()
+        except asyncio.CancelledError:
+            pass  # the agent is stopping; ending quietly keeps asyncio from logging the connection as failed
