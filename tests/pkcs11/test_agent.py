@@ -21,27 +21,7 @@ from strongroom.pkcs11 import wire
 from strongroom.vocab import CKA, CKD, CKF, CKM, CKR
 
 from ..cluster.conftest import ADMIN_PW, ALICE_PW, alice, cluster, node, pki  # noqa: F401 - fixtures
-
-# Debian's p11-kit-modules (installed by `make test`), under the machine's multiarch directory
-P11_KIT_CLIENT = next(iter(sorted(Path("/usr/lib").glob("*/pkcs11/p11-kit-client.so"))), Path("p11-kit-client.so"))
-P256 = bytes.fromhex("06082a8648ce3d030107")
-
-
-@pytest.fixture(scope="module")
-def agent(node, tmp_path_factory):
-    _, config = node
-    folder = tmp_path_factory.mktemp("agent")
-    (folder / "cluster.json").write_text(json.dumps(config))
-    socket_path = folder / "p11.sock"
-    process = subprocess.Popen([sys.executable, "-m", "strongroom", "client", "--config", str(folder / "cluster.json"),
-                                "--socket", str(socket_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    assert json.loads(process.stdout.readline())["socket"] == str(socket_path)
-    yield socket_path
-    process.terminate()
-    assert process.wait(15) == 0
-    assert "Traceback" not in process.stderr.read()
-
+from .conftest import P11_KIT_CLIENT, P256
 
 def test_python_pkcs11_signs_with_a_cluster_key_through_p11_kit(agent, alice):  # noqa: F811
     public, _ = alice.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256, CKA.VERIFY: True},
