@@ -1,10 +1,12 @@
-"""The client agent in front of a real node, for PKCS#11 applications."""
+"""The client agent in front of real nodes, for PKCS#11 applications."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,17 +16,28 @@ P11_KIT_CLIENT = next(iter(sorted(Path("/usr/lib").glob("*/pkcs11/p11-kit-client
 P256 = bytes.fromhex("06082a8648ce3d030107")
 
 
-@pytest.fixture(scope="module")
-def agent(node, tmp_path_factory):
-    _, config = node
-    folder = tmp_path_factory.mktemp("agent")
+@contextmanager
+def serving_agent(config: dict, folder: Path, *extra: str) -> Iterator[Path]:
+    """A ``strongroom client`` process for the cluster ``config``; yields its socket. Its stderr must hold no
+    traceback and it must stop cleanly on SIGTERM."""
     (folder / "cluster.json").write_text(json.dumps(config))
     socket_path = folder / "p11.sock"
     process = subprocess.Popen([sys.executable, "-m", "strongroom", "client", "--config", str(folder / "cluster.json"),
-                                "--socket", str(socket_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    assert json.loads(process.stdout.readline())["socket"] == str(socket_path)
-    yield socket_path
-    process.terminate()
-    assert process.wait(15) == 0
-    assert "Traceback" not in process.stderr.read()
+                                "--socket", str(socket_path), *extra], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(process.stdout.readline())["socket"] == str(socket_path)
+        yield socket_path
+    finally:
+        process.terminate()
+        code = process.wait(15)
+    errors = process.stderr.read()
+    assert code == 0, errors
+    assert "Traceback" not in errors, errors
+
+
+@pytest.fixture(scope="module")
+def agent(node, tmp_path_factory):
+    _, config = node
+    with serving_agent(config, tmp_path_factory.mktemp("agent")) as socket_path:
+        yield socket_path

@@ -1,0 +1,190 @@
+"""Real applications with their keys in a 3-HSM cluster, through p11-kit's client and the agent: GnuTLS's p11tool,
+OpenSSL with libp11's engine (Debian's libengine-pkcs11-openssl), and nginx serving TLS 1.3 while an HSM dies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+
+import strongroom.client as sdk
+from strongroom.vocab import CKA, CKM
+
+from ..cluster.conftest import pki  # noqa: F401 - fixture
+from ..cluster.replicas import ALICE_PW, kill, running
+from .conftest import P11_KIT_CLIENT, P256, serving_agent
+
+TOKEN = "cluster-test0000001"
+PIN = f"alice:{ALICE_PW}"
+ENGINE = next(iter(sorted(Path("/usr/lib").glob("*/engines-3/pkcs11.so"))), None)
+
+
+@pytest.fixture(scope="module")
+def cluster3(pki, tmp_path_factory):  # noqa: F811
+    with running(tmp_path_factory.mktemp("apps"), pki, 3) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def keys(cluster3):
+    """A non-extractable RSA-2048 and EC P-256 pair for each application, made through the SDK."""
+    with sdk.connect(cluster3.config()) as c, c.login("alice", ALICE_PW) as alice:
+        made = {}
+        for name, mech, public, private in (
+                ("app-rsa", CKM.RSA_PKCS_KEY_PAIR_GEN, {CKA.MODULUS_BITS: 2048, CKA.PUBLIC_EXPONENT: b"\x01\x00\x01"},
+                 {}),
+                ("app-ec", CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256}, {})):
+            pub, _ = alice.generate_key_pair(mech, {**public, CKA.VERIFY: True, CKA.ID: name.encode()},
+                                             {**private, CKA.SIGN: True, CKA.SENSITIVE: True,
+                                              CKA.EXTRACTABLE: False, CKA.ID: name.encode()}, label=name)
+            made[name] = pub
+        yield made
+
+
+@pytest.fixture(scope="module")
+def agent3(cluster3, tmp_path_factory):
+    with serving_agent(cluster3.config(), tmp_path_factory.mktemp("agent3")) as socket_path:
+        yield socket_path
+
+
+def _env(agent: Path) -> dict[str, str]:
+    return {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={agent}", "PKCS11_MODULE_PATH": str(P11_KIT_CLIENT),
+            "GNUTLS_PIN": PIN}
+
+
+def _uri(label: str) -> str:
+    return f"pkcs11:token={TOKEN};object={label};type=private;pin-value={PIN}"
+
+
+def _run(argv: list[str], env: dict[str, str], **kwargs) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, **kwargs)
+    assert done.returncode == 0, f"{argv[0]}: {done.stdout}{done.stderr}"
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("label", ["app-rsa", "app-ec"])
+def test_p11tool_test_sign(agent3, keys, label):
+    out = _run(["p11tool", "--provider", str(P11_KIT_CLIENT), "--login", "--test-sign",
+                f"pkcs11:token={TOKEN};object={label};type=private"], _env(agent3))
+    assert "Signing using" in out and "Verifying against public key" in out and "ok" in out
+    assert "failed" not in out.lower()
+
+
+def test_openssl_engine_self_signs_a_certificate_and_signs_a_file(agent3, keys, tmp_path):
+    if ENGINE is None:
+        pytest.skip("libengine-pkcs11-openssl is not installed")
+    env = _env(agent3)
+    cert = tmp_path / "cert.pem"
+    _run(["openssl", "req", "-new", "-x509", "-engine", "pkcs11", "-keyform", "engine", "-key", _uri("app-rsa"),
+          "-subj", "/CN=strongroom.test", "-days", "2", "-sha256", "-out", str(cert)], env)
+    certificate = x509.load_pem_x509_certificate(cert.read_bytes())
+    rsa_public = keys["app-rsa"]
+    numbers = certificate.public_key().public_numbers()
+    assert numbers.n == int.from_bytes(rsa_public[CKA.MODULUS], "big")  # the HSM's key is the one certified
+    certificate.public_key().verify(certificate.signature, certificate.tbs_certificate_bytes, padding.PKCS1v15(),
+                                    hashes.SHA256())
+    data = tmp_path / "data"
+    data.write_bytes(b"a file signed by an HSM key through OpenSSL" * 100)
+    public = tmp_path / "ec.pem"
+    public.write_bytes(_ec_public_pem(keys["app-ec"]))
+    for label, key_file in (("app-ec", public), ("app-rsa", tmp_path / "rsa.pem")):
+        if label == "app-rsa":
+            key_file.write_bytes(certificate.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+        signature = tmp_path / f"{label}.sig"
+        _run(["openssl", "dgst", "-sha256", "-engine", "pkcs11", "-keyform", "engine", "-sign", _uri(label),
+              "-out", str(signature), str(data)], env)
+        out = _run(["openssl", "dgst", "-sha256", "-verify", str(key_file), "-signature", str(signature),
+                    str(data)], env)
+        assert "Verified OK" in out
+
+
+def _ec_public_pem(public: dict) -> bytes:
+    point = public[CKA.EC_POINT][2:]
+    key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+NGINX_CONF = """
+daemon off;
+master_process on;
+worker_processes 2;
+user root;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log info;
+env P11_KIT_SERVER_ADDRESS;
+env PKCS11_MODULE_PATH;
+ssl_engine pkcs11;
+events {{ worker_connections 64; }}
+http {{
+    access_log {folder}/access.log;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_protocols TLSv1.3;
+        ssl_certificate {folder}/cert.pem;
+        ssl_certificate_key "engine:pkcs11:{uri}";
+        location / {{ return 200 "key inside Strongroom\\n"; }}
+    }}
+}}
+"""
+
+
+def test_nginx_serves_tls13_with_its_key_in_the_cluster_while_an_hsm_dies(cluster3, agent3, keys, tmp_path):
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists() or ENGINE is None:
+        pytest.skip("nginx or libengine-pkcs11-openssl is not installed")
+    env = _env(agent3)
+    _run(["openssl", "req", "-new", "-x509", "-engine", "pkcs11", "-keyform", "engine", "-key", _uri("app-rsa"),
+          "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "2", "-sha256",
+          "-out", str(tmp_path / "cert.pem")], env)
+    port = _free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(folder=tmp_path, port=port, uri=_uri("app-rsa")))
+    server = subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        fetched = 0
+        for round_ in range(3):
+            if round_ == 1:
+                kill(cluster3.nodes[1])  # an HSM dies; the agent's other connections carry on
+            for _ in range(10):
+                out = _fetch(port, tmp_path / "cert.pem", env)
+                assert out == "key inside Strongroom\n"
+                fetched += 1
+        assert fetched == 30
+    finally:
+        server.terminate()
+        server.wait(15)
+        cluster3.restart(cluster3.nodes[1])
+    log = (tmp_path / "error.log").read_text()
+    assert "[emerg]" not in log and "[crit]" not in log, log
+
+
+def _fetch(port: int, ca: Path, env: dict[str, str]) -> str:
+    for _ in range(100):  # nginx may still be starting
+        done = subprocess.run(["curl", "--silent", "--show-error", "--tlsv1.3", "--cacert", str(ca),
+                               f"https://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=60, env=env)
+        if done.returncode != 7:  # 7: could not connect yet
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+        time.sleep(0.1)
+    raise AssertionError("nginx did not start")
