@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import socket
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -279,3 +281,36 @@ def test_newer_clients_login_user_cancel_gcm_cbc_and_derive(agent, alice, node, 
         logins = [e for e in cluster._run("export_audit", 0) if e["event"] == "login" and e["actor"] == "alice"]
         admin.close()
     assert f"pid={os.getpid()} uid={os.getuid()} gid={os.getgid()}" in logins[-1]["detail"]["peer"]
+
+
+def test_python_pkcs11_oaep_hmac_find_and_8_threads_of_500_signatures(agent, alice):  # noqa: F811
+    rsa_public, _ = alice.generate_key_pair(CKM.RSA_PKCS_KEY_PAIR_GEN,
+                                            {CKA.MODULUS_BITS: 2048, CKA.ENCRYPT: True, CKA.ID: b"\x01\x02"},
+                                            {CKA.DECRYPT: True, CKA.ID: b"\x01\x02"}, label="threads-rsa")
+    ec_public, _ = alice.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256, CKA.VERIFY: True},
+                                           {CKA.SIGN: True}, label="threads-ec")
+    mac_value = bytes(range(32))
+    alice.create_object({CKA.CLASS: 4, CKA.KEY_TYPE: 0x10, CKA.VALUE: mac_value, CKA.SIGN: True, CKA.TOKEN: True,
+                         CKA.LABEL: "threads-hmac"})
+    public = rsa.RSAPublicNumbers(int.from_bytes(rsa_public[CKA.PUBLIC_EXPONENT], "big"),
+                                  int.from_bytes(rsa_public[CKA.MODULUS], "big")).public_key()
+    sealed = public.encrypt(b"OAEP through p11-kit", asym_padding.OAEP(asym_padding.MGF1(hashes.SHA256()),
+                                                                       hashes.SHA256(), None))
+    env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={agent}", "PIN": f"alice:{ALICE_PW}"}
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("p11_threads.py")), str(P11_KIT_CLIENT),
+                           sealed.hex()], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["oaep"] == "OAEP through p11-kit"
+    assert out["hmac"] == hmac.new(mac_value, b"authenticated", "sha256").hexdigest()
+    assert sorted(out["by_id"]) == ["threads-rsa", "threads-rsa"]  # the public and the private key
+    assert out["exponent"] == "refused"
+    assert out["failures"] == []
+    verifier = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), ec_public[CKA.EC_POINT][2:])
+    assert sorted(out["signatures"]) == [str(n) for n in range(1, 9)]
+    for signatures in out["signatures"].values():
+        assert len(signatures) == 500
+        for i, signature in enumerate(signatures):
+            raw = bytes.fromhex(signature)
+            verifier.verify(utils.encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")),
+                            i.to_bytes(32, "big"), ec.ECDSA(utils.Prehashed(hashes.SHA256())))
