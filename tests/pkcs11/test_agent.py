@@ -22,7 +22,7 @@ import strongroom.client as sdk
 from strongroom.pkcs11 import wire
 from strongroom.vocab import CKA, CKD, CKF, CKM, CKR
 
-from ..cluster.conftest import ADMIN_PW, ALICE_PW, alice, cluster, node, pki  # noqa: F401 - fixtures
+from ..cluster.conftest import ADMIN_PW, ALICE_PW, BOB_PW, alice, cluster, node, pki  # noqa: F401 - fixtures
 from .conftest import P11_KIT_CLIENT, P256
 
 def test_python_pkcs11_signs_with_a_cluster_key_through_p11_kit(agent, alice):  # noqa: F811
@@ -314,3 +314,65 @@ def test_python_pkcs11_oaep_hmac_find_and_8_threads_of_500_signatures(agent, ali
             raw = bytes.fromhex(signature)
             verifier.verify(utils.encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")),
                             i.to_bytes(32, "big"), ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+
+
+def test_repeated_inits_answered_by_the_agent_keep_every_pkcs11_rule(agent, alice):  # noqa: F811
+    """An init the HSM accepted once is answered by the agent afterwards; size queries, short buffers,
+    multi-part calls, a second init, bad sessions, another login and a destroyed key behave as without it."""
+    public, private = alice.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256, CKA.VERIFY: True},
+                                              {CKA.SIGN: True}, label="deferred-ec")
+    verifier = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public[CKA.EC_POINT][2:])
+    app = _initialized(agent, 0)
+    session = _ok(app.call(_request(10, "uu", _u64s(1, 6))), 10, "u").u64()
+    login = _u64s(session, 1) + wire.Writer().byte(1).data(f"alice:{ALICE_PW}".encode()).bytes()
+    assert app.call(_request(18, "uuay", login)) == wire.reply_body(18, "")
+    ecdsa = wire.Writer().u32(int(CKM.ECDSA)).data(None).bytes()
+    init = _request(42, "uMu", _u64s(session) + ecdsa + _u64s(private.handle))
+    digest = bytes(range(32))
+
+    def sign(capacity: int) -> bytes:
+        return app.call(_request(43, "uayfy", _u64s(session) + wire.Writer().byte_array(digest).u32(capacity).bytes()))
+
+    def check(reply: bytes) -> None:
+        out = _ok(reply, 43, "ay")
+        assert out.byte() == 1
+        raw = out.data()
+        verifier.verify(utils.encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")),
+                        digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+
+    for _ in range(2):  # the first init goes to the HSM, the second is answered by the agent
+        assert app.call(init) == wire.reply_body(42, "")
+        assert app.call(init) == wire.error_body(int(CKR.OPERATION_ACTIVE))
+        assert sign(0) == wire.reply_body(43, "ay", wire.Writer().byte_array(None, 64))  # size query
+        assert sign(8) == wire.reply_body(43, "ay", wire.Writer().byte_array(None, 64))  # too small
+        check(sign(64))
+        assert sign(64) == wire.error_body(int(CKR.OPERATION_NOT_INITIALIZED))
+    # multi-part after an init the agent answered
+    assert app.call(init) == wire.reply_body(42, "")
+    assert app.call(_request(44, "uay", _u64s(session) + wire.Writer().byte_array(digest[:10]).bytes())) \
+        == wire.reply_body(44, "")
+    assert app.call(_request(44, "uay", _u64s(session) + wire.Writer().byte_array(digest[10:]).bytes())) \
+        == wire.reply_body(44, "")
+    final = _ok(app.call(_request(45, "ufy", _u64s(session) + b"\x00\x00\x00\x40")), 45, "ay")
+    assert final.byte() == 1 and len(final.data()) == 64
+    # an unknown session is refused at the init, not later
+    assert app.call(_request(42, "uMu", _u64s(session + 1000) + ecdsa + _u64s(private.handle))) \
+        == wire.error_body(int(CKR.SESSION_HANDLE_INVALID))
+    # another user: the init goes to the HSM again, which does not show bob alice's key
+    assert app.call(_request(19, "u", _u64s(session))) == wire.reply_body(19, "")
+    bob = _u64s(session, 1) + wire.Writer().byte(1).data(f"bob:{BOB_PW}".encode()).bytes()
+    assert app.call(_request(18, "uuay", bob)) == wire.reply_body(18, "")
+    assert app.call(init) == wire.error_body(int(CKR.KEY_HANDLE_INVALID))
+    assert app.call(_request(19, "u", _u64s(session))) == wire.reply_body(19, "")
+    assert app.call(_request(18, "uuay", login)) == wire.reply_body(18, "")
+    assert app.call(init) == wire.reply_body(42, "")
+    check(sign(64))
+    assert app.call(init) == wire.reply_body(42, "")
+    # the NULL mechanism ends an operation the agent holds too
+    assert app.call(_request(42, "uMu", _u64s(session) + b"\xff\xff\xff\xff" + _u64s(0))) == wire.reply_body(42, "")
+    assert sign(64) == wire.error_body(int(CKR.OPERATION_NOT_INITIALIZED))
+    assert app.call(init) == wire.reply_body(42, "")
+    check(sign(64))
+    # a key the application destroys is forgotten
+    assert app.call(_request(22, "uu", _u64s(session, private.handle))) == wire.reply_body(22, "")
+    assert app.call(init) == wire.error_body(int(CKR.KEY_HANDLE_INVALID))

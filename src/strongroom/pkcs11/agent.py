@@ -35,11 +35,13 @@ from ..errors import (
 from ..protocol.tls import client_context
 from ..vocab import CKF, CKR
 from . import attributes, mechanisms, wire
+from .operations import Operations
 
 log = logging.getLogger("strongroom.pkcs11")
 
 SLOT_ID = 1
 MAX_PROTOCOL_VERSION = 2
+MAX_IN_FLIGHT = 256  # requests of one application answered at once
 HANDSHAKE = b"PRIVATE-GNOME-KEYRING-PKCS11-PROTOCOL-V-1"
 def _rv(exc: StrongroomError) -> int:
     """The ``CK_RV`` an application sees: the cluster's own retryable codes become ``CKR_DEVICE_ERROR``."""
@@ -68,8 +70,19 @@ class _Application:
         self.version = 0
         self.balancer: Balancer | None = None
         self.process = _peer_process(writer)
+        self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.outbox: list[bytes] = []
+        self.connecting = asyncio.Lock()
+        self.ops = Operations(self.call, self.open_sessions)
 
     async def serve(self) -> None:
+        """Answer the application's requests until it hangs up.
+
+        The threads of an application share its one connection and send their requests without waiting for
+        each other (p11-kit's client matches each answer to its request by the frame's code), so requests run
+        concurrently, at most ``MAX_IN_FLIGHT`` at a time, and each answer is written when it is ready.
+        """
+        running: set[asyncio.Task[None]] = set()
         try:
             offered = await self.reader.readexactly(1)
             self.version = min(offered[0], MAX_PROTOCOL_VERSION)
@@ -80,15 +93,37 @@ class _Application:
                 if not data:
                     return
                 for code, _options, body in frames.feed(data):
-                    reply = await self.handle(body)
-                    self.writer.write(wire.encode_frame(code, reply))
+                    await self.slots.acquire()
+                    task = asyncio.ensure_future(self.answer(code, body))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
                 await self.writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, wire.WireError):
             return
         finally:
+            for task in running:
+                task.cancel()
             if self.balancer is not None:
                 self.balancer.close()
             self.writer.close()
+
+    async def answer(self, code: int, body: bytes) -> None:
+        try:
+            reply = await self.handle(body)
+            self.send(wire.encode_frame(code, reply))
+        finally:
+            self.slots.release()
+
+    def send(self, frame: bytes) -> None:
+        """Queue an answer; the answers that are ready in one turn of the loop leave in one write."""
+        if not self.outbox:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.outbox.append(frame)
+
+    def flush(self) -> None:
+        frames, self.outbox = self.outbox, []
+        if not self.writer.is_closing():
+            self.writer.write(b"".join(frames))
 
     async def handle(self, body: bytes) -> bytes:
         try:
@@ -111,13 +146,20 @@ class _Application:
     # ----------------------------------------------------------------- helpers
     async def cluster(self) -> Balancer:
         if self.balancer is None:
-            balancer = Balancer(self.agent.config, self.agent.ssl_context, client=self.process)
-            await balancer.start()
-            self.balancer = balancer
+            async with self.connecting:
+                if self.balancer is None:
+                    balancer = Balancer(self.agent.config, self.agent.ssl_context, client=self.process)
+                    await balancer.start()
+                    self.balancer = balancer
         return self.balancer
 
     async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return await (await self.cluster()).call(name, *args, **kwargs)
+        value = await (await self.cluster()).call(name, *args, **kwargs)
+        self.ops.observe(name, args)
+        return value
+
+    def open_sessions(self) -> Any:
+        return self.balancer.sessions if self.balancer is not None else ()
 
     def mechanism(self, reader: wire.Reader) -> Mechanism:
         """A mechanism argument; the NULL mechanism is refused (only ``C_*Init`` takes it, see ``init``)."""
@@ -274,60 +316,63 @@ async def _out(app: _Application, name: str, args: tuple[Any, ...], capacity: in
         return wire.Writer().byte_array(None, exc.required)
 
 
-for _init_id, _init_name, _flag in ((29, "encrypt_init", CKF.ENCRYPT), (33, "decrypt_init", CKF.DECRYPT),
-                                    (42, "sign_init", CKF.SIGN), (48, "verify_init", CKF.VERIFY)):
-    async def _init(app: _Application, r: wire.Reader, name: str = _init_name, flag: CKF = _flag) -> None:
+for _init_id, _kind in ((29, "encrypt"), (33, "decrypt"), (42, "sign"), (48, "verify")):
+    async def _init(app: _Application, r: wire.Reader, kind: str = _kind) -> None:
         session = r.u64()
         mechanism = mechanisms.read(r, app.version)
-        key = r.u64()
-        if mechanism is None:  # PKCS#11 3.0 §5.8: a NULL mechanism ends the active operation
-            await app.call("session_cancel", session, int(flag))
-        else:
-            await app.call(name, session, mechanism, key)
+        await app.ops.init(kind, session, mechanism, r.u64())
 
     _CALLS[_init_id] = ("", _init)
 
-for _op_id, _op_name in ((30, "encrypt"), (34, "decrypt"), (43, "sign"), (38, "digest"), (31, "encrypt_update"),
-                          (35, "decrypt_update")):
-    async def _single(app: _Application, r: wire.Reader, name: str = _op_name) -> wire.Writer:
+for _op_id, _kind in ((30, "encrypt"), (34, "decrypt"), (43, "sign"), (38, "digest")):
+    async def _single(app: _Application, r: wire.Reader, kind: str = _kind) -> wire.Writer:
         session = r.u64()
         data, _ = r.byte_array()
-        return await _out(app, name, (session, data or b""), r.buffer_size())
+        return await app.ops.single(kind, session, data or b"", r.buffer_size())
 
     _CALLS[_op_id] = ("ay", _single)
 
-for _final_id, _final_name in ((32, "encrypt_final"), (36, "decrypt_final"), (41, "digest_final"),
-                               (45, "sign_final")):
-    async def _final(app: _Application, r: wire.Reader, name: str = _final_name) -> wire.Writer:
+for _update_id, _kind in ((31, "encrypt"), (35, "decrypt")):
+    async def _cipher_update(app: _Application, r: wire.Reader, kind: str = _kind) -> wire.Writer | None:
         session = r.u64()
-        return await _out(app, name, (session,), r.buffer_size())
+        data, _ = r.byte_array()
+        return await app.ops.update(kind, session, data or b"", r.buffer_size(), output=True)
+
+    _CALLS[_update_id] = ("ay", _cipher_update)
+
+for _final_id, _kind in ((32, "encrypt"), (36, "decrypt"), (41, "digest"), (45, "sign")):
+    async def _final(app: _Application, r: wire.Reader, kind: str = _kind) -> wire.Writer:
+        session = r.u64()
+        return await app.ops.final(kind, session, r.buffer_size())
 
     _CALLS[_final_id] = ("ay", _final)
 
-for _update_id, _update_name in ((39, "digest_update"), (44, "sign_update"), (50, "verify_update"),
-                                 (51, "verify_final")):
-    async def _update(app: _Application, r: wire.Reader, name: str = _update_name) -> None:
+for _update_id, _kind in ((39, "digest"), (44, "sign"), (50, "verify")):
+    async def _update(app: _Application, r: wire.Reader, kind: str = _kind) -> None:
         session = r.u64()
         data, _ = r.byte_array()
-        await app.call(name, session, data or b"")
+        await app.ops.update(kind, session, data or b"")
 
     _CALLS[_update_id] = ("", _update)
+
+
+@_call(51, "")
+async def _verify_final(app: _Application, r: wire.Reader) -> None:
+    session = r.u64()
+    signature, _ = r.byte_array()
+    await app.ops.verify_final(session, signature or b"")
 
 
 @_call(37, "")
 async def _digest_init(app: _Application, r: wire.Reader) -> None:
     session = r.u64()
-    mechanism = mechanisms.read(r, app.version)
-    if mechanism is None:
-        await app.call("session_cancel", session, int(CKF.DIGEST))
-    else:
-        await app.call("digest_init", session, mechanism)
+    await app.ops.init("digest", session, mechanisms.read(r, app.version), None)
 
 
 @_call(67, "")
 async def _session_cancel(app: _Application, r: wire.Reader) -> None:
-    session = r.u64()
-    await app.call("session_cancel", session, r.u64())
+    session, flags = r.u64(), r.u64()
+    await app.ops.cancel(session, flags)
 
 
 @_call(25, "")
@@ -391,7 +436,7 @@ async def _verify(app: _Application, r: wire.Reader) -> None:
     session = r.u64()
     data, _ = r.byte_array()
     signature, _ = r.byte_array()
-    await app.call("verify", session, data or b"", signature or b"")
+    await app.ops.verify(session, data or b"", signature or b"")
 
 
 @_call(20, "u")

@@ -1,0 +1,182 @@
+"""Cryptographic operations of one application as the agent runs them (PKCS#11 3.0 §5.8–§5.13).
+
+An application signs with ``C_SignInit`` then ``C_Sign``: two calls, two round trips to the cluster. Most
+applications repeat the same mechanism with the same key, so once an init of that (operation, mechanism, key)
+has been accepted by the HSM under the application's current login, a later init of the same triple is
+answered here and kept as *deferred*; the single-part call that follows runs as one ``*_once`` request (init and
+operation together, checked in full by the HSM). A size query or a too-small buffer computes the output once
+and keeps it for the call that fetches it. A multi-part call (``*Update``/``*Final``) on a deferred operation
+first makes it real with the HSM's own init.
+
+What the application sees is what the HSM decides, with one difference: if a proven key is destroyed or loses
+its usage by *another* application between the init and the operation, the error comes from the operation call
+instead of the init.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from ..crypto.params import Mechanism
+from ..errors import BufferTooSmall, OperationActive, StrongroomError
+from ..vocab import CKF
+from . import wire
+
+Call = Callable[..., Awaitable[Any]]
+FLAGS = {"encrypt": CKF.ENCRYPT, "decrypt": CKF.DECRYPT, "digest": CKF.DIGEST, "sign": CKF.SIGN,
+         "verify": CKF.VERIFY}
+# Calls after which what was proven may no longer hold (another user, a changed or destroyed key).
+_FORGET_ALL = frozenset({"login", "logout", "close_all_sessions", "close_session"})
+_FORGET_KEY = frozenset({"destroy_object", "set_attribute_value"})
+
+
+@dataclass
+class _Deferred:
+    mechanism: Mechanism
+    key: int | None
+    data: bytes | None = None  # input whose output was computed for a size query
+    output: bytes | None = None
+
+
+class Operations:
+    """Operation state of one application's sessions.
+
+    Args:
+        call: runs a node call through the application's cluster connection (``call(name, *args, **kw)``).
+        sessions: the application's open session handles (checked before an init is answered locally).
+    """
+
+    def __init__(self, call: Call, sessions: Callable[[], Any]) -> None:
+        self._call = call
+        self._sessions = sessions
+        self.proven: set[tuple[str, int | None, Mechanism]] = set()
+        self.deferred: dict[tuple[int, str], _Deferred] = {}
+        self.active: set[tuple[int, str]] = set()  # operations initialised in the HSM itself
+
+    def observe(self, name: str, args: tuple[Any, ...]) -> None:
+        """Forget what a successful call ``name`` may have made untrue."""
+        if name in _FORGET_ALL:
+            self.proven.clear()
+            if name == "close_session":
+                self._drop_session(args[0])
+            elif name != "login":
+                self.deferred.clear()
+                self.active.clear()
+        elif name in _FORGET_KEY:
+            self.proven = {p for p in self.proven if p[1] != args[1]}
+
+    def _drop_session(self, session: Any) -> None:
+        for entry in [e for e in self.deferred if e[0] == session]:
+            del self.deferred[entry]
+        self.active = {e for e in self.active if e[0] != session}
+
+    async def init(self, kind: str, session: int, mechanism: Mechanism | None, key: int | None) -> None:
+        """``C_<kind>Init``; a NULL mechanism ends the operation (PKCS#11 3.0 §5.8)."""
+        slot = (session, kind)
+        if mechanism is None:
+            await self.cancel(session, int(FLAGS[kind]))
+            return
+        if slot in self.deferred:
+            raise OperationActive(f"a {kind} operation is already active in this session")
+        proof = (kind, key, mechanism)
+        if proof in self.proven and slot not in self.active and session in self._sessions():
+            self.deferred[slot] = _Deferred(mechanism, key)
+            return
+        await self._init_in_hsm(kind, session, mechanism, key)
+        self.proven.add(proof)
+
+    async def cancel(self, session: int, flags: int) -> None:
+        """``C_SessionCancel``: end the operations ``flags`` names (``CKF.SIGN`` …)."""
+        await self._call("session_cancel", session, flags)
+        for kind, flag in FLAGS.items():
+            if flags & flag:
+                self.deferred.pop((session, kind), None)
+                self.active.discard((session, kind))
+
+    async def _init_in_hsm(self, kind: str, session: int, mechanism: Mechanism, key: int | None) -> None:
+        args = (session, mechanism) if key is None else (session, mechanism, key)
+        await self._call(f"{kind}_init", *args)
+        self.active.add((session, kind))
+
+    async def _real(self, kind: str, session: int) -> None:
+        """Make a deferred operation real before a multi-part call."""
+        deferred = self.deferred.pop((session, kind), None)
+        if deferred is not None:
+            await self._init_in_hsm(kind, session, deferred.mechanism, deferred.key)
+
+    async def single(self, kind: str, session: int, data: bytes, capacity: int | None) -> wire.Writer:
+        """``C_Encrypt``/``C_Decrypt``/``C_Sign``/``C_Digest``: the output, or only its length for a size query
+        (``capacity`` None) or a buffer that is too small (PKCS#11 3.0 §5.2)."""
+        deferred = self.deferred.get((session, kind))
+        if deferred is None:
+            return await self._out(kind, session, kind, (session, data), capacity)
+        if deferred.output is None or deferred.data != data:
+            try:
+                deferred.output = await self._once(kind, session, deferred, data)
+            except StrongroomError:
+                self.deferred.pop((session, kind), None)
+                raise
+            deferred.data = data
+        if capacity is None or capacity < len(deferred.output):
+            return wire.Writer().byte_array(None, len(deferred.output))
+        del self.deferred[(session, kind)]
+        return wire.Writer().byte_array(deferred.output)
+
+    async def _once(self, kind: str, session: int, deferred: _Deferred, data: bytes) -> bytes:
+        if deferred.key is None:
+            return await self._call(f"{kind}_once", session, deferred.mechanism, data)
+        return await self._call(f"{kind}_once", session, deferred.mechanism, deferred.key, data)
+
+    async def verify(self, session: int, data: bytes, signature: bytes) -> None:
+        """``C_Verify``."""
+        deferred = self.deferred.pop((session, "verify"), None)
+        if deferred is not None:
+            await self._call("verify_once", session, deferred.mechanism, deferred.key, data, signature)
+            return
+        try:
+            await self._call("verify", session, data, signature)
+        finally:
+            self.active.discard((session, "verify"))
+
+    async def update(self, kind: str, session: int, data: bytes, capacity: int | None = None,
+                     output: bool = False) -> wire.Writer | None:
+        """``C_<kind>Update``; ``output`` for the cipher updates, which answer like ``single``."""
+        await self._real(kind, session)
+        if output:
+            return await self._out(kind, session, f"{kind}_update", (session, data), capacity, ends=False)
+        try:
+            await self._call(f"{kind}_update", session, data)
+        except StrongroomError:
+            self.active.discard((session, kind))
+            raise
+        return None
+
+    async def final(self, kind: str, session: int, capacity: int | None) -> wire.Writer:
+        """``C_<kind>Final`` with an output."""
+        await self._real(kind, session)
+        return await self._out(kind, session, f"{kind}_final", (session,), capacity)
+
+    async def verify_final(self, session: int, signature: bytes) -> None:
+        await self._real("verify", session)
+        try:
+            await self._call("verify_final", session, signature)
+        finally:
+            self.active.discard((session, "verify"))
+
+    async def _out(self, kind: str, session: int, name: str, args: tuple[Any, ...], capacity: int | None,
+                   ends: bool = True) -> wire.Writer:
+        """An ``fy`` → ``ay`` output from the HSM; the operation ends unless only a length was answered."""
+        try:
+            if capacity is None:
+                return wire.Writer().byte_array(None, await self._call(name, *args, query=True))
+            try:
+                value = await self._call(name, *args, out_len=capacity)
+            except BufferTooSmall as exc:
+                return wire.Writer().byte_array(None, exc.required)
+        except StrongroomError:
+            self.active.discard((session, kind))
+            raise
+        if ends:
+            self.active.discard((session, kind))
+        return wire.Writer().byte_array(value)
