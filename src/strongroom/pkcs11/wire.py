@@ -248,7 +248,7 @@ class Writer:
                 self.u64(mechanism)
             return self
         raw = bytes(value)
-        return self.u32(len(raw)).data(raw)
+        return self.u32(len(raw)).data(raw or None)  # an empty value travels as p11-kit encodes it: NULL
 
     def template(self, attrs: list[tuple[int, Any]]) -> Writer:
         self.u32(len(attrs))
