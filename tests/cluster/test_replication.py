@@ -43,6 +43,21 @@ def test_a_key_made_on_one_node_is_served_by_every_node(trio):
             assert found.decrypt(sealed) == b"replicated"
 
 
+def test_session_objects_are_seen_by_every_session_of_the_application(trio):
+    """PKCS#11 3.0 §4.4: a session object is visible to all sessions of the application that made it, so the SDK
+    sends every session of an application to the HSM holding its session objects."""
+    with sdk.connect(trio.config()) as c:
+        maker = c.login("alice", ALICE_PW)
+        key = maker.generate_key(CKM.AES_KEY_GEN, value_len=32, encrypt=True, decrypt=True, token=False)
+        others = [c.open_session() for _ in range(6)]  # the balancer would spread these over the HSMs
+        sealed = key.encrypt(b"session object")
+        for other in others:
+            assert other.key(key.handle).decrypt(sealed) == b"session object"
+        for other in others:
+            other.close()
+        maker.close()
+
+
 def _raw_call(endpoint, pki, name, *args):
     """One call on a connection of its own to one node (no balancing, no retries)."""
     import asyncio

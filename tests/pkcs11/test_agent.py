@@ -376,3 +376,28 @@ def test_repeated_inits_answered_by_the_agent_keep_every_pkcs11_rule(agent, alic
     # a key the application destroys is forgotten
     assert app.call(_request(22, "uu", _u64s(session, private.handle))) == wire.reply_body(22, "")
     assert app.call(init) == wire.error_body(int(CKR.KEY_HANDLE_INVALID))
+
+
+def test_a_module_file_lets_p11_kit_aware_applications_find_the_token_without_environment(agent, tmp_path):
+    registry = Path("/etc/pkcs11/modules")
+    made_registry = not registry.exists()
+    try:
+        registry.mkdir(parents=True, exist_ok=True)
+        module_file = registry / f"strongroom-test-{os.getpid()}.module"
+        module_file.write_text(f"remote: unix:path={agent}\n")
+    except PermissionError:
+        pytest.skip("the system's p11-kit module registry is not writable here")
+    env = {k: v for k, v in os.environ.items() if k != "P11_KIT_SERVER_ADDRESS"}
+    try:
+        listed = subprocess.run(["p11-kit", "list-modules"], capture_output=True, text=True, timeout=60, env=env)
+        assert module_file.stem in listed.stdout and "cluster-test0000001" in listed.stdout, listed.stdout
+        tokens = subprocess.run(["p11tool", "--list-tokens"], capture_output=True, text=True, timeout=60, env=env)
+        assert "token=cluster-test0000001" in tokens.stdout, tokens.stdout + tokens.stderr
+        proxy = next(iter(sorted(Path("/usr/lib").glob("*/p11-kit-proxy.so"))))
+        slots = subprocess.run(["pkcs11-tool", "--module", str(proxy), "-L"], capture_output=True, text=True,
+                               timeout=60, env=env)
+        assert "cluster-test0000001" in slots.stdout, slots.stdout + slots.stderr
+    finally:
+        module_file.unlink()
+        if made_registry:
+            registry.rmdir()

@@ -188,3 +188,34 @@ def _fetch(port: int, ca: Path, env: dict[str, str]) -> str:
             return done.stdout
         time.sleep(0.1)
     raise AssertionError("nginx did not start")
+
+
+def test_java_sunpkcs11_generates_a_key_and_signs_a_jar(agent3, tmp_path):
+    if not all(shutil.which(tool) for tool in ("keytool", "jarsigner", "jar")):
+        pytest.skip("a JDK (keytool, jarsigner, jar) is not installed")
+    config = tmp_path / "strongroom.cfg"
+    config.write_text(JAVA_CONFIG.format(module=P11_KIT_CLIENT))
+    env = _env(agent3)
+    store = ["-keystore", "NONE", "-storetype", "PKCS11", "-providerName", "SunPKCS11-Strongroom",
+             "-addprovider", "SunPKCS11", "-providerArg", str(config), "-storepass", PIN]
+    _run(["keytool", "-genkeypair", "-keyalg", "EC", "-groupname", "secp256r1", "-alias", "java-signer",
+          "-dname", "CN=java-signer", *store], env)
+    assert "java-signer, PrivateKeyEntry" in _run(["keytool", "-list", *store], env)
+    (tmp_path / "hello.txt").write_text("signed by a key inside Strongroom\n")
+    jar = tmp_path / "hello.jar"
+    _run(["jar", "cf", str(jar), "-C", str(tmp_path), "hello.txt"], env)
+    _run(["jarsigner", *store, str(jar), "java-signer"], env)
+    verified = _run(["jarsigner", "-verify", "-verbose", str(jar)], env)
+    assert "jar verified." in verified
+
+
+JAVA_CONFIG = """name = Strongroom
+library = {module}
+slot = 1
+attributes(generate, CKO_PRIVATE_KEY, *) = {{
+  CKA_SIGN = true
+}}
+attributes(generate, CKO_PUBLIC_KEY, *) = {{
+  CKA_VERIFY = true
+}}
+"""

@@ -91,7 +91,7 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
         try:
             value = result_of(response)
         except StrongroomError as exc:
-            if exc.retryable and (vs is None or (vs.home is None and vs.pinned is None)):
+            if exc.retryable and balancer.fixed(vs) is None:
                 return loop_thread.run(balancer.call_keyed(name, args, kwargs, key or None))
             balancer.settle_error(vs, name, exc)
             raise

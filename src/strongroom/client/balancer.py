@@ -39,7 +39,7 @@ _STARTS = frozenset({"encrypt_init", "decrypt_init", "sign_init", "verify_init",
 _ENDS = frozenset({"encrypt", "encrypt_final", "decrypt", "decrypt_final", "sign", "sign_final", "verify",
                    "verify_final", "digest", "digest_final", "find_objects_final",
                    "session_cancel"})
-_MAKERS = frozenset({"create_object", "generate_key", "generate_key_pair", "unwrap_key", "derive_key"})
+_MAKERS = frozenset({"create_object", "copy_object", "generate_key", "generate_key_pair", "unwrap_key", "derive_key"})
 _NO_NODES: frozenset[Any] = frozenset()
 _SPECIAL = frozenset({"open_session", "close_session", "close_all_sessions", "login", "logout"})
 _SLOW = frozenset({"generate_key_pair", "login", "activate", "create_user", "change_password", "join_cluster"})
@@ -89,7 +89,6 @@ class VirtualSession:
     flags: int
     handles: dict[str, tuple[int, int]] = field(default_factory=dict)
     pinned: _Node | None = None  # a multi-part operation is in progress there
-    home: _Node | None = None  # session objects live there
     last: _Node | None = None  # where its last request was answered
 
 
@@ -111,6 +110,7 @@ class Balancer:
         self.configured = frozenset(config.endpoints)
         self.sessions: dict[int, VirtualSession] = {}
         self.credentials: tuple[int, str] | None = None
+        self.home: _Node | None = None  # the HSM holding the application's session objects
         self.index = 0
         self.node_info: dict[str, Any] = {}
         self._vids = itertools.count(1)
@@ -272,7 +272,7 @@ class Balancer:
             try:
                 result_of(response)
             except StrongroomError as exc:
-                if exc.retryable and (vs is None or (vs.home is None and vs.pinned is None)):
+                if exc.retryable and self.fixed(vs) is None:
                     return await self.call_keyed(name, args, kwargs, key or None)
                 self.settle_error(vs, name, exc)
                 raise
@@ -310,7 +310,7 @@ class Balancer:
             vs = self.sessions.get(args[0]) if isinstance(args[0], int) else None
             if vs is None:
                 return None
-            node = vs.home or vs.pinned or self._pick(_NO_NODES)
+            node = self.fixed(vs) or self._pick(_NO_NODES)
             if node is None or not node.up:
                 return None
             known = vs.handles.get(node.endpoint)
@@ -323,6 +323,18 @@ class Balancer:
             if node is None or node.conn is None:
                 return None
         return node, args, os.urandom(16) if name in WRITE_CALLS else b"", vs
+
+    def fixed(self, vs: VirtualSession | None) -> _Node | None:
+        """The HSM a session's calls must go to: the one running its multi-part operation, else the one holding
+        the application's session objects (every session of an application sees them, PKCS#11 3.0 §4.4) while
+        it is up; ``None``: any."""
+        if vs is None:
+            return None
+        if vs.pinned is not None:
+            return vs.pinned
+        if self.home is not None and not self.home.up:
+            self.home = None  # its session objects ended with it
+        return self.home
 
     def attempt_timeout(self, name: str) -> float:
         return self.config.timeout_s if name in _SLOW else min(ATTEMPT_TIMEOUT_S, self.config.timeout_s)
@@ -340,7 +352,7 @@ class Balancer:
         if name in _MAKERS:
             handles = value if isinstance(value, (list, tuple)) else [value]
             if any(isinstance(h, int) and h & _SESSION_OBJECT_BIT for h in handles):
-                vs.home = node
+                self.home = node
 
     @staticmethod
     def settle_error(vs: VirtualSession | None, name: str, exc: StrongroomError) -> None:
@@ -358,8 +370,8 @@ class Balancer:
         avoid: set[_Node] = set()
         delay = 0.02
         while True:
-            fixed = vs.home or vs.pinned if vs is not None else None
-            node = fixed or self._pick(avoid)
+            bound = self.fixed(vs)
+            node = bound or self._pick(avoid)
             try:
                 if node is None:
                     raise ConnectionLost("no HSM of the cluster is reachable")
@@ -370,7 +382,7 @@ class Balancer:
                 vs.last = node
                 return value
             except StrongroomError as exc:
-                if not exc.retryable or fixed is not None or time.monotonic() + delay > deadline:
+                if not exc.retryable or bound is not None or time.monotonic() + delay > deadline:
                     raise
                 if node is not None:
                     avoid.add(node)
@@ -440,6 +452,7 @@ class Balancer:
                     pass
         if not self.sessions:  # closing the application's last session ends its login (PKCS#11 3.0 §5.6)
             self.credentials = None
+            self.home = None
             for node in self.nodes:
                 node.logged_in = False
 

@@ -8,6 +8,7 @@ from .. import crypto
 from ..errors import (
     ActionProhibited,
     ArgumentsBad,
+    AttributeReadOnly,
     AttributeValueInvalid,
     DeviceMemory,
     ObjectHandleInvalid,
@@ -28,6 +29,8 @@ from .sessions import Session
 from .users import Role, check_username
 
 SECRET_BYTES = {CKK.AES: (16, 24, 32), CKK.GENERIC_SECRET: range(1, 801)}
+# Attributes a C_CopyObject template may set besides those C_SetAttributeValue may change (PKCS#11 3.0 §5.7).
+_COPY_STORAGE = (CKA.TOKEN, CKA.PRIVATE, CKA.MODIFIABLE, CKA.COPYABLE, CKA.DESTROYABLE)
 
 
 class ObjectCalls(ApplicationBase):
@@ -130,6 +133,41 @@ class ObjectCalls(ApplicationBase):
             for other in self._counterparts(HsmObject(0, attrs)):
                 policy.check_usage_conflicts(attrs, other.attrs)
         return self._create_objects(session, [(attrs, material)], "object-create", cls=cls.name)[0]
+
+    def copy_object(self, handle: int, obj_handle: int, template: dict[int, Any]) -> int:
+        """``C_CopyObject`` (PKCS#11 3.0 §5.7): a new object with the source's attributes and key material.
+
+        ``template`` may set ``CKA_TOKEN`` and ``CKA_PRIVATE`` (keys holding secret material stay private), turn
+        ``CKA_MODIFIABLE``, ``CKA_COPYABLE`` and ``CKA_DESTROYABLE`` to false, and change what
+        ``C_SetAttributeValue`` may change, with the same one-way rules (``CKA_SENSITIVE`` only to true,
+        ``CKA_EXTRACTABLE`` only to false). Owners only, like every change to a key.
+
+        Returns:
+            The copy's handle.
+
+        Raises:
+            ObjectHandleInvalid, ActionProhibited (``CKA_COPYABLE`` false, or changes to an object whose
+            ``CKA_MODIFIABLE`` is false), AttributeReadOnly, AttributeTypeInvalid, AttributeValueInvalid,
+            TemplateInconsistent, SessionReadOnly, UserNotLoggedIn, DeviceMemory.
+        """
+        session = self._session(handle)
+        changes = self._template(template)
+        obj = self._object(obj_handle)
+        self._require_manage(obj, "copy")
+        if not obj.flag(CKA.COPYABLE):
+            raise ActionProhibited("the object has CKA_COPYABLE false")
+        storage = {cka: changes.pop(cka) for cka in _COPY_STORAGE if cka in changes}
+        attrs = policy.check_set(obj, changes, admin=False) if changes else dict(obj.attrs)
+        for cka in (CKA.MODIFIABLE, CKA.COPYABLE, CKA.DESTROYABLE):
+            if storage.get(cka, False) and not obj.attrs.get(cka, True):
+                raise AttributeReadOnly(f"CKA_{cka.name} can only change to false in a copy")
+        if storage.get(CKA.PRIVATE) is False and obj.cls in (CKO.PRIVATE_KEY, CKO.SECRET_KEY):
+            raise AttributeValueInvalid("keys holding secret material are always private (CKA_PRIVATE true)")
+        attrs.update(storage)
+        if {CKA.WRAP, CKA.DECRYPT, CKA.UNWRAP, CKA.ENCRYPT} & set(changes):
+            for other in self._counterparts(obj):
+                policy.check_usage_conflicts(attrs, other.attrs)
+        return self._create_objects(session, [(attrs, obj.material)], "object-copy", source=obj.handle)[0]
 
     def destroy_object(self, handle: int, obj_handle: int) -> None:
         """``C_DestroyObject``: atomic; on error the object stays usable.

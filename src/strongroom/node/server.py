@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 # Calls that may block: store writes (fsync), password hashing, key generation, bulk reads.
 _BLOCKING = frozenset({
     "login", "logout", "activate", "create_user", "delete_user", "change_password", "list_users", "verify_audit",
-    "export_audit", "zeroize", "create_object", "destroy_object", "set_attribute_value", "share",
+    "export_audit", "zeroize", "create_object", "copy_object", "destroy_object", "set_attribute_value", "share",
     "generate_key", "generate_key_pair", "wrap_key", "unwrap_key", "derive_key", "close_session",
     "close_all_sessions", "generate_random", "join_cluster", "remove_member",
 })

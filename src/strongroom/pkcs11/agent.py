@@ -445,6 +445,12 @@ async def _create_object(app: _Application, r: wire.Reader) -> wire.Writer:
     return wire.Writer().u64(await app.call("create_object", session, attributes.to_node(r.template())))
 
 
+@_call(21, "u")
+async def _copy_object(app: _Application, r: wire.Reader) -> wire.Writer:
+    session, handle = r.u64(), r.u64()
+    return wire.Writer().u64(await app.call("copy_object", session, handle, attributes.to_node(r.template())))
+
+
 @_call(22, "")
 async def _destroy_object(app: _Application, r: wire.Reader) -> None:
     await app.call("destroy_object", r.u64(), r.u64())

@@ -60,6 +60,7 @@ CALLS: dict[str, tuple[tuple[tuple[str, Any], ...], tuple[tuple[str, Any, Any], 
     "zeroize": ((("session", _H),), ()),
     "create_object": ((("session", _H), ("template", _T)), ()),
     "destroy_object": ((("session", _H), ("object", _H)), ()),
+    "copy_object": ((("session", _H), ("object", _H), ("template", _T)), ()),
     "get_attribute_value": ((("session", _H), ("object", _H), ("types", list[int])), ()),
     "set_attribute_value": ((("session", _H), ("object", _H), ("template", _T)), ()),
     "share": ((("session", _H), ("object", _H), ("username", str)), (("unshare", bool, False),)),
@@ -114,7 +115,7 @@ CALLS: dict[str, tuple[tuple[tuple[str, Any], ...], tuple[tuple[str, Any, Any], 
 
 # Calls that change the replicated state: each carries a request key so that a retry is done once.
 WRITE_CALLS = frozenset({
-    "activate", "create_user", "delete_user", "change_password", "create_object", "destroy_object",
+    "activate", "create_user", "delete_user", "change_password", "create_object", "copy_object", "destroy_object",
     "set_attribute_value", "share", "generate_key", "generate_key_pair", "unwrap_key", "derive_key",
 })
 

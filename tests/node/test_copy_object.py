@@ -1,0 +1,61 @@
+"""C_CopyObject (PKCS#11 3.0 §5.7): what a copy keeps, what its template may change, and who may copy."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from strongroom.crypto.params import Mechanism
+from strongroom.errors import StrongroomError
+from strongroom.vocab import CKA, CKK, CKM, CKO, CKR
+
+VALUE = bytes(range(32))
+
+
+def _aes(logged, extra=None):
+    template = {CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: CKK.AES, CKA.VALUE: VALUE, CKA.ENCRYPT: True,
+                CKA.DECRYPT: True, CKA.LABEL: "source", **(extra or {})}
+    return logged.app.create_object(logged.s, template)
+
+
+def _ecb(logged, key):
+    return logged.app.encrypt_once(logged.s, Mechanism(CKM.AES_ECB), key, bytes(16))
+
+
+def _code(call) -> int:
+    with pytest.raises(StrongroomError) as info:
+        call()
+    return info.value.ckr
+
+
+def test_a_session_key_copied_to_the_token_keeps_its_material_and_takes_the_template(hsm, alice):
+    source = _aes(alice)
+    copy = alice.app.copy_object(alice.s, source, {CKA.TOKEN: True, CKA.LABEL: "copied", CKA.EXTRACTABLE: False})
+    assert copy != source
+    attrs = alice.app.get_attributes(alice.s, copy, [CKA.TOKEN, CKA.LABEL, CKA.EXTRACTABLE,
+                                                     CKA.NEVER_EXTRACTABLE, CKA.CLASS])
+    assert attrs[CKA.TOKEN] is True and attrs[CKA.LABEL] == "copied" and attrs[CKA.EXTRACTABLE] is False
+    assert attrs[CKA.NEVER_EXTRACTABLE] is False  # the source was extractable: the history stays
+    expected = Cipher(algorithms.AES(VALUE), modes.ECB()).encryptor().update(bytes(16))
+    assert _ecb(alice, copy) == _ecb(alice, source) == expected
+    assert hsm.get_object(copy).is_token and not hsm.get_object(source).is_token
+
+
+def test_a_copy_obeys_the_one_way_rules_and_the_copyable_flag(hsm, alice, bob):
+    source = _aes(alice, {CKA.EXTRACTABLE: False, CKA.TOKEN: True})
+    assert _code(lambda: alice.app.copy_object(alice.s, source, {CKA.EXTRACTABLE: True})) \
+        == CKR.ATTRIBUTE_READ_ONLY
+    assert _code(lambda: alice.app.copy_object(alice.s, source, {CKA.PRIVATE: False})) \
+        == CKR.ATTRIBUTE_VALUE_INVALID
+    assert _code(lambda: alice.app.copy_object(alice.s, source, {CKA.KEY_TYPE: CKK.GENERIC_SECRET})) \
+        == CKR.ATTRIBUTE_READ_ONLY
+    assert _code(lambda: alice.app.copy_object(alice.s, source, {CKA.WRAP: True})) \
+        == CKR.TEMPLATE_INCONSISTENT  # DECRYPT and WRAP on one key: key separation
+    assert _code(lambda: bob.app.copy_object(bob.s, source, {})) == CKR.OBJECT_HANDLE_INVALID
+    locked = alice.app.copy_object(alice.s, source, {CKA.COPYABLE: False, CKA.MODIFIABLE: False})
+    assert _code(lambda: alice.app.copy_object(alice.s, locked, {})) == CKR.ACTION_PROHIBITED
+    unmodifiable = alice.app.copy_object(alice.s, source, {CKA.MODIFIABLE: False})
+    assert _code(lambda: alice.app.copy_object(alice.s, unmodifiable, {CKA.MODIFIABLE: True})) \
+        == CKR.ATTRIBUTE_READ_ONLY
+    assert _code(lambda: alice.app.copy_object(alice.s, unmodifiable, {CKA.LABEL: "x"})) == CKR.ACTION_PROHIBITED
+    assert alice.app.copy_object(alice.s, unmodifiable, {CKA.TOKEN: False}) > 0
