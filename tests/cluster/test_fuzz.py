@@ -62,6 +62,7 @@ class RawClient:
     def __init__(self, endpoint: str, ctx: ssl.SSLContext) -> None:
         self.endpoint, self.ctx = endpoint, ctx
         self.sock: ssl.SSLSocket | None = None
+        self.drainer: threading.Thread | None = None
         self.reconnects = 0
 
     def _open(self) -> None:
@@ -70,7 +71,8 @@ class RawClient:
         self.sock = self.ctx.wrap_socket(raw, server_hostname=host)
         hello = _encode(Hello([PROTOCOL_VERSION]))
         self.sock.sendall(struct.pack(">I", len(hello)) + hello)
-        threading.Thread(target=self._drain, args=(self.sock,), daemon=True).start()
+        self.drainer = threading.Thread(target=self._drain, args=(self.sock,), daemon=True)
+        self.drainer.start()
         self.reconnects += 1
 
     @staticmethod
@@ -89,12 +91,21 @@ class RawClient:
                 self.sock.sendall(data)
                 return
             except OSError:
-                self.sock.close()
-                self.sock = None
+                self.close()
 
     def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
+        """Close the socket only once its draining thread has stopped reading it: a descriptor closed under a
+        reader is reused by the next connection, and the old reader would then eat the new handshake."""
+        if self.sock is None:
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        if self.drainer is not None:
+            self.drainer.join(10)
+        self.sock.close()
+        self.sock = None
 
 
 def test_fuzzed_frames_never_break_the_node(node, cluster, pki):
