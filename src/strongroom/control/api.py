@@ -1,0 +1,79 @@
+"""The control plane's HTTP face: the AWS JSON 1.1 protocol of the ``cloudhsmv2`` service, for boto3 and the CLI.
+
+A request is ``POST /`` with ``X-Amz-Target: BaldrApiService.<Operation>``, ``Content-Type:
+application/x-amz-json-1.1``, a JSON object body and a SigV4 signature (signing name ``cloudhsm``) by an access
+key the control plane issued. A success is HTTP 200 with the output members as JSON; an error is HTTP 400 (500
+for an internal failure) with ``{"__type": <exception name>, "Message": …}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import sigv4
+from .errors import ApiError, InternalFailure, SerializationError, UnknownOperation
+from .service import OPERATIONS, ControlPlane
+from .state import AccessKey
+
+log = logging.getLogger("strongroom.control")
+
+TARGET_PREFIX = "BaldrApiService."
+CONTENT_TYPE = "application/x-amz-json-1.1"
+MAX_BODY_BYTES = 1024 * 1024
+_SIGNATURE_STATUS = {"MissingAuthenticationTokenException": 403}
+
+
+def _answer(body: dict[str, Any], status: int = 200) -> Response:
+    return JSONResponse(body, status_code=status, media_type=CONTENT_TYPE,
+                        headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+
+def _error(exc: ApiError) -> Response:
+    return _answer(exc.body(), exc.status)
+
+
+def make_app(control: ControlPlane) -> Starlette:
+    """The ASGI application serving ``control``'s operations."""
+
+    def secret_for(access_key_id: str) -> str | None:
+        with control.store.session() as session:
+            key = session.get(AccessKey, access_key_id)
+            return key.secret_access_key if key is not None else None
+
+    async def endpoint(request: Request) -> Response:
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            if len(body) > MAX_BODY_BYTES:
+                raise SerializationError(f"the body is over {MAX_BODY_BYTES} bytes")
+            try:
+                sigv4.verify(request.method, request.url.path, request.url.query, headers, body, secret_for)
+            except sigv4.SignatureError as exc:
+                return _answer({"__type": exc.code, "Message": exc.message}, _SIGNATURE_STATUS.get(exc.code, 400))
+            target = headers.get("x-amz-target", "")
+            name = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
+            if name not in OPERATIONS:
+                raise UnknownOperation(f"the operation {target!r:.80} is not known")
+            try:
+                members = json.loads(body or b"{}")
+            except (ValueError, UnicodeDecodeError):
+                raise SerializationError("the body is not JSON") from None
+            if not isinstance(members, dict):
+                raise SerializationError("the body must be a JSON object")
+            return _answer(await asyncio.to_thread(control.call, name, members))
+        except ApiError as exc:
+            return _error(exc)
+        except Exception:  # an answer for the client; the details stay in the control plane's log
+            log.exception("operation failed")
+            return _error(InternalFailure("an internal error occurred; retry"))
+
+    return Starlette(routes=[Route("/", endpoint, methods=["POST"])])

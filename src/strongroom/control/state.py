@@ -1,0 +1,110 @@
+"""The control plane's own records, through SQLAlchemy: SQLite by default, any URL SQLAlchemy takes (PostgreSQL).
+
+It records clusters, HSMs, tags and the API's access keys: no HSM key material and no HSM user password. The
+rows hold the fields of the cloudhsmv2 shapes they answer with (``Cluster``, ``Hsm``, ``Tag``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from sqlalchemy import JSON, Float, ForeignKey, String, Text, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+ID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"  # the service's ID pattern: [2-7a-zA-Z]{11,16}
+ID_LENGTH = 11
+
+
+def new_id(prefix: str) -> str:
+    """``cluster-…``, ``hsm-…`` or ``backup-…`` with 11 random characters of the service's alphabet."""
+    return f"{prefix}-" + "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AccessKey(Base):
+    """An API credential the control plane issued (SigV4 access key id and its secret)."""
+
+    __tablename__ = "access_keys"
+    access_key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    secret_access_key: Mapped[str] = mapped_column(String(64))
+    created: Mapped[float] = mapped_column(Float, default=time.time)
+
+
+class Cluster(Base):
+    __tablename__ = "clusters"
+    cluster_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32))
+    state_message: Mapped[str] = mapped_column(String(300), default="")
+    hsm_type: Mapped[str] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(16), default="FIPS")
+    network_type: Mapped[str] = mapped_column(String(16), default="IPV4")
+    subnet_mapping: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    vpc_id: Mapped[str] = mapped_column(String(32))
+    security_group: Mapped[str] = mapped_column(String(32))
+    backup_retention_days: Mapped[str] = mapped_column(String(3), default="90")
+    source_backup_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    create_timestamp: Mapped[float] = mapped_column(Float, default=time.time)
+    cluster_csr: Mapped[str] = mapped_column(Text, default="")
+    cluster_certificate: Mapped[str] = mapped_column(Text, default="")
+    trust_anchor: Mapped[str] = mapped_column(Text, default="")
+    hsms: Mapped[list[Hsm]] = relationship(back_populates="cluster", order_by="Hsm.created")
+
+
+class Hsm(Base):
+    __tablename__ = "hsms"
+    hsm_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.cluster_id"))
+    availability_zone: Mapped[str] = mapped_column(String(32))
+    subnet_id: Mapped[str] = mapped_column(String(32))
+    eni_id: Mapped[str] = mapped_column(String(32))
+    eni_ip: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(32))
+    state_message: Mapped[str] = mapped_column(String(300), default="")
+    placement: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what the provider needs to find it
+    created: Mapped[float] = mapped_column(Float, default=time.time)
+    cluster: Mapped[Cluster] = relationship(back_populates="hsms")
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    resource_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256), default="")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """The control plane's database.
+
+    Args:
+        url: a SQLAlchemy URL, e.g. ``sqlite:///var/control/state.db`` or ``postgresql+psycopg://…``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()

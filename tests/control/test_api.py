@@ -1,0 +1,133 @@
+"""The cloudhsmv2 API through real boto3 and the AWS CLI against a real uvicorn server: clusters, tags,
+pagination, errors as the service shapes them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import boto3
+import pytest
+import uvicorn
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from strongroom.control.api import make_app
+from strongroom.control.service import ControlPlane
+from strongroom.control.state import AccessKey, Store
+
+KEY_ID, SECRET = "AKIASTRONGROOMTEST01", "secret-key-of-the-test-0123456789abcdef"
+SUBNETS = ["subnet-0a1b2c3d", "subnet-0e1f2a3b", "subnet-0c4d5e6f"]
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory):
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('control') / 'state.db'}")
+    with store.session() as session:
+        session.add(AccessKey(access_key_id=KEY_ID, secret_access_key=SECRET))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(make_app(ControlPlane(store)), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    store.close()
+
+
+def _client(endpoint: str, secret: str = SECRET, key_id: str = KEY_ID):
+    return boto3.client("cloudhsmv2", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key_id,
+                        aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+
+
+def _code(call) -> str:
+    with pytest.raises(ClientError) as info:
+        call()
+    return info.value.response["Error"]["Code"]
+
+
+def test_clusters_are_created_described_filtered_paginated_and_deleted(endpoint):
+    hsm = _client(endpoint)
+    made = [hsm.create_cluster(HsmType="hsm2m.medium", SubnetIds=SUBNETS[:2],
+                               TagList=[{"Key": "team", "Value": f"t{i}"}])["Cluster"] for i in range(4)]
+    assert all(c["State"] == "CREATE_IN_PROGRESS" and c["ClusterId"].startswith("cluster-") for c in made)
+    assert made[0]["SubnetMapping"] == {"us-east-1a": SUBNETS[0], "us-east-1b": SUBNETS[1]}
+    ids = [c["ClusterId"] for c in made]
+    [one] = hsm.describe_clusters(Filters={"clusterIds": [ids[0]]})["Clusters"]
+    assert one["State"] == "UNINITIALIZED" and one["HsmType"] == "hsm2m.medium" and one["Hsms"] == []
+    assert one["TagList"] == [{"Key": "team", "Value": "t0"}]
+    assert isinstance(one["CreateTimestamp"].timestamp(), float)  # epoch seconds on the wire, parsed by botocore
+    pages = hsm.get_paginator("describe_clusters").paginate(Filters={"clusterIds": ids},
+                                                             PaginationConfig={"PageSize": 3})
+    sizes = [len(page["Clusters"]) for page in pages]
+    assert sizes == [3, 1]
+    deleted = hsm.delete_cluster(ClusterId=ids[3])["Cluster"]
+    assert deleted["State"] == "DELETE_IN_PROGRESS"
+    assert hsm.describe_clusters(Filters={"clusterIds": [ids[3]]})["Clusters"][0]["State"] == "DELETED"
+    assert _code(lambda: hsm.delete_cluster(ClusterId=ids[3])) == "CloudHsmResourceNotFoundException"
+    states = {c["ClusterId"]: c["State"] for c in hsm.describe_clusters(Filters={"states": ["UNINITIALIZED"]})[
+        "Clusters"]}
+    assert set(ids[:3]) <= set(states) and ids[3] not in states
+
+
+def test_tags_are_added_listed_by_page_and_removed(endpoint):
+    hsm = _client(endpoint)
+    cluster_id = hsm.create_cluster(HsmType="hsm1.medium", SubnetIds=SUBNETS[:1])["Cluster"]["ClusterId"]
+    hsm.tag_resource(ResourceId=cluster_id, TagList=[{"Key": f"k{i:02}", "Value": str(i)} for i in range(30)])
+    pages = list(hsm.get_paginator("list_tags").paginate(ResourceId=cluster_id, PaginationConfig={"PageSize": 12}))
+    assert [len(p["TagList"]) for p in pages] == [12, 12, 6]
+    assert pages[0]["TagList"][0] == {"Key": "k00", "Value": "0"}
+    hsm.untag_resource(ResourceId=cluster_id, TagKeyList=[f"k{i:02}" for i in range(25)])
+    assert [t["Key"] for t in hsm.list_tags(ResourceId=cluster_id)["TagList"]] == [f"k{i}" for i in range(25, 30)]
+    assert _code(lambda: hsm.tag_resource(ResourceId=cluster_id, TagList=[
+        {"Key": f"x{i}", "Value": ""} for i in range(46)])) == "CloudHsmResourceLimitExceededException"
+    assert _code(lambda: hsm.list_tags(ResourceId="cluster-aaaaaaaaaaa")) == "CloudHsmResourceNotFoundException"
+
+
+@pytest.mark.parametrize("call", [
+    lambda h: h.create_cluster(HsmType="hsm9.huge", SubnetIds=SUBNETS[:1]),
+    lambda h: h.create_cluster(HsmType="hsm1.medium", SubnetIds=["not-a-subnet"]),
+    lambda h: h.create_cluster(HsmType="hsm1.medium", SubnetIds=SUBNETS[:1], Mode="SOMETIMES"),
+    lambda h: h.describe_clusters(MaxResults=26),
+    lambda h: h.describe_clusters(Filters={"states": ["MELTING"]}),
+    lambda h: h.describe_clusters(NextToken="!!!"),
+    lambda h: h.modify_cluster(ClusterId="cluster-1", BackupRetentionPolicy={"Type": "DAYS", "Value": "90"}),
+])
+def test_invalid_arguments_are_invalid_requests(endpoint, call):
+    assert _code(lambda: call(_client(endpoint))) == "CloudHsmInvalidRequestException"
+
+
+def test_wrong_secret_unknown_key_and_tampered_body_get_sigv4_errors(endpoint):
+    assert _code(lambda: _client(endpoint, secret="wrong").describe_clusters()) == "InvalidSignatureException"
+    assert _code(lambda: _client(endpoint, key_id="AKIAUNKNOWN").describe_clusters()) \
+        == "UnrecognizedClientException"
+    client = _client(endpoint)
+
+    def tamper(request, **_):
+        request.body = b'{"MaxResults": 7}'  # after signing
+
+    client.meta.events.register_last("before-send.cloudhsmv2.DescribeClusters", tamper)
+    assert _code(lambda: client.describe_clusters(MaxResults=5)) == "InvalidSignatureException"
+
+
+def test_the_aws_cli_describes_clusters(endpoint):
+    cluster_id = _client(endpoint).create_cluster(HsmType="hsm1.medium", SubnetIds=SUBNETS[:1])["Cluster"][
+        "ClusterId"]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET,
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    done = subprocess.run([sys.executable, "-m", "awscli", "cloudhsmv2", "describe-clusters", "--endpoint-url",
+                           endpoint, "--filters", f"clusterIds={cluster_id}", "--output", "json"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    [cluster] = json.loads(done.stdout)["Clusters"]
+    assert cluster["ClusterId"] == cluster_id and cluster["State"] == "UNINITIALIZED"
