@@ -57,10 +57,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_node(data_dir: Path, server: Issued, *, client_ca: CA | None = None, require_client_cert: bool = False,
-               extra: tuple[str, ...] = (), listen: str = "127.0.0.1:0") -> NodeProcess:
-    args = ["node", "--data-dir", str(data_dir), "--listen", listen, "--cert", str(server.cert),
-            "--key", str(server.key), "--password-hash-memory-kib", TEST_HASH_MEMORY_KIB, *extra]
+def start_node(data_dir: Path, server: Issued | None, *, client_ca: CA | None = None,
+               require_client_cert: bool = False, extra: tuple[str, ...] = (),
+               listen: str = "127.0.0.1:0") -> NodeProcess:
+    """A node process; ``server`` None: a managed node (``--managed``: TLS from its fleet identity and then
+    from the cluster key)."""
+    tls = ["--cert", str(server.cert), "--key", str(server.key)] if server is not None else ["--managed"]
+    args = ["node", "--data-dir", str(data_dir), "--listen", listen, *tls, "--password-hash-memory-kib",
+            TEST_HASH_MEMORY_KIB, *extra]
     if "--raft-listen" not in extra:
         raft = (data_dir.parent / f"{data_dir.name}.raft")
         if not raft.exists():  # a restarted node keeps its replication address

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -36,15 +37,18 @@ _HASH_MEMORY = click.option(
 @click.option("--preco-password-file", type=click.File("r"), required=True,
               help="File holding the initial admin password (8-32 characters), changed by activation.")
 @click.option("--cluster-id", default=None, help="Cluster id (generated if omitted).")
+@click.option("--cluster-key", is_flag=True,
+              help="Also make the cluster key and its CSR (a cluster managed by a control plane).")
 @_HASH_MEMORY
-def init_node(data_dir: Path, preco_password_file, cluster_id: str | None, password_hash_memory_kib: int) -> None:
+def init_node(data_dir: Path, preco_password_file, cluster_id: str | None, cluster_key: bool,
+              password_hash_memory_kib: int) -> None:
     """Initialise an HSM node in DATA_DIR: node key, masking key and the unactivated admin."""
     from ..node import HSM
     from ..store import Store
 
     try:
         HSM.initialize(data_dir, cluster_id=cluster_id, preco_password=preco_password_file.read().strip(),
-                       settings=_settings(password_hash_memory_kib), open=False)
+                       settings=_settings(password_hash_memory_kib), open=False, cluster_key=cluster_key)
         store = Store(data_dir / "hsm.sqlite")
         cluster_id, serial = (store.get_setting(n).decode() for n in ("cluster_id", "serial"))
         store.close()
@@ -91,6 +95,24 @@ def fleet_provision(folder: Path, data_dir: Path, name: str) -> None:
     click.echo(json.dumps({"data_dir": str(data_dir), "name": name}))
 
 
+@fleet.command("appliance")
+@click.option("--fleet", "folder", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True)
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Directory for the control plane's appliance.key (0600) and appliance.crt.")
+def fleet_appliance(folder: Path, out: Path) -> None:
+    """Issue a control plane its appliance identity: a TLS client certificate from the fleet CA, which the HSMs
+    of the fleet accept as the appliance user (health, joins of new HSMs, cluster initialisation)."""
+    from ..replication.membership import issue_appliance
+
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        issue_appliance(folder / "fleet-ca.crt", folder / "fleet-ca.key", out / "appliance.key",
+                        out / "appliance.crt")
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"certificate": str(out / "appliance.crt"), "key": str(out / "appliance.key")}))
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--listen", default="127.0.0.1:2225", show_default=True, help="HOST:PORT to serve (port 0: any).")
@@ -109,9 +131,13 @@ def fleet_provision(folder: Path, data_dir: Path, name: str) -> None:
               help="HOST:PORT clients reach this node at [default: the bound --listen address].")
 @click.option("--log-compaction-entries", type=click.IntRange(2, None), default=20_000, show_default=True,
               help="Compact the replicated log into a snapshot once it holds this many entries.")
-@click.option("--cert", "cert_file", type=click.Path(exists=True, dir_okay=False), required=True,
+@click.option("--managed", is_flag=True,
+              help="A control plane manages this HSM: it serves TLS with its fleet identity until the cluster is "
+                   "initialised, then with a certificate under the cluster key; it accepts the fleet's appliance "
+                   "identity and joins without a password when the control plane admitted it.")
+@click.option("--cert", "cert_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="PEM certificate chain of the node, chaining to the cluster's trust anchor.")
-@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False), required=True,
+@click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="PEM private key of the node certificate.")
 @click.option("--client-ca", type=click.Path(exists=True, dir_okay=False), default=None,
               help="PEM CA that client certificates must chain to.")
@@ -120,8 +146,9 @@ def fleet_provision(folder: Path, data_dir: Path, name: str) -> None:
 @click.option("--read-timeout", type=float, default=30.0, show_default=True, help="Seconds.")
 @_HASH_MEMORY
 def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_config: str | None, join_pin_file,
-         join_role: str, advertise: str | None, log_compaction_entries: int, cert_file: str, key_file: str, client_ca: str | None, require_client_cert: bool,
-         idle_timeout: float, read_timeout: float, password_hash_memory_kib: int) -> None:
+         join_role: str, advertise: str | None, log_compaction_entries: int, managed: bool, cert_file: str | None,
+         key_file: str | None, client_ca: str | None, require_client_cert: bool, idle_timeout: float,
+         read_timeout: float, password_hash_memory_kib: int) -> None:
     """Run one HSM node: serve its data directory over TLS 1.3 and take part in the cluster's replicated log
     until stopped (SIGTERM or Ctrl-C). With --join-config, a provisioned data directory first joins that
     cluster. A restarted node rejoins its cluster and catches up.
@@ -145,19 +172,25 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
                                                compaction_entries=log_compaction_entries, joining=joining)
 
     settings = _settings(password_hash_memory_kib)
+    if not managed and (cert_file is None or key_file is None):
+        raise click.BadParameter("a node needs its TLS certificate and key (or --managed)", param_hint="--cert/--key")
     try:
-        ctx = server_context(cert_file, key_file, client_ca_file=client_ca, require_client_cert=require_client_cert)
+        if managed:
+            ctx = _managed_context(data_dir, client_ca, require_client_cert)
+        else:
+            ctx = server_context(cert_file, key_file, client_ca_file=client_ca,
+                                 require_client_cert=require_client_cert)
         if join_config is not None and (data_dir / "hsm.sqlite").exists():
             _check_same_cluster(data_dir, join_config)
         if join_config is not None and not (data_dir / "hsm.sqlite").exists():
-            if join_pin_file is None:
+            if join_pin_file is None and not managed:
                 raise click.BadParameter("joining needs the credentials of an admin", param_hint="--join-pin-file")
             # Both ports must be free before the cluster takes this node in: a member that cannot start
             # would count against the cluster's majority.
             _check_bindable(host, port, "--listen")
             _check_bindable(*_host_port(raft_address, "--raft-listen"), "--raft-listen")
-            cluster_id, masking_key, members = _join(data_dir, join_config, join_pin_file.read().strip(),
-                                                     join_role, raft_address)
+            pin = join_pin_file.read().strip() if join_pin_file is not None else None
+            cluster_id, masking_key, members = _join(data_dir, join_config, pin, join_role, raft_address)
             hsm = HSM.initialize(data_dir, cluster_id=cluster_id, masking_key=masking_key, settings=settings,
                                  replication=replication([m for m in members if m != raft_address], joining=True))
         else:
@@ -174,16 +207,55 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
     def publish(endpoint: str) -> None:
         hsm.publish_endpoint(raft_address, advertise or endpoint, stop)
 
+    every_second = None
+    if managed:
+        tls_host = (advertise or listen).rpartition(":")[0].strip("[]") or "127.0.0.1"
+        every_second = _tls_refresher(hsm, ctx, data_dir, tls_host)
     try:
         _serve(hsm, ctx, host, int(port), announce={"raft": raft_address}, on_listening=publish,
-               idle_timeout_s=idle_timeout, read_timeout_s=read_timeout)
+               every_second=every_second, idle_timeout_s=idle_timeout, read_timeout_s=read_timeout)
     finally:
         stop.set()
 
 
-def _join(data_dir: Path, config_file: str, pin: str, role: str, raft_address: str) -> tuple[str, bytes, list[str]]:
+def _managed_context(data_dir: Path, client_ca: str | None, require_client_cert: bool) -> Any:
+    """The TLS context of a managed HSM: its certificate under the cluster key once it has one, else its fleet
+    identity; client certificates from the fleet CA (the control plane's appliance identity) and ``client_ca``."""
+    import ssl
+
+    from ..node.cluster_identity import TLS_CERT, TLS_KEY
+    from ..protocol.tls import server_context
+    from ..replication.membership import FLEET_CA, IDENTITY_CERT, IDENTITY_KEY
+
+    issued = (data_dir / TLS_CERT).is_file() and (data_dir / TLS_KEY).is_file()
+    cert, key = (data_dir / TLS_CERT, data_dir / TLS_KEY) if issued else (data_dir / IDENTITY_CERT,
+                                                                         data_dir / IDENTITY_KEY)
+    ctx = server_context(cert, key, client_ca_file=client_ca, require_client_cert=require_client_cert)
+    ctx.load_verify_locations(cafile=str(data_dir / FLEET_CA))
+    if ctx.verify_mode == ssl.CERT_NONE:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+def _tls_refresher(hsm: Any, ctx: Any, data_dir: Path, host: str) -> Any:
+    """A check (run every second) that issues this HSM a TLS certificate under the cluster key once the cluster
+    is initialised, and serves it to new connections from then on."""
+    from ..node import cluster_identity
+
+    def refresh() -> None:
+        identity = hsm.cluster_identity()
+        if identity is None or not identity.certificate or cluster_identity.issued_for(identity, data_dir):
+            return
+        chain, key = cluster_identity.issue_tls(identity, hsm.barrier, hsm.cluster_id, [host], data_dir)
+        ctx.load_cert_chain(str(chain), str(key))
+
+    return refresh
+
+
+def _join(data_dir: Path, config_file: str, pin: str | None, role: str,
+          raft_address: str) -> tuple[str, bytes, list[str]]:
     """Join through a member of a client configuration; return the cluster id, the masking key and the
-    members' replication addresses."""
+    members' replication addresses. Without ``pin`` the join counts on the control plane's admission."""
     import asyncio
     import time
 
@@ -207,7 +279,8 @@ def _join(data_dir: Path, config_file: str, pin: str, role: str, raft_address: s
                                      timeout_s=config.connect_timeout_s)
         try:
             session = await conn.call("open_session", int(CKF.SERIAL_SESSION | CKF.RW_SESSION))
-            await conn.call("login", session, int(CKU.SO) if role == "admin" else CKU_APPLIANCE, pin)
+            if pin is not None:
+                await conn.call("login", session, int(CKU.SO) if role == "admin" else CKU_APPLIANCE, pin)
             challenge = await conn.call("join_challenge")
             cluster_id = conn.node["cluster_id"]
             signature = membership.sign_join(identity, challenge, cluster_id, raft_address)
@@ -322,9 +395,9 @@ def _host_port(listen: str, option: str = "--listen", *, any_port: bool = True) 
 
 
 def _serve(hsm: Any, ctx: Any, host: str, port: int, *, announce: dict[str, Any] | None = None,
-           on_listening: Any = None, **server_options: Any) -> None:
+           on_listening: Any = None, every_second: Any = None, **server_options: Any) -> None:
     """Serve ``hsm`` until SIGTERM or SIGINT; print one JSON line with the bound address once listening
-    (after calling ``on_listening("HOST:PORT")``)."""
+    (after calling ``on_listening("HOST:PORT")``); call ``every_second()`` (in a thread) meanwhile."""
     import asyncio
 
     import uvloop
@@ -347,7 +420,19 @@ def _serve(hsm: Any, ctx: Any, host: str, port: int, *, announce: dict[str, Any]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+
+        async def periodically() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                try:
+                    await asyncio.to_thread(every_second)
+                except Exception:  # noqa: BLE001 - reported, and tried again next time
+                    logging.getLogger("strongroom.node").exception("periodic task failed")
+
+        task = asyncio.ensure_future(periodically()) if every_second is not None else None
         await stop.wait()
+        if task is not None:
+            task.cancel()
         listener.close()
         server.close()
 

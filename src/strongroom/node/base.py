@@ -43,6 +43,7 @@ class ApplicationBase:
         self.id = app_id
         self.peer = peer
         self.address = peer  # the connection's own address; ``peer`` adds the application a client agent names
+        self.appliance_certificate = False  # the connection presented the fleet's appliance identity (TLS)
         self.sessions: dict[int, Session] = {}
         self.user: UserRecord | None = None
         self.user_type: int | None = None

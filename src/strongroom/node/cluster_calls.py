@@ -5,9 +5,16 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from ..errors import ArgumentsBad, FunctionNotSupported, NoQuorum, OperationNotInitialized, StrongroomError
+from ..errors import (
+    ArgumentsBad,
+    FunctionNotSupported,
+    NoQuorum,
+    OperationActive,
+    OperationNotInitialized,
+    StrongroomError,
+)
 from ..replication import Change, membership
-from . import arguments
+from . import arguments, cluster_identity
 from .base import ApplicationBase
 from .users import Role
 
@@ -37,9 +44,10 @@ class ClusterCalls(ApplicationBase):
         return self._join_challenge
 
     def join_cluster(self, handle: int, certificate: bytes, address: str, signature: bytes) -> dict[str, Any]:
-        """Admit a new HSM (admins and the appliance user): check its fleet certificate and its signature over
-        this connection's challenge, add its replication ``address`` to the membership, and wrap the masking
-        key to its identity key.
+        """Admit a new HSM (admins and the appliance user, or any HSM whose fleet certificate the control plane
+        admitted with :meth:`admit_member`): check its fleet certificate and its signature over this
+        connection's challenge, add its replication ``address`` to the membership, and wrap the masking key to
+        its identity key.
 
         Returns:
             ``cluster_id``, ``members`` (replication addresses, the newcomer's included), ``ephemeral`` and
@@ -53,8 +61,12 @@ class ClusterCalls(ApplicationBase):
             NoQuorum: (retryable) the membership change was not committed.
         """
         self._session(handle)
-        self._require_role(Role.ADMIN, Role.APPLIANCE)
         certificate = arguments.data(certificate, "certificate")
+        admitted = ""
+        if self.role not in (Role.ADMIN, Role.APPLIANCE):
+            admitted = membership.fingerprint(certificate)
+            if admitted not in self.hsm.machine.admitted():
+                self._require_role(Role.ADMIN, Role.APPLIANCE)  # raises: neither logged in nor admitted
         signature = arguments.data(signature, "signature")
         address = arguments.text(address, "address")
         challenge, self._join_challenge = self._join_challenge, None
@@ -65,6 +77,8 @@ class ClusterCalls(ApplicationBase):
             raise FunctionNotSupported("this HSM has no fleet identity or replicated log")
         key = membership.verify_newcomer(hsm.identity.fleet_ca, certificate, signature, challenge,
                                          hsm.cluster_id, address)
+        if admitted:  # an admission serves one join; withdrawn while the membership still has its majority
+            hsm.commit(Change(admit=["-" + admitted]), record=False)
         if hsm.machine.applied > COMPACT_BEFORE_JOIN:
             # the newcomer then catches up from one snapshot, not entry by entry
             hsm.commit(Change(compact=True), record=False)
@@ -75,6 +89,65 @@ class ClusterCalls(ApplicationBase):
             tx.audit("member-add", self._actor(), address=address, committed=committed)
         members = sorted(set(hsm.log.status()["members"]) | {address})
         return {"cluster_id": hsm.cluster_id, "members": members, "ephemeral": point, "wrapped_key": wrapped}
+
+    def admit_member(self, handle: int, certificate: bytes) -> str:
+        """Let the HSM holding this fleet certificate join without a login (the appliance user: the control
+        plane adding an HSM). Returns the certificate's SHA-256 fingerprint; the admission ends with the join.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without the appliance login.
+            SignatureInvalid: ``CKR_SIGNATURE_INVALID`` for a certificate this fleet's CA did not issue.
+            NoQuorum: (retryable) the admission was not committed.
+        """
+        self._session(handle)
+        self._require_role(Role.APPLIANCE)
+        certificate = arguments.data(certificate, "certificate")
+        hsm = self.hsm
+        if hsm.identity is None:
+            raise FunctionNotSupported("this HSM has no fleet identity")
+        membership.verify_fleet_certificate(hsm.identity.fleet_ca, certificate)
+        admitted = membership.fingerprint(certificate)
+        change = Change(admit=[admitted])
+        change.add_audit("member-admit", self._actor(), fingerprint=admitted)
+        hsm.commit(change, record=False)
+        return admitted
+
+    def cluster_csr(self) -> str:
+        """The cluster's certificate signing request (PEM), for its owner to sign (needs no login).
+
+        Raises:
+            FunctionNotSupported: ``CKR_FUNCTION_NOT_SUPPORTED`` for a cluster without a cluster key (not made by
+                a control plane).
+        """
+        self.hsm.require_operational()
+        identity = self.hsm.cluster_identity()
+        if identity is None:
+            raise FunctionNotSupported("this cluster has no cluster key (it was not made by a control plane)")
+        return identity.csr.decode()
+
+    def initialize_cluster(self, handle: int, certificate: str, trust_anchor: str) -> None:
+        """``InitializeCluster`` on the HSM side (the appliance user): store the owner's signed cluster certificate
+        and trust anchor in the replicated state, after which every HSM serves TLS under the cluster key.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without the appliance login.
+            FunctionNotSupported: ``CKR_FUNCTION_NOT_SUPPORTED`` for a cluster without a cluster key.
+            OperationActive: ``CKR_OPERATION_ACTIVE`` when the cluster is already initialised.
+            ArgumentsBad, SignatureInvalid: see :func:`strongroom.node.cluster_identity.initialized`.
+        """
+        self._session(handle)
+        self._require_role(Role.APPLIANCE)
+        certificate = arguments.text(certificate, "certificate").encode()
+        trust_anchor = arguments.text(trust_anchor, "trust anchor").encode()
+        identity = self.hsm.cluster_identity()
+        if identity is None:
+            raise FunctionNotSupported("this cluster has no cluster key (it was not made by a control plane)")
+        if identity.certificate:
+            raise OperationActive("the cluster is already initialised")
+        done = cluster_identity.initialized(identity, certificate, trust_anchor)
+        change = Change(cluster_identity=done.encode())
+        change.add_audit("cluster-initialize", self._actor(), fingerprint=membership.fingerprint(certificate))
+        self.hsm.commit(change, record=False)
 
     def remove_member(self, handle: int, address: str) -> None:
         """Remove an HSM from the membership by its replication address (admins and the appliance user).

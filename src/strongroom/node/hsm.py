@@ -44,6 +44,7 @@ from ..replication.log import cluster_secret
 from ..store import Barrier, ObjectRow, Store
 from ..store.barrier import MASKING_KEY_BYTES, seal_masking_key, unseal_masking_key
 from ..vocab import CKA, CKO
+from . import cluster_identity
 from .users import DEFAULT_LOCKOUT_THRESHOLD, Passwords, Role, UserRecord
 
 FIRMWARE_VERSION = "0.1.0"
@@ -252,7 +253,8 @@ class HSM:
     @classmethod
     def initialize(cls, data_dir: Path | str, *, cluster_id: str | None = None, preco_password: str | None = None,
                    settings: Settings = Settings(), masking_key: bytes | None = None,
-                   replication: LogFactory | None = None, open: bool = True) -> HSM | None:
+                   replication: LogFactory | None = None, open: bool = True,
+                   cluster_key: bool = False) -> HSM | None:
         """Initialise a new node: node key, masking key and, for the first node of a cluster, the ``admin`` user
         in role ``unactivated-admin`` (committed as the log's first change).
 
@@ -265,6 +267,8 @@ class HSM:
             replication: as for the constructor.
             open: open the new node and return it; with False, only prepare the directory (the founding change
                 then commits through the log of the process that opens it, as the cluster's first entry).
+            cluster_key: for the first node of a control-plane-managed cluster: generate the cluster key and its
+                CSR (:mod:`strongroom.node.cluster_identity`), committed with the founding change.
 
         Raises:
             DeviceError: ``CKR_DEVICE_ERROR`` when the directory already holds a node.
@@ -314,6 +318,8 @@ class HSM:
                 founding.put_user(admin.name, admin.version, barrier.seal("user", admin.name, admin.version,
                                                                           msgspec.msgpack.encode(admin)), expect=0)
                 founding.add_audit("cluster-create", "", cluster_id=cluster_id)
+                if cluster_key:
+                    founding.cluster_identity = cluster_identity.new(cluster_id, barrier).encode()
                 tx.put_setting("bootstrap", ENCODER.encode(founding))
             tx.audit("initialize", "", cluster_id=cluster_id, joining=preco_password is None)
         store.close()
@@ -341,6 +347,11 @@ class HSM:
     def enter_error(self, reason: str) -> None:
         """Put the node in the error state: every later operation returns ``CKR_DEVICE_ERROR``."""
         self.state, self.error_reason = State.ERROR, reason
+
+    def cluster_identity(self) -> cluster_identity.ClusterIdentity | None:
+        """The cluster certificate's record from the replicated state (``None`` for a cluster without one)."""
+        data = self.machine.cluster_identity()
+        return cluster_identity.ClusterIdentity.decode(data) if data else None
 
     def require_operational(self) -> None:
         """Raises ``CKR_DEVICE_ERROR`` (:class:`DeviceError`) unless the node is operational."""

@@ -20,14 +20,15 @@ from ..errors import (
     UserTypeInvalid,
 )
 from ..replication import Change
-from ..vendor import USER_TYPES
+from ..vendor import CKU_APPLIANCE, USER_TYPES
 from ..vocab import CKF, CKS, CKU
 from . import arguments
 from .base import ApplicationBase
 from .sessions import Session
-from .users import MAX_USERNAME_CHARS, Role, split_pin
+from .users import MAX_USERNAME_CHARS, Role, UserRecord, split_pin
 
 MAX_CLIENT_CHARS = 128  # the application description a client agent adds to audit events
+APPLIANCE_CERTIFICATE_USER = "control_plane"  # who the appliance identity logs in as (audit trail)
 
 
 class LoginCalls(ApplicationBase):
@@ -110,6 +111,12 @@ class LoginCalls(ApplicationBase):
             raise UserAnotherAlreadyLoggedIn(f"{self.user.name} is logged in; log out first")
         if user_type == CKU.SO and any(not s.rw for s in self.sessions.values()):
             raise SessionReadOnlyExists("close the read-only sessions before an admin login")
+        if user_type == CKU_APPLIANCE and self.appliance_certificate and not pin:
+            # the control plane, authenticated by its fleet-issued TLS client certificate: no password
+            record = UserRecord(APPLIANCE_CERTIFICATE_USER, Role.APPLIANCE.value, "")
+            self._audit_here("login", record.name, role=record.role, peer=self.peer, method="certificate")
+            self._logged_in(record, user_type)
+            return
         name, password = split_pin(arguments.text(pin, "PIN"))
         name = name.lower()
         hsm = self.hsm

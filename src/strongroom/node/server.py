@@ -37,6 +37,7 @@ from ..protocol import (
     encode_frame,
 )
 from ..vocab import CKA, CKK, CKR
+from ..replication import membership
 from .application import Application
 from .hsm import HSM, commit_index, request_key
 from .sessions import OpKind
@@ -48,7 +49,7 @@ _BLOCKING = frozenset({
     "login", "logout", "activate", "create_user", "delete_user", "change_password", "list_users", "verify_audit",
     "export_audit", "zeroize", "create_object", "copy_object", "destroy_object", "set_attribute_value", "share",
     "generate_key", "generate_key_pair", "wrap_key", "unwrap_key", "derive_key", "close_session",
-    "close_all_sessions", "generate_random", "join_cluster", "remove_member",
+    "close_all_sessions", "generate_random", "join_cluster", "remove_member", "admit_member", "initialize_cluster",
 })
 # Writes (WRITE_CALLS) wait for the log to commit them; they get their own threads so that waiting never starves
 # crypto.
@@ -196,6 +197,11 @@ class _Connection(asyncio.Protocol):
         if subject.get("commonName"):
             who += f" cn={subject['commonName']}"
         self.app = self.server.hsm.connect(peer=who)
+        identity = self.server.hsm.identity
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if der and identity is not None:
+            self.app.appliance_certificate = membership.is_appliance(identity.fleet_ca, der)
         self.server.connections.add(self)
         self._arm_timer()
 

@@ -110,6 +110,9 @@ CALLS: dict[str, tuple[tuple[tuple[str, Any], ...], tuple[tuple[str, Any, Any], 
     "join_challenge": ((), ()),
     "join_cluster": ((("session", _H), ("certificate", _B), ("address", str), ("signature", _B)), ()),
     "remove_member": ((("session", _H), ("address", str)), ()),
+    "admit_member": ((("session", _H), ("certificate", _B)), ()),
+    "cluster_csr": ((), ()),
+    "initialize_cluster": ((("session", _H), ("certificate", str), ("trust_anchor", str)), ()),
 }
 
 

@@ -49,6 +49,10 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
             its removal).
         compact: every member compacts its journal into a snapshot (before a newcomer joins, so that it
             catches up from one snapshot instead of every entry).
+        cluster_identity: the cluster certificate's record (CSR, sealed key, certificate, trust anchor; see
+            :mod:`strongroom.node.cluster_identity`), replacing the stored one.
+        admit: fleet certificate fingerprints (SHA-256, hex) of HSMs the control plane admits to join; a
+            fingerprint prefixed with ``-`` withdraws one (after its join).
     """
 
     request: bytes = b""
@@ -66,6 +70,8 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     directory: dict[str, str] = {}
     step_down: str = ""
     compact: bool = False
+    cluster_identity: bytes = b""
+    admit: list[str] = []
 
     # ------------------------------------------------------------ building (mirrors store.Transaction)
     def put_object(self, row: ObjectRow, *, new: bool, expect: int | None = None) -> None:
@@ -97,7 +103,8 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     @property
     def empty(self) -> bool:
         return not (self.objects or self.delete_objects or self.users or self.delete_users
-                    or self.reserve_handles or self.directory or self.step_down or self.compact)
+                    or self.reserve_handles or self.directory or self.step_down or self.compact
+                    or self.cluster_identity or self.admit)
 
 
 class Outcome(msgspec.Struct, array_like=True):

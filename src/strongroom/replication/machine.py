@@ -145,6 +145,16 @@ class StateMachine:
                 else:
                     directory.pop(address, None)
             tx.put_setting("directory", json.dumps(directory, sort_keys=True).encode())
+        if change.cluster_identity:
+            tx.put_setting("cluster_identity", change.cluster_identity)
+        if change.admit:
+            admitted = set(json.loads(tx.get_setting("admitted") or b"[]"))
+            for fingerprint in change.admit:
+                if fingerprint.startswith("-"):
+                    admitted.discard(fingerprint[1:])
+                else:
+                    admitted.add(fingerprint)
+            tx.put_setting("admitted", json.dumps(sorted(admitted)).encode())
         if change.request:
             tx.put_request(change.request, index, ENCODER.encode(outcome))
         return outcome, count + added - removed
@@ -157,6 +167,14 @@ class StateMachine:
     def directory(self) -> dict[str, str]:
         """Members' client endpoints by replication address."""
         return json.loads(self.store.get_setting("directory") or b"{}")
+
+    def cluster_identity(self) -> bytes | None:
+        """The encoded cluster certificate record, if the cluster has one."""
+        return self.store.get_setting("cluster_identity")
+
+    def admitted(self) -> set[str]:
+        """Fingerprints of the fleet certificates the control plane admitted to join."""
+        return set(json.loads(self.store.get_setting("admitted") or b"[]"))
 
     # ----------------------------------------------------------------- snapshots
     def save_snapshot(self, path: Path | str, meta: bytes) -> None:

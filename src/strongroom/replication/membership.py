@@ -93,14 +93,12 @@ def sign_join(identity: Identity, challenge: bytes, cluster_id: str, address: st
     return identity.key.sign(_signed_text(challenge, cluster_id, address), ec.ECDSA(hashes.SHA256()))
 
 
-def verify_newcomer(fleet_ca_pem: bytes, certificate_pem: bytes, signature: bytes, challenge: bytes,
-                    cluster_id: str, address: str) -> ec.EllipticCurvePublicKey:
-    """Check a join request; return the newcomer's public key.
+def verify_fleet_certificate(fleet_ca_pem: bytes, certificate_pem: bytes) -> x509.Certificate:
+    """A fleet HSM certificate: PEM X.509 with a P-256 key, issued by the fleet CA, valid now.
 
     Raises:
         ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a certificate that is not PEM X.509 with a P-256 key.
-        SignatureInvalid: ``CKR_SIGNATURE_INVALID`` when the certificate was not issued by the fleet CA, is
-            outside its validity period, or the signature does not verify.
+        SignatureInvalid: ``CKR_SIGNATURE_INVALID`` when the fleet CA did not issue it or it is not valid now.
     """
     try:
         cert = x509.load_pem_x509_certificate(certificate_pem)
@@ -117,6 +115,20 @@ def verify_newcomer(fleet_ca_pem: bytes, certificate_pem: bytes, signature: byte
     now = datetime.datetime.now(datetime.timezone.utc)
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise SignatureInvalid("the fleet certificate is not valid now")
+    return cert
+
+
+def verify_newcomer(fleet_ca_pem: bytes, certificate_pem: bytes, signature: bytes, challenge: bytes,
+                    cluster_id: str, address: str) -> ec.EllipticCurvePublicKey:
+    """Check a join request; return the newcomer's public key.
+
+    Raises:
+        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a certificate that is not PEM X.509 with a P-256 key.
+        SignatureInvalid: ``CKR_SIGNATURE_INVALID`` when the certificate was not issued by the fleet CA, is
+            outside its validity period, or the signature does not verify.
+    """
+    key = verify_fleet_certificate(fleet_ca_pem, certificate_pem).public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
     try:
         key.verify(signature, _signed_text(challenge, cluster_id, address), ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
@@ -146,3 +158,58 @@ def unwrap_masking_key(identity: Identity, point: bytes, wrapped: bytes, cluster
         return aes_key_unwrap(_kek(identity.key.exchange(ec.ECDH(), peer), cluster_id), wrapped)
     except (ValueError, InvalidUnwrap) as exc:
         raise DeviceError(f"the masking key did not unwrap: {exc}") from None
+
+
+# The control plane's identity: a client certificate from the fleet CA with this common name and the clientAuth
+# extended key usage (HSM identities have neither), which HSMs accept as the appliance user without a password.
+APPLIANCE_NAME = "strongroom-appliance"
+
+
+def issue_appliance(fleet_ca_cert: Path, fleet_ca_key: Path, key_path: Path, cert_path: Path,
+                    days: int = 3650) -> None:
+    """Issue the control plane's appliance identity: a new P-256 key (written 0600) and its certificate."""
+    ca_cert = x509.load_pem_x509_certificate(Path(fleet_ca_cert).read_bytes())
+    ca_key = serialization.load_pem_private_key(Path(fleet_ca_key).read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, APPLIANCE_NAME)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))
+    Path(cert_path).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def is_appliance(fleet_ca_pem: bytes, certificate_der: bytes) -> bool:
+    """Whether a TLS client certificate is the fleet's appliance identity: issued directly by the fleet CA, valid
+    now, named ``APPLIANCE_NAME`` and for client authentication."""
+    try:
+        cert = x509.load_der_x509_certificate(certificate_der)
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(fleet_ca_pem))
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+        return False
+    names = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (names == [APPLIANCE_NAME] and x509.ExtendedKeyUsageOID.CLIENT_AUTH in usage
+            and cert.not_valid_before_utc <= now <= cert.not_valid_after_utc)
+
+
+def fingerprint(certificate_pem: bytes) -> str:
+    """The SHA-256 fingerprint (hex) of a PEM certificate's DER encoding.
+
+    Raises:
+        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for something that is not a PEM X.509 certificate.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(certificate_pem)
+    except ValueError:
+        raise ArgumentsBad("not a PEM X.509 certificate") from None
+    return cert.fingerprint(hashes.SHA256()).hex()

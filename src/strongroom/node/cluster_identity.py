@@ -1,0 +1,158 @@
+"""The cluster's certificate: the key the first HSM makes, its CSR, the owner's signature, the HSMs' TLS certificates.
+
+The first HSM of a control-plane-managed cluster generates the cluster key (ECDSA P-256) inside its boundary and
+a certificate signing request for it. The owner signs the CSR with their own CA and hands the certificate and their
+trust anchor to ``InitializeCluster``; from then on every HSM serves TLS with a certificate issued under the
+cluster key, so clients trust only the owner's CA (the chain: HSM certificate ← cluster certificate ← owner's CA).
+
+The key never leaves the boundary in clear: it travels in the replicated state sealed by the masking key (the
+store's barrier), so every member, and every HSM that joins later, can issue its own TLS certificate.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from pathlib import Path
+
+import msgspec
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ..errors import ArgumentsBad, SignatureInvalid
+from ..store import Barrier
+
+TLS_KEY = "tls.key"
+TLS_CERT = "tls.crt"  # the node's certificate, then the cluster certificate (the chain it serves)
+MAX_CERTIFICATE_CHARS = 20_000  # the service's limit for SignedCert and TrustAnchor
+_KIND = "cluster-key"
+
+
+class ClusterIdentity(msgspec.Struct, frozen=True):
+    """What the replicated state holds about the cluster's certificate.
+
+    Attributes:
+        csr: the cluster CSR (PEM), for the owner to sign.
+        sealed_key: the cluster key (PKCS#8 DER) sealed by the masking key.
+        certificate: the signed cluster certificate (PEM), empty before initialisation.
+        trust_anchor: the owner's CA certificate (PEM), empty before initialisation.
+    """
+
+    csr: bytes
+    sealed_key: bytes
+    certificate: bytes = b""
+    trust_anchor: bytes = b""
+
+    def encode(self) -> bytes:
+        return msgspec.msgpack.encode(self)
+
+    @staticmethod
+    def decode(data: bytes) -> ClusterIdentity:
+        return msgspec.msgpack.decode(data, type=ClusterIdentity)
+
+
+def _name(cluster_id: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Strongroom"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cluster_id)])
+
+
+def new(cluster_id: str, barrier: Barrier) -> ClusterIdentity:
+    """A fresh cluster key and its CSR (subject ``O=Strongroom, CN=<cluster id>``, signed with ECDSA-SHA256)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = x509.CertificateSigningRequestBuilder().subject_name(_name(cluster_id)).sign(key, hashes.SHA256())
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    return ClusterIdentity(csr.public_bytes(serialization.Encoding.PEM), barrier.seal(_KIND, cluster_id, 1, der))
+
+
+def _certificates(pem: bytes, what: str) -> list[x509.Certificate]:
+    if not pem or len(pem) > MAX_CERTIFICATE_CHARS:
+        raise ArgumentsBad(f"{what} must be PEM of at most {MAX_CERTIFICATE_CHARS} characters")
+    try:
+        return x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise ArgumentsBad(f"{what} is not a PEM X.509 certificate") from None
+
+
+def initialized(identity: ClusterIdentity, certificate_pem: bytes, trust_anchor_pem: bytes) -> ClusterIdentity:
+    """``identity`` with the owner's signed cluster certificate and trust anchor, after checking them.
+
+    The certificate must carry the CSR's public key and a CA basic constraint (it issues the HSMs' TLS
+    certificates), and chain to the trust anchor: issued by it directly, or through the intermediate
+    certificates that follow the anchor's self-signed root in ``trust_anchor_pem``.
+
+    Raises:
+        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a certificate that is not PEM X.509.
+        SignatureInvalid: ``CKR_SIGNATURE_INVALID`` when the certificate's key is not the CSR's, it is not a CA
+            certificate, it is not valid now, or it does not chain to the trust anchor.
+    """
+    [certificate, *_] = _certificates(certificate_pem, "the signed certificate")
+    anchors = _certificates(trust_anchor_pem, "the trust anchor")
+    csr = x509.load_pem_x509_csr(identity.csr)
+    if certificate.public_key() != csr.public_key():
+        raise SignatureInvalid("the signed certificate does not carry the cluster CSR's key")
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise SignatureInvalid("the cluster certificate must be a CA certificate (basicConstraints CA:TRUE)")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        raise SignatureInvalid("the signed certificate is not valid now")
+    chain = [certificate, *reversed(anchors[1:]), anchors[0]]  # leaf, intermediates nearest first, root
+    for child, parent in zip(chain, chain[1:]):
+        try:
+            child.verify_directly_issued_by(parent)
+        except (ValueError, TypeError, InvalidSignature):
+            raise SignatureInvalid("the signed certificate does not chain to the trust anchor") from None
+    return msgspec.structs.replace(identity, certificate=certificate_pem, trust_anchor=trust_anchor_pem)
+
+
+def issue_tls(identity: ClusterIdentity, barrier: Barrier, cluster_id: str, hosts: list[str], data_dir: Path,
+              days: int = 825) -> tuple[Path, Path]:
+    """Issue this node's TLS server certificate under the cluster key (a new P-256 key; subject alternative
+    names ``hosts``, IP addresses or DNS names) and write ``tls.key`` (0600) and ``tls.crt`` (the certificate,
+    then the cluster certificate) into ``data_dir``. Returns ``(certificate chain path, key path)``."""
+    signer = serialization.load_der_private_key(barrier.open(_KIND, cluster_id, 1, identity.sealed_key), None)
+    cluster_certificate = x509.load_pem_x509_certificate(identity.certificate)
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in dict.fromkeys(hosts):
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Strongroom"),
+                                            x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+                   .issuer_name(cluster_certificate.subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(min(now + datetime.timedelta(days=days), cluster_certificate.not_valid_after_utc))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                   .add_extension(x509.SubjectAlternativeName(names), critical=False)
+                   .sign(signer, hashes.SHA256()))
+    key_path, cert_path = data_dir / TLS_KEY, data_dir / TLS_CERT
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM) + identity.certificate)
+    return cert_path, key_path
+
+
+def issued_for(identity: ClusterIdentity, data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds a TLS certificate issued under this identity's cluster certificate."""
+    try:
+        chain = x509.load_pem_x509_certificates((data_dir / TLS_CERT).read_bytes())
+    except (OSError, ValueError):
+        return False
+    return len(chain) >= 2 and chain[1].public_bytes(serialization.Encoding.PEM) == \
+        x509.load_pem_x509_certificate(identity.certificate).public_bytes(serialization.Encoding.PEM)

@@ -1,0 +1,187 @@
+"""HSMs a control plane manages: the cluster key and CSR, initialisation with the owner's certificate, TLS under
+the owner's trust anchor, the appliance identity by certificate, and joins the appliance admitted."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+import strongroom.client as sdk
+from strongroom.client.connection import open_connection
+from strongroom.errors import StrongroomError
+from strongroom.vendor import CKU_APPLIANCE
+from strongroom.vocab import CKF, CKM, CKR
+
+from .nodes import TEST_HASH_MEMORY_KIB, start_node, strongroom
+
+PRECO = "password"
+ADMIN_PW = "admin-pass-1"
+
+
+class OwnerCA:
+    """The cluster owner's own CA (the test plays the owner)."""
+
+    def __init__(self, folder: Path, name: str = "owner-ca") -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        self.cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(now - datetime.timedelta(minutes=5))
+                     .not_valid_after(now + datetime.timedelta(days=30))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        self.path = folder / f"{name}.crt"
+        self.path.write_bytes(self.pem)
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def sign(self, csr_pem: bytes, ca: bool = True) -> bytes:
+        csr = x509.load_pem_x509_csr(csr_pem)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(self.cert.subject)
+                .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .sign(self.key, hashes.SHA256()))
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    root = tmp_path_factory.mktemp("managed")
+    assert strongroom("fleet", "init", "--dir", str(root / "fleet")).returncode == 0
+    assert strongroom("fleet", "appliance", "--fleet", str(root / "fleet"), "--out",
+                      str(root / "control")).returncode == 0
+    return root
+
+
+def _provision(root: Path, name: str) -> Path:
+    data = root / name
+    done = strongroom("fleet", "provision", "--fleet", str(root / "fleet"), "--data-dir", str(data), "--name", name)
+    assert done.returncode == 0, done.stderr
+    return data
+
+
+def _appliance_context(root: Path, trust: Path | None = None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False  # a fleet identity names the HSM, not its address
+    ctx.load_verify_locations(cafile=str(root / "fleet" / "fleet-ca.crt"))
+    if trust is not None:
+        ctx.load_verify_locations(cafile=str(trust))
+    ctx.load_cert_chain(str(root / "control" / "appliance.crt"), str(root / "control" / "appliance.key"))
+    return ctx
+
+
+def _as_appliance(endpoint: str, ctx: ssl.SSLContext, *calls):
+    async def run():
+        conn = await open_connection(endpoint, ctx)
+        try:
+            session = await conn.call("open_session", int(CKF.SERIAL_SESSION | CKF.RW_SESSION))
+            await conn.call("login", session, CKU_APPLIANCE, "")
+            return [await conn.call(name, *(session if a is SESSION else a for a in args)) for name, *args in calls]
+        finally:
+            conn.close()
+
+    return asyncio.run(run())
+
+
+SESSION = object()
+
+
+def test_a_managed_cluster_is_initialised_by_its_owner_and_grows_through_admissions(fleet):
+    root = fleet
+    founder = _provision(root, "hsm0")
+    (root / "preco").write_text(PRECO)
+    done = strongroom("init-node", "--data-dir", str(founder), "--preco-password-file", str(root / "preco"),
+                      "--cluster-id", "cluster-managed0001", "--cluster-key", "--password-hash-memory-kib",
+                      TEST_HASH_MEMORY_KIB)
+    assert done.returncode == 0, done.stderr
+    first = start_node(founder, None)
+    procs = [first]
+    try:
+        appliance = _appliance_context(root)
+        [csr] = _as_appliance(first.endpoint, appliance, ("cluster_csr",))
+        request = x509.load_pem_x509_csr(csr.encode())
+        assert request.is_signature_valid and "cluster-managed0001" in request.subject.rfc4514_string()
+        owner, stranger = OwnerCA(root), OwnerCA(root, "stranger-ca")
+        # what InitializeCluster refuses: a certificate from another CA, one that is not a CA certificate
+        for certificate, anchor in ((stranger.sign(csr.encode()), owner.pem), (owner.sign(csr.encode(), ca=False),
+                                                                              owner.pem)):
+            with pytest.raises(StrongroomError) as info:
+                _as_appliance(first.endpoint, appliance,
+                              ("initialize_cluster", SESSION, certificate.decode(), anchor.decode()))
+            assert info.value.ckr == CKR.SIGNATURE_INVALID
+        signed = owner.sign(csr.encode())
+        _as_appliance(first.endpoint, appliance, ("initialize_cluster", SESSION, signed.decode(), owner.pem.decode()))
+        config = {"endpoints": [first.endpoint], "trust_anchor": str(owner.path)}
+        deadline = time.monotonic() + 20
+        while True:  # the HSM serves a certificate under the cluster key within a second or two
+            try:
+                with sdk.connect(config) as cluster:
+                    admin = cluster.login("admin", PRECO, role="admin")
+                    break
+            except StrongroomError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        with sdk.connect(config) as cluster:
+            admin = cluster.login("admin", PRECO, role="admin")
+            admin.activate(ADMIN_PW)
+            admin.create_user("alice", "alice-pass-1")
+            admin.close()
+        with sdk.connect(config) as cluster, cluster.login("alice", "alice-pass-1") as alice:
+            key = alice.generate_key(CKM.AES_KEY_GEN, value_len=32, label="managed", encrypt=True, decrypt=True)
+            sealed = key.encrypt(b"owner-rooted TLS")
+        # a second HSM joins with no password: the control plane admits its fleet certificate first
+        second = _provision(root, "hsm1")
+        join = root / "join.json"
+        join.write_text(json.dumps(config))
+        with pytest.raises(RuntimeError):  # not admitted: the member refuses it
+            start_node(second, None, extra=("--join-config", str(join)))
+        certificate = (second / "identity.crt").read_bytes()
+        [fingerprint] = _as_appliance(first.endpoint, _appliance_context(root, owner.path),
+                                      ("admit_member", SESSION, certificate))
+        assert fingerprint == x509.load_pem_x509_certificate(certificate).fingerprint(hashes.SHA256()).hex()
+        procs.append(start_node(second, None, extra=("--join-config", str(join))))
+        both = {"endpoints": [p.endpoint for p in procs], "trust_anchor": str(owner.path)}
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with sdk.connect({**both, "endpoints": [procs[1].endpoint]}) as cluster, \
+                        cluster.login("alice", "alice-pass-1") as alice:
+                    assert alice.key(key.handle).decrypt(sealed) == b"owner-rooted TLS"
+                    break
+            except StrongroomError:
+                assert time.monotonic() < deadline
+                time.sleep(0.3)
+        # a password-less appliance login needs the appliance certificate
+        with pytest.raises(StrongroomError) as info:
+            with sdk.connect(both) as cluster:
+                cluster.login("control_plane", "", role="appliance")
+        assert info.value.ckr in (CKR.ARGUMENTS_BAD, CKR.PIN_INCORRECT)
+    finally:
+        for proc in procs:
+            proc.stop()
+    for proc in procs:
+        assert "Traceback" not in proc.log_text(), proc.log_text()
+
+    # an admission serves one join
+    from strongroom.node import HSM
+
+    hsm = HSM(procs[0].data_dir)
+    try:
+        assert hsm.machine.admitted() == set()
+    finally:
+        hsm.close()
