@@ -4,7 +4,6 @@ the owner's trust anchor, the appliance identity by certificate, and joins the a
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import ssl
 import time
@@ -12,9 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes
 
 import strongroom.client as sdk
 from strongroom.client.connection import open_connection
@@ -23,40 +20,10 @@ from strongroom.vendor import CKU_APPLIANCE
 from strongroom.vocab import CKF, CKM, CKR
 
 from .nodes import TEST_HASH_MEMORY_KIB, start_node, strongroom
+from .pki import OwnerCA
 
 PRECO = "password"
 ADMIN_PW = "admin-pass-1"
-
-
-class OwnerCA:
-    """The cluster owner's own CA (the test plays the owner)."""
-
-    def __init__(self, folder: Path, name: str = "owner-ca") -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self.cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-                     .not_valid_before(now - datetime.timedelta(minutes=5))
-                     .not_valid_after(now + datetime.timedelta(days=30))
-                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                     .sign(self.key, hashes.SHA256()))
-        self.path = folder / f"{name}.crt"
-        self.path.write_bytes(self.pem)
-
-    @property
-    def pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-    def sign(self, csr_pem: bytes, ca: bool = True) -> bytes:
-        csr = x509.load_pem_x509_csr(csr_pem)
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(self.cert.subject)
-                .public_key(csr.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=30))
-                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-                .sign(self.key, hashes.SHA256()))
-        return cert.public_bytes(serialization.Encoding.PEM)
 
 
 @pytest.fixture(scope="module")

@@ -533,3 +533,31 @@ def up(data_dir: Path, listen: str, once: bool) -> None:
 
     _serve(hsm, ctx, host, int(port), announce={"client_config": str(data_dir / "client.json")},
            on_listening=write_client_config)
+
+
+@main.command()
+@click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="The control plane's directory (records, identity, credentials, local HSM data).")
+@click.option("--fleet", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
+              help="The fleet directory: new HSMs get their identities from it.")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT of the API (port 0: any).")
+@click.option("--database-url", default="", help="SQLAlchemy URL of the records [default: SQLite in --dir].")
+@click.option("--region", default="us-east-1", show_default=True)
+@_HASH_MEMORY
+def control(folder: Path, fleet: Path, listen: str, database_url: str, region: str,
+            password_hash_memory_kib: int) -> None:
+    """Run the control plane: the cloudhsmv2 API (AWS JSON 1.1 with SigV4, for boto3 and the AWS CLI) over
+    clusters whose HSMs run as local processes, initialised, health-checked and replaced when they fail.
+
+    Prints one JSON line {"url": …, "credentials": …} once it serves; the first access key is in the
+    credentials file (mode 0600). Stops every HSM it started on SIGTERM or Ctrl-C."""
+    from ..control.server import Settings, run
+
+    _host_port(listen)
+
+    def ready(info: dict[str, Any]) -> None:
+        click.echo(json.dumps(info))
+        sys.stdout.flush()
+
+    run(Settings(folder, fleet, listen, database_url, region,
+                 ("--password-hash-memory-kib", str(password_hash_memory_kib))), ready)

@@ -15,7 +15,9 @@ from typing import Any, Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .errors import InvalidRequest, ResourceLimitExceeded, ResourceNotFound, TagError
+from ..errors import StrongroomError
+from .errors import InternalFailure, InvalidRequest, ResourceLimitExceeded, ResourceNotFound, TagError
+from .lifecycle import Lifecycle
 from .state import Cluster, Hsm, Store, Tag, new_id
 
 HSM_TYPES = ("hsm1.medium", "hsm2m.medium")
@@ -133,11 +135,13 @@ class ControlPlane:
     Args:
         store: the records.
         region: the region this control plane answers for (availability zones are ``<region>a``, ``b`` …).
+        lifecycle: runs the HSMs (without one, HSM operations are refused).
     """
 
-    def __init__(self, store: Store, region: str = "us-east-1") -> None:
+    def __init__(self, store: Store, region: str = "us-east-1", lifecycle: Lifecycle | None = None) -> None:
         self.store = store
         self.region = region
+        self.lifecycle = lifecycle
 
     def call(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """Run operation ``name`` (e.g. ``"DescribeClusters"``); raises :class:`~.errors.ApiError`."""
@@ -287,3 +291,91 @@ def list_tags(cp: ControlPlane, body: dict[str, Any]) -> dict[str, Any]:
     if following:
         out["NextToken"] = following
     return out
+
+
+# ------------------------------------------------------------------ HSMs
+def _lifecycle(cp: ControlPlane) -> Lifecycle:
+    if cp.lifecycle is None:
+        raise InternalFailure("this control plane runs no HSMs")
+    return cp.lifecycle
+
+
+@operation
+def create_hsm(cp: ControlPlane, body: dict[str, Any]) -> dict[str, Any]:
+    cluster_id = _resource_id(body, "ClusterId", ("cluster",))
+    zone = _string(body, "AvailabilityZone", required=True, max_length=32)
+    address = _string(body, "IpAddress", max_length=45)
+    lifecycle = _lifecycle(cp)
+    with cp.store.session() as session:
+        cluster = cp._cluster(session, cluster_id)
+        if zone not in cluster.subnet_mapping:
+            raise InvalidRequest(f"AvailabilityZone {zone!r:.40} is not one of the cluster's: "
+                                 f"{', '.join(sorted(cluster.subnet_mapping))}")
+        if address is not None and address != "127.0.0.1":
+            raise InvalidRequest("IpAddress: this control plane places HSMs on 127.0.0.1")
+        live = [h for h in cluster.hsms if h.state != "DELETED"]
+        if not live and cluster.state != "UNINITIALIZED":
+            raise InvalidRequest(f"Cluster '{cluster_id}' has no HSM left that holds its keys (restoring from a "
+                                 "backup is not available yet)")
+        if live and cluster.state not in ("ACTIVE", "DEGRADED"):
+            raise InvalidRequest(f"Cluster '{cluster_id}' already contains an HSM but has not yet been fully "
+                                 "activated")
+        hsm = Hsm(hsm_id=new_id("hsm"), cluster=cluster, availability_zone=zone,
+                  subnet_id=cluster.subnet_mapping[zone], eni_id="eni-" + new_id("x")[2:], state="CREATE_IN_PROGRESS",
+                  placement={})
+        session.add(hsm)
+        session.flush()
+        shape = hsm_shape(hsm)
+    lifecycle.wake.set()
+    return {"Hsm": shape}
+
+
+@operation
+def delete_hsm(cp: ControlPlane, body: dict[str, Any]) -> dict[str, Any]:
+    cluster_id = _resource_id(body, "ClusterId", ("cluster",))
+    given = [name for name in ("HsmId", "EniId", "EniIp") if body.get(name) is not None]
+    if len(given) != 1:
+        raise InvalidRequest("give exactly one of HsmId, EniId and EniIp")
+    value = _string(body, given[0], required=True, max_length=64)
+    lifecycle = _lifecycle(cp)
+    with cp.store.session() as session:
+        cluster = cp._cluster(session, cluster_id)
+        column = {"HsmId": "hsm_id", "EniId": "eni_id", "EniIp": "eni_ip"}[given[0]]
+        matches = [h for h in cluster.hsms if getattr(h, column) == value and h.state != "DELETED"]
+        if not matches:
+            raise ResourceNotFound(f"HSM {value!r:.40} does not exist in cluster '{cluster_id}'")
+        hsm = matches[0]
+        if hsm.state in ("CREATE_IN_PROGRESS", "DELETE_IN_PROGRESS"):
+            raise InvalidRequest(f"HSM '{hsm.hsm_id}' is {hsm.state}; try again later")
+        hsm.state = "DELETE_IN_PROGRESS"
+        hsm_id = hsm.hsm_id
+    lifecycle.wake.set()
+    return {"HsmId": hsm_id}
+
+
+@operation
+def initialize_cluster(cp: ControlPlane, body: dict[str, Any]) -> dict[str, Any]:
+    cluster_id = _resource_id(body, "ClusterId", ("cluster",))
+    certificate = _string(body, "SignedCert", required=True, max_length=20_000)
+    anchor = _string(body, "TrustAnchor", required=True, max_length=20_000)
+    lifecycle = _lifecycle(cp)
+    with cp.store.session() as session:
+        cluster = cp._cluster(session, cluster_id)
+        active = [h for h in cluster.hsms if h.state == "ACTIVE"]
+        if cluster.state != "UNINITIALIZED" or not cluster.cluster_csr or not active:
+            raise InvalidRequest(f"Cluster '{cluster_id}' is {cluster.state}: it can be initialized once it is "
+                                 "UNINITIALIZED with its first HSM created (the cluster CSR exists)")
+        endpoint = active[0].placement["endpoint"]
+    try:
+        lifecycle.initialize(cluster_id, endpoint, certificate, anchor)
+    except StrongroomError as exc:
+        if exc.retryable:
+            raise InternalFailure(f"the cluster's HSM did not answer: {exc.message}") from None
+        raise InvalidRequest(f"SignedCert and TrustAnchor were refused: {exc.message}") from None
+    message = "Cluster is initializing. State will change to INITIALIZED upon completion."
+    with cp.store.session() as session:
+        cluster = cp._cluster(session, cluster_id)
+        cluster.state, cluster.state_message = "INITIALIZE_IN_PROGRESS", message
+        cluster.cluster_certificate, cluster.trust_anchor = certificate, anchor
+    lifecycle.wake.set()
+    return {"State": "INITIALIZE_IN_PROGRESS", "StateMessage": message}

@@ -644,9 +644,13 @@ class HSM:
             ``serial``, ``cluster_id``, ``firmware_version``, ``state`` (``operational``, ``error`` or
             ``zeroized``) with ``error``, ``self_tests`` (name → passed), ``token_objects``,
             ``max_token_objects``, ``free_token_objects``, ``session_objects``, ``open_sessions``,
-            ``applications``, ``free_disk_bytes``.
+            ``applications``, ``free_disk_bytes``; ``activated`` (the initial admin has set a password) and
+            ``initialized`` (a control-plane-managed cluster has its owner's certificate; ``None`` for a cluster
+            without a cluster key).
         """
         import shutil
+
+        identity = self.cluster_identity() if self.state == State.OPERATIONAL else None
 
         sessions = sum(len(app.sessions) for app in list(self.applications))
         return {
@@ -663,4 +667,7 @@ class HSM:
             "open_sessions": sessions,
             "applications": len(self.applications),
             "free_disk_bytes": shutil.disk_usage(self.data_dir).free,
+            "activated": self.state == State.OPERATIONAL and all(
+                u.role != Role.UNACTIVATED_ADMIN.value for u in self.all_users()),
+            "initialized": bool(identity.certificate) if identity is not None else None,
         }

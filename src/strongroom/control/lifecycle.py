@@ -1,0 +1,255 @@
+"""The HSM and cluster state machines the control plane drives in the background: HSMs being created and deleted,
+initialisation and activation noticed, and health: an HSM that dies is replaced by a new one (same HSM id and
+address) that joins the cluster and catches up, the cluster ``DEGRADED`` meanwhile.
+
+One worker thread runs :meth:`Lifecycle.step` about twice a second; API calls only record what they want done.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from ..errors import StrongroomError
+from .appliance import SESSION, Appliance
+from .provider import Provider, ProviderError
+from .state import Cluster, Hsm, Store
+
+log = logging.getLogger("strongroom.control")
+STEP_S = 0.5
+HEALTH_TIMEOUT_S = 3.0
+FAILURES_BEFORE_REPLACING = 2  # consecutive failed health checks
+
+
+class Lifecycle:
+    """Runs HSMs for the control plane's clusters.
+
+    Args:
+        store: the control plane's records.
+        provider: where HSMs run.
+        appliance: the control plane's identity towards HSMs.
+        root: a folder for per-cluster files (the owner's trust anchor, read by joining HSMs).
+    """
+
+    def __init__(self, store: Store, provider: Provider, appliance: Appliance, root: Path) -> None:
+        self.store = store
+        self.provider = provider
+        self.appliance = appliance
+        self.root = Path(root)
+        self.failures: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.wake = threading.Event()
+
+    # ------------------------------------------------------------------ files and calls
+    def anchor_path(self, cluster_id: str) -> Path:
+        return self.root / cluster_id / "trust-anchor.pem"
+
+    def hsm_call(self, cluster_id: str, endpoint: str, calls: list[tuple[Any, ...]], login: bool = True,
+                 timeout_s: float = 10.0) -> list[Any]:
+        return self.appliance.call(endpoint, calls, trust_anchor=self.anchor_path(cluster_id), login=login,
+                                   timeout_s=timeout_s)
+
+    def initialize(self, cluster_id: str, endpoint: str, certificate: str, trust_anchor: str) -> None:
+        """Hand the owner's certificate and trust anchor to the cluster's HSM (it checks them).
+
+        Raises:
+            StrongroomError: what the HSM refused (``CKR_SIGNATURE_INVALID`` for a certificate that does not fit).
+        """
+        self.hsm_call(cluster_id, endpoint, [("initialize_cluster", SESSION, certificate, trust_anchor)])
+        path = self.anchor_path(cluster_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(trust_anchor)
+
+    # ------------------------------------------------------------------ the worker
+    def start(self) -> None:
+        self.resume()
+        self._thread = threading.Thread(target=self._run, name="lifecycle", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(60)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except Exception:  # noqa: BLE001 - logged; the next step tries again
+                log.exception("lifecycle step failed")
+            self.wake.wait(STEP_S)
+            self.wake.clear()
+
+    def resume(self) -> None:
+        """Start again the HSMs a previous run of the control plane left running."""
+        with self.store.session() as session:
+            hsms = [(h.hsm_id, dict(h.placement)) for h in session.scalars(
+                select(Hsm).where(Hsm.state.in_(("ACTIVE", "DEGRADED"))))]
+        for hsm_id, placement in hsms:
+            if placement.get("data_dir") and not self.provider.alive(placement):
+                try:
+                    placement = self.provider.resume(placement)
+                except ProviderError as exc:
+                    log.warning("HSM %s did not start again: %s", hsm_id, exc)
+                    continue
+                with self.store.session() as session:
+                    session.get(Hsm, hsm_id).placement = placement
+
+    def step(self) -> None:
+        """One pass over every cluster's HSMs."""
+        with self.store.session() as session:
+            clusters = [c.cluster_id for c in session.scalars(select(Cluster).where(Cluster.state != "DELETED"))]
+        for cluster_id in clusters:
+            if self._stop.is_set():
+                return
+            self._cluster_step(cluster_id)
+
+    def _snapshot(self, cluster_id: str) -> tuple[str, list[dict[str, Any]]]:
+        with self.store.session() as session:
+            cluster = session.get(Cluster, cluster_id)
+            return cluster.state, [{"hsm_id": h.hsm_id, "state": h.state, "placement": dict(h.placement)}
+                                   for h in cluster.hsms]
+
+    def _set(self, cluster_id: str, hsm_id: str | None = None, **fields: Any) -> None:
+        with self.store.session() as session:
+            target = session.get(Hsm, hsm_id) if hsm_id is not None else session.get(Cluster, cluster_id)
+            for name, value in fields.items():
+                setattr(target, name, value)
+
+    def _cluster_step(self, cluster_id: str) -> None:
+        state, hsms = self._snapshot(cluster_id)
+        active = [h for h in hsms if h["state"] == "ACTIVE"]
+        for hsm in hsms:
+            if hsm["state"] == "CREATE_IN_PROGRESS":
+                self._create(cluster_id, state, hsm, active)
+            elif hsm["state"] == "DELETE_IN_PROGRESS":
+                self._delete(cluster_id, hsm, [h for h in active if h["hsm_id"] != hsm["hsm_id"]])
+        state, hsms = self._snapshot(cluster_id)
+        active = [h for h in hsms if h["state"] == "ACTIVE"]
+        if state in ("INITIALIZE_IN_PROGRESS", "INITIALIZED") and active:
+            info = self._info(cluster_id, active[0])
+            if info is not None and info.get("initialized") and state == "INITIALIZE_IN_PROGRESS" and all(
+                    self.appliance.serves_chain_to(h["placement"]["endpoint"], self.anchor_path(cluster_id))
+                    for h in active):
+                self._set(cluster_id, state="INITIALIZED", state_message="Cluster initialized; activate it.")
+            elif info is not None and info.get("activated") and state == "INITIALIZED":
+                self._set(cluster_id, state="ACTIVE", state_message="")
+        if state in ("ACTIVE", "DEGRADED"):
+            self._health(cluster_id, hsms)
+
+    def _info(self, cluster_id: str, hsm: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            [info] = self.hsm_call(cluster_id, hsm["placement"]["endpoint"], [("hsm_info",)], login=False,
+                                   timeout_s=HEALTH_TIMEOUT_S)
+            return info
+        except (StrongroomError, OSError):
+            return None
+
+    def _join_config(self, cluster_id: str, active: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"endpoints": [h["placement"]["endpoint"] for h in active],
+                "trust_anchor": str(self.anchor_path(cluster_id))}
+
+    def _admit(self, cluster_id: str, active: list[dict[str, Any]], certificate: bytes) -> None:
+        error: Exception | None = None
+        for member in active:
+            try:
+                self.hsm_call(cluster_id, member["placement"]["endpoint"], [("admit_member", SESSION, certificate)])
+                return
+            except (StrongroomError, OSError) as exc:
+                error = exc
+        raise ProviderError(f"no member admitted the new HSM: {error}")
+
+    def _launch(self, cluster_id: str, hsm_id: str, active: list[dict[str, Any]],
+                previous: dict[str, Any] | None) -> dict[str, Any]:
+        """A new node for ``hsm_id``: the cluster's founder when no HSM is active, else one joining through the
+        ``active`` members, which admit its fleet certificate first."""
+        placement = self.provider.prepare(cluster_id, hsm_id, previous)
+        try:
+            if not active:
+                return self.provider.launch(cluster_id, placement, founder=True, join_config=None)
+            self._admit(cluster_id, active, self.provider.certificate(placement))
+            return self.provider.launch(cluster_id, placement, founder=False,
+                                        join_config=self._join_config(cluster_id, active))
+        except BaseException:
+            self.provider.destroy(placement)
+            raise
+
+    def _create(self, cluster_id: str, state: str, hsm: dict[str, Any], active: list[dict[str, Any]]) -> None:
+        try:
+            placement = self._launch(cluster_id, hsm["hsm_id"], active, None)
+        except (ProviderError, OSError) as exc:
+            log.warning("HSM %s not created yet: %s", hsm["hsm_id"], exc)
+            self._set(cluster_id, hsm["hsm_id"], state_message=f"retrying: {str(exc)[:200]}")
+            return
+        csr = ""
+        if not active:
+            try:
+                [csr] = self.hsm_call(cluster_id, placement["endpoint"], [("cluster_csr",)], login=False)
+            except StrongroomError as exc:
+                log.warning("no CSR from %s: %s", hsm["hsm_id"], exc)
+        self._set(cluster_id, hsm["hsm_id"], state="ACTIVE", state_message="", placement=placement,
+                  eni_ip=placement["endpoint"].rpartition(":")[0])
+        if csr:
+            self._set(cluster_id, cluster_csr=csr)
+
+    def _delete(self, cluster_id: str, hsm: dict[str, Any], others: list[dict[str, Any]]) -> None:
+        raft = hsm["placement"].get("raft")
+        for member in others:
+            try:
+                self.hsm_call(cluster_id, member["placement"]["endpoint"], [("remove_member", SESSION, raft)])
+                break
+            except (StrongroomError, OSError) as exc:
+                log.warning("member %s did not remove %s: %s", member["hsm_id"], hsm["hsm_id"], exc)
+        if hsm["placement"]:
+            self.provider.destroy(hsm["placement"])
+        self._set(cluster_id, hsm["hsm_id"], state="DELETED", state_message="")
+
+    def _health(self, cluster_id: str, hsms: list[dict[str, Any]]) -> None:
+        for hsm in hsms:
+            if hsm["state"] not in ("ACTIVE", "DEGRADED"):
+                continue
+            healthy = self.provider.alive(hsm["placement"]) and self._info(cluster_id, hsm) is not None
+            if healthy:
+                self.failures.pop(hsm["hsm_id"], None)
+                continue
+            self.failures[hsm["hsm_id"]] = self.failures.get(hsm["hsm_id"], 0) + 1
+            if self.failures[hsm["hsm_id"]] < FAILURES_BEFORE_REPLACING:
+                continue
+            self._replace(cluster_id, hsm, [h for h in hsms if h["state"] == "ACTIVE" and h is not hsm])
+        _, hsms = self._snapshot(cluster_id)
+        live = [h for h in hsms if h["state"] != "DELETED"]
+        self._set(cluster_id, state="ACTIVE" if all(h["state"] == "ACTIVE" for h in live) else "DEGRADED",
+                  state_message="" if all(h["state"] == "ACTIVE" for h in live) else "An HSM is being replaced.")
+
+    def _replace(self, cluster_id: str, hsm: dict[str, Any], others: list[dict[str, Any]]) -> None:
+        """A new node in place of a dead one: out of the membership, a fresh one in with the same id and
+        address, catching up from the others."""
+        self._set(cluster_id, hsm["hsm_id"], state="DEGRADED", state_message="The HSM is being replaced.")
+        self._set(cluster_id, state="DEGRADED", state_message="An HSM is being replaced.")
+        if not others:
+            log.warning("HSM %s failed and no other HSM holds the cluster: starting it again", hsm["hsm_id"])
+            placement = self.provider.resume(hsm["placement"])
+            self._set(cluster_id, hsm["hsm_id"], state="ACTIVE", state_message="", placement=placement)
+            return
+        self.provider.stop(hsm["placement"])
+        raft = hsm["placement"].get("raft")
+        for member in others:
+            try:
+                self.hsm_call(cluster_id, member["placement"]["endpoint"], [("remove_member", SESSION, raft)])
+                break
+            except (StrongroomError, OSError) as exc:
+                log.warning("member %s did not remove %s: %s", member["hsm_id"], hsm["hsm_id"], exc)
+        try:
+            placement = self._launch(cluster_id, hsm["hsm_id"], others, hsm["placement"])
+        except (ProviderError, OSError) as exc:
+            log.warning("HSM %s not replaced yet: %s", hsm["hsm_id"], exc)
+            return
+        self.provider.destroy({"data_dir": hsm["placement"].get("data_dir", "")})
+        self.failures.pop(hsm["hsm_id"], None)
+        self._set(cluster_id, hsm["hsm_id"], state="ACTIVE", state_message="", placement=placement)

@@ -1,0 +1,179 @@
+"""Where HSMs run. The control plane asks a provider to start, check and stop HSM nodes; the default provider runs
+them as local ``strongroom node`` processes (one data directory and port each). Another placement (hosts,
+containers) is another :class:`Provider`.
+
+A *placement* is the JSON-able record a provider keeps for one HSM (data directory, addresses, process id), stored
+with the HSM's row so that a restarted control plane finds its HSMs again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+PRECO_PASSWORD = "password"  # the initial admin password of a new cluster, changed by activation (as the service's)
+START_TIMEOUT_S = 60.0
+
+
+class ProviderError(Exception):
+    """An HSM could not be started or stopped."""
+
+
+class Provider(Protocol):
+    def prepare(self, cluster_id: str, hsm_id: str, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new HSM with its fleet identity, not started: its placement (``endpoint`` ``HOST:PORT``, ``raft``).
+        ``previous`` is the placement of the HSM this one replaces (its address is kept)."""
+
+    def certificate(self, placement: dict[str, Any]) -> bytes:
+        """The prepared HSM's fleet certificate (PEM), for the cluster to admit it."""
+
+    def launch(self, cluster_id: str, placement: dict[str, Any], *, founder: bool,
+               join_config: dict[str, Any] | None) -> dict[str, Any]:
+        """Start a prepared HSM: the founder of a new cluster (it makes the cluster key), or one that joins
+        through ``join_config`` (a client configuration of the members). Returns its placement."""
+
+    def resume(self, placement: dict[str, Any]) -> dict[str, Any]:
+        """Start an existing HSM again on its data (after the control plane restarted)."""
+
+    def alive(self, placement: dict[str, Any]) -> bool:
+        """Whether the HSM's process runs."""
+
+    def stop(self, placement: dict[str, Any]) -> None:
+        """Stop the HSM (its data stays)."""
+
+    def destroy(self, placement: dict[str, Any]) -> None:
+        """Stop the HSM and erase its data."""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalProvider:
+    """HSMs as child processes on loopback.
+
+    Args:
+        root: where HSM data directories go (``root/<hsm id>[-<n>]``).
+        fleet: the fleet directory (``fleet-ca.crt``, ``fleet-ca.key``): the local provider is also the factory
+            that gives each new HSM its fleet identity.
+        node_args: extra ``strongroom node`` options (e.g. ``--password-hash-memory-kib``).
+    """
+
+    def __init__(self, root: Path, fleet: Path, node_args: tuple[str, ...] = ()) -> None:
+        self.root = Path(root)
+        self.fleet = Path(fleet)
+        self.node_args = node_args
+        self.processes: dict[int, subprocess.Popen[str]] = {}
+        self.lock = threading.Lock()
+
+    def _run(self, *args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode != 0:
+            raise ProviderError(f"strongroom {args[0]} failed: {done.stderr.strip()[-500:]}")
+
+    def prepare(self, cluster_id: str, hsm_id: str, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        generation = (previous or {}).get("generation", 0) + 1
+        data_dir = self.root / (hsm_id if generation == 1 else f"{hsm_id}-{generation}")
+        self._run("fleet", "provision", "--fleet", str(self.fleet), "--data-dir", str(data_dir), "--name", hsm_id)
+        port = int((previous or {}).get("endpoint", ":0").rpartition(":")[2]) or _free_port()
+        return {"data_dir": str(data_dir), "endpoint": f"127.0.0.1:{port}", "raft": f"127.0.0.1:{_free_port()}",
+                "generation": generation}
+
+    def certificate(self, placement: dict[str, Any]) -> bytes:
+        return (Path(placement["data_dir"]) / "identity.crt").read_bytes()
+
+    def launch(self, cluster_id: str, placement: dict[str, Any], *, founder: bool,
+               join_config: dict[str, Any] | None) -> dict[str, Any]:
+        data_dir = Path(placement["data_dir"])
+        if founder:
+            preco = data_dir.parent / f"{data_dir.name}.preco"
+            preco.write_text(PRECO_PASSWORD)
+            try:
+                self._run("init-node", "--data-dir", str(data_dir), "--preco-password-file", str(preco),
+                          "--cluster-id", cluster_id, "--cluster-key", *self._hash_args())
+            finally:
+                preco.unlink()
+        join: list[str] = []
+        if join_config is not None:
+            join_file = data_dir.parent / f"{data_dir.name}.join.json"
+            join_file.write_text(json.dumps(join_config))
+            join = ["--join-config", str(join_file)]
+        return self._start(placement, join)
+
+    def _hash_args(self) -> list[str]:
+        args = list(self.node_args)
+        return args[args.index("--password-hash-memory-kib"):][:2] if "--password-hash-memory-kib" in args else []
+
+    def _start(self, placement: dict[str, Any], extra: list[str]) -> dict[str, Any]:
+        data_dir = Path(placement["data_dir"])
+        log = open(data_dir.parent / f"{data_dir.name}.log", "a")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "strongroom", "node", "--managed", "--data-dir", str(data_dir), "--listen",
+             placement["endpoint"], "--raft-listen", placement["raft"], *self.node_args, *extra],
+            stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        line = ""
+        while time.monotonic() < deadline:
+            line = process.stdout.readline() if process.stdout else ""
+            if not line or line.startswith("{"):
+                break
+        if not line.startswith("{"):
+            process.kill()
+            process.wait(10)
+            tail = (data_dir.parent / f"{data_dir.name}.log").read_text()[-800:]
+            raise ProviderError(f"the HSM did not start: {tail}")
+        with self.lock:
+            self.processes[process.pid] = process
+        threading.Thread(target=self._drain, args=(process,), daemon=True).start()
+        return {**placement, "pid": process.pid}
+
+    @staticmethod
+    def _drain(process: subprocess.Popen[str]) -> None:
+        if process.stdout is not None:
+            for _ in process.stdout:
+                pass
+
+    def resume(self, placement: dict[str, Any]) -> dict[str, Any]:
+        return self._start(placement, [])
+
+    def alive(self, placement: dict[str, Any]) -> bool:
+        with self.lock:
+            process = self.processes.get(placement.get("pid", -1))
+        return process is not None and process.poll() is None
+
+    def stop(self, placement: dict[str, Any]) -> None:
+        with self.lock:
+            process = self.processes.pop(placement.get("pid", -1), None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+    def destroy(self, placement: dict[str, Any]) -> None:
+        import shutil
+
+        self.stop(placement)
+        shutil.rmtree(placement.get("data_dir", ""), ignore_errors=True)
+
+    def stop_all(self) -> None:
+        with self.lock:
+            pids = list(self.processes)
+        for pid in pids:
+            self.stop({"pid": pid})
