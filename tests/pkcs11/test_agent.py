@@ -24,6 +24,7 @@ from strongroom.vocab import CKA, CKD, CKF, CKM, CKR
 
 from ..cluster.conftest import ADMIN_PW, ALICE_PW, BOB_PW, alice, cluster, node, pki  # noqa: F401 - fixtures
 from .conftest import P11_KIT_CLIENT, P256
+from .raw import RawApplication, initialized, ok, request, u64s
 
 def test_python_pkcs11_signs_with_a_cluster_key_through_p11_kit(agent, alice):  # noqa: F811
     public, _ = alice.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256, CKA.VERIFY: True},
@@ -62,55 +63,28 @@ def test_digests_imports_secret_keys_and_attribute_changes_through_p11_kit(agent
     assert len(alice.find(label="p11-aes-renamed")) == 1
 
 
-class RawApplication:
-    """A p11-kit client speaking the wire format by hand."""
-
-    def __init__(self, path: Path, version: int = 0) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(30)
-        self.sock.connect(str(path))
-        self.sock.sendall(bytes((version,)))
-        self.version = self.sock.recv(1)[0]
-        self.frames = wire.FrameReader()
-        self.code = 0x10
-
-    def call(self, body: bytes) -> bytes:
-        self.code += 1
-        self.sock.sendall(wire.encode_frame(self.code, body, b"client"))
-        while True:
-            got = self.frames.feed(self.sock.recv(65536))
-            if got:
-                code, _, reply = got[0]
-                assert code == self.code
-                return reply
-
-
-def _request(call_id: int, signature: str, *parts: bytes) -> bytes:
-    return wire.Writer().u32(call_id).data(signature.encode()).bytes() + b"".join(parts)
-
-
 def test_bad_input_gets_pkcs11_errors_and_the_agent_keeps_serving(agent):
     newer = RawApplication(agent, version=5)
     assert newer.version == 2  # min(offer, 2)
     app = RawApplication(agent)
     assert app.version == 0
-    init = _request(1, "ayyay", wire.Writer().byte_array(b"PRIVATE-GNOME-KEYRING-PKCS11-PROTOCOL-V-1")
+    init = request(1, "ayyay", wire.Writer().byte_array(b"PRIVATE-GNOME-KEYRING-PKCS11-PROTOCOL-V-1")
                     .byte(0).byte_array(b"\x00").bytes())
     assert app.call(init) == wire.reply_body(1, "")
-    assert app.call(_request(200, "u", b"\x00" * 8)) == wire.error_body(int(CKR.FUNCTION_NOT_SUPPORTED))
+    assert app.call(request(200, "u", b"\x00" * 8)) == wire.error_body(int(CKR.FUNCTION_NOT_SUPPORTED))
     assert app.call(b"\x00\x00") == wire.error_body(int(CKR.ARGUMENTS_BAD))  # not even a call id
-    assert app.call(_request(3, "", b"extra")) == wire.error_body(int(CKR.ARGUMENTS_BAD))  # trailing bytes
-    session = wire.Reader(app.call(_request(10, "uu", wire.Writer().u64(1).u64(6).bytes()))[9:]).u64()
+    assert app.call(request(3, "", b"extra")) == wire.error_body(int(CKR.ARGUMENTS_BAD))  # trailing bytes
+    session = wire.Reader(app.call(request(10, "uu", wire.Writer().u64(1).u64(6).bytes()))[9:]).u64()
     wrong = wire.Writer().u64(session).u64(1).byte_array(b"alice:wrong-password").bytes()
-    assert app.call(_request(18, "uuay", wrong)) == wire.error_body(int(CKR.PIN_INCORRECT))
+    assert app.call(request(18, "uuay", wrong)) == wire.error_body(int(CKR.PIN_INCORRECT))
     sign_first = wire.Writer().u64(session).byte_array(b"data").u32(64).bytes()
-    assert app.call(_request(43, "uayfy", sign_first)) == wire.error_body(int(CKR.OPERATION_NOT_INITIALIZED))
-    assert app.call(_request(4, "yfu", b"\x01\x00\x00\x00\x00")) == wire.reply_body(
+    assert app.call(request(43, "uayfy", sign_first)) == wire.error_body(int(CKR.OPERATION_NOT_INITIALIZED))
+    assert app.call(request(4, "yfu", b"\x01\x00\x00\x00\x00")) == wire.reply_body(
         4, "au", wire.Writer().ulong_array(None, 1))  # a size query answers the count
     truncated = RawApplication(agent)
-    truncated.sock.sendall(wire.encode_frame(0x11, _request(3, ""))[:7])
+    truncated.sock.sendall(wire.encode_frame(0x11, request(3, ""))[:7])
     truncated.sock.close()
-    assert app.call(_request(3, "")).startswith(wire.Writer().u32(3).data(b"vsusv").bytes())
+    assert app.call(request(3, "")).startswith(wire.Writer().u32(3).data(b"vsusv").bytes())
 
 
 def test_pkcs11_tool_lists_generates_signs_and_passes_its_self_test(agent, tmp_path):
@@ -188,31 +162,6 @@ def test_pkcs11_tool_rsa_pkcs_and_pss_signatures_verify_with_openssl(agent, tmp_
         assert "Verified OK" in done.stdout, (mechanism, done.stdout + done.stderr)
 
 
-def _initialized(path: Path, version: int) -> RawApplication:
-    app = RawApplication(path, version)
-    assert app.version == version
-    init = _request(1, "ayyay", wire.Writer().byte_array(agent_handshake()).byte(0).byte_array(b"\x00").bytes())
-    assert app.call(init) == wire.reply_body(1, "")
-    return app
-
-
-def agent_handshake() -> bytes:
-    return b"PRIVATE-GNOME-KEYRING-PKCS11-PROTOCOL-V-1"
-
-
-def _u64s(*values: int) -> bytes:
-    w = wire.Writer()
-    for value in values:
-        w.u64(value)
-    return w.bytes()
-
-
-def _ok(reply: bytes, call_id: int, signature: str) -> wire.Reader:
-    head = wire.reply_body(call_id, signature)
-    assert reply.startswith(head), reply.hex()
-    return wire.Reader(reply[len(head):])
-
-
 @pytest.mark.parametrize("version", [1, 2])
 def test_newer_clients_login_user_cancel_gcm_cbc_and_derive(agent, alice, node, version):  # noqa: F811
     key_bytes = bytes(range(32))
@@ -223,34 +172,34 @@ def test_newer_clients_login_user_cancel_gcm_cbc_and_derive(agent, alice, node, 
                                                        serialization.PublicFormat.UncompressedPoint)
     ec_public, ec_private = alice.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256},
                                             {CKA.DERIVE: True}, label=f"raw-ecdh-v{version}")
-    app = _initialized(agent, version)
-    session = _ok(app.call(_request(10, "uu", _u64s(1, 6))), 10, "u").u64()
+    app = initialized(agent, version)
+    session = ok(app.call(request(10, "uu", u64s(1, 6))), 10, "u").u64()
     # C_LoginUser (PKCS#11 3.0): the user name apart from the password
-    login = _u64s(session, 1) + wire.Writer().byte(1).data(ALICE_PW.encode()).byte(1).data(b"alice").bytes()
-    assert app.call(_request(66, "uuayay", login)) == wire.reply_body(66, "")
+    login = u64s(session, 1) + wire.Writer().byte(1).data(ALICE_PW.encode()).byte(1).data(b"alice").bytes()
+    assert app.call(request(66, "uuayay", login)) == wire.reply_body(66, "")
 
     def mech(kind: int, fields: bytes) -> bytes:
         return wire.Writer().u32(kind).bytes() + (b"\x01" if version >= 2 else b"") + fields
 
     iv = bytes(range(12))
     gcm = mech(int(CKM.AES_GCM), wire.Writer().data(iv).u64(96).data(b"header").u64(128).bytes())
-    assert app.call(_request(29, "uMu", _u64s(session) + gcm + _u64s(aes.handle))) == wire.reply_body(29, "")
+    assert app.call(request(29, "uMu", u64s(session) + gcm + u64s(aes.handle))) == wire.reply_body(29, "")
     # a NULL mechanism ends the operation (PKCS#11 3.0 §5.8), so a second init is accepted
-    assert app.call(_request(29, "uMu", _u64s(session) + b"\xff\xff\xff\xff" + _u64s(0))) == wire.reply_body(29, "")
-    assert app.call(_request(29, "uMu", _u64s(session) + gcm + _u64s(aes.handle))) == wire.reply_body(29, "")
-    sealed = _ok(app.call(_request(30, "uayfy", _u64s(session) + wire.Writer().byte_array(b"plain text")
+    assert app.call(request(29, "uMu", u64s(session) + b"\xff\xff\xff\xff" + u64s(0))) == wire.reply_body(29, "")
+    assert app.call(request(29, "uMu", u64s(session) + gcm + u64s(aes.handle))) == wire.reply_body(29, "")
+    sealed = ok(app.call(request(30, "uayfy", u64s(session) + wire.Writer().byte_array(b"plain text")
                                    .u32(256).bytes())), 30, "ay")
     sealed.byte()
     assert sealed.data() == AESGCM(key_bytes).encrypt(iv, b"plain text", b"header")
     cbc_iv = bytes(16)
     cbc = mech(int(CKM.AES_CBC_PAD), wire.Writer().data(cbc_iv).bytes())
-    assert app.call(_request(29, "uMu", _u64s(session) + cbc + _u64s(aes.handle))) == wire.reply_body(29, "")
+    assert app.call(request(29, "uMu", u64s(session) + cbc + u64s(aes.handle))) == wire.reply_body(29, "")
     # C_SessionCancel ends it too
-    assert app.call(_request(67, "uu", _u64s(session, int(CKF.ENCRYPT)))) == wire.reply_body(67, "")
-    assert app.call(_request(30, "uayfy", _u64s(session) + wire.Writer().byte_array(b"x").u32(64).bytes())) \
+    assert app.call(request(67, "uu", u64s(session, int(CKF.ENCRYPT)))) == wire.reply_body(67, "")
+    assert app.call(request(30, "uayfy", u64s(session) + wire.Writer().byte_array(b"x").u32(64).bytes())) \
         == wire.error_body(int(CKR.OPERATION_NOT_INITIALIZED))
-    assert app.call(_request(29, "uMu", _u64s(session) + cbc + _u64s(aes.handle))) == wire.reply_body(29, "")
-    padded = _ok(app.call(_request(30, "uayfy", _u64s(session) + wire.Writer().byte_array(b"sixteen bytes!!")
+    assert app.call(request(29, "uMu", u64s(session) + cbc + u64s(aes.handle))) == wire.reply_body(29, "")
+    padded = ok(app.call(request(30, "uayfy", u64s(session) + wire.Writer().byte_array(b"sixteen bytes!!")
                                    .u32(64).bytes())), 30, "ay")
     padded.byte()
     decryptor = Cipher(algorithms.AES(key_bytes), modes.CBC(cbc_iv)).decryptor()
@@ -260,14 +209,14 @@ def test_newer_clients_login_user_cancel_gcm_cbc_and_derive(agent, alice, node, 
     template = (wire.Writer().u32(6).attribute(0x0, 4).attribute(0x100, 0x1F).attribute(0x161, 32)
                 .attribute(0x1, False).attribute(0x104, True).attribute(0x162, False).bytes())
     call_id, signature = (89, "uPu") if version >= 2 else (62, "u")
-    derived = _ok(app.call(_request(call_id, "uMuaA", _u64s(session) + ecdh + _u64s(ec_private.handle) + template)),
+    derived = ok(app.call(request(call_id, "uMuaA", u64s(session) + ecdh + u64s(ec_private.handle) + template)),
                   call_id, signature)
     if version >= 2:
         assert derived.u64() == 0 and derived.byte() == 0
     secret = derived.u64()
     ecb = wire.Writer().u32(int(CKM.AES_ECB)).bytes() + (b"" if version >= 2 else b"\xff\xff\xff\xff")
-    assert app.call(_request(29, "uMu", _u64s(session) + ecb + _u64s(secret))) == wire.reply_body(29, "")
-    block = _ok(app.call(_request(30, "uayfy", _u64s(session) + wire.Writer().byte_array(bytes(16)).u32(16)
+    assert app.call(request(29, "uMu", u64s(session) + ecb + u64s(secret))) == wire.reply_body(29, "")
+    block = ok(app.call(request(30, "uayfy", u64s(session) + wire.Writer().byte_array(bytes(16)).u32(16)
                                   .bytes())), 30, "ay")
     block.byte()
     shared = peer_private.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(
@@ -322,19 +271,19 @@ def test_repeated_inits_answered_by_the_agent_keep_every_pkcs11_rule(agent, alic
     public, private = alice.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256, CKA.VERIFY: True},
                                               {CKA.SIGN: True}, label="deferred-ec")
     verifier = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public[CKA.EC_POINT][2:])
-    app = _initialized(agent, 0)
-    session = _ok(app.call(_request(10, "uu", _u64s(1, 6))), 10, "u").u64()
-    login = _u64s(session, 1) + wire.Writer().byte(1).data(f"alice:{ALICE_PW}".encode()).bytes()
-    assert app.call(_request(18, "uuay", login)) == wire.reply_body(18, "")
+    app = initialized(agent, 0)
+    session = ok(app.call(request(10, "uu", u64s(1, 6))), 10, "u").u64()
+    login = u64s(session, 1) + wire.Writer().byte(1).data(f"alice:{ALICE_PW}".encode()).bytes()
+    assert app.call(request(18, "uuay", login)) == wire.reply_body(18, "")
     ecdsa = wire.Writer().u32(int(CKM.ECDSA)).data(None).bytes()
-    init = _request(42, "uMu", _u64s(session) + ecdsa + _u64s(private.handle))
+    init = request(42, "uMu", u64s(session) + ecdsa + u64s(private.handle))
     digest = bytes(range(32))
 
     def sign(capacity: int) -> bytes:
-        return app.call(_request(43, "uayfy", _u64s(session) + wire.Writer().byte_array(digest).u32(capacity).bytes()))
+        return app.call(request(43, "uayfy", u64s(session) + wire.Writer().byte_array(digest).u32(capacity).bytes()))
 
     def check(reply: bytes) -> None:
-        out = _ok(reply, 43, "ay")
+        out = ok(reply, 43, "ay")
         assert out.byte() == 1
         raw = out.data()
         verifier.verify(utils.encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")),
@@ -349,32 +298,32 @@ def test_repeated_inits_answered_by_the_agent_keep_every_pkcs11_rule(agent, alic
         assert sign(64) == wire.error_body(int(CKR.OPERATION_NOT_INITIALIZED))
     # multi-part after an init the agent answered
     assert app.call(init) == wire.reply_body(42, "")
-    assert app.call(_request(44, "uay", _u64s(session) + wire.Writer().byte_array(digest[:10]).bytes())) \
+    assert app.call(request(44, "uay", u64s(session) + wire.Writer().byte_array(digest[:10]).bytes())) \
         == wire.reply_body(44, "")
-    assert app.call(_request(44, "uay", _u64s(session) + wire.Writer().byte_array(digest[10:]).bytes())) \
+    assert app.call(request(44, "uay", u64s(session) + wire.Writer().byte_array(digest[10:]).bytes())) \
         == wire.reply_body(44, "")
-    final = _ok(app.call(_request(45, "ufy", _u64s(session) + b"\x00\x00\x00\x40")), 45, "ay")
+    final = ok(app.call(request(45, "ufy", u64s(session) + b"\x00\x00\x00\x40")), 45, "ay")
     assert final.byte() == 1 and len(final.data()) == 64
     # an unknown session is refused at the init, not later
-    assert app.call(_request(42, "uMu", _u64s(session + 1000) + ecdsa + _u64s(private.handle))) \
+    assert app.call(request(42, "uMu", u64s(session + 1000) + ecdsa + u64s(private.handle))) \
         == wire.error_body(int(CKR.SESSION_HANDLE_INVALID))
     # another user: the init goes to the HSM again, which does not show bob alice's key
-    assert app.call(_request(19, "u", _u64s(session))) == wire.reply_body(19, "")
-    bob = _u64s(session, 1) + wire.Writer().byte(1).data(f"bob:{BOB_PW}".encode()).bytes()
-    assert app.call(_request(18, "uuay", bob)) == wire.reply_body(18, "")
+    assert app.call(request(19, "u", u64s(session))) == wire.reply_body(19, "")
+    bob = u64s(session, 1) + wire.Writer().byte(1).data(f"bob:{BOB_PW}".encode()).bytes()
+    assert app.call(request(18, "uuay", bob)) == wire.reply_body(18, "")
     assert app.call(init) == wire.error_body(int(CKR.KEY_HANDLE_INVALID))
-    assert app.call(_request(19, "u", _u64s(session))) == wire.reply_body(19, "")
-    assert app.call(_request(18, "uuay", login)) == wire.reply_body(18, "")
+    assert app.call(request(19, "u", u64s(session))) == wire.reply_body(19, "")
+    assert app.call(request(18, "uuay", login)) == wire.reply_body(18, "")
     assert app.call(init) == wire.reply_body(42, "")
     check(sign(64))
     assert app.call(init) == wire.reply_body(42, "")
     # the NULL mechanism ends an operation the agent holds too
-    assert app.call(_request(42, "uMu", _u64s(session) + b"\xff\xff\xff\xff" + _u64s(0))) == wire.reply_body(42, "")
+    assert app.call(request(42, "uMu", u64s(session) + b"\xff\xff\xff\xff" + u64s(0))) == wire.reply_body(42, "")
     assert sign(64) == wire.error_body(int(CKR.OPERATION_NOT_INITIALIZED))
     assert app.call(init) == wire.reply_body(42, "")
     check(sign(64))
     # a key the application destroys is forgotten
-    assert app.call(_request(22, "uu", _u64s(session, private.handle))) == wire.reply_body(22, "")
+    assert app.call(request(22, "uu", u64s(session, private.handle))) == wire.reply_body(22, "")
     assert app.call(init) == wire.error_body(int(CKR.KEY_HANDLE_INVALID))
 
 

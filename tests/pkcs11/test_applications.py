@@ -16,11 +16,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 import strongroom.client as sdk
-from strongroom.vocab import CKA, CKM
+from strongroom.pkcs11 import wire
+from strongroom.vocab import CKA, CKM, CKR
 
 from ..cluster.conftest import pki  # noqa: F401 - fixture
 from ..cluster.replicas import ALICE_PW, kill, running
 from .conftest import P11_KIT_CLIENT, P256, serving_agent
+from .raw import initialized, ok, request, u64s
 
 TOKEN = "cluster-test0000001"
 PIN = f"alice:{ALICE_PW}"
@@ -219,3 +221,59 @@ attributes(generate, CKO_PUBLIC_KEY, *) = {{
   CKA_VERIFY = true
 }}
 """
+
+
+def _session(app, flags: int = 6) -> int:
+    return ok(app.call(request(10, "uu", u64s(1, flags))), 10, "u").u64()
+
+
+def _login(app, session: int, user_type: int, pin: str) -> bytes:
+    return app.call(request(18, "uuay", u64s(session, user_type) + wire.Writer().byte(1).data(pin.encode()).bytes()))
+
+
+def _private_keys(app, session: int) -> list[int]:
+    template = wire.Writer().u32(1).attribute(0x0, 3).bytes()
+    assert app.call(request(26, "uaA", u64s(session) + template)) == wire.reply_body(26, "")
+    found = ok(app.call(request(27, "ufu", u64s(session) + b"\x00\x00\x01\x00")), 27, "au")
+    found.byte()
+    handles = [found.u64() for _ in range(found.u32())]
+    assert app.call(request(28, "u", u64s(session))) == wire.reply_body(28, "")
+    return handles
+
+
+def test_closing_short_sessions_keeps_the_applications_login_on_every_hsm(agent3, keys):
+    """PKCS#11 3.0 §5.6: the login belongs to the application until its last session closes, whichever HSMs its
+    sessions were opened on."""
+    app = initialized(agent3, 0)
+    main = _session(app)
+    assert _login(app, main, 1, PIN) == wire.reply_body(18, "")
+    expected = sorted(_private_keys(app, main))
+    assert len(expected) >= 2
+    for _ in range(12):  # short sessions land on every HSM in turn and close again
+        short = _session(app)
+        assert sorted(_private_keys(app, short)) == expected
+        state = ok(app.call(request(13, "u", u64s(short))), 13, "uuuu")
+        state.u64()
+        assert state.u64() == 3  # CKS_RW_USER_FUNCTIONS
+        assert app.call(request(11, "u", u64s(short))) == wire.reply_body(11, "")
+    assert sorted(_private_keys(app, main)) == expected
+    assert app.call(request(19, "u", u64s(main))) == wire.reply_body(19, "")
+
+
+def test_one_application_is_logged_in_once_and_never_as_two_users(agent3):
+    app = initialized(agent3, 0)
+    first, second = _session(app), _session(app)
+    # both logins sent before either answer: one wins, the other is refused
+    for session in (first, second):
+        app.code += 1
+        app.sock.sendall(wire.encode_frame(app.code, request(18, "uuay", u64s(session, 1) + wire.Writer().byte(1).data(
+            PIN.encode()).bytes()), b"client"))
+    answers = []
+    while len(answers) < 2:
+        answers += [body for _, _, body in app.frames.feed(app.sock.recv(65536))]
+    assert sorted(answers) == sorted([wire.reply_body(18, ""), wire.error_body(int(CKR.USER_ALREADY_LOGGED_IN))])
+    assert _login(app, first, 0, "admin:whatever") == wire.error_body(int(CKR.USER_ANOTHER_ALREADY_LOGGED_IN))
+    assert app.call(request(19, "u", u64s(first))) == wire.reply_body(19, "")
+    read_only = _session(app, flags=4)
+    assert _login(app, first, 0, "admin:whatever") == wire.error_body(int(CKR.SESSION_READ_ONLY_EXISTS))
+    assert app.call(request(11, "u", u64s(read_only))) == wire.reply_body(11, "")

@@ -27,8 +27,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SessionHandleInvalid, StrongroomError, UserAlreadyLoggedIn
+from ..errors import (
+    SessionHandleInvalid,
+    SessionReadOnlyExists,
+    StrongroomError,
+    UserAlreadyLoggedIn,
+    UserAnotherAlreadyLoggedIn,
+)
 from ..protocol import CALLS, WRITE_CALLS
+from ..vocab import CKF, CKU
 from .config import ClientConfig
 from .connection import ConnectionLost, NodeConnection, open_connection, result_of
 
@@ -111,6 +118,7 @@ class Balancer:
         self.sessions: dict[int, VirtualSession] = {}
         self.credentials: tuple[int, str] | None = None
         self.home: _Node | None = None  # the HSM holding the application's session objects
+        self.login_lock = asyncio.Lock()
         self.index = 0
         self.node_info: dict[str, Any] = {}
         self._vids = itertools.count(1)
@@ -450,6 +458,8 @@ class Balancer:
                     await self._send(node, "close_session", (handle,), {}, b"", ATTEMPT_TIMEOUT_S)
                 except StrongroomError:
                     pass
+                if not any(s.handles.get(endpoint, (None,))[0] == generation for s in self.sessions.values()):
+                    node.logged_in = False  # that HSM ended the login with the last session it had
         if not self.sessions:  # closing the application's last session ends its login (PKCS#11 3.0 §5.6)
             self.credentials = None
             self.home = None
@@ -457,12 +467,20 @@ class Balancer:
                 node.logged_in = False
 
     async def _login(self, vs: VirtualSession, rest: tuple[Any, ...]) -> None:
+        """The application's login (PKCS#11 3.0 §5.6: one login for all its sessions), one at a time."""
         user_type, pin = rest
-        await self._retrying(vs, "login", (user_type, pin), self._login_kwargs())
-        self.credentials = (int(user_type), pin)
-        node = vs.last
-        if node is not None:
-            node.logged_in = True
+        async with self.login_lock:
+            if self.credentials is not None:
+                if self.credentials[0] == user_type:
+                    raise UserAlreadyLoggedIn("the application is already logged in")
+                raise UserAnotherAlreadyLoggedIn("the application is logged in as another user type; log out first")
+            if user_type == CKU.SO and any(not s.flags & CKF.RW_SESSION for s in self.sessions.values()):
+                raise SessionReadOnlyExists("close the read-only sessions before an admin login")
+            await self._retrying(vs, "login", (user_type, pin), self._login_kwargs())
+            self.credentials = (int(user_type), pin)
+            node = vs.last
+            if node is not None:
+                node.logged_in = True
 
     def _login_kwargs(self) -> dict[str, Any]:
         return {"client": self.client} if self.client else {}
