@@ -58,6 +58,18 @@ def test_session_objects_are_seen_by_every_session_of_the_application(trio):
         maker.close()
 
 
+def test_session_object_handles_are_never_the_same_on_two_hsms(trio):
+    """A handle an application kept from an HSM that failed must not name another object on the HSM it moves
+    to: session handles, like token handles, come from blocks reserved through the log."""
+    handles = []
+    for proc in trio.nodes[:2]:
+        with sdk.connect(trio.config([proc])) as c, c.login("alice", ALICE_PW) as s:
+            handles.append({s.generate_key(CKM.AES_KEY_GEN, value_len=16, encrypt=True, token=False).handle
+                            for _ in range(5)})
+    assert not handles[0] & handles[1]
+    assert all(h >> 63 for h in handles[0] | handles[1])  # session handles carry the top bit
+
+
 def _raw_call(endpoint, pki, name, *args):
     """One call on a connection of its own to one node (no balancing, no retries)."""
     import asyncio

@@ -183,10 +183,6 @@ class HSM:
         self._handles_lock = threading.Lock()
         self._session_counter = itertools.count(1)
         self._app_counter = itertools.count(1)
-        with self.store.transaction() as tx:
-            boot = tx.next_counter("boot")
-        self._session_object_counter = itertools.count(1)
-        self._boot = boot
         self.self_test_results = self._self_test(self_test_fault)
         sealed = self.store.get_setting("sealed_mk")
         if sealed is None:
@@ -427,15 +423,16 @@ class HSM:
                          obj.attrs.get(CKA.LABEL, ""), obj.attrs.get(CKA.ID, b""), obj.owner, sealed)
 
     def new_handle(self, token: bool) -> int:
-        """A fresh object handle: token handles come from blocks this node reserves through the log (unique in
-        the cluster); session handles carry the top bit, this boot's number and a counter. Neither kind is
-        ever reused.
+        """A fresh object handle from the blocks this node reserves through the log, so that no two HSMs of the
+        cluster ever hand out the same number; session handles also carry the top bit. Never reused: a handle an
+        application kept from an HSM that failed cannot name another object on the HSM it moves to.
 
         Raises:
-            NoQuorum: (retryable) a new block of token handles could not be reserved.
+            NoQuorum: (retryable) a new block of handles could not be reserved.
         """
-        if not token:
-            return SESSION_HANDLE_BIT | (self._boot & 0x7FFFFF) << 40 | next(self._session_object_counter)
+        return self._reserved_handle() | (0 if token else SESSION_HANDLE_BIT)
+
+    def _reserved_handle(self) -> int:
         with self._handles_lock:
             if not self._handles:
                 first = self.commit(Change(reserve_handles=HANDLE_BLOCK), record=False).first_handle
