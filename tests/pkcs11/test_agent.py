@@ -81,6 +81,20 @@ def test_bad_input_gets_pkcs11_errors_and_the_agent_keeps_serving(agent):
     assert app.call(request(43, "uayfy", sign_first)) == wire.error_body(int(CKR.OPERATION_NOT_INITIALIZED))
     assert app.call(request(4, "yfu", b"\x01\x00\x00\x00\x00")) == wire.reply_body(
         4, "au", wire.Writer().ulong_array(None, 1))  # a size query answers the count
+    # a frame over the size limit is answered and skipped, the next one served
+    app.code += 1
+    big = wire.encode_frame(app.code, request(3, "") + b"\x00" * (wire.MAX_FRAME_BYTES + 1), b"client")
+    app.sock.sendall(big)
+    answers = []
+    while not answers:
+        answers = app.frames.feed(app.sock.recv(65536))
+    assert answers == [(app.code, b"", wire.error_body(int(CKR.ARGUMENTS_BAD)))]
+    assert app.call(request(3, "uuuu")) == wire.error_body(int(CKR.ARGUMENTS_BAD))  # not C_GetInfo's signature
+    huge_pin = wire.Writer().u64(session).u64(1).byte_array(b"alice:" + b"p" * 100_000).bytes()
+    assert app.call(request(18, "uuay", huge_pin)) == wire.error_body(int(CKR.PIN_LEN_RANGE))
+    too_many = wire.Writer().u32(100_000).bytes() + b"\x00" * 500_000
+    assert app.call(request(26, "uaA", wire.Writer().u64(session).bytes() + too_many)) \
+        == wire.error_body(int(CKR.ARGUMENTS_BAD))
     truncated = RawApplication(agent)
     truncated.sock.sendall(wire.encode_frame(0x11, request(3, ""))[:7])
     truncated.sock.close()

@@ -277,3 +277,22 @@ def test_one_application_is_logged_in_once_and_never_as_two_users(agent3):
     read_only = _session(app, flags=4)
     assert _login(app, first, 0, "admin:whatever") == wire.error_body(int(CKR.SESSION_READ_ONLY_EXISTS))
     assert app.call(request(11, "u", u64s(read_only))) == wire.reply_body(11, "")
+
+
+def test_a_new_application_finds_the_cluster_when_the_configured_hsm_is_down(cluster3, keys, tmp_path):
+    """The agent starts new applications from every member its running applications discovered, not only the
+    configured HSM."""
+    first = cluster3.nodes[0]
+    with serving_agent(cluster3.config([first]), tmp_path) as socket_path:
+        running = initialized(socket_path, 0)
+        assert ok(running.call(request(6, "u", u64s(1))), 6, "ssssuuuuuuuuuuuvvs")  # connected and discovered
+        kill(first)
+        try:
+            late = initialized(socket_path, 0)
+            info = ok(late.call(request(6, "u", u64s(1))), 6, "ssssuuuuuuuuuuuvvs")
+            assert info.data().rstrip() == TOKEN.encode()
+            session = _session(late)
+            assert _login(late, session, 1, PIN) == wire.reply_body(18, "")
+            assert len(_private_keys(late, session)) >= 2
+        finally:
+            cluster3.restart(first)

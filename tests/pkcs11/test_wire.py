@@ -55,9 +55,12 @@ def test_frames_survive_any_segmentation():
     assert got == [(0x10, b"client", b"\x00\x00\x00\x03"), (0x11, b"", error_body(5))]
 
 
-def test_an_oversized_frame_is_refused_before_it_is_read():
-    with pytest.raises(WireError):
-        FrameReader(max_frame_bytes=1024).feed(encode_frame(1, b"x" * 2048))
+def test_an_oversized_frame_is_skipped_unbuffered_and_the_stream_stays_in_step():
+    reader = FrameReader(max_frame_bytes=1024)
+    big = encode_frame(1, b"x" * 2048)
+    assert reader.feed(big[:500]) == [(1, b"", None)]  # announced by its header: reported at once
+    assert len(reader.buffer) == 0 and reader.skipping == 2048 - 488
+    assert reader.feed(big[500:] + encode_frame(2, b"next")) == [(2, b"", b"next")]
 
 
 @given(st.binary(max_size=200))

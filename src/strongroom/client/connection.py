@@ -19,6 +19,7 @@ import msgspec
 from ..errors import ArgumentsBad, BufferTooSmall, DeviceRemoved, FunctionNotSupported, StrongroomError, error_for
 from ..protocol import (
     CALL_TYPES,
+    DEFAULT_MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
     FrameReader,
     Hello,
@@ -60,11 +61,15 @@ def request_frame(request_id: int, name: str, args: tuple[Any, ...], kwargs: dic
     """
     try:
         call = CALL_TYPES[name](*args, **kwargs)
-        return encode_frame(_encoder.encode(Request(request_id, call, after, key)))
+        body = _encoder.encode(Request(request_id, call, after, key))
     except KeyError:
         raise ArgumentsBad(f"no call named {name}") from None
     except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
         raise ArgumentsBad(f"{name}: {exc}") from None
+    if len(body) > DEFAULT_MAX_FRAME_BYTES:  # the HSM would close the connection on it: refuse it here
+        raise ArgumentsBad(f"{name}: the request is {len(body)} bytes; an HSM takes at most "
+                           f"{DEFAULT_MAX_FRAME_BYTES}")
+    return encode_frame(body)
 
 
 class NodeConnection(asyncio.Protocol):

@@ -10,6 +10,7 @@ Calls it does not implement are answered ``CKR_FUNCTION_NOT_SUPPORTED``; a body 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import grp
 import logging
 import os
@@ -18,8 +19,11 @@ import struct
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from cryptography.hazmat.primitives import hashes
+
 from .. import crypto
 from ..client.balancer import Balancer
+from ..client.connection import ConnectionLost
 from ..client.config import ClientConfig
 from ..crypto.params import Mechanism
 from ..errors import (
@@ -28,6 +32,7 @@ from ..errors import (
     MechanismParamInvalid,
     NodeBehind,
     NoQuorum,
+    PinLenRange,
     RandomSeedNotSupported,
     SlotIdInvalid,
     StrongroomError,
@@ -41,11 +46,22 @@ log = logging.getLogger("strongroom.pkcs11")
 
 SLOT_ID = 1
 MAX_PROTOCOL_VERSION = 2
-MAX_IN_FLIGHT = 256  # requests of one application answered at once
+MAX_IN_FLIGHT = 64  # requests of one application answered at once
+MAX_PIN_BYTES = 64  # ulMaxPinLen of the token: a user name (31), ':' and a password (32)
+# The request signature of every call the agent answers (p11-kit's table); another one is refused.
+_REQUEST_SIGNATURES = {
+    1: "ayyay", 2: "", 3: "", 4: "yfu", 5: "u", 6: "u", 7: "ufu", 8: "uu", 10: "uu", 11: "u", 12: "u", 13: "u",
+    18: "uuay", 19: "u", 20: "uaA", 21: "uuaA", 22: "uu", 24: "uufA", 25: "uuaA", 26: "uaA", 27: "ufu", 28: "u",
+    29: "uMu", 30: "uayfy", 31: "uayfy", 32: "ufy", 33: "uMu", 34: "uayfy", 35: "uayfy", 36: "ufy", 37: "uM",
+    38: "uayfy", 39: "uay", 41: "ufy", 42: "uMu", 43: "uayfy", 44: "uay", 45: "ufy", 48: "uMu", 49: "uayay",
+    50: "uay", 51: "uay", 58: "uMaA", 59: "uMaAaA", 60: "uMuufy", 61: "uMuayaA", 62: "uMuaA", 63: "uay", 64: "ufy",
+    66: "uuayay", 67: "uu", 89: "uMuaA",
+}
 HANDSHAKE = b"PRIVATE-GNOME-KEYRING-PKCS11-PROTOCOL-V-1"
 def _rv(exc: StrongroomError) -> int:
-    """The ``CK_RV`` an application sees: the cluster's own retryable codes become ``CKR_DEVICE_ERROR``."""
-    if isinstance(exc, (NoQuorum, NodeBehind)):
+    """The ``CK_RV`` an application sees: the cluster's own retryable codes, and no HSM reachable, become
+    ``CKR_DEVICE_ERROR`` (an application reads ``CKR_DEVICE_REMOVED`` as the token gone for good)."""
+    if isinstance(exc, (NoQuorum, NodeBehind, ConnectionLost)):
         return int(CKR.DEVICE_ERROR)
     return int(exc.ckr)
 
@@ -93,6 +109,9 @@ class _Application:
                 if not data:
                     return
                 for code, _options, body in frames.feed(data):
+                    if body is None:  # over the size limit: skipped, answered, the stream stays in step
+                        self.send(wire.encode_frame(code, wire.error_body(int(CKR.ARGUMENTS_BAD))))
+                        continue
                     await self.slots.acquire()
                     task = asyncio.ensure_future(self.answer(code, body))
                     running.add(task)
@@ -104,13 +123,20 @@ class _Application:
             for task in running:
                 task.cancel()
             if self.balancer is not None:
+                self.agent.balancers.discard(self.balancer)
                 self.balancer.close()
             self.writer.close()
 
     async def answer(self, code: int, body: bytes) -> None:
+        """Handle one request and queue its answer; the request's slot is free again only once the answer
+        has left (an application that sends and never reads cannot make the agent hold its answers)."""
         try:
             reply = await self.handle(body)
             self.send(wire.encode_frame(code, reply))
+            await asyncio.sleep(0)  # the answers of this turn are written together
+            await self.writer.drain()
+        except ConnectionError:
+            pass
         finally:
             self.slots.release()
 
@@ -129,10 +155,12 @@ class _Application:
         try:
             reader = wire.Reader(body)
             call_id = reader.u32()
-            reader.signature()
+            sent = reader.signature()
             handler = _CALLS.get(call_id)
             if handler is None:
                 return wire.error_body(int(CKR.FUNCTION_NOT_SUPPORTED))
+            if _REQUEST_SIGNATURES.get(call_id, sent) != sent:
+                raise wire.WireError(f"call {call_id} with the signature {sent!r:.40}")
             signature, run = handler
             out = await run(self, reader)
             reader.done()
@@ -148,9 +176,14 @@ class _Application:
         if self.balancer is None:
             async with self.connecting:
                 if self.balancer is None:
-                    balancer = Balancer(self.agent.config, self.agent.ssl_context, client=self.process)
-                    await balancer.start()
+                    balancer = Balancer(self.agent.current_config(), self.agent.ssl_context, client=self.process)
+                    try:
+                        await balancer.start()
+                    except BaseException:  # the application left (cancelled) or no HSM answered
+                        balancer.close()
+                        raise
                     self.balancer = balancer
+                    self.agent.balancers.add(balancer)
         return self.balancer
 
     async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -223,6 +256,13 @@ async def _get_slot_info(app: _Application, r: wire.Reader) -> wire.Writer:
             .u64(int(CKF.TOKEN_PRESENT | CKF.HW_SLOT)).version(0, 1).version(0, 1))
 
 
+def _token_serial(cluster_id: str) -> str:
+    """The token's serial number: the cluster's, the same whichever HSM answers (16 hex digits)."""
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(cluster_id.encode())
+    return digest.finalize().hex()[:16]
+
+
 @_call(6, "ssssuuuuuuuuuuuvvs")
 async def _get_token_info(app: _Application, r: wire.Reader) -> wire.Writer:
     app.slot(r)
@@ -230,7 +270,7 @@ async def _get_token_info(app: _Application, r: wire.Reader) -> wire.Writer:
     flags = CKF.RNG | CKF.LOGIN_REQUIRED | CKF.USER_PIN_INITIALIZED | CKF.TOKEN_INITIALIZED
     unavailable = 0xFFFFFFFFFFFFFFFF
     w = (wire.Writer().padded(app.agent.token_label or info["cluster_id"], 32).padded("Strongroom", 32)
-         .padded("Strongroom HSM", 16).padded(info["serial"], 16).u64(int(flags)))
+         .padded("Strongroom HSM", 16).padded(_token_serial(info["cluster_id"]), 16).u64(int(flags)))
     for value in (unavailable, unavailable, unavailable, unavailable, 64, 9, info["max_token_objects"],
                   info["free_token_objects"], info["max_token_objects"], info["free_token_objects"]):
         w.u64(value)
@@ -286,7 +326,13 @@ async def _get_session_info(app: _Application, r: wire.Reader) -> wire.Writer:
 async def _login(app: _Application, r: wire.Reader) -> None:
     session, user_type = r.u64(), r.u64()
     pin, _ = r.byte_array()
-    await app.call("login", session, user_type, (pin or b"").decode("utf-8", "replace"))
+    await app.call("login", session, user_type, _pin(pin or b""))
+
+
+def _pin(pin: bytes) -> str:
+    if len(pin) > MAX_PIN_BYTES:
+        raise PinLenRange(f"a PIN is at most {MAX_PIN_BYTES} bytes (username:password)")
+    return pin.decode("utf-8", "replace")
 
 
 @_call(66, "")
@@ -295,8 +341,7 @@ async def _login_user(app: _Application, r: wire.Reader) -> None:
     session, user_type = r.u64(), r.u64()
     password, _ = r.byte_array()
     username, _ = r.byte_array()
-    pin = b"%s:%s" % (username or b"", password or b"")
-    await app.call("login", session, user_type, pin.decode("utf-8", "replace"))
+    await app.call("login", session, user_type, _pin(b"%s:%s" % (username or b"", password or b"")))
 
 
 @_call(64, "ay")
@@ -535,8 +580,17 @@ class Agent:
         self.socket_path = Path(socket_path)
         self.token_label = token_label
         self.gid = _group_id(group) if group is not None else None
+        self.balancers: set[Balancer] = set()  # of the connected applications
         self.ssl_context = client_context(config.trust_anchor, cert_file=config.client_cert,
                                           key_file=config.client_key)
+
+    def current_config(self) -> ClientConfig:
+        """The configuration a new application's connections start from: the configured HSMs and every member
+        the running applications' connections discovered since (so a new application finds the cluster even when
+        the configured HSMs are down)."""
+        known = {node.endpoint for balancer in self.balancers for node in balancer.nodes if not node.retired}
+        endpoints = tuple(dict.fromkeys([*self.config.endpoints, *sorted(known)]))
+        return dataclasses.replace(self.config, endpoints=endpoints)
 
     async def serve(self, ready: Callable[[], None] | None = None) -> None:
         self.socket_path.unlink(missing_ok=True)

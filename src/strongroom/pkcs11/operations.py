@@ -29,6 +29,7 @@ FLAGS = {"encrypt": CKF.ENCRYPT, "decrypt": CKF.DECRYPT, "digest": CKF.DIGEST, "
 # Calls after which what was proven may no longer hold (another user, a changed or destroyed key).
 _FORGET_ALL = frozenset({"login", "logout", "close_all_sessions", "close_session"})
 _FORGET_KEY = frozenset({"destroy_object", "set_attribute_value"})
+MAX_PROVEN = 256  # inits remembered per application; parameters that change every time (GCM IVs) do not pile up
 
 
 @dataclass
@@ -84,6 +85,8 @@ class Operations:
             self.deferred[slot] = _Deferred(mechanism, key)
             return
         await self._init_in_hsm(kind, session, mechanism, key)
+        if len(self.proven) >= MAX_PROVEN:
+            self.proven.clear()
         self.proven.add(proof)
 
     async def cancel(self, session: int, flags: int) -> None:

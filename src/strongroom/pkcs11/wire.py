@@ -16,7 +16,8 @@ from typing import Any
 
 HEADER = struct.Struct(">III")
 NULL_LENGTH = 0xFFFFFFFF
-MAX_FRAME_BYTES = 64 * 1024 * 1024
+MAX_FRAME_BYTES = 17 * 1024 * 1024  # what an HSM takes in one request, with room for the message around it
+MAX_TEMPLATE_ATTRIBUTES = 1024  # attributes in one template (a PKCS#11 object has fewer than 100 kinds)
 ERROR_CALL_ID = 0
 
 # Attribute value classes of the p11-kit client (its table decides how a value travels).
@@ -43,21 +44,35 @@ def encode_frame(code: int, body: bytes, options: bytes = b"") -> bytes:
 
 
 class FrameReader:
-    """Splits a byte stream into ``(code, options, body)`` frames; tolerates any segmentation."""
+    """Splits a byte stream into ``(code, options, body)`` frames; tolerates any segmentation.
+
+    A frame over the size limit is skipped as its bytes arrive (never buffered) and comes out with body
+    ``None``, so that it can be answered with an error and the stream stays in step.
+    """
 
     def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         self.buffer = bytearray()
         self.max_frame_bytes = max_frame_bytes
+        self.skipping = 0  # bytes of an oversized frame still to discard
 
-    def feed(self, data: bytes) -> list[tuple[int, bytes, bytes]]:
-        """Raises:
-            WireError: for a frame over the size limit (the stream cannot be resynchronised)."""
+    def feed(self, data: bytes) -> list[tuple[int, bytes, bytes | None]]:
         self.buffer += data
-        frames = []
-        while len(self.buffer) >= HEADER.size:
+        frames: list[tuple[int, bytes, bytes | None]] = []
+        while True:
+            if self.skipping:
+                dropped = min(self.skipping, len(self.buffer))
+                del self.buffer[:dropped]
+                self.skipping -= dropped
+                if self.skipping:
+                    break
+            if len(self.buffer) < HEADER.size:
+                break
             code, options_len, body_len = HEADER.unpack_from(self.buffer)
             if options_len + body_len > self.max_frame_bytes:
-                raise WireError(f"a frame of {options_len + body_len} bytes is over the limit")
+                del self.buffer[:HEADER.size]
+                self.skipping = options_len + body_len
+                frames.append((code, b"", None))
+                continue
             end = HEADER.size + options_len + body_len
             if len(self.buffer) < end:
                 break
@@ -157,8 +172,8 @@ class Reader:
         if depth > 4:
             raise WireError("attribute templates are nested too deeply")
         count = self.u32()
-        if count > (len(self.body) - self.pos) // 5:
-            raise WireError("the template is longer than the body")
+        if count > MAX_TEMPLATE_ATTRIBUTES or count > (len(self.body) - self.pos) // 5:
+            raise WireError(f"a template of {count} attributes (at most {MAX_TEMPLATE_ATTRIBUTES})")
         attrs = []
         for _ in range(count):
             cka = self.u32()
@@ -173,8 +188,8 @@ class Reader:
     def attribute_buffers(self) -> list[tuple[int, int]]:
         """``fA``: ``(type, buffer length)`` per wanted attribute (0: the caller asks for the length)."""
         count = self.u32()
-        if count > (len(self.body) - self.pos) // 8:
-            raise WireError("the attribute list is longer than the body")
+        if count > MAX_TEMPLATE_ATTRIBUTES or count > (len(self.body) - self.pos) // 8:
+            raise WireError(f"a list of {count} attributes (at most {MAX_TEMPLATE_ATTRIBUTES})")
         return [(self.u32(), self.u32()) for _ in range(count)]
 
     def done(self) -> None:
