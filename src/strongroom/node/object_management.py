@@ -38,6 +38,7 @@ class ObjectCalls(ApplicationBase):
     def _new_object(self, session: Session, attrs: Attributes, material: bytes) -> HsmObject:
         token = bool(attrs.get(CKA.TOKEN))
         handle = self.hsm.new_handle(token)
+        attrs = {**attrs, CKA.UNIQUE_ID: f"{handle:x}"}  # PKCS#11 3.0 §4.4: token-assigned, never reused
         owner = self.user.name if self.user and self._role() is Role.CRYPTO_USER else ""
         return HsmObject(handle, attrs, material, owner, session=None if token else (self.id, session.handle))
 

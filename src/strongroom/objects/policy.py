@@ -20,7 +20,7 @@ from ..errors import (
     KeyUnextractable,
     TemplateInconsistent,
 )
-from ..vocab import CKA, CKO
+from ..vocab import CKA, CKM, CKO
 from .attributes import RSA_PRIVATE_COMPONENTS, Attributes, Kind, KINDS, valid_attributes
 from .model import HsmObject
 
@@ -61,12 +61,20 @@ def read(obj: HsmObject, cka: CKA) -> Any:
         raise AttributeSensitive(f"CKA_{cka.name} is key material and never leaves the HSM in clear")
     if cka in obj.attrs:
         return obj.attrs[cka]
+    if cka is CKA.UNIQUE_ID:
+        return f"{obj.handle:x}"  # PKCS#11 3.0 §4.4: token-assigned, unique (objects made before it was stored)
     if cka in valid_attributes(obj.cls, obj.key_type):
-        return _EMPTY[KINDS[cka]]
+        if cka in _UNSET_DEFAULTS:
+            return _UNSET_DEFAULTS[cka]
+        if KINDS[cka] in _EMPTY:
+            return _EMPTY[KINDS[cka]]
+        raise AttributeTypeInvalid(f"CKA_{cka.name} has no value on this object")
     raise AttributeTypeInvalid(f"CKA_{cka.name} is not an attribute of CKO_{obj.cls.name}")
 
 
 _EMPTY = {Kind.BYTES: b"", Kind.STRING: "", Kind.DATE: "", Kind.TEMPLATE: {}, Kind.MECHANISMS: []}
+# Values the standard gives attributes a template left out (PKCS#11 3.0 §4.6.3: the name hash is SHA-1).
+_UNSET_DEFAULTS = {CKA.NAME_HASH_ALGORITHM: CKM.SHA_1}
 
 
 def check_set(obj: HsmObject, changes: Attributes, *, admin: bool) -> Attributes:
