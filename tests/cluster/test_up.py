@@ -1,47 +1,79 @@
-"""``strongroom up``, the command behind ``make run``: first start sets everything up, the SDK connects with the
-client configuration it writes, and a restart keeps the keys."""
+"""``strongroom up``, the command behind ``make run``: a control plane, a cluster of HSMs and the client agent
+from nothing; a PKCS#11 application signs through it; Ctrl-C stops every process; a restart keeps the keys."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import strongroom.client as sdk
-from strongroom.vocab import CKM
+from strongroom.vocab import CKA, CKM
+
+from .nodes import TEST_HASH_MEMORY_KIB
 
 
-def _up(data_dir) -> tuple[subprocess.Popen, dict]:
-    process = subprocess.Popen([sys.executable, "-m", "strongroom", "up", "--data-dir", str(data_dir),
-                                "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    announce = json.loads(process.stdout.readline())
-    return process, announce
+def _up(data: Path, hsms: int = 3) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "strongroom", "up", "--data-dir", str(data), "--hsms",
+                                str(hsms), "--json", "--password-hash-memory-kib", TEST_HASH_MEMORY_KIB],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.strip() == "ready":
+            return process
+    raise AssertionError("no 'ready': " + "".join(lines) + process.stderr.read())
 
 
-def test_up_serves_a_usable_hsm(tmp_path):
+def _stopped_cleanly(process: subprocess.Popen, data: Path) -> None:
+    process.send_signal(signal.SIGINT)  # Ctrl-C
+    assert process.wait(120) == 0, process.stderr.read()
+    left = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True).stdout
+    assert left == "", f"processes left behind: {left}"
+
+
+def test_up_runs_a_cluster_a_pkcs11_application_uses_and_a_restart_keeps(tmp_path):
     data = tmp_path / "var"
-    process, announce = _up(data)
+    process = _up(data)
     try:
-        assert announce["state"] == "operational"
-        assert oct((data / "preco-password").stat().st_mode & 0o777) == "0o600"
-        preco = (data / "preco-password").read_text().strip()
-        with sdk.connect(data / "client.json") as cluster:
-            with cluster.login("admin", preco, role="admin") as admin:
-                admin.activate("admin-pass-1")
-                admin.create_user("app", "app-password")
-            with cluster.login("app", "app-password") as session:
-                key = session.generate_key(CKM.AES_KEY_GEN, value_len=32, label="kept", encrypt=True,
-                                           decrypt=True)
-                sealed = key.encrypt(b"survives a restart")
+        summary = json.loads((data / "cluster.json").read_text())
+        assert set(summary) >= {"control_plane_url", "cluster_id", "hsms", "trust_anchor", "pkcs11_socket",
+                                "pkcs11_module"}
+        assert len(summary["hsms"]) == 3 and all(set(h) == {"hsm_id", "endpoint"} for h in summary["hsms"])
+        assert oct((data / "credentials.json").stat().st_mode & 0o777) == "0o600"
+        credentials = json.loads((data / "credentials.json").read_text())
+        assert set(credentials) == {"admin", "crypto_user", "control_plane"}
+        assert set(credentials["control_plane"]) == {"access_key_id", "secret_access_key", "region"}
+        user = credentials["crypto_user"]
+        env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={summary['pkcs11_socket']}"}
+        pin = ("-l", "-p", f"{user['username']}:{user['password']}")
+
+        def tool(*args: str) -> str:
+            done = subprocess.run(["pkcs11-tool", "--module", summary["pkcs11_module"], *args], capture_output=True,
+                                  text=True, timeout=120, env=env)
+            assert done.returncode == 0, done.stdout + done.stderr
+            return done.stdout
+
+        tool(*pin, "--keypairgen", "--key-type", "EC:prime256v1", "--label", "kept-key", "--id", "0a")
+        (tmp_path / "digest").write_bytes(bytes(range(32)))
+        tool(*pin, "--sign", "-m", "ECDSA", "--id", "0a", "-i", str(tmp_path / "digest"), "-o",
+             str(tmp_path / "sig"))
+        assert len((tmp_path / "sig").read_bytes()) == 64
+        with sdk.connect(data / "cluster.json") as cluster, cluster.login(user["username"], user["password"]) as s:
+            assert [k[CKA.LABEL] for k in s.find(label="kept-key", cls=3)] == ["kept-key"]
     finally:
-        process.terminate()
-        assert process.wait(15) == 0, process.stderr.read()
-    process, announce = _up(data)
+        _stopped_cleanly(process, data)
+    process = _up(data)
     try:
-        with sdk.connect(data / "client.json") as cluster, cluster.login("app", "app-password") as session:
-            (key,) = session.find(label="kept")
-            assert key.decrypt(sealed) == b"survives a restart"
+        env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={summary['pkcs11_socket']}"}
+        listing = subprocess.run(["pkcs11-tool", "--module", summary["pkcs11_module"], *pin, "-O"],
+                                 capture_output=True, text=True, timeout=120, env=env)
+        assert "kept-key" in listing.stdout, listing.stdout + listing.stderr
+        with sdk.connect(data / "cluster.json") as cluster, cluster.login(user["username"], user["password"]) as s:
+            key = s.generate_key(CKM.AES_KEY_GEN, value_len=32, encrypt=True, decrypt=True)
+            assert key.decrypt(key.encrypt(b"after a restart")) == b"after a restart"
     finally:
-        process.terminate()
-        process.wait(15)
+        _stopped_cleanly(process, data)

@@ -67,3 +67,18 @@ def test_a_tampered_signed_header_fails():
     with pytest.raises(sigv4.SignatureError) as info:
         _verify(request)
     assert info.value.code == "InvalidSignatureException"
+
+
+def test_our_signer_is_what_the_verifier_and_botocore_compute():
+    headers = sigv4.sign("POST", "http://127.0.0.1:8080/", {"X-Amz-Target": "BaldrApiService.DescribeClusters",
+                                                              "Content-Type": "application/x-amz-json-1.1"},
+                         b"{}", "AKIASTRONGROOMTEST01", KEYS["AKIASTRONGROOMTEST01"], "us-east-1")
+    lower = {k.lower(): v for k, v in headers.items()}
+    assert sigv4.verify("POST", "/", "", lower, b"{}", KEYS.get).access_key_id == "AKIASTRONGROOMTEST01"
+    request = AWSRequest(method="POST", url="http://127.0.0.1:8080/", data=b"{}", headers={
+        k: v for k, v in headers.items() if k not in ("Authorization", "X-Amz-Date")})
+    signer = SigV4Auth(Credentials("AKIASTRONGROOMTEST01", KEYS["AKIASTRONGROOMTEST01"]), "cloudhsm", "us-east-1")
+    request.context["timestamp"] = headers["X-Amz-Date"]
+    signer._modify_request_before_signing = lambda r: r.headers.__setitem__("X-Amz-Date", headers["X-Amz-Date"])
+    signer.add_auth(request)
+    assert request.headers["Authorization"].split("Signature=")[1] == headers["Authorization"].split("Signature=")[1]

@@ -485,54 +485,22 @@ def client(config_file: str, socket_path: Path, socket_group: str | None, token_
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("./var"), show_default=True,
-              help="Directory for the deployment's keys, certificates and node data.")
-@click.option("--listen", default="127.0.0.1:2225", show_default=True, help="HOST:PORT the HSM node serves.")
-@click.option("--once", is_flag=True, help="Set up, print the status and exit instead of serving.")
-def up(data_dir: Path, listen: str, once: bool) -> None:
-    """Start a local Strongroom HSM in the foreground (the first start sets it up).
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("./var"),
+              show_default=True, help="Directory for everything: fleet, control plane, HSM data, credentials.")
+@click.option("--hsms", type=click.IntRange(1, 7), default=3, show_default=True, help="HSMs in the cluster.")
+@click.option("--control-listen", default="127.0.0.1:0", show_default=True,
+              help="HOST:PORT of the control plane's API (port 0: any free port, written to cluster.json).")
+@click.option("--json", "as_json", is_flag=True, help="Progress and the summary as JSON lines.")
+@_HASH_MEMORY
+def up(data_dir: Path, hsms: int, control_listen: str, as_json: bool, password_hash_memory_kib: int) -> None:
+    """Run Strongroom on this machine in the foreground: a control plane, a cluster of HSMS HSM processes and the
+    client agent with its PKCS#11 socket. The first start creates, initialises and activates the cluster and
+    writes DATA_DIR/cluster.json and DATA_DIR/credentials.json (mode 0600); later starts resume it with its keys.
+    Prints "ready" once everything serves; Ctrl-C or SIGTERM stops every process."""
+    from .up import run
 
-    The first start makes a local CA and node certificate in DATA_DIR/pki, initialises the node in
-    DATA_DIR/hsm0 with a random initial admin password in DATA_DIR/preco-password (mode 0600), and writes
-    DATA_DIR/client.json, the SDK configuration (``strongroom.client.connect("var/client.json")``).
-    """
-    import secrets
-
-    from ..node import HSM
-    from ..protocol.certificates import CertificateAuthority
-    from ..protocol.tls import server_context
-    from ..replication import RaftLog
-
-    host, port = _host_port(listen)
-    node_dir, pki = data_dir / "hsm0", data_dir / "pki"
-    try:
-        if not (node_dir / "hsm.sqlite").exists():
-            pki.mkdir(parents=True, exist_ok=True)
-            ca = CertificateAuthority(pki, "strongroom-local-ca")
-            ca.issue("hsm0", server=True, hosts=("localhost", "127.0.0.1", host.strip("[]")))
-            password = secrets.token_urlsafe(18)
-            HSM.initialize(node_dir, preco_password=password, open=False)
-            fd = os.open(data_dir / "preco-password", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(password + "\n")
-        raft_address = _raft_address(node_dir, host, port, None)
-        hsm = HSM(node_dir, replication=lambda machine, secret: RaftLog(machine, node_dir / "raft", raft_address,
-                                                                        [], secret))
-        ctx = server_context(pki / "hsm0.crt", pki / "hsm0.key")
-    except StrongroomError as exc:
-        raise click.ClickException(f"{exc.message} ({exc.ckr_name})") from None
-    except OSError as exc:
-        raise click.ClickException(str(exc)) from None
-    if once:
-        click.echo(json.dumps(hsm.info(), indent=2))
-        hsm.close()
-        return
-    def write_client_config(endpoint: str) -> None:
-        config = {"endpoints": [endpoint], "trust_anchor": "pki/strongroom-local-ca.crt"}
-        (data_dir / "client.json").write_text(json.dumps(config, indent=2) + "\n")
-
-    _serve(hsm, ctx, host, int(port), announce={"client_config": str(data_dir / "client.json")},
-           on_listening=write_client_config)
+    _host_port(control_listen, "--control-listen")
+    run(data_dir, hsms, control_listen, password_hash_memory_kib, as_json)
 
 
 @main.command()

@@ -102,9 +102,14 @@ def _tags(value: Any, name: str = "TagList") -> list[tuple[str, str]]:
 
 # ------------------------------------------------------------------ shapes
 def hsm_shape(hsm: Hsm) -> dict[str, Any]:
-    return {"AvailabilityZone": hsm.availability_zone, "ClusterId": hsm.cluster_id, "SubnetId": hsm.subnet_id,
-            "EniId": hsm.eni_id, "EniIp": hsm.eni_ip, "HsmId": hsm.hsm_id, "HsmType": hsm.cluster.hsm_type,
-            "State": hsm.state, "StateMessage": hsm.state_message}
+    """The ``Hsm`` shape, plus ``Endpoint`` (``HOST:PORT`` clients connect to): a Strongroom member, which AWS
+    SDKs ignore."""
+    shape = {"AvailabilityZone": hsm.availability_zone, "ClusterId": hsm.cluster_id, "SubnetId": hsm.subnet_id,
+             "EniId": hsm.eni_id, "EniIp": hsm.eni_ip, "HsmId": hsm.hsm_id, "HsmType": hsm.cluster.hsm_type,
+             "State": hsm.state, "StateMessage": hsm.state_message}
+    if hsm.placement.get("endpoint"):
+        shape["Endpoint"] = hsm.placement["endpoint"]
+    return shape
 
 
 def cluster_shape(session: Session, cluster: Cluster) -> dict[str, Any]:

@@ -143,3 +143,22 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
             "The request signature we calculated does not match the signature you provided. Check your AWS "
             "Secret Access Key and signing method. Consult the service documentation for details.")
     return credential
+
+
+def sign(method: str, url: str, headers: dict[str, str], body: bytes, access_key_id: str, secret_access_key: str,
+         region: str, *, now: datetime.datetime | None = None) -> dict[str, str]:
+    """The headers of a request signed with SigV4 for the ``cloudhsm`` service (``Host``, ``X-Amz-Date`` and
+    ``Authorization`` added to ``headers``); every given header is signed."""
+    parts = urllib.parse.urlsplit(url)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+    signed_headers = {**{k.lower(): v for k, v in headers.items()}, "host": parts.netloc, "x-amz-date": amz_date}
+    names = sorted(signed_headers)
+    credential = Credential(access_key_id, amz_date[:8], region, SERVICE)
+    canonical = canonical_request(method, parts.path or "/", parts.query, signed_headers, names, body)
+    scope = "/".join((credential.date, region, SERVICE, "aws4_request"))
+    to_sign = "\n".join((ALGORITHM, amz_date, scope, sha256_hex(canonical.encode("utf-8"))))
+    signature = _hmac(signing_key(secret_access_key, credential), to_sign).hex()
+    return {**headers, "Host": parts.netloc, "X-Amz-Date": amz_date,
+            "Authorization": f"{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={';'.join(names)}, "
+                             f"Signature={signature}"}

@@ -1,0 +1,266 @@
+"""``strongroom up``: the whole service on one machine, in the foreground — the command behind ``make run``.
+
+The first start makes a fleet, runs the control plane, creates one cluster of N HSMs through its API, initialises
+it with a locally made owner CA, activates it with a random admin password, creates a crypto user and starts the
+client agent with its PKCS#11 socket. It writes ``cluster.json`` (where everything is; also an SDK
+configuration) and ``credentials.json`` (mode 0600). A later start resumes the same cluster with the same keys.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+PKCS11_MODULE = next(iter(sorted(Path("/usr/lib").glob("*/pkcs11/p11-kit-client.so"))),
+                     Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"))
+CRYPTO_USER = "app"
+START_TIMEOUT_S = 180.0
+
+
+class Reporter:
+    """Progress for people (rich) or, with ``--json``, one JSON object per line for operators."""
+
+    def __init__(self, as_json: bool) -> None:
+        from rich.console import Console
+
+        self.as_json = as_json
+        self.console = Console(stderr=False, highlight=False)
+        self.status: Any = None
+
+    def step(self, text: str) -> None:
+        if self.as_json:
+            click.echo(json.dumps({"step": text}))
+            return
+        if self.status is None:
+            self.status = self.console.status(text)
+            self.status.start()
+        else:
+            self.status.update(text)
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}")
+
+    def done(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+
+def _start(argv: list[str], log: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """A child process that announces itself with one JSON line on stdout."""
+    with open(log, "a") as err:
+        process = subprocess.Popen([sys.executable, "-m", "strongroom", *argv], stdout=subprocess.PIPE, stderr=err,
+                                   text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    line = process.stdout.readline() if process.stdout else ""
+    try:
+        return process, json.loads(line)
+    except ValueError:
+        process.kill()
+        process.wait(10)
+        raise click.ClickException(f"strongroom {argv[0]} did not start: {log.read_text()[-1500:]}") from None
+
+
+def _stop(process: subprocess.Popen[str] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(90)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+def _wait(what: Callable[[], Any], done: Callable[[Any], bool], timeout_s: float = START_TIMEOUT_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = what()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"timed out waiting; last state: {value}")
+        time.sleep(0.3)
+
+
+def _write_private(path: Path, data: dict[str, Any]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+        fh.write("\n")
+
+
+def _owner_ca(folder: Path) -> tuple[Any, Any, Path]:
+    """The local owner CA that signs the cluster certificate (made once; key 0600)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    cert_path, key_path = folder / "owner-ca.crt", folder / "owner-ca.key"
+    if not cert_path.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Strongroom local owner CA")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=3650))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256()))
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    return x509.load_pem_x509_certificate(cert_path.read_bytes()), key, cert_path
+
+
+def _sign_csr(csr_pem: str, ca_cert: Any, ca_key: Any) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca_cert.subject)
+            .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _describe(control: Any, cluster_id: str) -> dict[str, Any]:
+    return control.call("DescribeClusters", Filters={"clusterIds": [cluster_id]})["Clusters"][0]
+
+
+def _all_active(cluster: dict[str, Any], count: int) -> bool:
+    return cluster["State"] == "ACTIVE" and len(cluster["Hsms"]) >= count and all(
+        h["State"] == "ACTIVE" for h in cluster["Hsms"])
+
+
+def _create(control: Any, data_dir: Path, hsms: int, report: Reporter) -> tuple[str, dict[str, Any]]:
+    """A new cluster of ``hsms`` HSMs, initialised and activated; returns its id and the users' credentials."""
+    import strongroom.client as sdk
+
+    subnets = [f"subnet-{secrets.token_hex(4)}" for _ in range(max(1, min(hsms, 10)))]
+    report.step("creating the cluster")
+    cluster_id = control.call("CreateCluster", HsmType="hsm2m.medium", SubnetIds=subnets)["Cluster"]["ClusterId"]
+    zones = sorted(_describe(control, cluster_id)["SubnetMapping"])
+    report.step("creating the first HSM (it makes the cluster key)")
+    control.call("CreateHsm", ClusterId=cluster_id, AvailabilityZone=zones[0])
+    cluster = _wait(lambda: _describe(control, cluster_id), lambda c: c["Certificates"].get("ClusterCsr"))
+    report.step("initialising the cluster with the local owner CA")
+    ca_cert, ca_key, anchor = _owner_ca(data_dir)
+    control.call("InitializeCluster", ClusterId=cluster_id, TrustAnchor=anchor.read_text(),
+                 SignedCert=_sign_csr(cluster["Certificates"]["ClusterCsr"], ca_cert, ca_key))
+    cluster = _wait(lambda: _describe(control, cluster_id), lambda c: c["State"] == "INITIALIZED")
+    report.step("activating the cluster and creating the crypto user")
+    credentials = {"admin": {"username": "admin", "password": secrets.token_urlsafe(18)},
+                   "crypto_user": {"username": CRYPTO_USER, "password": secrets.token_urlsafe(18)}}
+    config = {"endpoints": [h["Endpoint"] for h in cluster["Hsms"]], "trust_anchor": str(anchor.resolve()),
+              "timeout_s": 60}
+    with sdk.connect(config) as connection:
+        admin = connection.login("admin", "password", role="admin")
+        admin.activate(credentials["admin"]["password"])
+        admin.create_user(CRYPTO_USER, credentials["crypto_user"]["password"])
+        admin.close()
+    _wait(lambda: _describe(control, cluster_id), lambda c: c["State"] == "ACTIVE")
+    for n in range(1, hsms):
+        report.step(f"creating HSM {n + 1} of {hsms} (it joins and catches up)")
+        control.call("CreateHsm", ClusterId=cluster_id, AvailabilityZone=zones[n % len(zones)])
+        _wait(lambda: _describe(control, cluster_id), lambda c, n=n: _all_active(c, n + 1))
+    return cluster_id, credentials
+
+
+def run(data_dir: Path, hsms: int, control_listen: str, hash_memory_kib: int, as_json: bool) -> None:
+    from ..control.client import ControlClient, ControlError
+    from ..protocol.certificates import CertificateAuthority
+
+    report = Reporter(as_json)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = data_dir.resolve()
+    logs = data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    control_process = agent = None
+    try:
+        if not (data_dir / "fleet" / "fleet-ca.key").exists():
+            report.step("making the fleet (the CA that vouches for genuine HSMs)")
+            (data_dir / "fleet").mkdir(mode=0o700, exist_ok=True)
+            CertificateAuthority(data_dir / "fleet", "fleet-ca", days=3650)
+        report.step("starting the control plane")
+        control_process, info = _start(["control", "--dir", str(data_dir / "control"), "--fleet",
+                                        str(data_dir / "fleet"), "--listen", control_listen,
+                                        "--password-hash-memory-kib", str(hash_memory_kib)], logs / "control.log")
+        keys = json.loads(Path(info["credentials"]).read_text())
+        control = ControlClient(info["url"], keys["access_key_id"], keys["secret_access_key"], keys["region"])
+        state_file = data_dir / "cluster.json"
+        cluster_id = json.loads(state_file.read_text()).get("cluster_id") if state_file.exists() else None
+        credentials_file = data_dir / "credentials.json"
+        if cluster_id is not None:
+            report.step(f"resuming cluster {cluster_id}")
+            try:
+                cluster = _wait(lambda: _describe(control, cluster_id), lambda c: _all_active(c, 1))
+            except ControlError as exc:
+                raise click.ClickException(f"cannot resume {cluster_id}: {exc.message}") from None
+            credentials = json.loads(credentials_file.read_text())
+        else:
+            cluster_id, credentials = _create(control, data_dir, hsms, report)
+            cluster = _describe(control, cluster_id)
+        credentials["control_plane"] = keys
+        _write_private(credentials_file, credentials)
+        socket_path = data_dir / "pkcs11.sock"
+        summary = {
+            "control_plane_url": info["url"], "cluster_id": cluster_id,
+            "hsms": [{"hsm_id": h["HsmId"], "endpoint": h["Endpoint"]} for h in cluster["Hsms"]],
+            "trust_anchor": "owner-ca.crt", "pkcs11_socket": str(socket_path), "pkcs11_module": str(PKCS11_MODULE),
+            # the SDK reads these two (paths relative to this file)
+            "endpoints": [h["Endpoint"] for h in cluster["Hsms"]],
+        }
+        state_file.write_text(json.dumps(summary, indent=2) + "\n")
+        report.step("starting the client agent (PKCS#11)")
+        agent, _ = _start(["client", "--config", str(state_file), "--socket", str(socket_path)], logs / "agent.log")
+        report.done()
+        _announce(report, data_dir, summary, credentials)
+        while not stop.wait(1.0):
+            if control_process.poll() is not None or agent.poll() is not None:
+                raise click.ClickException("a Strongroom process stopped; see the logs in " + str(logs))
+    except ControlError as exc:
+        raise click.ClickException(f"the control plane refused: {exc}") from None
+    finally:
+        report.done()
+        _stop(agent)
+        _stop(control_process)
+
+
+def _announce(report: Reporter, data_dir: Path, summary: dict[str, Any], credentials: dict[str, Any]) -> None:
+    user = credentials["crypto_user"]
+    if report.as_json:
+        click.echo(json.dumps({"ready": True, **summary}))
+    else:
+        from rich.panel import Panel
+
+        hsms = "\n".join(f"  {h['hsm_id']}  {h['endpoint']}" for h in summary["hsms"])
+        report.console.print(Panel.fit(
+            f"cluster {summary['cluster_id']} with {len(summary['hsms'])} HSMs\n{hsms}\n"
+            f"control plane {summary['control_plane_url']}\n"
+            f"cluster.json and credentials.json (mode 0600) in {data_dir}\n\n"
+            "Next steps:\n"
+            f"  export P11_KIT_SERVER_ADDRESS=unix:path={summary['pkcs11_socket']}\n"
+            f"  pkcs11-tool --module {summary['pkcs11_module']} -l -p {user['username']}:<password> -O\n"
+            f"  python -c 'import strongroom.client as s; s.connect(\"{data_dir}/cluster.json\")'\n"
+            f"  aws cloudhsmv2 describe-clusters --endpoint-url {summary['control_plane_url']}",
+            title="Strongroom is up"))
+    click.echo("ready")
+    sys.stdout.flush()
