@@ -167,3 +167,28 @@ def test_a_cluster_from_create_to_three_active_hsms_survives_a_killed_hsm(contro
         _wait(lambda: _cluster(client, cluster_id)["Hsms"], lambda hs: hsm["HsmId"] not in {h["HsmId"] for h in hs})
     assert client.delete_cluster(ClusterId=cluster_id)["Cluster"]["State"] == "DELETE_IN_PROGRESS"
 
+
+
+def test_concurrent_first_hsms_make_one_founder(control):
+    client, _ = control
+    cluster_id = client.create_cluster(HsmType="hsm2m.medium", SubnetIds=SUBNETS[:2])["Cluster"]["ClusterId"]
+    results: list[str] = []
+
+    def create() -> None:
+        try:
+            client.create_hsm(ClusterId=cluster_id, AvailabilityZone="us-east-1a")
+            results.append("created")
+        except ClientError as exc:
+            results.append(exc.response["Error"]["Code"])
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["CloudHsmInvalidRequestException"] * 3 + ["created"]
+    hsm = _wait(lambda: _cluster(client, cluster_id), lambda c: c["Hsms"] and c["Hsms"][0]["State"] == "ACTIVE")[
+        "Hsms"][0]
+    client.delete_hsm(ClusterId=cluster_id, HsmId=hsm["HsmId"])
+    _wait(lambda: _cluster(client, cluster_id)["Hsms"], lambda hs: hs == [])
+    client.delete_cluster(ClusterId=cluster_id)

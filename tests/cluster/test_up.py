@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import time
+
 import strongroom.client as sdk
+from strongroom.control.client import ControlClient
 from strongroom.vocab import CKA, CKM
 
 from .nodes import TEST_HASH_MEMORY_KIB
@@ -23,9 +26,15 @@ def _up(data: Path, hsms: int = 3) -> subprocess.Popen:
     lines = []
     for line in process.stdout:
         lines.append(line)
-        if line.strip() == "ready":
+        if json.loads(line).get("ready"):  # --json: one JSON object per line, the last one the summary
             return process
     raise AssertionError("no 'ready': " + "".join(lines) + process.stderr.read())
+
+
+def _node_pids(data: Path) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", f"strongroom node --managed --data-dir {data}"], capture_output=True,
+                           text=True).stdout.split()
+    return [int(pid) for pid in found]
 
 
 def _stopped_cleanly(process: subprocess.Popen, data: Path) -> None:
@@ -62,6 +71,22 @@ def test_up_runs_a_cluster_a_pkcs11_application_uses_and_a_restart_keeps(tmp_pat
         tool(*pin, "--sign", "-m", "ECDSA", "--id", "0a", "-i", str(tmp_path / "digest"), "-o",
              str(tmp_path / "sig"))
         assert len((tmp_path / "sig").read_bytes()) == 64
+        with sdk.connect(data / "cluster.json") as cluster, cluster.login(user["username"], user["password"]) as s:
+            assert [k[CKA.LABEL] for k in s.find(label="kept-key", cls=3)] == ["kept-key"]
+        # two of three HSMs die: no majority to replace them with, so the control plane restarts them on their data
+        keys = credentials["control_plane"]
+        control = ControlClient(summary["control_plane_url"], keys["access_key_id"], keys["secret_access_key"],
+                                keys["region"])
+        for pid in _node_pids(data)[:2]:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while True:
+            time.sleep(1)
+            [state] = control.call("DescribeClusters", Filters={"clusterIds": [summary["cluster_id"]]})["Clusters"]
+            if state["State"] == "ACTIVE" and all(h["State"] == "ACTIVE" for h in state["Hsms"]) \
+                    and len(_node_pids(data)) == 3:
+                break
+            assert time.monotonic() < deadline, state
         with sdk.connect(data / "cluster.json") as cluster, cluster.login(user["username"], user["password"]) as s:
             assert [k[CKA.LABEL] for k in s.find(label="kept-key", cls=3)] == ["kept-key"]
     finally:

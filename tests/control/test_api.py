@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 
 import boto3
 import pytest
@@ -131,3 +132,46 @@ def test_the_aws_cli_describes_clusters(endpoint):
     assert done.returncode == 0, done.stderr
     [cluster] = json.loads(done.stdout)["Clusters"]
     assert cluster["ClusterId"] == cluster_id and cluster["State"] == "UNINITIALIZED"
+
+
+def test_region_unsigned_target_content_type_nesting_duplicates_and_size_are_refused(endpoint):
+    import urllib.request
+
+    from strongroom.control import sigv4
+
+    assert _code(lambda: boto3.client("cloudhsmv2", endpoint_url=endpoint, region_name="eu-west-1",
+                                      aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET,
+                                      config=Config(retries={"max_attempts": 1})).describe_clusters()) \
+        == "InvalidSignatureException"
+
+    def post(body: bytes, headers: dict, sign_target: bool = True) -> tuple[int, dict]:
+        signed = {k: v for k, v in headers.items() if sign_target or k != "X-Amz-Target"}
+        final = sigv4.sign("POST", endpoint + "/", signed, body, KEY_ID, SECRET, "us-east-1")
+        final.update(headers)
+        request = urllib.request.Request(endpoint + "/", data=body, headers=final, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    json_headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "BaldrApiService.DescribeClusters"}
+    assert post(b"{}", json_headers)[0] == 200
+    status, error = post(b"{}", json_headers, sign_target=False)  # a replay as another operation would pass
+    assert (status, error["__type"]) == (400, "InvalidSignatureException")
+    status, error = post(b"{}", {**json_headers, "Content-Type": "text/plain"})
+    assert (status, error["__type"]) == (400, "SerializationException")
+    status, error = post(b"[" * 100_000 + b"]" * 100_000, json_headers)
+    assert (status, error["__type"]) == (400, "SerializationException")
+    try:  # the server answers before reading the rest, and may close while the client still sends it
+        status, error = post(b"{" + b" " * (2 * 1024 * 1024) + b"}", json_headers)
+        assert (status, error["__type"]) == (400, "SerializationException")
+    except urllib.error.URLError as exc:
+        assert isinstance(exc.reason, (BrokenPipeError, ConnectionResetError))
+    tags = {**json_headers, "X-Amz-Target": "BaldrApiService.CreateCluster"}
+    status, error = post(json.dumps({"HsmType": "hsm1.medium", "SubnetIds": SUBNETS[:1], "TagList": [
+        {"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}]}).encode(), tags)
+    assert (status, error["__type"]) == (400, "CloudHsmInvalidRequestException")
+    status, error = post(json.dumps({"HsmType": "hsm1.medium", "SubnetIds": SUBNETS[:1],
+                                     "BackupRetentionPolicy": {"Type": "DAYS", "Value": "9" * 5000}}).encode(), tags)
+    assert (status, error["__type"]) == (400, "CloudHsmInvalidRequestException")

@@ -488,18 +488,20 @@ def client(config_file: str, socket_path: Path, socket_group: str | None, token_
 @click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=Path("./var"),
               show_default=True, help="Directory for everything: fleet, control plane, HSM data, credentials.")
 @click.option("--hsms", type=click.IntRange(1, 7), default=3, show_default=True, help="HSMs in the cluster.")
-@click.option("--control-listen", default="127.0.0.1:0", show_default=True,
-              help="HOST:PORT of the control plane's API (port 0: any free port, written to cluster.json).")
+@click.option("--control-listen", default=None,
+              help="HOST:PORT of the control plane's API [default: the port of the last start if free, else any; "
+                   "written to cluster.json].")
 @click.option("--json", "as_json", is_flag=True, help="Progress and the summary as JSON lines.")
 @_HASH_MEMORY
-def up(data_dir: Path, hsms: int, control_listen: str, as_json: bool, password_hash_memory_kib: int) -> None:
+def up(data_dir: Path, hsms: int, control_listen: str | None, as_json: bool, password_hash_memory_kib: int) -> None:
     """Run Strongroom on this machine in the foreground: a control plane, a cluster of HSMS HSM processes and the
     client agent with its PKCS#11 socket. The first start creates, initialises and activates the cluster and
     writes DATA_DIR/cluster.json and DATA_DIR/credentials.json (mode 0600); later starts resume it with its keys.
     Prints "ready" once everything serves; Ctrl-C or SIGTERM stops every process."""
     from .up import run
 
-    _host_port(control_listen, "--control-listen")
+    if control_listen is not None:
+        _host_port(control_listen, "--control-listen")
     run(data_dir, hsms, control_listen, password_hash_memory_kib, as_json)
 
 
@@ -519,7 +521,7 @@ def control(folder: Path, fleet: Path, listen: str, database_url: str, region: s
 
     Prints one JSON line {"url": …, "credentials": …} once it serves; the first access key is in the
     credentials file (mode 0600). Stops every HSM it started on SIGTERM or Ctrl-C."""
-    from ..control.server import Settings, run
+    from ..control.server import AlreadyRunning, Settings, run
 
     _host_port(listen)
 
@@ -527,5 +529,8 @@ def control(folder: Path, fleet: Path, listen: str, database_url: str, region: s
         click.echo(json.dumps(info))
         sys.stdout.flush()
 
-    run(Settings(folder, fleet, listen, database_url, region,
-                 ("--password-hash-memory-kib", str(password_hash_memory_kib))), ready)
+    try:
+        run(Settings(folder, fleet, listen, database_url, region,
+                     ("--password-hash-memory-kib", str(password_hash_memory_kib))), ready)
+    except AlreadyRunning as exc:
+        raise click.ClickException(str(exc)) from None

@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import click
 
+from ..control.provider import die_with_parent
+
 PKCS11_MODULE = next(iter(sorted(Path("/usr/lib").glob("*/pkcs11/p11-kit-client.so"))),
                      Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"))
 CRYPTO_USER = "app"
@@ -59,7 +61,8 @@ def _start(argv: list[str], log: Path) -> tuple[subprocess.Popen[str], dict[str,
     """A child process that announces itself with one JSON line on stdout."""
     with open(log, "a") as err:
         process = subprocess.Popen([sys.executable, "-m", "strongroom", *argv], stdout=subprocess.PIPE, stderr=err,
-                                   text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+                                   text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+                                   preexec_fn=die_with_parent)
     line = process.stdout.readline() if process.stdout else ""
     try:
         return process, json.loads(line)
@@ -78,17 +81,6 @@ def _stop(process: subprocess.Popen[str] | None) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
-
-
-def _wait(what: Callable[[], Any], done: Callable[[Any], bool], timeout_s: float = START_TIMEOUT_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = what()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise click.ClickException(f"timed out waiting; last state: {value}")
-        time.sleep(0.3)
 
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:
@@ -138,95 +130,156 @@ def _sign_csr(csr_pem: str, ca_cert: Any, ca_key: Any) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _describe(control: Any, cluster_id: str) -> dict[str, Any]:
-    return control.call("DescribeClusters", Filters={"clusterIds": [cluster_id]})["Clusters"][0]
+def _describe(control: Any, cluster_id: str) -> dict[str, Any] | None:
+    from ..control.client import ControlError
+
+    try:
+        clusters = control.call("DescribeClusters", Filters={"clusterIds": [cluster_id]})["Clusters"]
+    except ControlError:
+        return None
+    return clusters[0] if clusters and clusters[0]["State"] != "DELETED" else None
 
 
-def _all_active(cluster: dict[str, Any], count: int) -> bool:
-    return cluster["State"] == "ACTIVE" and len(cluster["Hsms"]) >= count and all(
+def _live(cluster: dict[str, Any]) -> list[dict[str, Any]]:
+    return [h for h in cluster["Hsms"] if h["State"] in ("ACTIVE", "DEGRADED", "CREATE_IN_PROGRESS")]
+
+
+def _all_active(cluster: dict[str, Any] | None, count: int) -> bool:
+    return cluster is not None and cluster["State"] == "ACTIVE" and len(cluster["Hsms"]) >= count and all(
         h["State"] == "ACTIVE" for h in cluster["Hsms"])
 
 
-def _create(control: Any, data_dir: Path, hsms: int, report: Reporter) -> tuple[str, dict[str, Any]]:
-    """A new cluster of ``hsms`` HSMs, initialised and activated; returns its id and the users' credentials."""
+def _activate(cluster: dict[str, Any], anchor: Path, credentials: dict[str, Any]) -> None:
+    """Change the initial admin password and create the crypto user, whichever of the two is not done yet (a
+    first start may have stopped between them)."""
     import strongroom.client as sdk
+    from ..errors import PinIncorrect, StrongroomError
 
-    subnets = [f"subnet-{secrets.token_hex(4)}" for _ in range(max(1, min(hsms, 10)))]
-    report.step("creating the cluster")
-    cluster_id = control.call("CreateCluster", HsmType="hsm2m.medium", SubnetIds=subnets)["Cluster"]["ClusterId"]
-    zones = sorted(_describe(control, cluster_id)["SubnetMapping"])
-    report.step("creating the first HSM (it makes the cluster key)")
-    control.call("CreateHsm", ClusterId=cluster_id, AvailabilityZone=zones[0])
-    cluster = _wait(lambda: _describe(control, cluster_id), lambda c: c["Certificates"].get("ClusterCsr"))
-    report.step("initialising the cluster with the local owner CA")
-    ca_cert, ca_key, anchor = _owner_ca(data_dir)
-    control.call("InitializeCluster", ClusterId=cluster_id, TrustAnchor=anchor.read_text(),
-                 SignedCert=_sign_csr(cluster["Certificates"]["ClusterCsr"], ca_cert, ca_key))
-    cluster = _wait(lambda: _describe(control, cluster_id), lambda c: c["State"] == "INITIALIZED")
-    report.step("activating the cluster and creating the crypto user")
-    credentials = {"admin": {"username": "admin", "password": secrets.token_urlsafe(18)},
-                   "crypto_user": {"username": CRYPTO_USER, "password": secrets.token_urlsafe(18)}}
-    config = {"endpoints": [h["Endpoint"] for h in cluster["Hsms"]], "trust_anchor": str(anchor.resolve()),
-              "timeout_s": 60}
+    admin_pw, user = credentials["admin"]["password"], credentials["crypto_user"]
+    config = {"endpoints": [h["Endpoint"] for h in cluster["Hsms"] if h.get("Endpoint")],
+              "trust_anchor": str(anchor.resolve()), "timeout_s": 60}
     with sdk.connect(config) as connection:
-        admin = connection.login("admin", "password", role="admin")
-        admin.activate(credentials["admin"]["password"])
-        admin.create_user(CRYPTO_USER, credentials["crypto_user"]["password"])
-        admin.close()
-    _wait(lambda: _describe(control, cluster_id), lambda c: c["State"] == "ACTIVE")
-    for n in range(1, hsms):
-        report.step(f"creating HSM {n + 1} of {hsms} (it joins and catches up)")
-        control.call("CreateHsm", ClusterId=cluster_id, AvailabilityZone=zones[n % len(zones)])
-        _wait(lambda: _describe(control, cluster_id), lambda c, n=n: _all_active(c, n + 1))
-    return cluster_id, credentials
+        try:
+            admin = connection.login("admin", "password", role="admin")
+            admin.activate(admin_pw)
+            admin.close()
+        except PinIncorrect:
+            pass  # activated before
+        with connection.login("admin", admin_pw, role="admin") as admin:
+            if user["username"] not in [u["username"] for u in connection.list_users()]:
+                try:
+                    admin.create_user(user["username"], user["password"])
+                except StrongroomError:
+                    if user["username"] not in [u["username"] for u in connection.list_users()]:
+                        raise
 
 
-def run(data_dir: Path, hsms: int, control_listen: str, hash_memory_kib: int, as_json: bool) -> None:
+def _converge(control: Any, data_dir: Path, cluster_id: str | None, hsms: int, report: Reporter,
+              wait: Callable[..., Any]) -> str:
+    """Drive the cluster to ACTIVE with at least ``hsms`` HSMs from wherever it stands (nothing, or a first
+    start that stopped half way); return its id."""
+    state_file = data_dir / "cluster.json"
+    credentials = json.loads((data_dir / "credentials.json").read_text())
+    cluster = _describe(control, cluster_id) if cluster_id else None
+    if cluster is None:
+        report.step("creating the cluster")
+        subnets = [f"subnet-{secrets.token_hex(4)}" for _ in range(max(1, min(hsms, 10)))]
+        cluster_id = control.call("CreateCluster", HsmType="hsm2m.medium", SubnetIds=subnets)["Cluster"]["ClusterId"]
+        state_file.write_text(json.dumps({"cluster_id": cluster_id}, indent=2) + "\n")
+        cluster = _describe(control, cluster_id)
+    else:
+        report.step(f"resuming cluster {cluster_id}")
+    assert cluster is not None
+    zones = sorted(cluster["SubnetMapping"])
+    if cluster["State"] == "UNINITIALIZED":
+        if not _live(cluster):
+            report.step("creating the first HSM (it makes the cluster key)")
+            control.call("CreateHsm", ClusterId=cluster_id, AvailabilityZone=zones[0])
+        cluster = wait(lambda: _describe(control, cluster_id), lambda c: c and c["Certificates"].get("ClusterCsr"))
+        report.step("initialising the cluster with the local owner CA")
+        ca_cert, ca_key, anchor = _owner_ca(data_dir)
+        control.call("InitializeCluster", ClusterId=cluster_id, TrustAnchor=anchor.read_text(),
+                     SignedCert=_sign_csr(cluster["Certificates"]["ClusterCsr"], ca_cert, ca_key))
+    cluster = wait(lambda: _describe(control, cluster_id),
+                   lambda c: c and c["State"] in ("INITIALIZED", "ACTIVE", "DEGRADED"))
+    if cluster["State"] == "INITIALIZED":
+        report.step("activating the cluster and creating the crypto user")
+        _activate(cluster, data_dir / "owner-ca.crt", credentials)
+    wait(lambda: _describe(control, cluster_id), lambda c: _all_active(c, 1))
+    while len(_live(_describe(control, cluster_id) or {"Hsms": []})) < hsms:
+        count = len(_live(_describe(control, cluster_id) or {"Hsms": []}))
+        report.step(f"creating HSM {count + 1} of {hsms} (it joins and catches up)")
+        control.call("CreateHsm", ClusterId=cluster_id, AvailabilityZone=zones[count % len(zones)])
+        wait(lambda: _describe(control, cluster_id), lambda c, n=count + 1: _all_active(c, n))
+    return cluster_id
+
+
+def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: int, as_json: bool) -> None:
     from ..control.client import ControlClient, ControlError
+    from ..control.server import AlreadyRunning, hold_lock
     from ..protocol.certificates import CertificateAuthority
 
     report = Reporter(as_json)
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir = data_dir.resolve()
+    try:
+        lock = hold_lock(data_dir / "up.lock", "strongroom up")
+    except AlreadyRunning as exc:
+        raise click.ClickException(str(exc)) from None
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+
+    def wait(what: Callable[[], Any], done: Callable[[Any], bool], timeout_s: float = START_TIMEOUT_S) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = what()
+            if done(value):
+                return value
+            if stop.is_set():
+                raise click.Abort()
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"timed out waiting; last state: {value}")
+            time.sleep(0.3)
+
+    state_file, credentials_file = data_dir / "cluster.json", data_dir / "credentials.json"
+    previous = json.loads(state_file.read_text()) if state_file.exists() else {}
+    if control_listen is None:  # the same API address as last time, if it is free
+        control_listen = "127.0.0.1:" + (previous.get("control_plane_url", "").rpartition(":")[2] or "0")
     control_process = agent = None
     try:
         if not (data_dir / "fleet" / "fleet-ca.key").exists():
             report.step("making the fleet (the CA that vouches for genuine HSMs)")
             (data_dir / "fleet").mkdir(mode=0o700, exist_ok=True)
             CertificateAuthority(data_dir / "fleet", "fleet-ca", days=3650)
+        if not credentials_file.exists():  # before anything uses them: a start cut short must not lose them
+            _write_private(credentials_file, {
+                "admin": {"username": "admin", "password": secrets.token_urlsafe(18)},
+                "crypto_user": {"username": CRYPTO_USER, "password": secrets.token_urlsafe(18)}})
         report.step("starting the control plane")
-        control_process, info = _start(["control", "--dir", str(data_dir / "control"), "--fleet",
-                                        str(data_dir / "fleet"), "--listen", control_listen,
-                                        "--password-hash-memory-kib", str(hash_memory_kib)], logs / "control.log")
+        argv = ["control", "--dir", str(data_dir / "control"), "--fleet", str(data_dir / "fleet"),
+                "--password-hash-memory-kib", str(hash_memory_kib)]
+        try:
+            control_process, info = _start([*argv, "--listen", control_listen], logs / "control.log")
+        except click.ClickException:
+            control_process, info = _start([*argv, "--listen", "127.0.0.1:0"], logs / "control.log")
         keys = json.loads(Path(info["credentials"]).read_text())
         control = ControlClient(info["url"], keys["access_key_id"], keys["secret_access_key"], keys["region"])
-        state_file = data_dir / "cluster.json"
-        cluster_id = json.loads(state_file.read_text()).get("cluster_id") if state_file.exists() else None
-        credentials_file = data_dir / "credentials.json"
-        if cluster_id is not None:
-            report.step(f"resuming cluster {cluster_id}")
-            try:
-                cluster = _wait(lambda: _describe(control, cluster_id), lambda c: _all_active(c, 1))
-            except ControlError as exc:
-                raise click.ClickException(f"cannot resume {cluster_id}: {exc.message}") from None
-            credentials = json.loads(credentials_file.read_text())
-        else:
-            cluster_id, credentials = _create(control, data_dir, hsms, report)
-            cluster = _describe(control, cluster_id)
+        cluster_id = _converge(control, data_dir, previous.get("cluster_id"), hsms, report, wait)
+        cluster = _describe(control, cluster_id)
+        assert cluster is not None
+        credentials = json.loads(credentials_file.read_text())
         credentials["control_plane"] = keys
         _write_private(credentials_file, credentials)
         socket_path = data_dir / "pkcs11.sock"
         summary = {
             "control_plane_url": info["url"], "cluster_id": cluster_id,
-            "hsms": [{"hsm_id": h["HsmId"], "endpoint": h["Endpoint"]} for h in cluster["Hsms"]],
+            "hsms": [{"hsm_id": h["HsmId"], "endpoint": h["Endpoint"]} for h in _live(cluster)],
             "trust_anchor": "owner-ca.crt", "pkcs11_socket": str(socket_path), "pkcs11_module": str(PKCS11_MODULE),
             # the SDK reads these two (paths relative to this file)
-            "endpoints": [h["Endpoint"] for h in cluster["Hsms"]],
+            "endpoints": [h["Endpoint"] for h in _live(cluster)],
         }
         state_file.write_text(json.dumps(summary, indent=2) + "\n")
         report.step("starting the client agent (PKCS#11)")
@@ -242,12 +295,15 @@ def run(data_dir: Path, hsms: int, control_listen: str, hash_memory_kib: int, as
         report.done()
         _stop(agent)
         _stop(control_process)
+        lock.close()
 
 
 def _announce(report: Reporter, data_dir: Path, summary: dict[str, Any], credentials: dict[str, Any]) -> None:
     user = credentials["crypto_user"]
     if report.as_json:
         click.echo(json.dumps({"ready": True, **summary}))
+        sys.stdout.flush()
+        return
     else:
         from rich.panel import Panel
 

@@ -41,6 +41,24 @@ def _error(exc: ApiError) -> Response:
     return _answer(exc.body(), exc.status)
 
 
+async def _limited_body(request: Request) -> bytes:
+    """The body, read only up to ``MAX_BODY_BYTES`` (an unsigned request cannot make the server hold more).
+
+    Raises:
+        SerializationError: for a longer body.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise SerializationError(f"the body is over {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise SerializationError(f"the body is over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def make_app(control: ControlPlane) -> Starlette:
     """The ASGI application serving ``control``'s operations."""
 
@@ -50,23 +68,29 @@ def make_app(control: ControlPlane) -> Starlette:
             return key.secret_access_key if key is not None else None
 
     async def endpoint(request: Request) -> Response:
-        body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            if len(body) > MAX_BODY_BYTES:
-                raise SerializationError(f"the body is over {MAX_BODY_BYTES} bytes")
+            body = await _limited_body(request)
             try:
-                sigv4.verify(request.method, request.url.path, request.url.query, headers, body, secret_for)
+                credential = sigv4.verify(request.method, request.url.path, request.url.query, headers, body,
+                                          secret_for, signed_required=("x-amz-target",))
             except sigv4.SignatureError as exc:
                 return _answer({"__type": exc.code, "Message": exc.message}, _SIGNATURE_STATUS.get(exc.code, 400))
+            if credential.region != control.region:
+                return _answer({"__type": "InvalidSignatureException",
+                                "Message": f"Credential should be scoped to a valid region, not "
+                                           f"'{credential.region[:40]}'. This endpoint serves '{control.region}'."},
+                               400)
+            if not headers.get("content-type", "").startswith("application/x-amz-json-1."):
+                raise SerializationError(f"Content-Type must be {CONTENT_TYPE}")
             target = headers.get("x-amz-target", "")
             name = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
             if name not in OPERATIONS:
                 raise UnknownOperation(f"the operation {target!r:.80} is not known")
             try:
                 members = json.loads(body or b"{}")
-            except (ValueError, UnicodeDecodeError):
-                raise SerializationError("the body is not JSON") from None
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                raise SerializationError("the body is not JSON (or is nested too deeply)") from None
             if not isinstance(members, dict):
                 raise SerializationError("the body must be a JSON object")
             return _answer(await asyncio.to_thread(control.call, name, members))

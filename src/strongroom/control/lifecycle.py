@@ -7,6 +7,7 @@ One worker thread runs :meth:`Lifecycle.step` about twice a second; API calls on
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -140,8 +141,9 @@ class Lifecycle:
                 self._set(cluster_id, state="INITIALIZED", state_message="Cluster initialized; activate it.")
             elif info is not None and info.get("activated") and state == "INITIALIZED":
                 self._set(cluster_id, state="ACTIVE", state_message="")
-        if state in ("ACTIVE", "DEGRADED"):
-            self._health(cluster_id, hsms)
+        if hsms:
+            self._health(cluster_id, state, hsms)
+            self.write_client_config(cluster_id)
 
     def _info(self, cluster_id: str, hsm: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -210,33 +212,49 @@ class Lifecycle:
             self.provider.destroy(hsm["placement"])
         self._set(cluster_id, hsm["hsm_id"], state="DELETED", state_message="")
 
-    def _health(self, cluster_id: str, hsms: list[dict[str, Any]]) -> None:
-        for hsm in hsms:
-            if hsm["state"] not in ("ACTIVE", "DEGRADED"):
-                continue
+    def _health(self, cluster_id: str, state: str, hsms: list[dict[str, Any]]) -> None:
+        """Check every running HSM; one that failed twice is replaced (an active cluster) or started again on its
+        data (a cluster not yet active, or when the cluster has lost its majority and cannot take a newcomer)."""
+        live = [h for h in hsms if h["state"] in ("ACTIVE", "DEGRADED")]
+        for hsm in live:
             healthy = self.provider.alive(hsm["placement"]) and self._info(cluster_id, hsm) is not None
             if healthy:
                 self.failures.pop(hsm["hsm_id"], None)
+                if hsm["state"] == "DEGRADED":
+                    self._set(cluster_id, hsm["hsm_id"], state="ACTIVE", state_message="")
                 continue
             self.failures[hsm["hsm_id"]] = self.failures.get(hsm["hsm_id"], 0) + 1
             if self.failures[hsm["hsm_id"]] < FAILURES_BEFORE_REPLACING:
                 continue
-            self._replace(cluster_id, hsm, [h for h in hsms if h["state"] == "ACTIVE" and h is not hsm])
+            others = [h for h in live if h is not hsm and self.provider.alive(h["placement"])]
+            if state in ("ACTIVE", "DEGRADED") and 2 * len(others) > len(live):
+                self._replace(cluster_id, hsm, others)
+            else:
+                self._restart(cluster_id, hsm)
+        if state not in ("ACTIVE", "DEGRADED"):
+            return
         _, hsms = self._snapshot(cluster_id)
-        live = [h for h in hsms if h["state"] != "DELETED"]
-        self._set(cluster_id, state="ACTIVE" if all(h["state"] == "ACTIVE" for h in live) else "DEGRADED",
-                  state_message="" if all(h["state"] == "ACTIVE" for h in live) else "An HSM is being replaced.")
+        healthy = all(h["state"] == "ACTIVE" for h in hsms if h["state"] != "DELETED")
+        self._set(cluster_id, state="ACTIVE" if healthy else "DEGRADED",
+                  state_message="" if healthy else "An HSM is being replaced.")
+
+    def _restart(self, cluster_id: str, hsm: dict[str, Any]) -> None:
+        """Start a failed HSM again on its own data (it keeps its place in the membership)."""
+        self._set(cluster_id, hsm["hsm_id"], state="DEGRADED", state_message="The HSM is being restarted.")
+        self.provider.stop(hsm["placement"])
+        try:
+            placement = self.provider.resume(hsm["placement"])
+        except (ProviderError, OSError) as exc:
+            log.warning("HSM %s did not start again: %s", hsm["hsm_id"], exc)
+            return
+        self.failures.pop(hsm["hsm_id"], None)
+        self._set(cluster_id, hsm["hsm_id"], placement=placement)
 
     def _replace(self, cluster_id: str, hsm: dict[str, Any], others: list[dict[str, Any]]) -> None:
         """A new node in place of a dead one: out of the membership, a fresh one in with the same id and
-        address, catching up from the others."""
+        address, catching up from the others (a majority of the membership is alive)."""
         self._set(cluster_id, hsm["hsm_id"], state="DEGRADED", state_message="The HSM is being replaced.")
         self._set(cluster_id, state="DEGRADED", state_message="An HSM is being replaced.")
-        if not others:
-            log.warning("HSM %s failed and no other HSM holds the cluster: starting it again", hsm["hsm_id"])
-            placement = self.provider.resume(hsm["placement"])
-            self._set(cluster_id, hsm["hsm_id"], state="ACTIVE", state_message="", placement=placement)
-            return
         self.provider.stop(hsm["placement"])
         raft = hsm["placement"].get("raft")
         for member in others:
@@ -253,3 +271,16 @@ class Lifecycle:
         self.provider.destroy({"data_dir": hsm["placement"].get("data_dir", "")})
         self.failures.pop(hsm["hsm_id"], None)
         self._set(cluster_id, hsm["hsm_id"], state="ACTIVE", state_message="", placement=placement)
+
+    def write_client_config(self, cluster_id: str) -> None:
+        """``clusters/<id>/cluster.json``: an SDK configuration of the cluster (its HSMs' endpoints and the
+        owner's trust anchor), for activating the cluster and for applications."""
+        _, hsms = self._snapshot(cluster_id)
+        path = self.anchor_path(cluster_id).parent / "cluster.json"
+        config = {"cluster_id": cluster_id, "trust_anchor": "trust-anchor.pem",
+                  "endpoints": [h["placement"]["endpoint"] for h in hsms
+                                if h["state"] in ("ACTIVE", "DEGRADED") and h["placement"].get("endpoint")]}
+        if config["endpoints"] and self.anchor_path(cluster_id).exists():
+            text = json.dumps(config, indent=2) + "\n"
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)

@@ -53,6 +53,44 @@ class Provider(Protocol):
         """Stop the HSM and erase its data."""
 
 
+def die_with_parent() -> None:
+    """In a child before exec: have Linux send it SIGTERM when the process that started it dies (prctl
+    PR_SET_PDEATHSIG), so that a killed control plane or ``strongroom up`` leaves no orphan behind."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def stop_strays(data_dir: Path, timeout_s: float = 15.0) -> None:
+    """Stop processes still serving ``data_dir`` (left by a control plane that was killed before this one)."""
+    marker = f"--data-dir\0{data_dir}\0".encode()
+    strays = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes() + b"\0":
+                strays.append(int(entry.name))
+        except OSError:
+            continue
+    for pid in strays:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    for pid in strays:
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -117,12 +155,13 @@ class LocalProvider:
 
     def _start(self, placement: dict[str, Any], extra: list[str]) -> dict[str, Any]:
         data_dir = Path(placement["data_dir"])
+        stop_strays(data_dir)
         log = open(data_dir.parent / f"{data_dir.name}.log", "a")
         process = subprocess.Popen(
             [sys.executable, "-m", "strongroom", "node", "--managed", "--data-dir", str(data_dir), "--listen",
              placement["endpoint"], "--raft-listen", placement["raft"], *self.node_args, *extra],
             stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True)
+            start_new_session=True, preexec_fn=die_with_parent)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
         line = ""
@@ -170,7 +209,10 @@ class LocalProvider:
         import shutil
 
         self.stop(placement)
-        shutil.rmtree(placement.get("data_dir", ""), ignore_errors=True)
+        if placement.get("data_dir"):
+            data_dir = Path(placement["data_dir"])
+            shutil.rmtree(data_dir, ignore_errors=True)
+            (data_dir.parent / f"{data_dir.name}.join.json").unlink(missing_ok=True)
 
     def stop_all(self) -> None:
         with self.lock:

@@ -49,6 +49,27 @@ class Settings:
     node_args: tuple[str, ...] = ()
 
 
+class AlreadyRunning(Exception):
+    """Another process holds the directory."""
+
+
+def hold_lock(path: Path, what: str) -> Any:
+    """An exclusive lock on ``path`` for this process's life (the open file; closing it releases the lock).
+
+    Raises:
+        AlreadyRunning: another process holds it.
+    """
+    import fcntl
+
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise AlreadyRunning(f"{what} already runs on {path.parent}") from None
+    return handle
+
+
 def _first_access_key(store: Store, folder: Path, region: str) -> Path:
     """Issue the first access key unless one exists; it is written to ``credentials.json`` (0600)."""
     path = folder / "credentials.json"
@@ -86,7 +107,11 @@ def run(settings: Settings, ready: Callable[[dict[str, Any]], None] | None = Non
 
     folder = Path(settings.folder)
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)  # it holds the API's secrets and the appliance key
+    lock = hold_lock(folder / "lock", "a control plane")
     store = Store(settings.database_url or f"sqlite:///{folder / 'state.db'}")
+    if (folder / "state.db").exists():
+        (folder / "state.db").chmod(0o600)
     credentials = _first_access_key(store, folder, settings.region)
     provider = LocalProvider(folder / "hsms", settings.fleet, settings.node_args)
     lifecycle = Lifecycle(store, provider, _appliance(folder, settings.fleet), folder / "clusters")
@@ -122,3 +147,4 @@ def run(settings: Settings, ready: Callable[[dict[str, Any]], None] | None = Non
         lifecycle.stop()
         provider.stop_all()
         store.close()
+        lock.close()

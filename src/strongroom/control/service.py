@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 from typing import Any, Callable
 
 from sqlalchemy import select
@@ -28,7 +29,7 @@ MAX_TAGS = 50
 _ID = {"cluster": re.compile(r"^cluster-[2-7a-zA-Z]{11,16}$"), "hsm": re.compile(r"^hsm-[2-7a-zA-Z]{11,16}$"),
        "backup": re.compile(r"^backup-[2-7a-zA-Z]{11,16}$")}
 _SUBNET = re.compile(r"^subnet-[0-9a-fA-F]{8,17}$")
-_TAG_TEXT = re.compile(r"^([\w\s.:/=+\-@]*)$", re.UNICODE)
+_TAG_TEXT = re.compile(r"^([\w .:/=+\-@]*)$", re.UNICODE)
 Operation = Callable[["ControlPlane", dict[str, Any]], dict[str, Any]]
 OPERATIONS: dict[str, Operation] = {}
 
@@ -96,7 +97,11 @@ def _tags(value: Any, name: str = "TagList") -> list[tuple[str, str]]:
         if not isinstance(tag_value, str) or not 1 <= len(key) <= 128 or len(tag_value) > 256 \
                 or not _TAG_TEXT.match(key) or not _TAG_TEXT.match(tag_value):
             raise TagError(f"tag {key!r:.40}: keys are 1-128 and values 0-256 letters, digits, spaces or _.:/=+-@")
+        if key.lower().startswith("aws:"):
+            raise TagError(f"tag key {key!r:.40}: the aws: prefix is reserved")
         tags.append((key, tag_value))
+    if len({k for k, _ in tags}) != len(tags):
+        raise InvalidRequest(f"{name} holds the same key twice")
     return tags
 
 
@@ -147,10 +152,15 @@ class ControlPlane:
         self.store = store
         self.region = region
         self.lifecycle = lifecycle
+        self.lock = threading.Lock()
 
     def call(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Run operation ``name`` (e.g. ``"DescribeClusters"``); raises :class:`~.errors.ApiError`."""
-        return OPERATIONS[name](self, body)
+        """Run operation ``name`` (e.g. ``"DescribeClusters"``); raises :class:`~.errors.ApiError`. Operations that
+        change records run one at a time (their checks and writes stay together)."""
+        if name.startswith(("Describe", "List")):
+            return OPERATIONS[name](self, body)
+        with self.lock:
+            return OPERATIONS[name](self, body)
 
     def _cluster(self, session: Session, cluster_id: str) -> Cluster:
         cluster = session.get(Cluster, cluster_id)
@@ -194,15 +204,17 @@ def create_cluster(cp: ControlPlane, body: dict[str, Any]) -> dict[str, Any]:
 def _retention(policy: Any) -> str | None:
     if policy is None:
         return None
-    if not isinstance(policy, dict) or policy.get("Type") != "DAYS" or not str(policy.get("Value", "")).isdigit() \
-            or not 7 <= int(policy["Value"]) <= 379:
+    value = policy.get("Value") if isinstance(policy, dict) else None
+    if not isinstance(policy, dict) or policy.get("Type") != "DAYS" or not isinstance(value, str) \
+            or not re.fullmatch(r"[0-9]{1,3}", value) or not 7 <= int(value) <= 379:
         raise InvalidRequest("BackupRetentionPolicy must be {Type: DAYS, Value: 7-379}")
     return str(int(policy["Value"]))
 
 
 @operation
 def describe_clusters(cp: ControlPlane, body: dict[str, Any]) -> dict[str, Any]:
-    filters = body.get("Filters") or {}
+    filters = body.get("Filters")
+    filters = {} if filters is None else filters
     if not isinstance(filters, dict) or set(filters) - {"clusterIds", "vpcIds", "states"} \
             or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in filters.values()):
         raise InvalidRequest("Filters may hold clusterIds, vpcIds and states, each a list of strings")
@@ -346,9 +358,13 @@ def delete_hsm(cp: ControlPlane, body: dict[str, Any]) -> dict[str, Any]:
     with cp.store.session() as session:
         cluster = cp._cluster(session, cluster_id)
         column = {"HsmId": "hsm_id", "EniId": "eni_id", "EniIp": "eni_ip"}[given[0]]
-        matches = [h for h in cluster.hsms if getattr(h, column) == value and h.state != "DELETED"]
+        if given[0] == "HsmId" and not _ID["hsm"].match(value):
+            raise InvalidRequest(f"HsmId {value!r:.40} is not a valid HSM ID")
+        matches = [h for h in cluster.hsms if h.state != "DELETED" and getattr(h, column) == value]
         if not matches:
             raise ResourceNotFound(f"HSM {value!r:.40} does not exist in cluster '{cluster_id}'")
+        if len(matches) > 1:
+            raise InvalidRequest(f"{given[0]} {value!r:.40} names {len(matches)} HSMs; give the HsmId")
         hsm = matches[0]
         if hsm.state in ("CREATE_IN_PROGRESS", "DELETE_IN_PROGRESS"):
             raise InvalidRequest(f"HSM '{hsm.hsm_id}' is {hsm.state}; try again later")

@@ -98,13 +98,16 @@ def _parse_authorization(value: str) -> tuple[Credential, list[str], str]:
 
 
 def verify(method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
-           secret_for: Callable[[str], str | None], *, now: datetime.datetime | None = None) -> Credential:
+           secret_for: Callable[[str], str | None], *, now: datetime.datetime | None = None,
+           signed_required: tuple[str, ...] = ()) -> Credential:
     """Check a SigV4-signed request and return its credential.
 
     Args:
         headers: the request's headers with lower-case names.
         secret_for: the secret access key of an access key id, or ``None`` for an unknown one.
         now: the server's time (UTC), for the clock-skew check.
+        signed_required: headers (lower-case) the signature must cover besides ``host`` (e.g. the operation's
+            ``x-amz-target``, so that a captured request cannot be sent again as another operation).
 
     Raises:
         SignatureError: ``MissingAuthenticationTokenException`` without an Authorization header,
@@ -116,8 +119,9 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
     if not authorization:
         raise SignatureError("MissingAuthenticationTokenException", "Missing Authentication Token")
     credential, signed, signature = _parse_authorization(authorization)
-    if "host" not in signed:
-        raise SignatureError("InvalidSignatureException", "'Host' must be a signed header")
+    for name in ("host", *signed_required):
+        if name not in signed:
+            raise SignatureError("InvalidSignatureException", f"'{name}' must be a signed header")
     amz_date = headers.get("x-amz-date", "")
     try:
         when = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)

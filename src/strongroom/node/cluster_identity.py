@@ -82,8 +82,8 @@ def initialized(identity: ClusterIdentity, certificate_pem: bytes, trust_anchor_
     """``identity`` with the owner's signed cluster certificate and trust anchor, after checking them.
 
     The certificate must carry the CSR's public key and a CA basic constraint (it issues the HSMs' TLS
-    certificates), and chain to the trust anchor: issued by it directly, or through the intermediate
-    certificates that follow the anchor's self-signed root in ``trust_anchor_pem``.
+    certificates), and chain to the trust anchor: a self-signed root, with any intermediate CA certificates
+    in ``trust_anchor_pem`` in any order, every one of them a CA certificate valid now.
 
     Raises:
         ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a certificate that is not PEM X.509.
@@ -104,12 +104,28 @@ def initialized(identity: ClusterIdentity, certificate_pem: bytes, trust_anchor_
     now = datetime.datetime.now(datetime.timezone.utc)
     if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
         raise SignatureInvalid("the signed certificate is not valid now")
-    chain = [certificate, *reversed(anchors[1:]), anchors[0]]  # leaf, intermediates nearest first, root
-    for child, parent in zip(chain, chain[1:]):
+    for anchor in anchors:
         try:
-            child.verify_directly_issued_by(parent)
+            ca = anchor.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            ca = False
+        if not ca or not anchor.not_valid_before_utc <= now <= anchor.not_valid_after_utc:
+            raise SignatureInvalid(f"the trust anchor's certificate {anchor.subject.rfc4514_string()!r:.80} is "
+                                   "not a CA certificate valid now")
+    # the chain from the cluster certificate up to a self-signed root, in whatever order the anchor lists them
+    current, pool = certificate, list(anchors)
+    while True:
+        parent = next((c for c in pool if c.subject == current.issuer), None)
+        if parent is None:
+            raise SignatureInvalid("the signed certificate does not chain to the trust anchor")
+        try:
+            current.verify_directly_issued_by(parent)
         except (ValueError, TypeError, InvalidSignature):
             raise SignatureInvalid("the signed certificate does not chain to the trust anchor") from None
+        if parent.subject == parent.issuer:
+            break
+        pool.remove(parent)
+        current = parent
     return msgspec.structs.replace(identity, certificate=certificate_pem, trust_anchor=trust_anchor_pem)
 
 
