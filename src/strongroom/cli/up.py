@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import click
 
-from ..control.provider import die_with_parent
+from ..control.provider import die_with_parent, terminate
 
 PKCS11_MODULE = next(iter(sorted(Path("/usr/lib").glob("*/pkcs11/p11-kit-client.so"))),
                      Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"))
@@ -70,17 +70,6 @@ def _start(argv: list[str], log: Path) -> tuple[subprocess.Popen[str], dict[str,
         process.kill()
         process.wait(10)
         raise click.ClickException(f"strongroom {argv[0]} did not start: {log.read_text()[-1500:]}") from None
-
-
-def _stop(process: subprocess.Popen[str] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(90)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:
@@ -293,8 +282,8 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
         raise click.ClickException(f"the control plane refused: {exc}") from None
     finally:
         report.done()
-        _stop(agent)
-        _stop(control_process)
+        terminate(agent)
+        terminate(control_process, 90)
         lock.close()
 
 

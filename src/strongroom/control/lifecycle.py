@@ -200,14 +200,18 @@ class Lifecycle:
         if csr:
             self._set(cluster_id, cluster_csr=csr)
 
-    def _delete(self, cluster_id: str, hsm: dict[str, Any], others: list[dict[str, Any]]) -> None:
+    def _remove_member(self, cluster_id: str, hsm: dict[str, Any], others: list[dict[str, Any]]) -> None:
+        """Take ``hsm`` out of the cluster's membership through the first of ``others`` that does it."""
         raft = hsm["placement"].get("raft")
         for member in others:
             try:
                 self.hsm_call(cluster_id, member["placement"]["endpoint"], [("remove_member", SESSION, raft)])
-                break
+                return
             except (StrongroomError, OSError) as exc:
                 log.warning("member %s did not remove %s: %s", member["hsm_id"], hsm["hsm_id"], exc)
+
+    def _delete(self, cluster_id: str, hsm: dict[str, Any], others: list[dict[str, Any]]) -> None:
+        self._remove_member(cluster_id, hsm, others)
         if hsm["placement"]:
             self.provider.destroy(hsm["placement"])
         self._set(cluster_id, hsm["hsm_id"], state="DELETED", state_message="")
@@ -256,13 +260,7 @@ class Lifecycle:
         self._set(cluster_id, hsm["hsm_id"], state="DEGRADED", state_message="The HSM is being replaced.")
         self._set(cluster_id, state="DEGRADED", state_message="An HSM is being replaced.")
         self.provider.stop(hsm["placement"])
-        raft = hsm["placement"].get("raft")
-        for member in others:
-            try:
-                self.hsm_call(cluster_id, member["placement"]["endpoint"], [("remove_member", SESSION, raft)])
-                break
-            except (StrongroomError, OSError) as exc:
-                log.warning("member %s did not remove %s: %s", member["hsm_id"], hsm["hsm_id"], exc)
+        self._remove_member(cluster_id, hsm, others)
         try:
             placement = self._launch(cluster_id, hsm["hsm_id"], others, hsm["placement"])
         except (ProviderError, OSError) as exc:

@@ -91,6 +91,18 @@ def stop_strays(data_dir: Path, timeout_s: float = 15.0) -> None:
             pass
 
 
+def terminate(process: subprocess.Popen[str] | None, timeout_s: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s`` seconds; nothing for a process that already ended."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -196,14 +208,7 @@ class LocalProvider:
     def stop(self, placement: dict[str, Any]) -> None:
         with self.lock:
             process = self.processes.pop(placement.get("pid", -1), None)
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        terminate(process)
 
     def destroy(self, placement: dict[str, Any]) -> None:
         import shutil

@@ -61,26 +61,39 @@ class Identity:
         return all((data_dir / name).is_file() for name in (IDENTITY_KEY, IDENTITY_CERT, FLEET_CA))
 
 
-def provision(data_dir: Path | str, fleet_ca_cert: Path, fleet_ca_key: Path, name: str, days: int = 3650) -> None:
-    """Give an HSM data directory a fleet identity: a new P-256 key and a certificate from the fleet CA."""
-    data_dir = Path(data_dir)
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+def _issue_from_fleet(fleet_ca_cert: Path, fleet_ca_key: Path, name: str, key_path: Path, cert_path: Path,
+                      days: int, client: bool = False) -> x509.Certificate:
+    """A new P-256 key (written 0600) and its certificate from the fleet CA named ``name``; ``client`` adds the
+    clientAuth extended key usage. Returns the fleet CA's certificate."""
     ca_cert = x509.load_pem_x509_certificate(Path(fleet_ca_cert).read_bytes())
     ca_key = serialization.load_pem_private_key(Path(fleet_ca_key).read_bytes(), None)
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(ca_key, hashes.SHA256()))
-    fd = os.open(data_dir / IDENTITY_KEY, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)]))
+               .issuer_name(ca_cert.subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=days))
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
+    if client:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                                        critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                    serialization.NoEncryption()))
-    (data_dir / IDENTITY_CERT).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    Path(cert_path).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return ca_cert
+
+
+def provision(data_dir: Path | str, fleet_ca_cert: Path, fleet_ca_key: Path, name: str, days: int = 3650) -> None:
+    """Give an HSM data directory a fleet identity: a new P-256 key and a certificate from the fleet CA."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ca_cert = _issue_from_fleet(fleet_ca_cert, fleet_ca_key, name, data_dir / IDENTITY_KEY, data_dir / IDENTITY_CERT,
+                                days)
     (data_dir / FLEET_CA).write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -168,23 +181,7 @@ APPLIANCE_NAME = "strongroom-appliance"
 def issue_appliance(fleet_ca_cert: Path, fleet_ca_key: Path, key_path: Path, cert_path: Path,
                     days: int = 3650) -> None:
     """Issue the control plane's appliance identity: a new P-256 key (written 0600) and its certificate."""
-    ca_cert = x509.load_pem_x509_certificate(Path(fleet_ca_cert).read_bytes())
-    ca_key = serialization.load_pem_private_key(Path(fleet_ca_key).read_bytes(), None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, APPLIANCE_NAME)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
-    Path(cert_path).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _issue_from_fleet(fleet_ca_cert, fleet_ca_key, APPLIANCE_NAME, key_path, cert_path, days, client=True)
 
 
 def is_appliance(fleet_ca_pem: bytes, certificate_der: bytes) -> bool:
