@@ -1,0 +1,112 @@
+"""``strongroom-cli`` as a script uses it, against a real node: activation, users, keys, signatures checked with
+``cryptography``, and the error envelope for the mistakes people make."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+
+from ..cluster.conftest import pki  # noqa: F401 - fixture
+from ..cluster.nodes import init_node, start_node
+
+PRECO, ADMIN_PW, ALICE_PW = "initial-pass", "admin-pass-1", "alice-pass-1"
+
+
+@pytest.fixture(scope="module")
+def cluster_file(pki, tmp_path_factory):  # noqa: F811
+    folder = tmp_path_factory.mktemp("cli")
+    init_node(folder / "hsm", PRECO)
+    proc = start_node(folder / "hsm", pki["server"], client_ca=pki["ca"])
+    path = folder / "cluster.json"
+    path.write_text(json.dumps({"endpoints": [proc.endpoint], "trust_anchor": str(pki["ca"].issued.cert)}))
+    yield path
+    proc.stop()
+
+
+def cli(cluster_file: Path, *args: str, pin: str | None = None, role: str = "crypto-user",
+        ok: bool = True) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
+    env["STRONGROOM_CLUSTER"] = str(cluster_file)
+    if pin is not None:
+        env.update(STRONGROOM_PIN=pin, STRONGROOM_ROLE=role)
+    done = subprocess.run([sys.executable, "-m", "strongroom.cli.hsm", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+    out = json.loads(done.stdout)
+    assert (done.returncode == 0) == ok and out["error_code"] == (0 if ok else 1), done.stdout + done.stderr
+    return out["data"]
+
+
+def test_a_scripted_session_from_activation_to_verified_signatures(cluster_file, tmp_path):
+    [hsm] = cli(cluster_file, "cluster", "hsm-info")["hsms"]
+    assert hsm["state"] == "operational"
+    admin = f"admin:{ADMIN_PW}"
+    assert cli(cluster_file, "cluster", "activate", "--password", ADMIN_PW, pin=f"admin:{PRECO}",
+               role="admin") == "Cluster activation successful"
+    for name in ("alice", "bob"):
+        assert cli(cluster_file, "user", "create", "--username", name, "--role", "crypto-user", "--password",
+                   f"{name}-pass-1", pin=admin, role="admin") == {"username": name, "role": "crypto-user"}
+    users = {u["username"]: u for u in cli(cluster_file, "user", "list")["users"]}
+    assert users["alice"]["role"] == "crypto-user" and users["alice"]["locked"] == "false"
+    alice = f"alice:{ALICE_PW}"
+    rsa_pair = cli(cluster_file, "key", "generate-asymmetric-pair", "rsa", "--modulus-size-bits", "2048",
+                   "--public-label", "rsa-pub", "--private-label", "rsa-priv", "--public-attributes", "verify=true",
+                   "--private-attributes", "sign=true", pin=alice)
+    assert rsa_pair["private_key"]["attributes"]["class"] == "private-key"
+    assert rsa_pair["public_key"]["attributes"]["modulus-size-bits"] == 2048
+    ec_pair = cli(cluster_file, "key", "generate-asymmetric-pair", "ec", "--curve", "prime256v1", "--public-label",
+                  "ec-pub", "--private-label", "ec-priv", "--public-attributes", "verify=true",
+                  "--private-attributes", "sign=true", pin=alice)
+    aes = cli(cluster_file, "key", "generate-symmetric", "aes", "--label", "aes-1", "--key-length-bytes", "32",
+              "--attributes", "encrypt=true", "--attributes", "decrypt=true", pin=alice)["key"]
+    assert aes["attributes"]["key-type"] == "aes" and aes["attributes"]["key-length-bytes"] == 32
+    assert aes["attributes"]["encrypt"] is True
+    listed = cli(cluster_file, "key", "list", "--filter", "attr.class=private-key", pin=alice)
+    assert listed["total_key_count"] == 2 and {k["attributes"]["label"] for k in listed["matched_keys"]} == {
+        "rsa-priv", "ec-priv"}
+    verbose = cli(cluster_file, "key", "list", "--filter", "attr.label=rsa-pub", "-v", pin=alice)["matched_keys"][0]
+    modulus = int(verbose["attributes"]["modulus"], 16)
+    rsa_public = rsa.RSAPublicNumbers(65537, modulus).public_key()
+    point = bytes.fromhex(ec_pair["public_key"]["attributes"]["ec-point"][2:])[2:]
+    ec_public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    message = tmp_path / "message"
+    message.write_bytes(b"a file signed by strongroom-cli")
+    for kind, check in (
+            ("rsa-pkcs", lambda s: rsa_public.verify(s, message.read_bytes(), padding.PKCS1v15(), hashes.SHA256())),
+            ("rsa-pkcs-pss", lambda s: rsa_public.verify(
+                s, message.read_bytes(), padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())),
+            ("ecdsa", lambda s: ec_public.verify(utils.encode_dss_signature(
+                int.from_bytes(s[:32], "big"), int.from_bytes(s[32:], "big")), message.read_bytes(),
+                ec.ECDSA(hashes.SHA256())))):
+        label = "ec" if kind == "ecdsa" else "rsa"
+        signed = cli(cluster_file, "crypto", "sign", kind, "--key-filter", f"attr.label={label}-priv",
+                     "--hash-function", "sha256", "--data-path", str(message), pin=alice)
+        signature = base64.b64decode(signed["signature"])
+        check(signature)  # an independent implementation accepts it
+        assert cli(cluster_file, "crypto", "verify", kind, "--key-filter", f"attr.label={label}-pub",
+                   "--hash-function", "sha256", "--data-path", str(message), "--signature", signed["signature"],
+                   pin=alice) == {"message": "Signature verified successfully"}
+    assert cli(cluster_file, "key", "delete", "--filter", f"key-reference={aes['key-reference']}",
+               pin=alice) == {"message": "Key deleted successfully"}
+    assert cli(cluster_file, "key", "list", "--filter", "attr.label=aes-1", pin=alice)["total_key_count"] == 0
+
+
+@pytest.mark.parametrize(("args", "pin", "role", "says"), [
+    (("key", "list"), "alice:wrong-password", "crypto-user", "CKR_PIN_INCORRECT"),
+    (("key", "delete", "--filter", "attr.label=no-such-key"), "alice:" + ALICE_PW, "crypto-user", "matches 0 keys"),
+    (("user", "create", "--username", "eve", "--role", "crypto-user", "--password", "eve-pass-11"),
+     "alice:" + ALICE_PW, "crypto-user", "needs a admin login"),
+    (("key", "list", "--filter", "label=x"), "alice:" + ALICE_PW, "crypto-user", "attr.<name>=<value>"),
+    (("key", "list", "--filter", "attr.class=ghost"), "alice:" + ALICE_PW, "crypto-user", "attr.class is one of"),
+    (("key", "list"), "no-colon", "crypto-user", "STRONGROOM_PIN"),
+])
+def test_mistakes_get_error_code_1_and_a_message_that_says_what_to_fix(cluster_file, args, pin, role, says):
+    message = cli(cluster_file, *args, pin=pin, role=role, ok=False)
+    assert says in message
