@@ -107,6 +107,63 @@ def test_a_scripted_session_from_activation_to_verified_signatures(cluster_file,
     (("key", "list", "--filter", "attr.class=ghost"), "alice:" + ALICE_PW, "crypto-user", "attr.class is one of"),
     (("key", "list"), "no-colon", "crypto-user", "STRONGROOM_PIN"),
 ])
-def test_mistakes_get_error_code_1_and_a_message_that_says_what_to_fix(cluster_file, args, pin, role, says):
-    message = cli(cluster_file, *args, pin=pin, role=role, ok=False)
+def test_mistakes_get_error_code_1_and_a_message_that_says_what_to_fix(activated, args, pin, role, says):
+    message = cli(activated, *args, pin=pin, role=role, ok=False)
     assert says in message
+
+
+@pytest.fixture
+def activated(cluster_file):
+    """The cluster activated with alice and bob, whether or not the scripted session ran first."""
+    roles = {u["username"]: u["role"] for u in cli(cluster_file, "user", "list")["users"]}
+    if roles.get("admin") == "unactivated-admin":
+        cli(cluster_file, "cluster", "activate", "--password", ADMIN_PW, pin=f"admin:{PRECO}", role="admin")
+    for name in ("alice", "bob"):
+        if name not in roles:
+            cli(cluster_file, "user", "create", "--username", name, "--role", "crypto-user", "--password",
+                f"{name}-pass-1", pin=f"admin:{ADMIN_PW}", role="admin")
+    return cluster_file
+
+
+def test_sharing_attributes_files_wrapping_and_macs(activated, tmp_path):
+    cluster_file = activated
+    alice = f"alice:{ALICE_PW}"
+    cli(cluster_file, "key", "generate-asymmetric-pair", "rsa", "--modulus-size-bits", "2048", "--public-label",
+        "wrap-pub", "--private-label", "wrap-priv", "--public-attributes", "wrap=true", "--private-attributes",
+        "unwrap=true", pin=alice)
+    payload = cli(cluster_file, "key", "generate-symmetric", "aes", "--label", "to-wrap", "--key-length-bytes",
+                  "32", "--attributes", "encrypt=true", pin=alice)["key"]
+    wrapped = cli(cluster_file, "key", "wrap", "rsa-oaep", "--payload-filter", "attr.label=to-wrap",
+                  "--wrapping-filter", "attr.label=wrap-pub", pin=alice)
+    assert wrapped["payload_key_reference"] == payload["key-reference"]
+    back = cli(cluster_file, "key", "unwrap", "rsa-oaep", "--filter", "attr.label=wrap-priv", "--key-type-class",
+               "aes", "--label", "unwrapped", "--data", wrapped["wrapped_key_data"], "--attributes", "encrypt=true",
+               pin=alice)["key"]
+    # the same key material: the same AES check value (PKCS#11 3.0: the first 3 bytes of E(K, 0^128))
+    assert back["attributes"]["check-value"] == payload["attributes"]["check-value"]
+    assert cli(cluster_file, "key", "set-attribute", "--filter", "attr.label=unwrapped", "--name", "label",
+               "--value", "renamed", pin=alice) == {"message": "Attribute set successfully"}
+    assert cli(cluster_file, "key", "share", "--filter", "attr.label=renamed", "--username", "bob",
+               pin=alice) == {"message": "Key shared successfully"}
+    assert cli(cluster_file, "key", "list", "--filter", "attr.label=renamed", pin="bob:bob-pass-1")[
+        "total_key_count"] == 1
+    pem = tmp_path / "public.pem"
+    cli(cluster_file, "key", "generate-file", "--filter", "attr.label=wrap-pub", "--path", str(pem), pin=alice)
+    text = subprocess.run(["openssl", "pkey", "-pubin", "-in", str(pem), "-noout", "-text"], capture_output=True,
+                          text=True, timeout=60)
+    assert "Public-Key: (2048 bit)" in text.stdout, text.stdout + text.stderr
+    imported = cli(cluster_file, "key", "import", "pem", "--path", str(pem), "--label", "imported",
+                   "--key-type-class", "rsa-public", "--attributes", "verify=true", pin=alice)["key"]
+    assert imported["attributes"]["class"] == "public-key" and imported["attributes"]["verify"] is True
+    secret = cli(cluster_file, "key", "generate-symmetric", "generic-secret", "--label", "mac-key",
+                 "--key-length-bytes", "32", pin=alice)["key"]
+    data = base64.b64encode(b"authenticated").decode()
+    tag = cli(cluster_file, "crypto", "mac", "generate", "hmac", "--key-filter", f"key-reference="
+              f"{secret['key-reference']}", "--hash-function", "sha256", "--data", data, pin=alice)["mac"]
+    assert len(base64.b64decode(tag)) == 32
+    assert cli(cluster_file, "crypto", "mac", "verify", "hmac", "--key-filter", "attr.label=mac-key",
+               "--hash-function", "sha256", "--data", data, "--mac", tag, pin=alice) == {
+        "message": "MAC verified successfully"}
+    assert "CKR_SIGNATURE_INVALID" in cli(cluster_file, "crypto", "mac", "verify", "hmac", "--key-filter",
+                                          "attr.label=mac-key", "--hash-function", "sha256", "--data", data,
+                                          "--mac", base64.b64encode(bytes(32)).decode(), pin=alice, ok=False)

@@ -567,5 +567,244 @@ def crypto_verify(ctx: Context, kind: str, filters: tuple[str, ...], hash_functi
     return {"message": "Signature verified successfully"}
 
 
+@user.command("unlock")
+@click.option("--username", required=True)
+@click.option("--role", type=click.Choice(["crypto-user", "admin"]), required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="The user's new password (a reset unlocks the account).")
+@command
+def user_unlock(ctx: Context, username: str, role: str, password: str) -> dict[str, Any]:
+    """Unlock a locked-out user by resetting its password (admin login)."""
+    ctx.session("admin").change_password(username, password)
+    return {"username": username, "role": role, "locked": "false"}
+
+
+# ------------------------------------------------------------------ sharing, attributes, files
+@key.command("share")
+@click.option("--filter", "filters", multiple=True, required=True)
+@click.option("--username", required=True)
+@click.option("--role", type=click.Choice(["crypto-user"]), default="crypto-user", show_default=True)
+@command
+def key_share(ctx: Context, filters: tuple[str, ...], username: str, role: str) -> dict[str, Any]:
+    """Share a key with another crypto user (its owner)."""
+    _one(ctx.session("crypto-user"), filters).share(username)
+    return {"message": "Key shared successfully"}
+
+
+@key.command("unshare")
+@click.option("--filter", "filters", multiple=True, required=True)
+@click.option("--username", required=True)
+@click.option("--role", type=click.Choice(["crypto-user"]), default="crypto-user", show_default=True)
+@command
+def key_unshare(ctx: Context, filters: tuple[str, ...], username: str, role: str) -> dict[str, Any]:
+    """Stop sharing a key with a crypto user (its owner)."""
+    _one(ctx.session("crypto-user"), filters).unshare(username)
+    return {"message": "Key unshared successfully"}
+
+
+@key.command("set-attribute")
+@click.option("--filter", "filters", multiple=True, required=True)
+@click.option("--name", "attribute", required=True, help="e.g. label, id, sign, decrypt.")
+@click.option("--value", required=True)
+@command
+def key_set_attribute(ctx: Context, filters: tuple[str, ...], attribute: str, value: str) -> dict[str, Any]:
+    """Change one attribute of a key (its owner; admins may set only trusted)."""
+    [(cka, parsed)] = _attributes((f"{attribute}={value}",)).items()
+    if cka is CKA.ID and isinstance(parsed, str):
+        parsed = bytes.fromhex(parsed[2:] if parsed.startswith("0x") else parsed)
+    _one(ctx.session(), filters).set({cka: parsed})
+    return {"message": "Attribute set successfully"}
+
+
+def _public_key(key: Any) -> Any:
+    """The ``cryptography`` public key of an RSA or EC public-key object."""
+    from cryptography.hazmat.primitives.asymmetric import ec as ec_keys
+    from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
+
+    attrs = key.get(CKA.CLASS, CKA.KEY_TYPE)
+    if attrs[CKA.CLASS] != CKO.PUBLIC_KEY:
+        raise CliError("the filter must match a public key (attr.class=public-key)")
+    if attrs[CKA.KEY_TYPE] == CKK.RSA:
+        values = key.get(CKA.MODULUS, CKA.PUBLIC_EXPONENT)
+        return rsa_keys.RSAPublicNumbers(int.from_bytes(values[CKA.PUBLIC_EXPONENT], "big"),
+                                         int.from_bytes(values[CKA.MODULUS], "big")).public_key()
+    if attrs[CKA.KEY_TYPE] == CKK.EC:
+        values = key.get(CKA.EC_PARAMS, CKA.EC_POINT)
+        curve = {bytes.fromhex(v): n for n, v in _CURVES.items()}.get(values[CKA.EC_PARAMS])
+        curves = {"prime256v1": ec_keys.SECP256R1(), "secp256r1": ec_keys.SECP256R1(),
+                  "secp224r1": ec_keys.SECP224R1(), "secp384r1": ec_keys.SECP384R1(),
+                  "secp521r1": ec_keys.SECP521R1()}
+        if curve is None:
+            raise CliError("the key's curve cannot be written to a file here")
+        return ec_keys.EllipticCurvePublicKey.from_encoded_point(curves[curve], values[CKA.EC_POINT][2:])
+    raise CliError("only RSA and EC public keys are written to files")
+
+
+@key.command("generate-file")
+@click.option("--filter", "filters", multiple=True, required=True)
+@click.option("--encoding", type=click.Choice(["pem"]), default="pem", show_default=True)
+@click.option("--path", "path", type=click.Path(dir_okay=False), required=True)
+@command
+def key_generate_file(ctx: Context, filters: tuple[str, ...], encoding: str, path: str) -> dict[str, Any]:
+    """Write a public key to a PEM file (SubjectPublicKeyInfo)."""
+    from cryptography.hazmat.primitives import serialization
+
+    public = _public_key(_one(ctx.session(), filters))
+    Path(path).write_bytes(public.public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo))
+    return {"message": "Successfully generated key file"}
+
+
+@key.group("import")
+def key_import() -> None:
+    """Bring keys in."""
+
+
+@key_import.command("pem")
+@click.option("--path", "path", type=click.Path(dir_okay=False, exists=True), required=True)
+@click.option("--label", required=True)
+@click.option("--key-type-class", type=click.Choice(["rsa-public", "ec-public"]), required=True)
+@click.option("--attributes", multiple=True)
+@command
+def key_import_pem(ctx: Context, path: str, label: str, key_type_class: str,
+                   attributes: tuple[str, ...]) -> dict[str, Any]:
+    """Import a public key from a PEM file (crypto-user login)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec as ec_keys
+    from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
+
+    try:
+        public = serialization.load_pem_public_key(Path(path).read_bytes())
+    except ValueError:
+        raise CliError(f"{path} holds no PEM public key") from None
+    template: dict[Any, Any] = {CKA.CLASS: CKO.PUBLIC_KEY, CKA.LABEL: label, CKA.TOKEN: True}
+    if key_type_class == "rsa-public" and isinstance(public, rsa_keys.RSAPublicKey):
+        numbers = public.public_numbers()
+        template.update({CKA.KEY_TYPE: CKK.RSA, CKA.MODULUS: numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8,
+                                                                                "big"),
+                         CKA.PUBLIC_EXPONENT: numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")})
+    elif key_type_class == "ec-public" and isinstance(public, ec_keys.EllipticCurvePublicKey):
+        names = {"secp256r1": "prime256v1", "secp224r1": "secp224r1", "secp384r1": "secp384r1",
+                 "secp521r1": "secp521r1"}
+        if public.curve.name not in names:
+            raise CliError(f"the curve {public.curve.name} is not offered")
+        point = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        template.update({CKA.KEY_TYPE: CKK.EC, CKA.EC_PARAMS: bytes.fromhex(_CURVES[names[public.curve.name]]),
+                         CKA.EC_POINT: bytes([0x04, len(point)]) + point})
+    else:
+        raise CliError(f"{path} does not hold a key of class {key_type_class}")
+    template.update(_attributes(attributes))
+    return {"key": _key_shape(ctx.session("crypto-user").create_object(template))}
+
+
+# ------------------------------------------------------------------ wrapping
+_WRAP_KINDS = ["aes-gcm", "aes-no-pad", "aes-pkcs5-pad", "rsa-oaep", "rsa-aes"]
+
+
+def _wrap_mechanism(kind: str, hash_function: str) -> Any:
+    from ..crypto.params import GcmParams, Mechanism, OaepParams, RsaAesKeyWrapParams
+    from ..vocab import CKG
+
+    digest = _HASHES[hash_function][0]
+    mgf = {CKM.SHA_1: CKG.MGF1_SHA1, CKM.SHA224: CKG.MGF1_SHA224, CKM.SHA256: CKG.MGF1_SHA256,
+           CKM.SHA384: CKG.MGF1_SHA384, CKM.SHA512: CKG.MGF1_SHA512}[digest]
+    oaep = OaepParams(digest, mgf)
+    return {"aes-gcm": Mechanism(CKM.AES_GCM, GcmParams()), "aes-no-pad": Mechanism(CKM.AES_KEY_WRAP),
+            "aes-pkcs5-pad": Mechanism(CKM.AES_KEY_WRAP_PAD), "rsa-oaep": Mechanism(CKM.RSA_PKCS_OAEP, oaep),
+            "rsa-aes": Mechanism(CKM.RSA_AES_KEY_WRAP, RsaAesKeyWrapParams(256, oaep))}[kind]
+
+
+@key.command("wrap")
+@click.argument("kind", type=click.Choice(_WRAP_KINDS))
+@click.option("--payload-filter", "payload", multiple=True, required=True)
+@click.option("--wrapping-filter", "wrapping", multiple=True, required=True)
+@click.option("--hash-function", type=click.Choice(sorted(_HASHES)), default="sha256", show_default=True,
+              help="The OAEP hash (rsa-oaep, rsa-aes).")
+@click.option("--path", "path", type=click.Path(dir_okay=False), default=None, help="Write the wrapped key there.")
+@command
+def key_wrap(ctx: Context, kind: str, payload: tuple[str, ...], wrapping: tuple[str, ...], hash_function: str,
+             path: str | None) -> dict[str, Any]:
+    """Wrap an extractable key under a wrapping key (crypto-user login). aes-gcm: the HSM's 12-byte IV, then
+    ciphertext and tag."""
+    session = ctx.session("crypto-user")
+    payload_key, wrapping_key = _one(session, payload), _one(session, wrapping)
+    wrapped = wrapping_key.wrap(payload_key, _wrap_mechanism(kind, hash_function))
+    if path:
+        Path(path).write_bytes(wrapped)
+    return {"payload_key_reference": _reference(payload_key.handle),
+            "wrapping_key_reference": _reference(wrapping_key.handle),
+            "wrapped_key_data": base64.b64encode(wrapped).decode()}
+
+
+_UNWRAPPED = {"aes": (CKO.SECRET_KEY, CKK.AES), "generic-secret": (CKO.SECRET_KEY, CKK.GENERIC_SECRET),
+              "rsa-private": (CKO.PRIVATE_KEY, CKK.RSA), "ec-private": (CKO.PRIVATE_KEY, CKK.EC)}
+
+
+@key.command("unwrap")
+@click.argument("kind", type=click.Choice(_WRAP_KINDS))
+@click.option("--filter", "filters", multiple=True, required=True, help="The unwrapping key.")
+@click.option("--key-type-class", type=click.Choice(sorted(_UNWRAPPED)), required=True)
+@click.option("--label", required=True)
+@click.option("--data", default=None, help="The wrapped key, base64.")
+@click.option("--data-path", type=click.Path(dir_okay=False), default=None)
+@click.option("--hash-function", type=click.Choice(sorted(_HASHES)), default="sha256", show_default=True)
+@click.option("--attributes", multiple=True)
+@click.option("--session", "session_key", is_flag=True)
+@command
+def key_unwrap(ctx: Context, kind: str, filters: tuple[str, ...], key_type_class: str, label: str,
+               data: str | None, data_path: str | None, hash_function: str, attributes: tuple[str, ...],
+               session_key: bool) -> dict[str, Any]:
+    """Unwrap a key into the cluster (crypto-user login)."""
+    session = ctx.session("crypto-user")
+    cls, key_type = _UNWRAPPED[key_type_class]
+    template = {CKA.CLASS: cls, CKA.KEY_TYPE: key_type, CKA.LABEL: label, CKA.TOKEN: not session_key,
+                **_attributes(attributes)}
+    made = session.unwrap(_wrap_mechanism(kind, hash_function), _one(session, filters), _data(data, data_path),
+                          template)
+    return {"key": _key_shape(made)}
+
+
+# ------------------------------------------------------------------ MACs
+@crypto.group("mac")
+def mac() -> None:
+    """Message authentication codes."""
+
+
+def _hmac(hash_function: str) -> CKM:
+    return {"sha1": CKM.SHA_1_HMAC, "sha224": CKM.SHA224_HMAC, "sha256": CKM.SHA256_HMAC,
+            "sha384": CKM.SHA384_HMAC, "sha512": CKM.SHA512_HMAC}[hash_function]
+
+
+@mac.command("generate")
+@click.argument("kind", type=click.Choice(["hmac"]))
+@click.option("--key-filter", "filters", multiple=True, required=True)
+@click.option("--hash-function", type=click.Choice(sorted(_HASHES)), required=True)
+@click.option("--data", default=None)
+@click.option("--data-path", type=click.Path(dir_okay=False), default=None)
+@command
+def mac_generate(ctx: Context, kind: str, filters: tuple[str, ...], hash_function: str, data: str | None,
+                 data_path: str | None) -> dict[str, Any]:
+    """An HMAC with the generic secret the filter matches (crypto-user login)."""
+    key = _one(ctx.session("crypto-user"), filters)
+    tag = key.sign(_data(data, data_path), _hmac(hash_function))
+    return {"key-reference": _reference(key.handle), "mac": base64.b64encode(tag).decode()}
+
+
+@mac.command("verify")
+@click.argument("kind", type=click.Choice(["hmac"]))
+@click.option("--key-filter", "filters", multiple=True, required=True)
+@click.option("--hash-function", type=click.Choice(sorted(_HASHES)), required=True)
+@click.option("--data", default=None)
+@click.option("--data-path", type=click.Path(dir_okay=False), default=None)
+@click.option("--mac", "tag", required=True, help="The MAC, base64.")
+@command
+def mac_verify(ctx: Context, kind: str, filters: tuple[str, ...], hash_function: str, data: str | None,
+               data_path: str | None, tag: str) -> dict[str, Any]:
+    """Check an HMAC (crypto-user login)."""
+    key = _one(ctx.session("crypto-user"), filters)
+    key.verify(_data(data, data_path), _data(tag, None), _hmac(hash_function))
+    return {"message": "MAC verified successfully"}
+
+
 if __name__ == "__main__":
     main()
