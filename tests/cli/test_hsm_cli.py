@@ -167,3 +167,34 @@ def test_sharing_attributes_files_wrapping_and_macs(activated, tmp_path):
     assert "CKR_SIGNATURE_INVALID" in cli(cluster_file, "crypto", "mac", "verify", "hmac", "--key-filter",
                                           "attr.label=mac-key", "--hash-function", "sha256", "--data", data,
                                           "--mac", base64.b64encode(bytes(32)).decode(), pin=alice, ok=False)
+
+
+def test_the_interactive_shell_logs_in_completes_with_tab_and_logs_out(activated, tmp_path):
+    import pexpect
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
+    env.update(STRONGROOM_CLI_HISTORY=str(tmp_path / "history"), TERM="dumb")
+    shell = pexpect.spawn(sys.executable, ["-m", "strongroom.cli.hsm", "--cluster", str(activated), "interactive"],
+                          env=env, encoding="utf-8", timeout=60)
+    try:
+        shell.expect_exact("strongroom > ")
+        shell.sendline(f"login --username alice --role crypto-user --password {ALICE_PW}")
+        shell.expect_exact('"username": "alice"')
+        shell.expect_exact("alice@strongroom > ")  # the login lasts
+        shell.send("key li\t")  # Tab completes the sub-command
+        shell.expect_exact("key list ")
+        shell.sendline("--filter attr.class=private-key")
+        shell.expect_exact('"matched_keys"')
+        shell.expect_exact("alice@strongroom > ")
+        shell.sendline("help crypto sign")
+        shell.expect_exact("--key-filter")
+        shell.sendline("logout")
+        shell.expect_exact('"Logout successful"')
+        shell.expect_exact("\nstrongroom > ")
+        shell.sendline("key list")  # no login any more: error_code 1 and a hint
+        shell.expect_exact('"error_code": 1')
+        shell.sendline("quit")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)
+    assert "login --username alice" in (tmp_path / "history").read_text()

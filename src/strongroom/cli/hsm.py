@@ -54,6 +54,21 @@ class Context:
         self.output = output
         self._cluster: Any = None
         self._session: Any = None
+        self.role: str | None = None
+        self.username: str | None = None
+        self.interactive = False  # the shell keeps the connection and the login between commands
+
+    def login(self, username: str, role: str, password: str) -> None:
+        if self._session is not None:
+            raise CliError(f"already logged in as {self.username}; log out first")
+        self._session = self.cluster().login(username, password, role=role)
+        self.username, self.role = username, role
+
+    def logout(self) -> None:
+        if self._session is None:
+            raise CliError("not logged in")
+        self._session.close()
+        self._session = self.username = self.role = None
 
     def cluster(self) -> Any:
         import strongroom.client as sdk
@@ -71,13 +86,12 @@ class Context:
             env_role = os.environ.get("STRONGROOM_ROLE", "crypto-user")
             pin = os.environ.get("STRONGROOM_PIN")
             if not pin or ":" not in pin:
-                raise CliError("set STRONGROOM_PIN to username:password (and STRONGROOM_ROLE to admin or "
-                               "crypto-user)")
+                raise CliError("log in (login --username U --role R) or set STRONGROOM_PIN to "
+                               "username:password (and STRONGROOM_ROLE to admin or crypto-user)")
             if env_role not in ("admin", "crypto-user"):
                 raise CliError(f"STRONGROOM_ROLE must be admin or crypto-user, not {env_role!r:.40}")
             username, _, password = pin.partition(":")
-            self._session = self.cluster().login(username, password, role=env_role)
-            self.role = env_role
+            self.login(username, env_role, password)
         if role is not None and self.role != role:
             raise CliError(f"this command needs a {role} login (STRONGROOM_ROLE={role})")
         return self._session
@@ -149,7 +163,8 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         except OSError as exc:
             _fail(ctx.output, str(exc))
         finally:
-            ctx.close()
+            if not ctx.interactive:
+                ctx.close()
         _emit(ctx, data)
 
     return run
@@ -163,7 +178,42 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
 def main(click_ctx: click.Context, cluster_path: str | None, output: str) -> None:
     """Strongroom HSM command line (users, keys, crypto). Credentials: STRONGROOM_ROLE (admin or crypto-user)
     and STRONGROOM_PIN (username:password)."""
+    if isinstance(click_ctx.obj, Context) and click_ctx.obj.interactive:
+        return  # a command of the interactive shell: its lasting context
     click_ctx.obj = Context(cluster_path, output)
+
+
+@main.command("login")
+@click.option("--username", required=True)
+@click.option("--role", type=click.Choice(["admin", "crypto-user"]), required=True)
+@click.option("--password", prompt=True, hide_input=True)
+@command
+def login_command(ctx: Context, username: str, role: str, password: str) -> dict[str, Any]:
+    """Log in (in the interactive shell, the login lasts until logout)."""
+    ctx.login(username, role, password)
+    return {"username": username, "role": role}
+
+
+@main.command("logout")
+@command
+def logout_command(ctx: Context) -> str:
+    """End the login."""
+    ctx.logout()
+    return "Logout successful"
+
+
+@main.command("interactive")
+@click.pass_obj
+def interactive(ctx: Context) -> None:
+    """A shell: every command of this CLI, with history, tab completion and help; the login lasts until logout."""
+    from .shell import Shell
+
+    ctx.interactive = True
+    try:
+        Shell(main, ctx).cmdloop()
+    finally:
+        ctx.interactive = False
+        ctx.close()
 
 
 # ------------------------------------------------------------------ keys as the service's CLI shows them

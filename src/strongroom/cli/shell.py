@@ -1,0 +1,102 @@
+"""The interactive shell of ``strongroom-cli``: reads a command line, runs it through the same click commands as
+single-command mode with one lasting context (connection and login), completes command and option names with Tab,
+keeps a history file, and answers ``help [command …]``."""
+
+from __future__ import annotations
+
+import cmd
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+import click
+
+HISTORY = Path(os.environ.get("STRONGROOM_CLI_HISTORY", Path.home() / ".strongroom_cli_history"))
+
+
+class Shell(cmd.Cmd):
+    intro = "Strongroom CLI. 'help' lists the commands, 'help <command>' explains one, Tab completes, 'quit' leaves."
+
+    def __init__(self, group: click.Group, ctx: Any) -> None:
+        super().__init__()
+        self.group = group
+        self.ctx = ctx
+        try:
+            import readline
+
+            readline.set_completer_delims(" \t\n")
+            if HISTORY.exists():
+                readline.read_history_file(str(HISTORY))
+            self._readline: Any = readline
+        except (ImportError, OSError):
+            self._readline = None
+
+    @property
+    def prompt(self) -> str:  # type: ignore[override]
+        who = f"{self.ctx.username}@" if self.ctx.username else ""
+        return f"{who}strongroom > "
+
+    def _run(self, argv: list[str]) -> None:
+        try:
+            self.group.main(argv, prog_name="", obj=self.ctx, standalone_mode=False)
+        except click.ClickException as exc:
+            exc.show()
+        except click.Abort:
+            click.echo("Aborted")
+        except SystemExit:
+            pass  # a command answered error_code 1 and printed it
+
+    def default(self, line: str) -> None:
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            click.echo(f"Error: {exc}")
+            return
+        if argv:
+            self._run(argv)
+
+    def emptyline(self) -> bool:
+        return False
+
+    def do_help(self, arg: str) -> None:
+        self._run([*shlex.split(arg), "--help"])
+
+    def do_quit(self, arg: str) -> bool:
+        return True
+
+    do_exit = do_quit
+
+    def do_EOF(self, arg: str) -> bool:  # noqa: N802 - cmd's name for end of input
+        click.echo()
+        return True
+
+    def postloop(self) -> None:
+        if self._readline is not None:
+            try:
+                self._readline.write_history_file(str(HISTORY))
+            except OSError:
+                pass
+
+    def completenames(self, text: str, *ignored: Any) -> list[str]:
+        return [n + " " for n in [*self.group.commands, "help", "quit"] if n.startswith(text)]
+
+    def completedefault(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
+        return self._complete(line[:begidx], text)
+
+    def complete_help(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
+        return self._complete(line[len("help"):begidx], text)
+
+    def _complete(self, before: str, text: str) -> list[str]:
+        """Sub-command names after a group; option names after a command."""
+        node: click.Command = self.group
+        for word in shlex.split(before) if before.strip() else []:
+            if isinstance(node, click.Group) and word in node.commands:
+                node = node.commands[word]
+        if isinstance(node, click.Group):
+            names = list(node.commands)
+        else:
+            names = [opt for param in node.params for opt in getattr(param, "opts", []) if opt.startswith("-")]
+            names += [c for param in node.params if isinstance(param, click.Argument)
+                      and isinstance(param.type, click.Choice) for c in param.type.choices]
+        return [n + " " for n in sorted(names) if n.startswith(text)]
