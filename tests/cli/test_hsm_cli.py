@@ -76,23 +76,42 @@ def test_a_scripted_session_from_activation_to_verified_signatures(cluster_file,
     rsa_public = rsa.RSAPublicNumbers(65537, modulus).public_key()
     point = bytes.fromhex(ec_pair["public_key"]["attributes"]["ec-point"][2:])[2:]
     ec_public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    cli(cluster_file, "key", "generate-asymmetric-pair", "ec", "--curve", "ed25519", "--public-label", "ed-pub",
+        "--private-label", "ed-priv", "--public-attributes", "verify=true", "--private-attributes", "sign=true",
+        pin=alice)
     message = tmp_path / "message"
     message.write_bytes(b"a file signed by strongroom-cli")
-    for kind, check in (
-            ("rsa-pkcs", lambda s: rsa_public.verify(s, message.read_bytes(), padding.PKCS1v15(), hashes.SHA256())),
-            ("rsa-pkcs-pss", lambda s: rsa_public.verify(
-                s, message.read_bytes(), padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())),
-            ("ecdsa", lambda s: ec_public.verify(utils.encode_dss_signature(
+    for kind, label, check, openssl in (
+            ("rsa-pkcs", "rsa", lambda s: rsa_public.verify(s, message.read_bytes(), padding.PKCS1v15(),
+                                                            hashes.SHA256()), ["dgst", "-sha256"]),
+            ("rsa-pkcs-pss", "rsa", lambda s: rsa_public.verify(
+                s, message.read_bytes(), padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256()),
+             ["dgst", "-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"]),
+            ("ecdsa", "ec", lambda s: ec_public.verify(utils.encode_dss_signature(
                 int.from_bytes(s[:32], "big"), int.from_bytes(s[32:], "big")), message.read_bytes(),
-                ec.ECDSA(hashes.SHA256())))):
-        label = "ec" if kind == "ecdsa" else "rsa"
+                ec.ECDSA(hashes.SHA256())), ["dgst", "-sha256"]),
+            ("ed25519", "ed", None, ["pkeyutl", "-rawin"])):
         signed = cli(cluster_file, "crypto", "sign", kind, "--key-filter", f"attr.label={label}-priv",
                      "--hash-function", "sha256", "--data-path", str(message), pin=alice)
         signature = base64.b64decode(signed["signature"])
-        check(signature)  # an independent implementation accepts it
+        if check is not None:
+            check(signature)  # an independent implementation accepts it
         assert cli(cluster_file, "crypto", "verify", kind, "--key-filter", f"attr.label={label}-pub",
                    "--hash-function", "sha256", "--data-path", str(message), "--signature", signed["signature"],
                    pin=alice) == {"message": "Signature verified successfully"}
+        pem, sig_file = tmp_path / f"{label}.pem", tmp_path / f"{kind}.sig"
+        cli(cluster_file, "key", "generate-file", "--filter", f"attr.label={label}-pub", "--path", str(pem),
+            pin=alice)
+        if kind == "ecdsa":  # openssl reads ECDSA signatures as DER
+            signature = utils.encode_dss_signature(int.from_bytes(signature[:32], "big"),
+                                                   int.from_bytes(signature[32:], "big"))
+        sig_file.write_bytes(signature)
+        verify = (["openssl", *openssl, "-verify", str(pem), "-signature", str(sig_file), str(message)]
+                  if openssl[0] == "dgst" else
+                  ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(pem), "-rawin", "-in", str(message),
+                   "-sigfile", str(sig_file)])
+        done = subprocess.run(verify, capture_output=True, text=True, timeout=60)
+        assert "Verified" in done.stdout + done.stderr and done.returncode == 0, (kind, done.stdout, done.stderr)
     assert cli(cluster_file, "key", "delete", "--filter", f"key-reference={aes['key-reference']}",
                pin=alice) == {"message": "Key deleted successfully"}
     assert cli(cluster_file, "key", "list", "--filter", "attr.label=aes-1", pin=alice)["total_key_count"] == 0

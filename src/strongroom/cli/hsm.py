@@ -26,7 +26,8 @@ _CLASSES = {"secret-key": CKO.SECRET_KEY, "private-key": CKO.PRIVATE_KEY, "publi
 _KEY_TYPES = {"aes": CKK.AES, "rsa": CKK.RSA, "ec": CKK.EC, "generic-secret": CKK.GENERIC_SECRET,
               "ec-edwards": CKK.EC_EDWARDS}
 _CURVES = {"prime256v1": "06082a8648ce3d030107", "secp256r1": "06082a8648ce3d030107",
-           "secp224r1": "06052b81040021", "secp384r1": "06052b81040022", "secp521r1": "06052b81040023"}
+           "secp224r1": "06052b81040021", "secp384r1": "06052b81040022", "secp521r1": "06052b81040023",
+           "ed25519": "06032b6570"}
 _HASHES = {"sha1": (CKM.SHA_1, CKM.SHA1_RSA_PKCS, CKM.SHA1_RSA_PKCS_PSS, CKM.ECDSA_SHA1),
            "sha224": (CKM.SHA224, CKM.SHA224_RSA_PKCS, CKM.SHA224_RSA_PKCS_PSS, CKM.ECDSA_SHA224),
            "sha256": (CKM.SHA256, CKM.SHA256_RSA_PKCS, CKM.SHA256_RSA_PKCS_PSS, CKM.ECDSA_SHA256),
@@ -497,8 +498,9 @@ def generate_rsa(ctx: Context, modulus_size_bits: str, public_exponent: str, pub
 @command
 def generate_ec(ctx: Context, curve: str, public_label: str, private_label: str, public_attributes: tuple[str, ...],
                 private_attributes: tuple[str, ...], session_key: bool) -> dict[str, Any]:
-    """An EC key pair (crypto-user login)."""
-    return _pair(ctx, CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: bytes.fromhex(_CURVES[curve])}, {}, public_label,
+    """An EC key pair, or an Ed25519 pair with --curve ed25519 (crypto-user login)."""
+    mechanism = CKM.EC_EDWARDS_KEY_PAIR_GEN if curve == "ed25519" else CKM.EC_KEY_PAIR_GEN
+    return _pair(ctx, mechanism, {CKA.EC_PARAMS: bytes.fromhex(_CURVES[curve])}, {}, public_label,
                  private_label, public_attributes, private_attributes, session_key)
 
 
@@ -678,6 +680,10 @@ def _public_key(key: Any) -> Any:
         values = key.get(CKA.MODULUS, CKA.PUBLIC_EXPONENT)
         return rsa_keys.RSAPublicNumbers(int.from_bytes(values[CKA.PUBLIC_EXPONENT], "big"),
                                          int.from_bytes(values[CKA.MODULUS], "big")).public_key()
+    if attrs[CKA.KEY_TYPE] == CKK.EC_EDWARDS:
+        from cryptography.hazmat.primitives.asymmetric import ed25519 as ed_keys
+
+        return ed_keys.Ed25519PublicKey.from_public_bytes(key.get(CKA.EC_POINT)[CKA.EC_POINT][2:])
     if attrs[CKA.KEY_TYPE] == CKK.EC:
         values = key.get(CKA.EC_PARAMS, CKA.EC_POINT)
         curve = {bytes.fromhex(v): n for n, v in _CURVES.items()}.get(values[CKA.EC_PARAMS])
@@ -687,7 +693,7 @@ def _public_key(key: Any) -> Any:
         if curve is None:
             raise CliError("the key's curve cannot be written to a file here")
         return ec_keys.EllipticCurvePublicKey.from_encoded_point(curves[curve], values[CKA.EC_POINT][2:])
-    raise CliError("only RSA and EC public keys are written to files")
+    raise CliError("only RSA, EC and Ed25519 public keys are written to files")
 
 
 @key.command("generate-file")
