@@ -217,3 +217,34 @@ def test_the_interactive_shell_logs_in_completes_with_tab_and_logs_out(activated
     finally:
         shell.close(force=True)
     assert "login --username alice" in (tmp_path / "history").read_text()
+
+
+@pytest.mark.parametrize("kind", ["aes-gcm", "aes-no-pad", "aes-pkcs5-pad", "rsa-aes"])
+def test_every_wrapping_kind_brings_the_same_key_back(activated, kind):
+    alice = f"alice:{ALICE_PW}"
+    tag = kind.replace("-", "")
+    if kind.startswith("aes"):
+        cli(activated, "key", "generate-symmetric", "aes", "--label", f"kek-{tag}", "--key-length-bytes", "32",
+            "--attributes", "wrap=true", "--attributes", "unwrap=true", pin=alice)
+        wrapping, unwrapping = f"attr.label=kek-{tag}", f"attr.label=kek-{tag}"
+    else:
+        cli(activated, "key", "generate-asymmetric-pair", "rsa", "--modulus-size-bits", "2048", "--public-label",
+            f"kek-{tag}-pub", "--private-label", f"kek-{tag}-priv", "--public-attributes", "wrap=true",
+            "--private-attributes", "unwrap=true", pin=alice)
+        wrapping, unwrapping = f"attr.label=kek-{tag}-pub", f"attr.label=kek-{tag}-priv"
+    payload = cli(activated, "key", "generate-symmetric", "aes", "--label", f"payload-{tag}", "--key-length-bytes",
+                  "16", "--attributes", "encrypt=true", pin=alice)["key"]
+    wrapped = cli(activated, "key", "wrap", kind, "--payload-filter", f"attr.label=payload-{tag}",
+                  "--wrapping-filter", wrapping, pin=alice)["wrapped_key_data"]
+    back = cli(activated, "key", "unwrap", kind, "--filter", unwrapping, "--key-type-class", "aes", "--label",
+               f"back-{tag}", "--data", wrapped, "--attributes", "encrypt=true", pin=alice)["key"]
+    assert back["attributes"]["check-value"] == payload["attributes"]["check-value"]
+
+
+def test_text_output_is_a_table_for_people(activated):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
+    done = subprocess.run([sys.executable, "-m", "strongroom.cli.hsm", "--cluster", str(activated), "--output",
+                           "text", "user", "list"], capture_output=True, text=True, timeout=60, env={
+                               **env, "COLUMNS": "200"})
+    assert done.returncode == 0 and "username" in done.stdout and "alice" in done.stdout
+    assert not done.stdout.lstrip().startswith("{")

@@ -757,7 +757,10 @@ def key_import_pem(ctx: Context, path: str, label: str, key_type_class: str,
 _WRAP_KINDS = ["aes-gcm", "aes-no-pad", "aes-pkcs5-pad", "rsa-oaep", "rsa-aes"]
 
 
-def _wrap_mechanism(kind: str, hash_function: str) -> Any:
+GCM_IV_BYTES = 12
+
+
+def _wrap_mechanism(kind: str, hash_function: str, iv: bytes = b"") -> Any:
     from ..crypto.params import GcmParams, Mechanism, OaepParams, RsaAesKeyWrapParams
     from ..vocab import CKG
 
@@ -765,7 +768,7 @@ def _wrap_mechanism(kind: str, hash_function: str) -> Any:
     mgf = {CKM.SHA_1: CKG.MGF1_SHA1, CKM.SHA224: CKG.MGF1_SHA224, CKM.SHA256: CKG.MGF1_SHA256,
            CKM.SHA384: CKG.MGF1_SHA384, CKM.SHA512: CKG.MGF1_SHA512}[digest]
     oaep = OaepParams(digest, mgf)
-    return {"aes-gcm": Mechanism(CKM.AES_GCM, GcmParams()), "aes-no-pad": Mechanism(CKM.AES_KEY_WRAP),
+    return {"aes-gcm": Mechanism(CKM.AES_GCM, GcmParams(iv)), "aes-no-pad": Mechanism(CKM.AES_KEY_WRAP),
             "aes-pkcs5-pad": Mechanism(CKM.AES_KEY_WRAP_PAD), "rsa-oaep": Mechanism(CKM.RSA_PKCS_OAEP, oaep),
             "rsa-aes": Mechanism(CKM.RSA_AES_KEY_WRAP, RsaAesKeyWrapParams(256, oaep))}[kind]
 
@@ -780,11 +783,12 @@ def _wrap_mechanism(kind: str, hash_function: str) -> Any:
 @command
 def key_wrap(ctx: Context, kind: str, payload: tuple[str, ...], wrapping: tuple[str, ...], hash_function: str,
              path: str | None) -> dict[str, Any]:
-    """Wrap an extractable key under a wrapping key (crypto-user login). aes-gcm: the HSM's 12-byte IV, then
-    ciphertext and tag."""
+    """Wrap an extractable key under a wrapping key (crypto-user login). aes-gcm: a fresh 12-byte IV, then the
+    ciphertext and the 16-byte tag."""
     session = ctx.session("crypto-user")
     payload_key, wrapping_key = _one(session, payload), _one(session, wrapping)
-    wrapped = wrapping_key.wrap(payload_key, _wrap_mechanism(kind, hash_function))
+    iv = os.urandom(GCM_IV_BYTES) if kind == "aes-gcm" else b""
+    wrapped = iv + wrapping_key.wrap(payload_key, _wrap_mechanism(kind, hash_function, iv))
     if path:
         Path(path).write_bytes(wrapped)
     return {"payload_key_reference": _reference(payload_key.handle),
@@ -815,7 +819,9 @@ def key_unwrap(ctx: Context, kind: str, filters: tuple[str, ...], key_type_class
     cls, key_type = _UNWRAPPED[key_type_class]
     template = {CKA.CLASS: cls, CKA.KEY_TYPE: key_type, CKA.LABEL: label, CKA.TOKEN: not session_key,
                 **_attributes(attributes)}
-    made = session.unwrap(_wrap_mechanism(kind, hash_function), _one(session, filters), _data(data, data_path),
+    wrapped = _data(data, data_path)
+    iv = wrapped[:GCM_IV_BYTES] if kind == "aes-gcm" else b""
+    made = session.unwrap(_wrap_mechanism(kind, hash_function, iv), _one(session, filters), wrapped[len(iv):],
                           template)
     return {"key": _key_shape(made)}
 
