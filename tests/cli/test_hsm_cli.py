@@ -121,7 +121,7 @@ def test_a_scripted_session_from_activation_to_verified_signatures(cluster_file,
     (("key", "list"), "alice:wrong-password", "crypto-user", "CKR_PIN_INCORRECT"),
     (("key", "delete", "--filter", "attr.label=no-such-key"), "alice:" + ALICE_PW, "crypto-user", "matches 0 keys"),
     (("user", "create", "--username", "eve", "--role", "crypto-user", "--password", "eve-pass-11"),
-     "alice:" + ALICE_PW, "crypto-user", "needs a admin login"),
+     "alice:" + ALICE_PW, "crypto-user", "needs an admin login"),
     (("key", "list", "--filter", "label=x"), "alice:" + ALICE_PW, "crypto-user", "attr.<name>=<value>"),
     (("key", "list", "--filter", "attr.class=ghost"), "alice:" + ALICE_PW, "crypto-user", "attr.class is one of"),
     (("key", "list"), "no-colon", "crypto-user", "STRONGROOM_PIN"),
@@ -248,3 +248,48 @@ def test_text_output_is_a_table_for_people(activated):
                                **env, "COLUMNS": "200"})
     assert done.returncode == 0 and "username" in done.stdout and "alice" in done.stdout
     assert not done.stdout.lstrip().startswith("{")
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("bogus",), "No such command"),
+    (("key", "delete"), "Missing option '--filter'"),
+    (("key", "generate-symmetric", "aes", "--label", "x", "--key-length-bytes", "17"), "'17' is not one of"),
+    (("key", "list", "--filter", "attr.id=zz"), "hex bytes"),
+    (("key", "list", "--filter", "attr.modulus-size-bits=abc"), "is a number"),
+    (("key", "generate-asymmetric-pair", "rsa", "--modulus-size-bits", "2048", "--public-exponent", "-3",
+      "--public-label", "p", "--private-label", "q"), "--public-exponent"),
+    (("key", "set-attribute", "--filter", "attr.label=x", "--name", "label=y", "--value", "z"), "unknown attribute"),
+    (("user", "delete", "--username", "bob", "--role", "admin"), "has the role crypto-user"),
+    (("user", "create", "--username", "eve", "--role", "crypto-user"), "no terminal"),
+])
+def test_usage_mistakes_and_bad_values_are_envelopes_too(activated, args, says):
+    pin, role = (f"admin:{ADMIN_PW}", "admin") if args[0] == "user" else (f"alice:{ALICE_PW}", "crypto-user")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
+    env.update(STRONGROOM_CLUSTER=str(activated), STRONGROOM_PIN=pin, STRONGROOM_ROLE=role)
+    done = subprocess.run([sys.executable, "-m", "strongroom.cli.hsm", *args], capture_output=True, text=True,
+                          timeout=120, env=env, stdin=subprocess.DEVNULL)
+    out = json.loads(done.stdout)
+    assert done.returncode == 1 and out["error_code"] == 1 and says in out["data"], done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_ids_p521_keys_own_passwords_and_a_dead_hsm(activated, tmp_path):
+    alice = f"alice:{ALICE_PW}"
+    pair = cli(activated, "key", "generate-asymmetric-pair", "ec", "--curve", "secp521r1", "--public-label",
+               "p521-pub", "--private-label", "p521-priv", "--public-attributes", "id=0x0a0b", pin=alice)
+    assert pair["public_key"]["attributes"]["id"] == "0x0a0b"
+    assert cli(activated, "key", "list", "--filter", "attr.id=0x0a0b", pin=alice)["total_key_count"] == 1
+    pem = tmp_path / "p521.pem"
+    cli(activated, "key", "generate-file", "--filter", "attr.label=p521-pub", "--path", str(pem), pin=alice)
+    again = cli(activated, "key", "import", "pem", "--path", str(pem), "--label", "p521-again", "--key-type-class",
+                "ec-public", pin=alice)["key"]
+    assert again["attributes"]["ec-point"] == pair["public_key"]["attributes"]["ec-point"]
+    cli(activated, "user", "change-password", "--username", "bob", "--role", "crypto-user", "--password",
+        "bob-pass-2", pin="bob:bob-pass-1")  # a user changes its own password
+    cli(activated, "user", "change-password", "--username", "bob", "--role", "crypto-user", "--password",
+        "bob-pass-1", pin="bob:bob-pass-2")
+    config = json.loads(activated.read_text())
+    dead = tmp_path / "with-a-dead-hsm.json"
+    dead.write_text(json.dumps({**config, "endpoints": [*config["endpoints"], "127.0.0.1:1"]}))
+    hsms = cli(dead, "cluster", "hsm-info")["hsms"]
+    assert [h["state"] for h in hsms] == ["operational", "unreachable"]

@@ -10,6 +10,7 @@ exits 1; ``--output text`` prints tables for people. The cluster comes from ``--
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import sys
@@ -57,19 +58,20 @@ class Context:
         self._session: Any = None
         self.role: str | None = None
         self.username: str | None = None
+        self.password: str | None = None
         self.interactive = False  # the shell keeps the connection and the login between commands
 
     def login(self, username: str, role: str, password: str) -> None:
         if self._session is not None:
             raise CliError(f"already logged in as {self.username}; log out first")
         self._session = self.cluster().login(username, password, role=role)
-        self.username, self.role = username, role
+        self.username, self.role, self.password = username, role, password
 
     def logout(self) -> None:
         if self._session is None:
             raise CliError("not logged in")
         self._session.close()
-        self._session = self.username = self.role = None
+        self._session = self.username = self.role = self.password = None
 
     def cluster(self) -> Any:
         import strongroom.client as sdk
@@ -94,7 +96,8 @@ class Context:
             username, _, password = pin.partition(":")
             self.login(username, env_role, password)
         if role is not None and self.role != role:
-            raise CliError(f"this command needs a {role} login (STRONGROOM_ROLE={role})")
+            raise CliError(f"this command needs {'an' if role[0] in 'aeiou' else 'a'} {role} login "
+                           f"(STRONGROOM_ROLE={role})")
         return self._session
 
     def close(self) -> None:
@@ -161,8 +164,8 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             _fail(ctx.output, str(exc))
         except StrongroomError as exc:
             _fail(ctx.output, f"{exc.message} ({exc.ckr_name})")
-        except OSError as exc:
-            _fail(ctx.output, str(exc))
+        except (OSError, ValueError, OverflowError, KeyError, TypeError) as exc:
+            _fail(ctx.output, f"{type(exc).__name__}: {exc}")
         finally:
             if not ctx.interactive:
                 ctx.close()
@@ -174,14 +177,16 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.group()
 @click.option("--cluster", "cluster_path", envvar="STRONGROOM_CLUSTER", default=None,
               help="The cluster's configuration (cluster.json of strongroom up) [env STRONGROOM_CLUSTER].")
-@click.option("--output", type=click.Choice(["json", "text"]), default="json", show_default=True)
+@click.option("--output", type=click.Choice(["json", "text"]), default=None, help="[default: json]")
 @click.pass_context
-def main(click_ctx: click.Context, cluster_path: str | None, output: str) -> None:
+def main(click_ctx: click.Context, cluster_path: str | None, output: str | None) -> None:
     """Strongroom HSM command line (users, keys, crypto). Credentials: STRONGROOM_ROLE (admin or crypto-user)
     and STRONGROOM_PIN (username:password)."""
     if isinstance(click_ctx.obj, Context) and click_ctx.obj.interactive:
-        return  # a command of the interactive shell: its lasting context
-    click_ctx.obj = Context(cluster_path, output)
+        if output is not None:  # a command of the interactive shell: its lasting context
+            click_ctx.obj.output = output
+        return
+    click_ctx.obj = Context(cluster_path, output or "json")
 
 
 @main.command("login")
@@ -246,18 +251,43 @@ def _key_shape(key: Any, verbose: bool = True) -> dict[str, Any]:
     return {"key-reference": _reference(key.handle), "attributes": attributes}
 
 
+def _attribute(name: str) -> CKA:
+    try:
+        return _SIZES.get(name) or _cka(name.strip())
+    except KeyError:
+        raise CliError(f"unknown attribute {name[:40]!r}; names are like sign, decrypt, label, id") from None
+
+
+def _parse(cka: CKA, value: str) -> Any:
+    """A value in its attribute's kind: true/false, a number, hex bytes (``0x`` optional) or text."""
+    from ..objects.attributes import KINDS, Kind
+
+    kind = KINDS.get(cka)
+    if kind is Kind.BOOL:
+        if value.lower() not in ("true", "false"):
+            raise CliError(f"{cka.name.lower()} is true or false, not {value[:40]!r}")
+        return value.lower() == "true"
+    if kind is Kind.ULONG:
+        if not value.isdigit():
+            raise CliError(f"{cka.name.lower()} is a number, not {value[:40]!r}")
+        return int(value)
+    if kind is Kind.BYTES:
+        try:
+            return bytes.fromhex(value[2:] if value.lower().startswith("0x") else value)
+        except ValueError:
+            raise CliError(f"{cka.name.lower()} is hex bytes such as 0x0102, not {value[:40]!r}") from None
+    return value
+
+
 def _attributes(pairs: tuple[str, ...]) -> dict[Any, Any]:
-    """``--attributes name=value``: booleans ``true``/``false``, the rest as text."""
+    """``--attributes name=value`` in each attribute's kind (booleans, numbers, hex bytes, text)."""
     out: dict[Any, Any] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        try:
-            cka = _cka(name.strip())
-        except KeyError:
-            raise CliError(f"unknown attribute {name!r:.40}; names are like sign, decrypt, label, id") from None
         if not sep:
-            raise CliError(f"write attributes as name=value, not {pair!r:.40}")
-        out[cka] = {"true": True, "false": False}.get(value.lower(), value)
+            raise CliError(f"write attributes as name=value, not {pair[:40]!r}")
+        cka = _attribute(name)
+        out[cka] = _parse(cka, value)
     return out
 
 
@@ -273,11 +303,7 @@ def _filter(filters: tuple[str, ...]) -> dict[Any, Any]:
             continue
         if not name.startswith("attr."):
             raise CliError(f"a filter is attr.<name>=<value> or key-reference=0x…, not {item!r:.60}")
-        attribute = name[5:]
-        try:
-            cka = _cka(attribute)
-        except KeyError:
-            raise CliError(f"unknown attribute {attribute!r:.40} in the filter") from None
+        cka = _attribute(name[5:])
         if cka is CKA.CLASS:
             if value not in _CLASSES:
                 raise CliError(f"attr.class is one of {', '.join(_CLASSES)}")
@@ -286,10 +312,8 @@ def _filter(filters: tuple[str, ...]) -> dict[Any, Any]:
             if value not in _KEY_TYPES:
                 raise CliError(f"attr.key-type is one of {', '.join(_KEY_TYPES)}")
             template[cka] = _KEY_TYPES[value]
-        elif cka is CKA.ID:
-            template[cka] = bytes.fromhex(value[2:] if value.startswith("0x") else value)
         else:
-            template[cka] = {"true": True, "false": False}.get(value.lower(), value)
+            template[cka] = _parse(cka, value)
     return template
 
 
@@ -312,7 +336,9 @@ def _matching(session: Any, filters: tuple[str, ...]) -> list[Any]:
 
 def _one(session: Any, filters: tuple[str, ...]) -> Any:
     keys = _matching(session, filters)
-    if len(keys) != 1:
+    if not keys:
+        raise CliError("the filter matches 0 keys; check it with key list --filter …")
+    if len(keys) > 1:
         raise CliError(f"the filter matches {len(keys)} keys; it must match exactly one (add attr.label=… or "
                        "key-reference=0x…)")
     return keys[0]
@@ -330,16 +356,19 @@ def cluster_hsm_info(ctx: Context) -> dict[str, Any]:
     """Each HSM's serial number, firmware and state (no login)."""
     import strongroom.client as sdk
 
-    config = json.loads(Path(ctx.cluster_path or "").read_text()) if ctx.cluster_path else None
-    if config is None:
+    from ..client import ClientConfig
+
+    if not ctx.cluster_path:
         raise CliError("no cluster: give --cluster PATH or set STRONGROOM_CLUSTER")
+    config = ClientConfig.from_file(ctx.cluster_path)  # raises ArgumentsBad for a file that is not one
     hsms = []
-    for endpoint in config.get("endpoints", []):
-        base = Path(ctx.cluster_path).parent
-        single = {**config, "endpoints": [endpoint],
-                  "trust_anchor": str(base / config["trust_anchor"])}
-        with sdk.connect(single) as connection:
-            info = connection.hsm_info()
+    for endpoint in config.endpoints:
+        try:
+            with sdk.connect(dataclasses.replace(config, endpoints=(endpoint,), connect_timeout_s=5.0)) as one:
+                info = one.hsm_info()
+        except StrongroomError as exc:
+            hsms.append({"endpoint": endpoint, "state": "unreachable", "message": exc.message})
+            continue
         hsms.append({"endpoint": endpoint, "serial-number": info["serial"], "firmware-version":
                      info["firmware_version"], "state": info["state"], "fips-state": "2 [FIPS mode with single "
                      "factor authentication]" if info["state"] == "operational" else "error"})
@@ -360,6 +389,15 @@ def cluster_activate(ctx: Context, password: str) -> str:
 @main.group()
 def user() -> None:
     """Users of the cluster."""
+
+
+def _check_role(ctx: Context, username: str, role: str) -> None:
+    users = {u["username"]: u["role"] for u in ctx.cluster().list_users()}
+    if username not in users:
+        raise CliError(f"there is no user {username[:40]!r}; user list shows them")
+    actual = "admin" if users[username] in ("admin", "unactivated-admin") else users[username]
+    if actual != role:
+        raise CliError(f"{username[:40]} has the role {actual}, not {role}")
 
 
 @user.command("list")
@@ -387,7 +425,9 @@ def user_create(ctx: Context, username: str, role: str, password: str) -> dict[s
 @command
 def user_delete(ctx: Context, username: str, role: str) -> dict[str, Any]:
     """Delete a user (admin login)."""
-    ctx.session("admin").delete_user(username)
+    session = ctx.session("admin")
+    _check_role(ctx, username, role)
+    session.delete_user(username)
     return {"username": username}
 
 
@@ -398,7 +438,10 @@ def user_delete(ctx: Context, username: str, role: str) -> dict[str, Any]:
 @command
 def user_change_password(ctx: Context, username: str, role: str, password: str) -> dict[str, Any]:
     """Set a user's password (an admin for any user; a user for itself)."""
-    ctx.session().change_password(username, password)
+    session = ctx.session()
+    _check_role(ctx, username, role)
+    old = ctx.password if username == ctx.username else None
+    session.change_password(username, password, old)
     return {"username": username, "role": role}
 
 
@@ -482,10 +525,9 @@ def generate_rsa(ctx: Context, modulus_size_bits: str, public_exponent: str, pub
                  private_label: str, public_attributes: tuple[str, ...], private_attributes: tuple[str, ...],
                  session_key: bool) -> dict[str, Any]:
     """An RSA key pair (crypto-user login)."""
-    try:
-        exponent = int(public_exponent)
-    except ValueError:
-        raise CliError("--public-exponent is a number such as 65537") from None
+    if not public_exponent.isdigit() or int(public_exponent) < 3:
+        raise CliError("--public-exponent is an odd number such as 65537")
+    exponent = int(public_exponent)
     e_bytes = exponent.to_bytes(max(1, (exponent.bit_length() + 7) // 8), "big")
     return _pair(ctx, CKM.RSA_PKCS_KEY_PAIR_GEN, {CKA.MODULUS_BITS: int(modulus_size_bits),
                                                   CKA.PUBLIC_EXPONENT: e_bytes}, {}, public_label, private_label,
@@ -540,15 +582,15 @@ def crypto() -> None:
     """Sign and verify with keys in the cluster."""
 
 
-def _data(data: str | None, data_path: str | None) -> bytes:
+def _data(data: str | None, data_path: str | None, name: str = "data") -> bytes:
     if (data is None) == (data_path is None):
-        raise CliError("give exactly one of --data (base64) and --data-path")
+        raise CliError(f"give exactly one of --{name} (base64) and --{name}-path")
     if data_path is not None:
         return Path(data_path).read_bytes()
     try:
         return base64.b64decode(data, validate=True)
     except ValueError:
-        raise CliError("--data is base64") from None
+        raise CliError(f"--{name} is base64") from None
 
 
 def _mechanism(kind: str, hash_function: str | None, data_type: str, data: bytes) -> Any:
@@ -613,7 +655,7 @@ def crypto_verify(ctx: Context, kind: str, filters: tuple[str, ...], hash_functi
                   signature_path: str | None) -> dict[str, Any]:
     """Verify with the public key the filter matches (crypto-user login)."""
     message = _data(data, data_path)
-    sig = _data(signature, signature_path)
+    sig = _data(signature, signature_path, "signature")
     public = _one(ctx.session("crypto-user"), filters)
     public.verify(message, sig, _mechanism(kind, hash_function, data_type, message))
     return {"message": "Signature verified successfully"}
@@ -627,7 +669,9 @@ def crypto_verify(ctx: Context, kind: str, filters: tuple[str, ...], hash_functi
 @command
 def user_unlock(ctx: Context, username: str, role: str, password: str) -> dict[str, Any]:
     """Unlock a locked-out user by resetting its password (admin login)."""
-    ctx.session("admin").change_password(username, password)
+    session = ctx.session("admin")
+    _check_role(ctx, username, role)
+    session.change_password(username, password)
     return {"username": username, "role": role, "locked": "false"}
 
 
@@ -661,11 +705,28 @@ def key_unshare(ctx: Context, filters: tuple[str, ...], username: str, role: str
 @command
 def key_set_attribute(ctx: Context, filters: tuple[str, ...], attribute: str, value: str) -> dict[str, Any]:
     """Change one attribute of a key (its owner; admins may set only trusted)."""
-    [(cka, parsed)] = _attributes((f"{attribute}={value}",)).items()
-    if cka is CKA.ID and isinstance(parsed, str):
-        parsed = bytes.fromhex(parsed[2:] if parsed.startswith("0x") else parsed)
-    _one(ctx.session(), filters).set({cka: parsed})
+    cka = _attribute(attribute)
+    _one(ctx.session(), filters).set({cka: _parse(cka, value)})
     return {"message": "Attribute set successfully"}
+
+
+def _octet_string(data: bytes) -> bytes:
+    """DER OCTET STRING (X.690 §8.7), the form of CKA_EC_POINT."""
+    length = len(data)
+    if length < 0x80:
+        return bytes([0x04, length]) + data
+    size = (length.bit_length() + 7) // 8
+    return bytes([0x04, 0x80 | size]) + length.to_bytes(size, "big") + data
+
+
+def _octets(der: bytes) -> bytes:
+    """The contents of a DER OCTET STRING."""
+    if len(der) < 2 or der[0] != 0x04:
+        raise CliError("the EC point is not a DER OCTET STRING")
+    if der[1] < 0x80:
+        return der[2:2 + der[1]]
+    size = der[1] & 0x7F
+    return der[2 + size:2 + size + int.from_bytes(der[2:2 + size], "big")]
 
 
 def _public_key(key: Any) -> Any:
@@ -683,7 +744,7 @@ def _public_key(key: Any) -> Any:
     if attrs[CKA.KEY_TYPE] == CKK.EC_EDWARDS:
         from cryptography.hazmat.primitives.asymmetric import ed25519 as ed_keys
 
-        return ed_keys.Ed25519PublicKey.from_public_bytes(key.get(CKA.EC_POINT)[CKA.EC_POINT][2:])
+        return ed_keys.Ed25519PublicKey.from_public_bytes(_octets(key.get(CKA.EC_POINT)[CKA.EC_POINT]))
     if attrs[CKA.KEY_TYPE] == CKK.EC:
         values = key.get(CKA.EC_PARAMS, CKA.EC_POINT)
         curve = {bytes.fromhex(v): n for n, v in _CURVES.items()}.get(values[CKA.EC_PARAMS])
@@ -692,7 +753,7 @@ def _public_key(key: Any) -> Any:
                   "secp521r1": ec_keys.SECP521R1()}
         if curve is None:
             raise CliError("the key's curve cannot be written to a file here")
-        return ec_keys.EllipticCurvePublicKey.from_encoded_point(curves[curve], values[CKA.EC_POINT][2:])
+        return ec_keys.EllipticCurvePublicKey.from_encoded_point(curves[curve], _octets(values[CKA.EC_POINT]))
     raise CliError("only RSA, EC and Ed25519 public keys are written to files")
 
 
@@ -746,7 +807,7 @@ def key_import_pem(ctx: Context, path: str, label: str, key_type_class: str,
             raise CliError(f"the curve {public.curve.name} is not offered")
         point = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
         template.update({CKA.KEY_TYPE: CKK.EC, CKA.EC_PARAMS: bytes.fromhex(_CURVES[names[public.curve.name]]),
-                         CKA.EC_POINT: bytes([0x04, len(point)]) + point})
+                         CKA.EC_POINT: _octet_string(point)})
     else:
         raise CliError(f"{path} does not hold a key of class {key_type_class}")
     template.update(_attributes(attributes))
@@ -864,9 +925,24 @@ def mac_verify(ctx: Context, kind: str, filters: tuple[str, ...], hash_function:
                data_path: str | None, tag: str) -> dict[str, Any]:
     """Check an HMAC (crypto-user login)."""
     key = _one(ctx.session("crypto-user"), filters)
-    key.verify(_data(data, data_path), _data(tag, None), _hmac(hash_function))
+    key.verify(_data(data, data_path), _data(tag, None, "mac"), _hmac(hash_function))
     return {"message": "MAC verified successfully"}
 
 
+def run(argv: list[str] | None = None) -> None:
+    """The ``strongroom-cli`` entry point: usage mistakes too answer with the JSON envelope and exit 1."""
+    args = argv if argv is not None else sys.argv[1:]
+    output = "text" if "--output=text" in args or any(
+        a == "--output" and b == "text" for a, b in zip(args, args[1:])) else "json"
+    try:
+        main.main(args=argv, prog_name="strongroom-cli", standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail(output, "aborted: a value was needed and no terminal could be asked (give it as an option, e.g. "
+                      "--password)")
+    except click.ClickException as exc:
+        _fail(output, exc.format_message() + (f" (see: strongroom-cli {exc.ctx.command_path.partition(' ')[2]} "
+                                              "--help)".replace("  ", " ") if getattr(exc, "ctx", None) else ""))
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -39,13 +39,15 @@ class Shell(cmd.Cmd):
 
     def _run(self, argv: list[str]) -> None:
         try:
-            self.group.main(argv, prog_name="", obj=self.ctx, standalone_mode=False)
+            self.group.main(argv, prog_name="strongroom-cli", obj=self.ctx, standalone_mode=False)
         except click.ClickException as exc:
             exc.show()
         except click.Abort:
             click.echo("Aborted")
         except SystemExit:
             pass  # a command answered error_code 1 and printed it
+        except Exception as exc:  # noqa: BLE001 - the shell and its login outlive a command's failure
+            click.echo(f"Error: {type(exc).__name__}: {exc}")
 
     def default(self, line: str) -> None:
         try:
@@ -60,7 +62,12 @@ class Shell(cmd.Cmd):
         return False
 
     def do_help(self, arg: str) -> None:
-        self._run([*shlex.split(arg), "--help"])
+        try:
+            words = shlex.split(arg)
+        except ValueError as exc:
+            click.echo(f"Error: {exc}")
+            return
+        self._run([*words, "--help"])
 
     def do_quit(self, arg: str) -> bool:
         return True
