@@ -164,15 +164,12 @@ def test_nginx_serves_tls13_with_its_key_in_the_cluster_while_an_hsm_dies(cluste
     server = subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp_path)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     try:
-        fetched = 0
         for round_ in range(3):
             if round_ == 1:
                 kill(cluster3.nodes[1])  # an HSM dies; the agent's other connections carry on
             for _ in range(10):
                 out = _fetch(port, tmp_path / "cert.pem", env)
                 assert out == "key inside Strongroom\n"
-                fetched += 1
-        assert fetched == 30
     finally:
         server.terminate()
         server.wait(15)

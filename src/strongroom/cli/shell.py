@@ -49,12 +49,17 @@ class Shell(cmd.Cmd):
         except Exception as exc:  # noqa: BLE001 - the shell and its login outlive a command's failure
             click.echo(f"Error: {type(exc).__name__}: {exc}")
 
-    def default(self, line: str) -> None:
+    @staticmethod
+    def _split(line: str) -> list[str] | None:
+        """The words of ``line`` as a POSIX shell splits them; ``None``, the error shown, when it cannot."""
         try:
-            argv = shlex.split(line)
+            return shlex.split(line)
         except ValueError as exc:
             click.echo(f"Error: {exc}")
-            return
+            return None
+
+    def default(self, line: str) -> None:
+        argv = self._split(line)
         if argv:
             self._run(argv)
 
@@ -62,12 +67,9 @@ class Shell(cmd.Cmd):
         return False
 
     def do_help(self, arg: str) -> None:
-        try:
-            words = shlex.split(arg)
-        except ValueError as exc:
-            click.echo(f"Error: {exc}")
-            return
-        self._run([*words, "--help"])
+        words = self._split(arg)
+        if words is not None:
+            self._run([*words, "--help"])
 
     def do_quit(self, arg: str) -> bool:
         return True

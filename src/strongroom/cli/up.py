@@ -82,25 +82,13 @@ def _write_private(path: Path, data: dict[str, Any]) -> None:
 def _owner_ca(folder: Path) -> tuple[Any, Any, Path]:
     """The local owner CA that signs the cluster certificate (made once; key 0600)."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import serialization
+
+    from ..protocol.certificates import CertificateAuthority
 
     cert_path, key_path = folder / "owner-ca.crt", folder / "owner-ca.key"
     if not cert_path.exists():
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Strongroom local owner CA")])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=3650))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .sign(key, hashes.SHA256()))
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        CertificateAuthority(folder, "owner-ca", days=3650)
     key = serialization.load_pem_private_key(key_path.read_bytes(), None)
     return x509.load_pem_x509_certificate(cert_path.read_bytes()), key, cert_path
 

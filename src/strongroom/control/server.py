@@ -59,14 +59,11 @@ def hold_lock(path: Path, what: str) -> Any:
     Raises:
         AlreadyRunning: another process holds it.
     """
-    import fcntl
+    from ..node.hsm import hold_lock as lock
 
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise AlreadyRunning(f"{what} already runs on {path.parent}") from None
+    handle = lock(path)
+    if handle is None:
+        raise AlreadyRunning(f"{what} already runs on {path.parent}")
     return handle
 
 

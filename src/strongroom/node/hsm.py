@@ -75,20 +75,29 @@ class Log(Protocol):
 LogFactory = Callable[[StateMachine, bytes], Log]
 
 
+def hold_lock(path: Path) -> Any | None:
+    """An exclusive lock on ``path`` for this process's life: the open file (closing it releases the lock), or
+    ``None`` when another process (or another open handle here) holds it."""
+    import fcntl
+
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
 def _lock_directory(data_dir: Path) -> Any:
     """Hold an exclusive lock on the data directory for this process's lifetime of the node.
 
     Raises:
         DeviceError: ``CKR_DEVICE_ERROR`` when another process (or another open node) already serves it.
     """
-    import fcntl
-
-    handle = open(data_dir / "node.lock", "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise DeviceError(f"{data_dir} is already served by another process") from None
+    handle = hold_lock(data_dir / "node.lock")
+    if handle is None:
+        raise DeviceError(f"{data_dir} is already served by another process")
     return handle
 
 
@@ -178,7 +187,8 @@ class HSM:
         self.log: Log | None = None
         self.masking_key = b""
         self.identity = membership.Identity.load(self.data_dir) if membership.Identity.present(self.data_dir) else None
-        self._apply_epoch = 0
+        self._apply_epoch = 0  # moves on with every applied change or installed snapshot
+        self._standing_at: tuple[int, bool, bool | None] | None = None  # (epoch, activated, initialized)
         self._handles: list[int] = []
         self._handles_lock = threading.Lock()
         self._session_counter = itertools.count(1)
@@ -405,6 +415,7 @@ class HSM:
             self._session_objects.clear()
             self.machine.token_objects = 0
             self._epochs = {name: epoch + 1 for name, epoch in self._epochs.items()}
+            self._apply_epoch += 1
         self.state, self.error_reason = State.ZEROIZED, reason
 
     # ----------------------------------------------------------------- objects
@@ -647,8 +658,7 @@ class HSM:
         """
         import shutil
 
-        identity = self.cluster_identity() if self.state == State.OPERATIONAL else None
-
+        activated, initialized = self._standing() if self.state == State.OPERATIONAL else (False, None)
         sessions = sum(len(app.sessions) for app in list(self.applications))
         return {
             "serial": self.serial,
@@ -664,7 +674,16 @@ class HSM:
             "open_sessions": sessions,
             "applications": len(self.applications),
             "free_disk_bytes": shutil.disk_usage(self.data_dir).free,
-            "activated": self.state == State.OPERATIONAL and all(
-                u.role != Role.UNACTIVATED_ADMIN.value for u in self.all_users()),
-            "initialized": bool(identity.certificate) if identity is not None else None,
+            "activated": activated,
+            "initialized": initialized,
         }
+
+    def _standing(self) -> tuple[bool, bool | None]:
+        """``activated`` and ``initialized`` for :meth:`info`, read anew only after the state changed (opening
+        every user record on each call would cost in proportion to the users)."""
+        epoch = self._apply_epoch
+        if self._standing_at is None or self._standing_at[0] != epoch:
+            identity = self.cluster_identity()
+            self._standing_at = (epoch, all(u.role != Role.UNACTIVATED_ADMIN.value for u in self.all_users()),
+                                 bool(identity.certificate) if identity is not None else None)
+        return self._standing_at[1], self._standing_at[2]

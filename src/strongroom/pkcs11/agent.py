@@ -27,7 +27,6 @@ from ..client.connection import ConnectionLost
 from ..client.config import ClientConfig
 from ..crypto.params import Mechanism
 from ..errors import (
-    BufferTooSmall,
     MechanismInvalid,
     MechanismParamInvalid,
     NodeBehind,
@@ -40,7 +39,7 @@ from ..errors import (
 from ..protocol.tls import client_context
 from ..vocab import CKF, CKR
 from . import attributes, mechanisms, wire
-from .operations import Operations
+from .operations import Operations, sized_output
 
 log = logging.getLogger("strongroom.pkcs11")
 
@@ -351,16 +350,6 @@ async def _generate_random(app: _Application, r: wire.Reader) -> wire.Writer:
     return wire.Writer().byte_array(await app.call("generate_random", session, length))
 
 
-async def _out(app: _Application, name: str, args: tuple[Any, ...], capacity: int | None) -> wire.Writer:
-    """An ``fy`` → ``ay`` output: a size query or a too-small buffer answers the needed length."""
-    if capacity is None:
-        return wire.Writer().byte_array(None, await app.call(name, *args, query=True))
-    try:
-        return wire.Writer().byte_array(await app.call(name, *args, out_len=capacity))
-    except BufferTooSmall as exc:
-        return wire.Writer().byte_array(None, exc.required)
-
-
 for _init_id, _kind in ((29, "encrypt"), (33, "decrypt"), (42, "sign"), (48, "verify")):
     async def _init(app: _Application, r: wire.Reader, kind: str = _kind) -> None:
         session = r.u64()
@@ -431,7 +420,8 @@ async def _wrap_key(app: _Application, r: wire.Reader) -> wire.Writer:
     session = r.u64()
     mechanism = app.mechanism(r)
     wrapping, key = r.u64(), r.u64()
-    return await _out(app, "wrap_key", (session, mechanism, wrapping, key), r.buffer_size())
+    answer, _ = await sized_output(app.call, "wrap_key", (session, mechanism, wrapping, key), r.buffer_size())
+    return answer
 
 
 @_call(61, "u")

@@ -32,6 +32,30 @@ _FORGET_KEY = frozenset({"destroy_object", "set_attribute_value"})
 MAX_PROVEN = 256  # inits remembered per application; parameters that change every time (GCM IVs) do not pile up
 
 
+async def sized_output(call: Call, name: str, args: tuple[Any, ...],
+                       capacity: int | None) -> tuple[wire.Writer, bool]:
+    """Run node call ``name`` whose answer is an ``ay`` output (PKCS#11 3.0 §5.2, the length convention).
+
+    Args:
+        call: runs a node call (``call(name, *args, **kw)``).
+        name, args: the call and its arguments.
+        capacity: the application's buffer size in bytes, or ``None`` when it passed no buffer (a size query).
+
+    Returns:
+        The answer and whether it holds only a length: the needed length in bytes for a size query or a buffer
+        the HSM found too small (``CKR_BUFFER_TOO_SMALL`` travels as the length), else the output.
+
+    Raises:
+        StrongroomError: what the HSM answered otherwise.
+    """
+    if capacity is None:
+        return wire.Writer().byte_array(None, await call(name, *args, query=True)), True
+    try:
+        return wire.Writer().byte_array(await call(name, *args, out_len=capacity)), False
+    except BufferTooSmall as exc:
+        return wire.Writer().byte_array(None, exc.required), True
+
+
 @dataclass
 class _Deferred:
     mechanism: Mechanism
@@ -171,15 +195,10 @@ class Operations:
                    ends: bool = True) -> wire.Writer:
         """An ``fy`` → ``ay`` output from the HSM; the operation ends unless only a length was answered."""
         try:
-            if capacity is None:
-                return wire.Writer().byte_array(None, await self._call(name, *args, query=True))
-            try:
-                value = await self._call(name, *args, out_len=capacity)
-            except BufferTooSmall as exc:
-                return wire.Writer().byte_array(None, exc.required)
+            answer, length_only = await sized_output(self._call, name, args, capacity)
         except StrongroomError:
             self.active.discard((session, kind))
             raise
-        if ends:
+        if ends and not length_only:
             self.active.discard((session, kind))
-        return wire.Writer().byte_array(value)
+        return answer
