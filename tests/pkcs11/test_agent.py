@@ -101,6 +101,42 @@ def test_bad_input_gets_pkcs11_errors_and_the_agent_keeps_serving(agent):
     assert app.call(request(3, "")).startswith(wire.Writer().u32(3).data(b"vsusv").bytes())
 
 
+def test_pipelined_requests_are_answered_under_their_codes_and_leaving_mid_request_harms_no_one(agent):
+    """Requests run without a task of their own; those waiting for the HSM when their application leaves are
+    ended, and neither that nor an application that never reads its answers stops the agent serving."""
+    token_info = request(6, "u", u64s(1))
+    app = initialized(agent, 0)
+    codes = list(range(0x1000, 0x1000 + 200))
+    app.sock.sendall(b"".join(wire.encode_frame(code, token_info, b"client") for code in codes))
+    answers: dict[int, bytes] = {}
+    while len(answers) < len(codes):
+        for code, _, reply in app.frames.feed(app.sock.recv(65536)):
+            assert code not in answers
+            answers[code] = reply
+    assert sorted(answers) == codes
+    head = wire.reply_body(6, "ssssuuuuuuuuuuuvvs")
+    assert all(reply.startswith(head) for reply in answers.values())
+    leaving = initialized(agent, 0)
+    leaving.sock.sendall(b"".join(wire.encode_frame(code, token_info, b"client") for code in range(0x20, 0x60)))
+    leaving.sock.close()  # gone while its requests wait for the HSM
+    deaf = initialized(agent, 0)
+    deaf.sock.setblocking(False)
+    frame = wire.encode_frame(0x30, token_info, b"client")
+    sent = 0
+    try:
+        while sent < 20_000:  # until the agent stops taking its requests (its answers are never read)
+            deaf.sock.send(frame)
+            sent += 1
+    except BlockingIOError:
+        pass
+    app.code = 0x2000
+    assert app.call(token_info).startswith(head)
+    session = ok(app.call(request(10, "uu", u64s(1, 6))), 10, "u").u64()
+    assert ok(app.call(request(13, "u", u64s(session))), 13, "uuuu").u64() == 1  # the slot id
+    deaf.sock.close()
+    assert initialized(agent, 2).call(token_info).startswith(head)
+
+
 def test_pkcs11_tool_lists_generates_signs_and_passes_its_self_test(agent, tmp_path):
     env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={agent}"}
 

@@ -41,6 +41,7 @@ from ..replication import membership
 from .application import Application
 from .hsm import HSM, commit_index, request_key
 from .sessions import OpKind
+from .workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class NodeServer:
         self.max_frame_bytes = max_frame_bytes
         self.idle_timeout_s = idle_timeout_s
         self.read_timeout_s = read_timeout_s
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hsm")
+        self.pool = Workers(workers, "hsm")
         self.write_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="hsm-write")
         self.catch_up = CatchUp(hsm)
         self.connections: set[_Connection] = set()
@@ -163,7 +164,7 @@ class NodeServer:
     def close(self) -> None:
         for conn in list(self.connections):
             conn.close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown()
         self.write_pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -97,7 +97,7 @@ class _Application:
         each other (p11-kit's client matches each answer to its request by the frame's code), so requests run
         concurrently, at most ``MAX_IN_FLIGHT`` at a time, and each answer is written when it is ready.
         """
-        running: set[asyncio.Task[None]] = set()
+        running: set[Any] = set()  # coroutines of requests waiting for something
         try:
             offered = await self.reader.readexactly(1)
             self.version = min(offered[0], MAX_PROTOCOL_VERSION)
@@ -112,19 +112,40 @@ class _Application:
                         self.send(wire.encode_frame(code, wire.error_body(int(CKR.ARGUMENTS_BAD))))
                         continue
                     await self.slots.acquire()
-                    task = asyncio.ensure_future(self.answer(code, body))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
+                    self.start(self.answer(code, body), running)
                 await self.writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, wire.WireError):
             return
         finally:
-            for task in running:
-                task.cancel()
+            for coro in list(running):
+                coro.close()
             if self.balancer is not None:
                 self.agent.balancers.discard(self.balancer)
                 self.balancer.close()
             self.writer.close()
+
+    def start(self, coro: Any, running: set[Any]) -> None:
+        """Run a request's coroutine without a task: at once, in this turn of the loop, then again each time
+        what it awaits is done. Most requests finish at once (an init the agent answers) or after one wait for
+        the HSM's answer, so a task per request would only add its cost and a turn of the loop. The
+        coroutine is in ``running`` while it waits; closing it there ends it (the application left)."""
+        if coro.cr_frame is None:  # closed while it waited
+            return
+        try:
+            awaited = coro.send(None)
+        except StopIteration:
+            running.discard(coro)
+            return
+        except Exception:  # noqa: BLE001 - a defect costs one request, never the connection
+            running.discard(coro)
+            log.exception("a request failed")
+            return
+        running.add(coro)
+        if awaited is None:  # a bare yield asks for one turn of the loop
+            asyncio.get_running_loop().call_soon(self.start, coro, running)
+            return
+        awaited._asyncio_future_blocking = False  # what a task does with a future it waits on
+        awaited.add_done_callback(lambda _: self.start(coro, running))
 
     async def answer(self, code: int, body: bytes) -> None:
         """Handle one request and queue its answer; the request's slot is free again only once the answer
@@ -132,7 +153,6 @@ class _Application:
         try:
             reply = await self.handle(body)
             self.send(wire.encode_frame(code, reply))
-            await asyncio.sleep(0)  # the answers of this turn are written together
             await self.writer.drain()
         except ConnectionError:
             pass
