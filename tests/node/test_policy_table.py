@@ -192,7 +192,7 @@ ROLE_RULES: list[Row] = [
      CKR.USER_ANOTHER_ALREADY_LOGGED_IN),
     ("wrong password", lambda w: login(w.hsm, CKU.USER, "alice:wrong-pass"), CKR.PIN_INCORRECT),
     ("unknown user", lambda w: login(w.hsm, CKU.USER, "nobody:some-pass"), CKR.PIN_INCORRECT),
-    ("PIN without a colon", lambda w: login(w.hsm, CKU.USER, "alice"), CKR.ARGUMENTS_BAD),
+    ("PIN without a colon", lambda w: login(w.hsm, CKU.USER, "alice"), CKR.PIN_INCORRECT),
     ("password too short", lambda w: w.admin.app.create_user(w.admin.s, "carol", "short", "crypto-user"),
      CKR.PIN_LEN_RANGE),
     ("password too long", lambda w: w.admin.app.create_user(w.admin.s, "carol", "x" * 33, "crypto-user"),

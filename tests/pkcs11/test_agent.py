@@ -77,6 +77,8 @@ def test_bad_input_gets_pkcs11_errors_and_the_agent_keeps_serving(agent):
     session = wire.Reader(app.call(request(10, "uu", wire.Writer().u64(1).u64(6).bytes()))[9:]).u64()
     wrong = wire.Writer().u64(session).u64(1).byte_array(b"alice:wrong-password").bytes()
     assert app.call(request(18, "uuay", wrong)) == wire.error_body(int(CKR.PIN_INCORRECT))
+    bare = wire.Writer().u64(session).u64(1).byte_array(b"1234").bytes()  # a PIN as other tokens take it
+    assert app.call(request(18, "uuay", bare)) == wire.error_body(int(CKR.PIN_INCORRECT))
     sign_first = wire.Writer().u64(session).byte_array(b"data").u32(64).bytes()
     assert app.call(request(43, "uayfy", sign_first)) == wire.error_body(int(CKR.OPERATION_NOT_INITIALIZED))
     assert app.call(request(4, "yfu", b"\x01\x00\x00\x00\x00")) == wire.reply_body(

@@ -95,8 +95,9 @@ class LoginCalls(ApplicationBase):
             UserAnotherAlreadyLoggedIn: ``CKR_USER_ANOTHER_ALREADY_LOGGED_IN`` when logged in as another type.
             UserTypeInvalid: ``CKR_USER_TYPE_INVALID`` for an unknown type or one the user's role does not have.
             SessionReadOnlyExists: ``CKR_SESSION_READ_ONLY_EXISTS`` for an admin login with read-only sessions.
-            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a PIN that is not ``username:password`` text.
-            PinIncorrect: ``CKR_PIN_INCORRECT`` for an unknown user or a wrong password.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a PIN that is not text.
+            PinIncorrect: ``CKR_PIN_INCORRECT`` for an unknown user, a wrong password or a PIN that is not
+                ``username:password``.
             PinLocked: ``CKR_PIN_LOCKED`` when the account is locked.
         """
         self._session(handle)

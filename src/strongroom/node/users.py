@@ -14,7 +14,7 @@ import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..errors import ArgumentsBad, PinLenRange
+from ..errors import ArgumentsBad, PinIncorrect, PinLenRange
 from ..vendor import CKU_APPLIANCE
 from ..vocab import CKU
 
@@ -77,7 +77,9 @@ def split_pin(pin: str | bytes) -> tuple[str, str]:
     """Split a PKCS#11 PIN of the form ``username:password``.
 
     Raises:
-        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` when the PIN has no ``:`` or is not UTF-8.
+        PinIncorrect: ``CKR_PIN_INCORRECT`` when the PIN has no ``:`` or no user name: to an application it is
+            a wrong PIN like any other (PKCS#11 3.0 §5.5, ``C_Login``).
+        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` when the PIN is bytes that are not UTF-8.
     """
     if isinstance(pin, (bytes, bytearray)):
         try:
@@ -86,7 +88,7 @@ def split_pin(pin: str | bytes) -> tuple[str, str]:
             raise ArgumentsBad("the PIN must be UTF-8 'username:password'") from None
     name, sep, password = pin.partition(":")
     if not sep or not name:
-        raise ArgumentsBad("the PIN must be 'username:password'")
+        raise PinIncorrect("wrong PIN: a PIN is 'username:password'")
     return name, password
 
 
