@@ -9,7 +9,9 @@ Both columns drive a PKCS#11 module through the same C API (``bench/p11c.py``, c
 - strongroom: Debian's ``p11-kit-client.so`` → the agent (``strongroom client``) → one HSM node over TLS;
 - softhsm2: ``libsofthsm2.so`` loaded into the process (token keys, and session keys, its faster kind);
 - stock server: SoftHSM2 behind p11-kit's own C ``p11-kit server``, through the same ``p11-kit-client.so``:
-  what the client path costs with a C server.
+  what the client path costs with a C server;
+- agent, no HSM: the same client and the real agent with every cluster call answered in the agent's process
+  (``bench/p11floor.py``: no TLS, no node, constant signatures): a ceiling for any HSM behind this agent here.
 
 Operations: RSA-2048 (``CKM_SHA256_RSA_PKCS`` over 32 bytes) and ECDSA P-256 (``CKM_ECDSA`` over a 32-byte hash).
 Everything runs on one machine: the application threads, the agent, the node and SoftHSM2 share its cores.
@@ -107,6 +109,26 @@ def strongroom_cells(args: argparse.Namespace, root: Path) -> dict[str, dict[int
         proc.stop()
 
 
+def floor_cells(args: argparse.Namespace, root: Path) -> dict[str, dict[int, measure.Cell]]:
+    """The agent with no HSM behind it (``bench/p11floor.py``), through the same client."""
+    pki = nodes.make_pki(root)
+    socket_path = root / "floor.sock"
+    agent = subprocess.Popen([sys.executable, str(Path(__file__).resolve().parent / "p11floor.py"),
+                              "--socket", str(socket_path), "--trust-anchor", str(pki.ca_cert)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        json.loads(agent.stdout.readline())
+        os.environ["P11_KIT_SERVER_ADDRESS"] = f"unix:path={socket_path}"
+        module = p11c.Module(str(P11_KIT_CLIENT))
+        try:
+            return measure_module(module, "user:password", True, args.threads, args.seconds)
+        finally:
+            module.finalize()
+    finally:
+        agent.terminate()
+        agent.wait(15)
+
+
 def softhsm_cells(args: argparse.Namespace, root: Path) -> dict[str, dict[str, dict[int, measure.Cell]]]:
     """SoftHSM2 in-process (token and session keys), then behind the stock C ``p11-kit server`` reached through
     the same ``p11-kit-client.so`` as Strongroom (token keys): the same client path to a C server."""
@@ -149,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="strongroom-p11-bench-") as tmp:
         with console.status("PKCS#11 through the agent (1 HSM)"):
             ours = strongroom_cells(args, Path(tmp))
+    with console.status("the agent with no HSM behind it"), \
+            tempfile.TemporaryDirectory(prefix="strongroom-p11-floor-") as tmp:
+        floor = floor_cells(args, Path(tmp))
     with console.status("SoftHSM2 in-process, then behind p11-kit server"), \
             tempfile.TemporaryDirectory(prefix="softhsm-p11-") as tmp:
         soft = softhsm_cells(args, Path(tmp))
@@ -161,8 +186,11 @@ def main(argv: list[str] | None = None) -> int:
                          "softhsm2_token": soft["token"][op][count].summary(),
                          "softhsm2_session": soft["session"][op][count].summary(),
                          "stock_p11kit_server_softhsm2": stock.summary(),
+                         "agent_without_hsm": floor[op][count].summary(),
                          "ratio_vs_best_softhsm2": round(cell.rate / best.rate, 3) if best.rate else None,
                          "stock_server_ratio_vs_best_softhsm2": round(stock.rate / best.rate, 3)
+                         if best.rate else None,
+                         "agent_without_hsm_ratio_vs_best_softhsm2": round(floor[op][count].rate / best.rate, 3)
                          if best.rate else None})
     targets = [{"target": f"{op}, 8 threads: >= {share} x SoftHSM2", "met": row["ratio_vs_best_softhsm2"] >= share}
                for op, share in TARGETS.items() for row in rows
@@ -172,9 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     table = Table(title="Signatures through PKCS#11, ops/s (p50 µs); ratios against the best SoftHSM2 cell",
                   caption="Strongroom: p11-kit-client.so → agent → 1 HSM node. SoftHSM2: in-process. Stock server: "
-                          "p11-kit-client.so → p11-kit server → SoftHSM2 (token keys).")
+                          "p11-kit-client.so → p11-kit server → SoftHSM2 (token keys). Agent, no HSM: p11-kit-client.so → the agent answering "
+                          "every cluster call itself (bench/p11floor.py).")
     for column in ("op", "threads", "Strongroom", "SoftHSM2 token", "SoftHSM2 session", "stock server",
-                   "Strongroom ratio", "stock ratio"):
+                   "agent, no HSM", "Strongroom ratio", "stock ratio", "no-HSM ratio"):
         table.add_column(column, justify="right" if column != "op" else "left", no_wrap=True)
     for row in rows:
         def fmt(s: dict[str, Any]) -> str:
@@ -182,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
 
         table.add_row(row["operation"], str(row["threads"]), fmt(row["strongroom"]), fmt(row["softhsm2_token"]),
                       fmt(row["softhsm2_session"]), fmt(row["stock_p11kit_server_softhsm2"]),
-                      f"{row['ratio_vs_best_softhsm2']:.2f}", f"{row['stock_server_ratio_vs_best_softhsm2']:.2f}")
+                      fmt(row["agent_without_hsm"]), f"{row['ratio_vs_best_softhsm2']:.2f}",
+                      f"{row['stock_server_ratio_vs_best_softhsm2']:.2f}",
+                      f"{row['agent_without_hsm_ratio_vs_best_softhsm2']:.2f}")
     Console(width=200).print(table)
     for target in targets:
         Console().print(f"{'met ' if target['met'] else 'MISSED'}  {target['target']}")
