@@ -12,10 +12,8 @@ Prints one JSON line ``{"socket": PATH}`` once it serves.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -81,16 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     def ready() -> None:
         print(json.dumps({"socket": str(args.socket)}), flush=True)
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        serving = asyncio.ensure_future(agent.serve(ready))
-        await stop.wait()
-        serving.cancel()
-
-    uvloop.run(run())
+    uvloop.run(agent.serve_until_signalled(ready))
     return 0
 
 

@@ -453,8 +453,6 @@ def _serve(hsm: Any, ctx: Any, host: str, port: int, *, announce: dict[str, Any]
 def client(config_file: str, socket_path: Path, socket_group: str | None, token_label: str | None) -> None:
     """Run the client agent: PKCS#11 applications reach the cluster through p11-kit's p11-kit-client.so
     (P11_KIT_SERVER_ADDRESS=unix:path=SOCKET). Prints one JSON line {"socket": PATH} once it serves."""
-    import asyncio
-
     import uvloop
 
     from ..client import ClientConfig
@@ -471,16 +469,7 @@ def client(config_file: str, socket_path: Path, socket_group: str | None, token_
         click.echo(json.dumps({"socket": str(socket_path)}))
         sys.stdout.flush()
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        serving = asyncio.ensure_future(agent.serve(ready))
-        await stop.wait()
-        serving.cancel()
-
-    uvloop.run(run())
+    uvloop.run(agent.serve_until_signalled(ready))
     socket_path.unlink(missing_ok=True)
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import grp
 import logging
 import os
+import signal
 import socket
 import struct
 from pathlib import Path
@@ -616,6 +617,16 @@ class Agent:
             ready()
         async with server:
             await server.serve_forever()
+
+    async def serve_until_signalled(self, ready: Callable[[], None] | None = None) -> None:
+        """:meth:`serve` until the process gets SIGTERM or SIGINT."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        serving = asyncio.ensure_future(self.serve(ready))
+        await stop.wait()
+        serving.cancel()
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
