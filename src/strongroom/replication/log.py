@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import ArgumentsBad, DeviceError, NodeBehind, NoQuorum, StrongroomError
 from .change import ENCODER, Change, Outcome
+from .durable import DurableJournal
 from .machine import StateMachine
 
 log = logging.getLogger("strongroom.replication")
@@ -164,6 +165,7 @@ class RaftLog:
             members_file.write_text(json.dumps(sorted({*peers, self_address})))
         self._members_file = members_file
         self._known_members: frozenset[str] = frozenset()
+        self._durable: DurableJournal | None = None
         owner = self
 
         class _Member(pso.SyncObj):  # type: ignore[misc]
@@ -192,6 +194,12 @@ class RaftLog:
                                                               started + BUSY_GRACE_S)
                 pso.SyncObj._onTick(self, timeToWait)
                 owner._busy = _raft_clock() - started > timeToWait + BUSY_TICK_S
+                owner.durable(self).sync()  # entries appended this tick, before the next one counts them
+
+            def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False,  # noqa: N802
+                                          nextNodeIdx: int | None = None, success: bool = False) -> None:  # noqa: N803
+                owner.durable(self).sync()  # what this answer acknowledges is on the disk first
+                pso.SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, nextNodeIdx, success)
 
             def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> Any:  # noqa: N802
                 # A follower's refusal never moves the leader's next index for it forward. pysyncobj sends
@@ -246,6 +254,13 @@ class RaftLog:
         self._in_flight = 0
 
     # ----------------------------------------------------------------- pysyncobj hooks (tick thread)
+    def durable(self, member: Any) -> DurableJournal:
+        """The member's journal, forced to the disk before it is acted on (made on first use: the journal
+        exists once pysyncobj's start-up made it)."""
+        if self._durable is None:
+            self._durable = DurableJournal(member._SyncObj__raftLog)
+        return self._durable
+
     def _on_tick(self) -> None:
         member = self._member
         self._refusal = self._check_contact()
