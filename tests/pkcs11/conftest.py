@@ -34,6 +34,7 @@ def serving_agent(config: dict, folder: Path, *extra: str) -> Iterator[Path]:
     errors = process.stderr.read()
     assert code == 0, errors
     assert "Traceback" not in errors, errors
+    assert "never retrieved" not in errors, errors
 
 
 @pytest.fixture(scope="module")

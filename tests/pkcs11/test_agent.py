@@ -6,9 +6,11 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,9 @@ import strongroom.client as sdk
 from strongroom.pkcs11 import wire
 from strongroom.vocab import CKA, CKD, CKF, CKM, CKR
 
-from ..cluster.conftest import ADMIN_PW, ALICE_PW, BOB_PW, alice, cluster, node, pki  # noqa: F401 - fixtures
-from .conftest import P11_KIT_CLIENT, P256
+from ..cluster.conftest import ADMIN_PW, ALICE_PW, BOB_PW, PRECO, alice, cluster, node, pki  # noqa: F401 - fixtures
+from ..cluster.nodes import init_node, start_node
+from .conftest import P11_KIT_CLIENT, P256, serving_agent
 from .raw import RawApplication, initialized, ok, request, u64s
 
 def test_python_pkcs11_signs_with_a_cluster_key_through_p11_kit(agent, alice):  # noqa: F811
@@ -137,6 +140,42 @@ def test_pipelined_requests_are_answered_under_their_codes_and_leaving_mid_reque
     assert ok(app.call(request(13, "u", u64s(session))), 13, "uuuu").u64() == 1  # the slot id
     deaf.sock.close()
     assert initialized(agent, 2).call(token_info).startswith(head)
+
+
+def test_an_application_leaving_while_its_hsm_hangs_and_dies_leaves_nothing_behind(pki, tmp_path):  # noqa: F811
+    """Requests waiting for an HSM that hangs (SIGSTOP) when their application leaves, then the HSM killed:
+    what they waited for is cancelled with them, so nothing is reported as never retrieved (the agent's
+    stderr is checked when it stops), and a new application gets CKR_DEVICE_ERROR with no HSM left."""
+    data = tmp_path / "hsm"
+    init_node(data, PRECO)
+    proc = start_node(data, pki["server"], client_ca=pki["ca"])
+    config = {"endpoints": [proc.endpoint], "trust_anchor": str(pki["ca"].issued.cert)}
+    token_info = request(6, "u", u64s(1))
+    try:
+        (tmp_path / "agent").mkdir()
+        with serving_agent(config, tmp_path / "agent") as socket_path:
+            busy = initialized(socket_path, 0)
+            sessions = [ok(busy.call(request(10, "uu", u64s(1, 6))), 10, "u").u64() for _ in range(3)]
+            pipelined = b"".join(wire.encode_frame(0x500 + i, request(11 if i < 3 else 6, "u", u64s(
+                sessions[i] if i < 3 else 1)), b"client") for i in range(40))
+            busy.sock.sendall(pipelined)  # three sessions closing at once among token-info calls
+            answers: dict[int, bytes] = {}
+            while len(answers) < 40:
+                answers.update((code, reply) for code, _, reply in busy.frames.feed(busy.sock.recv(65536)))
+            assert all(answers[0x500 + i] == wire.reply_body(11, "") for i in range(3)), answers
+            os.kill(proc.process.pid, signal.SIGSTOP)
+            leaving = initialized(socket_path, 0)
+            leaving.sock.sendall(b"".join(wire.encode_frame(0x20 + i, token_info, b"client") for i in range(30)))
+            time.sleep(0.5)  # the agent has sent them on; the HSM does not answer
+            leaving.sock.close()
+            time.sleep(0.5)
+            proc.process.kill()
+            os.kill(proc.process.pid, signal.SIGCONT)
+            proc.process.wait(10)
+            time.sleep(0.5)  # the agent sees the connection end
+            assert initialized(socket_path, 0).call(token_info) == wire.error_body(int(CKR.DEVICE_ERROR))
+    finally:
+        proc.stop()
 
 
 def test_pkcs11_tool_lists_generates_signs_and_passes_its_self_test(agent, tmp_path):

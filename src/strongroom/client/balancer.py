@@ -451,9 +451,10 @@ class Balancer:
         vs = self.sessions.pop(vid, None) if isinstance(vid, int) else None
         if vs is None:
             raise SessionHandleInvalid(f"no open session {vid!r:.40}")
-        for endpoint, (generation, handle) in vs.handles.items():
-            node = next(n for n in self.nodes if n.endpoint == endpoint)
-            if node.up and node.generation == generation:
+        # a copy of each: other calls of the application change them while this one waits for an HSM
+        for endpoint, (generation, handle) in list(vs.handles.items()):
+            node = next((n for n in self.nodes if n.endpoint == endpoint), None)
+            if node is not None and node.up and node.generation == generation:
                 try:
                     await self._send(node, "close_session", (handle,), {}, b"", ATTEMPT_TIMEOUT_S)
                 except StrongroomError:
@@ -489,7 +490,7 @@ class Balancer:
         await self._retrying(vs, "logout", (), {})
         here = vs.last
         self.credentials = None
-        for node in self.nodes:
+        for node in list(self.nodes):  # a copy: discovery may change the list while this waits for an HSM
             if node.logged_in and node is not here and node.up:
                 handle = next((h for s in self.sessions.values() for e, (g, h) in s.handles.items()
                                if e == node.endpoint and g == node.generation), None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import ssl
 import threading
 import time
@@ -30,6 +31,7 @@ from ..protocol import (
     encode_frame,
 )
 
+_log = logging.getLogger(__name__)
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ServerMessage)
 _SWEEP_S = 0.5
@@ -225,6 +227,16 @@ async def open_connection(endpoint: str, ssl_context: ssl.SSLContext, *, server_
     return conn
 
 
+def quiet_lost_connections(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """An event loop exception handler: a TLS connection that an HSM's death cut mid-record is reported in one
+    line (the connection's requests fail over as ``ConnectionLost``); anything else as asyncio reports it."""
+    exc = context.get("exception")
+    if context.get("message", "").startswith("Fatal error on SSL") or isinstance(exc, ConnectionError):
+        _log.warning("a connection to an HSM ended: %s", exc or context.get("message"))
+        return
+    loop.default_exception_handler(context)
+
+
 class LoopThread:
     """A private event loop on a daemon thread, for the synchronous API."""
 
@@ -232,6 +244,7 @@ class LoopThread:
         import uvloop
 
         self.loop = uvloop.new_event_loop()
+        self.loop.set_exception_handler(quiet_lost_connections)
         self.thread = threading.Thread(target=self.loop.run_forever, name="strongroom-client", daemon=True)
         self.thread.start()
 

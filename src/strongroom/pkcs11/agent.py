@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 
 from .. import crypto
 from ..client.balancer import Balancer
-from ..client.connection import ConnectionLost
+from ..client.connection import ConnectionLost, quiet_lost_connections
 from ..client.config import ClientConfig
 from ..crypto.params import Mechanism
 from ..errors import (
@@ -98,7 +98,7 @@ class _Application:
         each other (p11-kit's client matches each answer to its request by the frame's code), so requests run
         concurrently, at most ``MAX_IN_FLIGHT`` at a time, and each answer is written when it is ready.
         """
-        running: set[Any] = set()  # coroutines of requests waiting for something
+        running: dict[Any, Any] = {}  # coroutines of requests waiting, and what each waits for
         try:
             offered = await self.reader.readexactly(1)
             self.version = min(offered[0], MAX_PROTOCOL_VERSION)
@@ -118,35 +118,43 @@ class _Application:
         except (asyncio.IncompleteReadError, ConnectionError, wire.WireError):
             return
         finally:
-            for coro in list(running):
+            for coro, awaited in list(running.items()):
+                if awaited is not None:
+                    awaited.cancel()  # nothing will take its result or error: the request is over
                 coro.close()
             if self.balancer is not None:
                 self.agent.balancers.discard(self.balancer)
                 self.balancer.close()
             self.writer.close()
 
-    def start(self, coro: Any, running: set[Any]) -> None:
+    def start(self, coro: Any, running: dict[Any, Any]) -> None:
         """Run a request's coroutine without a task: at once, in this turn of the loop, then again each time
         what it awaits is done. Most requests finish at once (an init the agent answers) or after one wait for
-        the HSM's answer, so a task per request would only add its cost and a turn of the loop. The
-        coroutine is in ``running`` while it waits; closing it there ends it (the application left)."""
-        if coro.cr_frame is None:  # closed while it waited
-            return
+        the HSM's answer, so a task per request would only add its cost and a turn of the loop. While it
+        waits the coroutine is in ``running`` with what it awaits; the application leaving cancels that and
+        closes the coroutine."""
         try:
             awaited = coro.send(None)
         except StopIteration:
-            running.discard(coro)
+            running.pop(coro, None)
             return
-        except Exception:  # noqa: BLE001 - a defect costs one request, never the connection
-            running.discard(coro)
+        except Exception:  # noqa: BLE001 - answer() answers every error; this is a defect in the agent
+            running.pop(coro, None)
             log.exception("a request failed")
             return
-        running.add(coro)
+        running[coro] = awaited
         if awaited is None:  # a bare yield asks for one turn of the loop
-            asyncio.get_running_loop().call_soon(self.start, coro, running)
+            asyncio.get_running_loop().call_soon(self._resume, coro, running, None)
             return
         awaited._asyncio_future_blocking = False  # what a task does with a future it waits on
-        awaited.add_done_callback(lambda _: self.start(coro, running))
+        awaited.add_done_callback(lambda done: self._resume(coro, running, done))
+
+    def _resume(self, coro: Any, running: dict[Any, Any], done: Any) -> None:
+        if coro.cr_frame is None:  # closed while it waited (the application left)
+            if done is not None and not done.cancelled():
+                done.exception()  # taken, so that asyncio does not report it as never retrieved
+            return
+        self.start(coro, running)
 
     async def answer(self, code: int, body: bytes) -> None:
         """Handle one request and queue its answer; the request's slot is free again only once the answer
@@ -190,6 +198,9 @@ class _Application:
             return wire.error_body(int(CKR.ARGUMENTS_BAD))
         except StrongroomError as exc:
             return wire.error_body(_rv(exc))
+        except Exception:  # noqa: BLE001 - a defect costs the application one call, never a missing answer
+            log.exception("a request failed")
+            return wire.error_body(int(CKR.GENERAL_ERROR))
 
     # ----------------------------------------------------------------- helpers
     async def cluster(self) -> Balancer:
@@ -604,6 +615,7 @@ class Agent:
         return dataclasses.replace(self.config, endpoints=endpoints)
 
     async def serve(self, ready: Callable[[], None] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(quiet_lost_connections)
         self.socket_path.unlink(missing_ok=True)
         old = os.umask(0o177)
         try:
