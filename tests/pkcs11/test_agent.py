@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -176,6 +177,32 @@ def test_an_application_leaving_while_its_hsm_hangs_and_dies_leaves_nothing_behi
             assert initialized(socket_path, 0).call(token_info) == wire.error_body(int(CKR.DEVICE_ERROR))
     finally:
         proc.stop()
+
+
+def test_applications_that_never_read_hold_a_bounded_share_of_the_agent(agent):
+    """Four applications each pipeline 300 C_GenerateRandom of 1 MiB and never read: the agent holds at most its
+    per-application allowance of them (16 MiB and 64 requests), not every answer, and keeps serving."""
+    probe = initialized(agent, 0)
+    pid = struct.unpack("3i", probe.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+
+    def rss_mib() -> float:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024
+
+    before = rss_mib()
+    deaf = []
+    for _ in range(4):
+        app = initialized(agent, 0)
+        session = ok(app.call(request(10, "uu", u64s(1, 6))), 10, "u").u64()
+        frame = wire.encode_frame(0x77, request(64, "ufy", u64s(session) + (1 << 20).to_bytes(4, "big")), b"client")
+        app.sock.sendall(frame * 300)  # small requests: they all fit in the socket
+        deaf.append(app)
+    time.sleep(4)
+    grown = rss_mib() - before
+    assert probe.call(request(6, "u", u64s(1))).startswith(wire.reply_body(6, "ssssuuuuuuuuuuuvvs"))
+    for app in deaf:
+        app.sock.close()
+    assert grown < 200, f"the agent grew by {grown:.0f} MiB"  # without the allowance: ~540 MiB here
 
 
 def test_pkcs11_tool_lists_generates_signs_and_passes_its_self_test(agent, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -274,6 +275,69 @@ def test_one_application_is_logged_in_once_and_never_as_two_users(agent3):
     read_only = _session(app, flags=4)
     assert _login(app, first, 0, "admin:whatever") == wire.error_body(int(CKR.SESSION_READ_ONLY_EXISTS))
     assert app.call(request(11, "u", u64s(read_only))) == wire.reply_body(11, "")
+
+
+def test_after_a_logout_answered_ok_no_hsm_signs_for_the_application(agent3, keys):
+    """C_Logout and a C_SignInit sent together, the init opening the session on another HSM and logging it in
+    there while the logout runs: once C_Logout answered CKR_OK, no C_SignInit + C_Sign on any HSM signs, and
+    private objects are out of sight (PKCS#11 3.0 §5.6). Each round is a new application."""
+    ecdsa = wire.Writer().u32(int(CKM.ECDSA)).data(None).bytes()
+    with_login = initialized(agent3, 0)
+    session = _session(with_login)
+    assert _login(with_login, session, 1, PIN) == wire.reply_body(18, "")
+    template = wire.Writer().u32(2).attribute(0x0, 3).attribute(0x3, b"app-ec").bytes()
+    assert with_login.call(request(26, "uaA", u64s(session) + template)) == wire.reply_body(26, "")
+    found = ok(with_login.call(request(27, "ufu", u64s(session) + b"\x00\x00\x00\x10")), 27, "au")
+    found.byte()
+    assert found.u32() == 1
+    key = found.u64()
+    with_login.sock.close()
+    for _ in range(60):
+        app = initialized(agent3, 0)
+        session = _session(app)
+        assert _login(app, session, 1, PIN) == wire.reply_body(18, "")
+        logout, init = (app.code + 1, app.code + 2)
+        app.code += 2
+        app.sock.sendall(wire.encode_frame(logout, request(19, "u", u64s(session)), b"client")
+                         + wire.encode_frame(init, request(42, "uMu", u64s(session) + ecdsa + u64s(key)), b"client"))
+        answers: dict[int, bytes] = {}
+        while len(answers) < 2:
+            answers.update((code, body) for code, _, body in app.frames.feed(app.sock.recv(65536)))
+        assert answers[logout] == wire.reply_body(19, "")
+        for attempt in range(4):
+            if attempt or answers[init] != wire.reply_body(42, ""):
+                app.call(request(42, "uMu", u64s(session) + b"\xff\xff\xff\xff" + u64s(0)))  # end any operation
+                app.call(request(42, "uMu", u64s(session) + ecdsa + u64s(key)))
+            signed = app.call(request(43, "uayfy", u64s(session) + wire.Writer().byte_array(bytes(32)).u32(64).bytes()))
+            assert signed[:4] == b"\x00\x00\x00\x00", signed  # an error answer (call id 0), never a signature
+        assert _private_keys(app, session) == []
+        app.sock.close()
+
+
+def test_applications_leaving_while_the_agent_connects_them_to_more_hsms_leave_no_connection_open(agent3):
+    """An application's first answer comes once one HSM is connected; the agent goes on connecting to the
+    others. Applications hanging up right then (the TLS handshake or the hello to the others under way) leave
+    no connection behind."""
+    probe = initialized(agent3, 0)
+    pid = struct.unpack("3i", probe.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+
+    def descriptors() -> int:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+
+    token_info = request(6, "u", u64s(1))
+    before = descriptors()
+    for i in range(100):
+        app = initialized(agent3, 0)
+        app.code += 1
+        app.sock.sendall(wire.encode_frame(app.code, token_info, b"client"))
+        if i % 2:
+            time.sleep((i % 7) / 1000)  # gone during the connecting, 1-6 ms in
+        else:
+            app.frames.feed(app.sock.recv(65536))  # gone right after the first answer: more HSMs connecting
+        app.sock.close()
+    time.sleep(3)
+    assert descriptors() - before < 4, f"{descriptors() - before} descriptors more"  # 10 when they leaked
+    assert probe.call(token_info).startswith(wire.reply_body(6, "ssssuuuuuuuuuuuvvs"))
 
 
 def test_a_new_application_finds_the_cluster_when_the_configured_hsm_is_down(cluster3, keys, tmp_path):

@@ -119,6 +119,13 @@ class Balancer:
         self.credentials: tuple[int, str] | None = None
         self.home: _Node | None = None  # the HSM holding the application's session objects
         self.login_lock = asyncio.Lock()
+        # The application's login ends (logout, last session closed) while logins on further HSMs may be on
+        # their way: each of those checks this count when it returns and undoes itself if it changed, and a
+        # logout answers only once they have.
+        self._login_epoch = 0
+        self._logins_pending = 0
+        self._logins_settled = asyncio.Event()
+        self._logins_settled.set()
         self.index = 0
         self.node_info: dict[str, Any] = {}
         self._vids = itertools.count(1)
@@ -414,14 +421,36 @@ class Balancer:
                 handle = await self._send(node, "open_session", (vs.flags,), {}, b"", ATTEMPT_TIMEOUT_S)
                 vs.handles[node.endpoint] = (generation, handle)
             if self.credentials is not None and not node.logged_in:
-                user_type, pin = self.credentials
-                try:
-                    await self._send(node, "login", (handle, user_type, pin), self._login_kwargs(), b"",
-                                     self.config.timeout_s)
-                except UserAlreadyLoggedIn:
-                    pass
-                node.logged_in = True
+                await self._login_there(node, handle, *self.credentials)
             return handle
+
+    async def _login_there(self, node: _Node, handle: int, user_type: int, pin: str) -> None:
+        """Log the application in on one more HSM; if its login ended meanwhile, log that HSM out again (the
+        call that needed the session goes on without the login, and the HSM answers it as such)."""
+        epoch = self._login_epoch
+        self._logins_pending += 1
+        self._logins_settled.clear()
+        try:
+            try:
+                await self._send(node, "login", (handle, user_type, pin), self._login_kwargs(), b"",
+                                 self.config.timeout_s)
+            except UserAlreadyLoggedIn:
+                pass
+            if epoch == self._login_epoch:
+                node.logged_in = True
+                return
+            try:
+                await self._send(node, "logout", (handle,), {}, b"", ATTEMPT_TIMEOUT_S)
+            except StrongroomError:
+                pass
+        finally:
+            self._logins_pending -= 1
+            if not self._logins_pending:
+                self._logins_settled.set()
+
+    def _login_ended(self) -> None:
+        self.credentials = None
+        self._login_epoch += 1
 
     async def _session_call(self, vs: VirtualSession, name: str, rest: tuple[Any, ...],
                             kwargs: dict[str, Any], key: bytes | None = None) -> Any:
@@ -462,7 +491,7 @@ class Balancer:
                 if not any(s.handles.get(endpoint, (None,))[0] == generation for s in self.sessions.values()):
                     node.logged_in = False  # that HSM ended the login with the last session it had
         if not self.sessions:  # closing the application's last session ends its login (PKCS#11 3.0 §5.6)
-            self.credentials = None
+            self._login_ended()
             self.home = None
             for node in self.nodes:
                 node.logged_in = False
@@ -489,7 +518,8 @@ class Balancer:
     async def _logout(self, vs: VirtualSession) -> None:
         await self._retrying(vs, "logout", (), {})
         here = vs.last
-        self.credentials = None
+        self._login_ended()
+        await self._logins_settled.wait()  # logins on other HSMs that were on their way have undone themselves
         for node in list(self.nodes):  # a copy: discovery may change the list while this waits for an HSM
             if node.logged_in and node is not here and node.up:
                 handle = next((h for s in self.sessions.values() for e, (g, h) in s.handles.items()

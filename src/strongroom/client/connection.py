@@ -220,6 +220,9 @@ async def open_connection(endpoint: str, ssl_context: ssl.SSLContext, *, server_
     except asyncio.TimeoutError:
         conn.close()
         raise ConnectionLost(f"{endpoint} did not answer the hello") from None
+    except BaseException:  # cancelled (the application left while it connected): the connection goes too
+        conn.close()
+        raise
     if isinstance(reply, Response):
         conn.close()
         raise FunctionNotSupported(f"{endpoint}: {reply.message}")
@@ -232,7 +235,7 @@ def quiet_lost_connections(loop: asyncio.AbstractEventLoop, context: dict[str, A
     line (the connection's requests fail over as ``ConnectionLost``); anything else as asyncio reports it."""
     exc = context.get("exception")
     if context.get("message", "").startswith("Fatal error on SSL") or isinstance(exc, ConnectionError):
-        _log.warning("a connection to an HSM ended: %s", exc or context.get("message"))
+        _log.info("a TLS connection to an HSM ended abruptly: %s", exc or context.get("message"))
         return
     loop.default_exception_handler(context)
 

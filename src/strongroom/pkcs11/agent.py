@@ -47,6 +47,9 @@ log = logging.getLogger("strongroom.pkcs11")
 SLOT_ID = 1
 MAX_PROTOCOL_VERSION = 2
 MAX_IN_FLIGHT = 64  # requests of one application answered at once
+MAX_HELD_BYTES = 16 << 20  # bytes of requests and answers of one application in the agent at once
+MAX_UNSENT_BYTES = 1 << 20  # answers queued for an application past this wait for it to read them
+RANDOM_ANSWER_BYTES = 1 << 20  # the most one C_GenerateRandom answers (the HSM's limit)
 MAX_PIN_BYTES = 64  # ulMaxPinLen of the token: a user name (31), ':' and a password (32)
 # The request signature of every call the agent answers (p11-kit's table); another one is refused.
 _REQUEST_SIGNATURES = {
@@ -76,6 +79,38 @@ def _peer_process(writer: asyncio.StreamWriter) -> str:
     return f"pid={pid} uid={uid} gid={gid}"
 
 
+class _Allowance:
+    """What one application may have in the agent at once: ``MAX_IN_FLIGHT`` requests and ``MAX_HELD_BYTES``
+    of requests and their answers (a request alone always goes, whatever its size). Only the connection's
+    reading waits for it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.bytes = 0
+        self.freed: asyncio.Future[None] | None = None
+
+    @staticmethod
+    def weight(body: bytes) -> int:
+        """Bytes a request may hold: itself, and its answer twice (the value and the frame that carries it) as
+        large as the request (``C_GenerateRandom``: the most it answers)."""
+        answer = RANDOM_ANSWER_BYTES if body[:4] == b"\x00\x00\x00\x40" else len(body)
+        return len(body) + 2 * answer
+
+    async def take(self, weight: int) -> None:
+        while self.count and (self.count >= MAX_IN_FLIGHT or self.bytes + weight > MAX_HELD_BYTES):
+            if self.freed is None or self.freed.done():
+                self.freed = asyncio.get_running_loop().create_future()
+            await self.freed
+        self.count += 1
+        self.bytes += weight
+
+    def give_back(self, weight: int) -> None:
+        self.count -= 1
+        self.bytes -= weight
+        if self.freed is not None and not self.freed.done():
+            self.freed.set_result(None)
+
+
 class _Application:
     """One p11-kit client connection."""
 
@@ -86,8 +121,9 @@ class _Application:
         self.version = 0
         self.balancer: Balancer | None = None
         self.process = _peer_process(writer)
-        self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.allowance = _Allowance()
         self.outbox: list[bytes] = []
+        self.unsent = 0  # bytes in the outbox
         self.connecting = asyncio.Lock()
         self.ops = Operations(self.call, self.open_sessions)
 
@@ -96,7 +132,7 @@ class _Application:
 
         The threads of an application share its one connection and send their requests without waiting for
         each other (p11-kit's client matches each answer to its request by the frame's code), so requests run
-        concurrently, at most ``MAX_IN_FLIGHT`` at a time, and each answer is written when it is ready.
+        concurrently within the application's :class:`_Allowance`, and each answer is written when it is ready.
         """
         running: dict[Any, Any] = {}  # coroutines of requests waiting, and what each waits for
         try:
@@ -112,8 +148,11 @@ class _Application:
                     if body is None:  # over the size limit: skipped, answered, the stream stays in step
                         self.send(wire.encode_frame(code, wire.error_body(int(CKR.ARGUMENTS_BAD))))
                         continue
-                    await self.slots.acquire()
-                    self.start(self.answer(code, body), running)
+                    weight = _Allowance.weight(body)
+                    await self.allowance.take(weight)
+                    if self.reader.at_eof() or self.writer.is_closing():
+                        return  # the application hung up: what it sent last would be done for no one
+                    self.start(self.answer(code, body, weight), running)
                 await self.writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, wire.WireError):
             return
@@ -156,27 +195,32 @@ class _Application:
             return
         self.start(coro, running)
 
-    async def answer(self, code: int, body: bytes) -> None:
-        """Handle one request and queue its answer; the request's slot is free again only once the answer
-        has left (an application that sends and never reads cannot make the agent hold its answers)."""
+    async def answer(self, code: int, body: bytes, weight: int) -> None:
+        """Handle one request and queue its answer. While the application is behind on reading (over
+        ``MAX_UNSENT_BYTES`` queued), the request keeps its part of the allowance until its answer has left, so
+        an application that sends and never reads holds at most ``MAX_HELD_BYTES`` (and one request) in the
+        agent."""
         try:
             reply = await self.handle(body)
             self.send(wire.encode_frame(code, reply))
-            await self.writer.drain()
+            if self.unsent > MAX_UNSENT_BYTES or self.writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+                self.flush()  # the application is behind on reading: this answer's allowance waits for it
+                await self.writer.drain()
         except ConnectionError:
             pass
         finally:
-            self.slots.release()
+            self.allowance.give_back(weight)
 
     def send(self, frame: bytes) -> None:
         """Queue an answer; the answers that are ready in one turn of the loop leave in one write."""
         if not self.outbox:
             asyncio.get_running_loop().call_soon(self.flush)
         self.outbox.append(frame)
+        self.unsent += len(frame)
 
     def flush(self) -> None:
-        frames, self.outbox = self.outbox, []
-        if not self.writer.is_closing():
+        frames, self.outbox, self.unsent = self.outbox, [], 0
+        if frames and not self.writer.is_closing():
             self.writer.write(b"".join(frames))
 
     async def handle(self, body: bytes) -> bytes:

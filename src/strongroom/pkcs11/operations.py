@@ -78,11 +78,13 @@ class Operations:
         self.proven: set[tuple[str, int | None, Mechanism]] = set()
         self.deferred: dict[tuple[int, str], _Deferred] = {}
         self.active: set[tuple[int, str]] = set()  # operations initialised in the HSM itself
+        self.epoch = 0  # changes whenever what was proven is forgotten (an init in flight then proves nothing)
 
     def observe(self, name: str, args: tuple[Any, ...]) -> None:
         """Forget what a successful call ``name`` may have made untrue."""
         if name in _FORGET_ALL:
             self.proven.clear()
+            self.epoch += 1
             if name == "close_session":
                 self._drop_session(args[0])
             elif name != "login":
@@ -108,7 +110,10 @@ class Operations:
         if proof in self.proven and slot not in self.active and session in self._sessions():
             self.deferred[slot] = _Deferred(mechanism, key)
             return
+        epoch = self.epoch
         await self._init_in_hsm(kind, session, mechanism, key)
+        if epoch != self.epoch:  # a logout or another user's login while it ran: it proves nothing now
+            return
         if len(self.proven) >= MAX_PROVEN:
             self.proven.clear()
         self.proven.add(proof)
@@ -147,7 +152,7 @@ class Operations:
             deferred.data = data
         if capacity is None or capacity < len(deferred.output):
             return wire.Writer().byte_array(None, len(deferred.output))
-        del self.deferred[(session, kind)]
+        self.deferred.pop((session, kind), None)  # a logout while the HSM signed may have ended it already
         return wire.Writer().byte_array(deferred.output)
 
     async def _once(self, kind: str, session: int, deferred: _Deferred, data: bytes) -> bytes:
