@@ -3,6 +3,7 @@ OpenSSL with libp11's engine (Debian's libengine-pkcs11-openssl), and nginx serv
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
 import strongroom.client as sdk
 from strongroom.pkcs11 import wire
@@ -338,6 +339,44 @@ def test_applications_leaving_while_the_agent_connects_them_to_more_hsms_leave_n
     time.sleep(3)
     assert descriptors() - before < 4, f"{descriptors() - before} descriptors more"  # 10 when they leaked
     assert probe.call(token_info).startswith(wire.reply_body(6, "ssssuuuuuuuuuuuvvs"))
+
+
+def test_an_init_the_hsm_holds_survives_that_hsm_dying_before_the_operation(cluster3, agent3, keys):
+    """C_SignInit accepted by an HSM (each session's first, so not answered by the agent), then that HSM dies:
+    C_Sign still answers a valid signature, the agent making the init again on another HSM with the
+    operation (no data had reached the dead one). Three sessions spread over the three HSMs; one HSM killed."""
+    with sdk.connect(cluster3.config()) as c, c.login("alice", ALICE_PW) as alice:
+        point = alice.key(keys["app-ec"].handle)[CKA.EC_POINT]
+    verifier = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point[2:])
+    ecdsa = wire.Writer().u32(int(CKM.ECDSA)).data(None).bytes()
+    app = initialized(agent3, 0)
+    main = _session(app)
+    assert _login(app, main, 1, PIN) == wire.reply_body(18, "")
+    template = wire.Writer().u32(2).attribute(0x0, 3).attribute(0x3, b"app-ec").bytes()
+    assert app.call(request(26, "uaA", u64s(main) + template)) == wire.reply_body(26, "")
+    found = ok(app.call(request(27, "ufu", u64s(main) + b"\x00\x00\x00\x10")), 27, "au")
+    found.byte()
+    assert found.u32() == 1
+    key = found.u64()
+    sessions = [_session(app) for _ in range(3)]
+    for session in sessions:
+        passing = _session(app)  # closing a session makes the next init go to the HSM (nothing proven)
+        assert app.call(request(11, "u", u64s(passing))) == wire.reply_body(11, "")
+        assert app.call(request(42, "uMu", u64s(session) + ecdsa + u64s(key))) == wire.reply_body(42, "")
+    victim = cluster3.nodes[0]
+    kill(victim)
+    try:
+        for i, session in enumerate(sessions):
+            digest = hashlib.sha256(b"after the failover %d" % i).digest()
+            signed = ok(app.call(request(43, "uayfy", u64s(session) + wire.Writer().byte_array(digest).u32(64)
+                                         .bytes())), 43, "ay")
+            signed.byte()
+            signature = signed.data()
+            verifier.verify(utils.encode_dss_signature(int.from_bytes(signature[:32], "big"),
+                                                       int.from_bytes(signature[32:], "big")),
+                            digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    finally:
+        cluster3.restart(victim)
 
 
 def test_a_new_application_finds_the_cluster_when_the_configured_hsm_is_down(cluster3, keys, tmp_path):

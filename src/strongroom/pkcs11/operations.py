@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from ..client.connection import ConnectionLost
 from ..crypto.params import Mechanism
-from ..errors import BufferTooSmall, OperationActive, StrongroomError
+from ..errors import BufferTooSmall, OperationActive, OperationNotInitialized, StrongroomError
 from ..vocab import CKF
 from . import wire
 
@@ -29,6 +30,9 @@ FLAGS = {"encrypt": CKF.ENCRYPT, "decrypt": CKF.DECRYPT, "digest": CKF.DIGEST, "
 # Calls after which what was proven may no longer hold (another user, a changed or destroyed key).
 _FORGET_ALL = frozenset({"login", "logout", "close_all_sessions", "close_session"})
 _FORGET_KEY = frozenset({"destroy_object", "set_attribute_value"})
+# What a single-part call gets when the HSM that held its operation failed over: the HSM gone, or another one
+# that never saw the init.
+_HSM_GONE = (ConnectionLost, OperationNotInitialized)
 MAX_PROVEN = 256  # inits remembered per application; parameters that change every time (GCM IVs) do not pile up
 
 
@@ -77,7 +81,8 @@ class Operations:
         self._sessions = sessions
         self.proven: set[tuple[str, int | None, Mechanism]] = set()
         self.deferred: dict[tuple[int, str], _Deferred] = {}
-        self.active: set[tuple[int, str]] = set()  # operations initialised in the HSM itself
+        # operations initialised in the HSM itself, with their mechanism and key
+        self.active: dict[tuple[int, str], tuple[Mechanism, int | None]] = {}
         self.epoch = 0  # changes whenever what was proven is forgotten (an init in flight then proves nothing)
 
     def observe(self, name: str, args: tuple[Any, ...]) -> None:
@@ -96,7 +101,7 @@ class Operations:
     def _drop_session(self, session: Any) -> None:
         for entry in [e for e in self.deferred if e[0] == session]:
             del self.deferred[entry]
-        self.active = {e for e in self.active if e[0] != session}
+        self.active = {e: started for e, started in self.active.items() if e[0] != session}
 
     async def init(self, kind: str, session: int, mechanism: Mechanism | None, key: int | None) -> None:
         """``C_<kind>Init``; a NULL mechanism ends the operation (PKCS#11 3.0 §5.8)."""
@@ -124,12 +129,12 @@ class Operations:
         for kind, flag in FLAGS.items():
             if flags & flag:
                 self.deferred.pop((session, kind), None)
-                self.active.discard((session, kind))
+                self.active.pop((session, kind), None)
 
     async def _init_in_hsm(self, kind: str, session: int, mechanism: Mechanism, key: int | None) -> None:
         args = (session, mechanism) if key is None else (session, mechanism, key)
         await self._call(f"{kind}_init", *args)
-        self.active.add((session, kind))
+        self.active[(session, kind)] = (mechanism, key)
 
     async def _real(self, kind: str, session: int) -> None:
         """Make a deferred operation real before a multi-part call."""
@@ -142,7 +147,15 @@ class Operations:
         (``capacity`` None) or a buffer that is too small (PKCS#11 3.0 §5.2)."""
         deferred = self.deferred.get((session, kind))
         if deferred is None:
-            return await self._out(kind, session, kind, (session, data), capacity)
+            started = self.active.get((session, kind))
+            try:
+                return await self._out(kind, session, kind, (session, data), capacity)
+            except _HSM_GONE:
+                if started is None:
+                    raise
+            # The HSM holding the operation is gone (failover): no data reached it yet, so the same init with
+            # the operation runs as one request on any HSM, and the application never sees the failover.
+            deferred = self.deferred[(session, kind)] = _Deferred(*started)
         if deferred.output is None or deferred.data != data:
             try:
                 deferred.output = await self._once(kind, session, deferred, data)
@@ -163,13 +176,18 @@ class Operations:
     async def verify(self, session: int, data: bytes, signature: bytes) -> None:
         """``C_Verify``."""
         deferred = self.deferred.pop((session, "verify"), None)
-        if deferred is not None:
-            await self._call("verify_once", session, deferred.mechanism, deferred.key, data, signature)
-            return
-        try:
-            await self._call("verify", session, data, signature)
-        finally:
-            self.active.discard((session, "verify"))
+        started = self.active.get((session, "verify"))
+        if deferred is None:
+            try:
+                await self._call("verify", session, data, signature)
+                return
+            except _HSM_GONE:
+                if started is None:
+                    raise
+                deferred = _Deferred(*started)  # failover: as in single()
+            finally:
+                self.active.pop((session, "verify"), None)
+        await self._call("verify_once", session, deferred.mechanism, deferred.key, data, signature)
 
     async def update(self, kind: str, session: int, data: bytes, capacity: int | None = None,
                      output: bool = False) -> wire.Writer | None:
@@ -180,7 +198,7 @@ class Operations:
         try:
             await self._call(f"{kind}_update", session, data)
         except StrongroomError:
-            self.active.discard((session, kind))
+            self.active.pop((session, kind), None)
             raise
         return None
 
@@ -194,7 +212,7 @@ class Operations:
         try:
             await self._call("verify_final", session, signature)
         finally:
-            self.active.discard((session, "verify"))
+            self.active.pop((session, "verify"), None)
 
     async def _out(self, kind: str, session: int, name: str, args: tuple[Any, ...], capacity: int | None,
                    ends: bool = True) -> wire.Writer:
@@ -202,8 +220,8 @@ class Operations:
         try:
             answer, length_only = await sized_output(self._call, name, args, capacity)
         except StrongroomError:
-            self.active.discard((session, kind))
+            self.active.pop((session, kind), None)
             raise
         if ends and not length_only:
-            self.active.discard((session, kind))
+            self.active.pop((session, kind), None)
         return answer
