@@ -30,6 +30,7 @@ from ..cluster.nodes import init_node, start_node
 from .conftest import P11_KIT_CLIENT, P256, serving_agent
 from .raw import RawApplication, initialized, ok, request, u64s
 
+
 def test_python_pkcs11_signs_with_a_cluster_key_through_p11_kit(agent, alice):  # noqa: F811
     public, _ = alice.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256, CKA.VERIFY: True},
                                         {CKA.SIGN: True, CKA.SENSITIVE: True}, label="p11-ec")
