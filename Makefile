@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the test suite calls (independent implementations to check our output against).
-DEB_PACKAGES := openssl p11-kit p11-kit-modules opensc gnutls-bin libengine-pkcs11-openssl nginx-light curl
+DEB_PACKAGES := openssl p11-kit p11-kit-modules opensc gnutls-bin libengine-pkcs11-openssl nginx-light curl postgresql
 
 .PHONY: install run test bench deps-debian clean
 

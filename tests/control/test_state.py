@@ -1,5 +1,6 @@
-"""The control plane's records through SQLAlchemy: SQLite always; PostgreSQL where a server is given
-(``STRONGROOM_TEST_POSTGRES_URL``, e.g. ``postgresql+psycopg://user:pw@127.0.0.1/strongroom``)."""
+"""The control plane's records through SQLAlchemy, on SQLite and on PostgreSQL: a throwaway server from
+Debian's ``postgresql`` (which ``make test`` installs), or the one ``STRONGROOM_TEST_POSTGRES_URL`` names
+(e.g. ``postgresql+psycopg://user:pw@127.0.0.1/strongroom``)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,34 @@ import os
 import pytest
 
 from strongroom.control.service import ControlPlane
-from strongroom.control.state import Store
+from strongroom.control.state import Base, Store
 
-URLS = ["sqlite"] + ([os.environ["STRONGROOM_TEST_POSTGRES_URL"]] if os.environ.get(
-    "STRONGROOM_TEST_POSTGRES_URL") else [])
+from .postgres import throwaway_server
 
 
-@pytest.fixture(params=URLS)
+@pytest.fixture(scope="module")
+def postgres_url():
+    given = os.environ.get("STRONGROOM_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    try:
+        with throwaway_server() as url:
+            yield url
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'state.db'}" if request.param == "sqlite" else request.param
-    store = Store(url)
+    if request.param == "sqlite":
+        store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    else:
+        store = Store(request.getfixturevalue("postgres_url"))
+        with store.engine.begin() as conn:  # each test starts from empty tables
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
+    assert store.engine.dialect.name == request.param
     yield store
     store.close()
 
