@@ -190,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
                          "ratio_vs_best_softhsm2": round(cell.rate / best.rate, 3) if best.rate else None,
                          "stock_server_ratio_vs_best_softhsm2": round(stock.rate / best.rate, 3)
                          if best.rate else None,
-                         "agent_without_hsm_ratio_vs_best_softhsm2": round(floor[op][count].rate / best.rate, 3)
-                         if best.rate else None})
+                         "agent_without_hsm_ratio_vs_best_softhsm2":
+                             round(floor[op][count].rate / best.rate, 3) if best.rate else None})
     targets = [{"target": f"{op}, 8 threads: >= {share} x SoftHSM2", "met": row["ratio_vs_best_softhsm2"] >= share}
                for op, share in TARGETS.items() for row in rows
                if row["operation"] == op and row["threads"] == 8 and row["ratio_vs_best_softhsm2"] is not None]
@@ -200,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     table = Table(title="Signatures through PKCS#11, ops/s (p50 µs); ratios against the best SoftHSM2 cell",
                   caption="Strongroom: p11-kit-client.so → agent → 1 HSM node. SoftHSM2: in-process. Stock server: "
-                          "p11-kit-client.so → p11-kit server → SoftHSM2 (token keys). Agent, no HSM: p11-kit-client.so → the agent answering "
-                          "every cluster call itself (bench/p11floor.py).")
+                          "p11-kit-client.so → p11-kit server → SoftHSM2 (token keys). Agent, no HSM: "
+                          "p11-kit-client.so → the agent answering every cluster call itself "
+                          "(bench/p11floor.py).")
     for column in ("op", "threads", "Strongroom", "SoftHSM2 token", "SoftHSM2 session", "stock server",
                    "agent, no HSM", "Strongroom ratio", "stock ratio", "no-HSM ratio"):
         table.add_column(column, justify="right" if column != "op" else "left", no_wrap=True)

@@ -25,7 +25,8 @@ import strongroom.client as sdk
 from strongroom.pkcs11 import wire
 from strongroom.vocab import CKA, CKD, CKF, CKM, CKR
 
-from ..cluster.conftest import ADMIN_PW, ALICE_PW, BOB_PW, PRECO, alice, cluster, node, pki  # noqa: F401 - fixtures
+from ..cluster.conftest import (  # noqa: F401 - fixtures
+    ADMIN_PW, ALICE_PW, BOB_PW, PRECO, alice, cluster, node, pki)
 from ..cluster.nodes import init_node, start_node
 from .conftest import P11_KIT_CLIENT, P256, serving_agent
 from .raw import RawApplication, initialized, ok, request, u64s
@@ -124,7 +125,7 @@ def test_pipelined_requests_are_answered_under_their_codes_and_leaving_mid_reque
     head = wire.reply_body(6, "ssssuuuuuuuuuuuvvs")
     assert all(reply.startswith(head) for reply in answers.values())
     leaving = initialized(agent, 0)
-    leaving.sock.sendall(b"".join(wire.encode_frame(code, token_info, b"client") for code in range(0x20, 0x60)))
+    leaving.sock.sendall(b"".join(wire.encode_frame(code, token_info, b"client") for code in range(32, 96)))
     leaving.sock.close()  # gone while its requests wait for the HSM
     deaf = initialized(agent, 0)
     deaf.sock.setblocking(False)
@@ -144,7 +145,7 @@ def test_pipelined_requests_are_answered_under_their_codes_and_leaving_mid_reque
     assert initialized(agent, 2).call(token_info).startswith(head)
 
 
-def test_an_application_leaving_while_its_hsm_hangs_and_dies_leaves_nothing_behind(pki, tmp_path):  # noqa: F811
+def test_an_application_leaving_while_its_hsm_hangs_and_dies_leaves_nothing(pki, tmp_path):  # noqa: F811
     """Requests waiting for an HSM that hangs (SIGSTOP) when their application leaves, then the HSM killed:
     what they waited for is cancelled with them, so nothing is reported as never retrieved (the agent's
     stderr is checked when it stops), and a new application gets CKR_DEVICE_ERROR with no HSM left."""
@@ -167,7 +168,8 @@ def test_an_application_leaving_while_its_hsm_hangs_and_dies_leaves_nothing_behi
             assert all(answers[0x500 + i] == wire.reply_body(11, "") for i in range(3)), answers
             os.kill(proc.process.pid, signal.SIGSTOP)
             leaving = initialized(socket_path, 0)
-            leaving.sock.sendall(b"".join(wire.encode_frame(0x20 + i, token_info, b"client") for i in range(30)))
+            frames = (wire.encode_frame(code, token_info, b"client") for code in range(32, 62))
+            leaving.sock.sendall(b"".join(frames))
             time.sleep(0.5)  # the agent has sent them on; the HSM does not answer
             leaving.sock.close()
             time.sleep(0.5)
@@ -181,8 +183,8 @@ def test_an_application_leaving_while_its_hsm_hangs_and_dies_leaves_nothing_behi
 
 
 def test_applications_that_never_read_hold_a_bounded_share_of_the_agent(agent):
-    """Four applications each pipeline 300 C_GenerateRandom of 1 MiB and never read: the agent holds at most its
-    per-application allowance of them (16 MiB and 64 requests), not every answer, and keeps serving."""
+    """Four applications each pipeline 300 C_GenerateRandom of 1 MiB and never read: the agent holds at most
+    its per-application allowance of them (16 MiB and 64 requests), not every answer, and keeps serving."""
     probe = initialized(agent, 0)
     pid = struct.unpack("3i", probe.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
 
@@ -195,7 +197,8 @@ def test_applications_that_never_read_hold_a_bounded_share_of_the_agent(agent):
     for _ in range(4):
         app = initialized(agent, 0)
         session = ok(app.call(request(10, "uu", u64s(1, 6))), 10, "u").u64()
-        frame = wire.encode_frame(0x77, request(64, "ufy", u64s(session) + (1 << 20).to_bytes(4, "big")), b"client")
+        one_mib = (1 << 20).to_bytes(4, "big")
+        frame = wire.encode_frame(0x77, request(64, "ufy", u64s(session) + one_mib), b"client")
         app.sock.sendall(frame * 300)  # small requests: they all fit in the socket
         deaf.append(app)
     time.sleep(4)

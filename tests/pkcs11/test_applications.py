@@ -299,17 +299,19 @@ def test_after_a_logout_answered_ok_no_hsm_signs_for_the_application(agent3, key
         assert _login(app, session, 1, PIN) == wire.reply_body(18, "")
         logout, init = (app.code + 1, app.code + 2)
         app.code += 2
+        sign_init = request(42, "uMu", u64s(session) + ecdsa + u64s(key))
         app.sock.sendall(wire.encode_frame(logout, request(19, "u", u64s(session)), b"client")
-                         + wire.encode_frame(init, request(42, "uMu", u64s(session) + ecdsa + u64s(key)), b"client"))
+                         + wire.encode_frame(init, sign_init, b"client"))
         answers: dict[int, bytes] = {}
         while len(answers) < 2:
             answers.update((code, body) for code, _, body in app.frames.feed(app.sock.recv(65536)))
         assert answers[logout] == wire.reply_body(19, "")
         for attempt in range(4):
             if attempt or answers[init] != wire.reply_body(42, ""):
-                app.call(request(42, "uMu", u64s(session) + b"\xff\xff\xff\xff" + u64s(0)))  # end any operation
-                app.call(request(42, "uMu", u64s(session) + ecdsa + u64s(key)))
-            signed = app.call(request(43, "uayfy", u64s(session) + wire.Writer().byte_array(bytes(32)).u32(64).bytes()))
+                app.call(request(42, "uMu", u64s(session) + b"\xff\xff\xff\xff" + u64s(0)))  # end any
+                app.call(sign_init)
+            data = wire.Writer().byte_array(bytes(32)).u32(64).bytes()
+            signed = app.call(request(43, "uayfy", u64s(session) + data))
             assert signed[:4] == b"\x00\x00\x00\x00", signed  # an error answer (call id 0), never a signature
         assert _private_keys(app, session) == []
         app.sock.close()
@@ -344,7 +346,7 @@ def test_applications_leaving_while_the_agent_connects_them_to_more_hsms_leave_n
 def test_an_init_the_hsm_holds_survives_that_hsm_dying_before_the_operation(cluster3, agent3, keys):
     """C_SignInit accepted by an HSM (each session's first, so not answered by the agent), then that HSM dies:
     C_Sign still answers a valid signature, the agent making the init again on another HSM with the
-    operation (no data had reached the dead one). Three sessions spread over the three HSMs; one HSM killed."""
+    operation (no data had reached the dead one). Three sessions spread over the three HSMs; one killed."""
     with sdk.connect(cluster3.config()) as c, c.login("alice", ALICE_PW) as alice:
         point = alice.key(keys["app-ec"].handle)[CKA.EC_POINT]
     verifier = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point[2:])

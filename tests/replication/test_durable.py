@@ -1,4 +1,4 @@
-"""Raft's persistent state reaches the disk before a member acts on it (real pysyncobj members on loopback)."""
+"""Raft's persistent state reaches the disk before a member acts on it (real pysyncobj members, loopback)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_a_member_acknowledges_entries_only_once_its_journal_is_on_the_disk(pair
     assert acknowledged, events
     for position, index in acknowledged:
         synced = [value for kind, value in events[:position] if kind == "synced"]
-        assert synced and max(synced) >= index, events  # every acknowledged entry was forced to the disk first
+        assert synced and max(synced) >= index, events  # each acknowledged entry was forced to the disk first
     # the term and vote file is written whole, through a forced rename
     meta = journal._FileJournal__metaStorer.getPath()
     assert loads(open(meta, "rb").read())["currentTerm"] >= 1

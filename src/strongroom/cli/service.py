@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import StrongroomError
+
+if TYPE_CHECKING:
+    from ..node import Settings
 
 
 @click.group()

@@ -519,7 +519,7 @@ class Balancer:
         await self._retrying(vs, "logout", (), {})
         here = vs.last
         self._login_ended()
-        await self._logins_settled.wait()  # logins on other HSMs that were on their way have undone themselves
+        await self._logins_settled.wait()  # logins on other HSMs that were on their way undid themselves
         for node in list(self.nodes):  # a copy: discovery may change the list while this waits for an HSM
             if node.logged_in and node is not here and node.up:
                 handle = next((h for s in self.sessions.values() for e, (g, h) in s.handles.items()

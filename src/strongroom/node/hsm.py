@@ -21,7 +21,7 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import msgspec
 
@@ -46,6 +46,9 @@ from ..store.barrier import MASKING_KEY_BYTES, seal_masking_key, unseal_masking_
 from ..vocab import CKA, CKO
 from . import cluster_identity
 from .users import DEFAULT_LOCKOUT_THRESHOLD, Passwords, Role, UserRecord
+
+if TYPE_CHECKING:
+    from .application import Application
 
 FIRMWARE_VERSION = "0.1.0"
 DB_NAME = "hsm.sqlite"

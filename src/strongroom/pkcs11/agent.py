@@ -29,7 +29,6 @@ from ..client.config import ClientConfig
 from ..crypto.params import Mechanism
 from ..errors import (
     MechanismInvalid,
-    MechanismParamInvalid,
     NodeBehind,
     NoQuorum,
     PinLenRange,
@@ -50,6 +49,7 @@ MAX_IN_FLIGHT = 64  # requests of one application answered at once
 MAX_HELD_BYTES = 16 << 20  # bytes of requests and answers of one application in the agent at once
 MAX_UNSENT_BYTES = 1 << 20  # answers queued for an application past this wait for it to read them
 RANDOM_ANSWER_BYTES = 1 << 20  # the most one C_GenerateRandom answers (the HSM's limit)
+_GENERATE_RANDOM = (64).to_bytes(4, "big")  # a request body's start: its call id
 MAX_PIN_BYTES = 64  # ulMaxPinLen of the token: a user name (31), ':' and a password (32)
 # The request signature of every call the agent answers (p11-kit's table); another one is refused.
 _REQUEST_SIGNATURES = {
@@ -93,7 +93,7 @@ class _Allowance:
     def weight(body: bytes) -> int:
         """Bytes a request may hold: itself, and its answer twice (the value and the frame that carries it) as
         large as the request (``C_GenerateRandom``: the most it answers)."""
-        answer = RANDOM_ANSWER_BYTES if body[:4] == b"\x00\x00\x00\x40" else len(body)
+        answer = RANDOM_ANSWER_BYTES if body[:4] == _GENERATE_RANDOM else len(body)
         return len(body) + 2 * answer
 
     async def take(self, weight: int) -> None:
@@ -132,7 +132,7 @@ class _Application:
 
         The threads of an application share its one connection and send their requests without waiting for
         each other (p11-kit's client matches each answer to its request by the frame's code), so requests run
-        concurrently within the application's :class:`_Allowance`, and each answer is written when it is ready.
+        concurrently within the application's :class:`_Allowance`, and each answer is written when ready.
         """
         running: dict[Any, Any] = {}  # coroutines of requests waiting, and what each waits for
         try:
@@ -197,13 +197,13 @@ class _Application:
 
     async def answer(self, code: int, body: bytes, weight: int) -> None:
         """Handle one request and queue its answer. While the application is behind on reading (over
-        ``MAX_UNSENT_BYTES`` queued), the request keeps its part of the allowance until its answer has left, so
-        an application that sends and never reads holds at most ``MAX_HELD_BYTES`` (and one request) in the
-        agent."""
+        ``MAX_UNSENT_BYTES`` queued), the request keeps its part of the allowance until its answer has left,
+        so an application that sends and never reads holds at most ``MAX_HELD_BYTES`` (and one request) in
+        the agent."""
         try:
             reply = await self.handle(body)
             self.send(wire.encode_frame(code, reply))
-            if self.unsent > MAX_UNSENT_BYTES or self.writer.transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+            if max(self.unsent, self.writer.transport.get_write_buffer_size()) > MAX_UNSENT_BYTES:
                 self.flush()  # the application is behind on reading: this answer's allowance waits for it
                 await self.writer.drain()
         except ConnectionError:

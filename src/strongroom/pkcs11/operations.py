@@ -83,7 +83,7 @@ class Operations:
         self.deferred: dict[tuple[int, str], _Deferred] = {}
         # operations initialised in the HSM itself, with their mechanism and key
         self.active: dict[tuple[int, str], tuple[Mechanism, int | None]] = {}
-        self.epoch = 0  # changes whenever what was proven is forgotten (an init in flight then proves nothing)
+        self.epoch = 0  # changes when what was proven is forgotten: an init in flight then proves nothing
 
     def observe(self, name: str, args: tuple[Any, ...]) -> None:
         """Forget what a successful call ``name`` may have made untrue."""

@@ -196,8 +196,8 @@ class RaftLog:
                 owner._busy = _raft_clock() - started > timeToWait + BUSY_TICK_S
                 owner.durable(self).sync()  # entries appended this tick, before the next one counts them
 
-            def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False,  # noqa: N802
-                                          nextNodeIdx: int | None = None, success: bool = False) -> None:  # noqa: N803
+            def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False,  # noqa: N802, N803
+                                          nextNodeIdx: int | None = None, success: bool = False) -> None:
                 owner.durable(self).sync()  # what this answer acknowledges is on the disk first
                 pso.SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, nextNodeIdx, success)
 
