@@ -381,6 +381,36 @@ def test_an_init_the_hsm_holds_survives_that_hsm_dying_before_the_operation(clus
         cluster3.restart(victim)
 
 
+def test_session_objects_made_at_once_by_a_new_application_all_stay_usable(agent3):
+    """Twelve session key pairs made at once in twelve sessions of an application that has none yet: they all
+    land on one HSM (the application's home for session objects), so each signs afterwards from any of its
+    sessions (PKCS#11 3.0 §4.4: every session of an application sees its session objects)."""
+    app = initialized(agent3, 0)
+    main = _session(app)
+    assert _login(app, main, 1, PIN) == wire.reply_body(18, "")
+    sessions = [_session(app) for _ in range(12)]
+    mechanism = wire.Writer().u32(int(CKM.EC_KEY_PAIR_GEN)).data(None).bytes()
+    public = wire.Writer().u32(3).attribute(0x180, P256).attribute(0x10A, True).attribute(0x1, False).bytes()
+    private = wire.Writer().u32(2).attribute(0x108, True).attribute(0x1, False).bytes()
+    codes = list(range(app.code + 1, app.code + 13))
+    app.code = codes[-1]
+    app.sock.sendall(b"".join(wire.encode_frame(code, request(59, "uMaAaA", u64s(session) + mechanism + public
+                                                                + private), b"client")
+                              for code, session in zip(codes, sessions)))
+    answers: dict[int, bytes] = {}
+    while len(answers) < len(codes):
+        answers.update((code, body) for code, _, body in app.frames.feed(app.sock.recv(65536)))
+    ecdsa = wire.Writer().u32(int(CKM.ECDSA)).data(None).bytes()
+    for i, code in enumerate(codes):
+        pair = ok(answers[code], 59, "uu")
+        pair.u64()
+        key = pair.u64()
+        session = sessions[(i + 5) % len(sessions)]  # another session than the one that made it
+        assert app.call(request(42, "uMu", u64s(session) + ecdsa + u64s(key))) == wire.reply_body(42, ""), i
+        data = wire.Writer().byte_array(bytes(32)).u32(64).bytes()
+        ok(app.call(request(43, "uayfy", u64s(session) + data)), 43, "ay")
+
+
 def test_a_new_application_finds_the_cluster_when_the_configured_hsm_is_down(cluster3, keys, tmp_path):
     """The agent starts new applications from every member its running applications discovered, not only the
     configured HSM."""

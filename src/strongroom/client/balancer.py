@@ -51,6 +51,19 @@ _NO_NODES: frozenset[Any] = frozenset()
 _SPECIAL = frozenset({"open_session", "close_session", "close_all_sessions", "login", "logout"})
 _SLOW = frozenset({"generate_key_pair", "login", "activate", "create_user", "change_password", "join_cluster"})
 _SESSION_OBJECT_BIT = 1 << 63
+_CKA_TOKEN = 0x1
+
+
+def _may_make_session_objects(name: str, args: tuple[Any, ...]) -> bool:
+    """Whether a call may make a session object (an object template without ``CKA_TOKEN`` true; a copy
+    keeps the original's unless its template says): such objects live on one HSM, which every session of the
+    application must then use (PKCS#11 3.0 §4.4)."""
+    if name not in _MAKERS:
+        return False
+    templates = [a for a in args if isinstance(a, dict)]
+    if name == "copy_object":
+        return not any(t.get(_CKA_TOKEN) for t in templates)
+    return not templates or any(not t.get(_CKA_TOKEN) for t in templates)
 # One attempt of a request that may be sent again waits at most this long for its HSM (seconds).
 ATTEMPT_TIMEOUT_S = 5.0
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 2.0
@@ -118,6 +131,7 @@ class Balancer:
         self.sessions: dict[int, VirtualSession] = {}
         self.credentials: tuple[int, str] | None = None
         self.home: _Node | None = None  # the HSM holding the application's session objects
+        self._homing = asyncio.Lock()  # calls that may make the first session objects go one at a time
         self.login_lock = asyncio.Lock()
         # The application's login ends (logout, last session closed) while logins on further HSMs may be on
         # their way: each of those checks this count when it returns and undoes itself if it changed, and a
@@ -268,6 +282,9 @@ class Balancer:
 
         A call whose session is open on the chosen HSM goes straight out; set-up and retries go through
         :meth:`call_keyed`."""
+        if self.home is None and _may_make_session_objects(name, args):
+            async with self._homing:  # the first session object settles the home; the others then follow it
+                return await self.call_keyed(name, args, kwargs, None)
         plan = self.plan(name, args)
         if plan is None:
             return await self.call_keyed(name, args, kwargs, None)
@@ -319,7 +336,7 @@ class Balancer:
         straight out (from the loop, or from a synchronous caller's own thread); ``None``: it goes through
         :meth:`call_keyed`."""
         vs = None
-        if name in _SPECIAL:
+        if name in _SPECIAL or (self.home is None and _may_make_session_objects(name, args)):
             return None
         if name in SESSION_CALLS:
             vs = self.sessions.get(args[0]) if isinstance(args[0], int) else None
