@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ..errors import StrongroomError
+from ..errors import ArgumentsBad, StrongroomError
 from .appliance import SESSION, Appliance
 from .provider import Provider, ProviderError
 from .state import Cluster, Hsm, Store
@@ -200,18 +200,27 @@ class Lifecycle:
         if csr:
             self._set(cluster_id, cluster_csr=csr)
 
-    def _remove_member(self, cluster_id: str, hsm: dict[str, Any], others: list[dict[str, Any]]) -> None:
-        """Take ``hsm`` out of the cluster's membership through the first of ``others`` that does it."""
+    def _remove_member(self, cluster_id: str, hsm: dict[str, Any], others: list[dict[str, Any]]) -> bool:
+        """Take ``hsm`` out of the cluster's membership through the first of ``others`` that does it; True once
+        it is out (or never was in, or no member is left to keep it), False when none could now (a leader
+        change under way): the caller tries again on its next step rather than leave a dead member counted in
+        the majority."""
         raft = hsm["placement"].get("raft")
+        if not raft or not others:
+            return True
         for member in others:
             try:
                 self.hsm_call(cluster_id, member["placement"]["endpoint"], [("remove_member", SESSION, raft)])
-                return
+                return True
+            except ArgumentsBad:
+                return True  # not a member: an earlier attempt took it out after all
             except (StrongroomError, OSError) as exc:
                 log.warning("member %s did not remove %s: %s", member["hsm_id"], hsm["hsm_id"], exc)
+        return False
 
     def _delete(self, cluster_id: str, hsm: dict[str, Any], others: list[dict[str, Any]]) -> None:
-        self._remove_member(cluster_id, hsm, others)
+        if not self._remove_member(cluster_id, hsm, others):
+            return
         if hsm["placement"]:
             self.provider.destroy(hsm["placement"])
         self._set(cluster_id, hsm["hsm_id"], state="DELETED", state_message="")
@@ -260,7 +269,9 @@ class Lifecycle:
         self._set(cluster_id, hsm["hsm_id"], state="DEGRADED", state_message="The HSM is being replaced.")
         self._set(cluster_id, state="DEGRADED", state_message="An HSM is being replaced.")
         self.provider.stop(hsm["placement"])
-        self._remove_member(cluster_id, hsm, others)
+        if not self._remove_member(cluster_id, hsm, others):
+            log.warning("HSM %s not replaced yet: it is still in the membership", hsm["hsm_id"])
+            return
         try:
             placement = self._launch(cluster_id, hsm["hsm_id"], others, hsm["placement"])
         except (ProviderError, OSError) as exc:
