@@ -96,6 +96,10 @@ def test_a_write_sent_again_with_its_request_key_is_done_once_on_any_node(trio, 
 
     ctx = client_context(pki["ca"].issued.cert)
     template = {int(CKA.TOKEN): True, int(CKA.VALUE_LEN): 32, int(CKA.LABEL): "once", int(CKA.ENCRYPT): True}
+    deadline = time.monotonic() + 30
+    while not all(trio.status(node)["ready"] for node in trio.nodes):  # when this test runs first
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
 
     async def generate(endpoint, key):
         conn = await open_connection(endpoint, ctx)
@@ -118,6 +122,27 @@ def test_a_write_sent_again_with_its_request_key_is_done_once_on_any_node(trio, 
     assert again == handle and again_index == index and other != handle
     with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
         assert sorted(k.handle for k in s.find(label="once")) == sorted([handle, other])
+
+    async def write(endpoint, name, args, key):
+        conn = await open_connection(endpoint, ctx)
+        try:
+            session = await conn.call("open_session", int(CKF.SERIAL_SESSION | CKF.RW_SESSION))
+            await conn.call("login", session, int(CKU.USER), f"alice:{ALICE_PW}")
+            response = await conn.request(name, (session, *args), {}, key=key)
+            return response.ckr, response.message
+        finally:
+            conn.close()
+
+    async def destroy_twice():
+        # the second is what a client sends when the first one's answer was lost; the HSM answering it has
+        # applied the first, so the object it would look up is gone already
+        first = await write(trio.nodes[0].endpoint, "destroy_object", (other,), b"d" * 16)
+        await asyncio.sleep(0.5)  # every node has applied it
+        return first, await write(trio.nodes[1].endpoint, "destroy_object", (other,), b"d" * 16)
+
+    assert asyncio.run(destroy_twice()) == ((0, ""), (0, ""))
+    with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
+        assert [k.handle for k in s.find(label="once")] == [handle]
 
 
 def _burst(session, count, prefix, on_ack=None, threads=8):

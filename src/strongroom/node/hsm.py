@@ -38,7 +38,7 @@ from ..errors import (
 from ..objects.attributes import normalize_template
 from ..objects.model import HsmObject
 from ..replication import Change, LocalLog, Outcome, StateMachine
-from ..replication.change import CHANGE_DECODER, ENCODER
+from ..replication.change import CHANGE_DECODER, ENCODER, OUTCOME_DECODER
 from ..replication import membership
 from ..replication.log import cluster_secret
 from ..store import Barrier, ObjectRow, Store
@@ -471,6 +471,18 @@ class HSM:
             DeviceError: ``CKR_DEVICE_ERROR`` when the node is not operational.
         """
         self.require_operational()
+        key = request_key.get() if record else b""
+        if key and callable(change):
+            # A write sent again (its answer was lost) that this HSM has applied already: its first outcome,
+            # before building it again from a state it changed (a destroyed object is gone by now).
+            with self.store.transaction() as tx:
+                prior = tx.get_request(key)
+            outcome = OUTCOME_DECODER.decode(prior) if prior is not None else None
+            if outcome is not None and not outcome.ckr and not outcome.conflict:
+                outcome.duplicate = True
+                if outcome.index:
+                    commit_index.set(max(commit_index.get(), outcome.index))
+                return outcome
         for attempt in range(_CONFLICT_RETRIES):
             if attempt:
                 time.sleep(random.uniform(0, min(0.05, 0.002 * attempt)))
