@@ -92,6 +92,9 @@ class Operations:
             self.epoch += 1
             if name == "close_session":
                 self._drop_session(args[0])
+            elif name == "close_all_sessions":  # sessions another thread opened meanwhile keep their operations
+                for session in {e[0] for e in (*self.deferred, *self.active)} - set(self._sessions()):
+                    self._drop_session(session)
             elif name != "login":
                 self.deferred.clear()
                 self.active.clear()
