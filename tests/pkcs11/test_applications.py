@@ -413,6 +413,33 @@ def test_session_objects_made_at_once_by_a_new_application_all_stay_usable(agent
         ok(app.call(request(43, "uayfy", u64s(session) + data)), 43, "ay")
 
 
+def test_close_all_sessions_leaves_the_init_of_a_session_opened_meanwhile(agent3, keys):
+    """C_CloseAllSessions, C_OpenSession and a C_SignInit on that new session sent together: the init (answered
+    by the agent) belongs to a session the close did not end, so the C_Sign that follows signs."""
+    ecdsa = wire.Writer().u32(int(CKM.ECDSA)).data(None).bytes()
+    data = wire.Writer().byte_array(bytes(32)).u32(64).bytes()
+    app = initialized(agent3, 0)
+    first = _session(app)
+    assert _login(app, first, 1, PIN) == wire.reply_body(18, "")
+    key = _private_key(app, first, b"app-ec")
+    assert app.call(request(42, "uMu", u64s(first) + ecdsa + u64s(key))) == wire.reply_body(42, "")
+    ok(app.call(request(43, "uayfy", u64s(first) + data)), 43, "ay")  # the init is proven now
+    opened = [_session(app) for _ in range(4)]
+    fresh = max(first, *opened) + 1  # the agent numbers an application's sessions in order
+    close_all, open_one, init = app.code + 1, app.code + 2, app.code + 3
+    app.code = init
+    app.sock.sendall(wire.encode_frame(close_all, request(12, "u", u64s(1)), b"client")
+                     + wire.encode_frame(open_one, request(10, "uu", u64s(1, 6)), b"client")
+                     + wire.encode_frame(init, request(42, "uMu", u64s(fresh) + ecdsa + u64s(key)), b"client"))
+    answers: dict[int, bytes] = {}
+    while len(answers) < 3:
+        answers.update((code, body) for code, _, body in app.frames.feed(app.sock.recv(65536)))
+    assert answers[close_all] == wire.reply_body(12, "")
+    assert ok(answers[open_one], 10, "u").u64() == fresh
+    assert answers[init] == wire.reply_body(42, "")
+    ok(app.call(request(43, "uayfy", u64s(fresh) + data)), 43, "ay")
+
+
 def test_a_new_application_finds_the_cluster_when_the_configured_hsm_is_down(cluster3, keys, tmp_path):
     """The agent starts new applications from every member its running applications discovered, not only the
     configured HSM."""
