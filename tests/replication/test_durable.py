@@ -82,7 +82,7 @@ def test_a_member_acknowledges_entries_only_once_its_journal_is_on_the_disk(pair
     for position, index in acknowledged:
         synced = [value for kind, value in events[:position] if kind == "synced"]
         assert synced and max(synced) >= index, events  # each acknowledged entry was forced to the disk first
-    # the term and vote file is written whole, through a forced rename
+    # the term and vote file, now written by write_durably, reads back as pysyncobj's own
     meta = journal._FileJournal__metaStorer.getPath()
     assert loads(open(meta, "rb").read())["currentTerm"] >= 1
     assert leader._durable.syncs >= 1

@@ -231,11 +231,12 @@ async def open_connection(endpoint: str, ssl_context: ssl.SSLContext, *, server_
 
 
 def quiet_lost_connections(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """An event loop exception handler: a TLS connection that an HSM's death cut mid-record is reported in one
-    line (the connection's requests fail over as ``ConnectionLost``); anything else as asyncio reports it."""
+    """An event loop exception handler: a connection cut mid-record (an HSM that died, an application that
+    left) is reported in one line, its requests failing as ``ConnectionLost``; anything else as asyncio
+    reports it."""
     exc = context.get("exception")
     if context.get("message", "").startswith("Fatal error on SSL") or isinstance(exc, ConnectionError):
-        _log.info("a TLS connection to an HSM ended abruptly: %s", exc or context.get("message"))
+        _log.info("a connection ended abruptly: %s", exc or context.get("message"))
         return
     loop.default_exception_handler(context)
 

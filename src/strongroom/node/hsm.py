@@ -38,7 +38,7 @@ from ..errors import (
 from ..objects.attributes import normalize_template
 from ..objects.model import HsmObject
 from ..replication import Change, LocalLog, Outcome, StateMachine
-from ..replication.change import CHANGE_DECODER, ENCODER, OUTCOME_DECODER
+from ..replication.change import CHANGE_DECODER, ENCODER, first_outcome
 from ..replication import membership
 from ..replication.log import cluster_secret
 from ..store import Barrier, ObjectRow, Store
@@ -475,11 +475,8 @@ class HSM:
         if key and callable(change):
             # A write sent again (its answer was lost) that this HSM has applied already: its first outcome,
             # before building it again from a state it changed (a destroyed object is gone by now).
-            with self.store.transaction() as tx:
-                prior = tx.get_request(key)
-            outcome = OUTCOME_DECODER.decode(prior) if prior is not None else None
+            outcome = first_outcome(self.store.get_request(key))
             if outcome is not None and not outcome.ckr and not outcome.conflict:
-                outcome.duplicate = True
                 if outcome.index:
                     commit_index.set(max(commit_index.get(), outcome.index))
                 return outcome

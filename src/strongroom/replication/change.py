@@ -134,3 +134,13 @@ ENCODER = msgspec.msgpack.Encoder()
 CHANGE_DECODER = msgspec.msgpack.Decoder(Change)
 BATCH_DECODER = msgspec.msgpack.Decoder(list[Change])
 OUTCOME_DECODER = msgspec.msgpack.Decoder(Outcome)
+
+
+def first_outcome(stored: bytes | None) -> Outcome | None:
+    """The outcome stored with a request key (``Outcome.duplicate`` set), or ``None`` when the key is new:
+    what a change sent again with that key answers."""
+    if stored is None:
+        return None
+    first = OUTCOME_DECODER.decode(stored)
+    first.duplicate = True
+    return first

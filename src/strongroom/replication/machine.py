@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import DeviceMemory
 from ..store import Store
-from .change import BATCH_DECODER, ENCODER, OUTCOME_DECODER, Change, Outcome
+from .change import BATCH_DECODER, ENCODER, Change, Outcome, first_outcome
 
 log = logging.getLogger("strongroom.replication")
 
@@ -108,10 +108,8 @@ class StateMachine:
     def _apply(self, tx: Any, index: int, change: Change, count: int) -> tuple[Outcome, int]:
         """Apply one change inside the entry's transaction; returns its outcome and the new object count."""
         if change.request:
-            prior = tx.get_request(change.request)
-            if prior is not None:
-                first = OUTCOME_DECODER.decode(prior)
-                first.duplicate = True
+            first = first_outcome(tx.get_request(change.request))
+            if first is not None:
                 return first, count
         for handle, version in change.expect_objects:
             if tx.object_version(handle) != version:

@@ -67,6 +67,8 @@ _SNAPSHOT_SCHEMA = "\n".join(
     if line.startswith("CREATE TABLE") or not line.startswith("CREATE"))
 
 
+_GET_REQUEST = "SELECT CAST(outcome AS BLOB) FROM requests WHERE token = ?"
+
 class ObjectRow(msgspec.Struct, array_like=True, frozen=True):
     """A stored object: its handle, version, clear index columns and sealed envelope (also the form a sealed
     object travels in through the replicated log)."""
@@ -141,7 +143,7 @@ class Transaction:
         return row[0] if row else 0
 
     def get_request(self, token: bytes) -> bytes | None:
-        row = self._conn.execute("SELECT CAST(outcome AS BLOB) FROM requests WHERE token = ?", (token,)).fetchone()
+        row = self._conn.execute(_GET_REQUEST, (token,)).fetchone()
         return bytes(row[0]) if row else None
 
     def put_request(self, token: bytes, index: int, outcome: bytes) -> None:
@@ -233,6 +235,12 @@ class Store:
                 return self._conn.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
                 raise DeviceError(f"store read failed: {exc}") from exc
+
+    def get_request(self, token: bytes) -> bytes | None:
+        """The encoded outcome stored with an applied change's request key, or ``None`` (a read, no
+        transaction: it does not wait for the writer)."""
+        rows = self._query(_GET_REQUEST, (token,))
+        return bytes(rows[0][0]) if rows else None
 
     def applied_index(self) -> int:
         """The index of the last replicated-log entry applied to this store (0: none)."""
