@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Debian packages the test suite calls (independent implementations to check our output against).
 DEB_PACKAGES := openssl p11-kit p11-kit-modules opensc gnutls-bin libengine-pkcs11-openssl nginx-light curl postgresql
 
-.PHONY: install run test bench deps-debian clean
+.PHONY: install run test check bench deps-debian clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,18 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+$(VENV)/.check-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[check]'
+	touch $@
+
 install: $(VENV)/.installed
+
+# `make check`: lint (ruff, the rules pyproject.toml selects), types (mypy --strict over src/strongroom) and the
+# layer contracts of docs/architecture.md (import-linter).
+check: $(VENV)/.check-installed
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 run: install
 	$(VENV)/bin/strongroom up --data-dir ./var
