@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from strongroom.crypto.params import Mechanism
-from strongroom.protocol import CALLS, PROTOCOL_VERSION, Hello
+from strongroom.protocol import CALL_SPECS, PROTOCOL_VERSION, Hello
 from strongroom.vocab import CKA, CKM
 
 from .conftest import ALICE_PW
@@ -43,9 +43,9 @@ def _encode(value) -> bytes:
 bodies = st.one_of(
     st.binary(max_size=200),
     msgpack_values.map(_encode),
-    st.tuples(st.sampled_from(list(CALLS)), st.lists(msgpack_values, max_size=6)).map(
+    st.tuples(st.sampled_from(list(CALL_SPECS)), st.lists(msgpack_values, max_size=6)).map(
         lambda t: _encode(["request", 1, [t[0], *t[1]]])),
-    st.tuples(st.integers(0, 2**64 - 1), st.sampled_from(list(CALLS)),
+    st.tuples(st.integers(0, 2**64 - 1), st.sampled_from(list(CALL_SPECS)),
               st.lists(st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=40), max_size=5)).map(
         lambda t: _encode(["request", t[0], [t[1], *t[2]]])),
     st.just(_encode(Hello([PROTOCOL_VERSION]))),

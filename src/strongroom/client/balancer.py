@@ -34,22 +34,12 @@ from ..errors import (
     UserAlreadyLoggedIn,
     UserAnotherAlreadyLoggedIn,
 )
-from ..protocol import CALLS, WRITE_CALLS
+from ..protocol import CALL_SPECS
 from ..vocab import CKF, CKU
 from .config import ClientConfig
 from .connection import ConnectionLost, NodeConnection, open_connection, result_of
 
-SESSION_CALLS = frozenset(name for name, (positional, _) in CALLS.items()
-                          if positional and positional[0][0] == "session")
-_STARTS = frozenset({"encrypt_init", "decrypt_init", "sign_init", "verify_init", "digest_init",
-                     "find_objects_init"})
-_ENDS = frozenset({"encrypt", "encrypt_final", "decrypt", "decrypt_final", "sign", "sign_final", "verify",
-                   "verify_final", "digest", "digest_final", "find_objects_final",
-                   "session_cancel"})
-_MAKERS = frozenset({"create_object", "copy_object", "generate_key", "generate_key_pair", "unwrap_key", "derive_key"})
 _NO_NODES: frozenset[Any] = frozenset()
-_SPECIAL = frozenset({"open_session", "close_session", "close_all_sessions", "login", "logout"})
-_SLOW = frozenset({"generate_key_pair", "login", "activate", "create_user", "change_password", "join_cluster"})
 _SESSION_OBJECT_BIT = 1 << 63
 _CKA_TOKEN = 0x1
 
@@ -58,7 +48,7 @@ def _may_make_session_objects(name: str, args: tuple[Any, ...]) -> bool:
     """Whether a call may make a session object (an object template without ``CKA_TOKEN`` true; a copy
     keeps the original's unless its template says): such objects live on one HSM, which every session of the
     application must then use (PKCS#11 3.0 §4.4)."""
-    if name not in _MAKERS:
+    if not CALL_SPECS[name].makes_objects:
         return False
     templates = [a for a in args if isinstance(a, dict)]
     if name == "copy_object":
@@ -322,7 +312,7 @@ class Balancer:
             for vid in list(self.sessions):
                 await self._close_session(vid)
             return None
-        if name in SESSION_CALLS:
+        if CALL_SPECS[name].session:
             vs = self.sessions.get(args[0]) if isinstance(args[0], int) else None
             if vs is None:
                 raise SessionHandleInvalid(f"no open session {args[0]!r:.40}")
@@ -336,9 +326,10 @@ class Balancer:
         straight out (from the loop, or from a synchronous caller's own thread); ``None``: it goes through
         :meth:`call_keyed`."""
         vs = None
-        if name in _SPECIAL or (self.home is None and _may_make_session_objects(name, args)):
+        call = CALL_SPECS[name]
+        if call.session_control or (self.home is None and _may_make_session_objects(name, args)):
             return None
-        if name in SESSION_CALLS:
+        if call.session:
             vs = self.sessions.get(args[0]) if isinstance(args[0], int) else None
             if vs is None:
                 return None
@@ -354,7 +345,7 @@ class Balancer:
             node = self._pick(_NO_NODES)
             if node is None or node.conn is None:
                 return None
-        return node, args, os.urandom(16) if name in WRITE_CALLS else b"", vs
+        return node, args, os.urandom(16) if call.write else b"", vs
 
     def fixed(self, vs: VirtualSession | None) -> _Node | None:
         """The HSM a session's calls must go to: the one running its multi-part operation, else the one holding
@@ -369,7 +360,7 @@ class Balancer:
         return self.home
 
     def attempt_timeout(self, name: str) -> float:
-        return self.config.timeout_s if name in _SLOW else min(ATTEMPT_TIMEOUT_S, self.config.timeout_s)
+        return self.config.timeout_s if CALL_SPECS[name].slow else min(ATTEMPT_TIMEOUT_S, self.config.timeout_s)
 
     def settle(self, vs: VirtualSession | None, node: _Node | None, name: str, kwargs: dict[str, Any],
                value: Any) -> None:
@@ -377,11 +368,12 @@ class Balancer:
         if vs is None:
             return
         vs.last = node
-        if name in _STARTS:
+        call = CALL_SPECS[name]
+        if call.starts:
             vs.pinned = node
-        elif name in _ENDS and not kwargs.get("query"):
+        elif call.ends and not kwargs.get("query"):
             vs.pinned = None
-        if name in _MAKERS:
+        if call.makes_objects:
             handles = value if isinstance(value, (list, tuple)) else [value]
             if any(isinstance(h, int) and h & _SESSION_OBJECT_BIT for h in handles):
                 self.home = node
@@ -389,14 +381,14 @@ class Balancer:
     @staticmethod
     def settle_error(vs: VirtualSession | None, name: str, exc: StrongroomError) -> None:
         """Session bookkeeping after a session call failed for good: an operation that ended is unpinned."""
-        if vs is not None and vs.pinned is not None and (name in _ENDS or isinstance(exc, ConnectionLost)) \
+        if vs is not None and vs.pinned is not None and (CALL_SPECS[name].ends or isinstance(exc, ConnectionLost)) \
                 and exc.ckr != 0x150:  # CKR_BUFFER_TOO_SMALL keeps the operation active
             vs.pinned = None
 
     async def _retrying(self, vs: VirtualSession | None, name: str, rest: tuple[Any, ...],
                         kwargs: dict[str, Any], key: bytes | None = None) -> Any:
         if key is None:
-            key = os.urandom(16) if name in WRITE_CALLS else b""
+            key = os.urandom(16) if CALL_SPECS[name].write else b""
         deadline = time.monotonic() + self.config.timeout_s
         attempt_s = self.attempt_timeout(name)
         avoid: set[_Node] = set()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..crypto.params import GcmParams, Mechanism
+from ..mechanism_params import GcmParams, Mechanism
 from ..errors import ArgumentsBad
 from ..vendor import CKU_APPLIANCE
 from ..vocab import CKA, CKF, CKM, CKU

@@ -25,8 +25,8 @@ from .keys import (
     public_key_from_point,
     public_key_to_der,
 )
-from .mechanisms import MECHANISMS, MechanismInfo, info
-from .params import (
+from ..mechanism_catalogue import MECHANISMS, MechanismInfo, info
+from ..mechanism_params import (
     CounterFormat,
     CtrParams,
     DkmLengthFormat,

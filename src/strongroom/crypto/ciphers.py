@@ -29,7 +29,7 @@ from ..errors import (
 from ..vocab import CKM, CKZ
 from . import keycheck
 from .digests import mgf_hash, param_hash
-from .params import CtrParams, GcmParams, Mechanism, OaepParams
+from ..mechanism_params import CtrParams, GcmParams, Mechanism, OaepParams
 from .random import random_bytes
 
 AES_BLOCK = 16

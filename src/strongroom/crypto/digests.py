@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes
 
 from ..errors import MechanismInvalid, MechanismParamInvalid
 from ..vocab import CKD, CKG, CKM
-from .params import Mechanism
+from ..mechanism_params import Mechanism
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from ..errors import KeySizeRange, KeyTypeInconsistent
-from .mechanisms import info
+from ..mechanism_catalogue import info
 
 
 def aes_key(key: object) -> bytes:

@@ -26,7 +26,7 @@ from ..errors import (
 )
 from ..vocab import CKA, CKK, CKM
 from . import der
-from .mechanisms import GENERIC_SECRET_BYTES, RSA_BITS, RSA_GENERATE_BITS
+from ..mechanism_catalogue import GENERIC_SECRET_BYTES, RSA_BITS, RSA_GENERATE_BITS
 from .random import random_bytes
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey

@@ -27,7 +27,7 @@ from ..errors import ArgumentsBad, DeviceError, FipsSelfTestFailed
 from ..vocab import CKM
 from .ciphers import decrypt_init, encrypt_init
 from .digests import digest_init
-from .params import GcmParams, Mechanism
+from ..mechanism_params import GcmParams, Mechanism
 from .random import RandomSource, default_source, random_bytes
 from .signatures import sign_init, verify_init
 from .wrapping import unwrap, wrap

@@ -29,7 +29,7 @@ from ..errors import (
 from ..vocab import CKM
 from . import keycheck
 from .ciphers import KEY_WRAP_SEMIBLOCK, CipherOperation, decrypt_init, encrypt_init
-from .params import GcmParams, Mechanism, RsaAesKeyWrapParams
+from ..mechanism_params import GcmParams, Mechanism, RsaAesKeyWrapParams
 from .random import random_bytes
 
 _CIPHER_WRAPS = {

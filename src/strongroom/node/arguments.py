@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from ..crypto.params import Mechanism
+from ..mechanism_params import Mechanism
 from ..errors import ArgumentsBad, MechanismInvalid, MechanismParamInvalid
 from ..objects.attributes import as_text
 

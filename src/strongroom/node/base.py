@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import crypto
-from ..crypto.params import Mechanism
+from ..mechanism_params import Mechanism
 from ..errors import (
     ActionProhibited,
     KeyTypeInconsistent,

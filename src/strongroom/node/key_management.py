@@ -7,7 +7,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from .. import crypto
-from ..crypto.params import Ecdh1DeriveParams, Mechanism
+from ..mechanism_params import Ecdh1DeriveParams, Mechanism
 from ..errors import (
     ArgumentsBad,
     AttributeValueInvalid,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .. import crypto
-from ..crypto.params import Mechanism
+from ..mechanism_params import Mechanism
 from ..errors import BufferTooSmall, KeyHandleInvalid, OperationActive, OperationNotInitialized
 from ..objects import policy
 from ..vocab import CKA, CKF

@@ -31,7 +31,7 @@ from ..protocol import (
     Hello,
     HelloReply,
     Request,
-    WRITE_CALLS,
+    CALL_SPECS,
     Response,
     call_arguments,
     encode_frame,
@@ -45,26 +45,10 @@ from .workers import Workers
 
 log = logging.getLogger(__name__)
 
-# Calls that may block: store writes (fsync), password hashing, key generation, bulk reads.
-_BLOCKING = frozenset({
-    "login", "logout", "activate", "create_user", "delete_user", "change_password", "list_users", "verify_audit",
-    "export_audit", "zeroize", "create_object", "copy_object", "destroy_object", "set_attribute_value", "share",
-    "generate_key", "generate_key_pair", "wrap_key", "unwrap_key", "derive_key", "close_session",
-    "close_all_sessions", "generate_random", "join_cluster", "remove_member", "admit_member", "initialize_cluster",
-})
-# Writes (WRITE_CALLS) wait for the log to commit them; they get their own threads so that waiting never starves
-# crypto.
-_FINDS = frozenset({"find", "find_objects_init"})
-# Calls a node answers while it catches up with its cluster (everything else waits for it to be current).
-_ANY_TIME = frozenset({"hsm_info", "cluster_status"})
 # How long a request waits for this node to apply the client's latest write before NodeBehind (seconds).
 CATCH_UP_WAIT_S = 3.0
 MAX_REQUEST_KEY_BYTES = 32
 _INDEXED = (int(CKA.LABEL), int(CKA.ID))
-_ONCE = frozenset({"encrypt_once", "decrypt_once", "sign_once", "verify_once"})
-_STEP_KIND = {"encrypt": OpKind.ENCRYPT, "encrypt_final": OpKind.ENCRYPT, "decrypt": OpKind.DECRYPT,
-              "decrypt_final": OpKind.DECRYPT, "sign": OpKind.SIGN, "sign_final": OpKind.SIGN,
-              "verify": OpKind.VERIFY, "verify_final": OpKind.VERIFY}
 
 _FLUSH_EVERY = 8
 # A connection may have this many thread-pool calls queued; past it the node stops reading from it until
@@ -303,7 +287,7 @@ class _Connection(asyncio.Protocol):
                 f"a request id and a log index are not negative, a request key is at most {MAX_REQUEST_KEY_BYTES} "
                 "bytes")))
             return
-        if name not in _ANY_TIME:
+        if not CALL_SPECS[name].any_time:
             refusal = app.hsm.unavailable()
             if refusal is not None:
                 self._send(_answer(request.id, refusal))
@@ -333,7 +317,7 @@ class _Connection(asyncio.Protocol):
              kwargs: dict[str, Any]) -> None:
         if self._blocking(app, name, args):
             self.in_flight += 1
-            pool = self.server.write_pool if name in WRITE_CALLS else self.server.pool
+            pool = self.server.write_pool if CALL_SPECS[name].write else self.server.pool
             pool.submit(self._work, request.id, method, args, kwargs, request.key)
             self._update_reading()
             return
@@ -370,18 +354,19 @@ class _Connection(asyncio.Protocol):
         self._update_reading()
 
     def _blocking(self, app: Application, name: str, args: list[Any]) -> bool:
-        """Whether a call should leave the event loop: see the module docstring."""
-        if name in _BLOCKING:
+        """Whether a call should leave the event loop: see the module docstring. Writes wait for the log to
+        commit them; they get their own threads so that waiting never starves crypto."""
+        call = CALL_SPECS[name]
+        if call.blocking:
             return True
-        if name in _FINDS:
+        if call.finds:
             # a find by label or id is an index lookup; any other find may scan every stored object
             return not any(cka in args[1] for cka in _INDEXED)
         try:
-            if name in _ONCE:
+            if call.once:
                 return app.hsm.get_object(args[2]).key_type is CKK.RSA
-            kind = _STEP_KIND.get(name)
-            if kind is not None:
-                active = app.sessions[args[0]].ops[kind]
+            if call.keyed_step:
+                active = app.sessions[args[0]].ops[OpKind(call.operation)]
                 return app.hsm.get_object(active.key).key_type is CKK.RSA
         except (KeyError, IndexError, TypeError, StrongroomError):
             return False

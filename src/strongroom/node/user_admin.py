@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ActionProhibited, ArgumentsBad, FunctionFailed, PinIncorrect, PinInvalid, UserNotLoggedIn
+from ..mechanism_catalogue import MECHANISMS
 from ..objects.model import HsmObject
 from ..replication import Change
 from ..store import AuditEntry, AuditReport
@@ -201,6 +202,13 @@ class UserAdminCalls(ApplicationBase):
     def hsm_info(self) -> dict[str, Any]:
         """Node information (``get_hsm_info``); needs no login and answers in every state."""
         return self.hsm.info()
+
+    def mechanism_list(self) -> list[list[int]]:
+        """The mechanisms this HSM implements, as ``C_GetMechanismList`` and ``C_GetMechanismInfo`` answer
+        them (PKCS#11 3.0 §5.5): ``[CKM, ulMinKeySize, ulMaxKeySize, CKF flags]`` per mechanism, sorted by
+        ``CKM``; needs no login and answers in every state."""
+        return [[int(m.mechanism), m.min_key_size, m.max_key_size, int(m.flags)]
+                for m in sorted(MECHANISMS.values(), key=lambda m: int(m.mechanism))]
 
     def zeroize(self, handle: int) -> None:
         """Erase the masking key, every object and user (admins only); the audit chain records it."""

@@ -13,45 +13,11 @@ import enum
 from typing import Any
 
 from ..errors import AttributeTypeInvalid, AttributeValueInvalid
+from ..attribute_kinds import KINDS, Kind
 from ..vocab import CKA, CKC, CKK, CKO
 
 Attributes = dict[CKA, Any]
 
-
-class Kind(enum.Enum):
-    BOOL = "bool"
-    ULONG = "ulong"
-    BYTES = "bytes"
-    STRING = "string"
-    DATE = "date"
-    TEMPLATE = "template"
-    MECHANISMS = "mechanisms"
-
-
-_BOOL = {
-    CKA.TOKEN, CKA.PRIVATE, CKA.TRUSTED, CKA.SENSITIVE, CKA.ENCRYPT, CKA.DECRYPT, CKA.WRAP, CKA.UNWRAP,
-    CKA.SIGN, CKA.SIGN_RECOVER, CKA.VERIFY, CKA.VERIFY_RECOVER, CKA.DERIVE, CKA.EXTRACTABLE, CKA.LOCAL,
-    CKA.NEVER_EXTRACTABLE, CKA.ALWAYS_SENSITIVE, CKA.MODIFIABLE, CKA.COPYABLE, CKA.DESTROYABLE,
-    CKA.ALWAYS_AUTHENTICATE, CKA.WRAP_WITH_TRUSTED,
-}
-_ULONG = {
-    CKA.CLASS, CKA.CERTIFICATE_TYPE, CKA.CERTIFICATE_CATEGORY, CKA.JAVA_MIDP_SECURITY_DOMAIN,
-    CKA.NAME_HASH_ALGORITHM, CKA.KEY_TYPE, CKA.MODULUS_BITS, CKA.VALUE_LEN, CKA.KEY_GEN_MECHANISM,
-    CKA.PRIME_BITS, CKA.SUBPRIME_BITS, CKA.VALUE_BITS,
-}
-_STRING = {CKA.LABEL, CKA.APPLICATION, CKA.URL, CKA.UNIQUE_ID}
-_DATE = {CKA.START_DATE, CKA.END_DATE}
-_TEMPLATE = {CKA.WRAP_TEMPLATE, CKA.UNWRAP_TEMPLATE, CKA.DERIVE_TEMPLATE}
-
-KINDS: dict[CKA, Kind] = {}
-for _cka in CKA:
-    if _cka is CKA.VENDOR_DEFINED:
-        continue
-    KINDS[_cka] = (
-        Kind.BOOL if _cka in _BOOL else Kind.ULONG if _cka in _ULONG else Kind.STRING if _cka in _STRING
-        else Kind.DATE if _cka in _DATE else Kind.TEMPLATE if _cka in _TEMPLATE
-        else Kind.MECHANISMS if _cka is CKA.ALLOWED_MECHANISMS else Kind.BYTES
-    )
 
 MAX_LABEL_CHARS = 127
 MAX_TEMPLATE_DEPTH = 1

@@ -21,7 +21,8 @@ from ..errors import (
     TemplateInconsistent,
 )
 from ..vocab import CKA, CKM, CKO
-from .attributes import RSA_PRIVATE_COMPONENTS, Attributes, Kind, KINDS, valid_attributes
+from ..attribute_kinds import KINDS, Kind
+from .attributes import RSA_PRIVATE_COMPONENTS, Attributes, valid_attributes
 from .model import HsmObject
 
 # Attributes that may change after creation, and in which direction (None: freely).

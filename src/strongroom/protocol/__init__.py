@@ -1,12 +1,11 @@
 """The wire protocol: length-prefixed msgpack frames over TLS 1.3, with request ids for pipelining."""
 
+from .calls import CALL_SPECS, CATALOGUE, CallSpec, Template, spec
 from .frames import DEFAULT_MAX_FRAME_BYTES, FrameReader, FrameTooLarge, encode_frame
 from .messages import (
     CALL_TYPES,
-    CALLS,
     CAPABILITIES,
     PROTOCOL_VERSION,
-    WRITE_CALLS,
     ClientMessage,
     Hello,
     HelloReply,
@@ -17,12 +16,13 @@ from .messages import (
 )
 
 __all__ = [
-    "CALLS",
+    "CALL_SPECS",
     "CALL_TYPES",
+    "CATALOGUE",
     "CAPABILITIES",
     "DEFAULT_MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
-    "WRITE_CALLS",
+    "CallSpec",
     "ClientMessage",
     "FrameReader",
     "FrameTooLarge",
@@ -33,4 +33,6 @@ __all__ = [
     "ServerMessage",
     "call_arguments",
     "encode_frame",
+    "spec",
+    "Template",
 ]

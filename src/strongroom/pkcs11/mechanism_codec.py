@@ -17,10 +17,9 @@ A type ``0xFFFFFFFF`` is the NULL mechanism (``C_*Init`` with no mechanism: canc
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Iterable
 
-from .. import crypto
-from ..crypto.params import CtrParams, Ecdh1DeriveParams, GcmParams, Mechanism, OaepParams, Parameter, PssParams
+from ..mechanism_params import CtrParams, Ecdh1DeriveParams, GcmParams, Mechanism, OaepParams, Parameter, PssParams
 from ..errors import MechanismParamInvalid
 from ..vocab import CKM
 from .wire import NULL_LENGTH, Reader
@@ -107,13 +106,14 @@ def _tables(version: int) -> tuple[frozenset[int], dict[int, Decoder]]:
     return (NO_PARAMETER_V0, FIELDS_V0) if version == 0 else (NO_PARAMETER_V1, FIELDS_V1)
 
 
-def forwardable(version: int) -> list[int]:
-    """The mechanisms Strongroom has that a client of this protocol version forwards, sorted.
+def forwardable(version: int, implemented: Iterable[int]) -> list[int]:
+    """The mechanisms of ``implemented`` (the cluster's ``CKM`` values) that a client of this protocol version
+    forwards, sorted.
 
     ``C_GetMechanismList`` answers exactly these, so the count an application sees never shrinks inside the client.
     """
     no_parameter, fields = _tables(version)
-    return sorted(int(m) for m in crypto.MECHANISMS if int(m) in no_parameter or int(m) in fields)
+    return sorted(int(m) for m in implemented if int(m) in no_parameter or int(m) in fields)
 
 
 def has_no_parameter(version: int, kind: int) -> bool:

@@ -19,17 +19,15 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from ..client.connection import ConnectionLost
-from ..crypto.params import Mechanism
+from ..mechanism_params import Mechanism
 from ..errors import BufferTooSmall, OperationActive, OperationNotInitialized, StrongroomError
+from ..protocol.calls import CALL_SPECS
 from ..vocab import CKF
 from . import wire
 
 Call = Callable[..., Awaitable[Any]]
 FLAGS = {"encrypt": CKF.ENCRYPT, "decrypt": CKF.DECRYPT, "digest": CKF.DIGEST, "sign": CKF.SIGN,
          "verify": CKF.VERIFY}
-# Calls after which what was proven may no longer hold (another user, a changed or destroyed key).
-_FORGET_ALL = frozenset({"login", "logout", "close_all_sessions", "close_session"})
-_FORGET_KEY = frozenset({"destroy_object", "set_attribute_value"})
 # What a single-part call gets when the HSM that held its operation failed over: the HSM gone, or another one
 # that never saw the init.
 _HSM_GONE = (ConnectionLost, OperationNotInitialized)
@@ -86,8 +84,10 @@ class Operations:
         self.epoch = 0  # changes when what was proven is forgotten: an init in flight then proves nothing
 
     def observe(self, name: str, args: tuple[Any, ...]) -> None:
-        """Forget what a successful call ``name`` may have made untrue."""
-        if name in _FORGET_ALL:
+        """Forget what a successful call ``name`` may have made untrue: another user (``changes_login``), a
+        changed or destroyed key (``changes_object``)."""
+        call = CALL_SPECS[name]
+        if call.changes_login:
             self.proven.clear()
             self.epoch += 1
             if name == "close_session":
@@ -98,7 +98,7 @@ class Operations:
             elif name != "login":
                 self.deferred.clear()
                 self.active.clear()
-        elif name in _FORGET_KEY:
+        elif call.changes_object:
             self.proven = {p for p in self.proven if p[1] != args[1]}
 
     def _drop_session(self, session: Any) -> None:

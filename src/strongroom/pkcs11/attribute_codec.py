@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import AttributeValueInvalid
-from ..objects.attributes import KINDS, Kind
+from ..attribute_kinds import KINDS, Kind
 from ..vocab import CKA
 from . import wire
 

@@ -1,0 +1,116 @@
+"""The call catalogue: one record per call the node serves, a handler for every record, and no call-name set
+anywhere else in the source."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from strongroom.node import Application
+from strongroom.pkcs11.functions import HANDLERS
+from strongroom.pkcs11.rpc_calls import BY_FUNCTION, RPC_CALLS
+from strongroom.protocol import CALL_TYPES, Request, call_arguments
+from strongroom.protocol.calls import BY_PKCS11, CALL_SPECS, CATALOGUE
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "strongroom"
+
+
+def test_every_record_is_one_call_with_a_handler_of_its_arguments():
+    assert len({spec.name for spec in CATALOGUE}) == len(CATALOGUE) == len(CALL_TYPES)
+    for spec in CATALOGUE:
+        method = getattr(Application, spec.name, None)
+        assert callable(method), f"{spec.name} has no handler"
+        signature = inspect.signature(method)
+        # the server calls method(*positional, **keywords): the handler takes exactly those
+        signature.bind(None, *[None] * len(spec.args), **{name: default for name, _, default in spec.kwargs})
+        with pytest.raises(TypeError):
+            signature.bind(None, *[None] * (len(spec.args) + len(spec.kwargs) + 1))
+
+
+def test_every_served_call_has_a_record():
+    """The node serves an Application method through the wire only if the catalogue has it: a request naming
+    anything else does not decode."""
+    decoder = msgspec.msgpack.Decoder(Request)
+    with pytest.raises(msgspec.ValidationError):
+        decoder.decode(msgspec.msgpack.encode([1, ["connect"]]))
+    with pytest.raises(msgspec.ValidationError):
+        decoder.decode(msgspec.msgpack.encode([1, ["_session", 1]]))
+
+
+@pytest.mark.parametrize("name", sorted(CALL_SPECS))
+def test_a_call_round_trips_through_its_wire_struct(name):
+    spec = CALL_SPECS[name]
+    samples = {int: 7, bytes: b"\x01", str: "x", bool: True}
+    args = [samples.get(kind, None) if kind in samples else _sample(kind) for _, kind in spec.args]
+    request = Request(9, CALL_TYPES[name](*args))
+    decoded = msgspec.msgpack.Decoder(Request).decode(msgspec.msgpack.encode(request))
+    got_name, got_args, got_kwargs = call_arguments(decoded.call)
+    assert (got_name, got_args) == (name, args)
+    assert got_kwargs == {n: default for n, _, default in spec.kwargs}
+
+
+def _sample(kind):
+    from strongroom.mechanism_params import Mechanism
+
+    if kind is Mechanism:
+        return Mechanism(0x1082)
+    if getattr(kind, "__origin__", None) is dict or kind == dict[int, object]:
+        return {3: "label"}
+    if getattr(kind, "__origin__", None) is list:
+        return [3]
+    return None  # an optional string
+
+
+def test_records_state_the_rules_the_layers_rely_on():
+    writes = {s.name for s in CATALOGUE if s.write}
+    assert writes == {"activate", "create_user", "delete_user", "change_password", "create_object", "copy_object",
+                      "destroy_object", "set_attribute_value", "share", "generate_key", "generate_key_pair",
+                      "unwrap_key", "derive_key"}
+    assert all(CALL_SPECS[w].blocking for w in writes)  # a write waits for a commit: never on the event loop
+    assert {s.name for s in CATALOGUE if s.starts} == {f"{k}_init" for k in
+                                                       ("encrypt", "decrypt", "sign", "verify", "digest",
+                                                        "find_objects")}
+    assert {s.name for s in CATALOGUE if s.keyed_step} == {
+        f"{k}{suffix}" for k in ("encrypt", "decrypt", "sign", "verify") for suffix in ("", "_final")}
+    assert {s.name for s in CATALOGUE if s.any_time} == {"hsm_info", "mechanism_list", "cluster_status"}
+    assert {s.name for s in CATALOGUE if s.makes_objects} <= writes
+    assert not any(s.once and not s.operation for s in CATALOGUE)
+    assert {s.name for s in CATALOGUE if s.changes_login} == {"login", "logout", "close_session",
+                                                              "close_all_sessions"}
+    assert {s.name for s in CATALOGUE if s.changes_object} == {"destroy_object", "set_attribute_value"}
+
+
+def test_every_agent_handler_is_a_p11kit_call_and_names_a_real_function():
+    assert {call.call_id for call in RPC_CALLS} == set(HANDLERS)
+    for call_id, (record, _) in HANDLERS.items():
+        assert BY_FUNCTION[record.function].call_id == call_id
+    for function, spec in BY_PKCS11.items():
+        assert function.startswith("C_") and spec.function == function
+
+
+def _call_name_literals(path: Path) -> list[tuple[int, list[str]]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        elements = (node.elts if isinstance(node, (ast.Set, ast.Tuple, ast.List))
+                    else node.keys if isinstance(node, ast.Dict) else None)
+        if not elements or len(elements) < 2:
+            continue
+        names = [e.value for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        operations = {spec.operation for spec in CATALOGUE}  # the kinds of operation are another vocabulary
+        if len(names) == len(elements) and all(n in CALL_SPECS for n in names) \
+                and not all(n in operations for n in names):
+            found.append((node.lineno, names))
+    return found
+
+
+def test_no_call_name_set_outside_the_catalogue():
+    """A set, tuple, list or dict of two or more call names anywhere in src/ but the catalogue is a second copy
+    of a fact the catalogue holds."""
+    catalogue = SRC / "protocol" / "calls.py"
+    offenders = {str(p.relative_to(SRC)): hits for p in sorted(SRC.rglob("*.py")) if p != catalogue
+                 for hits in [_call_name_literals(p)] if hits}
+    assert offenders == {}
