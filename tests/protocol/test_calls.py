@@ -45,7 +45,7 @@ def test_every_served_call_has_a_record():
 def test_a_call_round_trips_through_its_wire_struct(name):
     spec = CALL_SPECS[name]
     samples = {int: 7, bytes: b"\x01", str: "x", bool: True}
-    args = [samples.get(kind, None) if kind in samples else _sample(kind) for _, kind in spec.args]
+    args = [samples.get(kind) if kind in samples else _sample(kind) for _, kind in spec.args]
     request = Request(9, CALL_TYPES[name](*args))
     decoded = msgspec.msgpack.Decoder(Request).decode(msgspec.msgpack.encode(request))
     got_name, got_args, got_kwargs = call_arguments(decoded.call)

@@ -19,12 +19,12 @@ operation or those objects are lost and the application sees the error.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import ssl
-import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from ..errors import (
@@ -37,9 +37,10 @@ from ..errors import (
 from ..protocol import CALL_SPECS
 from ..vocab import CKF, CKU
 from .config import ClientConfig
-from .connection import ConnectionLost, NodeConnection, open_connection, result_of
+from .connection import ConnectionLost, open_connection, result_of
+from .members import Member, VirtualSession, least_loaded
 
-_NO_NODES: frozenset[Any] = frozenset()
+_NO_NODES: frozenset[Member] = frozenset()
 _SESSION_OBJECT_BIT = 1 << 63
 _CKA_TOKEN = 0x1
 
@@ -61,47 +62,6 @@ _RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 2.0
 DISCOVERY_INTERVAL_S = 10.0
 
 
-@dataclass(eq=False)
-class _Node:
-    endpoint: str
-    conn: NodeConnection | None = None
-    generation: int = 0
-    outstanding: int = 0
-    logged_in: bool = False
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    reconnecting: bool = False
-    retired: bool = False  # left the cluster: no reconnecting
-    threaded: int = 0  # requests in flight from the synchronous API's own threads
-    threaded_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def started(self) -> None:
-        with self.threaded_lock:
-            self.threaded += 1
-
-    def ended(self) -> None:
-        with self.threaded_lock:
-            self.threaded -= 1
-
-    @property
-    def load(self) -> int:
-        return self.outstanding + self.threaded
-
-    @property
-    def up(self) -> bool:
-        return self.conn is not None and self.conn.is_open
-
-
-@dataclass(eq=False)
-class VirtualSession:
-    """An application session: real session handles per HSM (``endpoint → (generation, handle)``)."""
-
-    vid: int
-    flags: int
-    handles: dict[str, tuple[int, int]] = field(default_factory=dict)
-    pinned: _Node | None = None  # a multi-part operation is in progress there
-    last: _Node | None = None  # where its last request was answered
-
-
 class Balancer:
     """Connections to every HSM of a cluster and the routing of requests over them.
 
@@ -116,11 +76,11 @@ class Balancer:
         self.config = config
         self.client = client
         self.ssl_context = ssl_context
-        self.nodes = [_Node(endpoint) for endpoint in dict.fromkeys(config.endpoints)]
+        self.nodes = [Member(endpoint) for endpoint in dict.fromkeys(config.endpoints)]
         self.configured = frozenset(config.endpoints)
         self.sessions: dict[int, VirtualSession] = {}
         self.credentials: tuple[int, str] | None = None
-        self.home: _Node | None = None  # the HSM holding the application's session objects
+        self.home: Member | None = None  # the HSM holding the application's session objects
         self._homing = asyncio.Lock()  # calls that may make the first session objects go one at a time
         self.login_lock = asyncio.Lock()
         # The application's login ends (logout, last session closed) while logins on further HSMs may be on
@@ -154,19 +114,20 @@ class Balancer:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 self._tasks.discard(task)
-                if task.exception() is not None:
-                    errors.append(task.exception())
+                error = task.exception()
+                if error is not None:
+                    errors.append(error)
                     self._reconnect_later(attempts[task])
             if any(n.up for n in self.nodes):
                 break
         if not any(n.up for n in self.nodes):
             raise errors[0]
         for task in pending:
-            task.add_done_callback(lambda t, node=attempts[task]: self._settled(t, node))
+            task.add_done_callback(functools.partial(self._settled, node=attempts[task]))
         await self._discover()
         self._discovery = asyncio.get_running_loop().create_task(self._keep_discovering())
 
-    def _settled(self, task: asyncio.Task[None], node: _Node) -> None:
+    def _settled(self, task: asyncio.Task[None], node: Member) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self._reconnect_later(node)
@@ -185,7 +146,7 @@ class Balancer:
             return
         known = {n.endpoint for n in self.nodes}
         for endpoint in sorted(members - known):
-            fresh = _Node(endpoint)
+            fresh = Member(endpoint)
             self.nodes.append(fresh)
             self._reconnect_later(fresh)
         # HSMs that left the cluster are dropped, unless the configuration names them
@@ -200,7 +161,7 @@ class Balancer:
             await asyncio.sleep(DISCOVERY_INTERVAL_S)
             await self._discover()
 
-    async def _connect(self, node: _Node) -> None:
+    async def _connect(self, node: Member) -> None:
         conn = await open_connection(node.endpoint, self.ssl_context, server_name=self.config.server_name,
                                      timeout_s=self.config.connect_timeout_s)
         if self._closed:
@@ -211,7 +172,7 @@ class Balancer:
         self.node_info = self.node_info or conn.node
         conn.closed.add_done_callback(lambda _: self._reconnect_later(node))
 
-    def _reconnect_later(self, node: _Node) -> None:
+    def _reconnect_later(self, node: Member) -> None:
         if self._closed or node.reconnecting or node.retired:
             return
         node.reconnecting = True
@@ -219,7 +180,7 @@ class Balancer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _reconnect(self, node: _Node) -> None:
+    async def _reconnect(self, node: Member) -> None:
         delay = _RECONNECT_MIN_S
         try:
             while not self._closed and not node.up and not node.retired:
@@ -241,19 +202,11 @@ class Balancer:
             if node.conn is not None:
                 node.conn.close()
 
-    def _pick(self, avoid: set[_Node]) -> _Node | None:
-        nodes = self.nodes
-        if len(nodes) == 1:
-            return nodes[0] if nodes[0].up else None
-        up = [n for n in nodes if n.up and n not in avoid] or [n for n in nodes if n.up]
-        if not up:
-            return None
-        least = min(n.load for n in up)
-        candidates = [n for n in up if n.load == least]
-        return candidates[next(self._turn) % len(candidates)]
+    def _pick(self, avoid: AbstractSet[Member]) -> Member | None:
+        return least_loaded(self.nodes, avoid, next(self._turn))
 
     # ----------------------------------------------------------------- requests
-    async def _send(self, node: _Node, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], key: bytes,
+    async def _send(self, node: Member, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], key: bytes,
                     timeout_s: float) -> Any:
         conn = node.conn
         if conn is None or not conn.is_open:
@@ -280,6 +233,8 @@ class Balancer:
             return await self.call_keyed(name, args, kwargs, None)
         node, call_args, key, vs = plan
         conn = node.conn
+        if conn is None:  # lost since it was planned
+            return await self.call_keyed(name, args, kwargs, None)
         node.outstanding += 1
         try:
             response = await conn.request(name, call_args, kwargs, timeout_s=self.attempt_timeout(name),
@@ -320,7 +275,7 @@ class Balancer:
         return await self._retrying(None, name, args, kwargs, key)
 
     # ----------------------------------------------------------------- the synchronous API's fast path
-    def plan(self, name: str, args: tuple[Any, ...]) -> tuple[_Node, tuple[Any, ...], bytes,
+    def plan(self, name: str, args: tuple[Any, ...]) -> tuple[Member, tuple[Any, ...], bytes,
                                                               VirtualSession | None] | None:
         """The HSM, arguments and request key of a call that needs no session set-up there, so it can be sent
         straight out (from the loop, or from a synchronous caller's own thread); ``None``: it goes through
@@ -347,7 +302,7 @@ class Balancer:
                 return None
         return node, args, os.urandom(16) if call.write else b"", vs
 
-    def fixed(self, vs: VirtualSession | None) -> _Node | None:
+    def fixed(self, vs: VirtualSession | None) -> Member | None:
         """The HSM a session's calls must go to: the one running its multi-part operation, else the one holding
         the application's session objects (every session of an application sees them, PKCS#11 3.0 §4.4) while
         it is up; ``None``: any."""
@@ -362,7 +317,7 @@ class Balancer:
     def attempt_timeout(self, name: str) -> float:
         return self.config.timeout_s if CALL_SPECS[name].slow else min(ATTEMPT_TIMEOUT_S, self.config.timeout_s)
 
-    def settle(self, vs: VirtualSession | None, node: _Node | None, name: str, kwargs: dict[str, Any],
+    def settle(self, vs: VirtualSession | None, node: Member | None, name: str, kwargs: dict[str, Any],
                value: Any) -> None:
         """Session bookkeeping after a successful session call on ``node``."""
         if vs is None:
@@ -391,7 +346,7 @@ class Balancer:
             key = os.urandom(16) if CALL_SPECS[name].write else b""
         deadline = time.monotonic() + self.config.timeout_s
         attempt_s = self.attempt_timeout(name)
-        avoid: set[_Node] = set()
+        avoid: set[Member] = set()
         delay = 0.02
         while True:
             bound = self.fixed(vs)
@@ -415,7 +370,7 @@ class Balancer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
-    async def _ensure(self, vs: VirtualSession, node: _Node) -> int:
+    async def _ensure(self, vs: VirtualSession, node: Member) -> int:
         """The real handle of ``vs`` on ``node``, opening a session there and logging the application in with
         its credentials if needed."""
         known = vs.handles.get(node.endpoint)
@@ -433,7 +388,7 @@ class Balancer:
                 await self._login_there(node, handle, *self.credentials)
             return handle
 
-    async def _login_there(self, node: _Node, handle: int, user_type: int, pin: str) -> None:
+    async def _login_there(self, node: Member, handle: int, user_type: int, pin: str) -> None:
         """Log the application in on one more HSM; if its login ended meanwhile, log that HSM out again (the
         call that needed the session goes on without the login, and the HSM answers it as such)."""
         epoch = self._login_epoch

@@ -17,17 +17,17 @@ import os
 import signal
 import socket
 import struct
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..client.balancer import Balancer
-from ..client.connection import ConnectionLost, quiet_lost_connections
 from ..client.config import ClientConfig
+from ..client.connection import ConnectionLost, quiet_lost_connections
 from ..errors import MechanismInvalid, NodeBehind, NoQuorum, SlotIdInvalid, StrongroomError
 from ..mechanism_params import Mechanism
 from ..protocol.tls import client_context
-from ..vocab import CKF, CKR
+from ..vocab import CKR
 from . import mechanism_codec, wire
 from .functions import HANDLERS, SLOT_ID
 from .multipart import Operations
@@ -160,7 +160,7 @@ class _Application:
         except StopIteration:
             running.pop(coro, None)
             return
-        except Exception:  # noqa: BLE001 - answer() answers every error; this is a defect in the agent
+        except Exception:
             running.pop(coro, None)
             log.exception("a request failed")
             return
@@ -225,7 +225,7 @@ class _Application:
             return wire.error_body(int(CKR.ARGUMENTS_BAD))
         except StrongroomError as exc:
             return wire.error_body(_rv(exc))
-        except Exception:  # noqa: BLE001 - a defect costs the application one call, never a missing answer
+        except Exception:
             log.exception("a request failed")
             return wire.error_body(int(CKR.GENERAL_ERROR))
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import AttributeValueInvalid
 from ..attribute_kinds import KINDS, Kind
+from ..errors import AttributeValueInvalid
 from ..vocab import CKA
 from . import wire
 

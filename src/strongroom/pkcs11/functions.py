@@ -340,7 +340,7 @@ async def _get_attribute_value(app: Application, r: wire.Reader) -> wire.Writer:
     results = await app.call("get_attribute_value", session, handle, [cka for cka, _ in wanted])
     rv = 0
     w = wire.Writer().u32(len(wanted))
-    for (cka, capacity), (code, value) in zip(wanted, results):
+    for (cka, capacity), (code, value) in zip(wanted, results, strict=True):
         if code:
             rv = rv or code
             w.attribute(cka, None)

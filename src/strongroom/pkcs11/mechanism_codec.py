@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ..mechanism_params import CtrParams, Ecdh1DeriveParams, GcmParams, Mechanism, OaepParams, Parameter, PssParams
 from ..errors import MechanismParamInvalid
+from ..mechanism_params import CtrParams, Ecdh1DeriveParams, GcmParams, Mechanism, OaepParams, Parameter, PssParams
 from ..vocab import CKM
 from .wire import NULL_LENGTH, Reader
 

@@ -18,8 +18,8 @@ from .messages import (
 __all__ = [
     "CALL_SPECS",
     "CALL_TYPES",
-    "CATALOGUE",
     "CAPABILITIES",
+    "CATALOGUE",
     "DEFAULT_MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
     "CallSpec",
@@ -31,8 +31,8 @@ __all__ = [
     "Request",
     "Response",
     "ServerMessage",
+    "Template",
     "call_arguments",
     "encode_frame",
     "spec",
-    "Template",
 ]

@@ -196,7 +196,8 @@ CALL_SPECS: dict[str, CallSpec] = {spec.name: spec for spec in CATALOGUE}
 BY_PKCS11: dict[str, CallSpec] = {spec.function: spec for spec in CATALOGUE if spec.function}
 """The catalogue by the PKCS#11 function each call serves (``"C_Sign"``)."""
 
-if len(CALL_SPECS) != len(CATALOGUE) or len(BY_PKCS11) != sum(1 for spec in CATALOGUE if spec.function):  # pragma: no cover - a catalogue with a name twice does not load
+# a catalogue that names a call or a function twice does not load
+if len(CALL_SPECS) != len(CATALOGUE) or len(BY_PKCS11) != sum(1 for spec in CATALOGUE if spec.function):
     raise ImportError("the call catalogue names a call or a PKCS#11 function twice")
 
 

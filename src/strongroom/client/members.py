@@ -1,0 +1,72 @@
+"""What the client knows of each HSM of the cluster and of each application session, and how it picks an HSM
+for a request (least outstanding requests, ties taken in turn)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+
+from .connection import NodeConnection
+
+
+@dataclass(eq=False)
+class Member:
+    """One HSM of the cluster as the client sees it: its connection (``generation`` counts reconnections, so a
+    session handle from an earlier connection is known stale), the requests in flight on it from the event loop
+    (``outstanding``) and from the synchronous API's threads (``threaded``), and whether the application is
+    logged in there."""
+
+    endpoint: str
+    conn: NodeConnection | None = None
+    generation: int = 0
+    outstanding: int = 0
+    logged_in: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    reconnecting: bool = False
+    retired: bool = False  # left the cluster: no reconnecting
+    threaded: int = 0  # requests in flight from the synchronous API's own threads
+    threaded_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def started(self) -> None:
+        with self.threaded_lock:
+            self.threaded += 1
+
+    def ended(self) -> None:
+        with self.threaded_lock:
+            self.threaded -= 1
+
+    @property
+    def load(self) -> int:
+        return self.outstanding + self.threaded
+
+    @property
+    def up(self) -> bool:
+        return self.conn is not None and self.conn.is_open
+
+
+@dataclass(eq=False)
+class VirtualSession:
+    """An application session: real session handles per HSM (``endpoint → (generation, handle)``)."""
+
+    vid: int
+    flags: int
+    handles: dict[str, tuple[int, int]] = field(default_factory=dict)
+    pinned: Member | None = None  # a multi-part operation is in progress there
+    last: Member | None = None  # where its last request was answered
+
+
+
+
+def least_loaded(nodes: list[Member], avoid: AbstractSet[Member], turn: int) -> Member | None:
+    """The connected HSM with the fewest requests in flight, outside ``avoid`` if any is; ties go round by
+    ``turn``; ``None`` when none is connected."""
+    if len(nodes) == 1:
+        return nodes[0] if nodes[0].up else None
+    up = [n for n in nodes if n.up and n not in avoid] or [n for n in nodes if n.up]
+    if not up:
+        return None
+    least = min(n.load for n in up)
+    candidates = [n for n in up if n.load == least]
+    return candidates[turn % len(candidates)]
