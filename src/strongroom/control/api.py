@@ -20,8 +20,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import sigv4
-from .errors import ApiError, InternalFailure, SerializationError, UnknownOperation
-from .service import OPERATIONS, ControlPlane
+from .api_errors import ApiError, InternalFailure, SerializationError, UnknownOperation
+from .cloudhsmv2 import OPERATIONS, ControlPlane
 from .state import AccessKey
 
 log = logging.getLogger("strongroom.control")

@@ -22,7 +22,7 @@ from typing import Any, Callable
 from .appliance import Appliance
 from .lifecycle import Lifecycle
 from .provider import LocalProvider
-from .service import ControlPlane
+from .cloudhsmv2 import ControlPlane
 from .state import AccessKey, Store
 
 _KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"

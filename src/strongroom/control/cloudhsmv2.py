@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import StrongroomError
-from .errors import InternalFailure, InvalidRequest, ResourceLimitExceeded, ResourceNotFound, TagError
+from .api_errors import InternalFailure, InvalidRequest, ResourceLimitExceeded, ResourceNotFound, TagError
 from .lifecycle import Lifecycle
 from .state import Cluster, Hsm, Store, Tag, new_id
 
@@ -155,7 +155,7 @@ class ControlPlane:
         self.lock = threading.Lock()
 
     def call(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Run operation ``name`` (e.g. ``"DescribeClusters"``); raises :class:`~.errors.ApiError`. Operations that
+        """Run operation ``name`` (e.g. ``"DescribeClusters"``); raises :class:`~.api_errors.ApiError`. Operations that
         change records run one at a time (their checks and writes stay together)."""
         if name.startswith(("Describe", "List")):
             return OPERATIONS[name](self, body)
