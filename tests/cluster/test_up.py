@@ -13,7 +13,7 @@ from pathlib import Path
 import time
 
 import strongroom.client as sdk
-from strongroom.control.client import ControlClient
+from strongroom.control.api_client import ControlClient
 from strongroom.vocab import CKA, CKM
 
 from .nodes import TEST_HASH_MEMORY_KIB

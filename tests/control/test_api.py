@@ -19,7 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from strongroom.control.api import make_app
-from strongroom.control.service import ControlPlane
+from strongroom.control.cloudhsmv2 import ControlPlane
 from strongroom.control.state import AccessKey, Store
 
 KEY_ID, SECRET = "AKIASTRONGROOMTEST01", "secret-key-of-the-test-0123456789abcdef"

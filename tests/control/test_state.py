@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from strongroom.control.service import ControlPlane
+from strongroom.control.cloudhsmv2 import ControlPlane
 from strongroom.control.state import Base, Store
 
 from .postgres import throwaway_server

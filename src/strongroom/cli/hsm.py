@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import click
 
-from ..errors import StrongroomError
+from ..errors import StrongroomError, exit_code
 from ..vocab import CKA, CKK, CKM, CKO
 
 _CLASSES = {"secret-key": CKO.SECRET_KEY, "private-key": CKO.PRIVATE_KEY, "public-key": CKO.PUBLIC_KEY,
@@ -143,12 +143,12 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _fail(ctx_output: str, message: str) -> None:
+def _fail(ctx_output: str, message: str, error: BaseException) -> None:
     if ctx_output == "json":
         click.echo(json.dumps({"error_code": 1, "data": message}, indent=2))
     else:
         click.echo(f"Error: {message}", err=True)
-    sys.exit(1)
+    sys.exit(exit_code(error))
 
 
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -161,11 +161,11 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             data = fn(ctx, *args, **kwargs)
         except CliError as exc:
-            _fail(ctx.output, str(exc))
+            _fail(ctx.output, str(exc), exc)
         except StrongroomError as exc:
-            _fail(ctx.output, f"{exc.message} ({exc.ckr_name})")
+            _fail(ctx.output, f"{exc.message} ({exc.ckr_name})", exc)
         except (OSError, ValueError, OverflowError, KeyError, TypeError) as exc:
-            _fail(ctx.output, f"{type(exc).__name__}: {exc}")
+            _fail(ctx.output, f"{type(exc).__name__}: {exc}", exc)
         finally:
             if not ctx.interactive:
                 ctx.close()
@@ -936,12 +936,12 @@ def run(argv: list[str] | None = None) -> None:
         a == "--output" and b == "text" for a, b in zip(args, args[1:])) else "json"
     try:
         main.main(args=argv, prog_name="strongroom-cli", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
         _fail(output, "aborted: a value was needed and no terminal could be asked (give it as an option, e.g. "
-                      "--password)")
+                      "--password)", exc)
     except click.ClickException as exc:
         _fail(output, exc.format_message() + (f" (see: strongroom-cli {exc.ctx.command_path.partition(' ')[2]} "
-                                              "--help)".replace("  ", " ") if getattr(exc, "ctx", None) else ""))
+                                              "--help)".replace("  ", " ") if getattr(exc, "ctx", None) else ""), exc)
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def _sign_csr(csr_pem: str, ca_cert: Any, ca_key: Any) -> str:
 
 
 def _describe(control: Any, cluster_id: str) -> dict[str, Any] | None:
-    from ..control.client import ControlError
+    from ..control.api_client import ControlError
 
     try:
         clusters = control.call("DescribeClusters", Filters={"clusterIds": [cluster_id]})["Clusters"]
@@ -192,7 +192,7 @@ def _converge(control: Any, data_dir: Path, cluster_id: str | None, hsms: int, r
 
 
 def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: int, as_json: bool) -> None:
-    from ..control.client import ControlClient, ControlError
+    from ..control.api_client import ControlClient, ControlError
     from ..control.server import AlreadyRunning, hold_lock
     from ..protocol.certificates import CertificateAuthority
 

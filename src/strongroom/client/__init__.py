@@ -13,10 +13,15 @@ from typing import Any
 
 from ..errors import ArgumentsBad, StrongroomError
 from ..protocol.tls import client_context
+
+# The implementation's classes are reached through their modules, so that this package's namespace holds only
+# what it exports.
+from . import balancer as _balancer
+from . import connection as _connection
+from . import objects as _objects
 from .config import ClientConfig
-from .balancer import Balancer
-from .connection import ConnectionLost, LoopThread, request_frame, result_of
-from .objects import Cluster, Key, Session, _Runner, mechanism, template
+from .connection import ConnectionLost, request_frame, result_of
+from .objects import Cluster, Key, Session, mechanism, template
 
 __all__ = ["ClientConfig", "Cluster", "ConnectionLost", "Key", "Session", "connect", "connect_async",
            "mechanism", "template"]
@@ -49,10 +54,10 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
     """
     config = _config(config)
     ctx = _ssl(config)
-    loop_thread = LoopThread()
+    loop_thread = _connection.LoopThread()
 
-    async def start() -> Balancer:
-        balancer = Balancer(config, ctx)
+    async def start() -> _balancer.Balancer:
+        balancer = _balancer.Balancer(config, ctx)
         await balancer.start()
         return balancer
 
@@ -77,7 +82,7 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
         timeout_s = balancer.attempt_timeout(name)
         request_id = next(conn.ids)
         frame = request_frame(request_id, name, call_args, kwargs, after=balancer.index, key=key)
-        waiter: concurrent.futures.Future = concurrent.futures.Future()
+        waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
         node.started()
         try:
             loop.call_soon_threadsafe(conn.send, frame, request_id, waiter, timeout_s)
@@ -103,7 +108,7 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
             loop_thread.loop.call_soon_threadsafe(balancer.close)
         loop_thread.stop()
 
-    return Cluster(_Runner(call, is_async=False), close, balancer.node_info)
+    return Cluster(_objects._Runner(call, is_async=False), close, balancer.node_info)
 
 
 async def connect_async(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
@@ -113,10 +118,10 @@ async def connect_async(config: ClientConfig | Path | str | dict[str, Any]) -> C
         ConnectionLost: ``CKR_DEVICE_REMOVED`` when no node can be reached or trusted.
     """
     config = _config(config)
-    balancer = Balancer(config, _ssl(config))
+    balancer = _balancer.Balancer(config, _ssl(config))
     await balancer.start()
 
     async def close() -> None:
         balancer.close()
 
-    return Cluster(_Runner(balancer.call, is_async=True), close, balancer.node_info)
+    return Cluster(_objects._Runner(balancer.call, is_async=True), close, balancer.node_info)

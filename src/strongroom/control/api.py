@@ -2,8 +2,9 @@
 
 A request is ``POST /`` with ``X-Amz-Target: BaldrApiService.<Operation>``, ``Content-Type:
 application/x-amz-json-1.1``, a JSON object body and a SigV4 signature (signing name ``cloudhsm``) by an access
-key the control plane issued. A success is HTTP 200 with the output members as JSON; an error is HTTP 400 (500
-for an internal failure) with ``{"__type": <exception name>, "Message": …}``.
+key the control plane issued. A success is HTTP 200 with the output members as JSON; an error is answered with
+``{"__type": <exception name>, "Message": …}`` and the HTTP status of its ``CKR_*`` in
+:data:`strongroom.errors.OUTCOMES` (400; 403 without credentials; 500 for an internal failure).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..errors import http_status
 from . import sigv4
-from .errors import ApiError, InternalFailure, SerializationError, UnknownOperation
-from .service import OPERATIONS, ControlPlane
+from .api_errors import ApiError, InternalFailure, SerializationError, UnknownOperation
+from .cloudhsmv2 import OPERATIONS, ControlPlane
 from .state import AccessKey
 
 log = logging.getLogger("strongroom.control")
@@ -29,7 +31,6 @@ log = logging.getLogger("strongroom.control")
 TARGET_PREFIX = "BaldrApiService."
 CONTENT_TYPE = "application/x-amz-json-1.1"
 MAX_BODY_BYTES = 1024 * 1024
-_SIGNATURE_STATUS = {"MissingAuthenticationTokenException": 403}
 
 
 def _answer(body: dict[str, Any], status: int = 200) -> Response:
@@ -37,8 +38,8 @@ def _answer(body: dict[str, Any], status: int = 200) -> Response:
                         headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
 
-def _error(exc: ApiError) -> Response:
-    return _answer(exc.body(), exc.status)
+def _error(exc: ApiError | sigv4.SignatureError) -> Response:
+    return _answer({"__type": exc.code, "Message": exc.message}, http_status(exc))
 
 
 async def _limited_body(request: Request) -> bytes:
@@ -75,12 +76,12 @@ def make_app(control: ControlPlane) -> Starlette:
                 credential = sigv4.verify(request.method, request.url.path, request.url.query, headers, body,
                                           secret_for, signed_required=("x-amz-target",))
             except sigv4.SignatureError as exc:
-                return _answer({"__type": exc.code, "Message": exc.message}, _SIGNATURE_STATUS.get(exc.code, 400))
+                return _error(exc)
             if credential.region != control.region:
-                return _answer({"__type": "InvalidSignatureException",
-                                "Message": f"Credential should be scoped to a valid region, not "
-                                           f"'{credential.region[:40]}'. This endpoint serves '{control.region}'."},
-                               400)
+                return _error(sigv4.SignatureError(
+                    "InvalidSignatureException",
+                    f"Credential should be scoped to a valid region, not '{credential.region[:40]}'. This endpoint "
+                    f"serves '{control.region}'."))
             if not headers.get("content-type", "").startswith("application/x-amz-json-1."):
                 raise SerializationError(f"Content-Type must be {CONTENT_TYPE}")
             target = headers.get("x-amz-target", "")

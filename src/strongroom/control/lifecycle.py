@@ -11,9 +11,10 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..errors import ArgumentsBad, StrongroomError
 from .appliance import SESSION, Appliance
@@ -24,6 +25,19 @@ log = logging.getLogger("strongroom.control")
 STEP_S = 0.5
 HEALTH_TIMEOUT_S = 3.0
 FAILURES_BEFORE_REPLACING = 2  # consecutive failed health checks
+_Row = TypeVar("_Row", Cluster, Hsm)
+
+
+def _row(session: Session, kind: type[_Row], key: str) -> _Row:
+    """The record of ``kind`` with primary key ``key``; records are never deleted (a state says DELETED).
+
+    Raises:
+        LookupError: there is no such record.
+    """
+    row = session.get(kind, key)
+    if row is None:
+        raise LookupError(f"no {kind.__name__} record {key!r}")
+    return row
 
 
 class Lifecycle:
@@ -82,7 +96,7 @@ class Lifecycle:
         while not self._stop.is_set():
             try:
                 self.step()
-            except Exception:  # noqa: BLE001 - logged; the next step tries again
+            except Exception:  # logged; the next step tries again
                 log.exception("lifecycle step failed")
             self.wake.wait(STEP_S)
             self.wake.clear()
@@ -100,7 +114,7 @@ class Lifecycle:
                     log.warning("HSM %s did not start again: %s", hsm_id, exc)
                     continue
                 with self.store.session() as session:
-                    session.get(Hsm, hsm_id).placement = placement
+                    _row(session, Hsm, hsm_id).placement = placement
 
     def step(self) -> None:
         """One pass over every cluster's HSMs."""
@@ -113,7 +127,7 @@ class Lifecycle:
 
     def _snapshot(self, cluster_id: str) -> tuple[str, list[dict[str, Any]]]:
         with self.store.session() as session:
-            cluster = session.get(Cluster, cluster_id)
+            cluster = _row(session, Cluster, cluster_id)
             return cluster.state, [{"hsm_id": h.hsm_id, "state": h.state, "placement": dict(h.placement)}
                                    for h in cluster.hsms]
 
@@ -146,6 +160,7 @@ class Lifecycle:
             self.write_client_config(cluster_id)
 
     def _info(self, cluster_id: str, hsm: dict[str, Any]) -> dict[str, Any] | None:
+        info: dict[str, Any]
         try:
             [info] = self.hsm_call(cluster_id, hsm["placement"]["endpoint"], [("hsm_info",)], login=False,
                                    timeout_s=HEALTH_TIMEOUT_S)

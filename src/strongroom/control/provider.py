@@ -19,12 +19,20 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-PRECO_PASSWORD = "password"  # the initial admin password of a new cluster, changed by activation (as the service's)
+from ..errors import TransportError
+from ..vocab import CKR
+
+# The initial admin password of a new cluster, changed by activation (as the service's): public by design.
+PRECO_PASSWORD = "password"  # noqa: S105
 START_TIMEOUT_S = 60.0
 
 
-class ProviderError(Exception):
-    """An HSM could not be started or stopped."""
+class ProviderError(TransportError):
+    """``CKR_FUNCTION_FAILED``: an HSM could not be prepared, started or stopped. Retryable: the lifecycle worker
+    tries again on its next step."""
+
+    ckr = CKR.FUNCTION_FAILED
+    retryable = True
 
 
 class Provider(Protocol):
@@ -106,7 +114,8 @@ def terminate(process: subprocess.Popen[str] | None, timeout_s: float = 15.0) ->
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class LocalProvider:
@@ -168,13 +177,12 @@ class LocalProvider:
     def _start(self, placement: dict[str, Any], extra: list[str]) -> dict[str, Any]:
         data_dir = Path(placement["data_dir"])
         stop_strays(data_dir)
-        log = open(data_dir.parent / f"{data_dir.name}.log", "a")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "strongroom", "node", "--managed", "--data-dir", str(data_dir), "--listen",
-             placement["endpoint"], "--raft-listen", placement["raft"], *self.node_args, *extra],
-            stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True, preexec_fn=die_with_parent)
-        log.close()
+        with open(data_dir.parent / f"{data_dir.name}.log", "a") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "strongroom", "node", "--managed", "--data-dir", str(data_dir), "--listen",
+                 placement["endpoint"], "--raft-listen", placement["raft"], *self.node_args, *extra],
+                stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + START_TIMEOUT_S
         line = ""
         while time.monotonic() < deadline:

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import StrongroomError
+from ..vocab import CKR
 from .appliance import Appliance
+from .cloudhsmv2 import ControlPlane
 from .lifecycle import Lifecycle
 from .provider import LocalProvider
-from .service import ControlPlane
 from .state import AccessKey, Store
 
 _KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -49,8 +51,10 @@ class Settings:
     node_args: tuple[str, ...] = ()
 
 
-class AlreadyRunning(Exception):
-    """Another process holds the directory."""
+class AlreadyRunning(StrongroomError):
+    """``CKR_FUNCTION_FAILED``: another process holds the directory (its lock file)."""
+
+    ckr = CKR.FUNCTION_FAILED
 
 
 def hold_lock(path: Path, what: str) -> Any:

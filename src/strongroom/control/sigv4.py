@@ -12,21 +12,41 @@ from __future__ import annotations
 import datetime
 import hmac as stdlib_hmac
 import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
+
+from ..errors import AuthError
+from ..vocab import CKR
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "cloudhsm"
 MAX_SKEW = datetime.timedelta(minutes=15)  # the window AWS accepts between the signer's clock and its own
 
 
-class SignatureError(Exception):
-    """A request whose signature does not check out; ``code`` is the error name AWS answers with."""
+_CKR_BY_CODE = {
+    "MissingAuthenticationTokenException": CKR.USER_NOT_LOGGED_IN,  # no credentials at all (HTTP 403)
+    "IncompleteSignatureException": CKR.ARGUMENTS_BAD,  # a malformed Authorization header or date
+    "UnrecognizedClientException": CKR.PIN_INCORRECT,  # an access key id the control plane never issued
+    "InvalidSignatureException": CKR.PIN_INCORRECT,  # a wrong signature, an expired date or a foreign scope
+}
+
+
+class SignatureError(AuthError):
+    """A request whose signature does not check out.
+
+    Args:
+        code: the error name AWS answers with (the JSON ``__type``); it decides ``ckr``:
+            ``MissingAuthenticationTokenException`` is ``CKR_USER_NOT_LOGGED_IN`` (HTTP 403),
+            ``IncompleteSignatureException`` ``CKR_ARGUMENTS_BAD``, ``UnrecognizedClientException`` and
+            ``InvalidSignatureException`` ``CKR_PIN_INCORRECT`` (HTTP 400).
+        message: the answer's ``Message``.
+    """
 
     def __init__(self, code: str, message: str) -> None:
+        self.ckr = _CKR_BY_CODE.get(code, CKR.GENERAL_ERROR)
         super().__init__(message)
         self.code = code
         self.message = message
@@ -124,10 +144,10 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
             raise SignatureError("InvalidSignatureException", f"'{name}' must be a signed header")
     amz_date = headers.get("x-amz-date", "")
     try:
-        when = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc)
+        when = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
     except ValueError:
         raise SignatureError("IncompleteSignatureException", "X-Amz-Date is missing or malformed") from None
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     if abs(now - when) > MAX_SKEW:
         raise SignatureError("InvalidSignatureException",
                              f"Signature expired: {amz_date} is now earlier or later than the allowed window")
@@ -154,7 +174,7 @@ def sign(method: str, url: str, headers: dict[str, str], body: bytes, access_key
     """The headers of a request signed with SigV4 for the ``cloudhsm`` service (``Host``, ``X-Amz-Date`` and
     ``Authorization`` added to ``headers``); every given header is signed."""
     parts = urllib.parse.urlsplit(url)
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     signed_headers = {**{k.lower(): v for k, v in headers.items()}, "host": parts.netloc, "x-amz-date": amz_date}
     names = sorted(signed_headers)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from sqlalchemy import JSON, Float, ForeignKey, String, Text, create_engine, event
 from sqlalchemy.engine import Engine

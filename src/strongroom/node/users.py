@@ -8,15 +8,13 @@ manage users) and ``appliance`` (health, backup and audit export only).
 from __future__ import annotations
 
 import re
-from enum import Enum
 
 import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..errors import ArgumentsBad, PinIncorrect, PinLenRange
-from ..vendor import CKU_APPLIANCE
-from ..vocab import CKU
+from ..vendor import Role as Role  # the roles' one home is the vocabulary; node modules import it from here
 
 MAX_USERNAME_CHARS = 31
 MIN_PASSWORD_CHARS = 8
@@ -25,22 +23,6 @@ DEFAULT_LOCKOUT_THRESHOLD = 5
 MAX_USERS = 1024
 
 _USERNAME = re.compile(r"^[a-z0-9_]{1,%d}$" % MAX_USERNAME_CHARS)
-
-
-class Role(str, Enum):
-    UNACTIVATED_ADMIN = "unactivated-admin"
-    ADMIN = "admin"
-    CRYPTO_USER = "crypto-user"
-    APPLIANCE = "appliance"
-
-    @property
-    def user_type(self) -> int:
-        """The PKCS#11 user type that logs in with this role (``CKU_SO`` for admins)."""
-        if self in (Role.ADMIN, Role.UNACTIVATED_ADMIN):
-            return int(CKU.SO)
-        if self is Role.CRYPTO_USER:
-            return int(CKU.USER)
-        return CKU_APPLIANCE
 
 
 class UserRecord(msgspec.Struct):

@@ -14,6 +14,9 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from ..errors import TransportError
+from ..vocab import CKR
+
 HEADER = struct.Struct(">III")
 NULL_LENGTH = 0xFFFFFFFF
 MAX_FRAME_BYTES = 17 * 1024 * 1024  # what an HSM takes in one request, with room for the message around it
@@ -35,8 +38,11 @@ MECHANISM_ARRAY_ATTRIBUTES = frozenset({0x40000600})
 ULONG_BYTES = 8  # the declared length of a ULONG value for 64-bit clients
 
 
-class WireError(ValueError):
-    """A frame or body that does not follow the protocol (answered with an error frame, never a drop)."""
+class WireError(TransportError, ValueError):
+    """``CKR_ARGUMENTS_BAD``: a frame or body that does not follow the protocol (answered with an error frame
+    carrying ``CKR_ARGUMENTS_BAD``, never a drop). Also a ``ValueError``, as a parse error."""
+
+    ckr = CKR.ARGUMENTS_BAD
 
 
 def encode_frame(code: int, body: bytes, options: bytes = b"") -> bytes:
@@ -174,7 +180,7 @@ class Reader:
         count = self.u32()
         if count > MAX_TEMPLATE_ATTRIBUTES or count > (len(self.body) - self.pos) // 5:
             raise WireError(f"a template of {count} attributes (at most {MAX_TEMPLATE_ATTRIBUTES})")
-        attrs = []
+        attrs: list[tuple[int, Any]] = []
         for _ in range(count):
             cka = self.u32()
             if not self.byte():

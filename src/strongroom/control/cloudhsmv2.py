@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import re
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, Literal, overload
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import StrongroomError
-from .errors import InternalFailure, InvalidRequest, ResourceLimitExceeded, ResourceNotFound, TagError
+from .api_errors import InternalFailure, InvalidRequest, ResourceLimitExceeded, ResourceNotFound, TagError
 from .lifecycle import Lifecycle
 from .state import Cluster, Hsm, Store, Tag, new_id
 
@@ -46,7 +47,20 @@ def _required(body: dict[str, Any], name: str) -> Any:
     return body[name]
 
 
+@overload
+def _string(body: dict[str, Any], name: str, *, required: Literal[True], max_length: int = 256) -> str: ...
+
+
+@overload
+def _string(body: dict[str, Any], name: str, *, required: bool = False, max_length: int = 256) -> str | None: ...
+
+
 def _string(body: dict[str, Any], name: str, *, required: bool = False, max_length: int = 256) -> str | None:
+    """Member ``name`` of ``body``, a string of at most ``max_length`` characters (``None`` when absent).
+
+    Raises:
+        InvalidRequest: the member is missing although ``required``, or is not such a string.
+    """
     value = _required(body, name) if required else body.get(name)
     if value is None:
         return None
@@ -155,7 +169,7 @@ class ControlPlane:
         self.lock = threading.Lock()
 
     def call(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Run operation ``name`` (e.g. ``"DescribeClusters"``); raises :class:`~.errors.ApiError`. Operations that
+        """Run operation ``name`` (e.g. ``"DescribeClusters"``); raises :class:`~.api_errors.ApiError`. Operations that
         change records run one at a time (their checks and writes stay together)."""
         if name.startswith(("Describe", "List")):
             return OPERATIONS[name](self, body)
@@ -191,7 +205,7 @@ def create_cluster(cp: ControlPlane, body: dict[str, Any]) -> dict[str, Any]:
     zones = [f"{cp.region}{chr(ord('a') + i)}" for i in range(len(subnets))]
     with cp.store.session() as session:
         cluster = Cluster(cluster_id=new_id("cluster"), state="UNINITIALIZED", hsm_type=hsm_type, mode=mode,
-                          network_type=network_type, subnet_mapping=dict(zip(zones, subnets)),
+                          network_type=network_type, subnet_mapping=dict(zip(zones, subnets, strict=True)),
                           vpc_id="vpc-" + new_id("x")[2:], security_group="sg-" + new_id("x")[2:],
                           backup_retention_days=retention or "90")
         session.add(cluster)

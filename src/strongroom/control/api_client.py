@@ -9,14 +9,26 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import StrongroomError
 from . import sigv4
 from .api import CONTENT_TYPE, TARGET_PREFIX
+from .api_errors import BY_CODE
 
 
-class ControlError(Exception):
-    """An error the API answered: ``code`` is its ``__type``."""
+class ControlError(StrongroomError):
+    """An error the API answered.
+
+    Args:
+        code: the answer's ``__type`` (``HTTP <status>`` for an answer without one); ``ckr`` and ``retryable``
+            are those of the API's error class of that name (:data:`~.api_errors.BY_CODE`), else
+            ``CKR_GENERAL_ERROR`` and not retryable.
+        message: the answer's ``Message``.
+    """
 
     def __init__(self, code: str, message: str) -> None:
+        known = BY_CODE.get(code)
+        if known is not None:
+            self.ckr, self.retryable = known.ckr, known.retryable
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
@@ -24,6 +36,15 @@ class ControlError(Exception):
 
 @dataclass(frozen=True)
 class ControlClient:
+    """A client of one control plane.
+
+    Attributes:
+        url: the API's base URL (``http://HOST:PORT``, as the control plane prints it when it serves).
+        access_key_id, secret_access_key: an access key the control plane issued (``credentials.json``).
+        region: the region the control plane answers for (the SigV4 scope).
+        timeout_s: how long one call may take, in seconds.
+    """
+
     url: str
     access_key_id: str
     secret_access_key: str
@@ -41,10 +62,13 @@ class ControlClient:
         headers = sigv4.sign("POST", self.url.rstrip("/") + "/", {"Content-Type": CONTENT_TYPE,
                                                                    "X-Amz-Target": TARGET_PREFIX + operation},
                              body, self.access_key_id, self.secret_access_key, self.region)
-        request = urllib.request.Request(self.url.rstrip("/") + "/", data=body, headers=headers, method="POST")
+        # The URL is the control plane's own (its ready line, or cluster.json), not a caller's input.
+        request = urllib.request.Request(  # noqa: S310
+            self.url.rstrip("/") + "/", data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:
-                return json.loads(answer.read() or b"{}")
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:  # noqa: S310
+                output: dict[str, Any] = json.loads(answer.read() or b"{}")
+                return output
         except urllib.error.HTTPError as exc:
             try:
                 error = json.loads(exc.read())
