@@ -84,7 +84,7 @@ def _owner_ca(folder: Path) -> tuple[Any, Any, Path]:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from ..protocol.certificates import CertificateAuthority
+    from ..trust.ca import CertificateAuthority
 
     cert_path, key_path = folder / "owner-ca.crt", folder / "owner-ca.key"
     if not cert_path.exists():
@@ -194,7 +194,7 @@ def _converge(control: Any, data_dir: Path, cluster_id: str | None, hsms: int, r
 def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: int, as_json: bool) -> None:
     from ..control.client import ControlClient, ControlError
     from ..control.server import AlreadyRunning, hold_lock
-    from ..protocol.certificates import CertificateAuthority
+    from ..trust.ca import CertificateAuthority
 
     report = Reporter(as_json)
     data_dir.mkdir(parents=True, exist_ok=True)

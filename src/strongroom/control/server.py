@@ -15,10 +15,13 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from ..trust.fleet import issue_appliance
+from ..util import lock as file_lock
 from .appliance import Appliance
 from .lifecycle import Lifecycle
 from .provider import LocalProvider
@@ -59,9 +62,7 @@ def hold_lock(path: Path, what: str) -> Any:
     Raises:
         AlreadyRunning: another process holds it.
     """
-    from ..node.hsm import hold_lock as lock
-
-    handle = lock(path)
+    handle = file_lock.hold_lock(path)
     if handle is None:
         raise AlreadyRunning(f"{what} already runs on {path.parent}")
     return handle
@@ -85,8 +86,6 @@ def _first_access_key(store: Store, folder: Path, region: str) -> Path:
 
 
 def _appliance(folder: Path, fleet: Path) -> Appliance:
-    from ..replication.membership import issue_appliance
-
     certificate, key = folder / "appliance.crt", folder / "appliance.key"
     if not certificate.exists():
         issue_appliance(fleet / "fleet-ca.crt", fleet / "fleet-ca.key", key, certificate)
