@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from strongroom.errors import SignatureInvalid
-from strongroom.trust import cluster_certificate
 from strongroom.store import Barrier
+from strongroom.trust import cluster_certificate
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
