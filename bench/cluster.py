@@ -32,8 +32,8 @@ import measure  # noqa: E402
 import node as nodes  # noqa: E402
 
 import strongroom.client as sdk  # noqa: E402
-from strongroom.protocol.certificates import CertificateAuthority  # noqa: E402
-from strongroom.replication.membership import provision  # noqa: E402
+from strongroom.trust.ca import CertificateAuthority  # noqa: E402
+from strongroom.trust.fleet import provision  # noqa: E402
 from strongroom.vocab import CKA, CKM  # noqa: E402
 
 P256 = bytes.fromhex("06082a8648ce3d030107")

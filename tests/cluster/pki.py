@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from strongroom.protocol.certificates import CertificateAuthority as CA
-from strongroom.protocol.certificates import Issued
+from strongroom.trust.ca import CertificateAuthority as CA
+from strongroom.trust.ca import Issued
 
 __all__ = ["CA", "Issued"]
 

@@ -15,8 +15,8 @@ import msgspec
 
 import strongroom.client as sdk
 from strongroom.node import HSM
-from strongroom.protocol.certificates import CertificateAuthority
-from strongroom.replication.membership import provision
+from strongroom.trust.ca import CertificateAuthority
+from strongroom.trust.fleet import provision
 
 from .nodes import NodeProcess, init_node, start_node
 from .pki import CA

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 import strongroom.client as sdk
 from strongroom.errors import ArgumentsBad, NoQuorum, PinIncorrect, PinLocked
-from strongroom.protocol.certificates import CertificateAuthority
+from strongroom.trust.ca import CertificateAuthority
 from strongroom.vocab import CKA, CKM, CKO
 
 from .replicas import ADMIN_PW, ALICE_PW, boundary_view, kill, running

@@ -1,20 +1,24 @@
-"""``strongroom``: service commands (start a local deployment, run a node)."""
+"""``strongroom``: service commands (the fleet, an HSM node, the client agent, the control plane, ``up``).
+
+The commands parse and check their options and hand over: a node's process to :mod:`strongroom.node.process`,
+the fleet's certificates to :mod:`strongroom.trust`, the agent to :mod:`strongroom.pkcs11.agent`, the control
+plane to :mod:`strongroom.control.server` and a local deployment to :mod:`strongroom.cli.up`.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from ..errors import StrongroomError
+from ..util.address import host_port
 
 if TYPE_CHECKING:
-    from ..node import Settings
+    from ..node.process import StartupError
 
 
 @click.group()
@@ -22,16 +26,23 @@ def main() -> None:
     """Strongroom service commands."""
 
 
-def _settings(password_hash_memory_kib: int) -> "Settings":
-    from ..node import Settings
-
-    return Settings(argon2_memory_kib=password_hash_memory_kib,
-                    argon2_time_cost=3 if password_hash_memory_kib >= 65536 else 1)
-
-
 _HASH_MEMORY = click.option(
     "--password-hash-memory-kib", type=click.IntRange(1024, 4 * 1024 * 1024), default=65536, show_default=True,
     help="argon2id memory cost in KiB for password hashes (RFC 9106).")
+
+
+def _host_port(listen: str, option: str = "--listen", *, any_port: bool = True) -> tuple[str, int]:
+    try:
+        return host_port(listen, any_port=any_port)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def _refused(exc: StartupError) -> NoReturn:
+    """A node that cannot start: a usage error when an option is at fault, else a failure (exit code 1)."""
+    if exc.option is not None:
+        raise click.BadParameter(str(exc), param_hint=exc.option) from None
+    raise click.ClickException(str(exc)) from None
 
 
 @main.command("init-node")
@@ -42,21 +53,17 @@ _HASH_MEMORY = click.option(
 @click.option("--cluster-key", is_flag=True,
               help="Also make the cluster key and its CSR (a cluster managed by a control plane).")
 @_HASH_MEMORY
-def init_node(data_dir: Path, preco_password_file, cluster_id: str | None, cluster_key: bool,
+def init_node(data_dir: Path, preco_password_file: IO[str], cluster_id: str | None, cluster_key: bool,
               password_hash_memory_kib: int) -> None:
     """Initialise an HSM node in DATA_DIR: node key, masking key and the unactivated admin."""
-    from ..node import HSM
-    from ..store import Store
+    from ..node import process
 
     try:
-        HSM.initialize(data_dir, cluster_id=cluster_id, preco_password=preco_password_file.read().strip(),
-                       settings=_settings(password_hash_memory_kib), open=False, cluster_key=cluster_key)
-        store = Store(data_dir / "hsm.sqlite")
-        cluster_id, serial = (store.get_setting(n).decode() for n in ("cluster_id", "serial"))
-        store.close()
-    except StrongroomError as exc:
-        raise click.ClickException(f"{exc.message} ({exc.ckr_name})") from None
-    click.echo(json.dumps({"data_dir": str(data_dir), "cluster_id": cluster_id, "serial": serial}))
+        made = process.initialize(data_dir, preco_password_file.read().strip(), cluster_id=cluster_id,
+                                  cluster_key=cluster_key, password_hash_memory_kib=password_hash_memory_kib)
+    except process.StartupError as exc:
+        _refused(exc)
+    click.echo(json.dumps(made))
 
 
 @main.group()
@@ -69,7 +76,7 @@ def fleet() -> None:
               help="New fleet directory (fleet CA certificate and key).")
 def fleet_init(folder: Path) -> None:
     """Make a fleet CA in DIR (fleet-ca.crt, fleet-ca.key mode 0600)."""
-    from ..protocol.certificates import CertificateAuthority
+    from ..trust.ca import CertificateAuthority
 
     if (folder / "fleet-ca.key").exists():
         raise click.ClickException(f"{folder} already holds a fleet")
@@ -84,7 +91,7 @@ def fleet_init(folder: Path) -> None:
 @click.option("--name", required=True, help="The HSM's name in its certificate.")
 def fleet_provision(folder: Path, data_dir: Path, name: str) -> None:
     """Give the HSM data directory DATA_DIR an identity key and a certificate from the fleet CA."""
-    from ..replication.membership import Identity, provision
+    from ..trust.fleet import Identity, provision
 
     if Identity.present(data_dir) or (data_dir / "hsm.sqlite").exists():
         raise click.ClickException(f"{data_dir} already holds an HSM identity")
@@ -104,7 +111,7 @@ def fleet_provision(folder: Path, data_dir: Path, name: str) -> None:
 def fleet_appliance(folder: Path, out: Path) -> None:
     """Issue a control plane its appliance identity: a TLS client certificate from the fleet CA, which the HSMs
     of the fleet accept as the appliance user (health, joins of new HSMs, cluster initialisation)."""
-    from ..replication.membership import issue_appliance
+    from ..trust.fleet import issue_appliance
 
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
@@ -147,7 +154,8 @@ def fleet_appliance(folder: Path, out: Path) -> None:
 @click.option("--idle-timeout", type=float, default=600.0, show_default=True, help="Seconds.")
 @click.option("--read-timeout", type=float, default=30.0, show_default=True, help="Seconds.")
 @_HASH_MEMORY
-def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_config: str | None, join_pin_file,
+def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_config: str | None,
+         join_pin_file: IO[str] | None,
          join_role: str, advertise: str | None, log_compaction_entries: int, managed: bool, cert_file: str | None,
          key_file: str | None, client_ca: str | None, require_client_cert: bool, idle_timeout: float,
          read_timeout: float, password_hash_memory_kib: int) -> None:
@@ -157,291 +165,17 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
 
     Prints one JSON line {"listening": "HOST:PORT", "raft": "HOST:PORT", ...} once it accepts connections.
     """
-    from ..node import HSM
-    from ..protocol.tls import server_context
-    from ..replication import RaftLog
+    from ..node import process
 
-    host, port = _host_port(listen)
-    raft_address = _raft_address(data_dir, host, port, raft_listen)
-    if advertise is not None:
-        _host_port(advertise, "--advertise", any_port=False)
-    peer_list = [p.strip() for p in peers.split(",") if p.strip()]
-    for peer in peer_list:
-        _host_port(peer, "--peers", any_port=False)
-
-    def replication(members: list[str], joining: bool = False) -> Any:
-        return lambda machine, secret: RaftLog(machine, data_dir / "raft", raft_address, members, secret,
-                                               compaction_entries=log_compaction_entries, joining=joining)
-
-    settings = _settings(password_hash_memory_kib)
-    if not managed and (cert_file is None or key_file is None):
-        raise click.BadParameter("a node needs its TLS certificate and key (or --managed)", param_hint="--cert/--key")
+    options = process.NodeOptions(
+        data_dir, listen, raft_listen, peers, join_config,
+        join_pin_file.read().strip() if join_pin_file is not None else None, join_role, advertise,
+        log_compaction_entries, managed, cert_file, key_file, client_ca, require_client_cert, idle_timeout,
+        read_timeout, password_hash_memory_kib)
     try:
-        if managed:
-            ctx = _managed_context(data_dir, client_ca, require_client_cert)
-        else:
-            ctx = server_context(cert_file, key_file, client_ca_file=client_ca,
-                                 require_client_cert=require_client_cert)
-        if join_config is not None and (data_dir / "hsm.sqlite").exists():
-            _check_same_cluster(data_dir, join_config)
-        if join_config is not None and not (data_dir / "hsm.sqlite").exists():
-            if join_pin_file is None and not managed:
-                raise click.BadParameter("joining needs the credentials of an admin", param_hint="--join-pin-file")
-            # Both ports must be free before the cluster takes this node in: a member that cannot start
-            # would count against the cluster's majority.
-            _check_bindable(host, port, "--listen")
-            _check_bindable(*_host_port(raft_address, "--raft-listen"), "--raft-listen")
-            pin = join_pin_file.read().strip() if join_pin_file is not None else None
-            cluster_id, masking_key, members = _join(data_dir, join_config, pin, join_role, raft_address)
-            hsm = HSM.initialize(data_dir, cluster_id=cluster_id, masking_key=masking_key, settings=settings,
-                                 replication=replication([m for m in members if m != raft_address], joining=True))
-        else:
-            hsm = HSM(data_dir, settings=settings, replication=replication(peer_list))
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    except StrongroomError as exc:
-        raise click.ClickException(f"{exc.message} ({exc.ckr_name})") from None
-
-    import threading
-
-    stop = threading.Event()
-
-    def publish(endpoint: str) -> None:
-        hsm.publish_endpoint(raft_address, advertise or endpoint, stop)
-
-    every_second = None
-    if managed:
-        tls_host = (advertise or listen).rpartition(":")[0].strip("[]") or "127.0.0.1"
-        every_second = _tls_refresher(hsm, ctx, data_dir, tls_host)
-    try:
-        _serve(hsm, ctx, host, int(port), announce={"raft": raft_address}, on_listening=publish,
-               every_second=every_second, idle_timeout_s=idle_timeout, read_timeout_s=read_timeout)
-    finally:
-        stop.set()
-
-
-def _managed_context(data_dir: Path, client_ca: str | None, require_client_cert: bool) -> Any:
-    """The TLS context of a managed HSM: its certificate under the cluster key once it has one, else its fleet
-    identity; client certificates from the fleet CA (the control plane's appliance identity) and ``client_ca``."""
-    import ssl
-
-    from ..node.cluster_identity import TLS_CERT, TLS_KEY
-    from ..protocol.tls import server_context
-    from ..replication.membership import FLEET_CA, IDENTITY_CERT, IDENTITY_KEY
-
-    issued = (data_dir / TLS_CERT).is_file() and (data_dir / TLS_KEY).is_file()
-    cert, key = (data_dir / TLS_CERT, data_dir / TLS_KEY) if issued else (data_dir / IDENTITY_CERT,
-                                                                         data_dir / IDENTITY_KEY)
-    ctx = server_context(cert, key, client_ca_file=client_ca, require_client_cert=require_client_cert)
-    ctx.load_verify_locations(cafile=str(data_dir / FLEET_CA))
-    if ctx.verify_mode == ssl.CERT_NONE:
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-    return ctx
-
-
-def _tls_refresher(hsm: Any, ctx: Any, data_dir: Path, host: str) -> Any:
-    """A check (run every second) that issues this HSM a TLS certificate under the cluster key once the cluster
-    is initialised, and serves it to new connections from then on."""
-    from ..node import cluster_identity
-
-    def refresh() -> None:
-        identity = hsm.cluster_identity()
-        if identity is None or not identity.certificate or cluster_identity.issued_for(identity, data_dir):
-            return
-        chain, key = cluster_identity.issue_tls(identity, hsm.barrier, hsm.cluster_id, [host], data_dir)
-        ctx.load_cert_chain(str(chain), str(key))
-
-    return refresh
-
-
-def _join(data_dir: Path, config_file: str, pin: str | None, role: str,
-          raft_address: str) -> tuple[str, bytes, list[str]]:
-    """Join through a member of a client configuration; return the cluster id, the masking key and the
-    members' replication addresses. Without ``pin`` the join counts on the control plane's admission."""
-    import asyncio
-    import time
-
-    from ..client import ClientConfig
-    from ..client.connection import open_connection
-    from ..protocol.tls import client_context
-    from ..replication import membership
-    from ..vendor import CKU_APPLIANCE
-    from ..vocab import CKF, CKU
-
-    identity = membership.Identity.load(data_dir)
-    config = ClientConfig.from_file(config_file)
-    try:
-        ctx = client_context(config.trust_anchor, cert_file=config.client_cert, key_file=config.client_key)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot load the trust anchor or client certificate named in {config_file} "
-                                   f"({config.trust_anchor}): {exc}") from None
-
-    async def attempt(endpoint: str) -> tuple[str, bytes, list[str]]:
-        conn = await open_connection(endpoint, ctx, server_name=config.server_name,
-                                     timeout_s=config.connect_timeout_s)
-        try:
-            session = await conn.call("open_session", int(CKF.SERIAL_SESSION | CKF.RW_SESSION))
-            if pin is not None:
-                await conn.call("login", session, int(CKU.SO) if role == "admin" else CKU_APPLIANCE, pin)
-            challenge = await conn.call("join_challenge")
-            cluster_id = conn.node["cluster_id"]
-            signature = membership.sign_join(identity, challenge, cluster_id, raft_address)
-            answer = await conn.call("join_cluster", session, identity.certificate, raft_address, signature,
-                                     timeout_s=30.0)
-        finally:
-            conn.close()
-        key = membership.unwrap_masking_key(identity, answer["ephemeral"], answer["wrapped_key"], cluster_id)
-        return answer["cluster_id"], key, answer["members"]
-
-    async def run() -> tuple[str, bytes, list[str]]:
-        # A member catching up (or a cluster between leaders) answers with a retryable error: try the
-        # members in turn until one admits this node or the time is up.
-        deadline = time.monotonic() + max(30.0, config.timeout_s)
-        while True:
-            error: StrongroomError | None = None
-            for endpoint in config.endpoints:
-                try:
-                    return await attempt(endpoint)
-                except StrongroomError as exc:
-                    if not exc.retryable:
-                        raise
-                    error = exc
-            if time.monotonic() > deadline:
-                raise error  # type: ignore[misc]
-            await asyncio.sleep(0.5)
-
-    return asyncio.run(run())
-
-
-def _raft_address(data_dir: Path, host: str, port: int, given: str | None) -> str:
-    """This node's replication address: ``given``, else the one it had (a member keeps its address), else the
-    listen port + 1 (or a free port when listening on port 0)."""
-    known_file = data_dir / "raft" / "self"
-    known = known_file.read_text().strip() if known_file.is_file() else None
-    if given is not None:
-        h, p = _host_port(given, "--raft-listen", any_port=False)
-        address = f"{h}:{p}"
-        if known is not None and known != address:
-            raise click.ClickException(f"this node replicates on {known}; remove it from its cluster and join "
-                                       f"again to change its replication address")
-        return address
-    if known:
-        return known
-    if port == 65535:
-        raise click.BadParameter("the replication port would be 65536: give --raft-listen", param_hint="--listen")
-    return f"{host}:{port + 1 if port else _free_port(host)}"
-
-
-def _check_bindable(host: str, port: int, option: str) -> None:
-    import socket
-
-    if port == 0:
-        return
-    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
-    with socket.socket(family) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host.strip("[]"), port))
-        except OSError as exc:
-            raise click.ClickException(f"cannot listen on {host}:{port} ({option}): {exc.strerror or exc}") from None
-
-
-def _check_same_cluster(data_dir: Path, config_file: str) -> None:
-    """A data directory that already holds an HSM restarts; refuse when it belongs to another cluster than the
-    one ``--join-config`` names (when a member of that one answers)."""
-    import asyncio
-
-    from ..client import ClientConfig
-    from ..client.connection import open_connection
-    from ..protocol.tls import client_context
-    from ..store import Store
-
-    store = Store(data_dir / "hsm.sqlite")
-    try:
-        mine = (store.get_setting("cluster_id") or b"").decode()
-    finally:
-        store.close()
-    config = ClientConfig.from_file(config_file)
-    ctx = client_context(config.trust_anchor, cert_file=config.client_cert, key_file=config.client_key)
-
-    async def theirs() -> str | None:
-        for endpoint in config.endpoints:
-            try:
-                conn = await open_connection(endpoint, ctx, server_name=config.server_name, timeout_s=3.0)
-            except StrongroomError:
-                continue
-            conn.close()
-            return conn.node.get("cluster_id")
-        return None
-
-    other = asyncio.run(theirs())
-    if other is not None and other != mine:
-        raise click.ClickException(f"{data_dir} already holds an HSM of {mine}, not of {other}; give --join-config "
-                                   f"only with an empty, provisioned data directory")
-
-
-def _free_port(host: str) -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as sock:
-        sock.bind((host.strip("[]"), 0))
-        return sock.getsockname()[1]
-
-
-def _host_port(listen: str, option: str = "--listen", *, any_port: bool = True) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    low = 0 if any_port else 1
-    if not host or not port.isdigit() or not low <= int(port) <= 65535:
-        raise click.BadParameter(f"expected HOST:PORT with a port of {low}-65535", param_hint=option)
-    return host, int(port)
-
-
-def _serve(hsm: Any, ctx: Any, host: str, port: int, *, announce: dict[str, Any] | None = None,
-           on_listening: Any = None, every_second: Any = None, **server_options: Any) -> None:
-    """Serve ``hsm`` until SIGTERM or SIGINT; print one JSON line with the bound address once listening
-    (after calling ``on_listening("HOST:PORT")``); call ``every_second()`` (in a thread) meanwhile."""
-    import asyncio
-
-    import uvloop
-
-    from ..node.server import NodeServer
-
-    async def serve() -> None:
-        server = NodeServer(hsm, ctx, **server_options)
-        try:
-            listener = await server.start(host.strip("[]"), port)
-        except OSError as exc:
-            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        bound = listener.sockets[0].getsockname()
-        if on_listening is not None:
-            on_listening(f"{bound[0]}:{bound[1]}")
-        click.echo(json.dumps({"listening": f"{bound[0]}:{bound[1]}", "serial": hsm.serial,
-                               "cluster_id": hsm.cluster_id, "state": hsm.state, **(announce or {})}))
-        sys.stdout.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-
-        async def periodically() -> None:
-            while True:
-                await asyncio.sleep(1.0)
-                try:
-                    await asyncio.to_thread(every_second)
-                except Exception:  # noqa: BLE001 - reported, and tried again next time
-                    logging.getLogger("strongroom.node").exception("periodic task failed")
-
-        task = asyncio.ensure_future(periodically()) if every_second is not None else None
-        await stop.wait()
-        if task is not None:
-            task.cancel()
-        listener.close()
-        server.close()
-
-    try:
-        uvloop.run(serve())
-    finally:
-        hsm.close()
+        process.run(options)
+    except process.StartupError as exc:
+        _refused(exc)
 
 
 @main.command()

@@ -46,7 +46,7 @@ class Shell(cmd.Cmd):
             click.echo("Aborted")
         except SystemExit:
             pass  # a command answered error_code 1 and printed it
-        except Exception as exc:  # noqa: BLE001 - the shell and its login outlive a command's failure
+        except Exception as exc:  # the shell and its login outlive a command's failure
             click.echo(f"Error: {type(exc).__name__}: {exc}")
 
     @staticmethod
@@ -76,7 +76,7 @@ class Shell(cmd.Cmd):
 
     do_exit = do_quit
 
-    def do_EOF(self, arg: str) -> bool:  # noqa: N802 - cmd's name for end of input
+    def do_EOF(self, arg: str) -> bool:  # cmd's name for end of input
         click.echo()
         return True
 

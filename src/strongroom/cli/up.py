@@ -17,8 +17,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -84,7 +85,7 @@ def _owner_ca(folder: Path) -> tuple[Any, Any, Path]:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from ..protocol.certificates import CertificateAuthority
+    from ..trust.ca import CertificateAuthority
 
     cert_path, key_path = folder / "owner-ca.crt", folder / "owner-ca.key"
     if not cert_path.exists():
@@ -98,7 +99,7 @@ def _sign_csr(csr_pem: str, ca_cert: Any, ca_key: Any) -> str:
     from cryptography.hazmat.primitives import hashes, serialization
 
     csr = x509.load_pem_x509_csr(csr_pem.encode())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca_cert.subject)
             .public_key(csr.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=3650))
@@ -130,6 +131,7 @@ def _activate(cluster: dict[str, Any], anchor: Path, credentials: dict[str, Any]
     """Change the initial admin password and create the crypto user, whichever of the two is not done yet (a
     first start may have stopped between them)."""
     import strongroom.client as sdk
+
     from ..errors import PinIncorrect, StrongroomError
 
     admin_pw, user = credentials["admin"]["password"], credentials["crypto_user"]
@@ -158,15 +160,17 @@ def _converge(control: Any, data_dir: Path, cluster_id: str | None, hsms: int, r
     state_file = data_dir / "cluster.json"
     credentials = json.loads((data_dir / "credentials.json").read_text())
     cluster = _describe(control, cluster_id) if cluster_id else None
-    if cluster is None:
+    if cluster is None or not cluster_id:
         report.step("creating the cluster")
         subnets = [f"subnet-{secrets.token_hex(4)}" for _ in range(max(1, min(hsms, 10)))]
-        cluster_id = control.call("CreateCluster", HsmType="hsm2m.medium", SubnetIds=subnets)["Cluster"]["ClusterId"]
+        cluster_id = str(control.call("CreateCluster", HsmType="hsm2m.medium",
+                                      SubnetIds=subnets)["Cluster"]["ClusterId"])
         state_file.write_text(json.dumps({"cluster_id": cluster_id}, indent=2) + "\n")
         cluster = _describe(control, cluster_id)
     else:
         report.step(f"resuming cluster {cluster_id}")
-    assert cluster is not None
+    if cluster is None:
+        raise click.ClickException(f"the control plane does not describe cluster {cluster_id}")
     zones = sorted(cluster["SubnetMapping"])
     if cluster["State"] == "UNINITIALIZED":
         if not _live(cluster):
@@ -194,7 +198,7 @@ def _converge(control: Any, data_dir: Path, cluster_id: str | None, hsms: int, r
 def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: int, as_json: bool) -> None:
     from ..control.api_client import ControlClient, ControlError
     from ..control.server import AlreadyRunning, hold_lock
-    from ..protocol.certificates import CertificateAuthority
+    from ..trust.ca import CertificateAuthority
 
     report = Reporter(as_json)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -246,7 +250,8 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
         control = ControlClient(info["url"], keys["access_key_id"], keys["secret_access_key"], keys["region"])
         cluster_id = _converge(control, data_dir, previous.get("cluster_id"), hsms, report, wait)
         cluster = _describe(control, cluster_id)
-        assert cluster is not None
+        if cluster is None:
+            raise click.ClickException(f"the control plane does not describe cluster {cluster_id}")
         credentials = json.loads(credentials_file.read_text())
         credentials["control_plane"] = keys
         _write_private(credentials_file, credentials)

@@ -15,11 +15,14 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import StrongroomError
+from ..trust.fleet import issue_appliance
+from ..util import lock as file_lock
 from ..vocab import CKR
 from .appliance import Appliance
 from .cloudhsmv2 import ControlPlane
@@ -63,9 +66,7 @@ def hold_lock(path: Path, what: str) -> Any:
     Raises:
         AlreadyRunning: another process holds it.
     """
-    from ..node.hsm import hold_lock as lock
-
-    handle = lock(path)
+    handle = file_lock.hold_lock(path)
     if handle is None:
         raise AlreadyRunning(f"{what} already runs on {path.parent}")
     return handle
@@ -89,8 +90,6 @@ def _first_access_key(store: Store, folder: Path, region: str) -> Path:
 
 
 def _appliance(folder: Path, fleet: Path) -> Appliance:
-    from ..replication.membership import issue_appliance
-
     certificate, key = folder / "appliance.crt", folder / "appliance.key"
     if not certificate.exists():
         issue_appliance(fleet / "fleet-ca.crt", fleet / "fleet-ca.key", key, certificate)

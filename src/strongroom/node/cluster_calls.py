@@ -13,8 +13,9 @@ from ..errors import (
     OperationNotInitialized,
     StrongroomError,
 )
-from ..replication import Change, membership
-from . import arguments, cluster_identity
+from ..replication import Change
+from ..trust import cluster_certificate, fleet, join_proof, masking_key
+from . import arguments
 from .base import ApplicationBase
 from .users import Role
 
@@ -40,7 +41,7 @@ class ClusterCalls(ApplicationBase):
     def join_challenge(self) -> bytes:
         """A fresh 32-byte challenge for :meth:`join_cluster` on this connection."""
         self.hsm.require_operational()
-        self._join_challenge = secrets.token_bytes(membership.CHALLENGE_BYTES)
+        self._join_challenge = secrets.token_bytes(join_proof.CHALLENGE_BYTES)
         return self._join_challenge
 
     def join_cluster(self, handle: int, certificate: bytes, address: str, signature: bytes) -> dict[str, Any]:
@@ -51,7 +52,7 @@ class ClusterCalls(ApplicationBase):
 
         Returns:
             ``cluster_id``, ``members`` (replication addresses, the newcomer's included), ``ephemeral`` and
-            ``wrapped_key`` (see :func:`strongroom.replication.membership.wrap_masking_key`).
+            ``wrapped_key`` (see :func:`strongroom.trust.masking_key.wrap_masking_key`).
 
         Raises:
             UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without an admin or appliance login.
@@ -64,7 +65,7 @@ class ClusterCalls(ApplicationBase):
         certificate = arguments.data(certificate, "certificate")
         admitted = ""
         if self.role not in (Role.ADMIN, Role.APPLIANCE):
-            admitted = membership.fingerprint(certificate)
+            admitted = fleet.fingerprint(certificate)
             if admitted not in self.hsm.machine.admitted():
                 self._require_role(Role.ADMIN, Role.APPLIANCE)  # raises: neither logged in nor admitted
         signature = arguments.data(signature, "signature")
@@ -75,7 +76,7 @@ class ClusterCalls(ApplicationBase):
         hsm = self.hsm
         if hsm.identity is None or not hasattr(hsm.log, "change_membership"):
             raise FunctionNotSupported("this HSM has no fleet identity or replicated log")
-        key = membership.verify_newcomer(hsm.identity.fleet_ca, certificate, signature, challenge,
+        key = join_proof.verify_newcomer(hsm.identity.fleet_ca, certificate, signature, challenge,
                                          hsm.cluster_id, address)
         if admitted:  # an admission serves one join; withdrawn while the membership still has its majority
             hsm.commit(Change(admit=["-" + admitted]), record=False)
@@ -84,7 +85,7 @@ class ClusterCalls(ApplicationBase):
             hsm.commit(Change(compact=True), record=False)
         # A one-node cluster commits a second member only once the newcomer runs: do not wait for that long.
         committed = hsm.log.change_membership(address, add=True, wait_s=2.0)
-        point, wrapped = membership.wrap_masking_key(hsm.masking_key, key, hsm.cluster_id)
+        point, wrapped = masking_key.wrap_masking_key(hsm.masking_key, key, hsm.cluster_id)
         with hsm.store.transaction() as tx:
             tx.audit("member-add", self._actor(), address=address, committed=committed)
         members = sorted(set(hsm.log.status()["members"]) | {address})
@@ -105,8 +106,8 @@ class ClusterCalls(ApplicationBase):
         hsm = self.hsm
         if hsm.identity is None:
             raise FunctionNotSupported("this HSM has no fleet identity")
-        membership.verify_fleet_certificate(hsm.identity.fleet_ca, certificate)
-        admitted = membership.fingerprint(certificate)
+        fleet.verify_fleet_certificate(hsm.identity.fleet_ca, certificate)
+        admitted = fleet.fingerprint(certificate)
         change = Change(admit=[admitted])
         change.add_audit("member-admit", self._actor(), fingerprint=admitted)
         hsm.commit(change, record=False)
@@ -133,7 +134,7 @@ class ClusterCalls(ApplicationBase):
             UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without the appliance login.
             FunctionNotSupported: ``CKR_FUNCTION_NOT_SUPPORTED`` for a cluster without a cluster key.
             OperationActive: ``CKR_OPERATION_ACTIVE`` when the cluster is already initialised.
-            ArgumentsBad, SignatureInvalid: see :func:`strongroom.node.cluster_identity.initialized`.
+            ArgumentsBad, SignatureInvalid: see :func:`strongroom.trust.cluster_certificate.initialized`.
         """
         self._session(handle)
         self._require_role(Role.APPLIANCE)
@@ -144,9 +145,9 @@ class ClusterCalls(ApplicationBase):
             raise FunctionNotSupported("this cluster has no cluster key (it was not made by a control plane)")
         if identity.certificate:
             raise OperationActive("the cluster is already initialised")
-        done = cluster_identity.initialized(identity, certificate, trust_anchor)
+        done = cluster_certificate.initialized(identity, certificate, trust_anchor)
         change = Change(cluster_identity=done.encode())
-        change.add_audit("cluster-initialize", self._actor(), fingerprint=membership.fingerprint(certificate))
+        change.add_audit("cluster-initialize", self._actor(), fingerprint=fleet.fingerprint(certificate))
         self.hsm.commit(change, record=False)
 
     def remove_member(self, handle: int, address: str) -> None:

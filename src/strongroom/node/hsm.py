@@ -39,12 +39,13 @@ from ..objects.attributes import normalize_template
 from ..objects.model import HsmObject
 from ..replication import Change, LocalLog, Outcome, StateMachine
 from ..replication.change import CHANGE_DECODER, ENCODER, first_outcome
-from ..replication import membership
 from ..replication.log import cluster_secret
 from ..store import Barrier, ObjectRow, Store
 from ..store.barrier import MASKING_KEY_BYTES, seal_masking_key, unseal_masking_key
+from ..trust import cluster_certificate as cluster_identity
+from ..trust.fleet import Identity
+from ..util.lock import hold_lock
 from ..vocab import CKA, CKO
-from . import cluster_identity
 from .users import DEFAULT_LOCKOUT_THRESHOLD, Passwords, Role, UserRecord
 
 if TYPE_CHECKING:
@@ -76,20 +77,6 @@ class Log(Protocol):
 
 
 LogFactory = Callable[[StateMachine, bytes], Log]
-
-
-def hold_lock(path: Path) -> Any | None:
-    """An exclusive lock on ``path`` for this process's life: the open file (closing it releases the lock), or
-    ``None`` when another process (or another open handle here) holds it."""
-    import fcntl
-
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        return None
-    return handle
 
 
 def _lock_directory(data_dir: Path) -> Any:
@@ -189,7 +176,7 @@ class HSM:
         self.machine.on_reset(self._reset)
         self.log: Log | None = None
         self.masking_key = b""
-        self.identity = membership.Identity.load(self.data_dir) if membership.Identity.present(self.data_dir) else None
+        self.identity = Identity.load(self.data_dir) if Identity.present(self.data_dir) else None
         self._apply_epoch = 0  # moves on with every applied change or installed snapshot
         self._standing_at: tuple[int, bool, bool | None] | None = None  # (epoch, activated, initialized)
         self._handles: list[int] = []
@@ -277,7 +264,7 @@ class HSM:
             open: open the new node and return it; with False, only prepare the directory (the founding change
                 then commits through the log of the process that opens it, as the cluster's first entry).
             cluster_key: for the first node of a control-plane-managed cluster: generate the cluster key and its
-                CSR (:mod:`strongroom.node.cluster_identity`), committed with the founding change.
+                CSR (:mod:`strongroom.trust.cluster_certificate`), committed with the founding change.
 
         Raises:
             DeviceError: ``CKR_DEVICE_ERROR`` when the directory already holds a node.

@@ -37,7 +37,7 @@ from ..protocol import (
     encode_frame,
 )
 from ..vocab import CKA, CKK, CKR
-from ..replication import membership
+from ..trust import fleet
 from .application import Application
 from .hsm import HSM, commit_index, request_key
 from .sessions import OpKind
@@ -186,7 +186,7 @@ class _Connection(asyncio.Protocol):
         ssl_object = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         if der and identity is not None:
-            self.app.appliance_certificate = membership.is_appliance(identity.fleet_ca, der)
+            self.app.appliance_certificate = fleet.is_appliance(identity.fleet_ca, der)
         self.server.connections.add(self)
         self._arm_timer()
 

@@ -50,7 +50,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
         compact: every member compacts its journal into a snapshot (before a newcomer joins, so that it
             catches up from one snapshot instead of every entry).
         cluster_identity: the cluster certificate's record (CSR, sealed key, certificate, trust anchor; see
-            :mod:`strongroom.node.cluster_identity`), replacing the stored one.
+            :mod:`strongroom.trust.cluster_certificate`), replacing the stored one.
         admit: fleet certificate fingerprints (SHA-256, hex) of HSMs the control plane admits to join; a
             fingerprint prefixed with ``-`` withdraws one (after its join).
     """

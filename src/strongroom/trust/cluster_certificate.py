@@ -15,6 +15,7 @@ import datetime
 import ipaddress
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 from cryptography import x509
@@ -23,8 +24,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ..errors import ArgumentsBad, SignatureInvalid
-from ..store import Barrier
+from ..errors import ArgumentsBad, DeviceError, SignatureInvalid
+
+if TYPE_CHECKING:
+    from ..store.barrier import Barrier
 
 TLS_KEY = "tls.key"
 TLS_CERT = "tls.crt"  # the node's certificate, then the cluster certificate (the chain it serves)
@@ -101,7 +104,7 @@ def initialized(identity: ClusterIdentity, certificate_pem: bytes, trust_anchor_
         constraints = None
     if constraints is None or not constraints.ca:
         raise SignatureInvalid("the cluster certificate must be a CA certificate (basicConstraints CA:TRUE)")
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
         raise SignatureInvalid("the signed certificate is not valid now")
     for anchor in anchors:
@@ -135,6 +138,8 @@ def issue_tls(identity: ClusterIdentity, barrier: Barrier, cluster_id: str, host
     names ``hosts``, IP addresses or DNS names) and write ``tls.key`` (0600) and ``tls.crt`` (the certificate,
     then the cluster certificate) into ``data_dir``. Returns ``(certificate chain path, key path)``."""
     signer = serialization.load_der_private_key(barrier.open(_KIND, cluster_id, 1, identity.sealed_key), None)
+    if not isinstance(signer, ec.EllipticCurvePrivateKey):
+        raise DeviceError("the cluster key is not an EC key")
     cluster_certificate = x509.load_pem_x509_certificate(identity.certificate)
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = []
@@ -143,7 +148,7 @@ def issue_tls(identity: ClusterIdentity, barrier: Barrier, cluster_id: str, host
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             names.append(x509.DNSName(host))
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     certificate = (x509.CertificateBuilder()
                    .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Strongroom"),
                                             x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from strongroom.errors import SignatureInvalid
-from strongroom.node import cluster_identity
 from strongroom.store import Barrier
+from strongroom.trust import cluster_certificate
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -35,7 +35,7 @@ def _pem(*certs) -> bytes:
 
 @pytest.fixture
 def identity():
-    return cluster_identity.new("cluster-test0000001", Barrier(bytes(32), "cluster-test0000001"))
+    return cluster_certificate.new("cluster-test0000001", Barrier(bytes(32), "cluster-test0000001"))
 
 
 def _signed(identity, issuer):
@@ -49,7 +49,7 @@ def test_a_chain_through_an_intermediate_is_accepted_in_either_order(identity):
     intermediate = _ca("intermediate", root)
     cert = _signed(identity, intermediate)
     for anchor in (_pem(root[0], intermediate[0]), _pem(intermediate[0], root[0])):
-        done = cluster_identity.initialized(identity, _pem(cert), anchor)
+        done = cluster_certificate.initialized(identity, _pem(cert), anchor)
         assert done.certificate == _pem(cert) and done.trust_anchor == anchor
 
 
@@ -62,4 +62,4 @@ def test_anchors_and_certificates_that_do_not_fit_are_refused(identity, bad):
     if bad == "other-key":
         cert, _ = _ca("cluster", root)
     with pytest.raises(SignatureInvalid):
-        cluster_identity.initialized(identity, _pem(cert), _pem(root[0]))
+        cluster_certificate.initialized(identity, _pem(cert), _pem(root[0]))

@@ -1,12 +1,11 @@
-"""Joining a cluster: a newcomer proves it is a genuine Strongroom HSM and receives the masking key.
+"""The fleet's identities: the CA that vouches for genuine Strongroom HSMs, and what it issues.
 
 Every HSM is provisioned by the fleet (the "manufacturer", ARCHITECTURE.md key hierarchy) with an identity key
 (ECDSA P-256) and a certificate from the fleet CA, stored in its data directory as ``identity.key`` (0600),
-``identity.crt`` and ``fleet-ca.crt``. To join, the newcomer asks a member for a challenge and answers with its
-certificate and an ECDSA-SHA256 signature over the challenge, the cluster id and its replication address. The
-member checks that the certificate was issued by its fleet CA and is valid now, and the signature; it then adds
-the address to the Raft membership and wraps the masking key to the certificate's key: ECDH (P-256) with an
-ephemeral key (NIST SP 800-56A), HKDF-SHA256 (RFC 5869), AES key wrap (RFC 3394 / NIST SP 800-38F KW).
+``identity.crt`` and ``fleet-ca.crt``. The control plane gets an *appliance* identity from the same CA: a TLS
+client certificate that HSMs accept as the appliance user. A newcomer proves its identity when it joins
+(:mod:`strongroom.trust.join_proof`) and receives the masking key wrapped to it
+(:mod:`strongroom.trust.masking_key`).
 """
 
 from __future__ import annotations
@@ -18,19 +17,15 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap  # noqa: I001
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..errors import ArgumentsBad, DeviceError, SignatureInvalid
 
 IDENTITY_KEY = "identity.key"
 IDENTITY_CERT = "identity.crt"
 FLEET_CA = "fleet-ca.crt"
-CHALLENGE_BYTES = 32
-_CONTEXT = b"strongroom join v1\x00"
 
 
 @dataclass(frozen=True)
@@ -67,17 +62,20 @@ def _issue_from_fleet(fleet_ca_cert: Path, fleet_ca_key: Path, name: str, key_pa
     clientAuth extended key usage. Returns the fleet CA's certificate."""
     ca_cert = x509.load_pem_x509_certificate(Path(fleet_ca_cert).read_bytes())
     ca_key = serialization.load_pem_private_key(Path(fleet_ca_key).read_bytes(), None)
+    if not isinstance(ca_key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey,
+                               ed448.Ed448PrivateKey, dsa.DSAPrivateKey)):
+        raise ValueError(f"{fleet_ca_key} holds no key that signs certificates")
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)]))
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
                .issuer_name(ca_cert.subject).public_key(key.public_key())
                .serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=5))
                .not_valid_after(now + datetime.timedelta(days=days))
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
     if client:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]),
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
                                         critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -95,15 +93,6 @@ def provision(data_dir: Path | str, fleet_ca_cert: Path, fleet_ca_key: Path, nam
     ca_cert = _issue_from_fleet(fleet_ca_cert, fleet_ca_key, name, data_dir / IDENTITY_KEY, data_dir / IDENTITY_CERT,
                                 days)
     (data_dir / FLEET_CA).write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _signed_text(challenge: bytes, cluster_id: str, address: str) -> bytes:
-    return _CONTEXT + challenge + cluster_id.encode() + b"\x00" + address.encode()
-
-
-def sign_join(identity: Identity, challenge: bytes, cluster_id: str, address: str) -> bytes:
-    """The newcomer's proof of possession: ECDSA-SHA256 (DER) over the challenge, cluster id and address."""
-    return identity.key.sign(_signed_text(challenge, cluster_id, address), ec.ECDSA(hashes.SHA256()))
 
 
 def verify_fleet_certificate(fleet_ca_pem: bytes, certificate_pem: bytes) -> x509.Certificate:
@@ -125,52 +114,10 @@ def verify_fleet_certificate(fleet_ca_pem: bytes, certificate_pem: bytes) -> x50
         cert.verify_directly_issued_by(fleet)
     except (ValueError, TypeError, InvalidSignature):
         raise SignatureInvalid("the certificate was not issued by this fleet's CA") from None
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
         raise SignatureInvalid("the fleet certificate is not valid now")
     return cert
-
-
-def verify_newcomer(fleet_ca_pem: bytes, certificate_pem: bytes, signature: bytes, challenge: bytes,
-                    cluster_id: str, address: str) -> ec.EllipticCurvePublicKey:
-    """Check a join request; return the newcomer's public key.
-
-    Raises:
-        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a certificate that is not PEM X.509 with a P-256 key.
-        SignatureInvalid: ``CKR_SIGNATURE_INVALID`` when the certificate was not issued by the fleet CA, is
-            outside its validity period, or the signature does not verify.
-    """
-    key = verify_fleet_certificate(fleet_ca_pem, certificate_pem).public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    try:
-        key.verify(signature, _signed_text(challenge, cluster_id, address), ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise SignatureInvalid("the join signature does not verify") from None
-    return key
-
-
-def _kek(shared: bytes, cluster_id: str) -> bytes:
-    return HKDF(hashes.SHA256(), 32, salt=None, info=b"strongroom masking key v1\x00" + cluster_id.encode()
-                ).derive(shared)
-
-
-def wrap_masking_key(masking_key: bytes, recipient: ec.EllipticCurvePublicKey, cluster_id: str) -> tuple[bytes, bytes]:
-    """Wrap the masking key to a newcomer: ``(ephemeral public point, X9.62 uncompressed; wrapped key)``."""
-    ephemeral = ec.generate_private_key(ec.SECP256R1())
-    kek = _kek(ephemeral.exchange(ec.ECDH(), recipient), cluster_id)
-    point = ephemeral.public_key().public_bytes(serialization.Encoding.X962,
-                                               serialization.PublicFormat.UncompressedPoint)
-    return point, aes_key_wrap(kek, masking_key)
-
-
-def unwrap_masking_key(identity: Identity, point: bytes, wrapped: bytes, cluster_id: str) -> bytes:
-    """Raises:
-        DeviceError: ``CKR_DEVICE_ERROR`` when the wrapped key does not open with this identity."""
-    try:
-        peer = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
-        return aes_key_unwrap(_kek(identity.key.exchange(ec.ECDH(), peer), cluster_id), wrapped)
-    except (ValueError, InvalidUnwrap) as exc:
-        raise DeviceError(f"the masking key did not unwrap: {exc}") from None
 
 
 # The control plane's identity: a client certificate from the fleet CA with this common name and the clientAuth
@@ -193,9 +140,9 @@ def is_appliance(fleet_ca_pem: bytes, certificate_der: bytes) -> bool:
         usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
         return False
-    names = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return (names == [APPLIANCE_NAME] and x509.ExtendedKeyUsageOID.CLIENT_AUTH in usage
+    names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    now = datetime.datetime.now(datetime.UTC)
+    return (names == [APPLIANCE_NAME] and ExtendedKeyUsageOID.CLIENT_AUTH in usage
             and cert.not_valid_before_utc <= now <= cert.not_valid_after_utc)
 
 

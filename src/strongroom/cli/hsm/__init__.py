@@ -1,0 +1,41 @@
+"""``strongroom-cli``: the HSM command line for users, keys and crypto, with the command names and the JSON output
+of the CLI of the service Strongroom matches, so that scripts carry over.
+
+Every command prints ``{"error_code": 0, "data": …}`` or, failing, ``{"error_code": 1, "data": "<message>"}`` and
+exits 1; ``--output text`` prints tables for people. The cluster comes from ``--cluster PATH`` (the
+``cluster.json`` that ``strongroom up`` writes) or ``STRONGROOM_CLUSTER``; credentials from ``STRONGROOM_ROLE``
+(``admin`` or ``crypto-user``) and ``STRONGROOM_PIN`` (``username:password``).
+
+One module per command group: :mod:`.cluster`, :mod:`.users`, :mod:`.keys`, :mod:`.wrap` (``key wrap``/``unwrap``)
+and :mod:`.crypto`; :mod:`.context` holds the connection, the login and the output envelope.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+
+import click
+
+from . import cluster, crypto, keys, users, wrap
+from .context import CliError, fail, main
+
+__all__ = ["CliError", "main", "run"]
+_GROUPS = (cluster, crypto, keys, users, wrap)  # importing them registers their commands on ``main``
+
+
+def run(argv: list[str] | None = None) -> None:
+    """The ``strongroom-cli`` entry point: usage mistakes too answer with the JSON envelope and exit 1."""
+    args = argv if argv is not None else sys.argv[1:]
+    output = "text" if "--output=text" in args or any(
+        a == "--output" and b == "text" for a, b in itertools.pairwise(args)) else "json"
+    try:
+        main.main(args=argv, prog_name="strongroom-cli", standalone_mode=False)
+    except click.exceptions.Abort as exc:
+        fail(output, "aborted: a value was needed and no terminal could be asked (give it as an option, e.g. "
+                     "--password)", exc)
+    except click.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        fail(output, exc.format_message() + (f" (see: strongroom-cli {ctx.command_path.partition(' ')[2]} "
+                                             "--help)".replace("  ", " ") if ctx else ""), exc)
+

@@ -1,0 +1,5 @@
+"""``python -m strongroom.cli.hsm`` is the ``strongroom-cli`` command."""
+
+from . import run
+
+run()

@@ -1,0 +1,194 @@
+"""The command line's context: the cluster connection and login a command uses, the ``{"error_code", "data"}``
+envelope (or text for people) it answers in, and the top-level group with the login commands."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from ...errors import StrongroomError, exit_code
+
+
+class CliError(StrongroomError):
+    """A mistake to report with what to fix (``error_code`` 1)."""
+
+
+class Context:
+    """The command's cluster connection and login, made when a command first needs them."""
+
+    def __init__(self, cluster_path: str | None, output: str) -> None:
+        self.cluster_path = cluster_path
+        self.output = output
+        self._cluster: Any = None
+        self._session: Any = None
+        self.role: str | None = None
+        self.username: str | None = None
+        self.password: str | None = None
+        self.interactive = False  # the shell keeps the connection and the login between commands
+
+    def login(self, username: str, role: str, password: str) -> None:
+        if self._session is not None:
+            raise CliError(f"already logged in as {self.username}; log out first")
+        self._session = self.cluster().login(username, password, role=role)
+        self.username, self.role, self.password = username, role, password
+
+    def logout(self) -> None:
+        if self._session is None:
+            raise CliError("not logged in")
+        self._session.close()
+        self._session = self.username = self.role = self.password = None
+
+    def cluster(self) -> Any:
+        import strongroom.client as sdk
+
+        if self._cluster is None:
+            if not self.cluster_path:
+                raise CliError("no cluster: give --cluster PATH (the cluster.json of strongroom up) or set "
+                               "STRONGROOM_CLUSTER")
+            self._cluster = sdk.connect(self.cluster_path)
+        return self._cluster
+
+    def session(self, role: str | None = None) -> Any:
+        """A session logged in with ``STRONGROOM_ROLE`` and ``STRONGROOM_PIN``; ``role`` demands one."""
+        if self._session is None:
+            env_role = os.environ.get("STRONGROOM_ROLE", "crypto-user")
+            pin = os.environ.get("STRONGROOM_PIN")
+            if not pin or ":" not in pin:
+                raise CliError("log in (login --username U --role R) or set STRONGROOM_PIN to "
+                               "username:password (and STRONGROOM_ROLE to admin or crypto-user)")
+            if env_role not in ("admin", "crypto-user"):
+                raise CliError(f"STRONGROOM_ROLE must be admin or crypto-user, not {env_role!r:.40}")
+            username, _, password = pin.partition(":")
+            self.login(username, env_role, password)
+        if role is not None and self.role != role:
+            raise CliError(f"this command needs {'an' if role[0] in 'aeiou' else 'a'} {role} login "
+                           f"(STRONGROOM_ROLE={role})")
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            try:
+                self._session.close()
+            except StrongroomError:
+                pass
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def emit(ctx: Context, data: Any) -> None:
+    if ctx.output == "json":
+        click.echo(json.dumps({"error_code": 0, "data": data}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    rows = data.get("matched_keys") or data.get("users") if isinstance(data, dict) else None
+    if rows:
+        table = Table()
+        columns = sorted({k for row in rows for k in _flat(row)})
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            flat = _flat(row)
+            table.add_row(*(str(flat.get(c, "")) for c in columns))
+        console.print(table)
+    else:
+        for key, value in _flat(data if isinstance(data, dict) else {"result": data}).items():
+            console.print(f"[bold]{key}[/bold]: {value}")
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+
+def fail(ctx_output: str, message: str, error: BaseException) -> NoReturn:
+    if ctx_output == "json":
+        click.echo(json.dumps({"error_code": 1, "data": message}, indent=2))
+    else:
+        click.echo(f"Error: {message}", err=True)
+    sys.exit(exit_code(error))
+
+
+def command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command body with the context, print its data in the envelope, turn errors into error_code 1."""
+    @functools.wraps(fn)
+    @click.pass_obj
+    def run(ctx: Context, *args: Any, **kwargs: Any) -> None:
+        try:
+            data = fn(ctx, *args, **kwargs)
+        except CliError as exc:
+            fail(ctx.output, str(exc), exc)
+        except StrongroomError as exc:
+            fail(ctx.output, f"{exc.message} ({exc.ckr_name})", exc)
+        except (OSError, ValueError, OverflowError, KeyError, TypeError) as exc:
+            fail(ctx.output, f"{type(exc).__name__}: {exc}", exc)
+        finally:
+            if not ctx.interactive:
+                ctx.close()
+        emit(ctx, data)
+
+    return run
+
+
+@click.group()
+@click.option("--cluster", "cluster_path", envvar="STRONGROOM_CLUSTER", default=None,
+              help="The cluster's configuration (cluster.json of strongroom up) [env STRONGROOM_CLUSTER].")
+@click.option("--output", type=click.Choice(["json", "text"]), default=None, help="[default: json]")
+@click.pass_context
+def main(click_ctx: click.Context, cluster_path: str | None, output: str | None) -> None:
+    """Strongroom HSM command line (users, keys, crypto). Credentials: STRONGROOM_ROLE (admin or crypto-user)
+    and STRONGROOM_PIN (username:password)."""
+    if isinstance(click_ctx.obj, Context) and click_ctx.obj.interactive:
+        if output is not None:  # a command of the interactive shell: its lasting context
+            click_ctx.obj.output = output
+        return
+    click_ctx.obj = Context(cluster_path, output or "json")
+
+
+@main.command("login")
+@click.option("--username", required=True)
+@click.option("--role", type=click.Choice(["admin", "crypto-user"]), required=True)
+@click.option("--password", prompt=True, hide_input=True)
+@command
+def login_command(ctx: Context, username: str, role: str, password: str) -> dict[str, Any]:
+    """Log in (in the interactive shell, the login lasts until logout)."""
+    ctx.login(username, role, password)
+    return {"username": username, "role": role}
+
+
+@main.command("logout")
+@command
+def logout_command(ctx: Context) -> str:
+    """End the login."""
+    ctx.logout()
+    return "Logout successful"
+
+
+@main.command("interactive")
+@click.pass_obj
+def interactive(ctx: Context) -> None:
+    """A shell: every command of this CLI, with history, tab completion and help; the login lasts until logout."""
+    from ..shell import Shell
+
+    ctx.interactive = True
+    try:
+        Shell(main, ctx).cmdloop()
+    finally:
+        ctx.interactive = False
+        ctx.close()
+
+

@@ -1,0 +1,353 @@
+"""An HSM node's process: prepare or open its data directory, join a cluster if asked, serve until signalled.
+
+``strongroom init-node`` and ``strongroom node`` (:mod:`strongroom.cli.service`) parse their options and call
+:func:`initialize` and :func:`run`; what they cannot do raises :class:`StartupError`, which names the option at
+fault when one is. Once listening, :func:`run` prints one JSON line (``{"listening": "HOST:PORT", "raft": …}``)
+on standard output, which the control plane's provider, ``strongroom up`` and the tests read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from ..errors import StrongroomError
+from ..util.address import host_port
+from .hsm import HSM, Settings
+
+_log = logging.getLogger("strongroom.node")
+
+
+class StartupError(Exception):
+    """The node cannot start as asked.
+
+    Attributes:
+        option: the command-line option at fault (``"--listen"``), or ``None`` when the cause lies elsewhere.
+    """
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """How to run a node (the options of ``strongroom node``, which documents each)."""
+
+    data_dir: Path
+    listen: str = "127.0.0.1:2225"
+    raft_listen: str | None = None
+    peers: str = ""
+    join_config: str | None = None
+    join_pin: str | None = None
+    join_role: str = "admin"
+    advertise: str | None = None
+    log_compaction_entries: int = 20_000
+    managed: bool = False
+    cert_file: str | None = None
+    key_file: str | None = None
+    client_ca: str | None = None
+    require_client_cert: bool = False
+    idle_timeout_s: float = 600.0
+    read_timeout_s: float = 30.0
+    password_hash_memory_kib: int = 65536
+
+
+def settings_for(password_hash_memory_kib: int) -> Settings:
+    """Node settings with this argon2id memory cost (RFC 9106: 3 passes from 64 MiB, else 1)."""
+    return Settings(argon2_memory_kib=password_hash_memory_kib,
+                    argon2_time_cost=3 if password_hash_memory_kib >= 65536 else 1)
+
+
+def _address(text: str, option: str, *, any_port: bool = True) -> tuple[str, int]:
+    try:
+        return host_port(text, any_port=any_port)
+    except ValueError as exc:
+        raise StartupError(str(exc), option) from None
+
+
+def _described(exc: StrongroomError) -> StartupError:
+    return StartupError(f"{exc.message} ({exc.ckr_name})")
+
+
+def initialize(data_dir: Path, preco_password: str, *, cluster_id: str | None, cluster_key: bool,
+               password_hash_memory_kib: int) -> dict[str, str]:
+    """Initialise an HSM node in ``data_dir`` (node key, masking key, the unactivated admin); return
+    ``{"data_dir", "cluster_id", "serial"}``.
+
+    Raises:
+        StartupError: the HSM refused (``DeviceError`` for a directory that already holds a node, …).
+    """
+    from ..store import Store
+
+    try:
+        HSM.initialize(data_dir, cluster_id=cluster_id, preco_password=preco_password,
+                       settings=settings_for(password_hash_memory_kib), open=False, cluster_key=cluster_key)
+        store = Store(data_dir / "hsm.sqlite")
+        cluster_id, serial = ((store.get_setting(n) or b"").decode() for n in ("cluster_id", "serial"))
+        store.close()
+    except StrongroomError as exc:
+        raise _described(exc) from None
+    return {"data_dir": str(data_dir), "cluster_id": cluster_id, "serial": serial}
+
+
+def run(options: NodeOptions) -> None:
+    """Run one HSM node until SIGTERM or SIGINT: open (or, with ``join_config``, first join) its data directory,
+    serve it over TLS 1.3 and take part in the cluster's replicated log.
+
+    Raises:
+        StartupError: a bad option, a port in use, a data directory of another cluster, a refused join, …
+    """
+    from ..replication import RaftLog
+
+    data_dir = options.data_dir
+    host, port = _address(options.listen, "--listen")
+    raft_address = _raft_address(data_dir, host, port, options.raft_listen)
+    if options.advertise is not None:
+        _address(options.advertise, "--advertise", any_port=False)
+    peer_list = [p.strip() for p in options.peers.split(",") if p.strip()]
+    for peer in peer_list:
+        _address(peer, "--peers", any_port=False)
+
+    def replication(members: list[str], joining: bool = False) -> Any:
+        return lambda machine, secret: RaftLog(machine, data_dir / "raft", raft_address, members, secret,
+                                               compaction_entries=options.log_compaction_entries, joining=joining)
+
+    settings = settings_for(options.password_hash_memory_kib)
+    if not options.managed and (options.cert_file is None or options.key_file is None):
+        raise StartupError("a node needs its TLS certificate and key (or --managed)", "--cert/--key")
+    hsm: HSM
+    try:
+        ctx = _server_context(options)
+        has_hsm = (data_dir / "hsm.sqlite").exists()
+        if options.join_config is not None and has_hsm:
+            _check_same_cluster(data_dir, options.join_config)
+        if options.join_config is not None and not has_hsm:
+            if options.join_pin is None and not options.managed:
+                raise StartupError("joining needs the credentials of an admin", "--join-pin-file")
+            # Both ports must be free before the cluster takes this node in: a member that cannot start
+            # would count against the cluster's majority.
+            _check_bindable(host, port, "--listen")
+            _check_bindable(*_address(raft_address, "--raft-listen"), "--raft-listen")
+            cluster_id, masking_key, members = _join(data_dir, options.join_config, options.join_pin,
+                                                     options.join_role, raft_address)
+            hsm = cast(HSM, HSM.initialize(  # it opens the node it makes (open=True)
+                data_dir, cluster_id=cluster_id, masking_key=masking_key, settings=settings,
+                replication=replication([m for m in members if m != raft_address], joining=True)))
+        else:
+            hsm = HSM(data_dir, settings=settings, replication=replication(peer_list))
+    except (OSError, ValueError) as exc:
+        raise StartupError(str(exc)) from None
+    except StrongroomError as exc:
+        raise _described(exc) from None
+
+    stop = threading.Event()
+
+    def publish(endpoint: str) -> None:
+        hsm.publish_endpoint(raft_address, options.advertise or endpoint, stop)
+
+    every_second = None
+    if options.managed:
+        tls_host = (options.advertise or options.listen).rpartition(":")[0].strip("[]") or "127.0.0.1"
+        every_second = _tls_refresher(hsm, ctx, data_dir, tls_host)
+    try:
+        serve(hsm, ctx, host, int(port), announce={"raft": raft_address}, on_listening=publish,
+              every_second=every_second, idle_timeout_s=options.idle_timeout_s,
+              read_timeout_s=options.read_timeout_s)
+    finally:
+        stop.set()
+
+
+def _server_context(options: NodeOptions) -> ssl.SSLContext:
+    from ..protocol.tls import server_context
+
+    if options.managed:
+        return _managed_context(options.data_dir, options.client_ca, options.require_client_cert)
+    if options.cert_file is None or options.key_file is None:
+        raise StartupError("a node needs its TLS certificate and key (or --managed)", "--cert/--key")
+    return server_context(options.cert_file, options.key_file, client_ca_file=options.client_ca,
+                          require_client_cert=options.require_client_cert)
+
+
+def _managed_context(data_dir: Path, client_ca: str | None, require_client_cert: bool) -> ssl.SSLContext:
+    """The TLS context of a managed HSM: its certificate under the cluster key once it has one, else its fleet
+    identity; client certificates from the fleet CA (the control plane's appliance identity) and ``client_ca``."""
+    from ..protocol.tls import server_context
+    from ..trust.cluster_certificate import TLS_CERT, TLS_KEY
+    from ..trust.fleet import FLEET_CA, IDENTITY_CERT, IDENTITY_KEY
+
+    issued = (data_dir / TLS_CERT).is_file() and (data_dir / TLS_KEY).is_file()
+    cert, key = (data_dir / TLS_CERT, data_dir / TLS_KEY) if issued else (data_dir / IDENTITY_CERT,
+                                                                         data_dir / IDENTITY_KEY)
+    ctx = server_context(cert, key, client_ca_file=client_ca, require_client_cert=require_client_cert)
+    ctx.load_verify_locations(cafile=str(data_dir / FLEET_CA))
+    if ctx.verify_mode == ssl.CERT_NONE:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+def _tls_refresher(hsm: HSM, ctx: ssl.SSLContext, data_dir: Path, host: str) -> Callable[[], None]:
+    """A check (run every second) that issues this HSM a TLS certificate under the cluster key once the cluster
+    is initialised, and serves it to new connections from then on."""
+    from ..trust import cluster_certificate
+
+    def refresh() -> None:
+        identity = hsm.cluster_identity()
+        barrier = hsm.barrier
+        if identity is None or not identity.certificate or cluster_certificate.issued_for(identity, data_dir) \
+                or barrier is None:
+            return
+        chain, key = cluster_certificate.issue_tls(identity, barrier, hsm.cluster_id, [host], data_dir)
+        ctx.load_cert_chain(str(chain), str(key))
+
+    return refresh
+
+
+def _client_side(config_file: str) -> tuple[Any, ssl.SSLContext]:
+    from ..client import ClientConfig
+    from ..protocol.tls import client_context
+
+    config = ClientConfig.from_file(config_file)
+    try:
+        ctx = client_context(config.trust_anchor, cert_file=config.client_cert, key_file=config.client_key)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"cannot load the trust anchor or client certificate named in {config_file} "
+                           f"({config.trust_anchor}): {exc}") from None
+    return config, ctx
+
+
+def _join(data_dir: Path, config_file: str, pin: str | None, role: str,
+          raft_address: str) -> tuple[str, bytes, list[str]]:
+    """Join through a member of a client configuration (:func:`strongroom.client.join.join`); return the cluster
+    id, the masking key and the members' replication addresses."""
+    from ..client.join import join
+    from ..trust.fleet import Identity
+
+    identity = Identity.load(data_dir)
+    config, ctx = _client_side(config_file)
+    admission = join(config, ctx, identity, raft_address, pin, role)
+    return admission.cluster_id, admission.masking_key, admission.members
+
+
+def _check_same_cluster(data_dir: Path, config_file: str) -> None:
+    """A data directory that already holds an HSM restarts; refuse when it belongs to another cluster than the
+    one ``--join-config`` names (when a member of that one answers)."""
+    from ..client import ClientConfig
+    from ..client.join import cluster_id_of
+    from ..protocol.tls import client_context
+    from ..store import Store
+
+    store = Store(data_dir / "hsm.sqlite")
+    try:
+        mine = (store.get_setting("cluster_id") or b"").decode()
+    finally:
+        store.close()
+    config = ClientConfig.from_file(config_file)
+    ctx = client_context(config.trust_anchor, cert_file=config.client_cert, key_file=config.client_key)
+    other = cluster_id_of(config, ctx)
+    if other is not None and other != mine:
+        raise StartupError(f"{data_dir} already holds an HSM of {mine}, not of {other}; give --join-config "
+                           f"only with an empty, provisioned data directory")
+
+
+def _raft_address(data_dir: Path, host: str, port: int, given: str | None) -> str:
+    """This node's replication address: ``given``, else the one it had (a member keeps its address), else the
+    listen port + 1 (or a free port when listening on port 0)."""
+    known_file = data_dir / "raft" / "self"
+    known = known_file.read_text().strip() if known_file.is_file() else None
+    if given is not None:
+        h, p = _address(given, "--raft-listen", any_port=False)
+        address = f"{h}:{p}"
+        if known is not None and known != address:
+            raise StartupError(f"this node replicates on {known}; remove it from its cluster and join again to "
+                               f"change its replication address")
+        return address
+    if known:
+        return known
+    if port == 65535:
+        raise StartupError("the replication port would be 65536: give --raft-listen", "--listen")
+    return f"{host}:{port + 1 if port else _free_port(host)}"
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+
+
+def _check_bindable(host: str, port: int, option: str) -> None:
+    if port == 0:
+        return
+    with socket.socket(_family(host)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {host}:{port} ({option}): {exc.strerror or exc}") from None
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(_family(host)) as sock:
+        sock.bind((host.strip("[]"), 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve(hsm: HSM, ctx: ssl.SSLContext, host: str, port: int, *, announce: dict[str, Any] | None = None,
+          on_listening: Callable[[str], None] | None = None, every_second: Callable[[], None] | None = None,
+          **server_options: Any) -> None:
+    """Serve ``hsm`` until SIGTERM or SIGINT; print one JSON line with the bound address once listening
+    (after calling ``on_listening("HOST:PORT")``); call ``every_second()`` (in a thread) meanwhile. Closes
+    ``hsm`` when it returns.
+
+    Raises:
+        StartupError: the address cannot be listened on.
+    """
+    import uvloop
+
+    from .server import NodeServer
+
+    async def serving() -> None:
+        server = NodeServer(hsm, ctx, **server_options)
+        try:
+            listener = await server.start(host.strip("[]"), port)
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        bound = listener.sockets[0].getsockname()
+        if on_listening is not None:
+            on_listening(f"{bound[0]}:{bound[1]}")
+        sys.stdout.write(json.dumps({"listening": f"{bound[0]}:{bound[1]}", "serial": hsm.serial,
+                                     "cluster_id": hsm.cluster_id, "state": hsm.state, **(announce or {})}) + "\n")
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+
+        async def periodically(task: Callable[[], None]) -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                try:
+                    await asyncio.to_thread(task)
+                except Exception:  # reported, and tried again next time
+                    _log.exception("periodic task failed")
+
+        periodic = asyncio.ensure_future(periodically(every_second)) if every_second is not None else None
+        await stop.wait()
+        if periodic is not None:
+            periodic.cancel()
+        listener.close()
+        server.close()
+
+    try:
+        uvloop.run(serving())
+    finally:
+        hsm.close()
