@@ -22,18 +22,21 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..errors import StrongroomError
+from ..vocab import CKR
 from ..util.address import host_port
 from .hsm import HSM, Settings
 
 _log = logging.getLogger("strongroom.node")
 
 
-class StartupError(Exception):
-    """The node cannot start as asked.
+class StartupError(StrongroomError):
+    """``CKR_FUNCTION_FAILED``: the node cannot start as asked.
 
     Attributes:
         option: the command-line option at fault (``"--listen"``), or ``None`` when the cause lies elsewhere.
     """
+
+    ckr = CKR.FUNCTION_FAILED
 
     def __init__(self, message: str, option: str | None = None) -> None:
         super().__init__(message)
