@@ -1,6 +1,6 @@
 """``strongroom``: service commands (the fleet, an HSM node, the client agent, the control plane, ``up``).
 
-The commands parse and check their options and hand over: a node's process to :mod:`strongroom.node.process`,
+The commands parse and check their options and hand over: a node's process to :mod:`strongroom.host.node_process`,
 the fleet's certificates to :mod:`strongroom.trust`, the agent to :mod:`strongroom.pkcs11.agent`, the control
 plane to :mod:`strongroom.control.server` and a local deployment to :mod:`strongroom.cli.up`.
 """
@@ -18,7 +18,7 @@ from ..errors import StrongroomError
 from ..util.address import host_port
 
 if TYPE_CHECKING:
-    from ..node.process import StartupError
+    from ..host.node_process import StartupError
 
 
 @click.group()
@@ -56,7 +56,7 @@ def _refused(exc: StartupError) -> NoReturn:
 def init_node(data_dir: Path, preco_password_file: IO[str], cluster_id: str | None, cluster_key: bool,
               password_hash_memory_kib: int) -> None:
     """Initialise an HSM node in DATA_DIR: node key, masking key and the unactivated admin."""
-    from ..node import process
+    from ..host import node_process as process
 
     try:
         made = process.initialize(data_dir, preco_password_file.read().strip(), cluster_id=cluster_id,
@@ -165,7 +165,7 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
 
     Prints one JSON line {"listening": "HOST:PORT", "raft": "HOST:PORT", ...} once it accepts connections.
     """
-    from ..node import process
+    from ..host import node_process as process
 
     options = process.NodeOptions(
         data_dir, listen, raft_listen, peers, join_config,

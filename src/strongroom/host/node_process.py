@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..errors import StrongroomError
-from ..vocab import CKR
+from ..node.hsm import HSM, Settings
 from ..util.address import host_port
-from .hsm import HSM, Settings
+from ..vocab import CKR
 
 _log = logging.getLogger("strongroom.node")
 
@@ -316,7 +316,7 @@ def serve(hsm: HSM, ctx: ssl.SSLContext, host: str, port: int, *, announce: dict
     """
     import uvloop
 
-    from .server import NodeServer
+    from ..node.server import NodeServer
 
     async def serving() -> None:
         server = NodeServer(hsm, ctx, **server_options)
