@@ -13,7 +13,7 @@ from strongroom import errors, vendor
 from strongroom.control import api_errors, sigv4
 from strongroom.control.api_client import ControlError
 from strongroom.control.provider import ProviderError
-from strongroom.control.server import AlreadyRunning
+from strongroom.control.process import AlreadyRunning
 from strongroom.pkcs11.wire import WireError
 from strongroom.vocab import CKR
 

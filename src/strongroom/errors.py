@@ -26,7 +26,7 @@
      │    └── control.api_errors.InvalidRequest, SerializationError, TagError, ResourceNotFound
      ├── control.api_errors.ApiError          the cloudhsmv2 API's answers (``code`` is the JSON ``__type``)
      ├── control.api_client.ControlError      an error answer the cloudhsmv2 API sent a Strongroom tool
-     ├── control.server.AlreadyRunning        another process holds the directory
+     ├── control.process.AlreadyRunning        another process holds the directory
      └── CliError                             a ``strongroom-cli`` command line that cannot be run
 
 A PKCS#11 class sits under ``PKCS11Error`` and, where it has one, under its category too

@@ -2,7 +2,7 @@
 
 The commands parse and check their options and hand over: a node's process to :mod:`strongroom.host.node_process`,
 the fleet's certificates to :mod:`strongroom.trust`, the agent to :mod:`strongroom.pkcs11.agent`, the control
-plane to :mod:`strongroom.control.server` and a local deployment to :mod:`strongroom.cli.up`.
+plane to :mod:`strongroom.control.process` and a local deployment to :mod:`strongroom.cli.up`.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def control(folder: Path, fleet: Path, listen: str, database_url: str, region: s
 
     Prints one JSON line {"url": …, "credentials": …} once it serves; the first access key is in the
     credentials file (mode 0600). Stops every HSM it started on SIGTERM or Ctrl-C."""
-    from ..control.server import AlreadyRunning, Settings, run
+    from ..control.process import AlreadyRunning, Settings, run
 
     _host_port(listen)
 

@@ -197,7 +197,7 @@ def _converge(control: Any, data_dir: Path, cluster_id: str | None, hsms: int, r
 
 def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: int, as_json: bool) -> None:
     from ..control.api_client import ControlClient, ControlError
-    from ..control.server import AlreadyRunning, hold_lock
+    from ..control.process import AlreadyRunning, hold_lock
     from ..trust.ca import CertificateAuthority
 
     report = Reporter(as_json)

@@ -17,11 +17,11 @@ import sys
 
 import click
 
-from . import cluster, crypto, keys, users, wrap
+from . import cluster_commands, crypto_commands, key_commands, user_commands, wrap_commands
 from .context import CliError, fail, main
 
 __all__ = ["CliError", "main", "run"]
-_GROUPS = (cluster, crypto, keys, users, wrap)  # importing them registers their commands on ``main``
+_GROUPS = (cluster_commands, crypto_commands, key_commands, user_commands, wrap_commands)  # importing them registers their commands on ``main``
 
 
 def run(argv: list[str] | None = None) -> None:

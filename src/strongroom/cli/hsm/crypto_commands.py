@@ -10,7 +10,7 @@ import click
 
 from ...vocab import CKM
 from .context import CliError, Context, command, main
-from .objects import one, reference
+from .key_selection import one, reference
 
 HASHES = {"sha1": (CKM.SHA_1, CKM.SHA1_RSA_PKCS, CKM.SHA1_RSA_PKCS_PSS, CKM.ECDSA_SHA1),
            "sha224": (CKM.SHA224, CKM.SHA224_RSA_PKCS, CKM.SHA224_RSA_PKCS_PSS, CKM.ECDSA_SHA224),
@@ -38,7 +38,7 @@ def read_data(data: str | None, data_path: str | None, name: str = "data") -> by
 
 
 def _mechanism(kind: str, hash_function: str | None, data_type: str, data: bytes) -> Any:
-    from ...crypto.params import Mechanism, PssParams
+    from ...mechanism_params import Mechanism, PssParams
     from ...vocab import CKG
 
     if kind == "ed25519":

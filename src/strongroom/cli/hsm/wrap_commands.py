@@ -11,9 +11,9 @@ import click
 
 from ...vocab import CKA, CKK, CKM, CKO
 from .context import Context, command
-from .crypto import HASHES, read_data
-from .keys import key
-from .objects import attributes_of, key_shape, one, reference
+from .crypto_commands import HASHES, read_data
+from .key_commands import key
+from .key_selection import attributes_of, key_shape, one, reference
 
 _WRAP_KINDS = ["aes-gcm", "aes-no-pad", "aes-pkcs5-pad", "rsa-oaep", "rsa-aes"]
 
@@ -22,7 +22,7 @@ GCM_IV_BYTES = 12
 
 
 def _wrap_mechanism(kind: str, hash_function: str, iv: bytes = b"") -> Any:
-    from ...crypto.params import GcmParams, Mechanism, OaepParams, RsaAesKeyWrapParams
+    from ...mechanism_params import GcmParams, Mechanism, OaepParams, RsaAesKeyWrapParams
     from ...vocab import CKG
 
     digest = HASHES[hash_function][0]

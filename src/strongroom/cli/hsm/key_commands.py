@@ -11,7 +11,7 @@ import click
 from ...errors import StrongroomError
 from ...vocab import CKA, CKK, CKM, CKO
 from .context import CliError, Context, command, main
-from .objects import attribute_named, attributes_of, key_shape, matching, one, parse
+from .key_selection import attribute_named, attributes_of, key_shape, matching, one, parse
 
 # The curves --curve offers, by the names the service's CLI uses (their OIDs: strongroom.crypto.keys).
 CURVES = ("ed25519", "prime256v1", "secp224r1", "secp256r1", "secp384r1", "secp521r1")

@@ -59,7 +59,7 @@ def attribute_named(name: str) -> CKA:
 
 def parse(cka: CKA, value: str) -> Any:
     """A value in its attribute's kind: true/false, a number, hex bytes (``0x`` optional) or text."""
-    from ...objects.attributes import KINDS, Kind
+    from ...attribute_kinds import KINDS, Kind
 
     kind = KINDS.get(cka)
     if kind is Kind.BOOL:
