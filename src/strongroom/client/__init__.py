@@ -13,8 +13,8 @@ from typing import Any
 
 from ..errors import ArgumentsBad, StrongroomError
 from ..protocol.tls import client_context
-from .config import ClientConfig
 from .balancer import Balancer
+from .config import ClientConfig
 from .connection import ConnectionLost, LoopThread, request_frame, result_of
 from .objects import Cluster, Key, Session, _Runner, mechanism, template
 

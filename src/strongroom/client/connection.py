@@ -211,13 +211,13 @@ async def open_connection(endpoint: str, ssl_context: ssl.SSLContext, *, server_
         _, conn = await asyncio.wait_for(loop.create_connection(
             NodeConnection, host, int(port), ssl=ssl_context, server_hostname=server_name or host,
             ssl_handshake_timeout=timeout_s), timeout_s)
-    except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, ssl.SSLError) as exc:
         raise ConnectionLost(f"cannot connect to {endpoint}: {exc or type(exc).__name__}") from exc
     conn.hello = loop.create_future()
     conn.transport.write(encode_frame(_encoder.encode(Hello([PROTOCOL_VERSION], [], client))))
     try:
         reply = await asyncio.wait_for(conn.hello, timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         conn.close()
         raise ConnectionLost(f"{endpoint} did not answer the hello") from None
     except BaseException:  # cancelled (the application left while it connected): the connection goes too
@@ -270,7 +270,7 @@ class LoopThread:
         if self.thread.is_alive():
             try:
                 asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(5)
-            except Exception:  # noqa: BLE001 - stopping anyway
+            except Exception:  # noqa: S110 - stopping anyway
                 pass
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)

@@ -14,10 +14,11 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from ..mechanism_params import GcmParams, Mechanism
 from ..errors import ArgumentsBad
+from ..mechanism_params import GcmParams, Mechanism
 from ..vendor import CKU_APPLIANCE
 from ..vocab import CKA, CKF, CKM, CKU
 
@@ -277,7 +278,7 @@ class Key:
 
         def convert(pairs: list[Any]) -> dict[CKA, Any]:
             out = {}
-            for cka, (rv, value) in zip(types, pairs):
+            for cka, (rv, value) in zip(types, pairs, strict=False):
                 if rv:
                     raise error_for(rv, f"CKA_{CKA(cka).name}")
                 out[CKA(cka)] = value
@@ -310,7 +311,7 @@ class Key:
         """``C_SignInit`` + ``C_Sign`` in one round trip: a signature (raw r‖s for ECDSA) or MAC."""
         return self._run("sign_once", self.session.handle, mechanism(mech), self.handle, data)
 
-    def verify(self, data: bytes, signature: bytes, mech: int | Mechanism) -> None | Any:
+    def verify(self, data: bytes, signature: bytes, mech: int | Mechanism) -> Any | None:
         """``C_VerifyInit`` + ``C_Verify``; raises ``SignatureInvalid`` (``CKR_SIGNATURE_INVALID``)."""
         return self._run("verify_once", self.session.handle, mechanism(mech), self.handle, data, signature)
 

@@ -26,10 +26,10 @@ from ..errors import (
     MechanismParamInvalid,
     PKCS11Error,
 )
+from ..mechanism_params import CtrParams, GcmParams, Mechanism, OaepParams
 from ..vocab import CKM, CKZ
 from . import keycheck
 from .digests import mgf_hash, param_hash
-from ..mechanism_params import CtrParams, GcmParams, Mechanism, OaepParams
 from .random import random_bytes
 
 AES_BLOCK = 16
@@ -190,7 +190,7 @@ def _cbc_iv(mech: Mechanism) -> bytes:
 
 def _ecb(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
     _no_parameter(mech)
-    return _BlockOperation(_aes(key, modes.ECB(), encrypt), encrypt=encrypt, pad=False)
+    return _BlockOperation(_aes(key, modes.ECB(), encrypt), encrypt=encrypt, pad=False)  # noqa: S305 - CKM_AES_ECB
 
 
 def _cbc(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:

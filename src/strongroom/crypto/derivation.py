@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, KBKDFHMAC, Count
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 
 from ..errors import AttributeValueInvalid, KeySizeRange, MechanismInvalid, MechanismParamInvalid
+from ..mechanism_params import CounterFormat, DkmLengthFormat, Ecdh1DeriveParams, Mechanism, Sp800108Params
 from ..vocab import CK_SP800_108, CK_SP800_108_DKM_LENGTH, CKD, CKM
 from . import keycheck
 from .digests import hash_for, kdf_hash
 from .keys import public_key_from_point
-from ..mechanism_params import CounterFormat, DkmLengthFormat, Ecdh1DeriveParams, Mechanism, Sp800108Params
 
 _COUNTER_WIDTHS = (8, 16, 24, 32)
 _HMAC_PRFS = (CKM.SHA_1_HMAC, CKM.SHA224_HMAC, CKM.SHA256_HMAC, CKM.SHA384_HMAC, CKM.SHA512_HMAC)

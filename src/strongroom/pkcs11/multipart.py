@@ -15,12 +15,13 @@ instead of the init.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from ..client.connection import ConnectionLost
-from ..mechanism_params import Mechanism
 from ..errors import BufferTooSmall, OperationActive, OperationNotInitialized, StrongroomError
+from ..mechanism_params import Mechanism
 from ..protocol.calls import CALL_SPECS
 from ..vocab import CKF
 from . import wire

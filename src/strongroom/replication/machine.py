@@ -96,7 +96,7 @@ class StateMachine:
                 tx.forget_requests(index - REQUEST_WINDOW)
         self.token_objects = count
         self._advance(index)
-        for change, outcome in zip(changes, outcomes):
+        for change, outcome in zip(changes, outcomes, strict=True):
             if outcome.ckr == 0 and not outcome.duplicate:
                 for listener in self._listeners:
                     try:
