@@ -176,7 +176,13 @@ def _no_parameter(mech: Mechanism) -> None:
         raise MechanismParamInvalid("this mechanism takes no parameter")
 
 
-def _aes(key: object, mode: modes.Mode, encrypt: bool) -> CipherContext:
+def _aes(key: object, mode: modes.ECB | modes.CBC | modes.CTR, encrypt: bool) -> CipherContext:
+    """An AES encryption or decryption context for a mode without a tag (GCM has its own).
+
+    Raises:
+        KeyTypeInconsistent: (``CKR_KEY_TYPE_INCONSISTENT``) ``key`` is not a secret key's bytes.
+        KeySizeRange: (``CKR_KEY_SIZE_RANGE``) not 16, 24 or 32 bytes.
+    """
     cipher = Cipher(algorithms.AES(keycheck.aes_key(key)), mode)
     return cipher.encryptor() if encrypt else cipher.decryptor()
 

@@ -7,6 +7,7 @@ module for the ``cryptography`` hash object instead of keeping tables of their o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from cryptography.hazmat.primitives import hashes
 
@@ -14,9 +15,8 @@ from ..errors import MechanismInvalid, MechanismParamInvalid
 from ..mechanism_params import Mechanism
 from ..vocab import CKD, CKG, CKM
 
-
 # The supported hash classes; each carries its ``digest_size`` (bytes) as a class attribute.
-_HashClass = type[hashes.SHA1 | hashes.SHA224 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512]
+_HashClass: TypeAlias = type[hashes.SHA1 | hashes.SHA224 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512]
 
 
 @dataclass(frozen=True)

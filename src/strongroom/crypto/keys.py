@@ -7,7 +7,9 @@ Ed25519). Private keys travel as unencrypted PKCS#8 DER (RFC 5958; the encoding 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import overload
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -317,6 +319,14 @@ def public_attributes(key: PrivateKey | PublicKey) -> dict[CKA, object]:
     return {CKA.EC_PARAMS: ec_params_for(public), CKA.EC_POINT: der.encode(der.OCTET_STRING, point)}
 
 
+@overload
+def public_key_from_point(curve: EdwardsCurve, point: bytes) -> ed25519.Ed25519PublicKey: ...
+@overload
+def public_key_from_point(curve: ec.EllipticCurve, point: bytes) -> ec.EllipticCurvePublicKey: ...
+@overload
+def public_key_from_point(curve: Curve, point: bytes) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey: ...
+
+
 def public_key_from_point(curve: Curve, point: bytes) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey:
     """A public key from an encoded point, as ``CKA_EC_POINT`` or ECDH public data carry it.
 
@@ -348,20 +358,20 @@ def public_key_from_point(curve: Curve, point: bytes) -> ec.EllipticCurvePublicK
         raise AttributeValueInvalid("the EC point is not on the curve") from exc
 
 
-def _required(attrs: dict, attribute: CKA) -> object:
+def _required(attrs: Mapping[CKA, object], attribute: CKA) -> object:
     if attribute not in attrs:
         raise TemplateIncomplete(f"{attribute.name} is required")
     return attrs[attribute]
 
 
-def _byte_attribute(attrs: dict, attribute: CKA) -> bytes:
+def _byte_attribute(attrs: Mapping[CKA, object], attribute: CKA) -> bytes:
     value = _required(attrs, attribute)
     if not isinstance(value, (bytes, bytearray)) or not value:
         raise AttributeValueInvalid(f"{attribute.name} must be a non-empty byte string")
     return bytes(value)
 
 
-def public_key_from_attributes(key_type: CKK, attrs: dict) -> PublicKey:
+def public_key_from_attributes(key_type: CKK, attrs: Mapping[CKA, object]) -> PublicKey:
     """Build a public key from ``C_CreateObject`` attributes (the inverse of :func:`public_attributes`).
 
     Args:
