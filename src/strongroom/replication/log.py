@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from cryptography.hazmat.primitives import hashes
@@ -110,9 +110,10 @@ class LocalLog:
 
 
 def _raft_clock() -> float:
+    """pysyncobj's clock (monotonic seconds), which its election deadlines are kept in."""
     from pysyncobj.monotonic import monotonic
 
-    return monotonic()
+    return cast(float, monotonic())  # pysyncobj is untyped
 
 
 def _import_pysyncobj() -> Any:
@@ -168,8 +169,12 @@ class RaftLog:
         self._durable: DurableJournal | None = None
         owner = self
 
-        class _Member(pso.SyncObj):  # type: ignore[misc]
-            @pso.replicated
+        sync_obj: Any = pso.SyncObj
+        replicated: Any = pso.replicated
+
+        # pysyncobj is untyped: its class is Any to mypy (subclassing Any is [misc]), its decorator untyped
+        class _Member(sync_obj):  # type: ignore[misc]
+            @replicated  # type: ignore[untyped-decorator]
             def apply_entry(self, entry: bytes) -> list[Outcome]:
                 # The journal lives in memory too: compact it by size as well as by count of entries.
                 owner._journal_bytes += len(entry)
@@ -311,6 +316,8 @@ class RaftLog:
             raise NoQuorum(f"the change was not committed by a majority of HSMs within {timeout_s:g} s")
         if waiter.error is not None:
             raise waiter.error
+        if waiter.outcome is None:  # never: the outcome or the error is set before done
+            raise DeviceError("the committed change has no outcome")
         return waiter.outcome
 
     def _pump(self) -> None:

@@ -349,7 +349,9 @@ class Store:
             yield ObjectRow(*row)
 
     def count_objects(self) -> int:
-        return self._query("SELECT COUNT(*) FROM objects")[0][0]
+        """The number of objects in the store."""
+        count: int = self._query("SELECT COUNT(*) FROM objects")[0][0]
+        return count
 
     def users(self) -> list[tuple[str, int, bytes]]:
         """Every user as ``(name, version, envelope)``, in name order."""
