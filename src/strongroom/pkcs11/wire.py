@@ -174,7 +174,7 @@ class Reader:
         count = self.u32()
         if count > MAX_TEMPLATE_ATTRIBUTES or count > (len(self.body) - self.pos) // 5:
             raise WireError(f"a template of {count} attributes (at most {MAX_TEMPLATE_ATTRIBUTES})")
-        attrs = []
+        attrs: list[tuple[int, Any]] = []
         for _ in range(count):
             cka = self.u32()
             if not self.byte():
