@@ -11,8 +11,8 @@ import pytest
 EXPECTED = {
     "strongroom": ["__version__"],
     "strongroom.client": [
-        "ClientConfig", "Cluster", "ConnectionLost", "Key", "Session", "connect", "connect_async", "mechanism",
-        "template",
+        "Async", "ClientConfig", "Cluster", "ConnectionLost", "Key", "Session", "Sync", "connect", "connect_async",
+        "mechanism", "template",
     ],
     "strongroom.errors": [
         "DEFAULT_OUTCOME",

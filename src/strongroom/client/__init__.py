@@ -1,7 +1,8 @@
 """The Python SDK: connect to a Strongroom cluster and use keys through sessions.
 
 ``connect(config)`` gives the synchronous API, ``await connect_async(config)`` the asyncio one; both return a
-:class:`Cluster`. ``config`` is a :class:`ClientConfig`, a path to its JSON file, or a mapping like the file.
+:class:`Cluster` (typed ``Cluster[Sync]`` and ``Cluster[Async]``: the asyncio face's methods return awaitables).
+``config`` is a :class:`ClientConfig`, a path to its JSON file, or a mapping like the file.
 Errors are :mod:`strongroom.errors` classes, one per ``CKR_*``.
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArgumentsBad, StrongroomError
+from ..protocol import Response
 from ..protocol.tls import client_context
 
 # The implementation's classes are reached through their modules, so that this package's namespace holds only
@@ -21,10 +23,10 @@ from . import connection as _connection
 from . import objects as _objects
 from .config import ClientConfig
 from .connection import ConnectionLost, request_frame, result_of
-from .objects import Cluster, Key, Session, mechanism, template
+from .objects import Async, Cluster, Key, Session, Sync, mechanism, template
 
-__all__ = ["ClientConfig", "Cluster", "ConnectionLost", "Key", "Session", "connect", "connect_async",
-           "mechanism", "template"]
+__all__ = ["Async", "ClientConfig", "Cluster", "ConnectionLost", "Key", "Session", "Sync", "connect",
+           "connect_async", "mechanism", "template"]
 
 
 def _config(config: ClientConfig | Path | str | dict[str, Any]) -> ClientConfig:
@@ -42,7 +44,7 @@ def _ssl(config: ClientConfig) -> Any:
         raise ArgumentsBad(f"cannot load the trust anchor or client certificate: {exc}") from None
 
 
-def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
+def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster[Sync]:
     """Connect to every HSM of the cluster; returns the synchronous :class:`Cluster`.
 
     Requests go to the least busy HSM and fail over to another when one is lost (see
@@ -82,7 +84,7 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
         timeout_s = balancer.attempt_timeout(name)
         request_id = next(conn.ids)
         frame = request_frame(request_id, name, call_args, kwargs, after=balancer.index, key=key)
-        waiter: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        waiter: concurrent.futures.Future[Response] = concurrent.futures.Future()
         node.started()
         try:
             loop.call_soon_threadsafe(conn.send, frame, request_id, waiter, timeout_s)
@@ -111,7 +113,7 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
     return Cluster(_objects._Runner(call, is_async=False), close, balancer.node_info)
 
 
-async def connect_async(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster:
+async def connect_async(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster[Async]:
     """Connect to every HSM of the cluster; returns a :class:`Cluster` whose methods are awaitable.
 
     Raises:

@@ -61,7 +61,11 @@ class ClientConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base: Path = Path(".")) -> ClientConfig:
-        """Build a configuration from a mapping like the file's (paths relative to ``base``)."""
+        """Build a configuration from a mapping like the file's (paths relative to ``base``).
+
+        Raises:
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a missing or malformed field.
+        """
         if not isinstance(data, dict):
             raise ArgumentsBad("the client configuration must be a JSON object")
         endpoints = data.get("endpoints")
@@ -89,5 +93,5 @@ class ClientConfig:
             raise ArgumentsBad("'timeout_s' and 'connect_timeout_s' must be positive numbers of seconds")
         if data.get("server_name") is not None and not isinstance(data["server_name"], str):
             raise ArgumentsBad("'server_name' must be a host name")
-        return cls(tuple(endpoints), path("trust_anchor"), path("client_cert"), path("client_key"),
+        return cls(tuple(endpoints), base / data["trust_anchor"], path("client_cert"), path("client_key"),
                    data.get("server_name"), timeout, connect_timeout)

@@ -8,6 +8,7 @@ connection fails every request in flight with a retryable ``DeviceRemoved`` (``C
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
 import ssl
@@ -35,6 +36,10 @@ _log = logging.getLogger(__name__)
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ServerMessage)
 _SWEEP_S = 0.5
+
+# What a request's answer is handed to: a future of the connection's loop (asyncio callers) or a thread's future
+# (the synchronous API hands its request straight to the loop).
+Waiter = asyncio.Future[Response] | concurrent.futures.Future[Response]
 
 
 class ConnectionLost(DeviceRemoved):
@@ -80,10 +85,11 @@ class NodeConnection(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = FrameReader()
         self.transport: asyncio.Transport | None = None
-        self.pending: dict[int, Any] = {}
+        self.pending: dict[int, Waiter] = {}
         self.deadlines: dict[int, float] = {}
         self.ids = itertools.count(1)
-        self.hello: asyncio.Future[HelloReply] | None = None
+        # the node's hello reply, or the error it answered the hello with (a Response with id 0)
+        self.hello: asyncio.Future[HelloReply | Response] | None = None
         self.loop = asyncio.get_event_loop()
         self.closed = self.loop.create_future()
         self.node: dict[str, Any] = {}
@@ -110,13 +116,13 @@ class NodeConnection(asyncio.Protocol):
         try:
             bodies = self.reader.feed(data)
         except StrongroomError:
-            self.transport.close()
+            self.close()
             return
         for body in bodies:
             try:
                 message = _decoder.decode(body)
             except msgspec.DecodeError:
-                self.transport.close()
+                self.close()
                 return
             if isinstance(message, HelloReply):
                 if self.hello is not None and not self.hello.done():
@@ -128,7 +134,7 @@ class NodeConnection(asyncio.Protocol):
                 if not waiter.done():
                     waiter.set_result(message)
             elif message.id == 0 and self.hello is not None and not self.hello.done():
-                self.hello.set_result(message)  # type: ignore[arg-type]
+                self.hello.set_result(message)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.sweeper is not None:
@@ -148,7 +154,7 @@ class NodeConnection(asyncio.Protocol):
     def is_open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
-    def send(self, frame: bytes, request_id: int, waiter: Any, timeout_s: float | None = None) -> None:
+    def send(self, frame: bytes, request_id: int, waiter: Waiter, timeout_s: float | None = None) -> None:
         """Queue a request frame and register its waiter (call on the loop thread). Frames queued in one
         turn of the loop leave in one write."""
         if not self.is_open:
@@ -163,8 +169,9 @@ class NodeConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         data, self.outgoing = b"".join(self.outgoing), []
-        if data and self.is_open:
-            self.transport.write(data)
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():  # is_open
+            transport.write(data)
 
     async def call(self, name: str, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
         """Send one call and await its value (raises the error the node answered).
@@ -180,7 +187,7 @@ class NodeConnection(asyncio.Protocol):
         """Send one call and await the node's :class:`Response` (value or error, and its log index)."""
         request_id = next(self.ids)
         frame = request_frame(request_id, name, args, kwargs, after=after, key=key)
-        waiter = self.loop.create_future()
+        waiter: asyncio.Future[Response] = self.loop.create_future()
         self.send(frame, request_id, waiter, timeout_s)
         return await waiter
 
@@ -208,16 +215,16 @@ async def open_connection(endpoint: str, ssl_context: ssl.SSLContext, *, server_
     host = host.strip("[]")
     loop = asyncio.get_running_loop()
     try:
-        _, conn = await asyncio.wait_for(loop.create_connection(
+        transport, conn = await asyncio.wait_for(loop.create_connection(
             NodeConnection, host, int(port), ssl=ssl_context, server_hostname=server_name or host,
             ssl_handshake_timeout=timeout_s), timeout_s)
-    except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, ssl.SSLError) as exc:
         raise ConnectionLost(f"cannot connect to {endpoint}: {exc or type(exc).__name__}") from exc
     conn.hello = loop.create_future()
-    conn.transport.write(encode_frame(_encoder.encode(Hello([PROTOCOL_VERSION], [], client))))
+    transport.write(encode_frame(_encoder.encode(Hello([PROTOCOL_VERSION], [], client))))
     try:
         reply = await asyncio.wait_for(conn.hello, timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         conn.close()
         raise ConnectionLost(f"{endpoint} did not answer the hello") from None
     except BaseException:  # cancelled (the application left while it connected): the connection goes too
@@ -270,7 +277,7 @@ class LoopThread:
         if self.thread.is_alive():
             try:
                 asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(5)
-            except Exception:  # noqa: BLE001 - stopping anyway
+            except Exception:  # noqa: S110 - stopping anyway
                 pass
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)

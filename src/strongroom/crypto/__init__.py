@@ -4,6 +4,20 @@ Keys come in as values: secret keys as ``bytes``, private and public keys as ``c
 Errors are :mod:`strongroom.errors` classes carrying their ``CKR_*`` code.
 """
 
+from ..mechanism_catalogue import MECHANISMS, MechanismInfo, info
+from ..mechanism_params import (
+    CounterFormat,
+    CtrParams,
+    DkmLengthFormat,
+    Ecdh1DeriveParams,
+    GcmParams,
+    Mechanism,
+    OaepParams,
+    PrfDataParam,
+    PssParams,
+    RsaAesKeyWrapParams,
+    Sp800108Params,
+)
 from .ciphers import CipherOperation, decrypt_init, encrypt_init, forget_keys
 from .derivation import derive, ecdh_kdf
 from .digests import DigestOperation, digest_init, hash_for
@@ -24,20 +38,6 @@ from .keys import (
     public_key_from_der,
     public_key_from_point,
     public_key_to_der,
-)
-from ..mechanism_catalogue import MECHANISMS, MechanismInfo, info
-from ..mechanism_params import (
-    CounterFormat,
-    CtrParams,
-    DkmLengthFormat,
-    Ecdh1DeriveParams,
-    GcmParams,
-    Mechanism,
-    OaepParams,
-    PrfDataParam,
-    PssParams,
-    RsaAesKeyWrapParams,
-    Sp800108Params,
 )
 from .random import RandomSource, random_bytes
 from .selftest import SELF_TESTS, SelfTestResult, require_self_tests, run_self_tests

@@ -26,10 +26,10 @@ from ..errors import (
     MechanismParamInvalid,
     PKCS11Error,
 )
+from ..mechanism_params import CtrParams, GcmParams, Mechanism, OaepParams
 from ..vocab import CKM, CKZ
 from . import keycheck
 from .digests import mgf_hash, param_hash
-from ..mechanism_params import CtrParams, GcmParams, Mechanism, OaepParams
 from .random import random_bytes
 
 AES_BLOCK = 16
@@ -176,7 +176,13 @@ def _no_parameter(mech: Mechanism) -> None:
         raise MechanismParamInvalid("this mechanism takes no parameter")
 
 
-def _aes(key: object, mode: modes.Mode, encrypt: bool) -> CipherContext:
+def _aes(key: object, mode: modes.ECB | modes.CBC | modes.CTR, encrypt: bool) -> CipherContext:
+    """An AES encryption or decryption context for a mode without a tag (GCM has its own).
+
+    Raises:
+        KeyTypeInconsistent: (``CKR_KEY_TYPE_INCONSISTENT``) ``key`` is not a secret key's bytes.
+        KeySizeRange: (``CKR_KEY_SIZE_RANGE``) not 16, 24 or 32 bytes.
+    """
     cipher = Cipher(algorithms.AES(keycheck.aes_key(key)), mode)
     return cipher.encryptor() if encrypt else cipher.decryptor()
 
@@ -190,7 +196,7 @@ def _cbc_iv(mech: Mechanism) -> bytes:
 
 def _ecb(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
     _no_parameter(mech)
-    return _BlockOperation(_aes(key, modes.ECB(), encrypt), encrypt=encrypt, pad=False)
+    return _BlockOperation(_aes(key, modes.ECB(), encrypt), encrypt=encrypt, pad=False)  # noqa: S305 - CKM_AES_ECB
 
 
 def _cbc(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:

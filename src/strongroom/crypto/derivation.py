@@ -8,17 +8,19 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, KBKDFHMAC, CounterLocation, Mode
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 
 from ..errors import AttributeValueInvalid, KeySizeRange, MechanismInvalid, MechanismParamInvalid
+from ..mechanism_params import CounterFormat, DkmLengthFormat, Ecdh1DeriveParams, Mechanism, Sp800108Params
 from ..vocab import CK_SP800_108, CK_SP800_108_DKM_LENGTH, CKD, CKM
 from . import keycheck
 from .digests import hash_for, kdf_hash
 from .keys import public_key_from_point
-from ..mechanism_params import CounterFormat, DkmLengthFormat, Ecdh1DeriveParams, Mechanism, Sp800108Params
 
 _COUNTER_WIDTHS = (8, 16, 24, 32)
 _HMAC_PRFS = (CKM.SHA_1_HMAC, CKM.SHA224_HMAC, CKM.SHA256_HMAC, CKM.SHA384_HMAC, CKM.SHA512_HMAC)
@@ -101,15 +103,15 @@ def _counter_kdf(mech: Mechanism, base_key: object, value_len: int) -> bytes:
         raise MechanismParamInvalid("SP800_108_COUNTER_KDF needs Sp800108Params")
     if value_len < 1:
         raise KeySizeRange("the derived key needs a length")
-    kdf_class: type[KBKDFCMAC] | type[KBKDFHMAC]
-    prf: object
+    # the KBKDF class bound to its PRF; the rest of the arguments are the same for both
+    new_kdf: partial[KBKDFCMAC] | partial[KBKDFHMAC]
     if params.prf_type == CKM.AES_CMAC:
         key = keycheck.aes_key(base_key)
-        kdf_class, prf, block = KBKDFCMAC, algorithms.AES, _CMAC_BLOCK
+        new_kdf, block = partial(KBKDFCMAC, algorithms.AES), _CMAC_BLOCK
     elif params.prf_type in _HMAC_PRFS:
         key = keycheck.secret_key(base_key, params.prf_type)
         algorithm = hash_for(params.prf_type)
-        kdf_class, prf, block = KBKDFHMAC, algorithm, algorithm.digest_size
+        new_kdf, block = partial(KBKDFHMAC, algorithm), algorithm.digest_size
     else:
         raise MechanismParamInvalid("the PRF must be SHA-1/SHA-2 HMAC or AES-CMAC")
 
@@ -148,8 +150,8 @@ def _counter_kdf(mech: Mechanism, base_key: object, value_len: int) -> bytes:
         location, break_at = CounterLocation.MiddleFixed, counter_at
     rlen = counter.width_bits // 8  # bytes
     try:
-        kdf = kdf_class(
-            prf, Mode.CounterMode, value_len, rlen, None, location, None, None, fixed, break_location=break_at
+        kdf = new_kdf(
+            Mode.CounterMode, value_len, rlen, None, location, None, None, fixed, break_location=break_at
         )
         return kdf.derive(key)
     except ValueError as exc:

@@ -7,17 +7,21 @@ module for the ``cryptography`` hash object instead of keeping tables of their o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from cryptography.hazmat.primitives import hashes
 
 from ..errors import MechanismInvalid, MechanismParamInvalid
-from ..vocab import CKD, CKG, CKM
 from ..mechanism_params import Mechanism
+from ..vocab import CKD, CKG, CKM
+
+# The supported hash classes; each carries its ``digest_size`` (bytes) as a class attribute.
+_HashClass: TypeAlias = type[hashes.SHA1 | hashes.SHA224 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512]
 
 
 @dataclass(frozen=True)
 class _Hash:
-    algorithm: type[hashes.HashAlgorithm]
+    algorithm: _HashClass
     digest: CKM
     mgf: CKG
     kdf: CKD
@@ -59,11 +63,12 @@ _HASHES: tuple[_Hash, ...] = (
     ),
 )
 
-_BY_DIGEST = {h.digest: h for h in _HASHES}
-_BY_MECHANISM = {m: h for h in _HASHES for m in (h.digest, *h.users)}
-_BY_MGF = {h.mgf: h for h in _HASHES}
-_BY_KDF = {h.kdf: h for h in _HASHES}
-_BY_SIZE = {h.algorithm.digest_size: h for h in _HASHES}
+# Keyed by the enum members, looked up by plain ints too (an IntEnum member hashes and compares as its value).
+_BY_DIGEST: dict[int, _Hash] = {h.digest: h for h in _HASHES}
+_BY_MECHANISM: dict[int, _Hash] = {m: h for h in _HASHES for m in (h.digest, *h.users)}
+_BY_MGF: dict[int, _Hash] = {h.mgf: h for h in _HASHES}
+_BY_KDF: dict[int, _Hash] = {h.kdf: h for h in _HASHES}
+_BY_SIZE: dict[int, _Hash] = {h.algorithm.digest_size: h for h in _HASHES}
 
 
 def hash_for(mechanism: int) -> hashes.HashAlgorithm:

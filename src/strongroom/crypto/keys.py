@@ -7,8 +7,9 @@ Ed25519). Private keys travel as unencrypted PKCS#8 DER (RFC 5958; the encoding 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import overload
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,9 +26,9 @@ from ..errors import (
     TemplateIncomplete,
     WrappedKeyInvalid,
 )
+from ..mechanism_catalogue import GENERIC_SECRET_BYTES, RSA_BITS, RSA_GENERATE_BITS
 from ..vocab import CKA, CKK, CKM
 from . import der
-from ..mechanism_catalogue import GENERIC_SECRET_BYTES, RSA_BITS, RSA_GENERATE_BITS
 from .random import random_bytes
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -345,6 +346,14 @@ def public_attributes(key: PrivateKey | PublicKey) -> dict[CKA, object]:
     return {CKA.EC_PARAMS: ec_params_for(public), CKA.EC_POINT: der.encode(der.OCTET_STRING, point)}
 
 
+@overload
+def public_key_from_point(curve: EdwardsCurve, point: bytes) -> ed25519.Ed25519PublicKey: ...
+@overload
+def public_key_from_point(curve: ec.EllipticCurve, point: bytes) -> ec.EllipticCurvePublicKey: ...
+@overload
+def public_key_from_point(curve: Curve, point: bytes) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey: ...
+
+
 def public_key_from_point(curve: Curve, point: bytes) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey:
     """A public key from an encoded point, as ``CKA_EC_POINT`` or ECDH public data carry it.
 
@@ -376,20 +385,20 @@ def public_key_from_point(curve: Curve, point: bytes) -> ec.EllipticCurvePublicK
         raise AttributeValueInvalid("the EC point is not on the curve") from exc
 
 
-def _required(attrs: dict[Any, Any], attribute: CKA) -> object:
+def _required(attrs: Mapping[CKA, object], attribute: CKA) -> object:
     if attribute not in attrs:
         raise TemplateIncomplete(f"{attribute.name} is required")
     return attrs[attribute]
 
 
-def _byte_attribute(attrs: dict[Any, Any], attribute: CKA) -> bytes:
+def _byte_attribute(attrs: Mapping[CKA, object], attribute: CKA) -> bytes:
     value = _required(attrs, attribute)
     if not isinstance(value, (bytes, bytearray)) or not value:
         raise AttributeValueInvalid(f"{attribute.name} must be a non-empty byte string")
     return bytes(value)
 
 
-def public_key_from_attributes(key_type: CKK, attrs: dict[Any, Any]) -> PublicKey:
+def public_key_from_attributes(key_type: CKK, attrs: Mapping[CKA, object]) -> PublicKey:
     """Build a public key from ``C_CreateObject`` attributes (the inverse of :func:`public_attributes`).
 
     Args:
@@ -438,10 +447,10 @@ def check_value(key_type: CKK, value: bytes) -> bytes:
     if key_type == CKK.AES:
         if len(value) not in (16, 24, 32):
             raise KeySizeRange(f"AES keys are 16, 24 or 32 bytes, not {len(value)}")
-        encryptor = Cipher(algorithms.AES(value), modes.ECB()).encryptor()  # noqa: S305 - the spec's definition
+        encryptor = Cipher(algorithms.AES(value), modes.ECB()).encryptor()  # noqa: S305 - one block, the KCV
         return (encryptor.update(bytes(16)) + encryptor.finalize())[:3]
     if key_type == CKK.GENERIC_SECRET:
-        digest = hashes.Hash(hashes.SHA1())  # noqa: S303 - the spec's definition
+        digest = hashes.Hash(hashes.SHA1())  # noqa: S303 - the standard's KCV of a generic secret
         digest.update(value)
         return digest.finalize()[:3]
     raise KeyTypeInconsistent(f"no check value is defined for key type {key_type!r}")

@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ..errors import ArgumentsBad, DeviceError, FipsSelfTestFailed
+from ..mechanism_params import GcmParams, Mechanism
 from ..vocab import CKM
 from .ciphers import decrypt_init, encrypt_init
 from .digests import digest_init
-from ..mechanism_params import GcmParams, Mechanism
 from .random import RandomSource, default_source, random_bytes
 from .signatures import sign_init, verify_init
 from .wrapping import unwrap, wrap

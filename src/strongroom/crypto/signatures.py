@@ -31,10 +31,10 @@ from ..errors import (
     SignatureInvalid,
     SignatureLenRange,
 )
+from ..mechanism_params import Mechanism, PssParams
 from ..vocab import CKM
 from . import keycheck
 from .digests import hash_for, hash_of_size, mgf_hash, param_hash, split_digest_info
-from ..mechanism_params import Mechanism, PssParams
 
 ED25519_SIGNATURE_BYTES = 64
 AES_CMAC_BYTES = 16

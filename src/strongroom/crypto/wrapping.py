@@ -26,10 +26,10 @@ from ..errors import (
     WrappingKeySizeRange,
     WrappingKeyTypeInconsistent,
 )
+from ..mechanism_params import GcmParams, Mechanism, RsaAesKeyWrapParams
 from ..vocab import CKM
 from . import keycheck
 from .ciphers import KEY_WRAP_SEMIBLOCK, CipherOperation, decrypt_init, encrypt_init
-from ..mechanism_params import GcmParams, Mechanism, RsaAesKeyWrapParams
 from .random import random_bytes
 
 _CIPHER_WRAPS = {

@@ -9,11 +9,10 @@ PKCS#11 3.0 §4.4–§4.10.
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
-from ..errors import AttributeTypeInvalid, AttributeValueInvalid
 from ..attribute_kinds import KINDS, Kind
+from ..errors import AttributeTypeInvalid, AttributeValueInvalid
 from ..vocab import CKA, CKC, CKK, CKO
 
 Attributes = dict[CKA, Any]
@@ -195,7 +194,7 @@ def normalize_template(template: dict[int, Any] | None, depth: int = 0) -> Attri
 
 def matches(attrs: Attributes, template: Attributes) -> bool:
     """Whether every attribute of ``template`` is present in ``attrs`` with an equal value (C_FindObjects)."""
-    for cka, want in template.items():
+    for cka, want in template.items():  # noqa: SIM110 - a plain loop: it runs per object in C_FindObjects
         if cka not in attrs or attrs[cka] != want:
             return False
     return True

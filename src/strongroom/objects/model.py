@@ -34,7 +34,9 @@ class HsmObject:
 
     @property
     def cls(self) -> CKO:
-        return self.attrs[CKA.CLASS]
+        """``CKA_CLASS``; :func:`~strongroom.objects.attributes.normalize_template` made it a ``CKO``."""
+        cls: CKO = self.attrs[CKA.CLASS]
+        return cls
 
     @property
     def key_type(self) -> CKK | None:

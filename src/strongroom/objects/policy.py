@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..attribute_kinds import KINDS, Kind
 from ..errors import (
     ActionProhibited,
     AttributeReadOnly,
@@ -21,7 +22,6 @@ from ..errors import (
     TemplateInconsistent,
 )
 from ..vocab import CKA, CKM, CKO
-from ..attribute_kinds import KINDS, Kind
 from .attributes import RSA_PRIVATE_COMPONENTS, Attributes, valid_attributes
 from .model import HsmObject
 

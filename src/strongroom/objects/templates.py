@@ -114,7 +114,8 @@ def _maintained(attrs: Attributes, *, local: bool, mechanism: int | None,
 def _class_of(template: Attributes) -> CKO:
     if CKA.CLASS not in template:
         raise TemplateIncomplete("CKA_CLASS is required")
-    return template[CKA.CLASS]
+    cls: CKO = template[CKA.CLASS]  # a CKO: the template is normalised
+    return cls
 
 
 def _key_type_of(template: Attributes, cls: CKO) -> CKK | None:
@@ -122,7 +123,8 @@ def _key_type_of(template: Attributes, cls: CKO) -> CKK | None:
         return None
     if CKA.KEY_TYPE not in template:
         raise TemplateIncomplete(f"CKA_KEY_TYPE is required for CKO_{cls.name}")
-    return template[CKA.KEY_TYPE]
+    key_type: CKK = template[CKA.KEY_TYPE]  # a CKK: the template is normalised
+    return key_type
 
 
 _CREATE_REQUIRED: dict[tuple[CKO, CKK | None], tuple[CKA, ...]] = {

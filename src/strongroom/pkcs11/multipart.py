@@ -15,12 +15,13 @@ instead of the init.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from ..client.connection import ConnectionLost
-from ..mechanism_params import Mechanism
 from ..errors import BufferTooSmall, OperationActive, OperationNotInitialized, StrongroomError
+from ..mechanism_params import Mechanism
 from ..protocol.calls import CALL_SPECS
 from ..vocab import CKF
 from . import wire
@@ -172,9 +173,14 @@ class Operations:
         return wire.Writer().byte_array(deferred.output)
 
     async def _once(self, kind: str, session: int, deferred: _Deferred, data: bytes) -> bytes:
+        """The output of ``{kind}_once``: the deferred init and the single-part call as one request (a digest
+        carries no key)."""
+        output: bytes
         if deferred.key is None:
-            return await self._call(f"{kind}_once", session, deferred.mechanism, data)
-        return await self._call(f"{kind}_once", session, deferred.mechanism, deferred.key, data)
+            output = await self._call(f"{kind}_once", session, deferred.mechanism, data)
+        else:
+            output = await self._call(f"{kind}_once", session, deferred.mechanism, deferred.key, data)
+        return output
 
     async def verify(self, session: int, data: bytes, signature: bytes) -> None:
         """``C_Verify``."""

@@ -16,8 +16,9 @@ nothing to the log).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def write_durably(path: Path, data: bytes) -> None:

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from cryptography.hazmat.primitives import hashes
@@ -45,10 +45,10 @@ def cluster_secret(masking_key: bytes, cluster_id: str) -> bytes:
     return HKDF(hashes.SHA256(), 32, salt=cluster_id.encode(), info=b"strongroom replication v1").derive(masking_key)
 
 
-COMPACTION_BYTES = 8 * 1024 * 1024
+COMPACTION_BYTES = 8 * 1024 * 1024  # journal bytes after which the log is compacted into a snapshot
 BUSY_TICK_S = 0.25  # a tick that took this much longer than its wait was busy
-BUSY_GRACE_S = 1.5
-STARTUP_GRACE_S = 5.0  # a restarted member waits this long for a leader before it may call an election  # after a busy tick, the time left to hear from the leader before calling an election  # journal bytes after which the log is compacted into a snapshot
+BUSY_GRACE_S = 1.5  # after a busy tick, the time left to hear from the leader before calling an election
+STARTUP_GRACE_S = 5.0  # a restarted member waits this long for a leader before it may call an election
 MAX_BATCHES_IN_FLIGHT = 2
 MAX_BATCH_CHANGES = 256
 MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -63,7 +63,7 @@ class _Batch:
 
 
 class _Waiter:
-    __slots__ = ("done", "outcome", "error", "batch")
+    __slots__ = ("batch", "done", "error", "outcome")
 
     def __init__(self) -> None:
         self.done = threading.Event()
@@ -110,9 +110,10 @@ class LocalLog:
 
 
 def _raft_clock() -> float:
+    """pysyncobj's clock (monotonic seconds), which its election deadlines are kept in."""
     from pysyncobj.monotonic import monotonic
 
-    return monotonic()
+    return cast(float, monotonic())  # pysyncobj is untyped
 
 
 def _import_pysyncobj() -> Any:
@@ -168,8 +169,12 @@ class RaftLog:
         self._durable: DurableJournal | None = None
         owner = self
 
-        class _Member(pso.SyncObj):  # type: ignore[misc]
-            @pso.replicated
+        sync_obj: Any = pso.SyncObj
+        replicated: Any = pso.replicated
+
+        # pysyncobj is untyped: its class is Any to mypy (subclassing Any is [misc]), its decorator untyped
+        class _Member(sync_obj):  # type: ignore[misc]
+            @replicated  # type: ignore[untyped-decorator]
             def apply_entry(self, entry: bytes) -> list[Outcome]:
                 # The journal lives in memory too: compact it by size as well as by count of entries.
                 owner._journal_bytes += len(entry)
@@ -178,7 +183,7 @@ class RaftLog:
                     self.forceLogCompaction()
                 return owner.machine.apply(self.raftLastApplied + 1, entry)
 
-            def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803
+            def _onTick(self, timeToWait: float = 0.0) -> None:
                 # Time this member spent busy (applying a long run of entries, installing a snapshot) is not
                 # time without a leader: the leader's heartbeats are waiting in the socket. Without this, a
                 # member catching up would call an election after every long tick and unseat the leader.
@@ -196,12 +201,12 @@ class RaftLog:
                 owner._busy = _raft_clock() - started > timeToWait + BUSY_TICK_S
                 owner.durable(self).sync()  # entries appended this tick, before the next one counts them
 
-            def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False,  # noqa: N802, N803
+            def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False,
                                           nextNodeIdx: int | None = None, success: bool = False) -> None:
                 owner.durable(self).sync()  # what this answer acknowledges is on the disk first
                 pso.SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, nextNodeIdx, success)
 
-            def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> Any:  # noqa: N802
+            def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> Any:
                 # A follower's refusal never moves the leader's next index for it forward. pysyncobj sends
                 # entries optimistically; a late refusal of an optimistic send ("my log ends at n") would
                 # otherwise undo the step back over a diverged tail, and a follower that missed entries
@@ -311,6 +316,8 @@ class RaftLog:
             raise NoQuorum(f"the change was not committed by a majority of HSMs within {timeout_s:g} s")
         if waiter.error is not None:
             raise waiter.error
+        if waiter.outcome is None:  # never: the outcome or the error is set before done
+            raise DeviceError("the committed change has no outcome")
         return waiter.outcome
 
     def _pump(self) -> None:
@@ -472,5 +479,5 @@ class RaftLog:
     def close(self) -> None:
         try:
             self._member.destroy()
-        except Exception:
+        except Exception:  # noqa: S110 - closing anyway
             pass

@@ -96,7 +96,7 @@ class StateMachine:
                 tx.forget_requests(index - REQUEST_WINDOW)
         self.token_objects = count
         self._advance(index)
-        for change, outcome in zip(changes, outcomes):
+        for change, outcome in zip(changes, outcomes, strict=True):
             if outcome.ckr == 0 and not outcome.duplicate:
                 for listener in self._listeners:
                     try:
@@ -163,8 +163,9 @@ class StateMachine:
             listener(index)
 
     def directory(self) -> dict[str, str]:
-        """Members' client endpoints by replication address."""
-        return json.loads(self.store.get_setting("directory") or b"{}")
+        """Members' client endpoints (``host:port``) by replication address (``host:port``)."""
+        directory: dict[str, str] = json.loads(self.store.get_setting("directory") or b"{}")
+        return directory
 
     def cluster_identity(self) -> bytes | None:
         """The encoded cluster certificate record, if the cluster has one."""

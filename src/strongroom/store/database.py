@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ class ObjectRow(msgspec.Struct, array_like=True, frozen=True):
 
 def utc_now() -> str:
     """The current time, ISO 8601 UTC with microseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class Transaction:
@@ -191,10 +191,9 @@ class Store:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
             version = self.get_setting("schema_version")
-            if version is None:
-                with self.transaction() as tx:
-                    tx.put_setting("schema_version", SCHEMA_VERSION.to_bytes(4, "big"))
-            elif int.from_bytes(version, "big") == 1:  # version 2 added the requests table
+            # A new store, or version 1 (version 2 added the requests table, which the schema script makes):
+            # stamp the current version.
+            if version is None or int.from_bytes(version, "big") == 1:
                 with self.transaction() as tx:
                     tx.put_setting("schema_version", SCHEMA_VERSION.to_bytes(4, "big"))
             elif int.from_bytes(version, "big") != SCHEMA_VERSION:
@@ -265,7 +264,7 @@ class Store:
                     self._conn.execute("INSERT INTO snap.objects SELECT * FROM main.objects")
                     self._conn.execute("INSERT INTO snap.users SELECT * FROM main.users")
                     self._conn.execute("INSERT INTO snap.requests SELECT * FROM main.requests")
-                    self._conn.execute(f"INSERT INTO snap.settings SELECT * FROM main.settings WHERE name IN "
+                    self._conn.execute(f"INSERT INTO snap.settings SELECT * FROM main.settings WHERE name IN "  # noqa: S608 - placeholders only
                                        f"({','.join('?' * len(REPLICATED_SETTINGS))})", REPLICATED_SETTINGS)
                     self._conn.execute("INSERT INTO snap.settings VALUES ('raft_meta', ?)", (meta,))
                     self._conn.execute("COMMIT")
@@ -311,11 +310,12 @@ class Store:
             try:
                 with self.transaction() as tx:
                     for table in ("objects", "users", "requests"):
-                        self._conn.execute(f"DELETE FROM main.{table}")
-                        self._conn.execute(f"INSERT INTO main.{table} SELECT * FROM snap.{table}")
-                    self._conn.execute(f"DELETE FROM main.settings WHERE name IN "
+                        # table names from the literal tuple above, settings names as placeholders
+                        self._conn.execute(f"DELETE FROM main.{table}")  # noqa: S608
+                        self._conn.execute(f"INSERT INTO main.{table} SELECT * FROM snap.{table}")  # noqa: S608
+                    self._conn.execute(f"DELETE FROM main.settings WHERE name IN "  # noqa: S608
                                        f"({','.join('?' * len(REPLICATED_SETTINGS))})", REPLICATED_SETTINGS)
-                    self._conn.execute(f"INSERT INTO main.settings SELECT * FROM snap.settings WHERE name IN "
+                    self._conn.execute(f"INSERT INTO main.settings SELECT * FROM snap.settings WHERE name IN "  # noqa: S608
                                        f"({','.join('?' * len(REPLICATED_SETTINGS))})", REPLICATED_SETTINGS)
                     tx.audit("snapshot-install", "", **audit)
             except sqlite3.Error as exc:
@@ -328,7 +328,7 @@ class Store:
         return bytes(rows[0][0]) if rows else None
 
     def get_object(self, handle: int) -> ObjectRow | None:
-        rows = self._query(f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE handle = ?", (handle,))
+        rows = self._query(f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE handle = ?", (handle,))  # noqa: S608 - constant
         return ObjectRow(*rows[0]) if rows else None
 
     def find_objects(self, *, cls: int | None = None, key_type: int | None = None, label: str | None = None,
@@ -339,18 +339,24 @@ class Store:
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
-        sql = f"SELECT {_OBJECT_COLUMNS} FROM objects" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY handle"
+        # the column names are literals above; the values go as parameters
+        sql = (f"SELECT {_OBJECT_COLUMNS} FROM objects"  # noqa: S608
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY handle")
         return [ObjectRow(*r) for r in self._query(sql, tuple(args))]
 
     def iter_objects(self) -> Iterator[ObjectRow]:
-        for row in self._query(f"SELECT {_OBJECT_COLUMNS} FROM objects ORDER BY handle"):
+        for row in self._query(f"SELECT {_OBJECT_COLUMNS} FROM objects ORDER BY handle"):  # noqa: S608 - constant
             yield ObjectRow(*row)
 
     def count_objects(self) -> int:
-        return self._query("SELECT COUNT(*) FROM objects")[0][0]
+        """The number of objects in the store."""
+        count: int = self._query("SELECT COUNT(*) FROM objects")[0][0]
+        return count
 
     def users(self) -> list[tuple[str, int, bytes]]:
-        return [(n, v, bytes(e)) for n, v, e in self._query("SELECT name, version, CAST(envelope AS BLOB) FROM users ORDER BY name")]
+        """Every user as ``(name, version, envelope)``, in name order."""
+        rows = self._query("SELECT name, version, CAST(envelope AS BLOB) FROM users ORDER BY name")
+        return [(n, v, bytes(e)) for n, v, e in rows]
 
     def audit_entries(self, after_seq: int = 0) -> list[AuditEntry]:
         rows = self._query("SELECT * FROM audit WHERE seq > ? ORDER BY seq", (after_seq,))
