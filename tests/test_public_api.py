@@ -157,7 +157,7 @@ def test_every_public_class_is_in_all(name: str) -> None:
 
 def test_the_sdk_does_not_export_its_runner() -> None:
     import strongroom.client
-    from strongroom.client.objects import _Runner
+    from strongroom.client.faces import _Runner
 
     assert not hasattr(strongroom.client, "_Runner")
-    assert _Runner.__module__ == "strongroom.client.objects"
+    assert _Runner.__module__ == "strongroom.client.faces"

@@ -20,10 +20,12 @@ from ..protocol.tls import client_context
 # what it exports.
 from . import balancer as _balancer
 from . import connection as _connection
-from . import objects as _objects
+from . import faces as _faces
+from .builders import mechanism, template
 from .config import ClientConfig
 from .connection import ConnectionLost, request_frame, result_of
-from .objects import Async, Cluster, Key, Session, Sync, mechanism, template
+from .faces import Async, Sync
+from .objects import Cluster, Key, Session
 
 __all__ = ["Async", "ClientConfig", "Cluster", "ConnectionLost", "Key", "Session", "Sync", "connect",
            "connect_async", "mechanism", "template"]
@@ -110,7 +112,7 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster[Sync]
             loop_thread.loop.call_soon_threadsafe(balancer.close)
         loop_thread.stop()
 
-    return Cluster(_objects._Runner(call, is_async=False), close, balancer.node_info)
+    return Cluster(_faces._Runner(call, is_async=False), close, balancer.node_info)
 
 
 async def connect_async(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster[Async]:
@@ -126,4 +128,4 @@ async def connect_async(config: ClientConfig | Path | str | dict[str, Any]) -> C
     async def close() -> None:
         balancer.close()
 
-    return Cluster(_objects._Runner(balancer.call, is_async=True), close, balancer.node_info)
+    return Cluster(_faces._Runner(balancer.call, is_async=True), close, balancer.node_info)

@@ -17,85 +17,16 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Generic, overload
 
 from ..errors import ArgumentsBad
 from ..mechanism_params import GcmParams, Mechanism
-from ..vendor import CKU_APPLIANCE
+from ..vendor import LOGIN_ROLES
 from ..vocab import CKA, CKF, CKM, CKU
+from .builders import mechanism, template
+from .faces import Async, F, Sync, _Runner
 
 GCM_IV_BYTES = 12
-_ROLE_USER_TYPE = {"crypto-user": CKU.USER, "admin": CKU.SO, "appliance": CKU_APPLIANCE}
-
-
-def mechanism(value: int | Mechanism, parameter: Any = None) -> Mechanism:
-    """A :class:`Mechanism` from a ``CKM`` value (with an optional parameter) or a Mechanism as is."""
-    if isinstance(value, Mechanism):
-        return value
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ArgumentsBad(f"a mechanism is a CKM value or a Mechanism, got {type(value).__name__}")
-    return Mechanism(value, parameter)
-
-
-def template(attrs: dict[Any, Any] | None = None, **named: Any) -> dict[int, Any]:
-    """A template from ``CKA`` keys and/or keyword names (``label="x"`` is ``CKA.LABEL``; ``cls`` stands for
-    ``CKA.CLASS``, a Python keyword)."""
-    if attrs is not None and not isinstance(attrs, dict):
-        raise ArgumentsBad(f"a template is a mapping of CKA values to values, got {type(attrs).__name__}")
-    if any(isinstance(k, bool) or not isinstance(k, int) for k in (attrs or {})):
-        raise ArgumentsBad("template keys must be CKA values (integers)")
-    out = {int(k): v for k, v in (attrs or {}).items()}
-    for name, value in named.items():
-        try:
-            out[int(CKA.CLASS if name == "cls" else CKA[name.upper()])] = value
-        except KeyError:
-            raise ArgumentsBad(f"{name} is not an attribute name (CKA_{name.upper()} does not exist)") from None
-    return out
-
-
-class _Face:
-    """Which face of the SDK an object serves (a type parameter only; nothing is made of it)."""
-
-
-class Sync(_Face):
-    """The synchronous face (:func:`strongroom.client.connect`): methods return their values."""
-
-
-class Async(_Face):
-    """The asyncio face (:func:`strongroom.client.connect_async`): methods return awaitables of their values."""
-
-
-F = TypeVar("F", bound=_Face)
-
-
-class _Runner(Generic[F]):
-    """Runs calls on a connection; ``then`` post-processes the value (awaited in async mode).
-
-    A call's value is what the node's handler of that name returns (see :mod:`strongroom.protocol.calls`), so
-    it is ``Any`` here; the methods of :class:`Cluster`, :class:`Session` and :class:`Key` give it its type.
-    """
-
-    @overload
-    def __init__(self: _Runner[Sync], call: Callable[..., Any], is_async: Literal[False]) -> None: ...
-    @overload
-    def __init__(self: _Runner[Async], call: Callable[..., Awaitable[Any]], is_async: Literal[True]) -> None: ...
-
-    def __init__(self, call: Callable[..., Any], is_async: bool) -> None:
-        self.call = call
-        self.is_async = is_async
-
-    def __call__(self, name: str, *args: Any, then: Callable[[Any], Any] | None = None, **kwargs: Any) -> Any:
-        if not self.is_async:
-            value = self.call(name, *args, **kwargs)
-            return then(value) if then is not None else value
-        if then is None:
-            return self.call(name, *args, **kwargs)
-
-        async def run() -> Any:
-            value = await self.call(name, *args, **kwargs)
-            return then(value)
-
-        return run()
 
 
 class Cluster(Generic[F]):
@@ -132,9 +63,9 @@ class Cluster(Generic[F]):
             ArgumentsBad: (``CKR_ARGUMENTS_BAD``) another role.
             PinIncorrect, PinLocked, UserTypeInvalid, UserAlreadyLoggedIn: as ``C_Login``.
         """
-        if role not in _ROLE_USER_TYPE:
-            raise ArgumentsBad(f"role must be one of {sorted(_ROLE_USER_TYPE)}, got {role!r:.40}")
-        user_type = int(_ROLE_USER_TYPE[role])
+        if role not in LOGIN_ROLES:
+            raise ArgumentsBad(f"role must be one of {sorted(LOGIN_ROLES)}, got {role!r:.40}")
+        user_type = int(LOGIN_ROLES[role])
         # the runner's mode is the face this cluster serves
         if not self._run.is_async:
             blocking: Cluster[Sync] = self
