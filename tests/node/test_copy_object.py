@@ -38,7 +38,7 @@ def test_a_session_key_copied_to_the_token_keeps_its_material_and_takes_the_temp
     assert attrs[CKA.NEVER_EXTRACTABLE] is False  # the source was extractable: the history stays
     expected = Cipher(algorithms.AES(VALUE), modes.ECB()).encryptor().update(bytes(16))
     assert _ecb(alice, copy) == _ecb(alice, source) == expected
-    assert hsm.get_object(copy).is_token and not hsm.get_object(source).is_token
+    assert hsm.repository.get_object(copy).is_token and not hsm.repository.get_object(source).is_token
 
 
 def test_a_copy_obeys_the_one_way_rules_and_the_copyable_flag(hsm, alice, bob):

@@ -58,7 +58,7 @@ def test_sign_size_query_then_sign(hsm, alice):
     alice.app.sign_init(alice.s, Mechanism(CKM.SHA256_RSA_PKCS), priv)
     assert alice.app.sign(alice.s, b"message", query=True) == 256
     sig = alice.app.sign(alice.s, b"message")
-    material = alice.app.hsm.get_object(pub).material
+    material = alice.app.hsm.repository.get_object(pub).material
     public_key_from_der(material).verify(sig, b"message", padding.PKCS1v15(), hashes.SHA256())
 
 

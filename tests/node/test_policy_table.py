@@ -13,7 +13,7 @@ import pytest
 
 from strongroom.crypto.params import GcmParams, Mechanism, OaepParams
 from strongroom.errors import StrongroomError
-from strongroom.node import HSM
+from strongroom.node import HSM, Application
 from strongroom.vocab import CKA, CKK, CKM, CKO, CKR, CKU
 
 from .conftest import ALICE_PW, PRECO, Logged, login
@@ -62,7 +62,7 @@ def read(who: Logged, handle: int, cka: CKA) -> Any:
 
 
 def public_session(w: World) -> Logged:
-    app = w.hsm.connect()
+    app = Application(w.hsm)
     return Logged(app, app.open_session())
 
 
@@ -210,7 +210,7 @@ ROLE_RULES: list[Row] = [
     ("logout without login", lambda w: (lambda p: p.app.logout(p.s))(public_session(w)), CKR.USER_NOT_LOGGED_IN),
     ("admin login with a read-only session open", lambda w: (
         lambda app: (app.open_session(flags=4), app.login(app.open_session(), CKU.SO, "admin:admin-pass-1")))(
-        w.hsm.connect()), CKR.SESSION_READ_ONLY_EXISTS),
+        Application(w.hsm)), CKR.SESSION_READ_ONLY_EXISTS),
 ]
 
 OWNERSHIP_RULES: list[Row] = [
@@ -319,6 +319,6 @@ def test_unactivated_admin_may_only_activate(tmp_path):
         pre.app.activate(pre.s, PRECO)
     assert info.value.ckr == CKR.PIN_INVALID
     pre.app.activate(pre.s, "new-admin-pass")
-    assert node.connect().list_users() == [
+    assert Application(node).list_users() == [
         {"username": "admin", "role": "admin", "locked": False, "failures": 0}]
     node.close()
