@@ -284,10 +284,10 @@ def in_process(data_dir: Path) -> tuple[Any, Any, Any, dict[str, int]]:
     """An HSM on ``data_dir`` used in-process, with the SDK's objects calling its Application directly."""
     from strongroom.client import Cluster
     from strongroom.client.objects import _Runner
-    from strongroom.node import HSM, Settings
+    from strongroom.node import HSM, Application, Settings
 
     hsm = HSM(data_dir, settings=Settings(argon2_memory_kib=nodes.HASH_MEMORY_KIB, argon2_time_cost=1))
-    app = hsm.connect()
+    app = Application(hsm)
 
     def call(name: str, *args: Any, **kwargs: Any) -> Any:
         return getattr(app, name)(*args, **kwargs)

@@ -251,7 +251,7 @@ def fill_objects(
     With ``lookups`` > 0 it also times that many find-by-label calls in-process (no network), for
     comparison with the same lookups through the SDK. Returns timings and the in-process latencies.
     """
-    from strongroom.node import HSM, Settings
+    from strongroom.node import HSM, Application, Settings
     from strongroom.objects import templates
     from strongroom.objects.attributes import normalize_template
     from strongroom.objects.model import HsmObject
@@ -263,7 +263,7 @@ def fill_objects(
     hsm = HSM(data_dir, settings=Settings(argon2_memory_kib=HASH_MEMORY_KIB, argon2_time_cost=1),
               replication=lambda machine, secret: RaftLog(machine, data_dir / "raft", address, [], secret))
     try:
-        app = hsm.connect()
+        app = Application(hsm)
         s = app.open_session()
         app.login(s, CKU.SO, f"admin:{PRECO}")
         app.activate(s, ADMIN_PW)
@@ -285,14 +285,14 @@ def fill_objects(
                     )
                 )
                 material = attrs.pop(CKA.VALUE)
-                obj = HsmObject(hsm.new_handle(True), attrs, material, USER)
-                hsm.put_object(change, obj, new=True)
+                obj = HsmObject(hsm.repository.new_handle(True), attrs, material, USER)
+                hsm.repository.put_object(change, obj, new=True)
             hsm.commit(change, timeout_s=120)
             advance(min(batch, count - first))
         fill_s = time.perf_counter() - start
         latencies: list[int] = []
         if lookups:
-            hsm._objects.clear()  # as after a restart: nothing decoded yet
+            hsm.repository.drop_cached()  # as after a restart: nothing decoded yet
             app.login(s := app.open_session(), CKU.USER, f"{USER}:{USER_PW}")
             for n in range(lookups):
                 label = label_of(lookup_index(n, count))

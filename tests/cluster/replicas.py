@@ -137,10 +137,10 @@ def boundary_view(data_dir: Path) -> dict[int, bytes]:
     try:
         view = {}
         for row in hsm.store.iter_objects():
-            obj = hsm.get_object(row.handle)
+            obj = hsm.repository.get_object(row.handle)
             view[obj.handle] = msgspec.msgpack.encode([sorted((int(k), repr(v)) for k, v in obj.attrs.items()),
                                                        obj.material, obj.owner, sorted(obj.shared)])
-        for user in hsm.all_users():
+        for user in hsm.repository.all_users():
             view[f"user:{user.name}"] = msgspec.msgpack.encode([user.role, user.password_hash, user.failures,
                                                                  user.locked])
         return view

@@ -26,7 +26,7 @@ class Logged:
 
 
 def login(hsm: HSM, user_type: int, pin: str, rw: bool = True) -> Logged:
-    app = hsm.connect()
+    app = Application(hsm)
     s = app.open_session() if rw else app.open_session(flags=4)
     app.login(s, user_type, pin)
     return Logged(app, s)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from strongroom.errors import NoQuorum, PinIncorrect, PinLocked
-from strongroom.node import HSM
+from strongroom.node import HSM, Application
 from strongroom.replication import LocalLog
 from strongroom.vocab import CKU
 
@@ -30,18 +30,18 @@ def test_failures_the_log_cannot_take_still_lock_and_are_carried_into_the_log(hs
     try:
         node.log.cut_off = True
         for _ in range(5):
-            app = node.connect()
+            app = Application(node)
             with pytest.raises(PinIncorrect):  # the same answer as with a majority: guesses learn nothing
                 app.login(app.open_session(), CKU.USER, "alice:wrong-password")
-        app = node.connect()
+        app = Application(node)
         with pytest.raises(PinLocked):  # the right password no longer opens the account
             app.login(app.open_session(), CKU.USER, f"alice:{ALICE_PW}")
-        assert [u for u in node.connect().list_users() if u["username"] == "alice"][0]["failures"] == 0
+        assert next(u for u in Application(node).list_users() if u["username"] == "alice")["failures"] == 0
         node.log.cut_off = False
-        app = node.connect()
+        app = Application(node)
         with pytest.raises(PinLocked):  # the next attempt carries the pending failures into the log
             app.login(app.open_session(), CKU.USER, f"alice:{ALICE_PW}")
-        [alice] = [u for u in node.connect().list_users() if u["username"] == "alice"]
+        [alice] = [u for u in Application(node).list_users() if u["username"] == "alice"]
         assert alice["locked"] and alice["failures"] == 5 and not node.pending_failures
     finally:
         node.close()

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from strongroom.crypto import public_key_from_der
 from strongroom.crypto.params import GcmParams, Mechanism
-from strongroom.errors import BufferTooSmall, StrongroomError
+from strongroom.errors import BufferTooSmall
 from strongroom.node.testing import key_material
 from strongroom.vocab import CKM, CKR
 
@@ -58,7 +58,7 @@ def test_sign_size_query_then_sign(hsm, alice):
     alice.app.sign_init(alice.s, Mechanism(CKM.SHA256_RSA_PKCS), priv)
     assert alice.app.sign(alice.s, b"message", query=True) == 256
     sig = alice.app.sign(alice.s, b"message")
-    material = alice.app.hsm.get_object(pub).material
+    material = alice.app.hsm.repository.get_object(pub).material
     public_key_from_der(material).verify(sig, b"message", padding.PKCS1v15(), hashes.SHA256())
 
 

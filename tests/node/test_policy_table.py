@@ -6,14 +6,15 @@ public session) and ownership/sharing. Each row runs against a fresh HSM holding
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from strongroom.crypto.params import GcmParams, Mechanism, OaepParams
 from strongroom.errors import StrongroomError
-from strongroom.node import HSM
+from strongroom.node import HSM, Application
 from strongroom.vocab import CKA, CKK, CKM, CKO, CKR, CKU
 
 from .conftest import ALICE_PW, PRECO, Logged, login
@@ -62,7 +63,7 @@ def read(who: Logged, handle: int, cka: CKA) -> Any:
 
 
 def public_session(w: World) -> Logged:
-    app = w.hsm.connect()
+    app = Application(w.hsm)
     return Logged(app, app.open_session())
 
 
@@ -210,7 +211,7 @@ ROLE_RULES: list[Row] = [
     ("logout without login", lambda w: (lambda p: p.app.logout(p.s))(public_session(w)), CKR.USER_NOT_LOGGED_IN),
     ("admin login with a read-only session open", lambda w: (
         lambda app: (app.open_session(flags=4), app.login(app.open_session(), CKU.SO, "admin:admin-pass-1")))(
-        w.hsm.connect()), CKR.SESSION_READ_ONLY_EXISTS),
+        Application(w.hsm)), CKR.SESSION_READ_ONLY_EXISTS),
 ]
 
 OWNERSHIP_RULES: list[Row] = [
@@ -319,6 +320,6 @@ def test_unactivated_admin_may_only_activate(tmp_path):
         pre.app.activate(pre.s, PRECO)
     assert info.value.ckr == CKR.PIN_INVALID
     pre.app.activate(pre.s, "new-admin-pass")
-    assert node.connect().list_users() == [
+    assert Application(node).list_users() == [
         {"username": "admin", "role": "admin", "locked": False, "failures": 0}]
     node.close()

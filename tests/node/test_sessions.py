@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from strongroom.crypto.params import Mechanism
 from strongroom.errors import StrongroomError
+from strongroom.node import Application
 from strongroom.vocab import CKA, CKK, CKM, CKO, CKR, CKS, CKU
 
 from .conftest import ALICE_PW, login
@@ -100,6 +99,6 @@ def test_get_attribute_value_processes_every_entry(alice):
 
 
 def test_invalid_session_handle(hsm):
-    app = hsm.connect()
+    app = Application(hsm)
     assert rv(app.login, 99, CKU.USER, f"alice:{ALICE_PW}") == CKR.SESSION_HANDLE_INVALID
     assert rv(app.open_session, 0) == CKR.SESSION_PARALLEL_NOT_SUPPORTED

@@ -20,7 +20,7 @@ def test_no_key_value_on_disk(hsm, alice):
     needles: set[bytes] = set()
     for h in handles:
         material = key_material(hsm, h)
-        obj = hsm.get_object(h)
+        obj = hsm.repository.get_object(h)
         if obj.cls.name == "SECRET_KEY":
             needles.add(material)
         elif obj.cls.name == "PRIVATE_KEY":

@@ -8,10 +8,10 @@ import pytest
 
 from strongroom.crypto.params import Mechanism
 from strongroom.errors import StoreIntegrityError, StrongroomError
-from strongroom.node import HSM, State
-from strongroom.vocab import CKA, CKM, CKR, CKU
+from strongroom.node import HSM, Application, State
+from strongroom.vocab import CKA, CKM, CKR
 
-from .conftest import ALICE_PW, ADMIN_PW, FAST, login
+from .conftest import FAST
 from .keys import aes
 
 
@@ -51,7 +51,7 @@ def test_altered_rows_are_refused_and_audited(hsm, alice, tamper):
     node = HSM(path, settings=FAST)
     assert node.state == State.ZEROIZED and node.info()["token_objects"] == 0
     with pytest.raises(StrongroomError) as info:
-        node.connect().open_session()
+        Application(node).open_session()
     assert info.value.ckr == CKR.DEVICE_ERROR
     assert node.store.verify_audit().ok
     node.close()
@@ -64,7 +64,7 @@ def test_failed_self_test_enters_the_error_state(hsm, fault):
     node = HSM(path, settings=FAST, self_test_fault=fault)
     assert node.state == State.ERROR and fault in node.error_reason
     with pytest.raises(StrongroomError) as info:
-        node.connect().open_session()
+        Application(node).open_session()
     assert info.value.ckr == CKR.DEVICE_ERROR
     last = node.store.audit_entries()[-1]
     assert (last.event, last.detail["passed"], last.detail["failed"]) == ("self-test", False, [fault])
@@ -85,7 +85,8 @@ def test_zeroize(hsm, alice, admin):
     assert info.value.ckr == CKR.DEVICE_ERROR
     assert not (path / "node.key").exists()
     conn = sqlite3.connect(path / "hsm.sqlite")
-    counts = [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("objects", "users")]
+    counts = [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608 - two fixed table names
+              for t in ("objects", "users")]
     conn.close()
     assert counts == [0, 0]
     entries = hsm.store.audit_entries()

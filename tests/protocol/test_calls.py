@@ -114,3 +114,10 @@ def test_no_call_name_set_outside_the_catalogue():
     offenders = {str(p.relative_to(SRC)): hits for p in sorted(SRC.rglob("*.py")) if p != catalogue
                  for hits in [_call_name_literals(p)] if hits}
     assert offenders == {}
+
+
+def test_the_node_hands_a_request_context_to_exactly_the_catalogue_writes():
+    from strongroom.node.base import takes_request
+
+    assert {spec.name for spec in CATALOGUE if takes_request(getattr(Application, spec.name))} == {
+        spec.name for spec in CATALOGUE if spec.write}

@@ -1,11 +1,13 @@
 """The HSM node's cryptographic boundary (in-process API).
 
-``HSM`` owns a data directory; ``HSM.connect()`` returns an ``Application`` whose methods are the PKCS#11
-functions plus user management, sharing, audit verification and zeroisation.
+``HSM`` owns a data directory; ``Application(hsm)`` is one client connection of it, whose methods are the
+PKCS#11 functions plus user management, sharing, audit verification and zeroisation.
 """
 
 from .application import Application
-from .hsm import HSM, Settings, State
+from .commit import RequestContext
+from .hsm import HSM, Settings
+from .state import State
 from .users import Role
 
-__all__ = ["HSM", "Application", "Role", "Settings", "State"]
+__all__ = ["HSM", "Application", "RequestContext", "Role", "Settings", "State"]

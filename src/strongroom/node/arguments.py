@@ -38,10 +38,10 @@ def data(value: Any, what: str = "data") -> bytes:
     """
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise ArgumentsBad(f"{what} must be bytes, got {type(value).__name__}")
-    value = bytes(value)
-    if len(value) > MAX_DATA_BYTES:
-        raise ArgumentsBad(f"{what} is {len(value)} bytes; one call takes at most {MAX_DATA_BYTES}")
-    return value
+    out = bytes(value)
+    if len(out) > MAX_DATA_BYTES:
+        raise ArgumentsBad(f"{what} is {len(out)} bytes; one call takes at most {MAX_DATA_BYTES}")
+    return out
 
 
 def out_len(value: Any) -> int | None:

@@ -1,27 +1,57 @@
-"""State and checks shared by every part of :class:`~strongroom.node.application.Application`."""
+"""What every call group of :class:`~strongroom.node.application.Application` shares: the connection's state
+(its sessions and login) and the checks every call makes (session, role, object visibility, key, mechanism),
+plus the making of new objects that object and key calls share.
+
+The call groups, one module per PKCS#11 chapter, are mixins over :class:`ApplicationBase`; a check a call
+makes (``self._key``, ``self._session`` …) is defined here.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .. import crypto
 from ..mechanism_params import Mechanism
 from ..errors import (
     ActionProhibited,
+    AttributeValueInvalid,
+    DeviceMemory,
     KeyTypeInconsistent,
     MechanismInvalid,
     ObjectHandleInvalid,
+    SessionClosed,
     SessionHandleInvalid,
     SessionReadOnly,
     StrongroomError,
     UserNotLoggedIn,
 )
+from ..objects import policy
+from ..objects.attributes import Attributes, normalize_template
 from ..objects.model import HsmObject
-from ..vocab import CKF, CKK, CKM, CKO
+from ..replication import Change
+from ..vocab import CKA, CKF, CKK, CKM, CKO
 from . import arguments
+from .commit import RequestContext
 from .hsm import HSM
 from .sessions import Session
 from .users import Role, UserRecord
+
+SECRET_BYTES = {CKK.AES: (16, 24, 32), CKK.GENERIC_SECRET: range(1, 801)}
+_Call = TypeVar("_Call", bound=Callable[..., Any])
+
+
+def writes(call: _Call) -> _Call:
+    """Mark a call that commits through the log on a client's behalf: it takes a keyword-only ``request``
+    (:class:`~strongroom.node.commit.RequestContext`) that :func:`~strongroom.node.application.call` passes."""
+    call.__dict__["takes_request"] = True
+    return call
+
+
+def takes_request(method: Callable[..., Any]) -> bool:
+    """Whether ``method`` is a call marked with :func:`writes`."""
+    return bool(getattr(method, "takes_request", False))
+
 
 FUNCTION_NAMES = {CKF.ENCRYPT: "encryption", CKF.DECRYPT: "decryption", CKF.SIGN: "signing",
                   CKF.VERIFY: "verification", CKF.DIGEST: "digesting", CKF.WRAP: "wrapping",
@@ -38,9 +68,8 @@ class ApplicationBase:
         peer: description of the client (address, uid, pid) for the audit trail of logins.
     """
 
-    def __init__(self, hsm: HSM, app_id: int, peer: str = "") -> None:
+    def __init__(self, hsm: HSM, peer: str = "") -> None:
         self.hsm = hsm
-        self.id = app_id
         self.peer = peer
         self.address = peer  # the connection's own address; ``peer`` adds the application a client agent names
         self.appliance_certificate = False  # the connection presented the fleet's appliance identity (TLS)
@@ -49,6 +78,7 @@ class ApplicationBase:
         self.user_type: int | None = None
         self.role: Role | None = None
         self._epoch = 0
+        self.id = hsm.attach(self)
 
     def _session(self, handle: Any) -> Session:
         """The open session ``handle``; also ends a login the node revoked (user deleted or reset)."""
@@ -57,13 +87,13 @@ class ApplicationBase:
         session = self.sessions.get(handle)
         if session is None:
             raise SessionHandleInvalid(f"no open session {handle}")
-        if self.user is not None and self.hsm.login_epoch(self.user.name) != self._epoch:
+        if self.user is not None and self.hsm.repository.login_epoch(self.user.name) != self._epoch:
             self._logged_out()
         return session
 
     def _logged_in(self, record: UserRecord, user_type: int) -> None:
         self.user, self.user_type, self.role = record, user_type, Role(record.role)
-        self._epoch = self.hsm.login_epoch(record.name)
+        self._epoch = self.hsm.repository.login_epoch(record.name)
 
     def _logged_out(self) -> None:
         """End the login: active operations and finds stop, private session objects go (PKCS#11 3.0 §5.6)."""
@@ -71,7 +101,7 @@ class ApplicationBase:
         for session in self.sessions.values():
             session.ops.clear()
             session.find = None
-        self.hsm.drop_session_objects(self.id, private_only=True)
+        self.hsm.repository.drop_session_objects(self.id, private_only=True)
 
     def _actor(self) -> str:
         return self.user.name if self.user else ""
@@ -95,15 +125,16 @@ class ApplicationBase:
         if obj.session is not None and obj.session[0] != self.id:
             return False
         user = self.user
-        crypto_user = user is not None and self._role() is Role.CRYPTO_USER
         if obj.cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY) or obj.is_private:
-            return crypto_user and (not obj.owner or obj.owner == user.name or user.name in obj.shared)
+            if user is None or self._role() is not Role.CRYPTO_USER:
+                return False
+            return not obj.owner or obj.owner == user.name or user.name in obj.shared
         return True
 
     def _object(self, handle: Any, invalid: type[StrongroomError] = ObjectHandleInvalid) -> HsmObject:
         handle = arguments.ulong(handle, "object handle")
         try:
-            obj = self.hsm.get_object(handle)
+            obj = self.hsm.repository.get_object(handle)
         except ObjectHandleInvalid:
             raise invalid(f"no object with handle {handle}") from None
         if not self._may_use(obj):
@@ -141,7 +172,8 @@ class ApplicationBase:
         if not info.flags & function:
             raise MechanismInvalid(f"{info.mechanism.name} cannot be used for {FUNCTION_NAMES[function]}")
         if key is not None and key.key_type not in info.key_types:
-            raise KeyTypeInconsistent(f"{info.mechanism.name} does not take a CKK_{CKK(key.key_type).name} key")
+            name = "none" if key.key_type is None else CKK(key.key_type).name
+            raise KeyTypeInconsistent(f"{info.mechanism.name} does not take a CKK_{name} key")
         return mechanism, info
 
     @staticmethod
@@ -150,3 +182,68 @@ class ApplicationBase:
             return CKM(mechanism.mechanism).name
         except ValueError:
             return f"0x{mechanism.mechanism:x}"
+
+    # ----------------------------------------------------------------- new objects (object and key calls)
+    @staticmethod
+    def _template(template: Any) -> Attributes:
+        return normalize_template(arguments.template(template))
+
+    @staticmethod
+    def _secret_attributes(attrs: Attributes, value: bytes) -> None:
+        """Set ``CKA_VALUE_LEN`` and, for AES keys, ``CKA_CHECK_VALUE`` from the key value.
+
+        Raises:
+            AttributeValueInvalid: ``CKR_ATTRIBUTE_VALUE_INVALID`` for a length the key type does not have, or
+                a given ``CKA_VALUE_LEN``/``CKA_CHECK_VALUE`` that does not match the value.
+        """
+        key_type = attrs[CKA.KEY_TYPE]
+        if len(value) not in SECRET_BYTES[key_type]:
+            sizes = "16, 24 or 32" if key_type is CKK.AES else "1-800"
+            raise AttributeValueInvalid(f"a CKK_{key_type.name} key is {sizes} bytes, got {len(value)}")
+        policy.check_value_len(attrs, len(value))
+        attrs[CKA.VALUE_LEN] = len(value)
+        if key_type is CKK.AES:
+            check = crypto.check_value(CKK.AES, value)
+            if CKA.CHECK_VALUE in attrs and attrs[CKA.CHECK_VALUE] != check:
+                raise AttributeValueInvalid("CKA_CHECK_VALUE does not match the key value")
+            attrs[CKA.CHECK_VALUE] = check
+
+    def _new_object(self, session: Session, attrs: Attributes, material: bytes) -> HsmObject:
+        token = bool(attrs.get(CKA.TOKEN))
+        handle = self.hsm.repository.new_handle(token)
+        attrs = {**attrs, CKA.UNIQUE_ID: f"{handle:x}"}  # PKCS#11 3.0 §4.4: token-assigned, never reused
+        owner = self.user.name if self.user and self._role() is Role.CRYPTO_USER else ""
+        return HsmObject(handle, attrs, material, owner, session=None if token else (self.id, session.handle))
+
+    def _create_objects(self, session: Session, made: list[tuple[Attributes, bytes]], event: str,
+                        request: RequestContext | None, **detail: Any) -> list[int]:
+        """Store new objects and audit their creation in one change; return their handles.
+
+        Token objects are committed through the log; a retried request (same request key) answers with the
+        handles its first attempt created.
+        """
+        hsm = self.hsm
+        tokens = sum(bool(attrs.get(CKA.TOKEN)) for attrs, _ in made)
+        for attrs, _ in made:
+            self._require_writable(session, bool(attrs.get(CKA.TOKEN)))
+        if hsm.token_objects + tokens > hsm.settings.max_token_objects:
+            raise DeviceMemory(f"the token store is full ({hsm.settings.max_token_objects} objects)")
+        objects = [self._new_object(session, attrs, material) for attrs, material in made]
+        change = Change(max_objects=hsm.settings.max_token_objects)
+        change.add_audit(event, self._actor(), handles=[o.handle for o in objects],
+                         token=[o.is_token for o in objects], **detail)
+        for obj in objects:
+            if obj.is_token:
+                hsm.repository.put_object(change, obj, new=True)
+        outcome = hsm.commit(change, request=request)
+        created = iter(outcome.created if outcome.duplicate else [o.handle for o in objects if o.is_token])
+        if self.sessions.get(session.handle) is not session:
+            raise SessionClosed("the session closed while the object was being made")
+        handles = []
+        for obj in objects:
+            if obj.is_token:
+                handles.append(next(created))
+            else:
+                hsm.repository.put_object(None, obj)
+                handles.append(obj.handle)
+        return handles

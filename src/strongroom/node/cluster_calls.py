@@ -17,8 +17,9 @@ from ..replication import Change
 from ..trust import cluster_certificate, fleet, join_proof, masking_key
 from . import arguments
 from .base import ApplicationBase
+from .commit import local_write
+from .state import MembershipLog
 from .users import Role
-
 
 # Log entries past which a join first compacts the members' journals.
 COMPACT_BEFORE_JOIN = 1000
@@ -74,21 +75,22 @@ class ClusterCalls(ApplicationBase):
         if challenge is None:
             raise OperationNotInitialized("ask for a join challenge first")
         hsm = self.hsm
-        if hsm.identity is None or not hasattr(hsm.log, "change_membership"):
+        log = hsm.log
+        if hsm.identity is None or not isinstance(log, MembershipLog):
             raise FunctionNotSupported("this HSM has no fleet identity or replicated log")
         key = join_proof.verify_newcomer(hsm.identity.fleet_ca, certificate, signature, challenge,
                                          hsm.cluster_id, address)
         if admitted:  # an admission serves one join; withdrawn while the membership still has its majority
-            hsm.commit(Change(admit=["-" + admitted]), record=False)
+            hsm.commit(Change(admit=["-" + admitted]))
         if hsm.machine.applied > COMPACT_BEFORE_JOIN:
             # the newcomer then catches up from one snapshot, not entry by entry
-            hsm.commit(Change(compact=True), record=False)
+            hsm.commit(Change(compact=True))
         # A one-node cluster commits a second member only once the newcomer runs: do not wait for that long.
-        committed = hsm.log.change_membership(address, add=True, wait_s=2.0)
+        committed = log.change_membership(address, add=True, wait_s=2.0)
         point, wrapped = masking_key.wrap_masking_key(hsm.masking_key, key, hsm.cluster_id)
-        with hsm.store.transaction() as tx:
+        with local_write(hsm.store) as tx:
             tx.audit("member-add", self._actor(), address=address, committed=committed)
-        members = sorted(set(hsm.log.status()["members"]) | {address})
+        members = sorted(set(log.status()["members"]) | {address})
         return {"cluster_id": hsm.cluster_id, "members": members, "ephemeral": point, "wrapped_key": wrapped}
 
     def admit_member(self, handle: int, certificate: bytes) -> str:
@@ -110,7 +112,7 @@ class ClusterCalls(ApplicationBase):
         admitted = fleet.fingerprint(certificate)
         change = Change(admit=[admitted])
         change.add_audit("member-admit", self._actor(), fingerprint=admitted)
-        hsm.commit(change, record=False)
+        hsm.commit(change)
         return admitted
 
     def cluster_csr(self) -> str:
@@ -138,17 +140,17 @@ class ClusterCalls(ApplicationBase):
         """
         self._session(handle)
         self._require_role(Role.APPLIANCE)
-        certificate = arguments.text(certificate, "certificate").encode()
-        trust_anchor = arguments.text(trust_anchor, "trust anchor").encode()
+        certificate_pem = arguments.text(certificate, "certificate").encode()
+        anchor_pem = arguments.text(trust_anchor, "trust anchor").encode()
         identity = self.hsm.cluster_identity()
         if identity is None:
             raise FunctionNotSupported("this cluster has no cluster key (it was not made by a control plane)")
         if identity.certificate:
             raise OperationActive("the cluster is already initialised")
-        done = cluster_certificate.initialized(identity, certificate, trust_anchor)
+        done = cluster_certificate.initialized(identity, certificate_pem, anchor_pem)
         change = Change(cluster_identity=done.encode())
-        change.add_audit("cluster-initialize", self._actor(), fingerprint=fleet.fingerprint(certificate))
-        self.hsm.commit(change, record=False)
+        change.add_audit("cluster-initialize", self._actor(), fingerprint=fleet.fingerprint(certificate_pem))
+        self.hsm.commit(change)
 
     def remove_member(self, handle: int, address: str) -> None:
         """Remove an HSM from the membership by its replication address (admins and the appliance user).
@@ -161,10 +163,11 @@ class ClusterCalls(ApplicationBase):
         self._session(handle)
         self._require_role(Role.ADMIN, Role.APPLIANCE)
         address = arguments.text(address, "address")
-        if not hasattr(self.hsm.log, "change_membership"):
-            raise FunctionNotSupported("this HSM has no replicated log")
         hsm = self.hsm
-        status = hsm.log.status()
+        log = hsm.log
+        if not isinstance(log, MembershipLog):
+            raise FunctionNotSupported("this HSM has no replicated log")
+        status = log.status()
         if address not in status["members"]:
             raise ArgumentsBad(f"{address} is not a member of this cluster")
         if address == status["self"]:
@@ -172,13 +175,13 @@ class ClusterCalls(ApplicationBase):
             # does it (the SDK retries the call on one).
             raise NoQuorum("a member does not remove itself; ask another member")
         endpoint = hsm.machine.directory().get(address, "")
-        hsm.commit(Change(directory={address: ""}), record=False)  # clients stop discovering it first
+        hsm.commit(Change(directory={address: ""}))  # clients stop discovering it first
         try:
-            if not hsm.log.change_membership(address, add=False):
+            if not log.change_membership(address, add=False):
                 raise NoQuorum("the membership change was not committed in time")
         except StrongroomError:
             if endpoint:
-                hsm.commit(Change(directory={address: endpoint}), record=False)
+                hsm.commit(Change(directory={address: endpoint}))
             raise
-        with self.hsm.store.transaction() as tx:
+        with local_write(hsm.store) as tx:
             tx.audit("member-remove", self._actor(), address=address)

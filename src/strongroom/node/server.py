@@ -36,10 +36,11 @@ from ..protocol import (
     call_arguments,
     encode_frame,
 )
-from ..vocab import CKA, CKK, CKR
 from ..trust import fleet
-from .application import Application
-from .hsm import HSM, commit_index, request_key
+from ..vocab import CKA, CKR
+from .application import Application, call
+from .commit import RequestContext
+from .hsm import HSM
 from .sessions import OpKind
 from .workers import Workers
 
@@ -181,7 +182,7 @@ class _Connection(asyncio.Protocol):
         who = f"{peer[0]}:{peer[1]}" if peer else "?"
         if subject.get("commonName"):
             who += f" cn={subject['commonName']}"
-        self.app = self.server.hsm.connect(peer=who)
+        self.app = Application(self.server.hsm, peer=who)
         identity = self.server.hsm.identity
         ssl_object = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
@@ -356,18 +357,17 @@ class _Connection(asyncio.Protocol):
     def _blocking(self, app: Application, name: str, args: list[Any]) -> bool:
         """Whether a call should leave the event loop: see the module docstring. Writes wait for the log to
         commit them; they get their own threads so that waiting never starves crypto."""
-        call = CALL_SPECS[name]
-        if call.blocking:
+        spec = CALL_SPECS[name]
+        if spec.blocking:
             return True
-        if call.finds:
+        if spec.finds:
             # a find by label or id is an index lookup; any other find may scan every stored object
             return not any(cka in args[1] for cka in _INDEXED)
         try:
-            if call.once:
-                return app.hsm.get_object(args[2]).key_type is CKK.RSA
-            if call.keyed_step:
-                active = app.sessions[args[0]].ops[OpKind(call.operation)]
-                return app.hsm.get_object(active.key).key_type is CKK.RSA
+            if spec.once:
+                return app.is_rsa_key(args[2])
+            if spec.keyed_step:
+                return app.active_key_is_rsa(args[0], OpKind(spec.operation))
         except (KeyError, IndexError, TypeError, StrongroomError):
             return False
         return False
@@ -427,20 +427,15 @@ class Committed:
 def _invoke(method: Any, args: list[Any], kwargs: dict[str, Any], key: bytes = b"") -> Any:
     """Run a call with its request key; return its value (a :class:`Committed` when it wrote through the log)
     or the error that ended it (never raises)."""
-    key_token = request_key.set(key)
-    index_token = commit_index.set(0)
+    request = RequestContext(key)
     try:
-        value = method(*args, **kwargs)
-        index = commit_index.get()
-        return Committed(value, index) if index else value
+        value = call(method, args, kwargs, request)
+        return Committed(value, request.index) if request.index else value
     except StrongroomError as exc:
         return exc
     except Exception as exc:  # noqa: BLE001 - a defect must cost one request, not the connection
         log.exception("call %s failed", getattr(method, "__name__", method))
         return StrongroomError(f"internal error: {type(exc).__name__}")
-    finally:
-        commit_index.reset(index_token)
-        request_key.reset(key_token)
 
 
 _REQUEST_PREFIXES = (b"\x93\xa7request", b"\x94\xa7request", b"\x95\xa7request")

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import BufferTooSmall
 
 
-class OpKind(str, Enum):
+class OpKind(str, Enum):  # noqa: UP042 - str() and format() of a member stay as they are
     ENCRYPT = "encrypt"
     DECRYPT = "decrypt"
     DIGEST = "digest"

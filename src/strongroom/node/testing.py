@@ -10,4 +10,4 @@ from .hsm import HSM
 
 def key_material(hsm: HSM, handle: int) -> bytes:
     """The stored material of an object: a secret key's value, a private key's PKCS#8 DER."""
-    return hsm.get_object(handle).material
+    return hsm.repository.get_object(handle).material

@@ -22,7 +22,7 @@ MAX_PASSWORD_CHARS = 32
 DEFAULT_LOCKOUT_THRESHOLD = 5
 MAX_USERS = 1024
 
-_USERNAME = re.compile(r"^[a-z0-9_]{1,%d}$" % MAX_USERNAME_CHARS)
+_USERNAME = re.compile(rf"^[a-z0-9_]{{1,{MAX_USERNAME_CHARS}}}$")
 
 
 class UserRecord(msgspec.Struct):

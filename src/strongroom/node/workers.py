@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -60,5 +61,5 @@ class Workers:
             fn, args = item
             try:
                 fn(*args)
-            except Exception:  # noqa: BLE001 - a defect costs one call, never the thread
+            except Exception:
                 log.exception("a blocking call failed")

@@ -24,6 +24,7 @@ from ..vendor import CKU_APPLIANCE, USER_TYPES
 from ..vocab import CKF, CKS, CKU
 from . import arguments
 from .base import ApplicationBase
+from .commit import local_write
 from .sessions import Session
 from .users import MAX_USERNAME_CHARS, Role, UserRecord, split_pin
 
@@ -31,7 +32,7 @@ MAX_CLIENT_CHARS = 128  # the application description a client agent adds to aud
 APPLIANCE_CERTIFICATE_USER = "control_plane"  # who the appliance identity logs in as (audit trail)
 
 
-class LoginCalls(ApplicationBase):
+class SessionCalls(ApplicationBase):
     def open_session(self, flags: int = CKF.SERIAL_SESSION | CKF.RW_SESSION) -> int:
         """``C_OpenSession``: open a session; ``CKF_RW_SESSION`` in ``flags`` makes it read-write.
 
@@ -58,14 +59,14 @@ class LoginCalls(ApplicationBase):
         """``C_CloseSession``: destroys the session's objects; the last session's close logs the application out."""
         session = self._session(handle)
         del self.sessions[session.handle]
-        self.hsm.drop_session_objects(self.id, session.handle)
+        self.hsm.repository.drop_session_objects(self.id, session.handle)
         if not self.sessions:
             self._logout_audited()
 
     def close_all_sessions(self) -> None:
         """``C_CloseAllSessions`` (also what a dropped connection does)."""
         self.sessions.clear()
-        self.hsm.drop_session_objects(self.id)
+        self.hsm.repository.drop_session_objects(self.id)
         self._logout_audited()
 
     def session_info(self, handle: int) -> dict[str, int]:
@@ -114,21 +115,21 @@ class LoginCalls(ApplicationBase):
             raise SessionReadOnlyExists("close the read-only sessions before an admin login")
         if user_type == CKU_APPLIANCE and self.appliance_certificate and not pin:
             # the control plane, authenticated by its fleet-issued TLS client certificate: no password
-            record = UserRecord(APPLIANCE_CERTIFICATE_USER, Role.APPLIANCE.value, "")
-            self._audit_here("login", record.name, role=record.role, peer=self.peer, method="certificate")
-            self._logged_in(record, user_type)
+            appliance = UserRecord(APPLIANCE_CERTIFICATE_USER, Role.APPLIANCE.value, "")
+            self._audit_here("login", appliance.name, role=appliance.role, peer=self.peer, method="certificate")
+            self._logged_in(appliance, user_type)
             return
         name, password = split_pin(arguments.text(pin, "PIN"))
         name = name.lower()
         hsm = self.hsm
-        record = hsm.get_user(name) if len(name) <= MAX_USERNAME_CHARS else None
+        record = hsm.repository.get_user(name) if len(name) <= MAX_USERNAME_CHARS else None
         if record is None:
             hsm.passwords.verify(hsm.passwords.dummy_hash, password)
             self._audit_here("login-failed", name[:MAX_USERNAME_CHARS], reason="unknown user", peer=self.peer)
             raise PinIncorrect("wrong username or password")
         if hsm.pending_failures.get(name):
             self._record_failures(name, 0)  # failures counted while the log could not take them
-            record = hsm.get_user(name) or record
+            record = hsm.repository.get_user(name) or record
         pending = hsm.pending_failures.get(name, 0)
         if record.locked or record.failures + pending >= hsm.settings.lockout_threshold:
             self._audit_here("login-failed", name, reason="locked", peer=self.peer)
@@ -143,8 +144,8 @@ class LoginCalls(ApplicationBase):
         if Role(record.role).user_type != user_type:
             raise UserTypeInvalid(f"user {name} has role {record.role}, which logs in as another user type")
         if record.failures:
-            hsm.commit(lambda: self._failures_cleared(name), record=False)
-            record = hsm.get_user(name) or record
+            hsm.commit(lambda: self._failures_cleared(name))
+            record = hsm.repository.get_user(name) or record
         self._audit_here("login", name, role=record.role, peer=self.peer)
         self._logged_in(record, user_type)
 
@@ -154,7 +155,7 @@ class LoginCalls(ApplicationBase):
         hsm = self.hsm
         used: list[int] = []
         try:
-            hsm.commit(lambda: self._failure(name, new, used), record=False)
+            hsm.commit(lambda: self._failure(name, new, used))
         except NoQuorum:
             if new:
                 with hsm.lock:
@@ -170,7 +171,7 @@ class LoginCalls(ApplicationBase):
 
     def _failure(self, name: str, new: int, used: list[int]) -> Change | None:
         """The change that counts ``new`` wrong passwords plus those this node holds pending for ``name``."""
-        record = self.hsm.get_user(name)
+        record = self.hsm.repository.get_user(name)
         if record is None:
             return None
         pending = self.hsm.pending_failures.get(name, 0)
@@ -181,25 +182,25 @@ class LoginCalls(ApplicationBase):
         record.version += 1
         record.locked = record.locked or record.failures >= self.hsm.settings.lockout_threshold
         change = Change()
-        self.hsm.put_user(change, record)
+        self.hsm.repository.put_user(change, record)
         change.add_audit("login-failed", name, reason="wrong password", failures=record.failures, peer=self.peer)
         if record.locked:
             change.add_audit("lockout", name, failures=record.failures)
         return change
 
     def _failures_cleared(self, name: str) -> Change | None:
-        record = self.hsm.get_user(name)
+        record = self.hsm.repository.get_user(name)
         if record is None or not record.failures or record.locked:
             return None
         record.failures = 0
         record.version += 1
         change = Change()
-        self.hsm.put_user(change, record)
+        self.hsm.repository.put_user(change, record)
         return change
 
     def _audit_here(self, event: str, actor: str, **detail: Any) -> None:
         """Audit an event of this node only (logins are per node; their changes to users go through the log)."""
-        with self.hsm.store.transaction() as tx:
+        with local_write(self.hsm.store) as tx:
             tx.audit(event, actor, **detail)
 
     def logout(self, handle: int) -> None:

@@ -24,7 +24,8 @@ from ..objects import policy, templates
 from ..objects.attributes import Attributes
 from ..vocab import CKA, CKD, CKF, CKK, CKM, CKO
 from . import arguments
-from .object_management import SECRET_BYTES, ObjectCalls
+from .base import SECRET_BYTES, ApplicationBase, writes
+from .commit import RequestContext, local_write
 from .sessions import deliver
 from .users import Role
 
@@ -45,8 +46,10 @@ def _check_length(attrs: Attributes) -> None:
         raise KeySizeRange(f"a CKK_{attrs[CKA.KEY_TYPE].name} key is {sizes} bytes, not {length}")
 
 
-class KeyCalls(ObjectCalls):
-    def generate_key(self, handle: int, mechanism: Mechanism, template: dict[int, Any]) -> int:
+class KeyCalls(ApplicationBase):
+    @writes
+    def generate_key(self, handle: int, mechanism: Mechanism, template: dict[int, Any], *,
+                     request: RequestContext | None = None) -> int:
         """``C_GenerateKey``: an AES or generic secret key of ``CKA_VALUE_LEN`` bytes, made inside the HSM.
 
         Raises:
@@ -65,10 +68,12 @@ class KeyCalls(ObjectCalls):
         _check_length(attrs)
         value = crypto.generate_secret(mech, attrs[CKA.VALUE_LEN])
         self._secret_attributes(attrs, value)
-        return self._create_objects(session, [(attrs, value)], "key-generate", mechanism=mech.name)[0]
+        return self._create_objects(session, [(attrs, value)], "key-generate", request, mechanism=mech.name)[0]
 
+    @writes
     def generate_key_pair(self, handle: int, mechanism: Mechanism, public_template: dict[int, Any],
-                          private_template: dict[int, Any]) -> tuple[int, int]:
+                          private_template: dict[int, Any], *,
+                          request: RequestContext | None = None) -> tuple[int, int]:
         """``C_GenerateKeyPair``: RSA (``CKA_MODULUS_BITS``, ``CKA_PUBLIC_EXPONENT``), EC or Ed25519
         (``CKA_EC_PARAMS``, a DER OID) key pairs.
 
@@ -95,7 +100,7 @@ class KeyCalls(ObjectCalls):
         pub.update(public_attrs)
         priv.update({k: v for k, v in public_attrs.items() if k in _PUBLIC_IN_PRIVATE})
         made = [(pub, crypto.public_key_to_der(key.public_key())), (priv, crypto.private_key_to_der(key))]
-        public, private = self._create_objects(session, made, "key-generate", mechanism=mech.name)
+        public, private = self._create_objects(session, made, "key-generate", request, mechanism=mech.name)
         return public, private
 
     def wrap_key(self, handle: int, mechanism: Mechanism, wrapping_key: int, key: int, *,
@@ -119,18 +124,19 @@ class KeyCalls(ObjectCalls):
         target = self._key(key, KeyHandleInvalid)
         mechanism, _ = self._mechanism(mechanism, CKF.WRAP, wrapper)
         policy.require_usage(wrapper, CKA.WRAP, mechanism.mechanism)
-        if target.owner and target.owner != self.user.name:
+        if target.owner and (self.user is None or target.owner != self.user.name):
             raise KeyNotWrappable("only the key's owner may wrap it")
         policy.require_wrappable(target, wrapper)
-        wrapped = crypto.wrap(mechanism, self.hsm.key_object(wrapper), target.material)
+        wrapped = crypto.wrap(mechanism, self.hsm.repository.key_object(wrapper), target.material)
         if not query and (out_len is None or out_len >= len(wrapped)):
-            with self.hsm.store.transaction() as tx:  # wrapping changes nothing: this node's audit chain only
+            with local_write(self.hsm.store) as tx:  # wrapping changes nothing: this node's audit chain only
                 tx.audit("key-wrap", self._actor(), handle=target.handle, wrapping_key=wrapper.handle,
                          mechanism=self._mechanism_name(mechanism))
         return deliver(wrapped, out_len, query)
 
+    @writes
     def unwrap_key(self, handle: int, mechanism: Mechanism, unwrapping_key: int, wrapped: bytes,
-                   template: dict[int, Any]) -> int:
+                   template: dict[int, Any], *, request: RequestContext | None = None) -> int:
         """``C_UnwrapKey``: import a wrapped secret key or PKCS#8 private key.
 
         The unwrapping key's ``CKA_UNWRAP_TEMPLATE`` is applied to the new key, which gets ``CKA_LOCAL``,
@@ -151,7 +157,7 @@ class KeyCalls(ObjectCalls):
         policy.require_usage(unwrapper, CKA.UNWRAP, mechanism.mechanism)
         forced = unwrapper.attrs.get(CKA.UNWRAP_TEMPLATE) or {}
         attrs = templates.for_unwrap(self._template(template), forced)
-        material = crypto.unwrap(mechanism, self.hsm.key_object(unwrapper), wrapped)
+        material = crypto.unwrap(mechanism, self.hsm.repository.key_object(unwrapper), wrapped)
         if attrs[CKA.CLASS] is CKO.SECRET_KEY:
             length = attrs.get(CKA.VALUE_LEN)
             if (mechanism.mechanism == CKM.AES_KEY_WRAP and length is not None and length < len(material)
@@ -171,10 +177,12 @@ class KeyCalls(ObjectCalls):
                     f"the unwrapped private key is not of CKA_KEY_TYPE CKK_{attrs[CKA.KEY_TYPE].name}")
             attrs.update({k: v for k, v in crypto.public_attributes(key).items() if k in _PUBLIC_IN_PRIVATE})
             material = crypto.private_key_to_der(key)
-        return self._create_objects(session, [(attrs, material)], "key-unwrap", unwrapping_key=unwrapper.handle,
-                                    mechanism=self._mechanism_name(mechanism))[0]
+        return self._create_objects(session, [(attrs, material)], "key-unwrap", request,
+                                    unwrapping_key=unwrapper.handle, mechanism=self._mechanism_name(mechanism))[0]
 
-    def derive_key(self, handle: int, mechanism: Mechanism, base_key: int, template: dict[int, Any]) -> int:
+    @writes
+    def derive_key(self, handle: int, mechanism: Mechanism, base_key: int, template: dict[int, Any], *,
+                   request: RequestContext | None = None) -> int:
         """``C_DeriveKey``: ECDH (``CKM_ECDH1_DERIVE``) or NIST SP 800-108 counter KDF into a new secret key.
 
         ``CKA_VALUE_LEN`` is required, except for ECDH with ``CKD_NULL``, where it defaults to the whole shared
@@ -196,9 +204,9 @@ class KeyCalls(ObjectCalls):
                         and param.kdf == CKD.NULL)
         attrs = templates.for_derive(self._template(template), base.attrs, length_required=not whole_secret)
         _check_length(attrs)
-        value = crypto.derive(mechanism, self.hsm.key_object(base), attrs.get(CKA.VALUE_LEN, 0))
+        value = crypto.derive(mechanism, self.hsm.repository.key_object(base), attrs.get(CKA.VALUE_LEN, 0))
         self._secret_attributes(attrs, value)
-        return self._create_objects(session, [(attrs, value)], "key-derive", base_key=base.handle,
+        return self._create_objects(session, [(attrs, value)], "key-derive", request, base_key=base.handle,
                                     mechanism=self._mechanism_name(mechanism))[0]
 
     def generate_random(self, handle: int, length: int) -> bytes:

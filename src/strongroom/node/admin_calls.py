@@ -14,12 +14,14 @@ from ..objects.model import HsmObject
 from ..replication import Change
 from ..store import AuditEntry, AuditReport
 from . import arguments
-from .base import ApplicationBase
+from .base import ApplicationBase, writes
+from .commit import RequestContext
 from .users import MAX_USERS, Role, UserRecord, check_password, check_username
 
 
-class UserAdminCalls(ApplicationBase):
-    def activate(self, handle: int, new_password: str) -> None:
+class AdminCalls(ApplicationBase):
+    @writes
+    def activate(self, handle: int, new_password: str, *, request: RequestContext | None = None) -> None:
         """Activate the cluster: the ``unactivated-admin`` sets its own password and becomes ``admin``.
 
         Raises:
@@ -33,20 +35,22 @@ class UserAdminCalls(ApplicationBase):
         hsm = self.hsm
         if hsm.passwords.verify(user.password_hash, new_password):
             raise PinInvalid("the activation password must differ from the initial password")
-        current = hsm.get_user(user.name)
+        current = hsm.repository.get_user(user.name)
         if current is None or current.role != Role.UNACTIVATED_ADMIN.value:
             raise UserNotLoggedIn("the cluster was activated meanwhile; log in again")
         current.password_hash = hsm.passwords.hash(new_password)
         current.role = Role.ADMIN.value
         current.version += 1
         change = Change()
-        hsm.put_user(change, current)
+        hsm.repository.put_user(change, current)
         change.add_audit("activate", user.name)
-        hsm.commit(change)
+        hsm.commit(change, request=request)
         self.user = current
         self.role = Role.ADMIN
 
-    def create_user(self, handle: int, username: str, password: str, role: str) -> None:
+    @writes
+    def create_user(self, handle: int, username: str, password: str, role: str, *,
+                    request: RequestContext | None = None) -> None:
         """Create a user (admins only).
 
         Args:
@@ -66,23 +70,24 @@ class UserAdminCalls(ApplicationBase):
         if role not in (Role.ADMIN.value, Role.CRYPTO_USER.value, Role.APPLIANCE.value):
             raise ArgumentsBad(f"role must be 'admin', 'crypto-user' or 'appliance', got {role!r:.40}")
         hsm = self.hsm
-        users = hsm.all_users()
+        users = hsm.repository.all_users()
         if any(u.name == name for u in users):
             raise ArgumentsBad(f"user {name} already exists")
         if len(users) >= MAX_USERS:
             raise ArgumentsBad(f"the cluster holds the maximum of {MAX_USERS} users")
         record = UserRecord(name, role, hsm.passwords.hash(password))
         change = Change()
-        hsm.put_user(change, record, new=True)
+        hsm.repository.put_user(change, record, new=True)
         change.add_audit("user-create", actor.name, user=name, role=role)
         try:
-            hsm.commit(change)
+            hsm.commit(change, request=request)
         except FunctionFailed:
-            if hsm.get_user(name) is not None:
+            if hsm.repository.get_user(name) is not None:
                 raise ArgumentsBad(f"user {name} already exists") from None
             raise
 
-    def delete_user(self, handle: int, username: str) -> None:
+    @writes
+    def delete_user(self, handle: int, username: str, *, request: RequestContext | None = None) -> None:
         """Delete a user (admins only): its logins end and it is removed from every key's sharing list.
 
         A crypto user who owns token keys, the caller itself and the last admin cannot be deleted.
@@ -96,11 +101,11 @@ class UserAdminCalls(ApplicationBase):
         actor = self._require_role(Role.ADMIN)
         name = check_username(username)
         hsm = self.hsm
-        hsm.commit(lambda: self._user_deletion(actor.name, name))
+        hsm.commit(lambda: self._user_deletion(actor.name, name), request=request)
 
     def _user_deletion(self, actor: str, name: str) -> Change:
         hsm = self.hsm
-        users = {u.name: u for u in hsm.all_users()}
+        users = {u.name: u for u in hsm.repository.all_users()}
         if name not in users:
             raise ArgumentsBad(f"user {name} does not exist")
         if name == actor:
@@ -112,12 +117,12 @@ class UserAdminCalls(ApplicationBase):
         for row in hsm.store.iter_objects():
             if row.owner == name:
                 raise ActionProhibited(f"user {name} owns keys; delete them first")
-            obj = hsm.get_object(row.handle)
+            obj = hsm.repository.get_object(row.handle)
             if name in obj.shared:
                 shared.append(obj)
         change = Change(revoke=[name])
         for obj in shared:
-            hsm.put_object(change, HsmObject(obj.handle, obj.attrs, obj.material, obj.owner,
+            hsm.repository.put_object(change, HsmObject(obj.handle, obj.attrs, obj.material, obj.owner,
                                              obj.shared - {name}, obj.version + 1))
         change.delete_user(name, expect=users[name].version)
         if users[name].role == Role.ADMIN.value:  # two admins deleting each other: the second one conflicts
@@ -126,7 +131,9 @@ class UserAdminCalls(ApplicationBase):
         change.add_audit("user-delete", actor, user=name, unshared=[o.handle for o in shared])
         return change
 
-    def change_password(self, handle: int, username: str, new_password: str, old_password: str | None = None) -> None:
+    @writes
+    def change_password(self, handle: int, username: str, new_password: str, old_password: str | None = None, *,
+                        request: RequestContext | None = None) -> None:
         """Change a password.
 
         An admin may reset anyone's password without the old one; a reset unlocks the account and ends that
@@ -149,7 +156,7 @@ class UserAdminCalls(ApplicationBase):
             raise UserNotLoggedIn("only an admin may change another user's password")
         check_password(new_password)
         hsm = self.hsm
-        record = hsm.get_user(name)
+        record = hsm.repository.get_user(name)
         if record is None:
             raise ArgumentsBad(f"user {name} does not exist")
         own = name == actor.name
@@ -160,7 +167,7 @@ class UserAdminCalls(ApplicationBase):
         password_hash = hsm.passwords.hash(new_password)
 
         def password_change() -> Change:
-            current = hsm.get_user(name)
+            current = hsm.repository.get_user(name)
             if current is None:
                 raise ArgumentsBad(f"user {name} does not exist")
             was_locked = current.locked
@@ -169,19 +176,19 @@ class UserAdminCalls(ApplicationBase):
                 current.failures, current.locked = 0, False
             current.version += 1
             change = Change(revoke=[] if own else [name])
-            hsm.put_user(change, current)
+            hsm.repository.put_user(change, current)
             change.add_audit("password-change", actor.name, user=name, unlocked=was_locked and not current.locked)
             return change
 
-        hsm.commit(password_change)
+        hsm.commit(password_change, request=request)
         if own:
-            self.user = hsm.get_user(name) or self.user
+            self.user = hsm.repository.get_user(name) or self.user
 
     def list_users(self) -> list[dict[str, Any]]:
         """Every user: ``{"username", "role", "locked", "failures"}`` sorted by name; needs no login."""
         self.hsm.require_operational()
         return [{"username": u.name, "role": u.role, "locked": u.locked, "failures": u.failures}
-                for u in self.hsm.all_users()]
+                for u in self.hsm.repository.all_users()]
 
     def verify_audit(self) -> AuditReport:
         """Verify the audit chain (admins and the appliance user)."""

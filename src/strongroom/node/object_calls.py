@@ -10,95 +10,27 @@ from ..errors import (
     ArgumentsBad,
     AttributeReadOnly,
     AttributeValueInvalid,
-    DeviceMemory,
     ObjectHandleInvalid,
     OperationActive,
     OperationNotInitialized,
-    SessionClosed,
     StrongroomError,
     error_for,
 )
 from ..objects import policy, templates
-from ..objects.attributes import Attributes, attribute_type, matches, normalize_template
+from ..objects.attributes import RSA_PRIVATE_COMPONENTS, attribute_type, matches
 from ..objects.model import HsmObject
 from ..replication import Change
 from ..vocab import CKA, CKK, CKO
 from . import arguments
-from .base import ApplicationBase
-from .sessions import Session
+from .base import ApplicationBase, writes
+from .commit import RequestContext
 from .users import Role, check_username
 
-SECRET_BYTES = {CKK.AES: (16, 24, 32), CKK.GENERIC_SECRET: range(1, 801)}
 # Attributes a C_CopyObject template may set besides those C_SetAttributeValue may change (PKCS#11 3.0 §5.7).
 _COPY_STORAGE = (CKA.TOKEN, CKA.PRIVATE, CKA.MODIFIABLE, CKA.COPYABLE, CKA.DESTROYABLE)
 
 
 class ObjectCalls(ApplicationBase):
-    # ----------------------------------------------------------------- creation (shared by key calls)
-    def _new_object(self, session: Session, attrs: Attributes, material: bytes) -> HsmObject:
-        token = bool(attrs.get(CKA.TOKEN))
-        handle = self.hsm.new_handle(token)
-        attrs = {**attrs, CKA.UNIQUE_ID: f"{handle:x}"}  # PKCS#11 3.0 §4.4: token-assigned, never reused
-        owner = self.user.name if self.user and self._role() is Role.CRYPTO_USER else ""
-        return HsmObject(handle, attrs, material, owner, session=None if token else (self.id, session.handle))
-
-    def _create_objects(self, session: Session, made: list[tuple[Attributes, bytes]], event: str,
-                        **detail: Any) -> list[int]:
-        """Store new objects and audit their creation in one change; return their handles.
-
-        Token objects are committed through the log; a retried request (same request key) answers with the
-        handles its first attempt created.
-        """
-        hsm = self.hsm
-        tokens = sum(bool(attrs.get(CKA.TOKEN)) for attrs, _ in made)
-        for attrs, _ in made:
-            self._require_writable(session, bool(attrs.get(CKA.TOKEN)))
-        if hsm.token_objects + tokens > hsm.settings.max_token_objects:
-            raise DeviceMemory(f"the token store is full ({hsm.settings.max_token_objects} objects)")
-        objects = [self._new_object(session, attrs, material) for attrs, material in made]
-        change = Change(max_objects=hsm.settings.max_token_objects)
-        change.add_audit(event, self._actor(), handles=[o.handle for o in objects],
-                         token=[o.is_token for o in objects], **detail)
-        for obj in objects:
-            if obj.is_token:
-                hsm.put_object(change, obj, new=True)
-        outcome = hsm.commit(change)
-        created = iter(outcome.created if outcome.duplicate else [o.handle for o in objects if o.is_token])
-        if self.sessions.get(session.handle) is not session:
-            raise SessionClosed("the session closed while the object was being made")
-        handles = []
-        for obj in objects:
-            if obj.is_token:
-                handles.append(next(created))
-            else:
-                hsm.put_object(None, obj)
-                handles.append(obj.handle)
-        return handles
-
-    @staticmethod
-    def _template(template: Any) -> Attributes:
-        return normalize_template(arguments.template(template))
-
-    @staticmethod
-    def _secret_attributes(attrs: Attributes, value: bytes) -> None:
-        """Set ``CKA_VALUE_LEN`` and, for AES keys, ``CKA_CHECK_VALUE`` from the key value.
-
-        Raises:
-            AttributeValueInvalid: ``CKR_ATTRIBUTE_VALUE_INVALID`` for a length the key type does not have, or
-                a given ``CKA_VALUE_LEN``/``CKA_CHECK_VALUE`` that does not match the value.
-        """
-        key_type = attrs[CKA.KEY_TYPE]
-        if len(value) not in SECRET_BYTES[key_type]:
-            sizes = "16, 24 or 32" if key_type is CKK.AES else "1-800"
-            raise AttributeValueInvalid(f"a CKK_{key_type.name} key is {sizes} bytes, got {len(value)}")
-        policy.check_value_len(attrs, len(value))
-        attrs[CKA.VALUE_LEN] = len(value)
-        if key_type is CKK.AES:
-            check = crypto.check_value(CKK.AES, value)
-            if CKA.CHECK_VALUE in attrs and attrs[CKA.CHECK_VALUE] != check:
-                raise AttributeValueInvalid("CKA_CHECK_VALUE does not match the key value")
-            attrs[CKA.CHECK_VALUE] = check
-
     def _require_manage(self, obj: HsmObject, what: str) -> None:
         """Objects of the key classes and private objects are managed by their owning crypto user only."""
         if obj.is_private or obj.cls in (CKO.SECRET_KEY, CKO.PUBLIC_KEY, CKO.PRIVATE_KEY):
@@ -106,7 +38,9 @@ class ObjectCalls(ApplicationBase):
         self._require_owner(obj, what)
 
     # ----------------------------------------------------------------- calls
-    def create_object(self, handle: int, template: dict[int, Any]) -> int:
+    @writes
+    def create_object(self, handle: int, template: dict[int, Any], *,
+                      request: RequestContext | None = None) -> int:
         """``C_CreateObject``: import a data object, certificate, public key or secret key.
 
         Returns:
@@ -133,9 +67,11 @@ class ObjectCalls(ApplicationBase):
             material = crypto.public_key_to_der(key)
             for other in self._counterparts(HsmObject(0, attrs)):
                 policy.check_usage_conflicts(attrs, other.attrs)
-        return self._create_objects(session, [(attrs, material)], "object-create", cls=cls.name)[0]
+        return self._create_objects(session, [(attrs, material)], "object-create", request, cls=cls.name)[0]
 
-    def copy_object(self, handle: int, obj_handle: int, template: dict[int, Any]) -> int:
+    @writes
+    def copy_object(self, handle: int, obj_handle: int, template: dict[int, Any], *,
+                    request: RequestContext | None = None) -> int:
         """``C_CopyObject`` (PKCS#11 3.0 §5.7): a new object with the source's attributes and key material.
 
         ``template`` may set ``CKA_TOKEN`` and ``CKA_PRIVATE`` (keys holding secret material stay private), turn
@@ -168,9 +104,11 @@ class ObjectCalls(ApplicationBase):
         if {CKA.WRAP, CKA.DECRYPT, CKA.UNWRAP, CKA.ENCRYPT} & set(changes):
             for other in self._counterparts(obj):
                 policy.check_usage_conflicts(attrs, other.attrs)
-        return self._create_objects(session, [(attrs, obj.material)], "object-copy", source=obj.handle)[0]
+        return self._create_objects(session, [(attrs, obj.material)], "object-copy", request,
+                                    source=obj.handle)[0]
 
-    def destroy_object(self, handle: int, obj_handle: int) -> None:
+    @writes
+    def destroy_object(self, handle: int, obj_handle: int, *, request: RequestContext | None = None) -> None:
         """``C_DestroyObject``: atomic; on error the object stays usable.
 
         Raises:
@@ -189,10 +127,10 @@ class ObjectCalls(ApplicationBase):
                 raise ActionProhibited("the object has CKA_DESTROYABLE false")
             change = Change()
             change.add_audit("object-destroy", self._actor(), handle=obj.handle, token=obj.is_token)
-            self.hsm.delete_object(change, obj)
+            self.hsm.repository.delete_object(change, obj)
             return change
 
-        self.hsm.commit(destruction)
+        self.hsm.commit(destruction, request=request)
 
     def get_attribute_value(self, handle: int, obj_handle: int, types: list[int]) -> list[tuple[int, Any]]:
         """``C_GetAttributeValue``: every requested attribute is processed (PKCS#11 3.0 §5.7).
@@ -227,7 +165,7 @@ class ObjectCalls(ApplicationBase):
             the first error any attribute gave (``CKR_ATTRIBUTE_SENSITIVE``, ``CKR_ATTRIBUTE_TYPE_INVALID``).
         """
         out = {}
-        for raw, (rv, value) in zip(types, self.get_attribute_value(handle, obj_handle, types)):
+        for raw, (rv, value) in zip(types, self.get_attribute_value(handle, obj_handle, types), strict=True):
             if rv:
                 raise error_for(rv, f"attribute 0x{raw:x}")
             out[CKA(raw)] = value
@@ -238,10 +176,12 @@ class ObjectCalls(ApplicationBase):
         if obj.key_type is not CKK.RSA or obj.cls not in (CKO.PUBLIC_KEY, CKO.PRIVATE_KEY):
             return []
         other = CKO.PRIVATE_KEY if obj.cls is CKO.PUBLIC_KEY else CKO.PUBLIC_KEY
-        return [o for o in self.hsm.candidates({CKA.CLASS: other})
+        return [o for o in self.hsm.repository.candidates({CKA.CLASS: other})
                 if o.key_type is CKK.RSA and o.attrs.get(CKA.MODULUS) == obj.attrs.get(CKA.MODULUS)]
 
-    def set_attribute_value(self, handle: int, obj_handle: int, template: dict[int, Any]) -> None:
+    @writes
+    def set_attribute_value(self, handle: int, obj_handle: int, template: dict[int, Any], *,
+                            request: RequestContext | None = None) -> None:
         """``C_SetAttributeValue``: owners change their objects; admins may only set ``CKA_TRUSTED`` on token keys.
 
         Raises:
@@ -271,23 +211,25 @@ class ObjectCalls(ApplicationBase):
             change = Change()
             change.add_audit("attribute-change", self._actor(), handle=obj.handle,
                              attributes=sorted(CKA(k).name for k in changes))
-            self.hsm.put_object(change, updated)
+            self.hsm.repository.put_object(change, updated)
             return change
 
-        self.hsm.commit(attribute_change)
+        self.hsm.commit(attribute_change, request=request)
 
     def _trustable(self, obj_handle: int) -> HsmObject:
         """A token key an admin may mark trusted; anything else reads as an invalid handle."""
         obj_handle = arguments.ulong(obj_handle, "object handle")
         try:
-            obj = self.hsm.get_object(obj_handle)
+            obj = self.hsm.repository.get_object(obj_handle)
         except ObjectHandleInvalid:
             obj = None
         if obj is None or not obj.is_token or obj.cls not in (CKO.SECRET_KEY, CKO.PUBLIC_KEY):
             raise ObjectHandleInvalid(f"no token secret or public key with handle {obj_handle}")
         return obj
 
-    def share(self, handle: int, obj_handle: int, username: str, *, unshare: bool = False) -> None:
+    @writes
+    def share(self, handle: int, obj_handle: int, username: str, *, unshare: bool = False,
+              request: RequestContext | None = None) -> None:
         """Share a token key with another crypto user (or, with ``unshare``, stop sharing). Owners only.
 
         Raises:
@@ -305,7 +247,7 @@ class ObjectCalls(ApplicationBase):
         def sharing() -> Change:
             obj = self._object(obj_handle)
             self._require_owner(obj, "share")
-            target = self.hsm.get_user(name)
+            target = self.hsm.repository.get_user(name)
             if target is None or target.role != Role.CRYPTO_USER.value:
                 raise ArgumentsBad(f"{name} is not a crypto user")
             if not obj.is_token or obj.cls not in (CKO.SECRET_KEY, CKO.PRIVATE_KEY):
@@ -314,10 +256,10 @@ class ObjectCalls(ApplicationBase):
             updated = HsmObject(obj.handle, obj.attrs, obj.material, obj.owner, frozenset(shared), obj.version + 1)
             change = Change(expect_users=[(name, target.version)])
             change.add_audit("key-unshare" if unshare else "key-share", self._actor(), handle=obj.handle, user=name)
-            self.hsm.put_object(change, updated)
+            self.hsm.repository.put_object(change, updated)
             return change
 
-        self.hsm.commit(sharing)
+        self.hsm.commit(sharing, request=request)
 
     def key_info(self, handle: int, obj_handle: int) -> dict[str, Any]:
         """Owner and sharing of a visible object: ``{"owner": str, "shared_users": [str]}``."""
@@ -338,8 +280,8 @@ class ObjectCalls(ApplicationBase):
         if session.find is not None:
             raise OperationActive("a find is already active in this session")
         wanted = self._template(template)
-        secret = {CKA.VALUE} | policy.RSA_PRIVATE_COMPONENTS
-        found = [o.handle for o in self.hsm.candidates(wanted)
+        secret = {CKA.VALUE} | RSA_PRIVATE_COMPONENTS
+        found = [o.handle for o in self.hsm.repository.candidates(wanted)
                  if self._may_use(o) and matches(o.attrs, wanted) and not (secret & set(wanted)
                                                                           and policy.secret_attributes(o))]
         session.find = sorted(found)

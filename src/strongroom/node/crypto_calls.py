@@ -7,7 +7,8 @@ and keeps the operation. Any other error ends the operation.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .. import crypto
 from ..mechanism_params import Mechanism
@@ -25,9 +26,10 @@ _FUNCTION = {OpKind.ENCRYPT: CKF.ENCRYPT, OpKind.DECRYPT: CKF.DECRYPT, OpKind.SI
 _INIT = {OpKind.ENCRYPT: crypto.encrypt_init, OpKind.DECRYPT: crypto.decrypt_init,
          OpKind.SIGN: crypto.sign_init, OpKind.VERIFY: crypto.verify_init}
 _CIPHERS = (OpKind.ENCRYPT, OpKind.DECRYPT)
+_Out = TypeVar("_Out")
 
 
-class OperationCalls(ApplicationBase):
+class CryptoCalls(ApplicationBase):
     def _init(self, handle: int, kind: OpKind, mechanism: Mechanism, key_handle: int | None) -> ActiveOperation:
         session = self._session(handle)
         if kind in session.ops:
@@ -38,6 +40,7 @@ class OperationCalls(ApplicationBase):
 
     def _start(self, kind: OpKind, mechanism: Mechanism, key_handle: int | None) -> ActiveOperation:
         """Check the key and mechanism and start the crypto layer's operation (not yet bound to a session)."""
+        op: Any
         if kind is OpKind.DIGEST:
             mechanism, _ = self._mechanism(mechanism, _FUNCTION[kind], None)
             op, key = crypto.digest_init(mechanism), 0
@@ -45,7 +48,7 @@ class OperationCalls(ApplicationBase):
             obj = self._key(key_handle, KeyHandleInvalid)
             mechanism, _ = self._mechanism(mechanism, _FUNCTION[kind], obj)
             policy.require_usage(obj, _USAGE[kind], mechanism.mechanism)
-            op, key = _INIT[kind](mechanism, self.hsm.key_object(obj)), obj.handle
+            op, key = _INIT[kind](mechanism, self.hsm.repository.key_object(obj)), obj.handle
         return ActiveOperation(kind, mechanism.mechanism, op, key)
 
     def _once(self, handle: int, kind: OpKind, mechanism: Mechanism, key: int | None, data: Any) -> Any:
@@ -67,17 +70,19 @@ class OperationCalls(ApplicationBase):
         self._session(handle)
         data = arguments.data(data)
         active = self._start(OpKind.ENCRYPT, mechanism, key)
-        out = active.op.oneshot(data)
-        generated = getattr(active.op, "generated_iv", None)
+        out: bytes = active.op.oneshot(data)
+        generated: bytes | None = getattr(active.op, "generated_iv", None)
         return generated + out if generated else out
 
     def decrypt_once(self, handle: int, mechanism: Mechanism, key: int, data: bytes) -> bytes:
         """``C_DecryptInit`` and ``C_Decrypt`` in one call, outside the session's operation state."""
-        return self._once(handle, OpKind.DECRYPT, mechanism, key, data)
+        plain: bytes = self._once(handle, OpKind.DECRYPT, mechanism, key, data)
+        return plain
 
     def sign_once(self, handle: int, mechanism: Mechanism, key: int, data: bytes) -> bytes:
         """``C_SignInit`` and ``C_Sign`` in one call, outside the session's operation state."""
-        return self._once(handle, OpKind.SIGN, mechanism, key, data).final()
+        signature: bytes = self._once(handle, OpKind.SIGN, mechanism, key, data).final()
+        return signature
 
     def verify_once(self, handle: int, mechanism: Mechanism, key: int, data: bytes, signature: bytes) -> None:
         """``C_VerifyInit`` and ``C_Verify`` in one call; raises ``CKR_SIGNATURE_INVALID`` on a bad signature."""
@@ -86,7 +91,8 @@ class OperationCalls(ApplicationBase):
 
     def digest_once(self, handle: int, mechanism: Mechanism, data: bytes) -> bytes:
         """``C_DigestInit`` and ``C_Digest`` in one call, outside the session's operation state."""
-        return self._once(handle, OpKind.DIGEST, mechanism, None, data).final()
+        digest: bytes = self._once(handle, OpKind.DIGEST, mechanism, None, data).final()
+        return digest
 
     def _active(self, handle: int, kind: OpKind) -> tuple[Session, ActiveOperation]:
         session = self._session(handle)
@@ -96,7 +102,7 @@ class OperationCalls(ApplicationBase):
         return session, active
 
     @staticmethod
-    def _run(session: Session, active: ActiveOperation, step: Callable[[], Any]) -> Any:
+    def _run(session: Session, active: ActiveOperation, step: Callable[[], _Out]) -> _Out:
         """Run a step; any error but a short buffer ends the operation (PKCS#11 3.0 §5.2)."""
         try:
             return step()
@@ -138,13 +144,14 @@ class OperationCalls(ApplicationBase):
 
         def step() -> bytes | int:
             if kind in _CIPHERS:
-                size = active.op.update_size(len(data))
+                size: int = active.op.update_size(len(data))
                 if query:
                     return size
                 if out_len is not None and out_len < size:
                     raise BufferTooSmall(size)
                 active.multi = True
-                return active.op.update(data)
+                out: bytes = active.op.update(data)
+                return out
             active.multi = True
             active.op.update(data)
             return b""
