@@ -64,7 +64,7 @@ NODE_STAGES = [
     ),
     ("TLS record layer (ssl module)", r"\(ssl\.py"),
     ("msgpack decode/encode, frames, call arguments", r"msgspec|\((strongroom/)?protocol/"),
-    ("server: dispatch and answer (node/server.py)", r"\((strongroom/)?node/server\.py"),
+    ("server: dispatch and answer (node/listener.py)", r"\((strongroom/)?node/listener\.py"),
     ("thread pool hand-off", r"\(concurrent/futures|\(threading\.py|\(queue\.py"),
     ("event loop, Python side (asyncio/uvloop)", r"uvloop|\(asyncio/"),
 ]
@@ -304,7 +304,7 @@ def in_process(data_dir: Path) -> tuple[Any, Any, Any, dict[str, int]]:
 def server_path(hsm: Any, app: Any, session: Any, op: ops.Operation, key: int, data: bytes):
     """A callable feeding one request frame to the node's connection object and flushing its answer."""
     from strongroom.client.connection import request_frame
-    from strongroom.node.server import NodeServer, _Connection
+    from strongroom.node.listener import NodeServer, _Connection
 
     server = NodeServer(hsm, None)
     conn = _Connection(server)
@@ -364,7 +364,7 @@ async def ladder(
                 run = server_path(hsm, app, session, op, local[op.key], data)
                 row["server_no_io"] = us(measure.run_sync(run, secs))
                 profiled.append((name, run, row["server_no_io"]))
-            except Exception as exc:  # noqa: BLE001 - the server's internals changed: leave the step out
+            except Exception as exc:  # the server's internals changed: leave the step out
                 console.print(f"[yellow]{name}: server step skipped ({type(exc).__name__}: {exc})")
         frame_args = (sync_session.handle, op.mechanism, handles[op.key], data)
         row["client_encode"] = us(

@@ -224,7 +224,7 @@ async def run_operations(
             import softhsm
 
             token = softhsm_thread.submit(softhsm.SoftHsmToken).result()
-        except Exception as exc:  # noqa: BLE001 - report it in the table and go on without SoftHSM2
+        except Exception as exc:  # report it in the table and go on without SoftHSM2
             notes.append(f"SoftHSM2 unavailable: {type(exc).__name__}: {exc}")
         steps.done()
         s, w = args.seconds, args.warmup

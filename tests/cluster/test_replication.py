@@ -159,7 +159,7 @@ def _burst(session, count, prefix, on_ack=None, threads=8):
             label = f"{prefix}-{i}"
             try:
                 key = session.generate_key(CKM.AES_KEY_GEN, value_len=32, label=label, encrypt=True)
-            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            except Exception as exc:  # collected and asserted below
                 errors.append(repr(exc))
                 continue
             with lock:
@@ -312,7 +312,7 @@ def test_concurrent_changes_to_one_key_from_every_node_all_succeed(trio):
             for i in range(5):
                 try:
                     s.key(handle).set(label=f"contended-{n}-{i}")
-                except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                except Exception as exc:  # collected and asserted below
                     errors.append(repr(exc))
 
     threads = [threading.Thread(target=relabel, args=(n,)) for n in range(9)]
@@ -408,7 +408,7 @@ def test_followers_converge_after_the_leader_is_stopped_under_write_load(trio):
         while not stop_writing.is_set():
             try:
                 session.generate_key(CKM.AES_KEY_GEN, value_len=32, label=f"under-load-{n}-{i}")
-            except Exception as exc:  # noqa: BLE001 - counted, not asserted: a stopped leader may time out
+            except Exception as exc:  # counted, not asserted: a stopped leader may time out
                 errors.append(repr(exc))
             i += 1
 

@@ -127,7 +127,7 @@ def test_the_leader_killed_twice_is_replaced_each_time_and_the_membership_stays_
                 try:
                     with sdk.connect(data / "cluster.json") as cluster:
                         status = cluster.cluster_status()
-                except Exception:  # noqa: BLE001 - an HSM is still being replaced; ask again
+                except Exception:  # an HSM is still being replaced; ask again
                     status = {}
                 if status.get("has_quorum") and len(status.get("members", [])) == 3 \
                         and len(_node_pids(data)) == 3 and _leader_pid(data, status["leader"]):

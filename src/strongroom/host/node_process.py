@@ -316,7 +316,7 @@ def serve(hsm: HSM, ctx: ssl.SSLContext, host: str, port: int, *, announce: dict
     """
     import uvloop
 
-    from ..node.server import NodeServer
+    from ..node.listener import NodeServer
 
     async def serving() -> None:
         server = NodeServer(hsm, ctx, **server_options)

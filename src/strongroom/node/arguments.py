@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
-from ..mechanism_params import Mechanism
 from ..errors import ArgumentsBad, MechanismInvalid, MechanismParamInvalid
+from ..mechanism_params import Mechanism
 from ..objects.attributes import as_text
 
 ULONG_MAX = 2**64 - 1

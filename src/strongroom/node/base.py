@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .. import crypto
-from ..mechanism_params import Mechanism
 from ..errors import (
     ActionProhibited,
     AttributeValueInvalid,
@@ -26,6 +25,7 @@ from ..errors import (
     StrongroomError,
     UserNotLoggedIn,
 )
+from ..mechanism_params import Mechanism
 from ..objects import policy
 from ..objects.attributes import Attributes, normalize_template
 from ..objects.model import HsmObject

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .. import crypto
-from ..mechanism_params import Mechanism
 from ..errors import BufferTooSmall, KeyHandleInvalid, OperationActive, OperationNotInitialized
+from ..mechanism_params import Mechanism
 from ..objects import policy
 from ..vocab import CKA, CKF
 from . import arguments

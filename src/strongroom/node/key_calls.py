@@ -7,7 +7,6 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from .. import crypto
-from ..mechanism_params import Ecdh1DeriveParams, Mechanism
 from ..errors import (
     ArgumentsBad,
     AttributeValueInvalid,
@@ -20,6 +19,7 @@ from ..errors import (
     WrappedKeyInvalid,
     WrappingKeyHandleInvalid,
 )
+from ..mechanism_params import Ecdh1DeriveParams, Mechanism
 from ..objects import policy, templates
 from ..objects.attributes import Attributes
 from ..vocab import CKA, CKD, CKF, CKK, CKM, CKO

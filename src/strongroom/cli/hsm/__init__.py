@@ -21,7 +21,8 @@ from . import cluster_commands, crypto_commands, key_commands, user_commands, wr
 from .context import CliError, fail, main
 
 __all__ = ["CliError", "main", "run"]
-_GROUPS = (cluster_commands, crypto_commands, key_commands, user_commands, wrap_commands)  # importing them registers their commands on ``main``
+# importing the command groups registers their commands on ``main``
+_GROUPS = (cluster_commands, crypto_commands, key_commands, user_commands, wrap_commands)
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -22,6 +22,7 @@ import msgspec
 
 from ..errors import ArgumentsBad, NodeBehind, StrongroomError
 from ..protocol import (
+    CALL_SPECS,
     CAPABILITIES,
     DEFAULT_MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
@@ -31,7 +32,6 @@ from ..protocol import (
     Hello,
     HelloReply,
     Request,
-    CALL_SPECS,
     Response,
     call_arguments,
     encode_frame,
@@ -77,11 +77,14 @@ class CatchUp:
     def wait(self, index: int, callback: Any) -> None:
         """Call ``callback(True)`` once ``index`` is applied, or ``callback(False)`` after CATCH_UP_WAIT_S
         (on the loop)."""
+        loop = self.loop
+        if loop is None:
+            raise RuntimeError("CatchUp.attach(loop) comes first")
         self.order += 1
         entry = (index, self.order, callback)
         with self.lock:
             heapq.heappush(self.waiting, entry)
-        self.loop.call_later(CATCH_UP_WAIT_S, self._expire, entry)
+        loop.call_later(CATCH_UP_WAIT_S, self._expire, entry)
         self._release()  # it may have applied meanwhile
 
     def _advanced(self, index: int) -> None:  # the log's thread
@@ -110,7 +113,7 @@ class CatchUp:
                 self.waiting.remove(entry)
             except ValueError:
                 return  # released already
-                heapq.heapify(self.waiting)
+            heapq.heapify(self.waiting)  # a removal from the middle breaks the heap order
         entry[2](False)
 
 
@@ -418,7 +421,7 @@ class _Connection(asyncio.Protocol):
 class Committed:
     """A call's value with the log index its write committed at."""
 
-    __slots__ = ("value", "index")
+    __slots__ = ("index", "value")
 
     def __init__(self, value: Any, index: int) -> None:
         self.value, self.index = value, index
@@ -433,7 +436,7 @@ def _invoke(method: Any, args: list[Any], kwargs: dict[str, Any], key: bytes = b
         return Committed(value, request.index) if request.index else value
     except StrongroomError as exc:
         return exc
-    except Exception as exc:  # noqa: BLE001 - a defect must cost one request, not the connection
+    except Exception as exc:  # a defect must cost one request, not the connection
         log.exception("call %s failed", getattr(method, "__name__", method))
         return StrongroomError(f"internal error: {type(exc).__name__}")
 
