@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import measure  # noqa: E402
 import node as nodes  # noqa: E402
-
 import strongroom.client as sdk  # noqa: E402
 from strongroom.trust.ca import CertificateAuthority  # noqa: E402
 from strongroom.trust.fleet import provision  # noqa: E402

@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402
 import node as nodes  # noqa: E402
 import ops  # noqa: E402
-
 import strongroom.client as sdk  # noqa: E402
 
 DEFAULT_SCENARIOS = ["ecdsa_p256:1", "ecdsa_p256:64", "aes_gcm_64:64", "rsa_pkcs1:64"]

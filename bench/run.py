@@ -44,9 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402
 import node as nodes  # noqa: E402
 import ops  # noqa: E402
-from measure import Cell  # noqa: E402
-
 import strongroom.client as sdk  # noqa: E402
+from measure import Cell  # noqa: E402
 
 COLUMNS = (
     "sdk_1",
@@ -96,8 +95,9 @@ def _nproc() -> int | None:
 def machine() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
-    import softhsm
     from cryptography.hazmat.backends.openssl import backend
+
+    import softhsm
 
     def pkg(name: str) -> str | None:
         try:

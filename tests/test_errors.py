@@ -12,10 +12,11 @@ import strongroom
 from strongroom import errors, vendor
 from strongroom.control import api_errors, sigv4
 from strongroom.control.api_client import ControlError
-from strongroom.control.provider import ProviderError
 from strongroom.control.process import AlreadyRunning
+from strongroom.control.provider import ProviderError
 from strongroom.pkcs11.wire import WireError
 from strongroom.vocab import CKR
+
 
 def _exception_classes() -> list[type[BaseException]]:
     found = []

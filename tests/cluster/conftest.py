@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 import strongroom.client as sdk
-from strongroom.vocab import CKU
 
 from .nodes import init_node, start_node
 from .pki import CA

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,6 @@ from strongroom.trust.ca import CertificateAuthority
 from strongroom.trust.fleet import provision
 
 from .nodes import NodeProcess, init_node, start_node
-from .pki import CA
 
 PRECO = "initial-pass"
 ADMIN_PW = "admin-pass-1"

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 
 from strongroom import errors
 from strongroom.client import Key, Session
-from strongroom.crypto.mechanisms import MECHANISMS
-from strongroom.crypto.params import (
+from strongroom.mechanism_catalogue import MECHANISMS
+from strongroom.mechanism_params import (
     CounterFormat,
     CtrParams,
     DkmLengthFormat,

@@ -8,9 +8,8 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 import strongroom.client as sdk
 from strongroom.control.api_client import ControlClient

@@ -10,14 +10,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from strongroom.crypto import (
-    CtrParams,
-    GcmParams,
-    Mechanism,
-    OaepParams,
-    decrypt_init,
-    encrypt_init,
-)
+from strongroom.crypto import decrypt_init, encrypt_init
 from strongroom.errors import (
     DataLenRange,
     EncryptedDataInvalid,
@@ -27,6 +20,7 @@ from strongroom.errors import (
     MechanismInvalid,
     MechanismParamInvalid,
 )
+from strongroom.mechanism_params import CtrParams, GcmParams, Mechanism, OaepParams
 from strongroom.vocab import CKG, CKM, CKZ
 
 from . import openssl

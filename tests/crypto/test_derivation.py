@@ -11,22 +11,21 @@ from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation,
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from strongroom.crypto import (
-    CounterFormat,
-    DkmLengthFormat,
-    Ecdh1DeriveParams,
-    Mechanism,
-    PrfDataParam,
-    Sp800108Params,
-    derive,
-    ecdh_kdf,
-)
+from strongroom.crypto import derive, ecdh_kdf
 from strongroom.crypto.der import OCTET_STRING, encode
 from strongroom.errors import (
     KeySizeRange,
     KeyTypeInconsistent,
     MechanismInvalid,
     MechanismParamInvalid,
+)
+from strongroom.mechanism_params import (
+    CounterFormat,
+    DkmLengthFormat,
+    Ecdh1DeriveParams,
+    Mechanism,
+    PrfDataParam,
+    Sp800108Params,
 )
 from strongroom.vocab import CK_SP800_108, CK_SP800_108_DKM_LENGTH, CKD, CKM
 

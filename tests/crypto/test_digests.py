@@ -6,9 +6,10 @@ import hashlib
 
 import pytest
 
-from strongroom.crypto import Mechanism, digest_init, hash_for
+from strongroom.crypto import digest_init, hash_for
 from strongroom.crypto.digests import hash_of_size, kdf_hash, mgf_hash, param_hash, split_digest_info
 from strongroom.errors import MechanismInvalid, MechanismParamInvalid
+from strongroom.mechanism_params import Mechanism
 from strongroom.vocab import CKD, CKG, CKM
 
 from .vectors import nist_records, unhex

@@ -5,21 +5,20 @@ from __future__ import annotations
 import pytest
 
 from strongroom.crypto import (
-    MECHANISMS,
-    Mechanism,
     decrypt_init,
     derive,
     digest_init,
     encrypt_init,
     generate_key_pair,
     generate_secret,
-    info,
     sign_init,
     unwrap,
     verify_init,
     wrap,
 )
 from strongroom.errors import MechanismInvalid, PKCS11Error
+from strongroom.mechanism_catalogue import MECHANISMS, info
+from strongroom.mechanism_params import Mechanism
 from strongroom.vocab import CKF, CKK, CKM
 
 REQUIRED = {

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from strongroom.crypto import Mechanism, PssParams, sign_init, verify_init
+from strongroom.crypto import sign_init, verify_init
 from strongroom.errors import (
     DataInvalid,
     DataLenRange,
@@ -21,6 +21,7 @@ from strongroom.errors import (
     SignatureInvalid,
     SignatureLenRange,
 )
+from strongroom.mechanism_params import Mechanism, PssParams
 from strongroom.vocab import CKG, CKM
 
 from . import openssl

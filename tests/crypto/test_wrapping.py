@@ -9,16 +9,7 @@ from cryptography.hazmat.primitives import hashes, keywrap
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from strongroom.crypto import (
-    GcmParams,
-    Mechanism,
-    OaepParams,
-    RsaAesKeyWrapParams,
-    private_key_from_der,
-    private_key_to_der,
-    unwrap,
-    wrap,
-)
+from strongroom.crypto import private_key_from_der, private_key_to_der, unwrap, wrap
 from strongroom.errors import (
     KeySizeRange,
     MechanismInvalid,
@@ -30,6 +21,7 @@ from strongroom.errors import (
     WrappingKeySizeRange,
     WrappingKeyTypeInconsistent,
 )
+from strongroom.mechanism_params import GcmParams, Mechanism, OaepParams, RsaAesKeyWrapParams
 from strongroom.vocab import CKG, CKM
 
 from .vectors import nist_records, unhex

@@ -37,11 +37,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from strongroom.crypto import (
     ED25519,
-    Ecdh1DeriveParams,
-    GcmParams,
-    Mechanism,
-    OaepParams,
-    PssParams,
     decrypt_init,
     derive,
     encrypt_init,
@@ -63,6 +58,7 @@ from strongroom.errors import (
     WrappedKeyInvalid,
     WrappedKeyLenRange,
 )
+from strongroom.mechanism_params import Ecdh1DeriveParams, GcmParams, Mechanism, OaepParams, PssParams
 from strongroom.vocab import CKA, CKD, CKG, CKK, CKM
 
 from .wycheproof import Run, groups, judge, names, outcome, raises, stem, unhex

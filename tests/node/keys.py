@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from strongroom.crypto.params import Mechanism
+from strongroom.mechanism_params import Mechanism
 from strongroom.vocab import CKA, CKM
 
 # DER OIDs (RFC 5480 §2.1.1.1, RFC 8410 §3)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from strongroom.crypto.params import Mechanism
 from strongroom.errors import StrongroomError
+from strongroom.mechanism_params import Mechanism
 from strongroom.vocab import CKA, CKK, CKM, CKO, CKR
 
 VALUE = bytes(range(32))

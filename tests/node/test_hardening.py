@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from strongroom.crypto.params import CtrParams, Ecdh1DeriveParams, GcmParams, Mechanism, OaepParams
 from strongroom.errors import DeviceError, StrongroomError
+from strongroom.mechanism_params import CtrParams, Ecdh1DeriveParams, GcmParams, Mechanism, OaepParams
 from strongroom.node import HSM, State
 from strongroom.node.testing import key_material
 from strongroom.vocab import CKA, CKD, CKK, CKM, CKO, CKR, CKU

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from strongroom.crypto.params import GcmParams, Mechanism, OaepParams
 from strongroom.errors import StrongroomError
+from strongroom.mechanism_params import GcmParams, Mechanism, OaepParams
 from strongroom.node import HSM, Application
 from strongroom.vocab import CKA, CKK, CKM, CKO, CKR, CKU
 

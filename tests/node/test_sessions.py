@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from strongroom.crypto.params import Mechanism
 from strongroom.errors import StrongroomError
+from strongroom.mechanism_params import Mechanism
 from strongroom.node import Application
 from strongroom.vocab import CKA, CKK, CKM, CKO, CKR, CKS, CKU
 

@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from strongroom.crypto.params import Mechanism
 from strongroom.errors import StoreIntegrityError, StrongroomError
+from strongroom.mechanism_params import Mechanism
 from strongroom.node import HSM, Application, State
 from strongroom.vocab import CKA, CKM, CKR
 

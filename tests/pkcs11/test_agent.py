@@ -25,8 +25,7 @@ import strongroom.client as sdk
 from strongroom.pkcs11 import wire
 from strongroom.vocab import CKA, CKD, CKF, CKM, CKR
 
-from ..cluster.conftest import (  # noqa: F401 - fixtures
-    ADMIN_PW, ALICE_PW, BOB_PW, PRECO, alice, cluster, node, pki)
+from ..cluster.conftest import ADMIN_PW, ALICE_PW, BOB_PW, PRECO, alice, cluster, node, pki  # noqa: F401 - fixtures
 from ..cluster.nodes import init_node, start_node
 from .conftest import P11_KIT_CLIENT, P256, serving_agent
 from .raw import RawApplication, initialized, ok, request, u64s

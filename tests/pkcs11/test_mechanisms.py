@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from strongroom.crypto.params import CtrParams, Ecdh1DeriveParams, GcmParams, Mechanism, OaepParams, PssParams
 from strongroom.errors import MechanismParamInvalid
 from strongroom.mechanism_catalogue import MECHANISMS
+from strongroom.mechanism_params import CtrParams, Ecdh1DeriveParams, GcmParams, Mechanism, OaepParams, PssParams
 from strongroom.pkcs11 import mechanism_codec, wire
 from strongroom.vocab import CKD, CKG, CKM, CKZ
 

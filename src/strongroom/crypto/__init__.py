@@ -4,20 +4,6 @@ Keys come in as values: secret keys as ``bytes``, private and public keys as ``c
 Errors are :mod:`strongroom.errors` classes carrying their ``CKR_*`` code.
 """
 
-from ..mechanism_catalogue import MECHANISMS, MechanismInfo, info
-from ..mechanism_params import (
-    CounterFormat,
-    CtrParams,
-    DkmLengthFormat,
-    Ecdh1DeriveParams,
-    GcmParams,
-    Mechanism,
-    OaepParams,
-    PrfDataParam,
-    PssParams,
-    RsaAesKeyWrapParams,
-    Sp800108Params,
-)
 from .ciphers import CipherOperation, decrypt_init, encrypt_init, forget_keys
 from .derivation import derive, ecdh_kdf
 from .digests import DigestOperation, digest_init, hash_for
@@ -46,28 +32,15 @@ from .wrapping import unwrap, wrap
 
 __all__ = [
     "ED25519",
-    "MECHANISMS",
     "SELF_TESTS",
     "CipherOperation",
-    "CounterFormat",
-    "CtrParams",
     "DigestOperation",
-    "DkmLengthFormat",
-    "Ecdh1DeriveParams",
     "EdwardsCurve",
-    "GcmParams",
-    "Mechanism",
-    "MechanismInfo",
-    "OaepParams",
-    "PrfDataParam",
     "PrivateKey",
-    "PssParams",
     "PublicKey",
     "RandomSource",
-    "RsaAesKeyWrapParams",
     "SelfTestResult",
     "SignOperation",
-    "Sp800108Params",
     "VerifyOperation",
     "check_value",
     "curve_from_ec_params",
@@ -81,7 +54,6 @@ __all__ = [
     "generate_key_pair",
     "generate_secret",
     "hash_for",
-    "info",
     "private_key_from_der",
     "private_key_to_der",
     "public_attributes",

@@ -25,6 +25,8 @@ from ..errors import (
     StrongroomError,
     UserNotLoggedIn,
 )
+from ..mechanism_catalogue import MechanismInfo
+from ..mechanism_catalogue import info as mechanism_info
 from ..mechanism_params import Mechanism
 from ..objects import policy
 from ..objects.attributes import Attributes, normalize_template
@@ -159,7 +161,7 @@ class ApplicationBase:
             raise SessionReadOnly("this changes token state and needs a read-write session")
 
     @staticmethod
-    def _mechanism(mechanism: Any, function: CKF, key: HsmObject | None) -> tuple[Mechanism, crypto.MechanismInfo]:
+    def _mechanism(mechanism: Any, function: CKF, key: HsmObject | None) -> tuple[Mechanism, MechanismInfo]:
         """Check a mechanism serves ``function`` and takes ``key``'s type.
 
         Raises:
@@ -168,7 +170,7 @@ class ApplicationBase:
             KeyTypeInconsistent: ``CKR_KEY_TYPE_INCONSISTENT``.
         """
         mechanism = arguments.mechanism(mechanism)
-        info = crypto.info(mechanism.mechanism)
+        info = mechanism_info(mechanism.mechanism)
         if not info.flags & function:
             raise MechanismInvalid(f"{info.mechanism.name} cannot be used for {FUNCTION_NAMES[function]}")
         if key is not None and key.key_type not in info.key_types:
