@@ -18,12 +18,10 @@ from strongroom.node import HSM
 from strongroom.trust.ca import CertificateAuthority
 from strongroom.trust.fleet import provision
 
+from ..fixtures.cluster import ADMIN_PW, ALICE_PW, PRECO
 from .nodes import NodeProcess, init_node, start_node
 from .pki import CA
 
-PRECO = "initial-pass"
-ADMIN_PW = "admin-pass-1"
-ALICE_PW = "alice-pass-1"
 
 
 @dataclass

@@ -18,7 +18,7 @@ from strongroom import errors
 from strongroom.client import Key, Session
 from strongroom.vocab import CKA, CKK, CKM, CKO, CKR
 
-from .conftest import ALICE_PW
+from ..fixtures.cluster import ALICE_PW
 
 P256_OID = bytes.fromhex("06082a8648ce3d030107")
 CONCURRENT = 64

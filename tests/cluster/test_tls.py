@@ -8,7 +8,7 @@ import pytest
 import strongroom.client as sdk
 from strongroom.vocab import CKR
 
-from .conftest import PRECO
+from ..fixtures.cluster import PRECO
 from .nodes import init_node, start_node
 
 

@@ -21,7 +21,6 @@ import strongroom.client as sdk
 from strongroom.pkcs11 import wire
 from strongroom.vocab import CKA, CKM, CKR
 
-from ..cluster.conftest import pki  # noqa: F401 - fixture
 from ..cluster.replicas import ALICE_PW, kill, running
 from .conftest import P11_KIT_CLIENT, P256, serving_agent
 from .raw import initialized, ok, request, u64s
@@ -32,7 +31,7 @@ ENGINE = next(iter(sorted(Path("/usr/lib").glob("*/engines-3/pkcs11.so"))), None
 
 
 @pytest.fixture(scope="module")
-def cluster3(pki, tmp_path_factory):  # noqa: F811
+def cluster3(pki, tmp_path_factory):
     with running(tmp_path_factory.mktemp("apps"), pki, 3) as cluster:
         yield cluster
 

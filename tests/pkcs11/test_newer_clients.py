@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from strongroom.vocab import CKM
 
-from ..cluster.conftest import ALICE_PW, alice, cluster, node, pki  # noqa: F401 - fixtures
+from ..fixtures.cluster import ALICE_PW
 from .newer_p11kit import client, default_cache
 
 HERE = Path(__file__).parent

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ..cluster.conftest import ALICE_PW, node, pki  # noqa: F401 - fixtures
-from .conftest import P11_KIT_CLIENT, agent  # noqa: F401 - fixture
+from ..fixtures.cluster import ALICE_PW
+from .conftest import P11_KIT_CLIENT
 from .newer_p11kit import client as newer_client
 from .newer_p11kit import default_cache
 
