@@ -214,18 +214,27 @@ def test_2000_signatures_see_no_error_while_a_follower_then_the_leader_restart(t
         verifier = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public[CKA.EC_POINT][2:])
         signatures = []
         leader = trio.leader()
+        term = trio.status(leader)["term"]
         follower = next(p for p in trio.nodes if p is not leader)
         for i in range(2000):
             if i == 400:
                 kill(follower)
+                assert follower.process.returncode == -signal.SIGKILL
             elif i == 800:
                 follower = trio.restart(follower)
             elif i == 1200:
                 kill(leader)
+                assert leader.process.returncode == -signal.SIGKILL
+            elif i == 1599:  # the failover happened: another member won an election in a later term
+                elected = trio.leader()
+                assert elected is not leader and trio.status(elected)["term"] > term
             elif i == 1600:
                 leader = trio.restart(leader)
             message = b"message %d" % i
             signatures.append((message, private.sign(message, CKM.ECDSA_SHA256)))
+    assert len(signatures) == 2000
+    members = sorted(n.raft for n in trio.nodes)
+    assert all(sorted(trio.status(p)["members"]) == members for p in trio.nodes)
     for message, signature in signatures:
         r, s_ = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
         verifier.verify(encode_dss_signature(r, s_), message, ec.ECDSA(hashes.SHA256()))
