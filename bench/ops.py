@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from constants import P256_PARAMS
 from strongroom.crypto.params import GcmParams, Mechanism, PssParams
 from strongroom.vocab import CKA, CKG, CKM
-
-P256_PARAMS = bytes.fromhex("06082a8648ce3d030107")  # DER OID of secp256r1 (prime256v1)
 
 
 @dataclass(frozen=True)
@@ -146,10 +146,11 @@ def raw_call(op: Operation, keys: RawKeys, data: bytes) -> Callable[[], Any]:
 # ------------------------------------------------------------------ SoftHSM2
 def softhsm_call(op: Operation, keys: dict[str, Any], data: bytes) -> tuple[Callable[[], Any], str]:
     """The operation through python-pkcs11 on a SoftHSM2 token; returns the call and a note (or "")."""
+    from pkcs11.mechanisms import GCMParams
+
     import pkcs11
     from pkcs11 import MGF
     from pkcs11 import Mechanism as M
-    from pkcs11.mechanisms import GCMParams
 
     if op.id == "rsa_pkcs1":
         return (lambda: keys["rsa"].sign(data, mechanism=M.SHA256_RSA_PKCS)), ""
