@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,8 +20,6 @@ from strongroom.trust.fleet import provision
 
 from ..fixtures.cluster import ADMIN_PW, ALICE_PW, PRECO
 from .nodes import NodeProcess, init_node, start_node
-from .pki import CA
-
 
 
 @dataclass
@@ -74,7 +72,7 @@ class Cluster:
                     continue
                 try:
                     status = self.status(proc)
-                except Exception:
+                except Exception:  # noqa: S112 - a member that cannot answer now is not the leader
                     continue
                 if status["role"] == "leader":
                     return proc

@@ -36,7 +36,7 @@ P256 = bytes.fromhex("06082a8648ce3d030107")
 def control(tmp_path_factory):
     root = tmp_path_factory.mktemp("control-plane")
     assert strongroom("fleet", "init", "--dir", str(root / "fleet")).returncode == 0
-    log = open(root / "control.log", "w")
+    log = open(root / "control.log", "w")  # noqa: SIM115 - the node's stderr until the fixture's teardown
     process = subprocess.Popen([sys.executable, "-m", "strongroom", "control", "--dir", str(root / "control"),
                                 "--fleet", str(root / "fleet"), "--listen", "127.0.0.1:0",
                                 "--password-hash-memory-kib", TEST_HASH_MEMORY_KIB],

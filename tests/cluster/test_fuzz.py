@@ -16,7 +16,6 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from strongroom.crypto.params import Mechanism
 from strongroom.protocol import CALL_SPECS, PROTOCOL_VERSION, Hello
 from strongroom.vocab import CKA, CKM
 

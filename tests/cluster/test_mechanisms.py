@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -382,11 +383,11 @@ def test_aes_block_modes_single_and_multi_part(alice, mode, size):
     # multi-part, in uneven pieces
     cuts = [0, 1, 17, 40, length]
     alice.call("encrypt_init", m(mech, param), key.handle)
-    pieces = [alice.call("encrypt_update", data[a:b]) for a, b in zip(cuts, cuts[1:])]
+    pieces = [alice.call("encrypt_update", data[a:b]) for a, b in itertools.pairwise(cuts)]
     assert b"".join(pieces) + alice.call("encrypt_final") == expected
     alice.call("decrypt_init", m(mech, param), key.handle)
     cuts[-1] = len(expected)
-    pieces = [alice.call("decrypt_update", expected[a:b]) for a, b in zip(cuts, cuts[1:])]
+    pieces = [alice.call("decrypt_update", expected[a:b]) for a, b in itertools.pairwise(cuts)]
     assert b"".join(pieces) + alice.call("decrypt_final") == data
     # C_Encrypt through the session's operation state
     alice.call("encrypt_init", m(mech, param), key.handle)
@@ -552,7 +553,7 @@ def test_rsa_pkcs_hashed(rsa_pair, known_rsa, name):
     public_key.verify(signature, MESSAGE, rsa_padding.PKCS1v15(), algorithm())
     pub.verify(MESSAGE, signature, mech)
     # PKCS#1 v1.5 is deterministic: the imported key gives exactly cryptography's signature
-    known_pub, known_priv, private_key = known_rsa
+    _, known_priv, private_key = known_rsa
     assert known_priv.sign(MESSAGE, mech) == private_key.sign(MESSAGE, rsa_padding.PKCS1v15(), algorithm())
 
 
@@ -603,7 +604,7 @@ def test_rsa_pss_with_other_mgf_hash(rsa_pair):
 
 
 def test_rsa_pkcs_encryption(rsa_pair, known_rsa):
-    pub, priv, public_key = rsa_pair
+    _, priv, public_key = rsa_pair
     secret = os.urandom(100)
     assert priv.decrypt(public_key.encrypt(secret, rsa_padding.PKCS1v15()), m(CKM.RSA_PKCS)) == secret
     known_pub, _, private_key = known_rsa
@@ -618,7 +619,7 @@ OAEP_CASES.append(("SHA-256", "SHA-1", b"mixed"))
 
 @pytest.mark.parametrize(("name", "mgf_name", "label"), OAEP_CASES)
 def test_rsa_oaep(rsa_pair, known_rsa, name, mgf_name, label):
-    pub, priv, public_key = rsa_pair
+    _, priv, public_key = rsa_pair
     digest_mech, _, algorithm, _ = HASHES[name]
     mgf, mgf_algorithm = HASHES[mgf_name][1], HASHES[mgf_name][2]
     params = OaepParams(digest_mech, mgf, CKZ.DATA_SPECIFIED, label)
@@ -655,7 +656,7 @@ def test_rsa_oaep_and_pkcs_key_transport(alice, rsa_wrap_pair, known_rsa_wrap):
                         encrypt=True)
     assert_aes_key(key, value)
     # the node wraps with an imported public key, cryptography unwraps with its private key
-    known_pub, known_priv, private_key = known_rsa_wrap
+    known_pub, _, private_key = known_rsa_wrap
     target = secret_key(alice, value, encrypt=True)
     assert private_key.decrypt(known_pub.wrap(target, m(CKM.RSA_PKCS_OAEP, oaep)), scheme) == value
     assert private_key.decrypt(known_pub.wrap(target, m(CKM.RSA_PKCS)), rsa_padding.PKCS1v15()) == value
@@ -764,7 +765,7 @@ KDF_HASHES = {CKD.SHA1_KDF: hashes.SHA1, CKD.SHA224_KDF: hashes.SHA224, CKD.SHA2
 @pytest.mark.parametrize(("name", "kdf"), ECDH_CASES)
 @pytest.mark.parametrize("point_form", ["raw", "der"])
 def test_ecdh1_derive(ec_pairs, name, kdf, point_form):
-    pub, priv, public_key = ec_pairs[name]
+    _, priv, public_key = ec_pairs[name]
     curve = CURVES[name][1]
     peer = ec.generate_private_key(curve)
     point = peer.public_key().public_bytes(serialization.Encoding.X962,
@@ -1055,7 +1056,7 @@ def test_generate_random(alice):
 
 
 def test_buffer_too_small_round_trip_rsa(rsa_pair):
-    pub, priv, public_key = rsa_pair
+    _, priv, public_key = rsa_pair
     session = priv.session
     mech = m(CKM.SHA256_RSA_PKCS_PSS, PssParams(CKM.SHA256, CKG.MGF1_SHA256, 32))
     session.call("sign_init", mech, priv.handle)

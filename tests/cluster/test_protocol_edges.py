@@ -60,7 +60,7 @@ class Raw:
             while self.sock.recv(65536):
                 pass
             return True
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return False
         except OSError:
             return True

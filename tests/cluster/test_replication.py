@@ -159,7 +159,7 @@ def _burst(session, count, prefix, on_ack=None, threads=8):
             label = f"{prefix}-{i}"
             try:
                 key = session.generate_key(CKM.AES_KEY_GEN, value_len=32, label=label, encrypt=True)
-            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            except Exception as exc:  # collected and asserted below
                 errors.append(repr(exc))
                 continue
             with lock:
@@ -262,9 +262,8 @@ def test_five_wrong_passwords_spread_over_three_nodes_lock_the_user(trio):
         admin.create_user("carol", "carol-pass-1")
     for i in range(5):
         proc = trio.nodes[i % 3]
-        with sdk.connect(trio.config([proc])) as c:
-            with pytest.raises(PinIncorrect):
-                c.login("carol", "wrong-password")
+        with sdk.connect(trio.config([proc])) as c, pytest.raises(PinIncorrect):
+            c.login("carol", "wrong-password")
     for proc in trio.nodes:
         with sdk.connect(trio.config([proc])) as c:
             with pytest.raises(PinLocked):
@@ -321,7 +320,7 @@ def test_concurrent_changes_to_one_key_from_every_node_all_succeed(trio):
             for i in range(5):
                 try:
                     s.key(handle).set(label=f"contended-{n}-{i}")
-                except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                except Exception as exc:  # collected and asserted below
                     errors.append(repr(exc))
 
     threads = [threading.Thread(target=relabel, args=(n,)) for n in range(9)]
@@ -337,7 +336,7 @@ def test_concurrent_changes_to_one_key_from_every_node_all_succeed(trio):
 def test_a_fourth_node_catches_up_and_a_removed_node_leaves(trio):
     with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
         present = len(s.find(cls=CKO.SECRET_KEY))
-        acked, errors = _burst(s, max(0, 1000 - present), "filler")
+        _, errors = _burst(s, max(0, 1000 - present), "filler")
         assert errors == []
         keys = sorted(k.handle for k in s.find(cls=CKO.SECRET_KEY))
         assert len(keys) >= 1000
@@ -417,7 +416,7 @@ def test_followers_converge_after_the_leader_is_stopped_under_write_load(trio):
         while not stop_writing.is_set():
             try:
                 session.generate_key(CKM.AES_KEY_GEN, value_len=32, label=f"under-load-{n}-{i}")
-            except Exception as exc:  # noqa: BLE001 - counted, not asserted: a stopped leader may time out
+            except Exception as exc:  # counted, not asserted: a stopped leader may time out
                 errors.append(repr(exc))
             i += 1
 
@@ -453,13 +452,14 @@ def test_every_node_stopped_and_restarted_keeps_every_key_and_user(trio):
     views = [boundary_view(p.data_dir) for p in trio.nodes]
     assert len(views[0]) > 1000
     for view in views[1:]:  # identical attributes, values and users everywhere
-        assert [k for k in view if isinstance(k, str)] == [k for k in views[0] if isinstance(k, str)], [p.data_dir for p in trio.nodes]
+        assert [k for k in view if isinstance(k, str)] == [k for k in views[0] if isinstance(k, str)], \
+            [p.data_dir for p in trio.nodes]
         assert set(view) == set(views[0])
         assert [k for k in view if view[k] != views[0][k]] == []
-    for i, proc in enumerate(list(trio.nodes)):
+    for proc in list(trio.nodes):
         trio.restart(proc)
     with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
         assert len(s.find(cls=CKO.SECRET_KEY)) == sum(1 for k in views[0] if isinstance(k, int)
-                                                       and b"" != views[0][k]) - 2  # minus the EC pair
+                                                       and views[0][k] != b"") - 2  # minus the EC pair
         users = {u["username"] for u in c.list_users()}
     assert users == {k.split(":", 1)[1] for k in views[0] if isinstance(k, str)}

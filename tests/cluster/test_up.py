@@ -8,9 +8,8 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 import strongroom.client as sdk
 from strongroom.control.api_client import ControlClient
@@ -127,7 +126,7 @@ def test_the_leader_killed_twice_is_replaced_each_time_and_the_membership_stays_
                 try:
                     with sdk.connect(data / "cluster.json") as cluster:
                         status = cluster.cluster_status()
-                except Exception:  # noqa: BLE001 - an HSM is still being replaced; ask again
+                except Exception:  # an HSM is still being replaced; ask again
                     status = {}
                 if status.get("has_quorum") and len(status.get("members", [])) == 3 \
                         and len(_node_pids(data)) == 3 and _leader_pid(data, status["leader"]):
@@ -141,7 +140,7 @@ def test_the_leader_killed_twice_is_replaced_each_time_and_the_membership_stays_
             try:
                 with sdk.connect(data / "cluster.json") as cluster:
                     status = cluster.cluster_status()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 status = {}
             if status.get("has_quorum") and len(_node_pids(data)) == 3:
                 break

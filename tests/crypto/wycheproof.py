@@ -78,7 +78,7 @@ class Run:
         self.counts[test["result"]] += 1
         try:
             yield
-        except (Exception, pytest.fail.Exception) as exc:  # noqa: BLE001 - every failure is reported below
+        except (Exception, pytest.fail.Exception) as exc:  # every failure is reported below
             self.failures.append(
                 f"tcId {test['tcId']} [{test['result']}] {test['comment']!r} {test.get('flags', [])}: "
                 f"{type(exc).__name__}: {exc}"

@@ -36,7 +36,7 @@ def test_failures_the_log_cannot_take_still_lock_and_are_carried_into_the_log(hs
         app = node.connect()
         with pytest.raises(PinLocked):  # the right password no longer opens the account
             app.login(app.open_session(), CKU.USER, f"alice:{ALICE_PW}")
-        assert [u for u in node.connect().list_users() if u["username"] == "alice"][0]["failures"] == 0
+        assert next(u for u in node.connect().list_users() if u["username"] == "alice")["failures"] == 0
         node.log.cut_off = False
         app = node.connect()
         with pytest.raises(PinLocked):  # the next attempt carries the pending failures into the log

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from strongroom.crypto import public_key_from_der
 from strongroom.crypto.params import GcmParams, Mechanism
-from strongroom.errors import BufferTooSmall, StrongroomError
+from strongroom.errors import BufferTooSmall
 from strongroom.node.testing import key_material
 from strongroom.vocab import CKM, CKR
 

@@ -6,8 +6,9 @@ public session) and ownership/sharing. Each row runs against a fresh HSM holding
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from strongroom.crypto.params import Mechanism
 from strongroom.errors import StrongroomError
 from strongroom.vocab import CKA, CKK, CKM, CKO, CKR, CKS, CKU

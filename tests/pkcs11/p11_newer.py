@@ -5,9 +5,10 @@ import json
 import os
 import sys
 
+from pkcs11.mechanisms import CTRParams, GCMParams
+
 import pkcs11
 from pkcs11 import KDF, Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.mechanisms import CTRParams, GCMParams
 
 lib = pkcs11.lib(sys.argv[1])
 token = lib.get_token()

@@ -17,8 +17,9 @@ import os
 from typing import Any
 
 import pytest
-from pkcs11 import KeyType, MechanismFlag, types
 from pkcs11.defaults import DEFAULT_KEY_CAPABILITIES
+
+from pkcs11 import KeyType, MechanismFlag, types
 
 MIN_RSA_BITS = 2048
 SEPARATED = MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT | MechanismFlag.SIGN | MechanismFlag.VERIFY

@@ -286,8 +286,8 @@ def test_pkcs11_tool_rsa_pkcs_and_pss_signatures_verify_with_openssl(agent, tmp_
 @pytest.mark.parametrize("version", [1, 2])
 def test_newer_clients_login_user_cancel_gcm_cbc_and_derive(agent, alice, node, version):
     key_bytes = bytes(range(32))
-    aes = alice.create_object({CKA.CLASS: 4, CKA.KEY_TYPE: 0x1F, CKA.VALUE: key_bytes, CKA.ENCRYPT: True, CKA.TOKEN: True,
-                               CKA.DECRYPT: True, CKA.LABEL: f"raw-aes-v{version}"})
+    aes = alice.create_object({CKA.CLASS: 4, CKA.KEY_TYPE: 0x1F, CKA.VALUE: key_bytes, CKA.ENCRYPT: True,
+                               CKA.TOKEN: True, CKA.DECRYPT: True, CKA.LABEL: f"raw-aes-v{version}"})
     peer_private = ec.generate_private_key(ec.SECP256R1())
     peer_point = peer_private.public_key().public_bytes(serialization.Encoding.X962,
                                                        serialization.PublicFormat.UncompressedPoint)
@@ -382,7 +382,8 @@ def test_python_pkcs11_oaep_hmac_find_and_8_threads_of_500_signatures(agent, ali
         assert len(signatures) == 500
         for i, signature in enumerate(signatures):
             raw = bytes.fromhex(signature)
-            verifier.verify(utils.encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")),
+            verifier.verify(utils.encode_dss_signature(int.from_bytes(raw[:32], "big"),
+                                                       int.from_bytes(raw[32:], "big")),
                             i.to_bytes(32, "big"), ec.ECDSA(utils.Prehashed(hashes.SHA256())))
 
 

@@ -397,7 +397,7 @@ def test_session_objects_made_at_once_by_a_new_application_all_stay_usable(agent
     app.code = codes[-1]
     app.sock.sendall(b"".join(wire.encode_frame(code, request(59, "uMaAaA", u64s(session) + mechanism + public
                                                                 + private), b"client")
-                              for code, session in zip(codes, sessions)))
+                              for code, session in zip(codes, sessions, strict=True)))
     answers: dict[int, bytes] = {}
     while len(answers) < len(codes):
         answers.update((code, body) for code, _, body in app.frames.feed(app.sock.recv(65536)))

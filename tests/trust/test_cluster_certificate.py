@@ -14,7 +14,7 @@ from strongroom.errors import SignatureInvalid
 from strongroom.store import Barrier
 from strongroom.trust import cluster_certificate
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
+NOW = datetime.datetime.now(datetime.UTC)
 
 
 def _ca(name: str, issuer=None, *, ca: bool = True, days: int = 30, public=None):
