@@ -46,7 +46,7 @@ test: deps-debian $(VENV)/.test-installed
 # `make bench`: the node through the SDK next to cryptography and SoftHSM2 (Debian softhsm2 + python-pkcs11);
 # BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS=--json; then the cluster rows (bench/cluster.py:
 # signatures against 1, 2 and 3 HSMs, token-key creation with 1 and 64 writers), CLUSTER_BENCH_ARGS for its options;
-# then signatures through PKCS#11 (bench/pkcs11.py: the agent next to SoftHSM2 in-process and behind the stock
+# then signatures through PKCS#11 (bench/p11_throughput.py: the agent next to SoftHSM2 in-process and behind the stock
 # p11-kit server, 1 and 8 application threads), PKCS11_BENCH_ARGS for its options.
 BENCH_DEB_PACKAGES := softhsm2 p11-kit p11-kit-modules
 BENCH_PIP_PACKAGES := python-pkcs11==0.10.1
@@ -66,7 +66,7 @@ bench: install $(VENV)/.bench-installed
 	fi
 	@$(PY) bench/run.py $(BENCH_ARGS)
 	@$(PY) bench/cluster.py $(CLUSTER_BENCH_ARGS)
-	@$(PY) bench/pkcs11.py $(PKCS11_BENCH_ARGS)
+	@$(PY) bench/p11_throughput.py $(PKCS11_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -28,14 +28,13 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import measure  # noqa: E402
-import node as nodes  # noqa: E402
-import strongroom.client as sdk  # noqa: E402
-from strongroom.trust.ca import CertificateAuthority  # noqa: E402
-from strongroom.trust.fleet import provision  # noqa: E402
-from strongroom.vocab import CKA, CKM  # noqa: E402
-
-P256 = bytes.fromhex("06082a8648ce3d030107")
+import measure
+import node as nodes
+import strongroom.client as sdk
+from constants import P256_PARAMS
+from strongroom.trust.ca import CertificateAuthority
+from strongroom.trust.fleet import provision
+from strongroom.vocab import CKA, CKM
 
 
 def form(root: Path, size: int, pki: nodes.Pki) -> list[nodes.NodeProcess]:
@@ -77,7 +76,7 @@ def measure_cluster(size: int, seconds: float, pki: nodes.Pki, root: Path) -> di
             try:
                 session = await cluster.login(nodes.USER, nodes.USER_PW)
                 _, private = await session.generate_key_pair(
-                    CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256, CKA.VERIFY: True}, {CKA.SIGN: True})
+                    CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256_PARAMS, CKA.VERIFY: True}, {CKA.SIGN: True})
                 message = b"m" * 32
                 cells["sign_64"] = await measure.run_async(lambda: private.sign(message, CKM.ECDSA_SHA256), 64,
                                                            seconds)

@@ -11,7 +11,8 @@ import os
 import ssl
 import subprocess
 import sys
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from node import CLK_TCK, Pki
 
@@ -47,7 +48,8 @@ class EchoServer:
         self.port = int(self.process.stdout.readline())
 
     def cpu_s(self) -> float:
-        fields = open(f"/proc/{self.process.pid}/stat").read().rpartition(")")[2].split()
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
     def stop(self) -> None:

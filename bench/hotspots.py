@@ -37,10 +37,10 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import measure  # noqa: E402
-import node as nodes  # noqa: E402
-import ops  # noqa: E402
-import strongroom.client as sdk  # noqa: E402
+import measure
+import node as nodes
+import ops
+import strongroom.client as sdk
 
 DEFAULT_SCENARIOS = ["ecdsa_p256:1", "ecdsa_p256:64", "aes_gcm_64:64", "rsa_pkcs1:64"]
 
@@ -368,12 +368,13 @@ async def ladder(
         frame_args = (sync_session.handle, op.mechanism, handles[op.key], data)
         row["client_encode"] = us(
             measure.run_sync(
-                lambda: request_frame(7, "encrypt_once" if op.key == "aes" else "sign_once", frame_args, {}),
+                lambda op=op, frame_args=frame_args: request_frame(
+                    7, "encrypt_once" if op.key == "aes" else "sign_once", frame_args, {}),
                 secs,
             )
         )
         answer = msgspec_response(Response(7, 0, os.urandom(op.out_len)))
-        row["client_decode"] = us(measure.run_sync(lambda: result_of(_decoder.decode(answer)), secs))
+        row["client_decode"] = us(measure.run_sync(lambda answer=answer: result_of(_decoder.decode(answer)), secs))
         sync1 = measure.run_sync(
             ops.sdk_call(op, sync_session.key(handles[op.key]), data), secs, node_cpu=proc.cpu_s
         )

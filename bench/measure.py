@@ -7,8 +7,9 @@ import os
 import threading
 import time
 from array import array
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 
 @dataclass

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from constants import P256_PARAMS
 from strongroom.mechanism_params import GcmParams, Mechanism, PssParams
 from strongroom.vocab import CKA, CKG, CKM
-
-P256_PARAMS = bytes.fromhex("06082a8648ce3d030107")  # DER OID of secp256r1 (prime256v1)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import ctypes
 from ctypes import POINTER, byref, c_ubyte, c_ulong, c_void_p
 from typing import Any
 
+from constants import P256_PARAMS
+
 CKR_OK = 0
 CKF_SERIAL_SESSION, CKF_RW_SESSION, CKF_OS_LOCKING_OK = 0x4, 0x2, 0x2
 CKU_USER = 1
@@ -19,7 +21,6 @@ CKA_SIGN, CKA_VERIFY, CKA_MODULUS_BITS, CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS = 0x1
 CKA_SENSITIVE, CKA_EXTRACTABLE = 0x103, 0x162
 CKO_PRIVATE_KEY = 3
 CKM_RSA_PKCS_KEY_PAIR_GEN, CKM_EC_KEY_PAIR_GEN = 0x0, 0x1040
-P256 = bytes.fromhex("06082a8648ce3d030107")
 # Positions in CK_FUNCTION_LIST (PKCS#11 2.40 §5.2 order), after the 2-byte version padded to a pointer.
 _FUNCTIONS = {
     "C_Initialize": 0, "C_Finalize": 1, "C_GetSlotList": 4, "C_OpenSession": 12, "C_CloseSession": 13,
@@ -113,7 +114,7 @@ class Module:
             public: dict[int, Any] = {CKA_MODULUS_BITS: 2048, CKA_PUBLIC_EXPONENT: b"\x01\x00\x01"}
         else:
             mechanism = _Mechanism(CKM_EC_KEY_PAIR_GEN, None, 0)
-            public = {CKA_EC_PARAMS: P256}
+            public = {CKA_EC_PARAMS: P256_PARAMS}
         public.update({CKA_TOKEN: token, CKA_VERIFY: True, CKA_LABEL: label.encode()})
         private = {CKA_TOKEN: token, CKA_SIGN: True, CKA_SENSITIVE: True, CKA_EXTRACTABLE: False,
                    CKA_LABEL: label.encode()}

@@ -4,7 +4,7 @@ Usage: python bench/p11floor.py --socket PATH --trust-anchor CA.pem
 
 Runs the real agent (``strongroom.pkcs11.agent``) with every cluster call answered at once in its own process:
 sessions and logins succeed, a key pair is a pair of numbers, a signature is a constant of the right size
-(64 bytes for ``CKM_ECDSA``, 256 otherwise). No TLS, no node, no cryptography. ``bench/pkcs11.py`` drives it
+(64 bytes for ``CKM_ECDSA``, 256 otherwise). No TLS, no node, no cryptography. ``bench/p11_throughput.py`` drives it
 like the real agent, so the rate it measures is a ceiling for any HSM behind this agent on the same machine.
 Prints one JSON line ``{"socket": PATH}`` once it serves.
 """

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -41,11 +42,11 @@ from rich.text import Text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import measure  # noqa: E402
-import node as nodes  # noqa: E402
-import ops  # noqa: E402
-import strongroom.client as sdk  # noqa: E402
-from measure import Cell  # noqa: E402
+import measure
+import node as nodes
+import ops
+import strongroom.client as sdk
+from measure import Cell
 
 COLUMNS = (
     "sdk_1",
@@ -128,7 +129,7 @@ def machine() -> dict[str, Any]:
     ):
         commit += " + uncommitted changes in src/"
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "os_cpu_count": os.cpu_count(),
         "nproc": _nproc(),
         "cpu_model": model,
@@ -238,7 +239,8 @@ async def run_operations(
             cells["raw_1"] = measure.run_sync(ops.raw_call(op, raw_keys, data), s, warmup_s=w)
             steps.done()
             steps.now(f"{op.id}: cryptography, 2 threads")
-            cells["raw_2"] = measure.run_threads(lambda: ops.raw_call(op, raw_keys, data), 2, s, warmup_s=w)
+            cells["raw_2"] = measure.run_threads(
+                lambda op=op, data=data: ops.raw_call(op, raw_keys, data), 2, s, warmup_s=w)
             steps.done()
             for col, kind in (("softhsm2", "token"), ("softhsm2_session", "session")):
                 steps.now(f"{op.id}: SoftHSM2, 1 thread, {kind} key")
@@ -270,7 +272,8 @@ async def run_operations(
             steps.done()
             steps.now(f"{op.id}: SDK, {args.window} in flight ({args.window} threads)")
             cells["sdk_64_threads"] = measure.run_threads(
-                lambda: ops.sdk_call(op, key, data), args.window, s, warmup_s=w, node_cpu=proc.cpu_s
+                lambda op=op, key=key, data=data: ops.sdk_call(op, key, data), args.window, s, warmup_s=w,
+                node_cpu=proc.cpu_s,
             )
             pick_window(row)
             steps.done()
@@ -338,9 +341,10 @@ async def run_find(
         if lat:
             cells["raw_1"] = Cell(len(lat), sum(lat) / 1e9, array("q", lat), note="in-process, no network")
 
-        def next_label(counter: list[int] = [0]) -> str:
-            counter[0] += 1
-            return nodes.label_of(nodes.lookup_index(counter[0], count))
+        lookups = itertools.count(1)
+
+        def next_label() -> str:
+            return nodes.label_of(nodes.lookup_index(next(lookups), count))
 
         steps.now("find by label: SDK, 1 in flight")
         with sdk.connect(config) as cluster:

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ops import P256_PARAMS
+from constants import P256_PARAMS
 
 LIBRARY_PATHS = (
     "/usr/lib/softhsm/libsofthsm2.so",

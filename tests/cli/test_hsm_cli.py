@@ -14,14 +14,13 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from ..cluster.conftest import pki  # noqa: F401 - fixture
 from ..cluster.nodes import init_node, start_node
 
 PRECO, ADMIN_PW, ALICE_PW = "initial-pass", "admin-pass-1", "alice-pass-1"
 
 
 @pytest.fixture(scope="module")
-def cluster_file(pki, tmp_path_factory):  # noqa: F811
+def cluster_file(pki, tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     init_node(folder / "hsm", PRECO)
     proc = start_node(folder / "hsm", pki["server"], client_ca=pki["ca"])

@@ -18,11 +18,8 @@ from strongroom.node import HSM
 from strongroom.trust.ca import CertificateAuthority
 from strongroom.trust.fleet import provision
 
+from ..fixtures.cluster import ADMIN_PW, ALICE_PW, PRECO
 from .nodes import NodeProcess, init_node, start_node
-
-PRECO = "initial-pass"
-ADMIN_PW = "admin-pass-1"
-ALICE_PW = "alice-pass-1"
 
 
 @dataclass
@@ -75,7 +72,7 @@ class Cluster:
                     continue
                 try:
                     status = self.status(proc)
-                except Exception:
+                except Exception:  # noqa: S112 - a member that cannot answer now is not the leader
                     continue
                 if status["role"] == "leader":
                     return proc

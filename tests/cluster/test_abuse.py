@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 import strongroom.client as sdk
-from strongroom.errors import ArgumentsBad, DeviceError
+from strongroom.errors import ArgumentsBad, DeviceError, PinIncorrect
 from strongroom.node import HSM
 from strongroom.protocol import PROTOCOL_VERSION, Hello, HelloReply
 from strongroom.vocab import CKR
@@ -43,8 +43,9 @@ def test_wrong_typed_argument_fails_fast_with_arguments_bad(cluster):
 def test_failed_login_leaves_no_session(cluster):
     before = cluster.hsm_info()["open_sessions"]
     for _ in range(3):
-        with pytest.raises(Exception):
+        with pytest.raises(PinIncorrect) as caught:
             cluster.login("nobody", "wrong-password")
+        assert caught.value.ckr == CKR.PIN_INCORRECT
     assert cluster.hsm_info()["open_sessions"] == before
     with pytest.raises(ArgumentsBad):
         cluster.login("alice", "whatever1", role="root")

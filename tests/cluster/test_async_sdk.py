@@ -18,7 +18,7 @@ from strongroom import errors
 from strongroom.client import Key, Session
 from strongroom.vocab import CKA, CKK, CKM, CKO, CKR
 
-from .conftest import ALICE_PW
+from ..fixtures.cluster import ALICE_PW
 
 P256_OID = bytes.fromhex("06082a8648ce3d030107")
 CONCURRENT = 64
@@ -54,7 +54,7 @@ async def _ecdsa_scenario(config: dict) -> None:
         messages = [f"message {i}: ".encode() + os.urandom(16) for i in range(CONCURRENT)]
         signatures = await asyncio.gather(*(priv.sign(msg, CKM.ECDSA_SHA256) for msg in messages))
         assert len(signatures) == CONCURRENT
-        for msg, signature in zip(messages, signatures):
+        for msg, signature in zip(messages, signatures, strict=True):
             assert len(signature) == 64
             public_key.verify(_der(signature), msg, ec.ECDSA(hashes.SHA256()))
         assert len(set(signatures)) == CONCURRENT
@@ -62,10 +62,10 @@ async def _ecdsa_scenario(config: dict) -> None:
         # raw ECDSA over SHA-256 digests, all in flight at once, and verification back through the node
         digests = [hashlib.sha256(msg).digest() for msg in messages]
         raw = await asyncio.gather(*(priv.sign(d, CKM.ECDSA) for d in digests))
-        for digest, signature in zip(digests, raw):
+        for digest, signature in zip(digests, raw, strict=True):
             public_key.verify(_der(signature), digest, ec.ECDSA(Prehashed(hashes.SHA256())))
         results = await asyncio.gather(*(pub.verify(msg, sig, CKM.ECDSA_SHA256)
-                                         for msg, sig in zip(messages, signatures)))
+                                         for msg, sig in zip(messages, signatures, strict=True)))
         assert results == [None] * CONCURRENT
 
         # errors arrive as the exact class, also in the middle of a gather
@@ -91,7 +91,7 @@ async def _symmetric_scenario(config: dict) -> None:
         sealed, macs = await asyncio.gather(
             asyncio.gather(*(aes.encrypt(msg) for msg in messages)),
             asyncio.gather(*(mac.sign(msg, CKM.SHA256_HMAC) for msg in messages)))
-        for msg, box, tag in zip(messages, sealed, macs):
+        for msg, box, tag in zip(messages, sealed, macs, strict=True):
             assert AESGCM(aes_value).decrypt(box[:12], box[12:], None) == msg
             ref = hmac.HMAC(mac_value, hashes.SHA256())
             ref.update(msg)

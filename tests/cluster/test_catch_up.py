@@ -10,7 +10,7 @@ from strongroom.client.connection import open_connection
 from strongroom.errors import NodeBehind
 from strongroom.protocol.tls import client_context
 
-from .conftest import ALICE_PW
+from ..fixtures.cluster import ALICE_PW
 
 
 def test_a_flood_of_requests_for_a_future_index_does_not_stall_other_clients(node, pki):

@@ -36,7 +36,7 @@ P256 = bytes.fromhex("06082a8648ce3d030107")
 def control(tmp_path_factory):
     root = tmp_path_factory.mktemp("control-plane")
     assert strongroom("fleet", "init", "--dir", str(root / "fleet")).returncode == 0
-    log = open(root / "control.log", "w")
+    log = open(root / "control.log", "w")  # noqa: SIM115 - the node's stderr until the fixture's teardown
     process = subprocess.Popen([sys.executable, "-m", "strongroom", "control", "--dir", str(root / "control"),
                                 "--fleet", str(root / "fleet"), "--listen", "127.0.0.1:0",
                                 "--password-hash-memory-kib", TEST_HASH_MEMORY_KIB],
@@ -112,9 +112,11 @@ def test_a_cluster_from_create_to_three_active_hsms_survives_a_killed_hsm(contro
     _wait(lambda: _cluster(client, cluster_id)["State"], lambda s: s == "ACTIVE")
     for zone in zones[1:]:
         client.create_hsm(ClusterId=cluster_id, AvailabilityZone=zone)
+    # the cluster's state follows its HSMs' within one step of the control plane: wait for both
     cluster = _wait(lambda: _cluster(client, cluster_id),
-                    lambda c: len(c["Hsms"]) == 3 and all(h["State"] == "ACTIVE" for h in c["Hsms"]))
-    assert cluster["State"] == "ACTIVE"
+                    lambda c: len(c["Hsms"]) == 3 and all(h["State"] == "ACTIVE" for h in c["Hsms"])
+                    and c["State"] == "ACTIVE")
+    assert (cluster["State"], cluster["StateMessage"]) == ("ACTIVE", "")
     placements = _placements(root)
     config["endpoints"] = [placements[h["HsmId"]]["endpoint"] for h in cluster["Hsms"]]
     # keys, then an HSM killed while a client signs in a loop

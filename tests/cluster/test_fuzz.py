@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from strongroom.protocol import CALL_SPECS, PROTOCOL_VERSION, Hello
 from strongroom.vocab import CKA, CKM
 
-from .conftest import ALICE_PW
+from ..fixtures.cluster import ALICE_PW
 
 EXAMPLES = 1000
 FRAMES_PER_EXAMPLE = (12, 24)

@@ -214,18 +214,27 @@ def test_2000_signatures_see_no_error_while_a_follower_then_the_leader_restart(t
         verifier = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public[CKA.EC_POINT][2:])
         signatures = []
         leader = trio.leader()
+        term = trio.status(leader)["term"]
         follower = next(p for p in trio.nodes if p is not leader)
         for i in range(2000):
             if i == 400:
                 kill(follower)
+                assert follower.process.returncode == -signal.SIGKILL
             elif i == 800:
                 follower = trio.restart(follower)
             elif i == 1200:
                 kill(leader)
+                assert leader.process.returncode == -signal.SIGKILL
+            elif i == 1599:  # the failover happened: another member won an election in a later term
+                elected = trio.leader()
+                assert elected is not leader and trio.status(elected)["term"] > term
             elif i == 1600:
                 leader = trio.restart(leader)
             message = b"message %d" % i
             signatures.append((message, private.sign(message, CKM.ECDSA_SHA256)))
+    assert len(signatures) == 2000
+    members = sorted(n.raft for n in trio.nodes)
+    assert all(sorted(trio.status(p)["members"]) == members for p in trio.nodes)
     for message, signature in signatures:
         r, s_ = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
         verifier.verify(encode_dss_signature(r, s_), message, ec.ECDSA(hashes.SHA256()))
@@ -253,9 +262,8 @@ def test_five_wrong_passwords_spread_over_three_nodes_lock_the_user(trio):
         admin.create_user("carol", "carol-pass-1")
     for i in range(5):
         proc = trio.nodes[i % 3]
-        with sdk.connect(trio.config([proc])) as c:
-            with pytest.raises(PinIncorrect):
-                c.login("carol", "wrong-password")
+        with sdk.connect(trio.config([proc])) as c, pytest.raises(PinIncorrect):
+            c.login("carol", "wrong-password")
     for proc in trio.nodes:
         with sdk.connect(trio.config([proc])) as c:
             with pytest.raises(PinLocked):
@@ -328,7 +336,7 @@ def test_concurrent_changes_to_one_key_from_every_node_all_succeed(trio):
 def test_a_fourth_node_catches_up_and_a_removed_node_leaves(trio):
     with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
         present = len(s.find(cls=CKO.SECRET_KEY))
-        acked, errors = _burst(s, max(0, 1000 - present), "filler")
+        _, errors = _burst(s, max(0, 1000 - present), "filler")
         assert errors == []
         keys = sorted(k.handle for k in s.find(cls=CKO.SECRET_KEY))
         assert len(keys) >= 1000
@@ -444,13 +452,14 @@ def test_every_node_stopped_and_restarted_keeps_every_key_and_user(trio):
     views = [boundary_view(p.data_dir) for p in trio.nodes]
     assert len(views[0]) > 1000
     for view in views[1:]:  # identical attributes, values and users everywhere
-        assert [k for k in view if isinstance(k, str)] == [k for k in views[0] if isinstance(k, str)], [p.data_dir for p in trio.nodes]
+        assert [k for k in view if isinstance(k, str)] == [k for k in views[0] if isinstance(k, str)], \
+            [p.data_dir for p in trio.nodes]
         assert set(view) == set(views[0])
         assert [k for k in view if view[k] != views[0][k]] == []
-    for i, proc in enumerate(list(trio.nodes)):
+    for proc in list(trio.nodes):
         trio.restart(proc)
     with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
         assert len(s.find(cls=CKO.SECRET_KEY)) == sum(1 for k in views[0] if isinstance(k, int)
-                                                       and b"" != views[0][k]) - 2  # minus the EC pair
+                                                       and views[0][k] != b"") - 2  # minus the EC pair
         users = {u["username"] for u in c.list_users()}
     assert users == {k.split(":", 1)[1] for k in views[0] if isinstance(k, str)}

@@ -12,7 +12,7 @@ import pytest
 import strongroom.client as sdk
 from strongroom.client import ConnectionLost
 
-from .conftest import ALICE_PW
+from ..fixtures.cluster import ALICE_PW
 
 
 def _open_fds() -> int:

@@ -59,7 +59,7 @@ def test_a_long_log_feeds_a_returning_follower_and_a_newcomer_without_unseating_
     kill(follower)
     with sdk.connect(trio.config([p for p in trio.nodes if p is not follower])) as c, \
             c.login("alice", ALICE_PW) as s:
-        acked, errors = _burst(s, LONG, "long", threads=16)
+        _, errors = _burst(s, LONG, "long", threads=16)
         assert errors == []
         status = c.cluster_status()
     term = status["term"]

@@ -8,7 +8,7 @@ import pytest
 import strongroom.client as sdk
 from strongroom.vocab import CKR
 
-from .conftest import PRECO
+from ..fixtures.cluster import PRECO
 from .nodes import init_node, start_node
 
 
@@ -69,6 +69,5 @@ def test_tls_below_1_3_is_refused(node, pki):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(str(pki["ca"].issued.cert))
-    with socket.create_connection((host, int(port)), timeout=5) as raw:
-        with pytest.raises(ssl.SSLError):
-            ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    with socket.create_connection((host, int(port)), timeout=5) as raw, pytest.raises(ssl.SSLError):
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1")

@@ -140,7 +140,7 @@ def test_the_leader_killed_twice_is_replaced_each_time_and_the_membership_stays_
             try:
                 with sdk.connect(data / "cluster.json") as cluster:
                     status = cluster.cluster_status()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 status = {}
             if status.get("has_quorum") and len(_node_pids(data)) == 3:
                 break

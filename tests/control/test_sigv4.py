@@ -44,7 +44,7 @@ def test_a_request_with_a_query_string_verifies():
     (lambda r: _verify(_signed(secret="wrong")), "InvalidSignatureException"),
     (lambda r: _verify(_signed(service="cloudhsmv2")), "InvalidSignatureException"),
     (lambda r: sigv4.verify("POST", "/", "", {"host": "x"}, b"", KEYS.get), "MissingAuthenticationTokenException"),
-    (lambda r: _verify(r, now=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)),
+    (lambda r: _verify(r, now=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)),
      "InvalidSignatureException"),
 ])
 def test_bad_requests_get_the_errors_aws_answers(change, code):

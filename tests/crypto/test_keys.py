@@ -157,7 +157,7 @@ def test_private_der_rejections() -> None:
         private_key_from_der(os.urandom(40))
     with pytest.raises(WrappedKeyInvalid):
         private_key_from_der(b"")
-    other_types = (x25519.X25519PrivateKey.generate(), dsa.generate_private_key(1024))
+    other_types = (x25519.X25519PrivateKey.generate(), dsa.generate_private_key(1024))  # noqa: S505 - refused by type
     for key in other_types:
         der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())

@@ -67,6 +67,6 @@ def test_objects_carry_unique_ids_and_certificates_the_standard_name_hash(hsm, a
     ids = [alice.app.get_attributes(alice.s, h, [CKA.UNIQUE_ID])[CKA.UNIQUE_ID] for h in (first, second, copy)]
     assert len(set(ids)) == 3 and all(ids)
     cert = alice.app.create_object(alice.s, {CKA.CLASS: CKO.CERTIFICATE, CKA.CERTIFICATE_TYPE: 0,
-                                             CKA.SUBJECT: b"\x30\x00", CKA.VALUE: b"\x30\x03\x02\x01\x01",
-                                             CKA.TOKEN: False})
+                                            CKA.SUBJECT: b"\x30\x00", CKA.VALUE: b"\x30\x03\x02\x01\x01",
+                                            CKA.TOKEN: False})
     assert alice.app.get_attributes(alice.s, cert, [CKA.NAME_HASH_ALGORITHM])[CKA.NAME_HASH_ALGORITHM] == CKM.SHA_1

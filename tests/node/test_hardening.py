@@ -75,9 +75,9 @@ def test_key_separation(hsm, alice):
     assert rv(alice.app.set_attribute_value, alice.s, w, {CKA.DECRYPT: True}) == CKR.TEMPLATE_INCONSISTENT
     assert rv(rsa, alice, pub={CKA.WRAP: True}) == CKR.TEMPLATE_INCONSISTENT
     assert rv(rsa, alice, priv={CKA.DECRYPT: False, CKA.UNWRAP: True}) == CKR.TEMPLATE_INCONSISTENT
-    pub, _priv = rsa(alice)
+    pub, _ = rsa(alice)
     assert rv(alice.app.set_attribute_value, alice.s, pub, {CKA.WRAP: True}) == CKR.TEMPLATE_INCONSISTENT
-    _wpub, wpriv = rsa(alice, pub={CKA.ENCRYPT: False, CKA.WRAP: True}, priv={CKA.DECRYPT: False, CKA.UNWRAP: True})
+    _, wpriv = rsa(alice, pub={CKA.ENCRYPT: False, CKA.WRAP: True}, priv={CKA.DECRYPT: False, CKA.UNWRAP: True})
     assert rv(alice.app.set_attribute_value, alice.s, wpriv, {CKA.DECRYPT: True}) == CKR.TEMPLATE_INCONSISTENT
     # the attack the rule stops: wrap a key, then decrypt the wrapped bytes with the same key
     target = hmac_key(alice)
@@ -288,7 +288,7 @@ def test_capacity_is_reported_and_enforced(tmp_path):
 def test_key_separation_spans_an_imported_public_half(hsm, alice):
     """Importing the public half of one's own RSA key with CKA_WRAP, while the private half decrypts, would let
     a wrapped key be decrypted in clear; the import is refused like the attribute change is."""
-    pub, _priv = rsa(alice)
+    pub, _ = rsa(alice)
     attrs = alice.app.get_attributes(alice.s, pub, [CKA.MODULUS, CKA.PUBLIC_EXPONENT])
     template = {CKA.CLASS: CKO.PUBLIC_KEY, CKA.KEY_TYPE: CKK.RSA, CKA.TOKEN: True, **attrs}
     assert rv(alice.app.create_object, alice.s, {**template, CKA.WRAP: True}) == CKR.TEMPLATE_INCONSISTENT

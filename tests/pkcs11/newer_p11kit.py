@@ -10,7 +10,7 @@ describes how to run a program on that suite's glibc::
 
     newer = client("sid", default_cache())
     if newer is None:
-        pytest.skip("Debian's package registry is not reachable")
+        unreachable("Debian's package registry is not reachable")  # downloads.py: skip, or fail in CI
     subprocess.run(newer.command(["pkcs11-tool", "--module", str(newer.module), "-I"]), env=env)
     subprocess.run(newer.command([sys.executable, "script.py", str(newer.module)]), env=env)
 
@@ -154,7 +154,8 @@ def client(suite: str, cache: Path, *, mirror: str | None = None, keyring: Path 
         timeout: seconds allowed for each apt command.
 
     Returns:
-        The unpacked client, or ``None`` when the package registry cannot be reached (so a test can skip).
+        The unpacked client, or ``None`` when the package registry cannot be reached (so a test can skip, or
+        fail in CI: ``downloads.unreachable``).
 
     Raises:
         NewerClientError: anything else: the suite or a package does not exist, a signature does not verify,

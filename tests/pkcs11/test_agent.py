@@ -25,13 +25,13 @@ import strongroom.client as sdk
 from strongroom.pkcs11 import wire
 from strongroom.vocab import CKA, CKD, CKF, CKM, CKR
 
-from ..cluster.conftest import ADMIN_PW, ALICE_PW, BOB_PW, PRECO, alice, cluster, node, pki  # noqa: F401 - fixtures
 from ..cluster.nodes import init_node, start_node
+from ..fixtures.cluster import ADMIN_PW, ALICE_PW, BOB_PW, PRECO
 from .conftest import P11_KIT_CLIENT, P256, serving_agent
 from .raw import RawApplication, initialized, ok, request, u64s
 
 
-def test_python_pkcs11_signs_with_a_cluster_key_through_p11_kit(agent, alice):  # noqa: F811
+def test_python_pkcs11_signs_with_a_cluster_key_through_p11_kit(agent, alice):
     public, _ = alice.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256, CKA.VERIFY: True},
                                         {CKA.SIGN: True, CKA.SENSITIVE: True}, label="p11-ec")
     verifier = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public[CKA.EC_POINT][2:])
@@ -51,7 +51,7 @@ def test_python_pkcs11_signs_with_a_cluster_key_through_p11_kit(agent, alice):  
                     ec.ECDSA(utils.Prehashed(hashes.SHA256())))
 
 
-def test_digests_imports_secret_keys_and_attribute_changes_through_p11_kit(agent, alice):  # noqa: F811
+def test_digests_imports_secret_keys_and_attribute_changes_through_p11_kit(agent, alice):
     env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={agent}", "PIN": f"alice:{ALICE_PW}"}
     done = subprocess.run([sys.executable, str(Path(__file__).with_name("p11_more.py")), str(P11_KIT_CLIENT)],
                           capture_output=True, text=True, timeout=120, env=env)
@@ -144,7 +144,7 @@ def test_pipelined_requests_are_answered_under_their_codes_and_leaving_mid_reque
     assert initialized(agent, 2).call(token_info).startswith(head)
 
 
-def test_an_application_leaving_while_its_hsm_hangs_and_dies_leaves_nothing(pki, tmp_path):  # noqa: F811
+def test_an_application_leaving_while_its_hsm_hangs_and_dies_leaves_nothing(pki, tmp_path):
     """Requests waiting for an HSM that hangs (SIGSTOP) when their application leaves, then the HSM killed:
     what they waited for is cancelled with them, so nothing is reported as never retrieved (the agent's
     stderr is checked when it stops), and a new application gets CKR_DEVICE_ERROR with no HSM left."""
@@ -284,10 +284,10 @@ def test_pkcs11_tool_rsa_pkcs_and_pss_signatures_verify_with_openssl(agent, tmp_
 
 
 @pytest.mark.parametrize("version", [1, 2])
-def test_newer_clients_login_user_cancel_gcm_cbc_and_derive(agent, alice, node, version):  # noqa: F811
+def test_newer_clients_login_user_cancel_gcm_cbc_and_derive(agent, alice, node, version):
     key_bytes = bytes(range(32))
-    aes = alice.create_object({CKA.CLASS: 4, CKA.KEY_TYPE: 0x1F, CKA.VALUE: key_bytes, CKA.ENCRYPT: True, CKA.TOKEN: True,
-                               CKA.DECRYPT: True, CKA.LABEL: f"raw-aes-v{version}"})
+    aes = alice.create_object({CKA.CLASS: 4, CKA.KEY_TYPE: 0x1F, CKA.VALUE: key_bytes, CKA.ENCRYPT: True,
+                               CKA.TOKEN: True, CKA.DECRYPT: True, CKA.LABEL: f"raw-aes-v{version}"})
     peer_private = ec.generate_private_key(ec.SECP256R1())
     peer_point = peer_private.public_key().public_bytes(serialization.Encoding.X962,
                                                        serialization.PublicFormat.UncompressedPoint)
@@ -353,7 +353,7 @@ def test_newer_clients_login_user_cancel_gcm_cbc_and_derive(agent, alice, node, 
     assert f"pid={os.getpid()} uid={os.getuid()} gid={os.getgid()}" in logins[-1]["detail"]["peer"]
 
 
-def test_python_pkcs11_oaep_hmac_find_and_8_threads_of_500_signatures(agent, alice):  # noqa: F811
+def test_python_pkcs11_oaep_hmac_find_and_8_threads_of_500_signatures(agent, alice):
     rsa_public, _ = alice.generate_key_pair(CKM.RSA_PKCS_KEY_PAIR_GEN,
                                             {CKA.MODULUS_BITS: 2048, CKA.ENCRYPT: True, CKA.ID: b"\x01\x02"},
                                             {CKA.DECRYPT: True, CKA.ID: b"\x01\x02"}, label="threads-rsa")
@@ -382,11 +382,12 @@ def test_python_pkcs11_oaep_hmac_find_and_8_threads_of_500_signatures(agent, ali
         assert len(signatures) == 500
         for i, signature in enumerate(signatures):
             raw = bytes.fromhex(signature)
-            verifier.verify(utils.encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")),
+            verifier.verify(utils.encode_dss_signature(int.from_bytes(raw[:32], "big"),
+                                                       int.from_bytes(raw[32:], "big")),
                             i.to_bytes(32, "big"), ec.ECDSA(utils.Prehashed(hashes.SHA256())))
 
 
-def test_repeated_inits_answered_by_the_agent_keep_every_pkcs11_rule(agent, alice):  # noqa: F811
+def test_repeated_inits_answered_by_the_agent_keep_every_pkcs11_rule(agent, alice):
     """An init the HSM accepted once is answered by the agent afterwards; size queries, short buffers,
     multi-part calls, a second init, bad sessions, another login and a destroyed key behave as without it."""
     public, private = alice.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256, CKA.VERIFY: True},

@@ -21,7 +21,6 @@ import strongroom.client as sdk
 from strongroom.pkcs11 import wire
 from strongroom.vocab import CKA, CKM, CKR
 
-from ..cluster.conftest import pki  # noqa: F401 - fixture
 from ..cluster.replicas import ALICE_PW, kill, running
 from .conftest import P11_KIT_CLIENT, P256, serving_agent
 from .raw import initialized, ok, request, u64s
@@ -32,7 +31,7 @@ ENGINE = next(iter(sorted(Path("/usr/lib").glob("*/engines-3/pkcs11.so"))), None
 
 
 @pytest.fixture(scope="module")
-def cluster3(pki, tmp_path_factory):  # noqa: F811
+def cluster3(pki, tmp_path_factory):
     with running(tmp_path_factory.mktemp("apps"), pki, 3) as cluster:
         yield cluster
 
@@ -398,7 +397,7 @@ def test_session_objects_made_at_once_by_a_new_application_all_stay_usable(agent
     app.code = codes[-1]
     app.sock.sendall(b"".join(wire.encode_frame(code, request(59, "uMaAaA", u64s(session) + mechanism + public
                                                                 + private), b"client")
-                              for code, session in zip(codes, sessions)))
+                              for code, session in zip(codes, sessions, strict=True)))
     answers: dict[int, bytes] = {}
     while len(answers) < len(codes):
         answers.update((code, body) for code, _, body in app.frames.feed(app.sock.recv(65536)))

@@ -17,8 +17,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from strongroom.vocab import CKM
 
-from ..cluster.conftest import ALICE_PW, alice, cluster, node, pki  # noqa: F401 - fixtures
+from ..fixtures.cluster import ALICE_PW
+from .downloads import unreachable
 from .newer_p11kit import client, default_cache
+
+pytestmark = pytest.mark.network
 
 HERE = Path(__file__).parent
 KEY = bytes(range(32))
@@ -28,7 +31,7 @@ KEY = bytes(range(32))
 def newer(request):
     found = client(request.param, default_cache())
     if found is None:
-        pytest.skip("Debian's package registry cannot be reached")
+        unreachable("Debian's package registry cannot be reached")
     return found
 
 

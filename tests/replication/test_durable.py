@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from pysyncobj.pickle import loads
@@ -62,7 +63,7 @@ def test_a_member_acknowledges_entries_only_once_its_journal_is_on_the_disk(pair
         flush()
         events.append(("synced", len(journal) and journal[-1][1]))
 
-    def sent(node, message):  # noqa: ANN001
+    def sent(node, message):
         if isinstance(message, dict) and message.get("type") == "next_node_idx" and message.get("success"):
             events.append(("acknowledged", message["next_node_idx"] - 1))
         return send(node, message)
@@ -84,5 +85,5 @@ def test_a_member_acknowledges_entries_only_once_its_journal_is_on_the_disk(pair
         assert synced and max(synced) >= index, events  # each acknowledged entry was forced to the disk first
     # the term and vote file, now written by write_durably, reads back as pysyncobj's own
     meta = journal._FileJournal__metaStorer.getPath()
-    assert loads(open(meta, "rb").read())["currentTerm"] >= 1
+    assert loads(Path(meta).read_bytes())["currentTerm"] >= 1
     assert leader._durable.syncs >= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 
 import pytest
@@ -31,7 +32,7 @@ def test_intact_chain_verifies(store):
     assert (report.ok, report.entries, report.first_bad_seq) == (True, 10, None)
     entries = store.audit_entries()
     assert [e.seq for e in entries] == list(range(1, 11))
-    assert entries[0].prev == bytes(32) and all(b.prev == a.digest for a, b in zip(entries, entries[1:]))
+    assert entries[0].prev == bytes(32) and all(b.prev == a.digest for a, b in itertools.pairwise(entries))
 
 
 def test_edited_entry(store):

@@ -1,6 +1,6 @@
 """Signatures through PKCS#11: applications on p11-kit's client and the agent, next to SoftHSM2 in-process.
 
-Usage: python bench/pkcs11.py [--seconds 3] [--threads 1 8] [--json]
+Usage: python bench/p11_throughput.py [--seconds 3] [--threads 1 8] [--json]
 
 Both columns drive a PKCS#11 module through the same C API (``bench/p11c.py``, ctypes, initialised with
 ``CKF_OS_LOCKING_OK``), with 1 and 8 application threads, each with its own session, each call ``C_SignInit`` +
@@ -34,10 +34,10 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import measure  # noqa: E402
-import node as nodes  # noqa: E402
-import p11c  # noqa: E402
-import softhsm  # noqa: E402
+import measure
+import node as nodes
+import p11c
+import softhsm
 
 P11_KIT_CLIENT = next(iter(sorted(Path("/usr/lib").glob("*/pkcs11/p11-kit-client.so"))), None)
 OPERATIONS = {"rsa2048": ("rsa", 0x40), "ecdsa_p256": ("ec", 0x1041)}  # CKM_SHA256_RSA_PKCS, CKM_ECDSA
@@ -67,7 +67,7 @@ def measure_module(module: p11c.Module, pin: str, token_keys: bool, threads: lis
         for count in threads:
             sessions: list[int] = []
 
-            def make_fn(kind: str = kind, mechanism: int = mechanism) -> Any:
+            def make_fn(kind: str = kind, mechanism: int = mechanism, sessions: list[int] = sessions) -> Any:
                 session = module.open_session()  # the application's login covers every session
                 sessions.append(session)
                 return module.signer(session, keys[kind], mechanism, DATA)
@@ -168,9 +168,9 @@ def softhsm_cells(args: argparse.Namespace, root: Path) -> dict[str, dict[str, d
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(stderr=True)
-    with tempfile.TemporaryDirectory(prefix="strongroom-p11-bench-") as tmp:
-        with console.status("PKCS#11 through the agent (1 HSM)"):
-            ours = strongroom_cells(args, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="strongroom-p11-bench-") as tmp, \
+            console.status("PKCS#11 through the agent (1 HSM)"):
+        ours = strongroom_cells(args, Path(tmp))
     with console.status("the agent with no HSM behind it"), \
             tempfile.TemporaryDirectory(prefix="strongroom-p11-floor-") as tmp:
         floor = floor_cells(args, Path(tmp))

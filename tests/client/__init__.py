@@ -1,0 +1,1 @@
+"""Unit tests of the SDK (src/strongroom/client/)."""

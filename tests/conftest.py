@@ -1,0 +1,3 @@
+"""Suite-wide fixtures: a real node process with real certificates (``tests/fixtures/cluster.py``)."""
+
+pytest_plugins = ["tests.fixtures.cluster"]
