@@ -19,3 +19,48 @@ def test_a_face_loads_no_node_layer(face):
              f"print('\\n'.join(sorted(m for m in sys.modules if m.startswith({_NODE_LAYERS!r}))))")
     loaded = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
     assert loaded.split() == []
+
+
+def _bench_imports() -> dict[str, set[str]]:
+    """Each bench script's imports (top-level names, function-level imports included)."""
+    import ast
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    found: dict[str, set[str]] = {}
+    for path in bench.glob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module.split(".")[0])
+        found[path.stem] = names
+    return found
+
+
+def test_bench_scripts_import_one_way_and_shadow_no_package():
+    imports = _bench_imports()
+    local = {name: names & set(imports) for name, names in imports.items()}
+    visiting: set[str] = set()
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in visiting, f"import cycle in bench/: {' -> '.join((*path, name))}"
+        if name in done:
+            return
+        visiting.add(name)
+        for other in sorted(local[name]):
+            visit(other, (*path, name))
+        visiting.discard(name)
+        done.add(name)
+
+    for name in sorted(local):
+        visit(name, ())
+    # bench/ is on sys.path when a script runs: a module there named like an installed or standard module
+    # shadows it for every bench script (a bench/pkcs11.py hid python-pkcs11)
+    import importlib.util
+
+    shadowed = {name for name in imports
+                if name in sys.stdlib_module_names or importlib.util.find_spec(name) is not None}
+    assert shadowed == set()

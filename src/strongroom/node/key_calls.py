@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -26,7 +27,7 @@ from ..vocab import CKA, CKD, CKF, CKK, CKM, CKO
 from . import arguments
 from .base import SECRET_BYTES, ApplicationBase, writes
 from .commit import RequestContext, local_write
-from .sessions import deliver
+from .sessions import Session, deliver
 from .users import Role
 
 _PRIVATE_KEY_CLASSES = {CKK.RSA: rsa.RSAPrivateKey, CKK.EC: ec.EllipticCurvePrivateKey,
@@ -47,6 +48,21 @@ def _check_length(attrs: Attributes) -> None:
 
 
 class KeyCalls(ApplicationBase):
+    def _generation(self, handle: int, mechanism: Mechanism, kinds: Collection[int],
+                    what: str) -> tuple[Session, Mechanism, CKM]:
+        """The session, checked mechanism and its ``CKM`` of a key generation by a crypto user.
+
+        Raises:
+            MechanismInvalid: ``CKR_MECHANISM_INVALID`` for a mechanism not in ``kinds``.
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without a crypto-user login.
+        """
+        session = self._session(handle)
+        self._require_role(Role.CRYPTO_USER)
+        mechanism = arguments.mechanism(mechanism)
+        if mechanism.mechanism not in kinds:
+            raise MechanismInvalid(f"{self._mechanism_name(mechanism)} does not generate {what}")
+        return session, mechanism, CKM(mechanism.mechanism)
+
     @writes
     def generate_key(self, handle: int, mechanism: Mechanism, template: dict[int, Any], *,
                      request: RequestContext | None = None) -> int:
@@ -58,12 +74,7 @@ class KeyCalls(ApplicationBase):
             KeySizeRange: ``CKR_KEY_SIZE_RANGE`` for a length the key type does not have.
             UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without a crypto-user login.
         """
-        session = self._session(handle)
-        self._require_role(Role.CRYPTO_USER)
-        mechanism = arguments.mechanism(mechanism)
-        if mechanism.mechanism not in templates.KEYGEN_TYPES:
-            raise MechanismInvalid(f"{self._mechanism_name(mechanism)} does not generate secret keys")
-        mech = CKM(mechanism.mechanism)
+        session, mechanism, mech = self._generation(handle, mechanism, templates.KEYGEN_TYPES, "secret keys")
         attrs = templates.for_generate(mech, self._template(template))
         _check_length(attrs)
         value = crypto.generate_secret(mech, attrs[CKA.VALUE_LEN])
@@ -84,12 +95,7 @@ class KeyCalls(ApplicationBase):
             MechanismInvalid, TemplateIncomplete, TemplateInconsistent, KeySizeRange, CurveNotSupported,
             UserNotLoggedIn: as for :meth:`generate_key`.
         """
-        session = self._session(handle)
-        self._require_role(Role.CRYPTO_USER)
-        mechanism = arguments.mechanism(mechanism)
-        if mechanism.mechanism not in templates.KEYPAIR_TYPES:
-            raise MechanismInvalid(f"{self._mechanism_name(mechanism)} does not generate key pairs")
-        mech = CKM(mechanism.mechanism)
+        session, mechanism, mech = self._generation(handle, mechanism, templates.KEYPAIR_TYPES, "key pairs")
         pub, priv = templates.for_key_pair(mech, self._template(public_template), self._template(private_template))
         exponent = pub.get(CKA.PUBLIC_EXPONENT)
         key = crypto.generate_key_pair(

@@ -148,27 +148,24 @@ def key_delete(ctx: Context, filters: tuple[str, ...]) -> dict[str, Any]:
     return {"message": "Key deleted successfully"}
 
 
+def _sharing_command(name: str, unshare: bool, doc: str, message: str) -> None:
+    """``key share`` / ``key unshare``: the same options, one call of the key's owner."""
 
-@key.command("share")
-@click.option("--filter", "filters", multiple=True, required=True)
-@click.option("--username", required=True)
-@click.option("--role", type=click.Choice(["crypto-user"]), default="crypto-user", show_default=True)
-@command
-def key_share(ctx: Context, filters: tuple[str, ...], username: str, role: str) -> dict[str, Any]:
-    """Share a key with another crypto user (its owner)."""
-    one(ctx.session("crypto-user"), filters).share(username)
-    return {"message": "Key shared successfully"}
+    @click.option("--filter", "filters", multiple=True, required=True)
+    @click.option("--username", required=True)
+    @click.option("--role", type=click.Choice(["crypto-user"]), default="crypto-user", show_default=True)
+    @command
+    def run(ctx: Context, filters: tuple[str, ...], username: str, role: str) -> dict[str, Any]:
+        target = one(ctx.session("crypto-user"), filters)
+        (target.unshare if unshare else target.share)(username)
+        return {"message": message}
+
+    run.__doc__ = doc
+    key.command(name, help=doc)(run)
 
 
-@key.command("unshare")
-@click.option("--filter", "filters", multiple=True, required=True)
-@click.option("--username", required=True)
-@click.option("--role", type=click.Choice(["crypto-user"]), default="crypto-user", show_default=True)
-@command
-def key_unshare(ctx: Context, filters: tuple[str, ...], username: str, role: str) -> dict[str, Any]:
-    """Stop sharing a key with a crypto user (its owner)."""
-    one(ctx.session("crypto-user"), filters).unshare(username)
-    return {"message": "Key unshared successfully"}
+_sharing_command("share", False, "Share a key with another crypto user (its owner).", "Key shared successfully")
+_sharing_command("unshare", True, "Stop sharing a key with a crypto user (its owner).", "Key unshared successfully")
 
 
 @key.command("set-attribute")
