@@ -64,3 +64,26 @@ def test_bench_scripts_import_one_way_and_shadow_no_package():
     shadowed = {name for name in imports
                 if name in sys.stdlib_module_names or importlib.util.find_spec(name) is not None}
     assert shadowed == set()
+
+
+def test_no_two_modules_or_packages_of_src_share_a_name():
+    """A reader finds the room for a change from the tree alone: each module and package of src/strongroom is
+    named once (``__init__`` and ``__main__`` aside)."""
+    from collections import Counter
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "strongroom"
+    names = [p.stem for p in root.rglob("*.py") if p.stem not in ("__init__", "__main__")]
+    names += [p.name for p in root.rglob("*") if p.is_dir() and p.name != "__pycache__"]
+    assert {name for name, count in Counter(names).items() if count > 1} == set()
+
+
+def test_no_module_of_src_is_over_500_lines():
+    """The standard's tables (``vocab.py``) and the exception tree (``errors.py``, one class per ``CKR_*``)
+    aside."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "strongroom"
+    long = {str(p.relative_to(root)): n for p in root.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 500 and p.name not in ("vocab.py", "errors.py")}
+    assert long == {}

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from strongroom.control.api import make_app
 from strongroom.control.cloudhsmv2 import ControlPlane
-from strongroom.control.state import AccessKey, Store
+from strongroom.control.records import AccessKey, Store
 
 KEY_ID, SECRET = "AKIASTRONGROOMTEST01", "secret-key-of-the-test-0123456789abcdef"
 SUBNETS = ["subnet-0a1b2c3d", "subnet-0e1f2a3b", "subnet-0c4d5e6f"]

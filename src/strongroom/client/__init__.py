@@ -22,10 +22,10 @@ from . import balancer as _balancer
 from . import connection as _connection
 from . import faces as _faces
 from .builders import mechanism, template
+from .cluster_objects import Cluster, Key, Session
 from .config import ClientConfig
 from .connection import ConnectionLost, request_frame, result_of
 from .faces import Async, Sync
-from .objects import Cluster, Key, Session
 
 __all__ = ["Async", "ClientConfig", "Cluster", "ConnectionLost", "Key", "Session", "Sync", "connect",
            "connect_async", "mechanism", "template"]

@@ -24,7 +24,7 @@ from ..errors import http_status
 from . import sigv4
 from .api_errors import ApiError, InternalFailure, SerializationError, UnknownOperation
 from .cloudhsmv2 import OPERATIONS, ControlPlane
-from .state import AccessKey
+from .records import AccessKey
 
 log = logging.getLogger("strongroom.control")
 

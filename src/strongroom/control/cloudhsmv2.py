@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from ..errors import StrongroomError
 from .api_errors import InternalFailure, InvalidRequest, ResourceLimitExceeded, ResourceNotFound, TagError
 from .lifecycle import Lifecycle
-from .state import Cluster, Hsm, Store, Tag, new_id
+from .records import Cluster, Hsm, Store, Tag, new_id
 
 HSM_TYPES = ("hsm1.medium", "hsm2m.medium")
 CLUSTER_STATES = ("CREATE_IN_PROGRESS", "UNINITIALIZED", "INITIALIZE_IN_PROGRESS", "INITIALIZED", "ACTIVE",
@@ -154,7 +154,7 @@ def cluster_shape(session: Session, cluster: Cluster) -> dict[str, Any]:
 
 
 class ControlPlane:
-    """The operations over a :class:`~strongroom.control.state.Store`.
+    """The operations over a :class:`~strongroom.control.records.Store`.
 
     Args:
         store: the records.

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from ..errors import ArgumentsBad, StrongroomError
 from .appliance import SESSION, Appliance
 from .provider import Provider, ProviderError
-from .state import Cluster, Hsm, Store
+from .records import Cluster, Hsm, Store
 
 log = logging.getLogger("strongroom.control")
 STEP_S = 0.5

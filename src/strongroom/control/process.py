@@ -28,7 +28,7 @@ from .appliance import Appliance
 from .cloudhsmv2 import ControlPlane
 from .lifecycle import Lifecycle
 from .provider import LocalProvider
-from .state import AccessKey, Store
+from .records import AccessKey, Store
 
 _KEY_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 

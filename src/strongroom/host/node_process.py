@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..errors import StrongroomError
-from ..node.hsm import HSM, Settings
+from ..node.boundary import HSM, Settings
 from ..util.address import host_port
 from ..vocab import CKR
 

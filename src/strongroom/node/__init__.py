@@ -5,8 +5,8 @@ PKCS#11 functions plus user management, sharing, audit verification and zeroisat
 """
 
 from .application import Application
+from .boundary import HSM, Settings
 from .commit import RequestContext
-from .hsm import HSM, Settings
 from .state import State
 from .users import Role
 

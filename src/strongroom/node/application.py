@@ -1,6 +1,6 @@
 """An application's view of the HSM: the PKCS#11 functions plus user management, sharing and audit.
 
-One :class:`Application` is one client connection of an :class:`~strongroom.node.hsm.HSM`, made with
+One :class:`Application` is one client connection of an :class:`~strongroom.node.boundary.HSM`, made with
 ``Application(hsm, peer)``. Its methods follow the PKCS#11 3.0 functions of the same names (``open_session``
 is ``C_OpenSession``) and raise the ``CKR_*`` the standard names. Where each call lives:
 
@@ -29,10 +29,10 @@ from ..errors import StrongroomError
 from ..vocab import CKK
 from .admin_calls import AdminCalls
 from .base import takes_request
+from .boundary import HSM
 from .cluster_calls import ClusterCalls
 from .commit import RequestContext
 from .crypto_calls import CryptoCalls
-from .hsm import HSM
 from .key_calls import KeyCalls
 from .object_calls import ObjectCalls
 from .session_calls import SessionCalls
@@ -40,7 +40,7 @@ from .sessions import OpKind
 
 
 class Application(SessionCalls, ObjectCalls, CryptoCalls, KeyCalls, AdminCalls, ClusterCalls):
-    """One application (client connection) of an :class:`~strongroom.node.hsm.HSM`; see the module docs.
+    """One application (client connection) of an :class:`~strongroom.node.boundary.HSM`; see the module docs.
 
     Args:
         hsm: the node it is an application of; it counts the application among its own.

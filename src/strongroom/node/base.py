@@ -34,8 +34,8 @@ from ..objects.model import HsmObject
 from ..replication import Change
 from ..vocab import CKA, CKF, CKK, CKM, CKO
 from . import arguments
+from .boundary import HSM
 from .commit import RequestContext
-from .hsm import HSM
 from .sessions import Session
 from .users import Role, UserRecord
 
@@ -62,7 +62,7 @@ FUNCTION_NAMES = {CKF.ENCRYPT: "encryption", CKF.DECRYPT: "decryption", CKF.SIGN
 
 
 class ApplicationBase:
-    """One application (client connection) of an :class:`~strongroom.node.hsm.HSM`.
+    """One application (client connection) of an :class:`~strongroom.node.boundary.HSM`.
 
     Attributes:
         user: the logged-in user's record, or ``None``.

@@ -53,7 +53,7 @@ def local_write(store: Store) -> Iterator[Transaction]:
     It serves what is this node's own and must not be replicated: its audit chain (logins, wraps, self-tests,
     membership steps and zeroisation happen on one node, and each node's chain is a hash chain of its own
     events), and the settings that make the node (its cluster id, serial and sealed masking key, written by
-    :meth:`~strongroom.node.hsm.HSM.initialize` before any log exists). Nothing written here is object, user or
+    :meth:`~strongroom.node.boundary.HSM.initialize` before any log exists). Nothing written here is object, user or
     cluster state.
 
     Raises:
@@ -76,7 +76,7 @@ class Committer:
     """Commits changes through the log, building them again when they race other writers.
 
     Args:
-        node: the node whose log commits (an :class:`~strongroom.node.hsm.HSM`).
+        node: the node whose log commits (an :class:`~strongroom.node.boundary.HSM`).
         store: the node's store, for request keys already applied and for audit-only changes.
     """
 

@@ -39,8 +39,8 @@ from ..protocol import (
 from ..trust import fleet
 from ..vocab import CKA, CKR
 from .application import Application, call
+from .boundary import HSM
 from .commit import RequestContext
-from .hsm import HSM
 from .sessions import OpKind
 from .workers import Workers
 

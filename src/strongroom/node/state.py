@@ -1,4 +1,4 @@
-"""The node's states as types: what an :class:`~strongroom.node.hsm.HSM` holds in each.
+"""The node's states as types: what an :class:`~strongroom.node.boundary.HSM` holds in each.
 
 ```
   open ──> Running(masking key, barrier, log) ──enter_error──> Failed(reason, held=Running)

@@ -5,7 +5,7 @@ Nothing outside the test suite imports this module; no transport exposes it.
 
 from __future__ import annotations
 
-from .hsm import HSM
+from .boundary import HSM
 
 
 def key_material(hsm: HSM, handle: int) -> bytes:

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from strongroom.control.cloudhsmv2 import ControlPlane
-from strongroom.control.state import Base, Store
+from strongroom.control.records import Base, Store
 
 from .postgres import throwaway_server
 
