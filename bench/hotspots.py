@@ -282,7 +282,7 @@ class _NoLoop:
 def in_process(data_dir: Path) -> tuple[Any, Any, Any, dict[str, int]]:
     """An HSM on ``data_dir`` used in-process, with the SDK's objects calling its Application directly."""
     from strongroom.client import Cluster
-    from strongroom.client.cluster_objects import _Runner
+    from strongroom.client.faces import _Runner
     from strongroom.node import HSM, Application, Settings
 
     hsm = HSM(data_dir, settings=Settings(argon2_memory_kib=nodes.HASH_MEMORY_KIB, argon2_time_cost=1))
