@@ -44,7 +44,7 @@ def form(root: Path, size: int, pki: nodes.Pki) -> list[nodes.NodeProcess]:
     provision(founder, fleet.issued.cert, fleet.issued.key, "hsm0")
     nodes.init_node(founder)
     procs = [nodes.start_node(founder, pki)]
-    config = {"endpoints": [procs[0].endpoint], "trust_anchor": str(pki.ca_cert)}
+    config = {**nodes.client_config(procs[0], pki), "timeout_s": 30.0}
     with sdk.connect(config) as cluster:
         admin = cluster.login("admin", nodes.PRECO, role="admin")
         admin.activate(nodes.ADMIN_PW)
@@ -57,7 +57,7 @@ def form(root: Path, size: int, pki: nodes.Pki) -> list[nodes.NodeProcess]:
         provision(data, fleet.issued.cert, fleet.issued.key, data.name)
         procs.append(nodes.start_node(data, pki, extra=["--join-config", str(root / "join.json"),
                                                         "--join-pin-file", str(root / "admin.pin")]))
-    with sdk.connect({"endpoints": [p.endpoint for p in procs], "trust_anchor": str(pki.ca_cert)}) as cluster:
+    with sdk.connect({**config, "endpoints": [p.endpoint for p in procs]}) as cluster:
         deadline = time.monotonic() + 60
         while len(cluster.cluster_status()["endpoints"]) < size:
             if time.monotonic() > deadline:
@@ -68,7 +68,7 @@ def form(root: Path, size: int, pki: nodes.Pki) -> list[nodes.NodeProcess]:
 
 def measure_cluster(size: int, seconds: float, pki: nodes.Pki, root: Path) -> dict[str, measure.Cell]:
     procs = form(root, size, pki)
-    config = {"endpoints": [p.endpoint for p in procs], "trust_anchor": str(pki.ca_cert)}
+    config = {**nodes.client_config(procs[0], pki), "endpoints": [p.endpoint for p in procs], "timeout_s": 30.0}
     cells: dict[str, measure.Cell] = {}
     try:
         async def asynchronous() -> None:

@@ -8,8 +8,6 @@ without creating every object over the network.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import signal
@@ -19,11 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 # Cheap password hashing: logins are not what is measured, and the benchmark logs in a few times.
 HASH_MEMORY_KIB = 1024
@@ -40,59 +33,19 @@ class Pki:
     ca_cert: Path
     server_cert: Path
     server_key: Path
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    client_cert: Path
+    client_key: Path
 
 
 def make_pki(folder: Path) -> Pki:
-    """A CA and a server certificate for 127.0.0.1 / localhost, written as PEM files into ``folder``."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("bench-ca"))
-        .issuer_name(_name("bench-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("node"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    """A CA, a server certificate for 127.0.0.1 / localhost and the client certificate every node requires,
+    written as PEM files into ``folder``."""
+    from strongroom.trust.ca import CertificateAuthority
+
     folder.mkdir(parents=True, exist_ok=True)
-    pki = Pki(folder / "ca.crt", folder / "node.crt", folder / "node.key")
-    pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    pki.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pki.server_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return pki
+    ca = CertificateAuthority(folder, "ca", days=1)
+    server, client = ca.issue("node", server=True), ca.issue("client", server=False)
+    return Pki(ca.issued.cert, server.cert, server.key, client.cert, client.key)
 
 
 # ------------------------------------------------------------------ process
@@ -188,6 +141,8 @@ def start_node(
         str(pki.server_cert),
         "--key",
         str(pki.server_key),
+        "--client-ca",
+        str(pki.ca_cert),
         "--password-hash-memory-kib",
         str(HASH_MEMORY_KIB),
         "--raft-listen",
@@ -218,7 +173,8 @@ def start_node(
 
 
 def client_config(node: NodeProcess, pki: Pki) -> dict:
-    return {"endpoints": [node.endpoint], "trust_anchor": str(pki.ca_cert), "timeout_s": 120}
+    return {"endpoints": [node.endpoint], "trust_anchor": str(pki.ca_cert), "client_cert": str(pki.client_cert),
+            "client_key": str(pki.client_key), "timeout_s": 120}
 
 
 def setup_users(config: dict) -> None:

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from ..cluster.nodes import init_node, start_node
+from ..fixtures.cluster import client_config
 
 PRECO, ADMIN_PW, ALICE_PW = "initial-pass", "admin-pass-1", "alice-pass-1"
 
@@ -25,7 +26,7 @@ def cluster_file(pki, tmp_path_factory):
     init_node(folder / "hsm", PRECO)
     proc = start_node(folder / "hsm", pki["server"], client_ca=pki["ca"])
     path = folder / "cluster.json"
-    path.write_text(json.dumps({"endpoints": [proc.endpoint], "trust_anchor": str(pki["ca"].issued.cert)}))
+    path.write_text(json.dumps(client_config(pki, [proc.endpoint])))
     yield path
     proc.stop()
 

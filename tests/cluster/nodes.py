@@ -58,10 +58,10 @@ def free_port() -> int:
 
 
 def start_node(data_dir: Path, server: Issued | None, *, client_ca: CA | None = None,
-               require_client_cert: bool = False, extra: tuple[str, ...] = (),
-               listen: str = "127.0.0.1:0") -> NodeProcess:
+               extra: tuple[str, ...] = (), listen: str = "127.0.0.1:0") -> NodeProcess:
     """A node process; ``server`` None: a managed node (``--managed``: TLS from its fleet identity and then
-    from the cluster key)."""
+    from the cluster key). Clients must present a certificate from ``client_ca`` (a hand-assembled node needs
+    one), the node's fleet CA or, managed, the owner's CA once the cluster is initialised."""
     tls = ["--cert", str(server.cert), "--key", str(server.key)] if server is not None else ["--managed"]
     args = ["node", "--data-dir", str(data_dir), "--listen", listen, *tls, "--password-hash-memory-kib",
             TEST_HASH_MEMORY_KIB, *extra]
@@ -72,8 +72,6 @@ def start_node(data_dir: Path, server: Issued | None, *, client_ca: CA | None = 
         args += ["--raft-listen", raft.read_text()]
     if client_ca is not None:
         args += ["--client-ca", str(client_ca.issued.cert)]
-    if require_client_cert:
-        args.append("--require-client-cert")
     log = data_dir.parent / f"{data_dir.name}.log"
     with open(log, "a") as err:
         process = subprocess.Popen([sys.executable, "-m", "strongroom", *args], stdout=subprocess.PIPE,

@@ -18,7 +18,7 @@ from strongroom.node import HSM
 from strongroom.trust.ca import CertificateAuthority
 from strongroom.trust.fleet import provision
 
-from ..fixtures.cluster import ADMIN_PW, ALICE_PW, PRECO
+from ..fixtures.cluster import ADMIN_PW, ALICE_PW, PRECO, client_config
 from .nodes import NodeProcess, init_node, start_node
 
 
@@ -33,8 +33,7 @@ class Cluster:
 
     def config(self, nodes: list[NodeProcess] | None = None, **extra) -> dict:
         nodes = self.nodes if nodes is None else nodes
-        return {"endpoints": [n.endpoint for n in nodes], "trust_anchor": str(self.pki["ca"].issued.cert),
-                **extra}
+        return client_config(self.pki, [n.endpoint for n in nodes], **extra)
 
     def add_node(self, name: str | None = None, *, fleet: CertificateAuthority | None = None) -> NodeProcess:
         """Provision a data directory and start a node that joins through the running members."""

@@ -8,14 +8,13 @@ import asyncio
 import strongroom.client as sdk
 from strongroom.client.connection import open_connection
 from strongroom.errors import NodeBehind
-from strongroom.protocol.tls import client_context
 
-from ..fixtures.cluster import ALICE_PW
+from ..fixtures.cluster import ALICE_PW, client_ssl
 
 
 def test_a_flood_of_requests_for_a_future_index_does_not_stall_other_clients(node, pki):
     proc, config = node
-    ctx = client_context(pki["ca"].issued.cert)
+    ctx = client_ssl(pki)
 
     def honest() -> bytes:
         with sdk.connect(config) as cluster, cluster.login("alice", ALICE_PW) as session:

@@ -24,7 +24,7 @@ from strongroom.control.records import Hsm, Store
 from strongroom.vocab import CKA, CKM
 
 from .nodes import TEST_HASH_MEMORY_KIB, strongroom
-from .pki import OwnerCA
+from .pki import OwnerCA, client_certificate
 
 ADMIN_PW = "admin-pass-1"
 ALICE_PW = "alice-pass-1"
@@ -103,7 +103,9 @@ def test_a_cluster_from_create_to_three_active_hsms_survives_a_killed_hsm(contro
     assert answer["State"] == "INITIALIZE_IN_PROGRESS"
     _wait(lambda: _cluster(client, cluster_id)["State"], lambda s: s == "INITIALIZED")
     endpoint = _placements(root)[first["HsmId"]]["endpoint"]
-    config = {"endpoints": [endpoint], "trust_anchor": str(owner.path), "timeout_s": 60}
+    owner_client = client_certificate(root, "owner-client", issuer=owner.issued)
+    config = {"endpoints": [endpoint], "trust_anchor": str(owner.path), "timeout_s": 60,
+              "client_cert": str(owner_client.cert), "client_key": str(owner_client.key)}
     with sdk.connect(config) as c:  # activation through the SDK, trusting only the owner's CA
         admin = c.login("admin", "password", role="admin")
         admin.activate(ADMIN_PW)

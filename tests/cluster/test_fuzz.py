@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from strongroom.protocol import CALL_SPECS, PROTOCOL_VERSION, Hello
 from strongroom.vocab import CKA, CKM
 
-from ..fixtures.cluster import ALICE_PW
+from ..fixtures.cluster import ALICE_PW, client_ssl
 
 EXAMPLES = 1000
 FRAMES_PER_EXAMPLE = (12, 24)
@@ -109,7 +109,7 @@ class RawClient:
 
 def test_fuzzed_frames_never_break_the_node(node, cluster, pki):
     proc, _ = node
-    ctx = ssl.create_default_context(cafile=str(pki["ca"].issued.cert))
+    ctx = client_ssl(pki)
     fuzzer = RawClient(proc.endpoint, ctx)
     good = cluster.login("alice", ALICE_PW)
     key = good.generate_key(CKM.GENERIC_SECRET_KEY_GEN, value_len=32, label="fuzz-witness")

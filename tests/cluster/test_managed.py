@@ -1,5 +1,6 @@
 """HSMs a control plane manages: the cluster key and CSR, initialisation with the owner's certificate, TLS under
-the owner's trust anchor, the appliance identity by certificate, and joins the appliance admitted."""
+the owner's trust anchor, mutual TLS (the fleet before initialisation, then also the owner's clients), the
+appliance identity by certificate, and joins the appliance admitted."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from strongroom.vendor import CKU_APPLIANCE
 from strongroom.vocab import CKF, CKM, CKR
 
 from .nodes import TEST_HASH_MEMORY_KIB, start_node, strongroom
-from .pki import OwnerCA
+from .pki import Issued, OwnerCA, client_certificate, tls_refusal
 
 PRECO = "password"
 ADMIN_PW = "admin-pass-1"
@@ -84,6 +85,12 @@ def test_a_managed_cluster_is_initialised_by_its_owner_and_grows_through_admissi
         request = x509.load_pem_x509_csr(csr.encode())
         assert request.is_signature_valid and "cluster-managed0001" in request.subject.rfc4514_string()
         owner, stranger = OwnerCA(root), OwnerCA(root, "stranger-ca")
+        owner_client = client_certificate(root, "owner-client", issuer=owner.issued)
+        appliance_cert = Issued(root / "control" / "appliance.crt", root / "control" / "appliance.key")
+        # before InitializeCluster only the fleet may talk: the appliance, not even the owner's clients
+        assert tls_refusal(first.endpoint, appliance_cert) is None
+        assert tls_refusal(first.endpoint, owner_client) is not None
+        assert tls_refusal(first.endpoint) is not None
         # what InitializeCluster refuses: a certificate from another CA, one that is not a CA certificate
         for certificate, anchor in ((stranger.sign(csr.encode()), owner.pem), (owner.sign(csr.encode(), ca=False),
                                                                               owner.pem)):
@@ -93,7 +100,8 @@ def test_a_managed_cluster_is_initialised_by_its_owner_and_grows_through_admissi
             assert info.value.ckr == CKR.SIGNATURE_INVALID
         signed = owner.sign(csr.encode())
         _as_appliance(first.endpoint, appliance, ("initialize_cluster", SESSION, signed.decode(), owner.pem.decode()))
-        config = {"endpoints": [first.endpoint], "trust_anchor": str(owner.path)}
+        config = {"endpoints": [first.endpoint], "trust_anchor": str(owner.path),
+                  "client_cert": str(owner_client.cert), "client_key": str(owner_client.key)}
         deadline = time.monotonic() + 20
         while True:  # the HSM serves a certificate under the cluster key within a second or two
             try:
@@ -103,6 +111,16 @@ def test_a_managed_cluster_is_initialised_by_its_owner_and_grows_through_admissi
             except StrongroomError:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
+        # once initialised, the owner's clients and the fleet are served; no certificate, a self-made one or
+        # one from another CA is refused during the handshake
+        attacks = {"none": None, "self-signed": client_certificate(root, "self-signed"),
+                   "another CA's": client_certificate(root, "stranger-client", issuer=stranger.issued),
+                   "claiming the owner CA's name": client_certificate(root, "same-name", issuer_name="owner-ca"),
+                   "issued by the owner's client": client_certificate(root, "leaf-issued", issuer=owner_client)}
+        refusals = {what: tls_refusal(first.endpoint, cert) for what, cert in attacks.items()}
+        assert all(reason is not None for reason in refusals.values()), refusals
+        assert tls_refusal(first.endpoint, owner_client) is None
+        assert tls_refusal(first.endpoint, appliance_cert) is None
         with sdk.connect(config) as cluster:
             admin = cluster.login("admin", PRECO, role="admin")
             admin.activate(ADMIN_PW)
@@ -122,7 +140,7 @@ def test_a_managed_cluster_is_initialised_by_its_owner_and_grows_through_admissi
                                       ("admit_member", SESSION, certificate))
         assert fingerprint == x509.load_pem_x509_certificate(certificate).fingerprint(hashes.SHA256()).hex()
         procs.append(start_node(second, None, extra=("--join-config", str(join))))
-        both = {"endpoints": [p.endpoint for p in procs], "trust_anchor": str(owner.path)}
+        both = {**config, "endpoints": [p.endpoint for p in procs]}
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -133,6 +151,9 @@ def test_a_managed_cluster_is_initialised_by_its_owner_and_grows_through_admissi
             except StrongroomError:
                 assert time.monotonic() < deadline
                 time.sleep(0.3)
+        # the member that joined trusts the owner's clients too, and refuses the others
+        assert tls_refusal(procs[1].endpoint, owner_client) is None
+        assert all(tls_refusal(procs[1].endpoint, cert) is not None for cert in attacks.values())
         # a password-less appliance login needs the appliance certificate
         with pytest.raises(PinIncorrect) as info, sdk.connect(both) as cluster:
             cluster.login("control_plane", "", role="appliance")

@@ -4,7 +4,6 @@ malformed frames. Each misbehaving connection is answered or closed alone."""
 from __future__ import annotations
 
 import socket
-import ssl
 import struct
 import time
 
@@ -16,7 +15,7 @@ from strongroom.protocol import PROTOCOL_VERSION, Hello, HelloReply, Request, Re
 from strongroom.protocol.messages import CALL_TYPES
 from strongroom.vocab import CKR
 
-from ..fixtures.cluster import PRECO
+from ..fixtures.cluster import PRECO, client_config, client_ssl
 from .nodes import init_node, start_node
 
 decoder = msgspec.msgpack.Decoder(ServerMessage)
@@ -26,7 +25,7 @@ decoder = msgspec.msgpack.Decoder(ServerMessage)
 def strict_node(pki, tmp_path_factory):
     data = tmp_path_factory.mktemp("strict") / "hsm"
     init_node(data, PRECO)
-    proc = start_node(data, pki["server"], extra=("--read-timeout", "1", "--idle-timeout", "2"))
+    proc = start_node(data, pki["server"], client_ca=pki["ca"], extra=("--read-timeout", "1", "--idle-timeout", "2"))
     yield proc
     proc.stop()
 
@@ -34,7 +33,7 @@ def strict_node(pki, tmp_path_factory):
 class Raw:
     def __init__(self, endpoint: str, pki) -> None:
         host, _, port = endpoint.rpartition(":")
-        ctx = ssl.create_default_context(cafile=str(pki["ca"].issued.cert))
+        ctx = client_ssl(pki)
         self.sock = ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=10), server_hostname=host)
         self.buffer = b""
 
@@ -114,7 +113,7 @@ def test_idle_connection_is_closed_but_a_busy_one_is_not(strict_node, pki):
     idle = Raw(strict_node.endpoint, pki)
     idle.send(Hello([PROTOCOL_VERSION]))
     assert isinstance(idle.receive(), HelloReply)
-    config = {"endpoints": [strict_node.endpoint], "trust_anchor": str(pki["ca"].issued.cert)}
+    config = client_config(pki, [strict_node.endpoint])
     with sdk.connect(config) as busy:
         deadline = time.monotonic() + 4
         while time.monotonic() < deadline:
@@ -124,7 +123,7 @@ def test_idle_connection_is_closed_but_a_busy_one_is_not(strict_node, pki):
 
 
 def test_oversized_frame_closes_only_that_connection(strict_node, pki):
-    config = {"endpoints": [strict_node.endpoint], "trust_anchor": str(pki["ca"].issued.cert)}
+    config = client_config(pki, [strict_node.endpoint])
     with sdk.connect(config) as other:
         raw = Raw(strict_node.endpoint, pki)
         raw.send(Hello([PROTOCOL_VERSION]))

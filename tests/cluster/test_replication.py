@@ -17,6 +17,7 @@ from strongroom.errors import ArgumentsBad, NoQuorum, PinIncorrect, PinLocked
 from strongroom.trust.ca import CertificateAuthority
 from strongroom.vocab import CKA, CKM, CKO
 
+from ..fixtures.cluster import client_ssl
 from .replicas import ADMIN_PW, ALICE_PW, boundary_view, kill, running
 
 P256 = bytes.fromhex("06082a8648ce3d030107")
@@ -75,10 +76,9 @@ def _raw_call(endpoint, pki, name, *args):
     import asyncio
 
     from strongroom.client.connection import open_connection
-    from strongroom.protocol.tls import client_context
 
     async def run():
-        conn = await open_connection(endpoint, client_context(pki["ca"].issued.cert))
+        conn = await open_connection(endpoint, client_ssl(pki))
         try:
             return await conn.call(name, *args)
         finally:
@@ -91,10 +91,9 @@ def test_a_write_sent_again_with_its_request_key_is_done_once_on_any_node(trio, 
     import asyncio
 
     from strongroom.client.connection import open_connection
-    from strongroom.protocol.tls import client_context
     from strongroom.vocab import CKF, CKU
 
-    ctx = client_context(pki["ca"].issued.cert)
+    ctx = client_ssl(pki)
     template = {int(CKA.TOKEN): True, int(CKA.VALUE_LEN): 32, int(CKA.LABEL): "once", int(CKA.ENCRYPT): True}
     deadline = time.monotonic() + 30
     while not all(trio.status(node)["ready"] for node in trio.nodes):  # when this test runs first

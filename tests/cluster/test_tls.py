@@ -1,5 +1,5 @@
-"""Mutual TLS: a node that requires client certificates refuses clients without one from its CA, and the SDK
-refuses a node whose certificate does not chain to its trust anchor."""
+"""Mutual TLS on a hand-assembled node: every client presents a certificate from the node's client CA, or is
+refused during the TLS handshake; the SDK refuses a node whose certificate does not chain to its trust anchor."""
 
 from __future__ import annotations
 
@@ -8,54 +8,69 @@ import pytest
 import strongroom.client as sdk
 from strongroom.vocab import CKR
 
-from ..fixtures.cluster import PRECO
-from .nodes import init_node, start_node
+from ..fixtures.cluster import client_config
+from .nodes import strongroom
+from .pki import client_certificate, tls_refusal
 
 
-@pytest.fixture(scope="module")
-def mtls_node(pki, tmp_path_factory):
-    data = tmp_path_factory.mktemp("mtls") / "hsm"
-    init_node(data, PRECO)
-    proc = start_node(data, pki["server"], client_ca=pki["ca"], require_client_cert=True)
-    yield proc
-    proc.stop()
-
-
-def _config(endpoint: str, anchor, cert=None) -> dict:
-    config = {"endpoints": [endpoint], "trust_anchor": str(anchor.issued.cert), "connect_timeout_s": 5}
-    if cert is not None:
-        config.update(client_cert=str(cert.cert), client_key=str(cert.key))
-    return config
-
-
-def test_client_with_a_certificate_from_the_cluster_ca_is_served(mtls_node, pki):
-    with sdk.connect(_config(mtls_node.endpoint, pki["ca"], pki["client"])) as cluster:
+def test_the_client_certificate_the_cluster_ca_issued_is_served(node, pki):
+    proc, config = node
+    assert tls_refusal(proc.endpoint, pki["client"]) is None
+    with sdk.connect(config) as cluster:
         assert cluster.hsm_info()["state"] == "operational"
         assert cluster.node["cluster_id"] == "cluster-test0000001"
 
 
-def test_client_without_a_certificate_is_refused(mtls_node, pki):
+def test_a_client_without_a_certificate_is_refused_at_the_handshake(node):
+    proc, _ = node
+    assert tls_refusal(proc.endpoint) is not None
+
+
+def test_forged_client_certificates_are_refused_at_the_handshake(node, pki, tmp_path):
+    proc, _ = node
+    ca_name = "cluster-ca"
+    attacks = {
+        "self-signed": client_certificate(tmp_path, "self-signed"),
+        "another CA's": pki["stranger"].issue("stranger-client", server=False),
+        "claiming the cluster CA's name": client_certificate(tmp_path, "same-name", issuer_name=ca_name),
+        "issued by a client certificate": client_certificate(tmp_path, "from-a-leaf", issuer=pki["client"]),
+        "expired": client_certificate(tmp_path, "expired", issuer=pki["ca"].issued, days=-1),
+        # a node's own certificate is for servers only: it cannot log in as a client
+        "the node's server certificate": pki["server"],
+        "from the cluster CA without clientAuth": pki["ca"].issue("server-only", server=True,
+                                                                  folder=tmp_path),
+    }
+    refusals = {what: tls_refusal(proc.endpoint, cert) for what, cert in attacks.items()}
+    assert all(reason is not None for reason in refusals.values()), refusals
+    assert proc.process.poll() is None and tls_refusal(proc.endpoint, pki["client"]) is None
+
+
+def test_the_sdk_without_a_client_certificate_fails_with_connection_lost(node):
+    _, config = node
+    bare = {k: v for k, v in config.items() if k not in ("client_cert", "client_key")}
     with pytest.raises(sdk.ConnectionLost) as info:
-        sdk.connect(_config(mtls_node.endpoint, pki["ca"]))
+        sdk.connect({**bare, "connect_timeout_s": 5, "timeout_s": 5})
     assert info.value.ckr == CKR.DEVICE_REMOVED and info.value.retryable
 
 
-def test_client_with_a_certificate_from_another_ca_is_refused(mtls_node, pki):
-    stranger_client = pki["stranger"].issue("stranger-client", server=False)
-    with pytest.raises(sdk.ConnectionLost):
-        sdk.connect(_config(mtls_node.endpoint, pki["ca"], stranger_client))
+def test_a_node_needs_a_client_ca(pki, tmp_path):
+    done = strongroom("node", "--data-dir", str(tmp_path / "hsm"), "--listen", "127.0.0.1:0", "--cert",
+                      str(pki["server"].cert), "--key", str(pki["server"].key))
+    assert done.returncode != 0 and "--client-ca" in done.stderr
 
 
 def test_node_not_chaining_to_the_trust_anchor_is_refused(node, pki):
     proc, _ = node
+    config = {**client_config(pki, [proc.endpoint]), "trust_anchor": str(pki["stranger"].issued.cert),
+              "connect_timeout_s": 5}
     with pytest.raises(sdk.ConnectionLost) as info:
-        sdk.connect(_config(proc.endpoint, pki["stranger"]))
+        sdk.connect(config)
     assert "certificate" in info.value.message.lower()
 
 
 def test_wrong_server_name_is_refused(node, pki):
     proc, _ = node
-    config = {**_config(proc.endpoint, pki["ca"]), "server_name": "not-the-node.example"}
+    config = client_config(pki, [proc.endpoint], server_name="not-the-node.example", connect_timeout_s=5)
     with pytest.raises(sdk.ConnectionLost):
         sdk.connect(config)
 
@@ -69,5 +84,6 @@ def test_tls_below_1_3_is_refused(node, pki):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(str(pki["ca"].issued.cert))
+    ctx.load_cert_chain(str(pki["client"].cert), str(pki["client"].key))
     with socket.create_connection((host, int(port)), timeout=5) as raw, pytest.raises(ssl.SSLError):
         ctx.wrap_socket(raw, server_hostname="127.0.0.1")

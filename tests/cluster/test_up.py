@@ -1,5 +1,7 @@
 """``strongroom up``, the command behind ``make run``: a control plane, a cluster of HSMs and the client agent
-from nothing; a PKCS#11 application signs through it; Ctrl-C stops every process; a restart keeps the keys."""
+from nothing; every HSM port requires a client certificate from the owner CA (the agent's, the CLI's, a new
+host's from ``strongroom owner issue-client``); a PKCS#11 application signs through it; Ctrl-C stops every
+process; a restart keeps the keys."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import strongroom.client as sdk
 from strongroom.control.api_client import ControlClient
 from strongroom.vocab import CKA, CKM
 
-from .nodes import TEST_HASH_MEMORY_KIB
+from .nodes import TEST_HASH_MEMORY_KIB, strongroom
+from .pki import CA, Issued, client_certificate, tls_refusal
 
 
 def _up(data: Path, hsms: int = 3) -> subprocess.Popen:
@@ -51,6 +54,7 @@ def test_up_runs_a_cluster_a_pkcs11_application_uses_and_a_restart_keeps(tmp_pat
         assert set(summary) >= {"control_plane_url", "cluster_id", "hsms", "trust_anchor", "pkcs11_socket",
                                 "pkcs11_module"}
         assert len(summary["hsms"]) == 3 and all(set(h) == {"hsm_id", "endpoint"} for h in summary["hsms"])
+        _every_hsm_port_requires_an_owner_client_certificate(data, summary, tmp_path)
         assert oct((data / "credentials.json").stat().st_mode & 0o777) == "0o600"
         credentials = json.loads((data / "credentials.json").read_text())
         assert set(credentials) == {"admin", "crypto_user", "control_plane"}
@@ -71,6 +75,20 @@ def test_up_runs_a_cluster_a_pkcs11_application_uses_and_a_restart_keeps(tmp_pat
              str(tmp_path / "sig"))
         assert len((tmp_path / "sig").read_bytes()) == 64
         with sdk.connect(data / "cluster.json") as cluster, cluster.login(user["username"], user["password"]) as s:
+            assert [k[CKA.LABEL] for k in s.find(label="kept-key", cls=3)] == ["kept-key"]
+        # the command line with its own certificate, and a new application host with one the owner issues
+        cli = subprocess.run([sys.executable, "-m", "strongroom.cli.hsm", "--cluster", str(data / "cluster.json"),
+                              "key", "list"], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "STRONGROOM_PIN": f"{user['username']}:{user['password']}"})
+        assert cli.returncode == 0 and "kept-key" in cli.stdout, cli.stdout + cli.stderr
+        issued = strongroom("owner", "issue-client", "--data-dir", str(data), "--out", str(tmp_path / "host"),
+                            "--name", "web-1")
+        assert issued.returncode == 0, issued.stderr
+        assert oct((tmp_path / "host" / "web-1.key").stat().st_mode & 0o777) == "0o600"
+        assert tls_refusal(summary["hsms"][0]["endpoint"], Issued(tmp_path / "host" / "web-1.crt",
+                                                                 tmp_path / "host" / "web-1.key")) is None
+        with sdk.connect(tmp_path / "host" / "cluster.json") as cluster, \
+                cluster.login(user["username"], user["password"]) as s:
             assert [k[CKA.LABEL] for k in s.find(label="kept-key", cls=3)] == ["kept-key"]
         # two of three HSMs die: no majority to replace them with, so the control plane restarts them on their data
         keys = credentials["control_plane"]
@@ -101,6 +119,27 @@ def test_up_runs_a_cluster_a_pkcs11_application_uses_and_a_restart_keeps(tmp_pat
             assert key.decrypt(key.encrypt(b"after a restart")) == b"after a restart"
     finally:
         _stopped_cleanly(process, data)
+
+
+def _every_hsm_port_requires_an_owner_client_certificate(data: Path, summary: dict, tmp_path: Path) -> None:
+    """A plain TLS client without a certificate, with a self-made one or with one from another CA is refused on
+    every HSM; the issued ones work."""
+    for field in ("client", "cli"):
+        assert oct((data / summary[f"{field}_key"]).stat().st_mode & 0o777) == "0o600"
+    agent = Issued(data / summary["client_cert"], data / summary["client_key"])
+    cli = Issued(data / summary["cli_cert"], data / summary["cli_key"])
+    attacks = {"none": None, "self-signed": client_certificate(tmp_path, "self-signed"),
+               "another CA's": CA(tmp_path, "stranger-ca").issue("stranger", server=False),
+               "claiming the owner CA's name": client_certificate(tmp_path, "same-name", issuer_name="owner-ca"),
+               "issued by the agent's certificate": client_certificate(tmp_path, "leaf-issued", issuer=agent)}
+    for hsm in summary["hsms"]:
+        deadline = time.monotonic() + 30  # an HSM that just joined trusts the owner once it has caught up
+        while tls_refusal(hsm["endpoint"], agent) is not None:
+            assert time.monotonic() < deadline, hsm
+            time.sleep(0.3)
+        assert tls_refusal(hsm["endpoint"], cli) is None
+        refusals = {what: tls_refusal(hsm["endpoint"], cert) for what, cert in attacks.items()}
+        assert all(reason is not None for reason in refusals.values()), (hsm, refusals)
 
 
 def _leader_pid(data: Path, leader: str) -> int | None:

@@ -26,7 +26,7 @@ from strongroom.pkcs11 import wire
 from strongroom.vocab import CKA, CKD, CKF, CKM, CKR
 
 from ..cluster.nodes import init_node, start_node
-from ..fixtures.cluster import ADMIN_PW, ALICE_PW, BOB_PW, PRECO
+from ..fixtures.cluster import ADMIN_PW, ALICE_PW, BOB_PW, PRECO, client_config
 from .conftest import P11_KIT_CLIENT, P256, serving_agent
 from .raw import RawApplication, initialized, ok, request, u64s
 
@@ -151,7 +151,7 @@ def test_an_application_leaving_while_its_hsm_hangs_and_dies_leaves_nothing(pki,
     data = tmp_path / "hsm"
     init_node(data, PRECO)
     proc = start_node(data, pki["server"], client_ca=pki["ca"])
-    config = {"endpoints": [proc.endpoint], "trust_anchor": str(pki["ca"].issued.cert)}
+    config = client_config(pki, [proc.endpoint])
     token_info = request(6, "u", u64s(1))
     try:
         (tmp_path / "agent").mkdir()

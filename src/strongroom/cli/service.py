@@ -149,15 +149,16 @@ def fleet_appliance(folder: Path, out: Path) -> None:
 @click.option("--key", "key_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="PEM private key of the node certificate.")
 @click.option("--client-ca", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="PEM CA that client certificates must chain to.")
-@click.option("--require-client-cert", is_flag=True, help="Refuse clients without a certificate (mutual TLS).")
+              help="PEM CA that client certificates must chain to (needed with --cert: every client presents a "
+                   "certificate; a provisioned node also accepts its fleet's, for joining HSMs). With --managed: "
+                   "an extra client CA beside the fleet's and, once initialised, the owner's.")
 @click.option("--idle-timeout", type=float, default=600.0, show_default=True, help="Seconds.")
 @click.option("--read-timeout", type=float, default=30.0, show_default=True, help="Seconds.")
 @_HASH_MEMORY
 def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_config: str | None,
          join_pin_file: IO[str] | None,
          join_role: str, advertise: str | None, log_compaction_entries: int, managed: bool, cert_file: str | None,
-         key_file: str | None, client_ca: str | None, require_client_cert: bool, idle_timeout: float,
+         key_file: str | None, client_ca: str | None, idle_timeout: float,
          read_timeout: float, password_hash_memory_kib: int) -> None:
     """Run one HSM node: serve its data directory over TLS 1.3 and take part in the cluster's replicated log
     until stopped (SIGTERM or Ctrl-C). With --join-config, a provisioned data directory first joins that
@@ -170,7 +171,7 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
     options = process.NodeOptions(
         data_dir, listen, raft_listen, peers, join_config,
         join_pin_file.read().strip() if join_pin_file is not None else None, join_role, advertise,
-        log_compaction_entries, managed, cert_file, key_file, client_ca, require_client_cert, idle_timeout,
+        log_compaction_entries, managed, cert_file, key_file, client_ca, idle_timeout,
         read_timeout, password_hash_memory_kib)
     try:
         process.run(options)
@@ -228,6 +229,32 @@ def up(data_dir: Path, hsms: int, control_listen: str | None, as_json: bool, pas
     if control_listen is not None:
         _host_port(control_listen, "--control-listen")
     run(data_dir, hsms, control_listen, password_hash_memory_kib, as_json)
+
+
+@main.group()
+def owner() -> None:
+    """The cluster owner's CA, which ``strongroom up`` keeps in its data directory (real owners keep it
+    offline): every HSM port requires a client certificate from it."""
+
+
+@owner.command("issue-client")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False, exists=True), default=Path("./var"),
+              show_default=True, help="The data directory of strongroom up (owner-ca.crt, owner-ca.key).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Directory for NAME.crt, NAME.key (mode 0600), owner-ca.crt and cluster.json.")
+@click.option("--name", default="client", show_default=True, help="The certificate's common name and file stem.")
+@click.option("--days", type=click.IntRange(1, 3650), default=825, show_default=True, help="Validity.")
+def issue_client(data_dir: Path, out: Path, name: str, days: int) -> None:
+    """Issue a client certificate for a new application host from the owner CA, with a cluster.json that the
+    SDK, the client agent and strongroom-cli read. Copy OUT to the host. Prints the written paths as JSON."""
+    from .up import issue_client as issue
+
+    if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
+        raise click.BadParameter("1-64 letters, digits, '-' or '_'", param_hint="--name")
+    try:
+        click.echo(json.dumps(issue(data_dir.resolve(), out, name, days)))
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

@@ -2,8 +2,10 @@
 
 The first start makes a fleet, runs the control plane, creates one cluster of N HSMs through its API, initialises
 it with a locally made owner CA, activates it with a random admin password, creates a crypto user and starts the
-client agent with its PKCS#11 socket. It writes ``cluster.json`` (where everything is; also an SDK
-configuration) and ``credentials.json`` (mode 0600). A later start resumes the same cluster with the same keys.
+client agent with its PKCS#11 socket. Every HSM port requires a client certificate: ``up`` issues one for the
+agent and one for the command line from the owner CA (``clients/``, keys 0600). It writes ``cluster.json``
+(where everything is; also an SDK configuration, with the agent's certificate) and ``credentials.json`` (mode
+0600). A later start resumes the same cluster with the same keys.
 """
 
 from __future__ import annotations
@@ -94,6 +96,59 @@ def _owner_ca(folder: Path) -> tuple[Any, Any, Path]:
     return x509.load_pem_x509_certificate(cert_path.read_bytes()), key, cert_path
 
 
+CLIENTS = "clients"  # the client certificates up issues from the owner CA, in the data directory
+OWNER_CA = "owner-ca"
+
+
+def client_certificates(data_dir: Path) -> dict[str, str]:
+    """The agent's and the command line's client certificates from the owner CA in ``data_dir`` (issued once,
+    keys 0600), as ``cluster.json`` names them: paths relative to ``data_dir``."""
+    from ..trust.ca import CertificateAuthority
+
+    folder = data_dir / CLIENTS
+    names = {"client": "agent", "cli": "cli"}
+    if not all((folder / f"{n}.crt").is_file() and (folder / f"{n}.key").is_file() for n in names.values()):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        owner = CertificateAuthority.load(data_dir, OWNER_CA, days=825)
+        for name in names.values():
+            owner.issue(name, server=False, folder=folder)
+    fields: dict[str, str] = {}
+    for field, name in names.items():
+        fields[f"{field}_cert"], fields[f"{field}_key"] = f"{CLIENTS}/{name}.crt", f"{CLIENTS}/{name}.key"
+    return fields
+
+
+def issue_client(data_dir: Path, out: Path, name: str, days: int) -> dict[str, str]:
+    """A client certificate for a new application host from the owner CA in ``data_dir``: ``NAME.crt`` and
+    ``NAME.key`` (0600) in ``out``, beside a copy of the owner CA (``owner-ca.crt``, the trust anchor) and, once
+    ``data_dir`` holds a ``cluster.json``, a ``cluster.json`` of its endpoints with this certificate (what the
+    SDK, the agent and the CLI read). Returns the written paths.
+
+    Raises:
+        click.ClickException: no owner CA in ``data_dir``, or ``out`` already holds ``NAME.key``.
+    """
+    from ..trust.ca import CertificateAuthority
+
+    if not (data_dir / f"{OWNER_CA}.key").is_file():
+        raise click.ClickException(f"{data_dir} holds no owner CA ({OWNER_CA}.crt and {OWNER_CA}.key): give the "
+                                   "--data-dir of strongroom up")
+    if (out / f"{name}.key").exists():
+        raise click.ClickException(f"{out / (name + '.key')} exists: choose another --name or --out")
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    issued = CertificateAuthority.load(data_dir, OWNER_CA, days=days).issue(name, server=False, folder=out)
+    anchor = out / f"{OWNER_CA}.crt"
+    anchor.write_bytes((data_dir / f"{OWNER_CA}.crt").read_bytes())
+    written = {"client_cert": str(issued.cert), "client_key": str(issued.key), "trust_anchor": str(anchor)}
+    cluster_file = data_dir / "cluster.json"
+    if cluster_file.is_file():
+        endpoints = json.loads(cluster_file.read_text()).get("endpoints", [])
+        config = {"endpoints": endpoints, "trust_anchor": anchor.name, "client_cert": issued.cert.name,
+                  "client_key": issued.key.name}
+        (out / "cluster.json").write_text(json.dumps(config, indent=2) + "\n")
+        written["config"] = str(out / "cluster.json")
+    return written
+
+
 def _sign_csr(csr_pem: str, ca_cert: Any, ca_key: Any) -> str:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -136,8 +191,9 @@ def _activate(cluster: dict[str, Any], anchor: Path, credentials: dict[str, Any]
 
     admin_pw, user = credentials["admin"]["password"], credentials["crypto_user"]
     config = {"endpoints": [h["Endpoint"] for h in cluster["Hsms"] if h.get("Endpoint")],
-              "trust_anchor": str(anchor.resolve()), "timeout_s": 60}
-    with sdk.connect(config) as connection:
+              "trust_anchor": str(anchor.resolve()), "timeout_s": 60,
+              **{k: str(anchor.parent.resolve() / v) for k, v in client_certificates(anchor.parent).items()}}
+    with sdk.connect(sdk.ClientConfig.from_dict(config, certificate="cli")) as connection:
         try:
             admin = connection.login("admin", "password", role="admin")
             admin.activate(admin_pw)
@@ -260,8 +316,9 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
             "control_plane_url": info["url"], "cluster_id": cluster_id,
             "hsms": [{"hsm_id": h["HsmId"], "endpoint": h["Endpoint"]} for h in _live(cluster)],
             "trust_anchor": "owner-ca.crt", "pkcs11_socket": str(socket_path), "pkcs11_module": str(PKCS11_MODULE),
-            # the SDK reads these two (paths relative to this file)
-            "endpoints": [h["Endpoint"] for h in _live(cluster)],
+            # the SDK reads these (paths relative to this file): the agent's certificate is the SDK's default,
+            # strongroom-cli reads cli_cert and cli_key
+            "endpoints": [h["Endpoint"] for h in _live(cluster)], **client_certificates(data_dir),
         }
         state_file.write_text(json.dumps(summary, indent=2) + "\n")
         report.step("starting the client agent (PKCS#11)")

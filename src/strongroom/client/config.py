@@ -11,7 +11,10 @@ Example::
       "timeout_s": 30
     }
 
-Relative paths are read relative to the file's folder.
+Relative paths are read relative to the file's folder. Every node requires a client certificate (mutual TLS):
+one from the cluster owner's CA, or from a client CA the cluster trusts. A file may name more than one
+certificate: ``strongroom up`` writes the agent's as ``client_cert``/``client_key`` (the SDK's default) and the
+command line's as ``cli_cert``/``cli_key`` (read with ``certificate="cli"``).
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ class ClientConfig:
     connect_timeout_s: float = 10.0
 
     @classmethod
-    def from_file(cls, path: Path | str) -> ClientConfig:
-        """Read a configuration file.
+    def from_file(cls, path: Path | str, certificate: str = "client") -> ClientConfig:
+        """Read a configuration file (``certificate`` as in :meth:`from_dict`).
 
         Raises:
             ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for an unreadable file or a missing or malformed field.
@@ -57,11 +60,15 @@ class ClientConfig:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise ArgumentsBad(f"cannot read client configuration {path}: {exc}") from None
-        return cls.from_dict(data, base=path.parent)
+        return cls.from_dict(data, base=path.parent, certificate=certificate)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], base: Path = Path(".")) -> ClientConfig:
+    def from_dict(cls, data: dict[str, Any], base: Path = Path("."), certificate: str = "client") -> ClientConfig:
         """Build a configuration from a mapping like the file's (paths relative to ``base``).
+
+        Args:
+            certificate: whose client certificate to use: ``"cli"`` reads ``cli_cert``/``cli_key`` when the
+                mapping names them, else ``client_cert``/``client_key`` like the default ``"client"``.
 
         Raises:
             ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a missing or malformed field.
@@ -93,5 +100,6 @@ class ClientConfig:
             raise ArgumentsBad("'timeout_s' and 'connect_timeout_s' must be positive numbers of seconds")
         if data.get("server_name") is not None and not isinstance(data["server_name"], str):
             raise ArgumentsBad("'server_name' must be a host name")
-        return cls(tuple(endpoints), base / data["trust_anchor"], path("client_cert"), path("client_key"),
+        prefix = certificate if data.get(f"{certificate}_cert") is not None else "client"
+        return cls(tuple(endpoints), base / data["trust_anchor"], path(f"{prefix}_cert"), path(f"{prefix}_key"),
                    data.get("server_name"), timeout, connect_timeout)

@@ -60,7 +60,6 @@ class NodeOptions:
     cert_file: str | None = None
     key_file: str | None = None
     client_ca: str | None = None
-    require_client_cert: bool = False
     idle_timeout_s: float = 600.0
     read_timeout_s: float = 30.0
     password_hash_memory_kib: int = 65536
@@ -129,6 +128,8 @@ def run(options: NodeOptions) -> None:
     settings = settings_for(options.password_hash_memory_kib)
     if not options.managed and (options.cert_file is None or options.key_file is None):
         raise StartupError("a node needs its TLS certificate and key (or --managed)", "--cert/--key")
+    if not options.managed and options.client_ca is None:
+        raise StartupError("a node needs the CA its clients' certificates chain to (mutual TLS)", "--client-ca")
     hsm: HSM
     try:
         ctx = _server_context(options)
@@ -163,6 +164,10 @@ def run(options: NodeOptions) -> None:
     if options.managed:
         tls_host = (options.advertise or options.listen).rpartition(":")[0].strip("[]") or "127.0.0.1"
         every_second = _tls_refresher(hsm, ctx, data_dir, tls_host)
+        try:  # a restarted HSM of an initialised cluster serves its owner's clients from the start
+            every_second()
+        except Exception:  # tried again every second
+            _log.exception("TLS refresh failed")
     try:
         serve(hsm, ctx, host, int(port), announce={"raft": raft_address}, on_listening=publish,
               every_second=every_second, idle_timeout_s=options.idle_timeout_s,
@@ -172,19 +177,29 @@ def run(options: NodeOptions) -> None:
 
 
 def _server_context(options: NodeOptions) -> ssl.SSLContext:
+    """The node's TLS context; every client must present a certificate (:mod:`strongroom.protocol.tls`).
+
+    A hand-assembled node trusts ``--client-ca`` and, when provisioned, its fleet CA (joining HSMs present their
+    fleet identity); a managed node is :func:`_managed_context`."""
     from ..protocol.tls import server_context
+    from ..trust.fleet import FLEET_CA
 
     if options.managed:
-        return _managed_context(options.data_dir, options.client_ca, options.require_client_cert)
+        return _managed_context(options.data_dir, options.client_ca)
     if options.cert_file is None or options.key_file is None:
         raise StartupError("a node needs its TLS certificate and key (or --managed)", "--cert/--key")
-    return server_context(options.cert_file, options.key_file, client_ca_file=options.client_ca,
-                          require_client_cert=options.require_client_cert)
+    if options.client_ca is None:
+        raise StartupError("a node needs the CA its clients' certificates chain to (mutual TLS)", "--client-ca")
+    fleet_ca = options.data_dir / FLEET_CA
+    return server_context(options.cert_file, options.key_file,
+                          [options.client_ca, *([fleet_ca] if fleet_ca.is_file() else [])])
 
 
-def _managed_context(data_dir: Path, client_ca: str | None, require_client_cert: bool) -> ssl.SSLContext:
+def _managed_context(data_dir: Path, client_ca: str | None) -> ssl.SSLContext:
     """The TLS context of a managed HSM: its certificate under the cluster key once it has one, else its fleet
-    identity; client certificates from the fleet CA (the control plane's appliance identity) and ``client_ca``."""
+    identity. Clients: the fleet CA (the control plane's appliance identity, joining HSMs) and ``client_ca``;
+    once the cluster is initialised also the owner's trust anchor, added by :func:`_tls_refresher` (before
+    ``InitializeCluster`` only the fleet may talk)."""
     from ..protocol.tls import server_context
     from ..trust.cluster_certificate import TLS_CERT, TLS_KEY
     from ..trust.fleet import FLEET_CA, IDENTITY_CERT, IDENTITY_KEY
@@ -192,23 +207,27 @@ def _managed_context(data_dir: Path, client_ca: str | None, require_client_cert:
     issued = (data_dir / TLS_CERT).is_file() and (data_dir / TLS_KEY).is_file()
     cert, key = (data_dir / TLS_CERT, data_dir / TLS_KEY) if issued else (data_dir / IDENTITY_CERT,
                                                                          data_dir / IDENTITY_KEY)
-    ctx = server_context(cert, key, client_ca_file=client_ca, require_client_cert=require_client_cert)
-    ctx.load_verify_locations(cafile=str(data_dir / FLEET_CA))
-    if ctx.verify_mode == ssl.CERT_NONE:
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-    return ctx
+    return server_context(cert, key, [data_dir / FLEET_CA, *([client_ca] if client_ca is not None else [])])
 
 
 def _tls_refresher(hsm: HSM, ctx: ssl.SSLContext, data_dir: Path, host: str) -> Callable[[], None]:
-    """A check (run every second) that issues this HSM a TLS certificate under the cluster key once the cluster
-    is initialised, and serves it to new connections from then on."""
+    """A check (run every second, and once before serving) that, once the cluster is initialised, trusts the
+    owner's trust anchor for client certificates and issues this HSM a TLS certificate under the cluster key,
+    both for new connections from then on."""
+    from ..protocol.tls import trust_clients
     from ..trust import cluster_certificate
+
+    trusted: set[bytes] = set()
 
     def refresh() -> None:
         identity = hsm.cluster_identity()
         barrier = hsm.barrier
-        if identity is None or not identity.certificate or cluster_certificate.issued_for(identity, data_dir) \
-                or barrier is None:
+        if identity is None or not identity.certificate:
+            return
+        if identity.trust_anchor not in trusted:
+            trust_clients(ctx, identity.trust_anchor)
+            trusted.add(identity.trust_anchor)
+        if cluster_certificate.issued_for(identity, data_dir) or barrier is None:
             return
         chain, key = cluster_certificate.issue_tls(identity, barrier, hsm.cluster_id, [host], data_dir)
         ctx.load_cert_chain(str(chain), str(key))
@@ -216,13 +235,18 @@ def _tls_refresher(hsm: HSM, ctx: ssl.SSLContext, data_dir: Path, host: str) -> 
     return refresh
 
 
-def _client_side(config_file: str) -> tuple[Any, ssl.SSLContext]:
+def _client_side(data_dir: Path, config_file: str) -> tuple[Any, ssl.SSLContext]:
+    """The configuration ``--join-config`` names and a TLS context for its members: a joining HSM presents its
+    fleet identity as its client certificate (members trust the fleet CA), else the configuration's own."""
     from ..client import ClientConfig
     from ..protocol.tls import client_context
+    from ..trust.fleet import IDENTITY_CERT, IDENTITY_KEY, Identity
 
     config = ClientConfig.from_file(config_file)
+    cert, key = ((data_dir / IDENTITY_CERT, data_dir / IDENTITY_KEY) if Identity.present(data_dir)
+                 else (config.client_cert, config.client_key))
     try:
-        ctx = client_context(config.trust_anchor, cert_file=config.client_cert, key_file=config.client_key)
+        ctx = client_context(config.trust_anchor, cert_file=cert, key_file=key)
     except (OSError, ValueError) as exc:
         raise StartupError(f"cannot load the trust anchor or client certificate named in {config_file} "
                            f"({config.trust_anchor}): {exc}") from None
@@ -237,7 +261,7 @@ def _join(data_dir: Path, config_file: str, pin: str | None, role: str,
     from ..trust.fleet import Identity
 
     identity = Identity.load(data_dir)
-    config, ctx = _client_side(config_file)
+    config, ctx = _client_side(data_dir, config_file)
     admission = join(config, ctx, identity, raft_address, pin, role)
     return admission.cluster_id, admission.masking_key, admission.members
 
@@ -245,9 +269,7 @@ def _join(data_dir: Path, config_file: str, pin: str | None, role: str,
 def _check_same_cluster(data_dir: Path, config_file: str) -> None:
     """A data directory that already holds an HSM restarts; refuse when it belongs to another cluster than the
     one ``--join-config`` names (when a member of that one answers)."""
-    from ..client import ClientConfig
     from ..client.join import cluster_id_of
-    from ..protocol.tls import client_context
     from ..store import Store
 
     store = Store(data_dir / "hsm.sqlite")
@@ -255,8 +277,7 @@ def _check_same_cluster(data_dir: Path, config_file: str) -> None:
         mine = (store.get_setting("cluster_id") or b"").decode()
     finally:
         store.close()
-    config = ClientConfig.from_file(config_file)
-    ctx = client_context(config.trust_anchor, cert_file=config.client_cert, key_file=config.client_key)
+    config, ctx = _client_side(data_dir, config_file)
     other = cluster_id_of(config, ctx)
     if other is not None and other != mine:
         raise StartupError(f"{data_dir} already holds an HSM of {mine}, not of {other}; give --join-config "

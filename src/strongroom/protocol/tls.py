@@ -1,45 +1,59 @@
-"""TLS 1.3 contexts for nodes and clients.
+"""TLS 1.3 contexts for nodes and clients: mutual TLS, always.
 
 Nodes present a certificate chaining to the cluster's trust anchor; clients verify it against that anchor
-only (not the system store). A node configured to require client certificates refuses any client without one
-from its client CA (mutual TLS).
+only (not the system store). A node refuses, during the handshake, every client that presents no certificate
+or one that does not chain to its client trust anchors (``CERT_REQUIRED``; OpenSSL also checks the
+certificate is for client authentication, so a node's server certificate cannot log in as a client).
 """
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterable
 from pathlib import Path
 
 
-def server_context(cert_file: Path | str, key_file: Path | str, *, client_ca_file: Path | str | None = None,
-                   require_client_cert: bool = False) -> ssl.SSLContext:
-    """A TLS 1.3-only server context.
+def server_context(cert_file: Path | str, key_file: Path | str,
+                   client_cas: Iterable[Path | str | bytes]) -> ssl.SSLContext:
+    """A TLS 1.3-only server context that requires a client certificate.
 
     Args:
         cert_file: PEM certificate chain of the node (leaf first).
         key_file: PEM private key of the node.
-        client_ca_file: PEM CA certificates that client certificates must chain to.
-        require_client_cert: refuse clients without a valid certificate (needs ``client_ca_file``).
+        client_cas: the client trust anchors: PEM files, or PEM text as bytes; at least one.
 
     Raises:
-        ValueError: when client certificates are required without a client CA.
-        OSError, ssl.SSLError: unreadable or mismatched certificate and key.
+        ValueError: no client trust anchor.
+        OSError, ssl.SSLError: unreadable or mismatched certificate and key, or an unreadable CA.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_cert_chain(str(cert_file), str(key_file))
-    if require_client_cert and client_ca_file is None:
-        raise ValueError("requiring client certificates needs a client CA file")
-    if client_ca_file is not None:
-        ctx.load_verify_locations(cafile=str(client_ca_file))
-        ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
+    anchors = list(client_cas)
+    if not anchors:
+        raise ValueError("a node needs at least one client CA: every client presents a certificate")
+    for anchor in anchors:
+        trust_clients(ctx, anchor)
+    ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
+
+
+def trust_clients(ctx: ssl.SSLContext, anchor: Path | str | bytes) -> None:
+    """Add client trust anchors to a server context (new connections only): a PEM file, or PEM text as bytes.
+
+    Raises:
+        OSError, ssl.SSLError: an unreadable file or text that holds no certificate.
+    """
+    if isinstance(anchor, bytes):
+        ctx.load_verify_locations(cadata=anchor.decode("ascii", "replace"))
+    else:
+        ctx.load_verify_locations(cafile=str(anchor))
 
 
 def client_context(trust_anchor_file: Path | str, *, cert_file: Path | str | None = None,
                    key_file: Path | str | None = None) -> ssl.SSLContext:
-    """A TLS 1.3-only client context trusting only ``trust_anchor_file`` (PEM), optionally with a client
-    certificate and key for mutual TLS. Host names are checked against the node certificate's SAN."""
+    """A TLS 1.3-only client context trusting only ``trust_anchor_file`` (PEM), with the client certificate
+    and key every node requires. Host names are checked against the node certificate's SAN."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_verify_locations(cafile=str(trust_anchor_file))

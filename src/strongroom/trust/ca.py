@@ -1,5 +1,8 @@
 """Certificates for a local deployment: a CA and the node and client certificates it issues (X.509 v3,
-ECDSA P-256, SHA-256), written as PEM files. Production clusters use the owner's CA instead."""
+ECDSA P-256, SHA-256), written as PEM files (keys 0600). Production clusters use the owner's CA instead.
+
+``strongroom up`` makes a local owner CA with it and issues, from that CA, the client certificates every HSM
+port requires (the agent's, the CLI's, and a new application host's: ``strongroom owner issue-client``)."""
 
 from __future__ import annotations
 
@@ -61,8 +64,31 @@ class CertificateAuthority:
                      .sign(self.key, hashes.SHA256()))
         self.issued = _write(self.folder / name, self.cert, self.key)
 
-    def issue(self, name: str, *, server: bool, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> Issued:
-        """Issue a node (``server``) or client certificate; node certificates name ``hosts`` in their SAN."""
+    @classmethod
+    def load(cls, folder: Path, name: str, days: int = 365) -> CertificateAuthority:
+        """The CA already in ``folder`` as ``NAME.crt`` and ``NAME.key`` (issuing for ``days``).
+
+        Raises:
+            OSError: a file is missing or unreadable.
+            ValueError: the files hold no certificate, or no key that signs certificates.
+        """
+        folder = Path(folder)
+        ca = cls.__new__(cls)
+        ca.folder, ca.days = folder, days
+        cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+        ca.cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_path} holds no EC key")
+        ca.key = key
+        ca.issued = Issued(cert_path, key_path)
+        return ca
+
+    def issue(self, name: str, *, server: bool, hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
+              folder: Path | None = None) -> Issued:
+        """Issue a node (``server``, serverAuth) or client (clientAuth) certificate named ``name``, written as
+        ``NAME.crt`` and ``NAME.key`` into ``folder`` (default: the CA's); node certificates name ``hosts`` in
+        their SAN."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
@@ -80,4 +106,4 @@ class CertificateAuthority:
                 except ValueError:
                     names.append(x509.DNSName(host))
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        return _write(self.folder / name, builder.sign(self.key, hashes.SHA256()), key)
+        return _write(Path(folder or self.folder) / name, builder.sign(self.key, hashes.SHA256()), key)

@@ -51,7 +51,7 @@ class Context:
             if not self.cluster_path:
                 raise CliError("no cluster: give --cluster PATH (the cluster.json of strongroom up) or set "
                                "STRONGROOM_CLUSTER")
-            self._cluster = sdk.connect(self.cluster_path)
+            self._cluster = sdk.connect(sdk.ClientConfig.from_file(self.cluster_path, certificate="cli"))
         return self._cluster
 
     def session(self, role: str | None = None) -> Any:
