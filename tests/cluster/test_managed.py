@@ -69,6 +69,14 @@ def _as_appliance(endpoint: str, ctx: ssl.SSLContext, *calls):
 SESSION = object()
 
 
+def _eventually(check, timeout_s: float = 20.0) -> None:
+    """Wait for ``check()`` to hold (replicated, then followed by each HSM within a second or two)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
 def test_a_managed_cluster_is_initialised_by_its_owner_and_grows_through_admissions(fleet):
     root = fleet
     founder = _provision(root, "hsm0")
@@ -154,6 +162,23 @@ def test_a_managed_cluster_is_initialised_by_its_owner_and_grows_through_admissi
         # the member that joined trusts the owner's clients too, and refuses the others
         assert tls_refusal(procs[1].endpoint, owner_client) is None
         assert all(tls_refusal(procs[1].endpoint, cert) is not None for cert in attacks.values())
+        # an admin registers a partner's client CA: its clients are served by every HSM, until unregistered
+        partner = OwnerCA(root, "partner-ca")
+        partner_client = client_certificate(root, "partner-client", issuer=partner.issued)
+        assert all(tls_refusal(p.endpoint, partner_client) is not None for p in procs)
+        with sdk.connect(both) as cluster, cluster.login("admin", ADMIN_PW, role="admin") as admin:
+            fingerprint = admin.call("register_client_ca", partner.pem.decode())
+            listed = admin.call("list_client_cas")
+            assert [(c["source"], c["fingerprint"]) for c in listed][1:] == [("registered", fingerprint)]
+            assert listed[0]["source"] == "owner"
+            with sdk.connect(both) as other, other.login("alice", "alice-pass-1") as alice, \
+                    pytest.raises(StrongroomError) as info:
+                alice.call("register_client_ca", stranger.pem.decode())
+            assert info.value.ckr == CKR.USER_NOT_LOGGED_IN
+            _eventually(lambda: all(tls_refusal(p.endpoint, partner_client) is None for p in procs))
+            admin.call("unregister_client_ca", fingerprint)
+            _eventually(lambda: all(tls_refusal(p.endpoint, partner_client) is not None for p in procs))
+        assert all(tls_refusal(p.endpoint, owner_client) is None for p in procs)
         # a password-less appliance login needs the appliance certificate
         with pytest.raises(PinIncorrect) as info, sdk.connect(both) as cluster:
             cluster.login("control_plane", "", role="appliance")

@@ -45,6 +45,31 @@ def test_forged_client_certificates_are_refused_at_the_handshake(node, pki, tmp_
     assert proc.process.poll() is None and tls_refusal(proc.endpoint, pki["client"]) is None
 
 
+def test_no_session_is_resumed(node, pki):
+    """TLS 1.3 resumption skips the client certificate: the node issues no ticket, so no client reconnects on
+    a session that once presented a good certificate (since expired, or from a CA since unregistered)."""
+    import socket
+    import ssl
+
+    proc, _ = node
+    host, _, port = proc.endpoint.rpartition(":")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.load_cert_chain(str(pki["client"].cert), str(pki["client"].key))
+    session = None
+    for _ in range(2):
+        with socket.create_connection((host, int(port)), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname=host, session=session) as tls:
+            assert not tls.session_reused
+            tls.settimeout(0.5)
+            try:  # tickets would arrive after the handshake
+                tls.recv(1)
+            except (TimeoutError, ssl.SSLError):
+                pass
+            session = tls.session
+            assert session is not None and not session.has_ticket
+
+
 def test_the_sdk_without_a_client_certificate_fails_with_connection_lost(node):
     _, config = node
     bare = {k: v for k, v in config.items() if k not in ("client_cert", "client_key")}

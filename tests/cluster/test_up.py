@@ -90,6 +90,7 @@ def test_up_runs_a_cluster_a_pkcs11_application_uses_and_a_restart_keeps(tmp_pat
         with sdk.connect(tmp_path / "host" / "cluster.json") as cluster, \
                 cluster.login(user["username"], user["password"]) as s:
             assert [k[CKA.LABEL] for k in s.find(label="kept-key", cls=3)] == ["kept-key"]
+        _an_admin_registers_and_unregisters_a_client_ca(data, summary, credentials["admin"], tmp_path)
         # two of three HSMs die: no majority to replace them with, so the control plane restarts them on their data
         keys = credentials["control_plane"]
         control = ControlClient(summary["control_plane_url"], keys["access_key_id"], keys["secret_access_key"],
@@ -140,6 +141,37 @@ def _every_hsm_port_requires_an_owner_client_certificate(data: Path, summary: di
         assert tls_refusal(hsm["endpoint"], cli) is None
         refusals = {what: tls_refusal(hsm["endpoint"], cert) for what, cert in attacks.items()}
         assert all(reason is not None for reason in refusals.values()), (hsm, refusals)
+
+
+def _an_admin_registers_and_unregisters_a_client_ca(data: Path, summary: dict, admin: dict,
+                                                   tmp_path: Path) -> None:
+    """strongroom-cli: a partner's CA registered by an admin is trusted by every HSM, until unregistered."""
+    partner = CA(tmp_path, "partner-ca")
+    partner_client = partner.issue("partner-client", server=False)
+
+    def cli(*args: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "strongroom.cli.hsm", "--cluster", str(data / "cluster.json"),
+                               *args], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "STRONGROOM_ROLE": "admin",
+                                   "STRONGROOM_PIN": f"{admin['username']}:{admin['password']}"})
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout)["data"]
+
+    def served_everywhere() -> bool:
+        return all(tls_refusal(h["endpoint"], partner_client) is None for h in summary["hsms"])
+
+    def eventually(check) -> None:
+        deadline = time.monotonic() + 20
+        while not check():
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+
+    assert not any(tls_refusal(h["endpoint"], partner_client) is None for h in summary["hsms"])
+    fingerprint = cli("cluster", "register-client-ca", "--certificate", str(partner.issued.cert))["fingerprint"]
+    assert [c["fingerprint"] for c in cli("cluster", "list-client-cas")["client-cas"]][1:] == [fingerprint]
+    eventually(served_everywhere)
+    cli("cluster", "unregister-client-ca", "--fingerprint", fingerprint)
+    eventually(lambda: not any(tls_refusal(h["endpoint"], partner_client) is None for h in summary["hsms"]))
 
 
 def _leader_pid(data: Path, leader: str) -> int | None:

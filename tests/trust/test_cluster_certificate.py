@@ -1,4 +1,5 @@
-"""InitializeCluster's checks on the HSM side: the owner's certificate, its chain and the trust anchor."""
+"""InitializeCluster's checks on the HSM side: the owner's certificate, its chain and the trust anchor; the client
+CAs admins register beside it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from strongroom.errors import SignatureInvalid
+from strongroom.errors import ArgumentsBad, FunctionNotSupported, SignatureInvalid
 from strongroom.store import Barrier
 from strongroom.trust import cluster_certificate
 
@@ -63,3 +64,34 @@ def test_anchors_and_certificates_that_do_not_fit_are_refused(identity, bad):
         cert, _ = _ca("cluster", root)
     with pytest.raises(SignatureInvalid):
         cluster_certificate.initialized(identity, _pem(cert), _pem(root[0]))
+
+
+def test_client_cas_are_registered_listed_and_unregistered_by_fingerprint(identity):
+    root = _ca("root")
+    done = cluster_certificate.initialized(identity, _pem(_signed(identity, root)), _pem(root[0]))
+    assert done.client_anchors() == [_pem(root[0])]
+    partner = _ca("partner-ca")
+    with_partner, fingerprint = cluster_certificate.client_ca_added(done, _pem(partner[0]))
+    assert fingerprint == partner[0].fingerprint(hashes.SHA256()).hex()
+    assert with_partner.client_anchors() == [_pem(root[0]), _pem(partner[0])]
+    assert cluster_certificate.ClusterIdentity.decode(with_partner.encode()) == with_partner
+    listed = cluster_certificate.client_cas(with_partner)
+    assert [(c["source"], c["subject"]) for c in listed] == [("owner", "CN=root"), ("registered", "CN=partner-ca")]
+    assert cluster_certificate.client_ca_removed(with_partner, fingerprint.upper()).client_anchors() == \
+        [_pem(root[0])]
+    with pytest.raises(ArgumentsBad):  # the owner's anchor is not a registered client CA
+        cluster_certificate.client_ca_removed(with_partner, root[0].fingerprint(hashes.SHA256()).hex())
+
+
+@pytest.mark.parametrize("bad", ["uninitialised", "leaf", "expired", "two", "twice", "garbage"])
+def test_client_cas_that_do_not_fit_are_refused(identity, bad):
+    root = _ca("root")
+    done = identity if bad == "uninitialised" else cluster_certificate.initialized(
+        identity, _pem(_signed(identity, root)), _pem(root[0]))
+    partner, other = _ca("partner-ca", days=-1 if bad == "expired" else 30), _ca("other-ca")
+    pem = {"leaf": _pem(_ca("leaf", partner, ca=False)[0]), "two": _pem(partner[0], other[0]),
+           "garbage": b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"}.get(bad, _pem(partner[0]))
+    if bad == "twice":
+        done, _ = cluster_certificate.client_ca_added(done, pem)
+    with pytest.raises((ArgumentsBad, SignatureInvalid, FunctionNotSupported)):
+        cluster_certificate.client_ca_added(done, pem)

@@ -163,7 +163,7 @@ def run(options: NodeOptions) -> None:
     every_second = None
     if options.managed:
         tls_host = (options.advertise or options.listen).rpartition(":")[0].strip("[]") or "127.0.0.1"
-        every_second = _tls_refresher(hsm, ctx, data_dir, tls_host)
+        every_second = _tls_refresher(hsm, ctx, data_dir, tls_host, options.client_ca)
         try:  # a restarted HSM of an initialised cluster serves its owner's clients from the start
             every_second()
         except Exception:  # tried again every second
@@ -198,8 +198,8 @@ def _server_context(options: NodeOptions) -> ssl.SSLContext:
 def _managed_context(data_dir: Path, client_ca: str | None) -> ssl.SSLContext:
     """The TLS context of a managed HSM: its certificate under the cluster key once it has one, else its fleet
     identity. Clients: the fleet CA (the control plane's appliance identity, joining HSMs) and ``client_ca``;
-    once the cluster is initialised also the owner's trust anchor, added by :func:`_tls_refresher` (before
-    ``InitializeCluster`` only the fleet may talk)."""
+    once the cluster is initialised also the owner's trust anchor and the registered client CAs, which
+    :func:`_tls_refresher` follows (before ``InitializeCluster`` only the fleet may talk)."""
     from ..protocol.tls import server_context
     from ..trust.cluster_certificate import TLS_CERT, TLS_KEY
     from ..trust.fleet import FLEET_CA, IDENTITY_CERT, IDENTITY_KEY
@@ -210,27 +210,39 @@ def _managed_context(data_dir: Path, client_ca: str | None) -> ssl.SSLContext:
     return server_context(cert, key, [data_dir / FLEET_CA, *([client_ca] if client_ca is not None else [])])
 
 
-def _tls_refresher(hsm: HSM, ctx: ssl.SSLContext, data_dir: Path, host: str) -> Callable[[], None]:
-    """A check (run every second, and once before serving) that, once the cluster is initialised, trusts the
-    owner's trust anchor for client certificates and issues this HSM a TLS certificate under the cluster key,
-    both for new connections from then on."""
+def _tls_refresher(hsm: HSM, ctx: ssl.SSLContext, data_dir: Path, host: str,
+                   client_ca: str | None) -> Callable[[], None]:
+    """A check (run every second, and once before serving) that follows the replicated cluster identity: once
+    the cluster is initialised it issues this HSM a TLS certificate under the cluster key, and it trusts for
+    client certificates the owner's trust anchor and the client CAs admins registered (and no longer one they
+    unregistered). Each change builds a new context that ``ctx`` hands every new connection from then on (at
+    the ClientHello, before any certificate is checked); established connections keep theirs."""
     from ..protocol.tls import trust_clients
     from ..trust import cluster_certificate
 
-    trusted: set[bytes] = set()
+    current = [ctx]
+    served: list[tuple[bool, tuple[bytes, ...]]] = [(False, ())]
+
+    def hand_over(ssl_object: Any, _server_name: str | None, _base: ssl.SSLContext) -> None:
+        if current[0] is not ctx:
+            ssl_object.context = current[0]
+
+    ctx.sni_callback = hand_over
 
     def refresh() -> None:
         identity = hsm.cluster_identity()
         barrier = hsm.barrier
         if identity is None or not identity.certificate:
             return
-        if identity.trust_anchor not in trusted:
-            trust_clients(ctx, identity.trust_anchor)
-            trusted.add(identity.trust_anchor)
-        if cluster_certificate.issued_for(identity, data_dir) or barrier is None:
+        if not cluster_certificate.issued_for(identity, data_dir) and barrier is not None:
+            cluster_certificate.issue_tls(identity, barrier, hsm.cluster_id, [host], data_dir)
+        wanted = (cluster_certificate.issued_for(identity, data_dir), tuple(identity.client_anchors()))
+        if wanted == served[0]:
             return
-        chain, key = cluster_certificate.issue_tls(identity, barrier, hsm.cluster_id, [host], data_dir)
-        ctx.load_cert_chain(str(chain), str(key))
+        fresh = _managed_context(data_dir, client_ca)
+        for anchor in wanted[1]:
+            trust_clients(fresh, anchor)
+        current[0], served[0] = fresh, wanted
 
     return refresh
 
@@ -257,12 +269,17 @@ def _join(data_dir: Path, config_file: str, pin: str | None, role: str,
           raft_address: str) -> tuple[str, bytes, list[str]]:
     """Join through a member of a client configuration (:func:`strongroom.client.join.join`); return the cluster
     id, the masking key and the members' replication addresses."""
+    from ..client import ConnectionLost
     from ..client.join import join
     from ..trust.fleet import Identity
 
     identity = Identity.load(data_dir)
     config, ctx = _client_side(data_dir, config_file)
-    admission = join(config, ctx, identity, raft_address, pin, role)
+    try:
+        admission = join(config, ctx, identity, raft_address, pin, role)
+    except ConnectionLost as exc:
+        raise StartupError(f"{exc.message} ({exc.ckr_name}); members refuse, at the TLS handshake, an HSM whose "
+                           "fleet identity is not from their fleet CA") from None
     return admission.cluster_id, admission.masking_key, admission.members
 
 

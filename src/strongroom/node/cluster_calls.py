@@ -152,6 +152,61 @@ class ClusterCalls(ApplicationBase):
         change.add_audit("cluster-initialize", self._actor(), fingerprint=fleet.fingerprint(certificate_pem))
         self.hsm.commit(change)
 
+    def register_client_ca(self, handle: int, certificate: str) -> str:
+        """Trust one more client CA for mutual TLS on every HSM of the cluster (an admin; replicated, audited
+        ``client-ca-register``); returns its SHA-256 fingerprint (hex). New connections only.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without an admin login.
+            FunctionNotSupported, ArgumentsBad, SignatureInvalid: see
+                :func:`strongroom.trust.cluster_certificate.client_ca_added`.
+            NoQuorum: (retryable) the change was not committed.
+        """
+        self._session(handle)
+        actor = self._require_role(Role.ADMIN)
+        pem = arguments.text(certificate, "certificate").encode()
+        identity = self._cluster_identity()
+        done, fingerprint = cluster_certificate.client_ca_added(identity, pem)
+        change = Change(cluster_identity=done.encode())
+        change.add_audit("client-ca-register", actor.name, fingerprint=fingerprint)
+        self.hsm.commit(change)
+        return fingerprint
+
+    def unregister_client_ca(self, handle: int, fingerprint: str) -> None:
+        """Stop trusting a registered client CA (an admin; replicated, audited ``client-ca-unregister``): new
+        connections with its certificates are refused at the TLS handshake.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without an admin login.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a fingerprint no registered client CA has.
+            NoQuorum: (retryable) the change was not committed.
+        """
+        self._session(handle)
+        actor = self._require_role(Role.ADMIN)
+        fingerprint = arguments.text(fingerprint, "fingerprint")
+        done = cluster_certificate.client_ca_removed(self._cluster_identity(), fingerprint)
+        change = Change(cluster_identity=done.encode())
+        change.add_audit("client-ca-unregister", actor.name, fingerprint=fingerprint.lower())
+        self.hsm.commit(change)
+
+    def list_client_cas(self, handle: int) -> list[dict[str, str]]:
+        """The cluster's client trust anchors (an admin): see
+        :func:`strongroom.trust.cluster_certificate.client_cas`.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without an admin login.
+        """
+        self._session(handle)
+        self._require_role(Role.ADMIN)
+        return cluster_certificate.client_cas(self._cluster_identity())
+
+    def _cluster_identity(self) -> cluster_certificate.ClusterIdentity:
+        identity = self.hsm.cluster_identity()
+        if identity is None:
+            raise FunctionNotSupported("this cluster has no cluster key (it was not made by a control plane); "
+                                       "its nodes' --client-ca names the client CAs")
+        return identity
+
     def remove_member(self, handle: int, address: str) -> None:
         """Remove an HSM from the membership by its replication address (admins and the appliance user).
 

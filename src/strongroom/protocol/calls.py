@@ -188,6 +188,10 @@ CATALOGUE: tuple[CallSpec, ...] = (
     CallSpec("admit_member", (*_S, ("certificate", _B)), blocking=True),
     CallSpec("cluster_csr"),
     CallSpec("initialize_cluster", (*_S, ("certificate", str), ("trust_anchor", str)), blocking=True),
+    # the client CAs of mutual TLS beside the owner's trust anchor
+    CallSpec("register_client_ca", (*_S, ("certificate", str)), blocking=True),
+    CallSpec("unregister_client_ca", (*_S, ("fingerprint", str)), blocking=True),
+    CallSpec("list_client_cas", _S),
 )
 
 CALL_SPECS: dict[str, CallSpec] = {spec.name: spec for spec in CATALOGUE}

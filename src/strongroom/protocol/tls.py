@@ -3,7 +3,8 @@
 Nodes present a certificate chaining to the cluster's trust anchor; clients verify it against that anchor
 only (not the system store). A node refuses, during the handshake, every client that presents no certificate
 or one that does not chain to its client trust anchors (``CERT_REQUIRED``; OpenSSL also checks the
-certificate is for client authentication, so a node's server certificate cannot log in as a client).
+certificate is for client authentication, so a node's server certificate cannot log in as a client). Sessions
+are never resumed: every connection presents its certificate.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def server_context(cert_file: Path | str, key_file: Path | str,
     for anchor in anchors:
         trust_clients(ctx, anchor)
     ctx.verify_mode = ssl.CERT_REQUIRED
+    # no session tickets: a resumed session skips the certificate check, and would outlive a client CA's
+    # removal or a certificate's expiry
+    ctx.num_tickets = 0
     return ctx
 
 

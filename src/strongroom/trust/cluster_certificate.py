@@ -7,6 +7,9 @@ cluster key, so clients trust only the owner's CA (the chain: HSM certificate â†
 
 The key never leaves the boundary in clear: it travels in the replicated state sealed by the masking key (the
 store's barrier), so every member, and every HSM that joins later, can issue its own TLS certificate.
+
+The same record holds the cluster's client trust anchors for mutual TLS: the owner's trust anchor, plus the client
+CAs an admin registers (``register_client_ca``), each a CA certificate valid when registered.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ..errors import ArgumentsBad, DeviceError, SignatureInvalid
+from ..errors import ArgumentsBad, DeviceError, FunctionNotSupported, SignatureInvalid
 
 if TYPE_CHECKING:
     from ..store.barrier import Barrier
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 TLS_KEY = "tls.key"
 TLS_CERT = "tls.crt"  # the node's certificate, then the cluster certificate (the chain it serves)
 MAX_CERTIFICATE_CHARS = 20_000  # the service's limit for SignedCert and TrustAnchor
+MAX_CLIENT_CAS = 16
 _KIND = "cluster-key"
 
 
@@ -43,12 +47,19 @@ class ClusterIdentity(msgspec.Struct, frozen=True):
         sealed_key: the cluster key (PKCS#8 DER) sealed by the masking key.
         certificate: the signed cluster certificate (PEM), empty before initialisation.
         trust_anchor: the owner's CA certificate (PEM), empty before initialisation.
+        client_cas: client CA certificates (PEM, one each) an admin registered, trusted beside the trust anchor.
     """
 
     csr: bytes
     sealed_key: bytes
     certificate: bytes = b""
     trust_anchor: bytes = b""
+    client_cas: list[bytes] = []
+
+    def client_anchors(self) -> list[bytes]:
+        """Every client trust anchor (PEM): the owner's, then the registered client CAs; none before
+        initialisation."""
+        return [self.trust_anchor, *self.client_cas] if self.certificate else []
 
     def encode(self) -> bytes:
         return msgspec.msgpack.encode(self)
@@ -130,6 +141,72 @@ def initialized(identity: ClusterIdentity, certificate_pem: bytes, trust_anchor_
         pool.remove(parent)
         current = parent
     return msgspec.structs.replace(identity, certificate=certificate_pem, trust_anchor=trust_anchor_pem)
+
+
+def _is_ca_valid_now(cert: x509.Certificate) -> bool:
+    try:
+        ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+    now = datetime.datetime.now(datetime.UTC)
+    return ca and cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+def client_ca_added(identity: ClusterIdentity, certificate_pem: bytes) -> tuple[ClusterIdentity, str]:
+    """``identity`` with one more client CA, and that CA's SHA-256 fingerprint (hex).
+
+    The certificate must be one PEM X.509 CA certificate (basicConstraints CA:TRUE) valid now; client
+    certificates then chain to it (through intermediates the client sends, up to it).
+
+    Raises:
+        FunctionNotSupported: ``CKR_FUNCTION_NOT_SUPPORTED`` before the cluster is initialised.
+        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for anything but one PEM X.509 certificate, one already registered,
+            or more than ``MAX_CLIENT_CAS``.
+        SignatureInvalid: ``CKR_SIGNATURE_INVALID`` for a certificate that is not a CA certificate valid now.
+    """
+    if not identity.certificate:
+        raise FunctionNotSupported("register client CAs once the cluster is initialised")
+    certificates = _certificates(certificate_pem, "the client CA")
+    if len(certificates) != 1:
+        raise ArgumentsBad("register one client CA certificate at a time")
+    [cert] = certificates
+    if not _is_ca_valid_now(cert):
+        raise SignatureInvalid("a client CA must be a CA certificate (basicConstraints CA:TRUE) valid now")
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+    if fingerprint in {c.fingerprint(hashes.SHA256()).hex() for c in _registered(identity)}:
+        raise ArgumentsBad(f"client CA {fingerprint} is already registered")
+    if len(identity.client_cas) >= MAX_CLIENT_CAS:
+        raise ArgumentsBad(f"at most {MAX_CLIENT_CAS} client CAs; unregister one first")
+    return msgspec.structs.replace(identity, client_cas=[*identity.client_cas, pem]), fingerprint
+
+
+def client_ca_removed(identity: ClusterIdentity, fingerprint: str) -> ClusterIdentity:
+    """``identity`` without the registered client CA of this SHA-256 fingerprint (hex).
+
+    Raises:
+        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` when no registered client CA has it (the owner's trust anchor is
+            not a registered client CA and stays).
+    """
+    kept = [pem for pem, cert in zip(identity.client_cas, _registered(identity), strict=True)
+            if cert.fingerprint(hashes.SHA256()).hex() != fingerprint.lower()]
+    if len(kept) == len(identity.client_cas):
+        raise ArgumentsBad(f"no registered client CA has the fingerprint {fingerprint[:64]!r}")
+    return msgspec.structs.replace(identity, client_cas=kept)
+
+
+def client_cas(identity: ClusterIdentity) -> list[dict[str, str]]:
+    """The client trust anchors, each ``{"fingerprint", "subject", "not_after", "source"}`` (``source``:
+    ``owner`` for the trust anchor given at initialisation, ``registered`` for an admin's)."""
+    anchors = [("owner", c) for c in (x509.load_pem_x509_certificates(identity.trust_anchor)
+                                      if identity.certificate else [])]
+    return [{"fingerprint": cert.fingerprint(hashes.SHA256()).hex(), "subject": cert.subject.rfc4514_string(),
+             "not_after": cert.not_valid_after_utc.isoformat(), "source": source}
+            for source, cert in [*anchors, *(("registered", c) for c in _registered(identity))]]
+
+
+def _registered(identity: ClusterIdentity) -> list[x509.Certificate]:
+    return [x509.load_pem_x509_certificate(pem) for pem in identity.client_cas]
 
 
 def issue_tls(identity: ClusterIdentity, barrier: Barrier, cluster_id: str, hosts: list[str], data_dir: Path,

@@ -1,4 +1,4 @@
-"""``cluster``: the cluster's HSMs and its activation."""
+"""``cluster``: the cluster's HSMs, its activation and the client CAs of its mutual TLS."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .context import CliError, Context, command, main
 
 @main.group()
 def cluster() -> None:
-    """The cluster: activation and its HSMs."""
+    """The cluster: activation, its HSMs and the client CAs it trusts."""
 
 
 @cluster.command("hsm-info")
@@ -26,7 +26,8 @@ def cluster_hsm_info(ctx: Context) -> dict[str, Any]:
 
     if not ctx.cluster_path:
         raise CliError("no cluster: give --cluster PATH or set STRONGROOM_CLUSTER")
-    config = ClientConfig.from_file(ctx.cluster_path)  # raises ArgumentsBad for a file that is not one
+    # raises ArgumentsBad for a file that is not one
+    config = ClientConfig.from_file(ctx.cluster_path, certificate="cli")
     hsms = []
     for endpoint in config.endpoints:
         try:
@@ -50,3 +51,28 @@ def cluster_activate(ctx: Context, password: str) -> str:
     ctx.session("admin").activate(password)
     return "Cluster activation successful"
 
+
+
+@cluster.command("register-client-ca")
+@click.option("--certificate", "certificate", type=click.File("r"), required=True,
+              help="PEM file of one CA certificate whose client certificates every HSM then accepts.")
+@command
+def cluster_register_client_ca(ctx: Context, certificate: Any) -> dict[str, str]:
+    """Trust one more client CA for mutual TLS on every HSM (an admin: STRONGROOM_ROLE=admin)."""
+    return {"fingerprint": ctx.session("admin").call("register_client_ca", certificate.read(20_001))}
+
+
+@cluster.command("unregister-client-ca")
+@click.option("--fingerprint", required=True, help="SHA-256 fingerprint (hex) from list-client-cas.")
+@command
+def cluster_unregister_client_ca(ctx: Context, fingerprint: str) -> str:
+    """Stop trusting a registered client CA: new connections with its certificates are refused (an admin)."""
+    ctx.session("admin").call("unregister_client_ca", fingerprint)
+    return f"Client CA {fingerprint} unregistered"
+
+
+@cluster.command("list-client-cas")
+@command
+def cluster_list_client_cas(ctx: Context) -> dict[str, Any]:
+    """The client CAs every HSM trusts: the owner's trust anchor and the registered ones (an admin)."""
+    return {"client-cas": ctx.session("admin").call("list_client_cas")}
