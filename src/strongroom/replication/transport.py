@@ -145,8 +145,12 @@ class TLSConnection:
             log.error("a replication message of %d bytes exceeds the frame limit; connection closed", len(data))
             self.disconnect()
             return
-        self._session.write(len(data).to_bytes(4, "big"))
-        self._session.write(data)
+        try:
+            self._session.write(len(data).to_bytes(4, "big"))
+            self._session.write(data)
+        except ssl.SSLError:  # the session ended (the peer's alert or close was read first)
+            self.disconnect()
+            return
         self._write_buffer += self._outgoing.read()
         self._flush()
 
