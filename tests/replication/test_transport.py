@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 import socket
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,12 @@ def test_a_message_referring_to_any_class_is_refused_unloaded(member, tmp_path):
         tls.sendall(_frame(Path(tmp_path)))
         assert _closed(tls)
     assert member.ready()
+
+
+def test_a_peer_that_does_not_complete_its_handshake_is_dropped_after_the_connection_timeout(member):
+    host, _, port = member.self_address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(b"\x16\x03\x01")  # the start of a TLS record, never finished
+        started = time.monotonic()
+        assert raw.recv(1) == b""
+        assert 2.5 < time.monotonic() - started < 6.0  # the log's connection timeout is 3 s
