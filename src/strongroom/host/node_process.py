@@ -111,6 +111,8 @@ def run(options: NodeOptions) -> None:
         StartupError: a bad option, a port in use, a data directory of another cluster, a refused join, …
     """
     from ..replication import RaftLog
+    from ..trust.fleet import Identity
+    from ..trust.fleet_tls import replication_tls
 
     data_dir = options.data_dir
     host, port = _address(options.listen, "--listen")
@@ -122,8 +124,13 @@ def run(options: NodeOptions) -> None:
         _address(peer, "--peers", any_port=False)
 
     def replication(members: list[str], joining: bool = False) -> Any:
-        return lambda machine, secret: RaftLog(machine, data_dir / "raft", raft_address, members, secret,
-                                               compaction_entries=options.log_compaction_entries, joining=joining)
+        # A node with a fleet identity replicates over mutual TLS with it (read when the log starts: a joining
+        # node is provisioned before it runs).
+        def log(machine: Any, secret: bytes) -> RaftLog:
+            tls = replication_tls(Identity.load(data_dir)) if Identity.present(data_dir) else None
+            return RaftLog(machine, data_dir / "raft", raft_address, members, secret,
+                           compaction_entries=options.log_compaction_entries, joining=joining, tls=tls)
+        return log
 
     settings = settings_for(options.password_hash_memory_kib)
     if not options.managed and (options.cert_file is None or options.key_file is None):

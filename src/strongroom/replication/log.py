@@ -1,9 +1,10 @@
 """The replicated log: Raft over pysyncobj (:class:`RaftLog`), or a node-local log for a lone in-process HSM
 (:class:`LocalLog`). Both hand every committed entry to the same :class:`StateMachine`.
 
-Raft traffic is encrypted and authenticated with a cluster secret derived from the masking key (pysyncobj's
-Fernet channel: AES-128-CBC with HMAC-SHA256), so only nodes holding the masking key take part. The log journal
-and snapshots live in the node's data directory under ``raft/``.
+Raft traffic travels over mutual TLS 1.3 (:mod:`.transport`): members present their fleet certificates, or,
+in a log assembled without fleet identities, certificates from a CA derived from the masking key
+(:mod:`.peer_tls`), so only members take part. The log journal and snapshots live in the node's data directory
+under ``raft/``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from ..errors import ArgumentsBad, DeviceError, NodeBehind, NoQuorum, Strongroom
 from .change import ENCODER, Change, Outcome
 from .durable import DurableJournal
 from .machine import StateMachine
+from .peer_tls import PeerTLS, secret_peer_tls
+from .transport import transport_class
 
 log = logging.getLogger("strongroom.replication")
 
@@ -131,18 +134,22 @@ class RaftLog:
         self_address: this node's replication address, ``host:port``.
         peers: the other members' addresses; ignored once the directory holds a member list (membership then
             comes from the log).
-        secret: the cluster secret (:func:`cluster_secret`).
+        secret: the cluster secret (:func:`cluster_secret`); without ``tls``, the replication channel's
+            certificates come from a CA derived from it.
         compaction_entries: the journal is compacted into a snapshot once it holds this many entries (members
             that fall further behind catch up from the snapshot).
         joining: this member was just admitted to an existing cluster: it calls no election before it has
             caught up once (it could not win one, and would unseat the leader).
+        tls: the replication channel's contexts (from the node's fleet identity:
+            :func:`strongroom.trust.fleet_tls.replication_tls`).
 
     Raises:
         DeviceError: ``CKR_DEVICE_ERROR`` when the replication port cannot be bound.
     """
 
     def __init__(self, machine: StateMachine, raft_dir: Path, self_address: str, peers: list[str],
-                 secret: bytes, *, compaction_entries: int = 20_000, joining: bool = False) -> None:
+                 secret: bytes, *, compaction_entries: int = 20_000, joining: bool = False,
+                 tls: PeerTLS | None = None) -> None:
         pso = _import_pysyncobj()
         self.machine = machine
         self.raft_dir = Path(raft_dir)
@@ -219,7 +226,6 @@ class RaftLog:
                 return pso.SyncObj._SyncObj__onMessageReceived(self, node, message)
 
         conf = pso.SyncObjConf(
-            password=secret.hex(),
             appendEntriesUseBatch=False,
             # Messages stay small enough to be received and handled within an election timeout, and above
             # MAX_BATCH_BYTES so that an entry always travels whole.
@@ -242,7 +248,8 @@ class RaftLog:
             maxBindRetries=25,
         )
         try:
-            self._member = _Member(self_address, peers, conf)
+            self._member = _Member(self_address, peers, conf,
+                                   transportClass=transport_class(tls or secret_peer_tls(secret)))
         except Exception as exc:
             raise DeviceError(f"cannot start replication on {self_address}: {exc}") from exc
         try:
