@@ -185,7 +185,8 @@ class AdminCalls(ApplicationBase):
             self.user = hsm.repository.get_user(name) or self.user
 
     def list_users(self) -> list[dict[str, Any]]:
-        """Every user: ``{"username", "role", "locked", "failures"}`` sorted by name; needs no login."""
+        """Every user: ``{"username", "role", "locked", "failures"}`` sorted by name; needs a login
+        (any user: the catalogue record is not ``before_login``)."""
         self.hsm.require_operational()
         return [{"username": u.name, "role": u.role, "locked": u.locked, "failures": u.failures}
                 for u in self.hsm.repository.all_users()]

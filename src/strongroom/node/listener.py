@@ -285,7 +285,6 @@ class _Connection(asyncio.Protocol):
         if app is None:
             return
         name, args, kwargs = call_arguments(request.call)
-        method = getattr(app, name)
         if len(request.key) > MAX_REQUEST_KEY_BYTES or request.after < 0 or request.id < 0:
             self._send(_answer(max(request.id, 0), ArgumentsBad(
                 f"a request id and a log index are not negative, a request key is at most {MAX_REQUEST_KEY_BYTES} "
@@ -303,7 +302,7 @@ class _Connection(asyncio.Protocol):
             self.server.catch_up.wait(request.after, lambda applied: self._caught_up(request, applied))
             self._update_reading()
             return
-        self._run(request, app, name, method, args, kwargs)
+        self._run(request, app, name, args, kwargs)
 
     def _caught_up(self, request: Request, applied: bool) -> None:
         self.in_flight -= 1
@@ -315,25 +314,24 @@ class _Connection(asyncio.Protocol):
                                                       "retry")))
             return
         name, args, kwargs = call_arguments(request.call)
-        self._run(request, self.app, name, getattr(self.app, name), args, kwargs)
+        self._run(request, self.app, name, args, kwargs)
 
-    def _run(self, request: Request, app: Application, name: str, method: Any, args: list[Any],
-             kwargs: dict[str, Any]) -> None:
+    def _run(self, request: Request, app: Application, name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
         if self._blocking(app, name, args):
             self.in_flight += 1
             pool = self.server.write_pool if CALL_SPECS[name].write else self.server.pool
-            pool.submit(self._work, request.id, method, args, kwargs, request.key)
+            pool.submit(self._work, request.id, app, name, args, kwargs, request.key)
             self._update_reading()
             return
-        self._send(_answer(request.id, _invoke(method, args, kwargs)))
+        self._send(_answer(request.id, _invoke(app, name, args, kwargs)))
 
-    def _work(self, request_id: int, method: Any, args: list[Any], kwargs: dict[str, Any],
+    def _work(self, request_id: int, app: Application, name: str, args: list[Any], kwargs: dict[str, Any],
               key: bytes = b"") -> None:
         """Run a blocking call on a pool thread and hand its answer to the loop; answers finishing close
         together cost the loop one wake-up."""
         if self.lost:
             return  # the client is gone: its queued work is dropped, not done
-        value = _invoke(method, args, kwargs, key)
+        value = _invoke(app, name, args, kwargs, key)
         with self.done_lock:
             wake = not self.done
             self.done.append((request_id, value))
@@ -427,17 +425,17 @@ class Committed:
         self.value, self.index = value, index
 
 
-def _invoke(method: Any, args: list[Any], kwargs: dict[str, Any], key: bytes = b"") -> Any:
+def _invoke(app: Application, name: str, args: list[Any], kwargs: dict[str, Any], key: bytes = b"") -> Any:
     """Run a call with its request key; return its value (a :class:`Committed` when it wrote through the log)
     or the error that ended it (never raises)."""
     request = RequestContext(key)
     try:
-        value = call(method, args, kwargs, request)
+        value = call(app, name, args, kwargs, request)
         return Committed(value, request.index) if request.index else value
     except StrongroomError as exc:
         return exc
     except Exception as exc:  # a defect must cost one request, not the connection
-        log.exception("call %s failed", getattr(method, "__name__", method))
+        log.exception("call %s failed", name)
         return StrongroomError(f"internal error: {type(exc).__name__}")
 
 

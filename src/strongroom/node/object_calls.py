@@ -32,9 +32,8 @@ _COPY_STORAGE = (CKA.TOKEN, CKA.PRIVATE, CKA.MODIFIABLE, CKA.COPYABLE, CKA.DESTR
 
 class ObjectCalls(ApplicationBase):
     def _require_manage(self, obj: HsmObject, what: str) -> None:
-        """Objects of the key classes and private objects are managed by their owning crypto user only."""
-        if obj.is_private or obj.cls in (CKO.SECRET_KEY, CKO.PUBLIC_KEY, CKO.PRIVATE_KEY):
-            self._require_role(Role.CRYPTO_USER)
+        """Everything but public session objects is managed by its owning crypto user only."""
+        self._require_object_rights(obj.attrs)
         self._require_owner(obj, what)
 
     # ----------------------------------------------------------------- calls
@@ -47,7 +46,10 @@ class ObjectCalls(ApplicationBase):
             The new object's handle.
 
         Raises:
-            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` for keys and private objects without a crypto-user login.
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` for anything but a public session object (``CKA_TOKEN``
+                and ``CKA_PRIVATE`` false, not a key) without a crypto-user login; the crypto user owns it.
+            DeviceMemory: ``CKR_DEVICE_MEMORY`` past the public session objects' caps
+                (:mod:`strongroom.node.public_objects`) or with the token store full.
             TemplateIncomplete, TemplateInconsistent, AttributeTypeInvalid, AttributeValueInvalid,
             AttributeReadOnly: the template errors of PKCS#11 3.0 §4.1.2.
             SessionReadOnly: ``CKR_SESSION_READ_ONLY`` for a token object in a read-only session.
@@ -55,8 +57,7 @@ class ObjectCalls(ApplicationBase):
         session = self._session(handle)
         attrs = templates.for_create(self._template(template))
         cls = attrs[CKA.CLASS]
-        if cls in (CKO.SECRET_KEY, CKO.PUBLIC_KEY) or attrs.get(CKA.PRIVATE):
-            self._require_role(Role.CRYPTO_USER)
+        self._require_object_rights(attrs)
         material = b""
         if cls is CKO.SECRET_KEY:
             material = attrs.pop(CKA.VALUE)
