@@ -3,7 +3,8 @@
 Each connection is one application (PKCS#11 login state is per application). Requests are pipelined: cheap
 calls (AES, HMAC, ECDSA, digests, reads) run on the event loop as they arrive; calls that block (RSA private-key
 operations, which release the GIL, key generation, password hashing and every store write) run in a thread
-pool, and their answers go out as they complete. A malformed frame is answered with an error; an oversized
+pool shared fairly between connections (:mod:`.workers`: one connection's flood gets no more than its turn),
+and their answers go out as they complete. A malformed frame is answered with an error; an oversized
 one, a frame before the hello, or a stalled partial frame closes that connection only.
 """
 
@@ -15,7 +16,6 @@ import logging
 import ssl
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
@@ -55,6 +55,8 @@ _FLUSH_EVERY = 8
 # A connection may have this many thread-pool calls queued; past it the node stops reading from it until
 # answers drain, so one client cannot queue unbounded work or starve the others.
 MAX_QUEUED_PER_CONNECTION = 64
+# Threads for writes, which mostly wait for the log to commit them; both pools serve connections fairly.
+WRITE_THREADS = 64
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ClientMessage)
 
@@ -138,7 +140,7 @@ class NodeServer:
         self.idle_timeout_s = idle_timeout_s
         self.read_timeout_s = read_timeout_s
         self.pool = Workers(workers, "hsm")
-        self.write_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="hsm-write")
+        self.write_pool = Workers(WRITE_THREADS, "hsm-write")
         self.catch_up = CatchUp(hsm)
         self.connections: set[_Connection] = set()
 
@@ -153,7 +155,7 @@ class NodeServer:
         for conn in list(self.connections):
             conn.close()
         self.pool.shutdown()
-        self.write_pool.shutdown(wait=False, cancel_futures=True)
+        self.write_pool.shutdown()
 
 
 class _Connection(asyncio.Protocol):
@@ -202,7 +204,7 @@ class _Connection(asyncio.Protocol):
         app, self.app = self.app, None
         if app is not None and app.sessions:
             try:
-                self.server.pool.submit(_quietly, app.close_all_sessions)
+                self.server.pool.submit(self, _quietly, app.close_all_sessions)
             except RuntimeError:  # the node is stopping: close in place
                 _quietly(app.close_all_sessions)
 
@@ -320,7 +322,7 @@ class _Connection(asyncio.Protocol):
         if self._blocking(app, name, args):
             self.in_flight += 1
             pool = self.server.write_pool if CALL_SPECS[name].write else self.server.pool
-            pool.submit(self._work, request.id, app, name, args, kwargs, request.key)
+            pool.submit(self, self._work, request.id, app, name, args, kwargs, request.key)
             self._update_reading()
             return
         self._send(_answer(request.id, _invoke(app, name, args, kwargs)))
