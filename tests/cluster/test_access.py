@@ -5,6 +5,7 @@ node's memory bounded by them (measured)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,9 @@ from strongroom.node.public_objects import (
 from strongroom.protocol.tls import client_context
 from strongroom.vocab import CKA, CKC, CKK, CKO, CKR
 
-from ..fixtures.cluster import ALICE_PW, PRECO
+from ..fixtures.cluster import ADMIN_PW, ALICE_PW, PRECO
 from .nodes import init_node, start_node
+from .pki import issue_agent
 
 P256 = bytes.fromhex("06082a8648ce3d030107")
 TOKEN_TEMPLATES = {
@@ -41,9 +43,11 @@ def _wire(template: dict) -> dict[int, object]:
     return {int(k): int(v) if isinstance(v, int) else v for k, v in template.items()}
 
 
-async def _peer(endpoint: str, pki) -> tuple[NodeConnection, int]:
-    """A connection with the issued client certificate and one open read-write session, no login."""
-    ctx = client_context(pki["ca"].issued.cert, cert_file=pki["client"].cert, key_file=pki["client"].key)
+async def _peer(endpoint: str, pki, issued=None) -> tuple[NodeConnection, int]:
+    """A connection with a client certificate (the issued client's by default) and one open read-write session,
+    no login."""
+    issued = issued or pki["client"]
+    ctx = client_context(pki["ca"].issued.cert, cert_file=issued.cert, key_file=issued.key)
     conn = await open_connection(endpoint, ctx)
     opened = await conn.request("open_session", (6,), {})
     assert opened.ckr == CKR.OK
@@ -125,3 +129,49 @@ def test_public_session_objects_fill_to_the_cap_then_device_memory_with_the_node
     print(f"RSS {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB (+{grown / 2**20:.1f} MiB) for "
           f"{sum(accepted)} objects of {VALUE_BYTES} bytes, node cap {PUBLIC_SESSION_OBJECT_BYTES_PER_NODE} bytes")
     assert grown <= PUBLIC_SESSION_OBJECT_BYTES_PER_NODE + RSS_MARGIN_BYTES
+
+
+def _fingerprint(cert_path: Path) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    der = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(serialization.Encoding.DER)
+    return hashlib.sha256(der).hexdigest()
+
+
+def test_audit_entries_name_the_authenticated_peer_and_only_an_agent_vouches_for_its_client(node, pki, tmp_path):
+    proc, _ = node
+    agent = issue_agent(pki["ca"], tmp_path)
+    claimed = "pid=1 uid=0 gid=0"
+
+    async def scenario() -> list:
+        for who, issued in (("application", pki["client"]), ("agent", agent)):
+            conn, session = await _peer(proc.endpoint, pki, issued)
+            login = await conn.request("login", (session, 1, f"alice:{ALICE_PW}"), {"client": claimed})
+            assert login.ckr == CKR.OK
+            made = await conn.request("create_object", (session, _wire({CKA.CLASS: CKO.DATA, CKA.TOKEN: True,
+                                                                        CKA.LABEL: f"audited-{who}"})), {})
+            assert made.ckr == CKR.OK
+            assert (await conn.request("destroy_object", (session, made.value), {})).ckr == CKR.OK
+            conn.close()
+        admin, session = await _peer(proc.endpoint, pki)
+        assert (await admin.request("login", (session, 0, f"admin:{ADMIN_PW}"), {})).ckr == CKR.OK
+        exported = await admin.request("export_audit", (0,), {})
+        admin.close()
+        return exported.value
+
+    entries = asyncio.run(scenario())
+    by_peer: dict[str, list[tuple[str, dict]]] = {}
+    for entry in entries:  # an AuditEntry on the wire: seq, time, event, actor, detail, prev, digest
+        event, actor, detail = (entry[k] for k in ("event", "actor", "detail")) if isinstance(entry, dict) \
+            else entry[2:5]
+        if actor == "alice" and isinstance(detail.get("peer"), dict):
+            by_peer.setdefault(detail["peer"]["fingerprint"], []).append((event, detail["peer"]))
+    for who, issued, field in (("application", pki["client"], "claimed_client"), ("agent", agent, "client")):
+        events = by_peer[_fingerprint(issued.cert)]
+        names = [event for event, _ in events]
+        assert {"login", "object-create", "object-destroy"} <= set(names), (who, names)
+        for event, peer in events:
+            assert peer["address"].startswith("127.0.0.1:") and peer["subject"].endswith(f"CN={issued.cert.stem}")
+            if event == "login":
+                assert peer[field] == claimed and ({"client", "claimed_client"} - {field}).isdisjoint(peer), peer

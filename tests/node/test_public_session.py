@@ -13,6 +13,7 @@ from strongroom.node import Application
 from strongroom.node.application import call
 from strongroom.node.commit import RequestContext
 from strongroom.node.public_objects import SESSION_OBJECT_OVERHEAD_BYTES, PublicObjectBudget
+from strongroom.protocol.calls import CALL_SPECS as CATALOGUE_BY_NAME
 from strongroom.protocol.calls import CATALOGUE
 from strongroom.vocab import CKA, CKC, CKK, CKM, CKO, CKR, CKU
 
@@ -56,6 +57,14 @@ def test_a_call_that_needs_a_login_is_refused_before_it_whatever_its_arguments(h
     args = [session if name == "session" else SAMPLES.get(kind, {int(CKA.CLASS): int(CKO.DATA)})
             for name, kind in spec.args]
     assert _code(lambda: _served(app, spec.name, *args)) == CKR.USER_NOT_LOGGED_IN
+
+
+@pytest.mark.parametrize("name", [f"{kind}{step}" for kind in ("encrypt", "decrypt", "sign", "verify")
+                                  for step in ("", "_update", "_final")])
+def test_without_a_login_no_operation_is_active_to_continue(hsm, name):
+    app, session = _public(hsm)
+    args = [session, b"data", b"signature"][:1 + len([a for a in CATALOGUE_BY_NAME[name].args if a[0] != "session"])]
+    assert _code(lambda: _served(app, name, *args)) == CKR.OPERATION_NOT_INITIALIZED
 
 
 def test_list_users_needs_a_login_and_any_login_reads_it(hsm, alice):

@@ -36,6 +36,7 @@ from .commit import RequestContext
 from .crypto_calls import CryptoCalls
 from .key_calls import KeyCalls
 from .object_calls import ObjectCalls
+from .peer import PeerIdentity
 from .session_calls import SessionCalls
 from .sessions import OpKind
 
@@ -45,10 +46,11 @@ class Application(SessionCalls, ObjectCalls, CryptoCalls, KeyCalls, AdminCalls, 
 
     Args:
         hsm: the node it is an application of; it counts the application among its own.
-        peer: describes the client (address, certificate name) for the audit trail of logins.
+        peer: who the client is (address, certificate subject and fingerprint), recorded in every audit entry of
+            its calls; a bare address for a connection without a certificate.
     """
 
-    def __init__(self, hsm: HSM, peer: str = "") -> None:
+    def __init__(self, hsm: HSM, peer: PeerIdentity | str = "") -> None:
         super().__init__(hsm, peer)
 
     # ----------------------------------------------------------------- questions of the node server

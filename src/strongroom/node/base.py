@@ -36,6 +36,7 @@ from ..vocab import CKA, CKF, CKK, CKM, CKO
 from . import arguments
 from .boundary import HSM
 from .commit import RequestContext
+from .peer import NONE, PeerIdentity
 from .public_objects import open_to_public_sessions
 from .sessions import Session
 from .users import Role, UserRecord
@@ -68,13 +69,16 @@ class ApplicationBase:
     Attributes:
         user: the logged-in user's record, or ``None``.
         user_type: the ``CKU`` the application logged in as.
-        peer: description of the client (address, uid, pid) for the audit trail of logins.
+        identity: who the connection is (:class:`~strongroom.node.peer.PeerIdentity`).
+        peer: the ``peer`` every audit entry of this application records: the identity's address, certificate
+            subject and fingerprint, and after a login the application process a client names
+            (:meth:`~strongroom.node.peer.PeerIdentity.audit`).
     """
 
-    def __init__(self, hsm: HSM, peer: str = "") -> None:
+    def __init__(self, hsm: HSM, peer: PeerIdentity | str = "") -> None:
         self.hsm = hsm
-        self.peer = peer
-        self.address = peer  # the connection's own address; ``peer`` adds the application a client agent names
+        self.identity = peer if isinstance(peer, PeerIdentity) else PeerIdentity(peer or NONE)
+        self.peer = self.identity.audit()
         self.appliance_certificate = False  # the connection presented the fleet's appliance identity (TLS)
         self.sessions: dict[int, Session] = {}
         self.user: UserRecord | None = None
@@ -251,7 +255,7 @@ class ApplicationBase:
         objects = [self._new_object(session, attrs, material) for attrs, material in made]
         hsm.repository.check_public_room(self.id, objects)
         change = Change(max_objects=hsm.settings.max_token_objects)
-        change.add_audit(event, self._actor(), handles=[o.handle for o in objects],
+        change.add_audit(event, self._actor(), peer=self.peer, handles=[o.handle for o in objects],
                          token=[o.is_token for o in objects], **detail)
         for obj in objects:
             if obj.is_token:

@@ -41,6 +41,7 @@ from ..vocab import CKA, CKR
 from .application import Application, call
 from .boundary import HSM
 from .commit import RequestContext
+from .peer import PeerIdentity
 from .sessions import OpKind
 from .workers import Workers
 
@@ -181,16 +182,13 @@ class _Connection(asyncio.Protocol):
     # ----------------------------------------------------------------- transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        cert = transport.get_extra_info("peercert") or {}
-        subject = dict(x[0] for x in cert.get("subject", ())) if cert else {}
-        who = f"{peer[0]}:{peer[1]}" if peer else "?"
-        if subject.get("commonName"):
-            who += f" cn={subject['commonName']}"
-        self.app = Application(self.server.hsm, peer=who)
-        identity = self.server.hsm.identity
         ssl_object = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        # a certificate the handshake verified against the client trust anchors (never one merely presented)
+        verified = self.server.ssl_context is not None and self.server.ssl_context.verify_mode != ssl.CERT_NONE
+        self.app = Application(self.server.hsm,
+                               PeerIdentity.of_connection(transport.get_extra_info("peername"), der, verified))
+        identity = self.server.hsm.identity
         if der and identity is not None:
             self.app.appliance_certificate = fleet.is_appliance(identity.fleet_ca, der)
         self.server.connections.add(self)

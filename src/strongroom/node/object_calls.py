@@ -127,7 +127,7 @@ class ObjectCalls(ApplicationBase):
             if not obj.flag(CKA.DESTROYABLE):
                 raise ActionProhibited("the object has CKA_DESTROYABLE false")
             change = Change()
-            change.add_audit("object-destroy", self._actor(), handle=obj.handle, token=obj.is_token)
+            change.add_audit("object-destroy", self._actor(), handle=obj.handle, token=obj.is_token, peer=self.peer)
             self.hsm.repository.delete_object(change, obj)
             return change
 
@@ -210,7 +210,7 @@ class ObjectCalls(ApplicationBase):
             updated = HsmObject(obj.handle, attrs, obj.material, obj.owner, obj.shared, obj.version + 1,
                                 obj.session)
             change = Change()
-            change.add_audit("attribute-change", self._actor(), handle=obj.handle,
+            change.add_audit("attribute-change", self._actor(), peer=self.peer, handle=obj.handle,
                              attributes=sorted(CKA(k).name for k in changes))
             self.hsm.repository.put_object(change, updated)
             return change
@@ -256,7 +256,8 @@ class ObjectCalls(ApplicationBase):
             shared = obj.shared - {name} if unshare else obj.shared | {name}
             updated = HsmObject(obj.handle, obj.attrs, obj.material, obj.owner, frozenset(shared), obj.version + 1)
             change = Change(expect_users=[(name, target.version)])
-            change.add_audit("key-unshare" if unshare else "key-share", self._actor(), handle=obj.handle, user=name)
+            change.add_audit("key-unshare" if unshare else "key-share", self._actor(), handle=obj.handle, user=name,
+                             peer=self.peer)
             self.hsm.repository.put_object(change, updated)
             return change
 

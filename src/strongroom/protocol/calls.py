@@ -103,19 +103,23 @@ _OUT: Keyword = (("out_len", int | None, None), ("query", bool, False))
 
 def _operation(kind: str, function: str, *, single_args: Positional, final_args: Positional = (),
                update_out: bool = True, final_out: bool = True, single_out: bool = True,
-               before_login: bool) -> list[CallSpec]:
-    """The init, single-part, update and final calls of one multi-part operation (PKCS#11 3.0 §5.8–§5.13);
-    ``before_login`` for all four."""
+               init_before_login: bool) -> list[CallSpec]:
+    """The init, single-part, update and final calls of one multi-part operation (PKCS#11 3.0 §5.8–§5.13).
+
+    ``init_before_login`` says whether the init (which names the key) is served before a login. The calls that
+    continue an operation are served in any case: they name no key and act only on an operation an init
+    started, so without a login they answer ``CKR_OPERATION_NOT_INITIALIZED`` as PKCS#11 says.
+    """
     init_args: Positional = (*_S, ("mechanism", _M)) + ((("key", _H),) if kind != "digest" else ())
     return [
         CallSpec(f"{kind}_init", init_args, function=f"C_{function}Init", operation=kind, starts=True,
-                 before_login=before_login),
+                 before_login=init_before_login),
         CallSpec(kind, (*_S, *single_args), _OUT if single_out else (), function=f"C_{function}",
-                 operation=kind, ends=True, before_login=before_login),
+                 operation=kind, ends=True, before_login=True),
         CallSpec(f"{kind}_update", (*_S, ("data", _B)), _OUT if update_out else (),
-                 function=f"C_{function}Update", operation=kind, before_login=before_login),
+                 function=f"C_{function}Update", operation=kind, before_login=True),
         CallSpec(f"{kind}_final", (*_S, *final_args), _OUT if final_out else (), function=f"C_{function}Final",
-                 operation=kind, ends=True, before_login=before_login),
+                 operation=kind, ends=True, before_login=True),
     ]
 
 
@@ -181,12 +185,12 @@ CATALOGUE: tuple[CallSpec, ...] = (
     CallSpec("generate_random", (*_S, ("length", int)), function="C_GenerateRandom", blocking=True,
              before_login=True),
     # cryptographic operations (§5.8–§5.13)
-    *_operation("encrypt", "Encrypt", single_args=_DATA, before_login=False),
-    *_operation("decrypt", "Decrypt", single_args=_DATA, before_login=False),
-    *_operation("digest", "Digest", single_args=_DATA, update_out=False, before_login=True),
-    *_operation("sign", "Sign", single_args=_DATA, update_out=False, before_login=False),
+    *_operation("encrypt", "Encrypt", single_args=_DATA, init_before_login=False),
+    *_operation("decrypt", "Decrypt", single_args=_DATA, init_before_login=False),
+    *_operation("digest", "Digest", single_args=_DATA, update_out=False, init_before_login=True),
+    *_operation("sign", "Sign", single_args=_DATA, update_out=False, init_before_login=False),
     *_operation("verify", "Verify", single_args=(*_DATA, ("signature", _B)), final_args=(("signature", _B),),
-                update_out=False, final_out=False, single_out=False, before_login=False),
+                update_out=False, final_out=False, single_out=False, init_before_login=False),
     CallSpec("session_cancel", (*_S, ("flags", int)), function="C_SessionCancel", ends=True, before_login=True),
     # one round trip for an init and its single-part call
     CallSpec("encrypt_once", (*_S, ("mechanism", _M), ("key", _H), *_DATA), operation="encrypt", once=True,
