@@ -105,6 +105,14 @@ def test_a_public_session_neither_destroys_changes_nor_copies_a_token_object(hsm
     alice.app.destroy_object(alice.s, planted)  # its owner may
 
 
+def test_a_public_session_cannot_copy_its_own_object_into_a_token_or_private_one(hsm):
+    app, session = _public(hsm)
+    mine = _served(app, "create_object", session, {CKA.CLASS: CKO.DATA, CKA.VALUE: b"x"})
+    for template in ({CKA.TOKEN: True}, {CKA.PRIVATE: True}):
+        assert _code(lambda t=template: _served(app, "copy_object", session, mine, t)) == CKR.USER_NOT_LOGGED_IN
+    assert hsm.token_objects == 0 and hsm.repository.public_budget.objects == 1
+
+
 def test_public_session_objects_are_allowed_up_to_the_connection_cap_then_device_memory(hsm):
     hsm.repository.public_budget = PublicObjectBudget(objects_per_connection=3, bytes_per_connection=1 << 20)
     app, session = _public(hsm)
