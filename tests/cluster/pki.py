@@ -112,3 +112,24 @@ def tls_refusal(endpoint: str, cert: Issued | None = None, timeout_s: float = 10
         except OSError as exc:  # reset after the alert
             return type(exc).__name__
     return None if head else "closed without an answer"
+
+
+def issue_agent(ca: CA, folder: Path, name: str = "agent") -> Issued:
+    """A client certificate from ``ca`` marked as a client agent's (``OU=strongroom-agent``)."""
+    from strongroom.node.peer import AGENT_UNIT
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
+                         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, AGENT_UNIT)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(ca.cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca.key, hashes.SHA256()))
+    (folder / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                           serialization.PrivateFormat.PKCS8,
+                                                           serialization.NoEncryption()))
+    return Issued(folder / f"{name}.crt", folder / f"{name}.key")

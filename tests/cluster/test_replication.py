@@ -267,7 +267,8 @@ def test_five_wrong_passwords_spread_over_three_nodes_lock_the_user(trio):
         with sdk.connect(trio.config([proc])) as c:
             with pytest.raises(PinLocked):
                 c.login("carol", "carol-pass-1")
-            [carol] = [u for u in c.list_users() if u["username"] == "carol"]
+            with c.login("admin", ADMIN_PW, role="admin"):
+                [carol] = [u for u in c.list_users() if u["username"] == "carol"]
             assert carol["locked"] and carol["failures"] == 5
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import strongroom.node
 
 NODE = Path(strongroom.node.__file__).parent
-BOUNDARY = {"hsm", "state", "commit", "repository", "users", "cluster_identity"}
+BOUNDARY = {"hsm", "state", "commit", "repository", "users", "cluster_identity", "public_objects"}
 
 
 def _imports() -> dict[str, set[str]]:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ..cluster.pki import issue_agent
+
 # Debian's p11-kit-modules (installed by `make test`), under the machine's multiarch directory
 P11_KIT_CLIENT = next(iter(sorted(Path("/usr/lib").glob("*/pkcs11/p11-kit-client.so"))), Path("p11-kit-client.so"))
 P256 = bytes.fromhex("06082a8648ce3d030107")
@@ -38,7 +40,11 @@ def serving_agent(config: dict, folder: Path, *extra: str) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def agent(node, tmp_path_factory):
+def agent(node, pki, tmp_path_factory):
+    """The agent with a certificate that marks it as one: the nodes record the processes it names as ``client``."""
     _, config = node
-    with serving_agent(config, tmp_path_factory.mktemp("agent")) as socket_path:
+    folder = tmp_path_factory.mktemp("agent")
+    issued = issue_agent(pki["ca"], folder)
+    with serving_agent({**config, "client_cert": str(issued.cert), "client_key": str(issued.key)},
+                       folder) as socket_path:
         yield socket_path

@@ -344,13 +344,15 @@ def test_newer_clients_login_user_cancel_gcm_cbc_and_derive(agent, alice, node, 
         ec.SECP256R1(), ec_public[CKA.EC_POINT][2:]))
     expected = Cipher(algorithms.AES(shared), modes.ECB()).encryptor()
     assert block.data() == expected.update(bytes(16)) + expected.finalize()  # CKD_NULL: the key is the shared x
-    # the login's audit event names the application process (SO_PEERCRED)
+    # the login's audit event names the application process (SO_PEERCRED), vouched for by the agent's certificate
     _, config = node
     with sdk.connect(config) as cluster:
         admin = cluster.login("admin", ADMIN_PW, role="admin")
         logins = [e for e in cluster._run("export_audit", 0) if e["event"] == "login" and e["actor"] == "alice"]
         admin.close()
-    assert f"pid={os.getpid()} uid={os.getuid()} gid={os.getgid()}" in logins[-1]["detail"]["peer"]
+    peer = logins[-1]["detail"]["peer"]
+    assert peer["client"] == f"pid={os.getpid()} uid={os.getuid()} gid={os.getgid()}"
+    assert "OU=strongroom-agent" in peer["subject"] and len(peer["fingerprint"]) == 64
 
 
 def test_python_pkcs11_oaep_hmac_find_and_8_threads_of_500_signatures(agent, alice):

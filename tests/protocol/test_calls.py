@@ -14,7 +14,7 @@ from strongroom.node import Application
 from strongroom.pkcs11.functions import HANDLERS
 from strongroom.pkcs11.rpc_calls import BY_FUNCTION, RPC_CALLS
 from strongroom.protocol import CALL_TYPES, Request, call_arguments
-from strongroom.protocol.calls import BY_PKCS11, CALL_SPECS, CATALOGUE
+from strongroom.protocol.calls import BY_PKCS11, CALL_SPECS, CATALOGUE, CallSpec
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "strongroom"
 
@@ -82,6 +82,35 @@ def test_records_state_the_rules_the_layers_rely_on():
     assert {s.name for s in CATALOGUE if s.changes_login} == {"login", "logout", "close_session",
                                                               "close_all_sessions"}
     assert {s.name for s in CATALOGUE if s.changes_object} == {"destroy_object", "set_attribute_value"}
+
+
+def test_every_record_states_whether_it_is_served_before_login():
+    """``before_login`` has no default: a record that does not state it does not load, and every record in the
+    catalogue's source names it (a multi-part operation's init through ``_operation``)."""
+    with pytest.raises(TypeError):
+        CallSpec("new_call")  # type: ignore[call-arg]
+    source = ast.parse((SRC / "protocol" / "calls.py").read_text())
+    calls = [node for node in ast.walk(source) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+             and node.func.id in ("CallSpec", "_operation")]
+    assert calls and all({"before_login", "init_before_login"} & {k.arg for k in call.keywords} for call in calls)
+
+
+def test_before_login_only_public_information_sessions_login_and_public_objects():
+    """PKCS#11 3.0 §5.6's public session: node information, session control and login, digests, random
+    numbers, and public objects (the handlers refuse token objects and keys without a login). Nothing about
+    users (``list_users``, ``key_info``'s owner) or keys."""
+    assert {s.name for s in CATALOGUE if s.before_login} == {
+        "hsm_info", "mechanism_list", "cluster_status", "cluster_csr",
+        "open_session", "close_session", "close_all_sessions", "session_info", "login", "logout",
+        "session_cancel", "create_object", "copy_object", "destroy_object", "get_attribute_value",
+        "set_attribute_value", "find_objects_init", "find_objects", "find_objects_final", "find",
+        "generate_random", "digest_init", "digest", "digest_update", "digest_final", "digest_once",
+        "join_challenge", "join_cluster",
+        # an operation's continuation names no key: without a login no operation is active to continue
+        *(f"{kind}{step}" for kind in ("encrypt", "decrypt", "sign", "verify") for step in ("", "_update", "_final"))}
+    keyed = ("encrypt", "decrypt", "sign", "verify")
+    assert not any(s.before_login for s in CATALOGUE if s.operation in keyed and (s.starts or s.once))
+    assert all(s.before_login for s in CATALOGUE if s.any_time or s.session_control)
 
 
 def test_every_agent_handler_is_a_p11kit_call_and_names_a_real_function():

@@ -114,7 +114,7 @@ class Cluster(Generic[F]):
     def list_users(self: Cluster[Async]) -> Awaitable[list[dict[str, Any]]]: ...
 
     def list_users(self) -> Any:
-        """Every user with role and lock state; needs no login."""
+        """Every user with role and lock state; needs a login (any user)."""
         return self._run("list_users")
 
     @overload

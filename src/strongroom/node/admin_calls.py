@@ -43,7 +43,7 @@ class AdminCalls(ApplicationBase):
         current.version += 1
         change = Change()
         hsm.repository.put_user(change, current)
-        change.add_audit("activate", user.name)
+        change.add_audit("activate", user.name, peer=self.peer)
         hsm.commit(change, request=request)
         self.user = current
         self.role = Role.ADMIN
@@ -78,7 +78,7 @@ class AdminCalls(ApplicationBase):
         record = UserRecord(name, role, hsm.passwords.hash(password))
         change = Change()
         hsm.repository.put_user(change, record, new=True)
-        change.add_audit("user-create", actor.name, user=name, role=role)
+        change.add_audit("user-create", actor.name, user=name, role=role, peer=self.peer)
         try:
             hsm.commit(change, request=request)
         except FunctionFailed:
@@ -128,7 +128,7 @@ class AdminCalls(ApplicationBase):
         if users[name].role == Role.ADMIN.value:  # two admins deleting each other: the second one conflicts
             change.expect_users.extend((u.name, u.version) for u in users.values()
                                        if u.role == Role.ADMIN.value and u.name != name)
-        change.add_audit("user-delete", actor, user=name, unshared=[o.handle for o in shared])
+        change.add_audit("user-delete", actor, user=name, unshared=[o.handle for o in shared], peer=self.peer)
         return change
 
     @writes
@@ -177,7 +177,8 @@ class AdminCalls(ApplicationBase):
             current.version += 1
             change = Change(revoke=[] if own else [name])
             hsm.repository.put_user(change, current)
-            change.add_audit("password-change", actor.name, user=name, unlocked=was_locked and not current.locked)
+            change.add_audit("password-change", actor.name, user=name, unlocked=was_locked and not current.locked,
+                             peer=self.peer)
             return change
 
         hsm.commit(password_change, request=request)
@@ -185,7 +186,8 @@ class AdminCalls(ApplicationBase):
             self.user = hsm.repository.get_user(name) or self.user
 
     def list_users(self) -> list[dict[str, Any]]:
-        """Every user: ``{"username", "role", "locked", "failures"}`` sorted by name; needs no login."""
+        """Every user: ``{"username", "role", "locked", "failures"}`` sorted by name; needs a login
+        (any user: the catalogue record is not ``before_login``)."""
         self.hsm.require_operational()
         return [{"username": u.name, "role": u.role, "locked": u.locked, "failures": u.failures}
                 for u in self.hsm.repository.all_users()]

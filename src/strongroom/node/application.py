@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import StrongroomError
+from ..errors import StrongroomError, UserNotLoggedIn
+from ..protocol.calls import CALL_SPECS
 from ..vocab import CKK
 from .admin_calls import AdminCalls
 from .base import takes_request
@@ -35,6 +36,7 @@ from .commit import RequestContext
 from .crypto_calls import CryptoCalls
 from .key_calls import KeyCalls
 from .object_calls import ObjectCalls
+from .peer import PeerIdentity
 from .session_calls import SessionCalls
 from .sessions import OpKind
 
@@ -44,10 +46,11 @@ class Application(SessionCalls, ObjectCalls, CryptoCalls, KeyCalls, AdminCalls, 
 
     Args:
         hsm: the node it is an application of; it counts the application among its own.
-        peer: describes the client (address, certificate name) for the audit trail of logins.
+        peer: who the client is (address, certificate subject and fingerprint), recorded in every audit entry of
+            its calls; a bare address for a connection without a certificate.
     """
 
-    def __init__(self, hsm: HSM, peer: str = "") -> None:
+    def __init__(self, hsm: HSM, peer: PeerIdentity | str = "") -> None:
         super().__init__(hsm, peer)
 
     # ----------------------------------------------------------------- questions of the node server
@@ -68,9 +71,21 @@ class Application(SessionCalls, ObjectCalls, CryptoCalls, KeyCalls, AdminCalls, 
         return self.is_rsa_key(active.key)
 
 
-def call(method: Callable[..., Any], args: list[Any], kwargs: dict[str, Any], request: RequestContext) -> Any:
-    """Run one call of an :class:`Application` for a client ``request``: a call that writes through the log gets
-    the request context (its key makes the write exactly-once; the index it committed at comes back in it)."""
+def call(app: Application, name: str, args: list[Any], kwargs: dict[str, Any], request: RequestContext) -> Any:
+    """Run the call ``name`` of ``app`` for a client ``request``.
+
+    The one place the login rule is kept: a call whose catalogue record is not ``before_login`` is refused
+    while no user is logged in, whatever its arguments (it is checked as the call runs, after any login the
+    client sent before it). A call that writes through the log gets the request context (its key makes the
+    write exactly-once; the index it committed at comes back in it).
+
+    Raises:
+        UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` for a call that needs a login, without one.
+        KeyError: ``name`` is not a call of the catalogue.
+    """
+    if not CALL_SPECS[name].before_login and app.user is None:
+        raise UserNotLoggedIn(f"{name} needs a logged-in user")
+    method: Callable[..., Any] = getattr(app, name)
     if takes_request(method):
         return method(*args, request=request, **kwargs)
     return method(*args, **kwargs)

@@ -36,6 +36,8 @@ from ..vocab import CKA, CKF, CKK, CKM, CKO
 from . import arguments
 from .boundary import HSM
 from .commit import RequestContext
+from .peer import NONE, PeerIdentity
+from .public_objects import open_to_public_sessions
 from .sessions import Session
 from .users import Role, UserRecord
 
@@ -67,13 +69,16 @@ class ApplicationBase:
     Attributes:
         user: the logged-in user's record, or ``None``.
         user_type: the ``CKU`` the application logged in as.
-        peer: description of the client (address, uid, pid) for the audit trail of logins.
+        identity: who the connection is (:class:`~strongroom.node.peer.PeerIdentity`).
+        peer: the ``peer`` every audit entry of this application records: the identity's address, certificate
+            subject and fingerprint, and after a login the application process a client names
+            (:meth:`~strongroom.node.peer.PeerIdentity.audit`).
     """
 
-    def __init__(self, hsm: HSM, peer: str = "") -> None:
+    def __init__(self, hsm: HSM, peer: PeerIdentity | str = "") -> None:
         self.hsm = hsm
-        self.peer = peer
-        self.address = peer  # the connection's own address; ``peer`` adds the application a client agent names
+        self.identity = peer if isinstance(peer, PeerIdentity) else PeerIdentity(peer or NONE)
+        self.peer = self.identity.audit()
         self.appliance_certificate = False  # the connection presented the fleet's appliance identity (TLS)
         self.sessions: dict[int, Session] = {}
         self.user: UserRecord | None = None
@@ -151,6 +156,16 @@ class ApplicationBase:
             raise invalid(f"object {obj.handle} is not a key")
         return obj
 
+    def _require_object_rights(self, attrs: Attributes) -> None:
+        """Making, changing or destroying an object with ``attrs`` needs a logged-in crypto user unless it is a
+        public session object (:func:`~strongroom.node.public_objects.open_to_public_sessions`, the one rule).
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN``.
+        """
+        if not open_to_public_sessions(attrs):
+            self._require_role(Role.CRYPTO_USER)
+
     def _require_owner(self, obj: HsmObject, what: str) -> None:
         if obj.owner and (self.user is None or obj.owner != self.user.name):
             raise ActionProhibited(f"only the key's owner may {what} it")
@@ -223,16 +238,24 @@ class ApplicationBase:
 
         Token objects are committed through the log; a retried request (same request key) answers with the
         handles its first attempt created.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` for anything but a public session object without a
+                crypto-user login (:meth:`_require_object_rights`).
+            DeviceMemory: ``CKR_DEVICE_MEMORY`` when the token store is full, or past the public session
+                objects' caps.
         """
         hsm = self.hsm
         tokens = sum(bool(attrs.get(CKA.TOKEN)) for attrs, _ in made)
         for attrs, _ in made:
+            self._require_object_rights(attrs)
             self._require_writable(session, bool(attrs.get(CKA.TOKEN)))
         if hsm.token_objects + tokens > hsm.settings.max_token_objects:
             raise DeviceMemory(f"the token store is full ({hsm.settings.max_token_objects} objects)")
         objects = [self._new_object(session, attrs, material) for attrs, material in made]
+        hsm.repository.check_public_room(self.id, objects)
         change = Change(max_objects=hsm.settings.max_token_objects)
-        change.add_audit(event, self._actor(), handles=[o.handle for o in objects],
+        change.add_audit(event, self._actor(), peer=self.peer, handles=[o.handle for o in objects],
                          token=[o.is_token for o in objects], **detail)
         for obj in objects:
             if obj.is_token:

@@ -89,7 +89,7 @@ class ClusterCalls(ApplicationBase):
         committed = log.change_membership(address, add=True, wait_s=2.0)
         point, wrapped = masking_key.wrap_masking_key(hsm.masking_key, key, hsm.cluster_id)
         with local_write(hsm.store) as tx:
-            tx.audit("member-add", self._actor(), address=address, committed=committed)
+            tx.audit("member-add", self._actor(), address=address, committed=committed, peer=self.peer)
         members = sorted(set(log.status()["members"]) | {address})
         return {"cluster_id": hsm.cluster_id, "members": members, "ephemeral": point, "wrapped_key": wrapped}
 
@@ -111,7 +111,7 @@ class ClusterCalls(ApplicationBase):
         fleet.verify_fleet_certificate(hsm.identity.fleet_ca, certificate)
         admitted = fleet.fingerprint(certificate)
         change = Change(admit=[admitted])
-        change.add_audit("member-admit", self._actor(), fingerprint=admitted)
+        change.add_audit("member-admit", self._actor(), fingerprint=admitted, peer=self.peer)
         hsm.commit(change)
         return admitted
 
@@ -149,7 +149,8 @@ class ClusterCalls(ApplicationBase):
             raise OperationActive("the cluster is already initialised")
         done = cluster_certificate.initialized(identity, certificate_pem, anchor_pem)
         change = Change(cluster_identity=done.encode())
-        change.add_audit("cluster-initialize", self._actor(), fingerprint=fleet.fingerprint(certificate_pem))
+        change.add_audit("cluster-initialize", self._actor(), fingerprint=fleet.fingerprint(certificate_pem),
+                         peer=self.peer)
         self.hsm.commit(change)
 
     def register_client_ca(self, handle: int, certificate: str) -> str:
@@ -239,4 +240,4 @@ class ClusterCalls(ApplicationBase):
                 hsm.commit(Change(directory={address: endpoint}))
             raise
         with local_write(hsm.store) as tx:
-            tx.audit("member-remove", self._actor(), address=address)
+            tx.audit("member-remove", self._actor(), address=address, peer=self.peer)

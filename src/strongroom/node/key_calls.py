@@ -136,7 +136,7 @@ class KeyCalls(ApplicationBase):
         wrapped = crypto.wrap(mechanism, self.hsm.repository.key_object(wrapper), target.material)
         if not query and (out_len is None or out_len >= len(wrapped)):
             with local_write(self.hsm.store) as tx:  # wrapping changes nothing: this node's audit chain only
-                tx.audit("key-wrap", self._actor(), handle=target.handle, wrapping_key=wrapper.handle,
+                tx.audit("key-wrap", self._actor(), peer=self.peer, handle=target.handle, wrapping_key=wrapper.handle,
                          mechanism=self._mechanism_name(mechanism))
         return deliver(wrapped, out_len, query)
 

@@ -3,7 +3,8 @@
 Each connection is one application (PKCS#11 login state is per application). Requests are pipelined: cheap
 calls (AES, HMAC, ECDSA, digests, reads) run on the event loop as they arrive; calls that block (RSA private-key
 operations, which release the GIL, key generation, password hashing and every store write) run in a thread
-pool, and their answers go out as they complete. A malformed frame is answered with an error; an oversized
+pool shared fairly between connections (:mod:`.workers`: one connection's flood gets no more than its turn),
+and their answers go out as they complete. A malformed frame is answered with an error; an oversized
 one, a frame before the hello, or a stalled partial frame closes that connection only.
 """
 
@@ -15,7 +16,6 @@ import logging
 import ssl
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
@@ -41,6 +41,7 @@ from ..vocab import CKA, CKR
 from .application import Application, call
 from .boundary import HSM
 from .commit import RequestContext
+from .peer import PeerIdentity
 from .sessions import OpKind
 from .workers import Workers
 
@@ -55,6 +56,8 @@ _FLUSH_EVERY = 8
 # A connection may have this many thread-pool calls queued; past it the node stops reading from it until
 # answers drain, so one client cannot queue unbounded work or starve the others.
 MAX_QUEUED_PER_CONNECTION = 64
+# Threads for writes, which mostly wait for the log to commit them; both pools serve connections fairly.
+WRITE_THREADS = 64
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(ClientMessage)
 
@@ -138,7 +141,7 @@ class NodeServer:
         self.idle_timeout_s = idle_timeout_s
         self.read_timeout_s = read_timeout_s
         self.pool = Workers(workers, "hsm")
-        self.write_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="hsm-write")
+        self.write_pool = Workers(WRITE_THREADS, "hsm-write")
         self.catch_up = CatchUp(hsm)
         self.connections: set[_Connection] = set()
 
@@ -153,7 +156,7 @@ class NodeServer:
         for conn in list(self.connections):
             conn.close()
         self.pool.shutdown()
-        self.write_pool.shutdown(wait=False, cancel_futures=True)
+        self.write_pool.shutdown()
 
 
 class _Connection(asyncio.Protocol):
@@ -179,16 +182,13 @@ class _Connection(asyncio.Protocol):
     # ----------------------------------------------------------------- transport events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
-        cert = transport.get_extra_info("peercert") or {}
-        subject = dict(x[0] for x in cert.get("subject", ())) if cert else {}
-        who = f"{peer[0]}:{peer[1]}" if peer else "?"
-        if subject.get("commonName"):
-            who += f" cn={subject['commonName']}"
-        self.app = Application(self.server.hsm, peer=who)
-        identity = self.server.hsm.identity
         ssl_object = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        # a certificate the handshake verified against the client trust anchors (never one merely presented)
+        verified = self.server.ssl_context is not None and self.server.ssl_context.verify_mode != ssl.CERT_NONE
+        self.app = Application(self.server.hsm,
+                               PeerIdentity.of_connection(transport.get_extra_info("peername"), der, verified))
+        identity = self.server.hsm.identity
         if der and identity is not None:
             self.app.appliance_certificate = fleet.is_appliance(identity.fleet_ca, der)
         self.server.connections.add(self)
@@ -202,7 +202,7 @@ class _Connection(asyncio.Protocol):
         app, self.app = self.app, None
         if app is not None and app.sessions:
             try:
-                self.server.pool.submit(_quietly, app.close_all_sessions)
+                self.server.pool.submit(self, _quietly, app.close_all_sessions)
             except RuntimeError:  # the node is stopping: close in place
                 _quietly(app.close_all_sessions)
 
@@ -285,7 +285,6 @@ class _Connection(asyncio.Protocol):
         if app is None:
             return
         name, args, kwargs = call_arguments(request.call)
-        method = getattr(app, name)
         if len(request.key) > MAX_REQUEST_KEY_BYTES or request.after < 0 or request.id < 0:
             self._send(_answer(max(request.id, 0), ArgumentsBad(
                 f"a request id and a log index are not negative, a request key is at most {MAX_REQUEST_KEY_BYTES} "
@@ -303,7 +302,7 @@ class _Connection(asyncio.Protocol):
             self.server.catch_up.wait(request.after, lambda applied: self._caught_up(request, applied))
             self._update_reading()
             return
-        self._run(request, app, name, method, args, kwargs)
+        self._run(request, app, name, args, kwargs)
 
     def _caught_up(self, request: Request, applied: bool) -> None:
         self.in_flight -= 1
@@ -315,25 +314,24 @@ class _Connection(asyncio.Protocol):
                                                       "retry")))
             return
         name, args, kwargs = call_arguments(request.call)
-        self._run(request, self.app, name, getattr(self.app, name), args, kwargs)
+        self._run(request, self.app, name, args, kwargs)
 
-    def _run(self, request: Request, app: Application, name: str, method: Any, args: list[Any],
-             kwargs: dict[str, Any]) -> None:
+    def _run(self, request: Request, app: Application, name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
         if self._blocking(app, name, args):
             self.in_flight += 1
             pool = self.server.write_pool if CALL_SPECS[name].write else self.server.pool
-            pool.submit(self._work, request.id, method, args, kwargs, request.key)
+            pool.submit(self, self._work, request.id, app, name, args, kwargs, request.key)
             self._update_reading()
             return
-        self._send(_answer(request.id, _invoke(method, args, kwargs)))
+        self._send(_answer(request.id, _invoke(app, name, args, kwargs)))
 
-    def _work(self, request_id: int, method: Any, args: list[Any], kwargs: dict[str, Any],
+    def _work(self, request_id: int, app: Application, name: str, args: list[Any], kwargs: dict[str, Any],
               key: bytes = b"") -> None:
         """Run a blocking call on a pool thread and hand its answer to the loop; answers finishing close
         together cost the loop one wake-up."""
         if self.lost:
             return  # the client is gone: its queued work is dropped, not done
-        value = _invoke(method, args, kwargs, key)
+        value = _invoke(app, name, args, kwargs, key)
         with self.done_lock:
             wake = not self.done
             self.done.append((request_id, value))
@@ -427,17 +425,17 @@ class Committed:
         self.value, self.index = value, index
 
 
-def _invoke(method: Any, args: list[Any], kwargs: dict[str, Any], key: bytes = b"") -> Any:
+def _invoke(app: Application, name: str, args: list[Any], kwargs: dict[str, Any], key: bytes = b"") -> Any:
     """Run a call with its request key; return its value (a :class:`Committed` when it wrote through the log)
     or the error that ended it (never raises)."""
     request = RequestContext(key)
     try:
-        value = call(method, args, kwargs, request)
+        value = call(app, name, args, kwargs, request)
         return Committed(value, request.index) if request.index else value
     except StrongroomError as exc:
         return exc
     except Exception as exc:  # a defect must cost one request, not the connection
-        log.exception("call %s failed", getattr(method, "__name__", method))
+        log.exception("call %s failed", name)
         return StrongroomError(f"internal error: {type(exc).__name__}")
 
 

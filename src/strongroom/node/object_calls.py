@@ -32,9 +32,8 @@ _COPY_STORAGE = (CKA.TOKEN, CKA.PRIVATE, CKA.MODIFIABLE, CKA.COPYABLE, CKA.DESTR
 
 class ObjectCalls(ApplicationBase):
     def _require_manage(self, obj: HsmObject, what: str) -> None:
-        """Objects of the key classes and private objects are managed by their owning crypto user only."""
-        if obj.is_private or obj.cls in (CKO.SECRET_KEY, CKO.PUBLIC_KEY, CKO.PRIVATE_KEY):
-            self._require_role(Role.CRYPTO_USER)
+        """Everything but public session objects is managed by its owning crypto user only."""
+        self._require_object_rights(obj.attrs)
         self._require_owner(obj, what)
 
     # ----------------------------------------------------------------- calls
@@ -47,7 +46,10 @@ class ObjectCalls(ApplicationBase):
             The new object's handle.
 
         Raises:
-            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` for keys and private objects without a crypto-user login.
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` for anything but a public session object (``CKA_TOKEN``
+                and ``CKA_PRIVATE`` false, not a key) without a crypto-user login; the crypto user owns it.
+            DeviceMemory: ``CKR_DEVICE_MEMORY`` past the public session objects' caps
+                (:mod:`strongroom.node.public_objects`) or with the token store full.
             TemplateIncomplete, TemplateInconsistent, AttributeTypeInvalid, AttributeValueInvalid,
             AttributeReadOnly: the template errors of PKCS#11 3.0 §4.1.2.
             SessionReadOnly: ``CKR_SESSION_READ_ONLY`` for a token object in a read-only session.
@@ -55,8 +57,7 @@ class ObjectCalls(ApplicationBase):
         session = self._session(handle)
         attrs = templates.for_create(self._template(template))
         cls = attrs[CKA.CLASS]
-        if cls in (CKO.SECRET_KEY, CKO.PUBLIC_KEY) or attrs.get(CKA.PRIVATE):
-            self._require_role(Role.CRYPTO_USER)
+        self._require_object_rights(attrs)
         material = b""
         if cls is CKO.SECRET_KEY:
             material = attrs.pop(CKA.VALUE)
@@ -126,7 +127,7 @@ class ObjectCalls(ApplicationBase):
             if not obj.flag(CKA.DESTROYABLE):
                 raise ActionProhibited("the object has CKA_DESTROYABLE false")
             change = Change()
-            change.add_audit("object-destroy", self._actor(), handle=obj.handle, token=obj.is_token)
+            change.add_audit("object-destroy", self._actor(), handle=obj.handle, token=obj.is_token, peer=self.peer)
             self.hsm.repository.delete_object(change, obj)
             return change
 
@@ -209,7 +210,7 @@ class ObjectCalls(ApplicationBase):
             updated = HsmObject(obj.handle, attrs, obj.material, obj.owner, obj.shared, obj.version + 1,
                                 obj.session)
             change = Change()
-            change.add_audit("attribute-change", self._actor(), handle=obj.handle,
+            change.add_audit("attribute-change", self._actor(), peer=self.peer, handle=obj.handle,
                              attributes=sorted(CKA(k).name for k in changes))
             self.hsm.repository.put_object(change, updated)
             return change
@@ -255,7 +256,8 @@ class ObjectCalls(ApplicationBase):
             shared = obj.shared - {name} if unshare else obj.shared | {name}
             updated = HsmObject(obj.handle, obj.attrs, obj.material, obj.owner, frozenset(shared), obj.version + 1)
             change = Change(expect_users=[(name, target.version)])
-            change.add_audit("key-unshare" if unshare else "key-share", self._actor(), handle=obj.handle, user=name)
+            change.add_audit("key-unshare" if unshare else "key-share", self._actor(), handle=obj.handle, user=name,
+                             peer=self.peer)
             self.hsm.repository.put_object(change, updated)
             return change
 

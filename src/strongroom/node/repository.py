@@ -24,6 +24,7 @@ from ..objects.model import HsmObject
 from ..replication import Change, Outcome
 from ..store import Barrier, ObjectRow, Store
 from ..vocab import CKA, CKO
+from .public_objects import PublicObjectBudget, object_bytes, open_to_public_sessions
 from .users import UserRecord
 
 SESSION_HANDLE_BIT = 1 << 63
@@ -101,6 +102,8 @@ class Repository:
         self._keys: dict[int, tuple[int, Any]] = {}
         self._epochs: dict[str, int] = {}
         self._session_objects: dict[int, HsmObject] = {}
+        self.public_budget = PublicObjectBudget()
+        self._charged: dict[int, tuple[int, int]] = {}  # public session object handle → (application id, bytes)
         self._apply_epoch = 0  # moves on with every applied change or installed snapshot
         self._handles: list[int] = []
         self._handles_lock = threading.Lock()
@@ -147,6 +150,8 @@ class Repository:
             self._objects.clear()
             self._keys.clear()
             self._session_objects.clear()
+            self._charged.clear()
+            self.public_budget.clear()
             self._epochs = {name: epoch + 1 for name, epoch in self._epochs.items()}
             self._apply_epoch += 1
 
@@ -193,14 +198,32 @@ class Repository:
 
     def put_object(self, change: Change | None, obj: HsmObject, *, new: bool = False) -> None:
         """Store a new or changed object: a token object as a sealed row in ``change`` (a changed one expects
-        the version before ``obj.version``); a session object in memory at once."""
+        the version before ``obj.version``); a session object in memory at once.
+
+        Raises:
+            DeviceMemory: ``CKR_DEVICE_MEMORY`` for a public session object past its connection's or the node's
+                cap (:mod:`.public_objects`); nothing is stored.
+        """
         if obj.is_token:
             if change is None:
                 raise ValueError("a token object is stored through a change")
             change.put_object(seal_object(self._barrier(), obj), new=new, expect=None if new else obj.version - 1)
         else:
             with self._lock:
+                self._charge(obj)
                 self._session_objects[obj.handle] = obj
+
+    def _charge(self, obj: HsmObject) -> None:
+        """Count a new or changed session object against the public session objects' caps (holding the lock)."""
+        app_id, before = self._charged.get(obj.handle, (obj.session[0] if obj.session else 0, 0))
+        after = object_bytes(obj) if open_to_public_sessions(obj.attrs) else 0
+        objects = (after > 0) - (before > 0)
+        self.public_budget.check(app_id, objects, after - before)
+        self.public_budget.add(app_id, objects, after - before)
+        if after:
+            self._charged[obj.handle] = (app_id, after)
+        else:
+            self._charged.pop(obj.handle, None)
 
     def delete_object(self, change: Change | None, obj: HsmObject) -> None:
         """Delete an object: a token object through ``change``; a session object at once."""
@@ -212,6 +235,21 @@ class Repository:
         with self._lock:
             self._session_objects.pop(obj.handle, None)
             self._keys.pop(obj.handle, None)
+            charged = self._charged.pop(obj.handle, None)
+            if charged is not None:
+                self.public_budget.add(charged[0], -1, -charged[1])
+
+    def check_public_room(self, app_id: int, objects: list[HsmObject]) -> None:
+        """Whether new session ``objects`` of application ``app_id`` fit under the public session objects'
+        caps, before anything is done for them (:meth:`put_object` checks again as it stores them).
+
+        Raises:
+            DeviceMemory: ``CKR_DEVICE_MEMORY`` past a cap.
+        """
+        public = [object_bytes(o) for o in objects if not o.is_token and open_to_public_sessions(o.attrs)]
+        if public:
+            with self._lock:
+                self.public_budget.check(app_id, len(public), sum(public))
 
     def drop_session_objects(self, app_id: int, session: int | None = None, *, private_only: bool = False) -> None:
         """Destroy the session objects of an application (or of one of its sessions; or only private ones)."""

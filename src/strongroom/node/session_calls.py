@@ -85,7 +85,9 @@ class SessionCalls(ApplicationBase):
         """``C_Login`` with a PIN of the form ``username:password``.
 
         ``client`` names the application process behind a client agent (e.g. ``pid=… uid=… gid=…``, from the
-        agent's unix socket); it joins the connection's address in this and later audit events.
+        agent's unix socket); this and later audit events record it beside the connection's identity, as
+        ``client`` from a connection whose certificate marks an agent and as ``claimed_client`` from any other
+        (:mod:`strongroom.node.peer`).
 
         ``CKU_SO`` logs in an admin, ``CKU_USER`` a crypto user, the vendor ``CKU_APPLIANCE`` the appliance user.
         A wrong password counts toward the lockout threshold; reaching it locks the account. Unknown users cost
@@ -104,7 +106,7 @@ class SessionCalls(ApplicationBase):
         self._session(handle)
         user_type = arguments.ulong(user_type, "user type")
         client = arguments.text(client, "client")[:MAX_CLIENT_CHARS]
-        self.peer = f"{self.address} ({client})" if client else self.address
+        self.peer = self.identity.audit(client)
         if user_type not in USER_TYPES:
             raise UserTypeInvalid(f"user type {user_type} is not CKU_SO, CKU_USER or CKU_APPLIANCE")
         if self.user is not None:
@@ -185,7 +187,7 @@ class SessionCalls(ApplicationBase):
         self.hsm.repository.put_user(change, record)
         change.add_audit("login-failed", name, reason="wrong password", failures=record.failures, peer=self.peer)
         if record.locked:
-            change.add_audit("lockout", name, failures=record.failures)
+            change.add_audit("lockout", name, failures=record.failures, peer=self.peer)
         return change
 
     def _failures_cleared(self, name: str) -> Change | None:

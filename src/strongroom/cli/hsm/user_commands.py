@@ -26,7 +26,8 @@ def _check_role(ctx: Context, username: str, role: str) -> None:
 @user.command("list")
 @command
 def user_list(ctx: Context) -> dict[str, Any]:
-    """Every user with role and lock state (no login)."""
+    """Every user with role and lock state (any login)."""
+    ctx.session()
     return {"users": [{"username": u["username"], "role": u["role"], "locked": str(u["locked"]).lower(),
                        "mfa": [], "quorum": [], "cluster-coverage": "full"} for u in ctx.cluster().list_users()]}
 
