@@ -14,20 +14,24 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from ..cluster.nodes import init_node, start_node
+from ..cluster.nodes import init_node, initial_password, start_node
 
-PRECO, ADMIN_PW, ALICE_PW = "initial-pass", "admin-pass-1", "alice-pass-1"
+ADMIN_PW, ALICE_PW = "admin-pass-1", "alice-pass-1"
 
 
 @pytest.fixture(scope="module")
 def cluster_file(pki, tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
-    init_node(folder / "hsm", PRECO)
+    init_node(folder / "hsm")
     proc = start_node(folder / "hsm", pki["server"], client_ca=pki["ca"])
     path = folder / "cluster.json"
     path.write_text(json.dumps({"endpoints": [proc.endpoint], "trust_anchor": str(pki["ca"].issued.cert)}))
     yield path
     proc.stop()
+
+
+def _initial(cluster_file: Path) -> str:
+    return initial_password(cluster_file.parent / "hsm")
 
 
 def cli(cluster_file: Path, *args: str, pin: str | None = None, role: str = "crypto-user",
@@ -47,7 +51,7 @@ def test_a_scripted_session_from_activation_to_verified_signatures(cluster_file,
     [hsm] = cli(cluster_file, "cluster", "hsm-info")["hsms"]
     assert hsm["state"] == "operational"
     admin = f"admin:{ADMIN_PW}"
-    assert cli(cluster_file, "cluster", "activate", "--password", ADMIN_PW, pin=f"admin:{PRECO}",
+    assert cli(cluster_file, "cluster", "activate", "--password", ADMIN_PW, pin=f"admin:{_initial(cluster_file)}",
                role="admin") == "Cluster activation successful"
     for name in ("alice", "bob"):
         assert cli(cluster_file, "user", "create", "--username", name, "--role", "crypto-user", "--password",
@@ -135,7 +139,8 @@ def activated(cluster_file):
     """The cluster activated with alice and bob, whether or not the scripted session ran first."""
     roles = {u["username"]: u["role"] for u in cli(cluster_file, "user", "list")["users"]}
     if roles.get("admin") == "unactivated-admin":
-        cli(cluster_file, "cluster", "activate", "--password", ADMIN_PW, pin=f"admin:{PRECO}", role="admin")
+        cli(cluster_file, "cluster", "activate", "--password", ADMIN_PW, pin=f"admin:{_initial(cluster_file)}",
+            role="admin")
     for name in ("alice", "bob"):
         if name not in roles:
             cli(cluster_file, "user", "create", "--username", name, "--role", "crypto-user", "--password",

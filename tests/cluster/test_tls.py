@@ -8,14 +8,13 @@ import pytest
 import strongroom.client as sdk
 from strongroom.vocab import CKR
 
-from ..fixtures.cluster import PRECO
 from .nodes import init_node, start_node
 
 
 @pytest.fixture(scope="module")
 def mtls_node(pki, tmp_path_factory):
     data = tmp_path_factory.mktemp("mtls") / "hsm"
-    init_node(data, PRECO)
+    init_node(data)
     proc = start_node(data, pki["server"], client_ca=pki["ca"], require_client_cert=True)
     yield proc
     proc.stop()

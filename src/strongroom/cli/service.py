@@ -47,20 +47,23 @@ def _refused(exc: StartupError) -> NoReturn:
 
 @main.command("init-node")
 @click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="New node's data directory.")
-@click.option("--preco-password-file", type=click.File("r"), required=True,
-              help="File holding the initial admin password (8-32 characters), changed by activation.")
 @click.option("--cluster-id", default=None, help="Cluster id (generated if omitted).")
 @click.option("--cluster-key", is_flag=True,
               help="Also make the cluster key and its CSR (a cluster managed by a control plane).")
+@click.option("--initial-password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="For a cluster assembled by hand (no control plane): a new file (0600) that receives the "
+                   "initial admin password. Otherwise the control plane reads it from the HSM (PreCoPassword).")
 @_HASH_MEMORY
-def init_node(data_dir: Path, preco_password_file: IO[str], cluster_id: str | None, cluster_key: bool,
+def init_node(data_dir: Path, cluster_id: str | None, cluster_key: bool, initial_password_file: Path | None,
               password_hash_memory_kib: int) -> None:
-    """Initialise an HSM node in DATA_DIR: node key, masking key and the unactivated admin."""
+    """Initialise an HSM node in DATA_DIR: node key, masking key and the unactivated admin, whose initial
+    password the HSM makes at random."""
     from ..host import node_process as process
 
     try:
-        made = process.initialize(data_dir, preco_password_file.read().strip(), cluster_id=cluster_id,
-                                  cluster_key=cluster_key, password_hash_memory_kib=password_hash_memory_kib)
+        made = process.initialize(data_dir, cluster_id=cluster_id, cluster_key=cluster_key,
+                                  password_hash_memory_kib=password_hash_memory_kib,
+                                  initial_password_file=initial_password_file)
     except process.StartupError as exc:
         _refused(exc)
     click.echo(json.dumps(made))
