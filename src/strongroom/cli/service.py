@@ -8,6 +8,7 @@ plane to :mod:`strongroom.control.process` and a local deployment to :mod:`stron
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -123,6 +124,53 @@ def fleet_appliance(folder: Path, out: Path) -> None:
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps({"certificate": str(out / "appliance.crt"), "key": str(out / "appliance.key")}))
+
+
+@main.group()
+def owner() -> None:
+    """The cluster owner's offline tools: its CA key (the trust anchor given at InitializeCluster) signs here."""
+
+
+@owner.command("sign-unlock")
+@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True,
+              help="The owner CA's private key (PEM; strongroom up keeps it as owner-ca.key).")
+@click.option("--cluster-id", required=True, help="The cluster the request is for.")
+@click.option("--username", default="admin", show_default=True, help="The admin to unlock.")
+@click.option("--valid-for", "valid_for_s", type=click.IntRange(1, 7 * 24 * 3600), default=3600, show_default=True,
+              help="Seconds until the request expires.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="New file for the signed request (for strongroom-cli user unlock --owner-signed).")
+def owner_sign_unlock(key_file: Path, cluster_id: str, username: str, valid_for_s: int, out: Path) -> None:
+    """Sign a one-time unlock request for an admin of CLUSTER_ID with the owner CA's key, offline: the way back
+    in when every admin is locked out. Any HSM of the cluster accepts it once, before it expires."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from ..errors import StrongroomError
+    from ..trust import owner_unlock
+
+    data = key_file.read_bytes()
+    try:
+        try:
+            key = serialization.load_pem_private_key(data, None)
+        except TypeError:  # an encrypted key
+            key = serialization.load_pem_private_key(
+                data, click.prompt("owner CA key password", hide_input=True).encode())
+    except ValueError as exc:
+        raise click.ClickException(f"{key_file} is not a PEM private key: {exc}") from None
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise click.ClickException("the owner CA key must be an EC or RSA key")
+    try:
+        signed = owner_unlock.sign(key, cluster_id, username, valid_for_s)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except StrongroomError as exc:
+        raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot make {out}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(signed)
+    claims = json.loads(signed)["claims"]
+    click.echo(json.dumps({"out": str(out), **claims}))
 
 
 @main.command()

@@ -197,7 +197,7 @@ class SessionCalls(ApplicationBase):
         self.hsm.repository.put_user(change, record)
         change.add_audit("login-failed", name, reason="wrong password", failures=record.failures, peer=self.peer)
         if record.locked:
-            change.add_audit("lockout", name, failures=record.failures)
+            change.add_audit("lockout", name, failures=record.failures, peer=self.peer)
         return change
 
     def _failures_cleared(self, name: str) -> Change | None:
