@@ -15,21 +15,25 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from ..cluster.nodes import init_node, start_node
+from ..cluster.nodes import init_node, initial_password, start_node
 from ..fixtures.cluster import client_config
 
-PRECO, ADMIN_PW, ALICE_PW = "initial-pass", "admin-pass-1", "alice-pass-1"
+ADMIN_PW, ALICE_PW = "admin-pass-1", "alice-pass-1"
 
 
 @pytest.fixture(scope="module")
 def cluster_file(pki, tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
-    init_node(folder / "hsm", PRECO)
+    init_node(folder / "hsm")
     proc = start_node(folder / "hsm", pki["server"], client_ca=pki["ca"])
     path = folder / "cluster.json"
     path.write_text(json.dumps(client_config(pki, [proc.endpoint])))
     yield path
     proc.stop()
+
+
+def _initial(cluster_file: Path) -> str:
+    return initial_password(cluster_file.parent / "hsm")
 
 
 def cli(cluster_file: Path, *args: str, pin: str | None = None, role: str = "crypto-user",
@@ -52,7 +56,7 @@ def test_a_scripted_session_from_activation_to_verified_signatures(cluster_file,
     [hsm] = cli(cluster_file, "cluster", "hsm-info")["hsms"]
     assert hsm["state"] == "operational"
     admin = f"admin:{ADMIN_PW}"
-    assert cli(cluster_file, "cluster", "activate", "--password", ADMIN_PW, pin=f"admin:{PRECO}",
+    assert cli(cluster_file, "cluster", "activate", "--password", ADMIN_PW, pin=f"admin:{_initial(cluster_file)}",
                role="admin") == "Cluster activation successful"
     for name in ("alice", "bob"):
         assert cli(cluster_file, "user", "create", "--username", name, "--role", "crypto-user", "--password",
@@ -138,11 +142,12 @@ def test_mistakes_get_error_code_1_and_a_message_that_says_what_to_fix(activated
 @pytest.fixture
 def activated(cluster_file):
     """The cluster activated with alice and bob, whether or not the scripted session ran first."""
-    initial = cli(cluster_file, "user", "list", pin=f"admin:{PRECO}", role="admin", ok=None)
-    if initial is not None:  # the initial password still logs in: not activated yet
-        cli(cluster_file, "cluster", "activate", "--password", ADMIN_PW, pin=f"admin:{PRECO}", role="admin")
-    roles = {u["username"]: u["role"] for u in cli(cluster_file, "user", "list", pin=f"admin:{ADMIN_PW}",
-                                                   role="admin")["users"]}
+    listed = cli(cluster_file, "user", "list", pin=f"admin:{ADMIN_PW}", role="admin", ok=None)
+    if listed is None:  # the admin password is not set yet: activate with the initial one
+        cli(cluster_file, "cluster", "activate", "--password", ADMIN_PW, pin=f"admin:{_initial(cluster_file)}",
+            role="admin")
+        listed = cli(cluster_file, "user", "list", pin=f"admin:{ADMIN_PW}", role="admin")
+    roles = {u["username"]: u["role"] for u in listed["users"]}
     for name in ("alice", "bob"):
         if name not in roles:
             cli(cluster_file, "user", "create", "--username", name, "--role", "crypto-user", "--password",

@@ -43,12 +43,22 @@ def strongroom(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           timeout=60, **kwargs)
 
 
-def init_node(data_dir: Path, preco_password: str, cluster_id: str = "cluster-test0000001") -> None:
-    password_file = data_dir.parent / f"{data_dir.name}.preco"
-    password_file.write_text(preco_password)
-    done = strongroom("init-node", "--data-dir", str(data_dir), "--preco-password-file", str(password_file),
-                      "--cluster-id", cluster_id, "--password-hash-memory-kib", TEST_HASH_MEMORY_KIB)
+def init_node(data_dir: Path, cluster_id: str = "cluster-test0000001", *extra: str) -> str:
+    """Initialise a first node assembled by hand; return the initial admin password it made."""
+    done = strongroom("init-node", "--data-dir", str(data_dir), "--initial-password-file",
+                      str(initial_password_file(data_dir)), "--cluster-id", cluster_id, "--password-hash-memory-kib",
+                      TEST_HASH_MEMORY_KIB, *extra)
     assert done.returncode == 0, done.stderr
+    return initial_password(data_dir)
+
+
+def initial_password_file(data_dir: Path) -> Path:
+    return data_dir.parent / f"{data_dir.name}.initial-password"
+
+
+def initial_password(data_dir: Path) -> str:
+    """The initial admin password ``init_node`` received for ``data_dir``."""
+    return initial_password_file(data_dir).read_text().strip()
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ from strongroom.node import HSM
 from strongroom.trust.ca import CertificateAuthority
 from strongroom.trust.fleet import provision
 
-from ..fixtures.cluster import ADMIN_PW, ALICE_PW, PRECO, client_config
+from ..fixtures.cluster import ADMIN_PW, ALICE_PW, client_config
 from .nodes import NodeProcess, init_node, start_node
 
 
@@ -102,10 +102,10 @@ def form(root: Path, pki: dict, size: int = 3, flags: tuple[str, ...] = ()) -> C
     cluster = Cluster(root, pki, fleet, flags=flags)
     founder = root / "hsm0"
     provision(founder, fleet.issued.cert, fleet.issued.key, "hsm0")
-    init_node(founder, PRECO)
+    preco = init_node(founder)
     cluster.nodes.append(start_node(founder, pki["server"], client_ca=pki["ca"], extra=flags))
     with sdk.connect(cluster.config()) as c:
-        admin = c.login("admin", PRECO, role="admin")
+        admin = c.login("admin", preco, role="admin")
         admin.activate(ADMIN_PW)
         admin.create_user("alice", ALICE_PW)
         admin.close()

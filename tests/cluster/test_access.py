@@ -20,7 +20,7 @@ from strongroom.node.public_objects import (
 from strongroom.protocol.tls import client_context
 from strongroom.vocab import CKA, CKC, CKK, CKO, CKR
 
-from ..fixtures.cluster import ADMIN_PW, ALICE_PW, PRECO
+from ..fixtures.cluster import ADMIN_PW, ALICE_PW
 from .nodes import init_node, start_node
 from .pki import issue_agent
 
@@ -89,7 +89,7 @@ def _rss_bytes(pid: int) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the node's RSS from /proc")
 def test_public_session_objects_fill_to_the_cap_then_device_memory_with_the_nodes_memory_bounded(pki, tmp_path):
-    init_node(tmp_path / "hsm", PRECO)
+    init_node(tmp_path / "hsm")
     proc = start_node(tmp_path / "hsm", pki["server"], client_ca=pki["ca"])
     template = _wire({CKA.CLASS: CKO.DATA, CKA.VALUE: bytes(VALUE_BYTES)})
     per_object = VALUE_BYTES + SESSION_OBJECT_OVERHEAD_BYTES

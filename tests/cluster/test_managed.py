@@ -23,7 +23,6 @@ from strongroom.vocab import CKF, CKM, CKR
 from .nodes import TEST_HASH_MEMORY_KIB, start_node, strongroom
 from .pki import Issued, OwnerCA, client_certificate, tls_refusal
 
-PRECO = "password"
 ADMIN_PW = "admin-pass-1"
 
 
@@ -80,16 +79,16 @@ def _eventually(check, timeout_s: float = 20.0) -> None:
 def test_a_managed_cluster_is_initialised_by_its_owner_and_grows_through_admissions(fleet):
     root = fleet
     founder = _provision(root, "hsm0")
-    (root / "preco").write_text(PRECO)
-    done = strongroom("init-node", "--data-dir", str(founder), "--preco-password-file", str(root / "preco"),
-                      "--cluster-id", "cluster-managed0001", "--cluster-key", "--password-hash-memory-kib",
-                      TEST_HASH_MEMORY_KIB)
+    done = strongroom("init-node", "--data-dir", str(founder), "--cluster-id", "cluster-managed0001",
+                      "--cluster-key", "--password-hash-memory-kib", TEST_HASH_MEMORY_KIB)
     assert done.returncode == 0, done.stderr
     first = start_node(founder, None)
     procs = [first]
     try:
         appliance = _appliance_context(root)
-        [csr] = _as_appliance(first.endpoint, appliance, ("cluster_csr",))
+        # the initial admin password: made by the HSM, read by the appliance (the control plane's PreCoPassword)
+        [csr, preco] = _as_appliance(first.endpoint, appliance, ("cluster_csr",), ("initial_password", SESSION))
+        assert len(preco) == 24 and preco != "password"
         request = x509.load_pem_x509_csr(csr.encode())
         assert request.is_signature_valid and "cluster-managed0001" in request.subject.rfc4514_string()
         owner, stranger = OwnerCA(root), OwnerCA(root, "stranger-ca")
@@ -114,7 +113,7 @@ def test_a_managed_cluster_is_initialised_by_its_owner_and_grows_through_admissi
         while True:  # the HSM serves a certificate under the cluster key within a second or two
             try:
                 with sdk.connect(config) as cluster:
-                    admin = cluster.login("admin", PRECO, role="admin")
+                    admin = cluster.login("admin", preco, role="admin")
                     break
             except StrongroomError:
                 assert time.monotonic() < deadline
@@ -130,13 +129,19 @@ def test_a_managed_cluster_is_initialised_by_its_owner_and_grows_through_admissi
         assert tls_refusal(first.endpoint, owner_client) is None
         assert tls_refusal(first.endpoint, appliance_cert) is None
         with sdk.connect(config) as cluster:
-            admin = cluster.login("admin", PRECO, role="admin")
+            with pytest.raises(PinIncorrect) as refused:
+                cluster.login("admin", "password", role="admin")
+            assert refused.value.ckr == CKR.PIN_INCORRECT
+            admin = cluster.login("admin", preco, role="admin")
             admin.activate(ADMIN_PW)
             admin.create_user("alice", "alice-pass-1")
             admin.close()
         with sdk.connect(config) as cluster, cluster.login("alice", "alice-pass-1") as alice:
             key = alice.generate_key(CKM.AES_KEY_GEN, value_len=32, label="managed", encrypt=True, decrypt=True)
             sealed = key.encrypt(b"owner-rooted TLS")
+        with pytest.raises(StrongroomError) as gone:  # activated: the initial password is not kept
+            _as_appliance(first.endpoint, _appliance_context(root, owner.path), ("initial_password", SESSION))
+        assert gone.value.ckr == CKR.ACTION_PROHIBITED
         # a second HSM joins with no password: the control plane admits its fleet certificate first
         second = _provision(root, "hsm1")
         join = root / "join.json"

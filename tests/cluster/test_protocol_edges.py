@@ -15,7 +15,7 @@ from strongroom.protocol import PROTOCOL_VERSION, Hello, HelloReply, Request, Re
 from strongroom.protocol.messages import CALL_TYPES
 from strongroom.vocab import CKR
 
-from ..fixtures.cluster import PRECO, client_config, client_ssl
+from ..fixtures.cluster import client_config, client_ssl
 from .nodes import init_node, start_node
 
 decoder = msgspec.msgpack.Decoder(ServerMessage)
@@ -24,7 +24,7 @@ decoder = msgspec.msgpack.Decoder(ServerMessage)
 @pytest.fixture(scope="module")
 def strict_node(pki, tmp_path_factory):
     data = tmp_path_factory.mktemp("strict") / "hsm"
-    init_node(data, PRECO)
+    init_node(data)
     proc = start_node(data, pki["server"], client_ca=pki["ca"], extra=("--read-timeout", "1", "--idle-timeout", "2"))
     yield proc
     proc.stop()

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 import strongroom.client as sdk
 from strongroom.errors import ArgumentsBad, NoQuorum, PinIncorrect, PinLocked
+from strongroom.node.users import backoff_s
 from strongroom.trust.ca import CertificateAuthority
 from strongroom.vocab import CKA, CKM, CKO
 
@@ -260,6 +261,7 @@ def test_five_wrong_passwords_spread_over_three_nodes_lock_the_user(trio):
     with sdk.connect(trio.config([trio.nodes[0]])) as c, c.login("admin", ADMIN_PW, role="admin") as admin:
         admin.create_user("carol", "carol-pass-1")
     for i in range(5):
+        time.sleep(backoff_s(i, 1.0, 60.0) + 0.2)  # the back-off after each failure, counted cluster-wide
         proc = trio.nodes[i % 3]
         with sdk.connect(trio.config([proc])) as c, pytest.raises(PinIncorrect):
             c.login("carol", "wrong-password")

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import pytest
 
 from strongroom.node import HSM, Application, Settings
+from strongroom.vendor import CKU_APPLIANCE
 from strongroom.vocab import CKU
 
-# Cheap password hashing keeps the suite fast; the production default is RFC 9106's 64 MiB profile.
-FAST = Settings(argon2_memory_kib=1024, argon2_time_cost=1)
-PRECO = "initial-pass"
+# Cheap password hashing keeps the suite fast; the production default is RFC 9106's 64 MiB profile. The lockout
+# back-off is off here so that tests count wrong passwords quickly; tests/node/test_lockout.py turns it on.
+FAST = Settings(argon2_memory_kib=1024, argon2_time_cost=1, lockout_backoff_s=0.0)
 ADMIN_PW = "admin-pass-1"
 ALICE_PW = "alice-pass-1"
 BOB_PW = "bob-pass-11"
@@ -32,10 +33,28 @@ def login(hsm: HSM, user_type: int, pin: str, rw: bool = True) -> Logged:
     return Logged(app, s)
 
 
+def as_appliance(hsm: HSM) -> Logged:
+    """An application logged in as the appliance user, as the control plane with its fleet certificate."""
+    app = Application(hsm)
+    app.appliance_certificate = True
+    s = app.open_session()
+    app.login(s, CKU_APPLIANCE, "")
+    return Logged(app, s)
+
+
+def initial_password(hsm: HSM) -> str:
+    """The initial admin password the HSM made, as the appliance reads it."""
+    appliance = as_appliance(hsm)
+    try:
+        return appliance.app.initial_password(appliance.s)
+    finally:
+        appliance.app.close_all_sessions()
+
+
 @pytest.fixture
 def hsm(tmp_path):
-    node = HSM.initialize(tmp_path / "hsm", cluster_id="cluster-test0000001", preco_password=PRECO, settings=FAST)
-    admin = login(node, CKU.SO, f"admin:{PRECO}")
+    node = HSM.initialize(tmp_path / "hsm", cluster_id="cluster-test0000001", settings=FAST)
+    admin = login(node, CKU.SO, f"admin:{initial_password(node)}")
     admin.app.activate(admin.s, ADMIN_PW)
     admin.app.create_user(admin.s, "alice", ALICE_PW, "crypto-user")
     admin.app.create_user(admin.s, "bob", BOB_PW, "crypto-user")

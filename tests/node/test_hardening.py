@@ -12,7 +12,7 @@ from strongroom.node import HSM, State
 from strongroom.node.testing import key_material
 from strongroom.vocab import CKA, CKD, CKK, CKM, CKO, CKR, CKU
 
-from .conftest import ALICE_PW, BOB_PW, FAST, PRECO, login
+from .conftest import ALICE_PW, BOB_PW, FAST, initial_password, login
 from .keys import ED25519, P256, aes, ec, hmac_key, rsa, wrapper
 from .test_sessions import rv
 
@@ -249,15 +249,15 @@ def test_directories_are_not_spoiled(tmp_path):
         HSM(empty, settings=FAST)
     assert list(empty.iterdir()) == []
     with pytest.raises(StrongroomError):
-        HSM.initialize(empty, preco_password=PRECO, masking_key=b"k" * 16)
+        HSM.initialize(empty, masking_key=b"k" * 16)
     assert list(empty.iterdir()) == []
-    node = HSM.initialize(empty, preco_password=PRECO, settings=FAST)
-    a = login(node, CKU.SO, f"admin:{PRECO}")
+    node = HSM.initialize(empty, settings=FAST)
+    a = login(node, CKU.SO, f"admin:{initial_password(node)}")
     a.app.activate(a.s, "admin-pass-1")
     a.app.zeroize(a.s)
     before = len(node.store.audit_entries())
     node.close()
-    again = HSM.initialize(empty, preco_password=PRECO, settings=FAST)
+    again = HSM.initialize(empty, settings=FAST)
     assert again.state == State.OPERATIONAL
     entries = again.store.audit_entries()
     assert len(entries) > before and entries[before].event == "initialize"
@@ -268,8 +268,8 @@ def test_directories_are_not_spoiled(tmp_path):
 def test_capacity_is_reported_and_enforced(tmp_path):
     from dataclasses import replace
 
-    node = HSM.initialize(tmp_path / "n", preco_password=PRECO, settings=replace(FAST, max_token_objects=3))
-    admin = login(node, CKU.SO, f"admin:{PRECO}")
+    node = HSM.initialize(tmp_path / "n", settings=replace(FAST, max_token_objects=3))
+    admin = login(node, CKU.SO, f"admin:{initial_password(node)}")
     admin.app.activate(admin.s, "admin-pass-1")
     admin.app.create_user(admin.s, "alice", ALICE_PW, "crypto-user")
     alice = login(node, CKU.USER, f"alice:{ALICE_PW}")

@@ -17,7 +17,7 @@ from strongroom.mechanism_params import GcmParams, Mechanism, OaepParams
 from strongroom.node import HSM, Application
 from strongroom.vocab import CKA, CKK, CKM, CKO, CKR, CKU
 
-from .conftest import ALICE_PW, PRECO, Logged, login
+from .conftest import ALICE_PW, Logged, initial_password, login
 from .keys import aes, ec, hmac_key, rsa, wrapper
 
 
@@ -311,13 +311,14 @@ def test_aes_check_value(w):
 def test_unactivated_admin_may_only_activate(tmp_path):
     from .conftest import FAST
 
-    node = HSM.initialize(tmp_path / "n", preco_password=PRECO, settings=FAST)
-    pre = login(node, CKU.SO, f"admin:{PRECO}")
+    node = HSM.initialize(tmp_path / "n", settings=FAST)
+    preco = initial_password(node)
+    pre = login(node, CKU.SO, f"admin:{preco}")
     with pytest.raises(StrongroomError) as info:
         pre.app.create_user(pre.s, "carol", "carol-pass", "crypto-user")
     assert info.value.ckr == CKR.USER_NOT_LOGGED_IN
     with pytest.raises(StrongroomError) as info:
-        pre.app.activate(pre.s, PRECO)
+        pre.app.activate(pre.s, preco)
     assert info.value.ckr == CKR.PIN_INVALID
     pre.app.activate(pre.s, "new-admin-pass")
     assert Application(node).list_users() == [

@@ -8,7 +8,7 @@ from strongroom.errors import StrongroomError
 from strongroom.node import HSM
 from strongroom.vocab import CKR, CKU
 
-from .conftest import ALICE_PW, FAST, PRECO, login
+from .conftest import ALICE_PW, FAST, initial_password, login
 
 
 def _login_rv(hsm: HSM, pin: str) -> CKR:
@@ -45,10 +45,10 @@ def test_success_resets_the_failure_count(hsm, admin):
 def test_lockout_threshold_is_configurable(tmp_path):
     from dataclasses import replace
 
-    node = HSM.initialize(tmp_path / "n", preco_password=PRECO, settings=replace(FAST, lockout_threshold=2))
+    node = HSM.initialize(tmp_path / "n", settings=replace(FAST, lockout_threshold=2))
     assert [_login_rv(node, "admin:wrong-pass") for _ in range(2)] == [CKR.PIN_INCORRECT] * 2
     try:
-        login(node, CKU.SO, f"admin:{PRECO}")
+        login(node, CKU.SO, f"admin:{initial_password(node)}")
     except StrongroomError as exc:
         assert exc.ckr == CKR.PIN_LOCKED
     else:

@@ -26,7 +26,7 @@ from strongroom.pkcs11 import wire
 from strongroom.vocab import CKA, CKD, CKF, CKM, CKR
 
 from ..cluster.nodes import init_node, start_node
-from ..fixtures.cluster import ADMIN_PW, ALICE_PW, BOB_PW, PRECO, client_config
+from ..fixtures.cluster import ADMIN_PW, ALICE_PW, BOB_PW, client_config
 from .conftest import P11_KIT_CLIENT, P256, serving_agent
 from .raw import RawApplication, initialized, ok, request, u64s
 
@@ -149,7 +149,7 @@ def test_an_application_leaving_while_its_hsm_hangs_and_dies_leaves_nothing(pki,
     what they waited for is cancelled with them, so nothing is reported as never retrieved (the agent's
     stderr is checked when it stops), and a new application gets CKR_DEVICE_ERROR with no HSM left."""
     data = tmp_path / "hsm"
-    init_node(data, PRECO)
+    init_node(data)
     proc = start_node(data, pki["server"], client_ca=pki["ca"])
     config = client_config(pki, [proc.endpoint])
     token_info = request(6, "u", u64s(1))

@@ -69,7 +69,7 @@ def test_records_state_the_rules_the_layers_rely_on():
     writes = {s.name for s in CATALOGUE if s.write}
     assert writes == {"activate", "create_user", "delete_user", "change_password", "create_object", "copy_object",
                       "destroy_object", "set_attribute_value", "share", "generate_key", "generate_key_pair",
-                      "unwrap_key", "derive_key"}
+                      "unwrap_key", "derive_key", "unlock_user", "owner_unlock"}
     assert all(CALL_SPECS[w].blocking for w in writes)  # a write waits for a commit: never on the event loop
     assert {s.name for s in CATALOGUE if s.starts} == {f"{k}_init" for k in
                                                        ("encrypt", "decrypt", "sign", "verify", "digest",

@@ -8,6 +8,7 @@ plane to :mod:`strongroom.control.process` and a local deployment to :mod:`stron
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
@@ -47,20 +48,23 @@ def _refused(exc: StartupError) -> NoReturn:
 
 @main.command("init-node")
 @click.option("--data-dir", type=click.Path(path_type=Path), required=True, help="New node's data directory.")
-@click.option("--preco-password-file", type=click.File("r"), required=True,
-              help="File holding the initial admin password (8-32 characters), changed by activation.")
 @click.option("--cluster-id", default=None, help="Cluster id (generated if omitted).")
 @click.option("--cluster-key", is_flag=True,
               help="Also make the cluster key and its CSR (a cluster managed by a control plane).")
+@click.option("--initial-password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="For a cluster assembled by hand (no control plane): a new file (0600) that receives the "
+                   "initial admin password. Otherwise the control plane reads it from the HSM (PreCoPassword).")
 @_HASH_MEMORY
-def init_node(data_dir: Path, preco_password_file: IO[str], cluster_id: str | None, cluster_key: bool,
+def init_node(data_dir: Path, cluster_id: str | None, cluster_key: bool, initial_password_file: Path | None,
               password_hash_memory_kib: int) -> None:
-    """Initialise an HSM node in DATA_DIR: node key, masking key and the unactivated admin."""
+    """Initialise an HSM node in DATA_DIR: node key, masking key and the unactivated admin, whose initial
+    password the HSM makes at random."""
     from ..host import node_process as process
 
     try:
-        made = process.initialize(data_dir, preco_password_file.read().strip(), cluster_id=cluster_id,
-                                  cluster_key=cluster_key, password_hash_memory_kib=password_hash_memory_kib)
+        made = process.initialize(data_dir, cluster_id=cluster_id, cluster_key=cluster_key,
+                                  password_hash_memory_kib=password_hash_memory_kib,
+                                  initial_password_file=initial_password_file)
     except process.StartupError as exc:
         _refused(exc)
     click.echo(json.dumps(made))
@@ -120,6 +124,55 @@ def fleet_appliance(folder: Path, out: Path) -> None:
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps({"certificate": str(out / "appliance.crt"), "key": str(out / "appliance.key")}))
+
+
+@main.group()
+def owner() -> None:
+    """The cluster owner's tools, with its CA (the trust anchor given at InitializeCluster), which ``strongroom
+    up`` keeps in its data directory and real owners keep offline: it signs unlock requests and issues the
+    client certificates every HSM port requires."""
+
+
+@owner.command("sign-unlock")
+@click.option("--key", "key_file", type=click.Path(path_type=Path, dir_okay=False, exists=True), required=True,
+              help="The owner CA's private key (PEM; strongroom up keeps it as owner-ca.key).")
+@click.option("--cluster-id", required=True, help="The cluster the request is for.")
+@click.option("--username", default="admin", show_default=True, help="The admin to unlock.")
+@click.option("--valid-for", "valid_for_s", type=click.IntRange(1, 7 * 24 * 3600), default=3600, show_default=True,
+              help="Seconds until the request expires.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="New file for the signed request (for strongroom-cli user unlock --owner-signed).")
+def owner_sign_unlock(key_file: Path, cluster_id: str, username: str, valid_for_s: int, out: Path) -> None:
+    """Sign a one-time unlock request for an admin of CLUSTER_ID with the owner CA's key, offline: the way back
+    in when every admin is locked out. Any HSM of the cluster accepts it once, before it expires."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from ..errors import StrongroomError
+    from ..trust import owner_unlock
+
+    data = key_file.read_bytes()
+    try:
+        try:
+            key = serialization.load_pem_private_key(data, None)
+        except TypeError:  # an encrypted key
+            key = serialization.load_pem_private_key(
+                data, click.prompt("owner CA key password", hide_input=True).encode())
+    except ValueError as exc:
+        raise click.ClickException(f"{key_file} is not a PEM private key: {exc}") from None
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise click.ClickException("the owner CA key must be an EC or RSA key")
+    try:
+        signed = owner_unlock.sign(key, cluster_id, username, valid_for_s)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except StrongroomError as exc:
+        raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot make {out}: {exc.strerror}") from None
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(signed)
+    claims = json.loads(signed)["claims"]
+    click.echo(json.dumps({"out": str(out), **claims}))
 
 
 @main.command()
@@ -229,12 +282,6 @@ def up(data_dir: Path, hsms: int, control_listen: str | None, as_json: bool, pas
     if control_listen is not None:
         _host_port(control_listen, "--control-listen")
     run(data_dir, hsms, control_listen, password_hash_memory_kib, as_json)
-
-
-@main.group()
-def owner() -> None:
-    """The cluster owner's CA, which ``strongroom up`` keeps in its data directory (real owners keep it
-    offline): every HSM port requires a client certificate from it."""
 
 
 @owner.command("issue-client")

@@ -1,11 +1,12 @@
 """``strongroom up``: the whole service on one machine, in the foreground — the command behind ``make run``.
 
 The first start makes a fleet, runs the control plane, creates one cluster of N HSMs through its API, initialises
-it with a locally made owner CA, activates it with a random admin password, creates a crypto user and starts the
-client agent with its PKCS#11 socket. Every HSM port requires a client certificate: ``up`` issues one for the
-agent and one for the command line from the owner CA (``clients/``, keys 0600). It writes ``cluster.json``
-(where everything is; also an SDK configuration, with the agent's certificate) and ``credentials.json`` (mode
-0600). A later start resumes the same cluster with the same keys.
+it with a locally made owner CA (its key, ``owner-ca.key``, signs owner unlock requests), activates it with the
+initial admin password the first HSM made (``PreCoPassword``) and a random new one, creates a crypto user and starts
+the client agent with its PKCS#11 socket. Every HSM port requires a client certificate: ``up`` issues one for the
+agent and one for the command line from the owner CA (``clients/``, keys 0600). It writes ``cluster.json`` (where
+everything is; also an SDK configuration, with the agent's certificate) and ``credentials.json`` (mode 0600). A
+later start resumes the same cluster with the same keys.
 """
 
 from __future__ import annotations
@@ -183,21 +184,23 @@ def _all_active(cluster: dict[str, Any] | None, count: int) -> bool:
 
 
 def _activate(cluster: dict[str, Any], anchor: Path, credentials: dict[str, Any]) -> None:
-    """Change the initial admin password and create the crypto user, whichever of the two is not done yet (a
-    first start may have stopped between them)."""
+    """Change the initial admin password (the first HSM's, from ``credentials["admin"]["initial_password"]``) and
+    create the crypto user, whichever of the two is not done yet (a first start may have stopped between them)."""
     import strongroom.client as sdk
 
     from ..errors import PinIncorrect, StrongroomError
 
     admin_pw, user = credentials["admin"]["password"], credentials["crypto_user"]
+    initial = credentials["admin"].get("initial_password")
     config = {"endpoints": [h["Endpoint"] for h in cluster["Hsms"] if h.get("Endpoint")],
               "trust_anchor": str(anchor.resolve()), "timeout_s": 60,
               **{k: str(anchor.parent.resolve() / v) for k, v in client_certificates(anchor.parent).items()}}
     with sdk.connect(sdk.ClientConfig.from_dict(config, certificate="cli")) as connection:
         try:
-            admin = connection.login("admin", "password", role="admin")
-            admin.activate(admin_pw)
-            admin.close()
+            if initial:
+                admin = connection.login("admin", initial, role="admin")
+                admin.activate(admin_pw)
+                admin.close()
         except PinIncorrect:
             pass  # activated before
         with connection.login("admin", admin_pw, role="admin") as admin:
@@ -240,6 +243,9 @@ def _converge(control: Any, data_dir: Path, cluster_id: str | None, hsms: int, r
     cluster = wait(lambda: _describe(control, cluster_id),
                    lambda c: c and c["State"] in ("INITIALIZED", "ACTIVE", "DEGRADED"))
     if cluster["State"] == "INITIALIZED":
+        if cluster.get("PreCoPassword"):  # the first HSM's random initial password, until activation
+            credentials["admin"]["initial_password"] = cluster["PreCoPassword"]
+            _write_private(data_dir / "credentials.json", credentials)
         report.step("activating the cluster and creating the crypto user")
         _activate(cluster, data_dir / "owner-ca.crt", credentials)
     wait(lambda: _describe(control, cluster_id), lambda c: _all_active(c, 1))

@@ -22,8 +22,6 @@ from typing import Any, Protocol
 from ..errors import TransportError
 from ..vocab import CKR
 
-# The initial admin password of a new cluster, changed by activation (as the service's): public by design.
-PRECO_PASSWORD = "password"  # noqa: S105
 START_TIMEOUT_S = 60.0
 
 
@@ -156,13 +154,8 @@ class LocalProvider:
                join_config: dict[str, Any] | None) -> dict[str, Any]:
         data_dir = Path(placement["data_dir"])
         if founder:
-            preco = data_dir.parent / f"{data_dir.name}.preco"
-            preco.write_text(PRECO_PASSWORD)
-            try:
-                self._run("init-node", "--data-dir", str(data_dir), "--preco-password-file", str(preco),
-                          "--cluster-id", cluster_id, "--cluster-key", *self._hash_args())
-            finally:
-                preco.unlink()
+            self._run("init-node", "--data-dir", str(data_dir), "--cluster-id", cluster_id, "--cluster-key",
+                      *self._hash_args())
         join: list[str] = []
         if join_config is not None:
             join_file = data_dir.parent / f"{data_dir.name}.join.json"

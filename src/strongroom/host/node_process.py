@@ -82,10 +82,10 @@ def _described(exc: StrongroomError) -> StartupError:
     return StartupError(f"{exc.message} ({exc.ckr_name})")
 
 
-def initialize(data_dir: Path, preco_password: str, *, cluster_id: str | None, cluster_key: bool,
-               password_hash_memory_kib: int) -> dict[str, str]:
-    """Initialise an HSM node in ``data_dir`` (node key, masking key, the unactivated admin); return
-    ``{"data_dir", "cluster_id", "serial"}``.
+def initialize(data_dir: Path, *, cluster_id: str | None, cluster_key: bool, password_hash_memory_kib: int,
+               initial_password_file: Path | None = None) -> dict[str, str]:
+    """Initialise an HSM node in ``data_dir`` (node key, masking key, the unactivated admin with a random initial
+    password, written to ``initial_password_file`` when given); return ``{"data_dir", "cluster_id", "serial"}``.
 
     Raises:
         StartupError: the HSM refused (``DeviceError`` for a directory that already holds a node, …).
@@ -93,8 +93,8 @@ def initialize(data_dir: Path, preco_password: str, *, cluster_id: str | None, c
     from ..store import Store
 
     try:
-        HSM.initialize(data_dir, cluster_id=cluster_id, preco_password=preco_password,
-                       settings=settings_for(password_hash_memory_kib), open=False, cluster_key=cluster_key)
+        HSM.initialize(data_dir, cluster_id=cluster_id, settings=settings_for(password_hash_memory_kib), open=False,
+                       cluster_key=cluster_key, initial_password_file=initial_password_file)
         store = Store(data_dir / "hsm.sqlite")
         cluster_id, serial = ((store.get_setting(n) or b"").decode() for n in ("cluster_id", "serial"))
         store.close()

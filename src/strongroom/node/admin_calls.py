@@ -6,13 +6,23 @@ health and the audit trail. Every change to users is one log entry with its audi
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from ..errors import ActionProhibited, ArgumentsBad, FunctionFailed, PinIncorrect, PinInvalid, UserNotLoggedIn
+from ..errors import (
+    ActionProhibited,
+    ArgumentsBad,
+    FunctionFailed,
+    PinIncorrect,
+    PinInvalid,
+    SignatureInvalid,
+    UserNotLoggedIn,
+)
 from ..mechanism_catalogue import MECHANISMS
 from ..objects.model import HsmObject
 from ..replication import Change
 from ..store import AuditEntry, AuditReport
+from ..trust import owner_unlock as unlock_requests
 from . import arguments
 from .base import ApplicationBase, writes
 from .commit import RequestContext
@@ -40,6 +50,7 @@ class AdminCalls(ApplicationBase):
             raise UserNotLoggedIn("the cluster was activated meanwhile; log in again")
         current.password_hash = hsm.passwords.hash(new_password)
         current.role = Role.ADMIN.value
+        current.initial_password = ""
         current.version += 1
         change = Change()
         hsm.repository.put_user(change, current)
@@ -136,9 +147,9 @@ class AdminCalls(ApplicationBase):
                         request: RequestContext | None = None) -> None:
         """Change a password.
 
-        An admin may reset anyone's password without the old one; a reset unlocks the account and ends that
-        user's logins. Every other user changes only their own password and must give the old one; that
-        leaves the lockout state as it is.
+        An admin may reset anyone's password without the old one; a reset of another user unlocks the account
+        and ends that user's logins. Every other user changes only their own password and must give the old
+        one; a change of one's own password leaves the lockout state as it is.
 
         Raises:
             UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without a login, or for another user's password
@@ -172,7 +183,7 @@ class AdminCalls(ApplicationBase):
                 raise ArgumentsBad(f"user {name} does not exist")
             was_locked = current.locked
             current.password_hash = password_hash
-            if admin:
+            if admin and not own:
                 current.failures, current.locked = 0, False
             current.version += 1
             change = Change(revoke=[] if own else [name])
@@ -184,6 +195,93 @@ class AdminCalls(ApplicationBase):
         hsm.commit(password_change, request=request)
         if own:
             self.user = hsm.repository.get_user(name) or self.user
+
+    def initial_password(self, handle: int) -> str:
+        """The initial admin password the first HSM made (the appliance user only), until the admin activates:
+        the control plane hands it to the cluster's owner (``PreCoPassword``).
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without the appliance login.
+            ActionProhibited: ``CKR_ACTION_PROHIBITED`` once the cluster is activated (the password is gone).
+        """
+        self._session(handle)
+        self._require_role(Role.APPLIANCE)
+        for user in self.hsm.repository.all_users():
+            if user.role == Role.UNACTIVATED_ADMIN.value and user.initial_password:
+                return user.initial_password
+        raise ActionProhibited("the cluster is activated: its initial password was changed and is not kept")
+
+    @writes
+    def unlock_user(self, handle: int, username: str, *, request: RequestContext | None = None) -> None:
+        """Unlock a user locked out by wrong passwords, keeping its password (admins only): an admin unlocks
+        crypto users and other admins, never itself (the owner can: :meth:`owner_unlock`).
+
+        Side effects: one log entry clearing the user's failure count and lock, audited ``user-unlock``.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` unless an admin is logged in.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for an unknown user.
+            ActionProhibited: ``CKR_ACTION_PROHIBITED`` for the caller's own account.
+        """
+        self._require_writable(self._session(handle))
+        actor = self._require_role(Role.ADMIN)
+        name = check_username(username)
+        if name == actor.name:
+            raise ActionProhibited("an admin cannot unlock itself; another admin or the cluster's owner can")
+        self.hsm.commit(lambda: self._unlocking(name, actor.name, "user-unlock"), request=request)
+
+    @writes
+    def owner_unlock(self, handle: int, signed: bytes, *, request: RequestContext | None = None) -> str:
+        """Unlock an admin with an unlock request signed by the cluster owner's CA key
+        (:mod:`strongroom.trust.owner_unlock`): the way back in when every admin is locked out. Needs an open
+        session and no login: the signature is the authority. Each request unlocks once, before its expiry.
+
+        Side effects: one log entry clearing the admin's failure count and lock and keeping the request's nonce,
+        audited ``owner-unlock`` with the nonce and the peer.
+
+        Returns:
+            The unlocked admin's name.
+
+        Raises:
+            ActionProhibited: ``CKR_ACTION_PROHIBITED`` for a cluster without an owner trust anchor (not
+                initialised by ``InitializeCluster``) or a user who is not an admin.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a malformed request or an unknown user.
+            SignatureInvalid: ``CKR_SIGNATURE_INVALID`` for a request the owner's CA did not sign, for another
+                cluster, expired, valid too long, or used before.
+        """
+        self._session(handle)
+        signed = arguments.data(signed, "unlock request")
+        hsm = self.hsm
+        identity = hsm.cluster_identity()
+        if identity is None or not identity.trust_anchor:
+            raise ActionProhibited("this cluster has no owner trust anchor (InitializeCluster gives it)")
+        now = time.time()
+        claims = unlock_requests.verify(signed, identity.trust_anchor, hsm.cluster_id, now=now)
+        name = check_username(claims.username)
+        hsm.commit(lambda: self._unlocking(name, "owner", "owner-unlock", claims, now), request=request)
+        return name
+
+    def _unlocking(self, name: str, actor: str, event: str, claims: unlock_requests.UnlockClaims | None = None,
+                   now: float = 0.0) -> Change:
+        current = self.hsm.repository.get_user(name)
+        if current is None:
+            raise ArgumentsBad(f"user {name} does not exist")
+        detail: dict[str, Any] = {}
+        if claims is not None:
+            if current.role != Role.ADMIN.value:
+                raise ActionProhibited("an owner-signed unlock is for admins; an admin unlocks the other users")
+            if claims.nonce in current.owner_unlocks:
+                raise SignatureInvalid("this unlock request was used already")
+            current.owner_unlocks = {n: t for n, t in current.owner_unlocks.items() if t >= now}
+            current.owner_unlocks[claims.nonce] = claims.not_after
+            detail = {"nonce": claims.nonce, "not_after": claims.not_after}
+        was_locked, failures = current.locked, current.failures
+        current.failures, current.locked, current.failed_at = 0, False, 0.0
+        current.version += 1
+        change = Change()
+        self.hsm.repository.put_user(change, current)
+        change.add_audit(event, actor, user=name, was_locked=was_locked, failures=failures, peer=self.peer, **detail)
+        return change
 
     def list_users(self) -> list[dict[str, Any]]:
         """Every user: ``{"username", "role", "locked", "failures"}`` sorted by name; needs a login

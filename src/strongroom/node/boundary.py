@@ -42,7 +42,7 @@ from ..vocab import CKA
 from .commit import Committer, RequestContext, local_write
 from .repository import Repository, open_object, open_user, seal_user
 from .state import Failed, Log, LogFactory, NodeState, Running, State, Zeroized, held
-from .users import DEFAULT_LOCKOUT_THRESHOLD, Passwords, Role, UserRecord, check_password
+from .users import DEFAULT_LOCKOUT_THRESHOLD, Passwords, Role, UserRecord, new_initial_password, write_initial_password
 
 FIRMWARE_VERSION = "0.1.0"
 DB_NAME = "hsm.sqlite"
@@ -67,11 +67,15 @@ class Settings:
 
     Attributes:
         lockout_threshold: consecutive wrong passwords that lock an account.
+        lockout_backoff_s, lockout_backoff_max_s: the back-off after the second consecutive wrong password and
+            its bound (:func:`~strongroom.node.users.backoff_s`).
         max_token_objects: capacity of the token store; creation beyond it returns ``CKR_DEVICE_MEMORY``.
         argon2_memory_kib, argon2_time_cost: password hashing cost (RFC 9106).
     """
 
     lockout_threshold: int = DEFAULT_LOCKOUT_THRESHOLD
+    lockout_backoff_s: float = 1.0
+    lockout_backoff_max_s: float = 60.0
     argon2_memory_kib: int = 65536
     argon2_time_cost: int = 3
     max_token_objects: int = 250_000
@@ -280,12 +284,12 @@ class HSM:
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
-    def initialize(cls, data_dir: Path | str, *, cluster_id: str | None = None, preco_password: str | None = None,
-                   settings: Settings = Settings(), masking_key: bytes | None = None,
-                   replication: LogFactory | None = None, open: bool = True,
-                   cluster_key: bool = False) -> HSM | None:
+    def initialize(cls, data_dir: Path | str, *, cluster_id: str | None = None, settings: Settings = Settings(),
+                   masking_key: bytes | None = None, replication: LogFactory | None = None, open: bool = True,
+                   cluster_key: bool = False, initial_password_file: Path | None = None) -> HSM | None:
         """Initialise a new node: node key, masking key and, for the first node of a cluster, the ``admin`` user
-        in role ``unactivated-admin`` (committed as the log's first change).
+        in role ``unactivated-admin`` with a random initial password made here (committed as the log's first
+        change). The appliance user reads that password with ``initial_password`` until the admin activates.
 
         Side effects: the node's settings (cluster id, serial, sealed masking key, the founding change) and an
         ``initialize`` audit event are a node-local write (:func:`~strongroom.node.commit.local_write`): no log
@@ -294,28 +298,31 @@ class HSM:
         Args:
             data_dir: an empty or missing directory.
             cluster_id: the cluster this node belongs to (``cluster-`` + 11 lowercase base-32 characters if omitted).
-            preco_password: the initial admin password, 8–32 characters, to be changed by activation; omitted
-                for a node that joins an existing cluster (its users come from the log).
-            masking_key: 32 bytes to join an existing cluster; a fresh key from the OS CSPRNG if omitted.
+            masking_key: 32 bytes to join an existing cluster (its users come from the log); a fresh key from the
+                OS CSPRNG and a new cluster if omitted.
             replication: as for the constructor.
             open: open the new node and return it; with False, only prepare the directory (the founding change
                 then commits through the log of the process that opens it, as the cluster's first entry).
             cluster_key: for the first node of a control-plane-managed cluster: generate the cluster key and its
                 CSR (:mod:`strongroom.trust.cluster_certificate`), committed with the founding change.
+            initial_password_file: for the first node of a cluster assembled by hand (no control plane and so no
+                appliance): a new file (mode 0600) to write the initial admin password into.
 
         Raises:
             DeviceError: ``CKR_DEVICE_ERROR`` when the directory already holds a node.
-            PinLenRange: ``CKR_PIN_LEN_RANGE`` for a password outside 8–32 characters.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for an initial password file given to a joining node.
         """
-        if preco_password is not None:
-            check_password(preco_password)
-        elif masking_key is None:
-            raise ArgumentsBad("a new cluster needs the initial admin password")
+        founder = masking_key is None
+        if initial_password_file is not None and not founder:
+            raise ArgumentsBad("a node that joins a cluster has no initial password")
         if cluster_id is not None and (not isinstance(cluster_id, str) or not 1 <= len(cluster_id) <= 64
                                        or not cluster_id.isascii() or not cluster_id.isprintable()):
             raise ArgumentsBad("cluster_id must be 1-64 printable ASCII characters")
         if masking_key is not None and (not isinstance(masking_key, bytes) or len(masking_key) != MASKING_KEY_BYTES):
             raise ArgumentsBad(f"the masking key must be {MASKING_KEY_BYTES} bytes")
+        initial = new_initial_password()
+        if founder and initial_password_file is not None:  # before the directory is touched
+            write_initial_password(initial_password_file, initial)
         data_dir = Path(data_dir)
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
@@ -343,15 +350,16 @@ class HSM:
             tx.put_setting("cluster_id", cluster_id.encode())
             tx.put_setting("serial", uuid.uuid4().hex[:16].encode())
             tx.put_setting("sealed_mk", seal_masking_key(node_key_path.read_bytes(), cluster_id, masking_key))
-            if preco_password is not None:
-                admin = UserRecord("admin", Role.UNACTIVATED_ADMIN.value, passwords.hash(preco_password))
+            if founder:
+                admin = UserRecord("admin", Role.UNACTIVATED_ADMIN.value, passwords.hash(initial),
+                                   initial_password=initial)
                 founding = Change(request=b"bootstrap:" + cluster_id.encode())
                 founding.put_user(admin.name, admin.version, seal_user(barrier, admin), expect=0)
                 founding.add_audit("cluster-create", "", cluster_id=cluster_id)
                 if cluster_key:
                     founding.cluster_identity = cluster_identity.new(cluster_id, barrier).encode()
                 tx.put_setting("bootstrap", ENCODER.encode(founding))
-            tx.audit("initialize", "", cluster_id=cluster_id, joining=preco_password is None)
+            tx.audit("initialize", "", cluster_id=cluster_id, joining=not founder)
         store.close()
         return cls(data_dir, settings=settings, replication=replication) if open else None
 

@@ -5,6 +5,7 @@ Login state belongs to the application and is shared by its sessions; closing it
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..errors import (
@@ -26,7 +27,7 @@ from . import arguments
 from .base import ApplicationBase
 from .commit import local_write
 from .sessions import Session
-from .users import MAX_USERNAME_CHARS, Role, UserRecord, split_pin
+from .users import MAX_USERNAME_CHARS, Role, UserRecord, backoff_s, split_pin
 
 MAX_CLIENT_CHARS = 128  # the application description a client agent adds to audit events
 APPLIANCE_CERTIFICATE_USER = "control_plane"  # who the appliance identity logs in as (audit trail)
@@ -90,8 +91,10 @@ class SessionCalls(ApplicationBase):
         (:mod:`strongroom.node.peer`).
 
         ``CKU_SO`` logs in an admin, ``CKU_USER`` a crypto user, the vendor ``CKU_APPLIANCE`` the appliance user.
-        A wrong password counts toward the lockout threshold; reaching it locks the account. Unknown users cost
-        the same password-hash time as known ones.
+        A wrong password counts toward the lockout threshold (cluster-wide); reaching it locks the account.
+        From the second consecutive wrong password on, the user is in back-off (1 s doubling per failure, at most
+        60 s, by default): a login in that time is refused as a wrong password before the password is checked,
+        and is not counted. Unknown users cost the same password-hash time as known ones.
 
         Raises:
             UserAlreadyLoggedIn: ``CKR_USER_ALREADY_LOGGED_IN`` when this application is logged in as that type.
@@ -99,8 +102,8 @@ class SessionCalls(ApplicationBase):
             UserTypeInvalid: ``CKR_USER_TYPE_INVALID`` for an unknown type or one the user's role does not have.
             SessionReadOnlyExists: ``CKR_SESSION_READ_ONLY_EXISTS`` for an admin login with read-only sessions.
             ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a PIN that is not text.
-            PinIncorrect: ``CKR_PIN_INCORRECT`` for an unknown user, a wrong password or a PIN that is not
-                ``username:password``.
+            PinIncorrect: ``CKR_PIN_INCORRECT`` for an unknown user, a wrong password, a user in back-off or a
+                PIN that is not ``username:password``.
             PinLocked: ``CKR_PIN_LOCKED`` when the account is locked.
         """
         self._session(handle)
@@ -135,7 +138,15 @@ class SessionCalls(ApplicationBase):
         pending = hsm.pending_failures.get(name, 0)
         if record.locked or record.failures + pending >= hsm.settings.lockout_threshold:
             self._audit_here("login-failed", name, reason="locked", peer=self.peer)
-            raise PinLocked(f"user {name} is locked; an admin must reset the password")
+            raise PinLocked(f"user {name} is locked; an admin (or, for an admin, another admin or the cluster's "
+                            "owner) must unlock it")
+        settings = hsm.settings
+        wait_s = backoff_s(record.failures + pending, settings.lockout_backoff_s, settings.lockout_backoff_max_s)
+        if time.time() < record.failed_at + wait_s:
+            # refused before the password is checked, and without holding the thread: the same answer as a
+            # wrong password, and it does not count as one
+            self._audit_here("login-failed", name, reason="back-off", peer=self.peer)
+            raise PinIncorrect("wrong username or password")
         if not hsm.passwords.verify(record.password_hash, password):
             # The count is cluster-wide: each failure is a change to the user record, built again from the
             # current record when a failure on another node got there first. A failure the log cannot take
@@ -181,6 +192,7 @@ class SessionCalls(ApplicationBase):
         if not new and not pending:
             return None
         record.failures += new + pending
+        record.failed_at = time.time()
         record.version += 1
         record.locked = record.locked or record.failures >= self.hsm.settings.lockout_threshold
         change = Change()

@@ -7,12 +7,16 @@ manage users) and ``appliance`` (health, backup and audit export only).
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+from pathlib import Path
 
 import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from .. import crypto
 from ..errors import ArgumentsBad, PinIncorrect, PinLenRange
 from ..vendor import Role as Role  # the roles' one home is the vocabulary; node modules import it from here
 
@@ -26,7 +30,18 @@ _USERNAME = re.compile(rf"^[a-z0-9_]{{1,{MAX_USERNAME_CHARS}}}$")
 
 
 class UserRecord(msgspec.Struct):
-    """A user as sealed in the store. ``failures`` counts consecutive wrong passwords."""
+    """A user as sealed in the store.
+
+    Attributes:
+        failures: consecutive wrong passwords, counted cluster-wide.
+        locked: the failures reached the lockout threshold; an unlock clears both.
+        initial_password: the unactivated admin's password as made by the first HSM, for the appliance to hand
+            to the owner; emptied by activation.
+        failed_at: when the last wrong password was counted (UTC, seconds since the epoch): the back-off runs
+            from it.
+        owner_unlocks: nonces of the owner-signed unlock requests this user was unlocked with → their expiry
+            (UTC seconds), kept until they expire so none is accepted twice.
+    """
 
     name: str
     role: str
@@ -34,6 +49,36 @@ class UserRecord(msgspec.Struct):
     failures: int = 0
     locked: bool = False
     version: int = 1
+    initial_password: str = ""
+    failed_at: float = 0.0
+    owner_unlocks: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+def new_initial_password() -> str:
+    """A random initial admin password: 24 URL-safe base64 characters (144 bits from the HSM's RNG)."""
+    return base64.urlsafe_b64encode(crypto.random_bytes(18)).decode()
+
+
+def write_initial_password(path: Path, password: str) -> None:
+    """Write the initial admin password into the new file ``path`` (mode 0600).
+
+    Raises:
+        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` when the file exists or cannot be made.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ArgumentsBad(f"cannot make {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+
+
+def backoff_s(failures: int, base_s: float, max_s: float) -> float:
+    """The wait before a user's next password check after ``failures`` consecutive wrong passwords: none after
+    the first, then ``base_s`` doubling with each failure, at most ``max_s``."""
+    if failures < 2 or base_s <= 0:
+        return 0.0
+    return float(min(max_s, base_s * 2 ** min(failures - 2, 32)))
 
 
 def check_username(name: str) -> str:

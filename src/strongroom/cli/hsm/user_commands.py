@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
+from ...trust.owner_unlock import MAX_REQUEST_BYTES
 from .context import CliError, Context, command, main
 
 
@@ -71,15 +72,27 @@ def user_change_password(ctx: Context, username: str, role: str, password: str) 
 
 
 @user.command("unlock")
-@click.option("--username", required=True)
-@click.option("--role", type=click.Choice(["crypto-user", "admin"]), required=True)
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="The user's new password (a reset unlocks the account).")
+@click.option("--username", help="The locked user (with --role; an admin login).")
+@click.option("--role", type=click.Choice(["crypto-user", "admin"]))
+@click.option("--owner-signed", type=click.File("rb"),
+              help="An unlock request the cluster's owner signed (strongroom owner sign-unlock): unlocks an "
+                   "admin with no login.")
 @command
-def user_unlock(ctx: Context, username: str, role: str, password: str) -> dict[str, Any]:
-    """Unlock a locked-out user by resetting its password (admin login)."""
+def user_unlock(ctx: Context, username: str | None, role: str | None, owner_signed: BinaryIO | None) -> dict[str, Any]:
+    """Unlock a user locked out by wrong passwords; its password stays. An admin unlocks crypto users and other
+    admins; the cluster's owner unlocks an admin with a signed request (when no admin can log in)."""
+    if owner_signed is not None:
+        if username or role:
+            raise CliError("--owner-signed names its user; give no --username or --role")
+        session = ctx.cluster().open_session()
+        try:
+            name = session.call("owner_unlock", owner_signed.read(MAX_REQUEST_BYTES + 1))
+        finally:
+            session.close()
+        return {"username": name, "role": "admin", "locked": "false", "by": "owner"}
+    if not username or not role:
+        raise CliError("give --username and --role (an admin login), or --owner-signed FILE")
     session = ctx.session("admin")
     _check_role(ctx, username, role)
-    session.change_password(username, password)
+    session.call("unlock_user", username)
     return {"username": username, "role": role, "locked": "false"}
-
