@@ -18,7 +18,7 @@ from strongroom.errors import PinIncorrect, PinLocked
 from strongroom.node.users import backoff_s
 
 from .nodes import strongroom
-from .pki import OwnerCA
+from .pki import OwnerCA, client_certificate
 from .test_managed import (  # noqa: F401 (fixture)
     SESSION,
     TEST_HASH_MEMORY_KIB,
@@ -62,7 +62,9 @@ def test_every_user_locked_then_the_owner_recovers_an_admin_who_unlocks_the_othe
                                                       serialization.NoEncryption()))
         _as_appliance(node.endpoint, appliance,
                       ("initialize_cluster", SESSION, owner.sign(csr.encode()).decode(), owner.pem.decode()))
-        config = {"endpoints": [node.endpoint], "trust_anchor": str(owner.path), "timeout_s": 30}
+        owner_client = client_certificate(tmp_path, "owner-client", issuer=owner.issued)
+        config = {"endpoints": [node.endpoint], "trust_anchor": str(owner.path), "timeout_s": 30,
+                  "client_cert": str(owner_client.cert), "client_key": str(owner_client.key)}
         config_file = tmp_path / "cluster.json"
         config_file.write_text(json.dumps(config))
         deadline = time.monotonic() + 20

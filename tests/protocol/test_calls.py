@@ -106,6 +106,8 @@ def test_before_login_only_public_information_sessions_login_and_public_objects(
         "set_attribute_value", "find_objects_init", "find_objects", "find_objects_final", "find",
         "generate_random", "digest_init", "digest", "digest_update", "digest_final", "digest_once",
         "join_challenge", "join_cluster",
+        # the owner's signed unlock of a locked admin: the signature is the authentication
+        "owner_unlock",
         # an operation's continuation names no key: without a login no operation is active to continue
         *(f"{kind}{step}" for kind in ("encrypt", "decrypt", "sign", "verify") for step in ("", "_update", "_final"))}
     keyed = ("encrypt", "decrypt", "sign", "verify")

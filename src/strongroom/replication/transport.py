@@ -29,6 +29,8 @@ from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.tcp_connection import set_keepalive
 from pysyncobj.transport import TCPTransport
 
+from ..errors import TransportError
+from ..vocab import CKR
 from .peer_tls import PeerTLS
 
 log = logging.getLogger("strongroom.replication")
@@ -50,8 +52,10 @@ class _PlainData(pickle.Unpickler):
         raise pickle.UnpicklingError(f"a replication message holds no objects, got {module}.{name}")
 
 
-class FrameTooLarge(Exception):
-    """A message over MAX_FRAME_BYTES was to be sent."""
+class FrameTooLarge(TransportError):
+    """A message over MAX_FRAME_BYTES was to be sent (``CKR_DEVICE_ERROR``)."""
+
+    ckr = CKR.DEVICE_ERROR
 
 
 class TLSConnection:
