@@ -61,6 +61,26 @@ class CertificateAuthority:
                      .sign(self.key, hashes.SHA256()))
         self.issued = _write(self.folder / name, self.cert, self.key)
 
+    @classmethod
+    def load(cls, folder: Path, name: str, days: int = 365) -> CertificateAuthority:
+        """The CA already in ``folder`` as ``NAME.crt`` and ``NAME.key`` (issuing for ``days``).
+
+        Raises:
+            OSError: a file is missing or unreadable.
+            ValueError: the files hold no certificate, or no key that signs certificates.
+        """
+        folder = Path(folder)
+        ca = cls.__new__(cls)
+        ca.folder, ca.days = folder, days
+        cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+        ca.cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_path} holds no EC key")
+        ca.key = key
+        ca.issued = Issued(cert_path, key_path)
+        return ca
+
     def issue(self, name: str, *, server: bool, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")) -> Issued:
         """Issue a node (``server``) or client certificate; node certificates name ``hosts`` in their SAN."""
         key = ec.generate_private_key(ec.SECP256R1())
