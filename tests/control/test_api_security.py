@@ -234,3 +234,33 @@ def test_a_replay_is_refused_after_a_restart_of_the_real_control_plane(tmp_path)
         assert set(modes.values()) == {0o600}, modes
     finally:
         _stop(process)
+
+
+def test_a_database_of_an_earlier_version_has_its_clear_secrets_sealed_and_erased(tmp_path):
+    import sqlite3
+
+    from strongroom.control import access_keys
+    from strongroom.control.cloudhsmv2 import ControlPlane
+    from strongroom.control.process import open_store
+
+    clear = "an-old-clear-secret-0123456789abcdefghij"
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE access_keys (access_key_id VARCHAR(32) PRIMARY KEY, secret_access_key VARCHAR(64), "
+               "created FLOAT)")
+    db.execute("CREATE TABLE clusters (cluster_id VARCHAR(32) PRIMARY KEY, state VARCHAR(32), state_message "
+               "VARCHAR(300), hsm_type VARCHAR(32), mode VARCHAR(16), network_type VARCHAR(16), subnet_mapping JSON, "
+               "vpc_id VARCHAR(32), security_group VARCHAR(32), backup_retention_days VARCHAR(3), source_backup_id "
+               "VARCHAR(64), create_timestamp FLOAT, cluster_csr TEXT, cluster_certificate TEXT, trust_anchor TEXT)")
+    db.execute("INSERT INTO access_keys VALUES ('AKIAOLDKEY', ?, 0)", (clear,))
+    db.commit()
+    db.close()
+    store, sealing = open_store(tmp_path)
+    try:
+        assert access_keys.secret(store, sealing, "AKIAOLDKEY") == access_keys.Secret(clear, True)
+        assert access_keys.listing(store)[0]["status"] == "Active"
+        assert ControlPlane(store, sealing=sealing).call("DescribeClusters", {}) == {"Clusters": []}
+    finally:
+        store.close()
+    for path in tmp_path.glob("state.db*"):
+        assert clear.encode() not in path.read_bytes(), path

@@ -13,10 +13,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select, text
 
 from ..errors import ArgumentsBad
-from .records import AccessKey, Store
+from .records import AccessKey, Base, Store
 from .sealed import ACCESS_KEY as KIND
 from .sealed import SealingKey
 
@@ -87,6 +87,29 @@ def delete(store: Store, access_key_id: str) -> dict[str, Any]:
         shape = _shape(key)
         session.delete(key)
     return {**shape, "status": "Deleted"}
+
+
+def seal_clear_secrets(store: Store, sealing: SealingKey) -> int:
+    """Seal the secrets an earlier version kept in clear (an ``access_keys`` table with a ``secret_access_key``
+    column): the table is made again with sealed secrets, and on SQLite the file is vacuumed and the write-ahead
+    log emptied so the clear values leave the disk. Returns how many keys were sealed."""
+    columns = {c["name"] for c in inspect(store.engine).get_columns(AccessKey.__tablename__)}
+    if "secret_access_key" not in columns:
+        return 0
+    table = Base.metadata.tables[AccessKey.__tablename__]
+    with store.engine.begin() as connection:
+        rows = connection.execute(text("SELECT access_key_id, secret_access_key, created FROM access_keys")).all()
+        connection.execute(text("DROP TABLE access_keys"))
+        table.create(connection)
+        for key_id, clear, created in rows:
+            connection.execute(table.insert().values(
+                access_key_id=key_id, sealed_secret=sealing.seal(KIND, key_id, clear), status=ACTIVE,
+                created=created))
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as connection:
+            connection.exec_driver_sql("VACUUM")
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    return len(rows)
 
 
 def secret(store: Store, sealing: SealingKey, access_key_id: str) -> Secret | None:

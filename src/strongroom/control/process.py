@@ -124,7 +124,9 @@ def _own_tls(folder: Path, host: str) -> server.Tls:
 def open_store(folder: Path, database_url: str = "") -> tuple[Store, SealingKey]:
     """The records and the sealing key of the control plane in ``folder`` (the key made on first use)."""
     sealing = SealingKey.load(folder, create=True)
-    return Store(database_url or f"sqlite:///{folder / 'state.db'}"), sealing
+    store = Store(database_url or f"sqlite:///{folder / 'state.db'}")
+    access_keys.seal_clear_secrets(store, sealing)
+    return store, sealing
 
 
 def run(settings: Settings, ready: Callable[[dict[str, Any]], None] | None = None) -> None:

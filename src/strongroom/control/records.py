@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, LargeBinary, String, Text, create_engine, event
+from sqlalchemy import JSON, Float, ForeignKey, LargeBinary, String, Text, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
@@ -130,7 +130,17 @@ class Store:
             _private_files(self.engine.url.database)
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        self._add_missing_columns()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _add_missing_columns(self) -> None:
+        """Columns later versions added to a table an earlier version made (nullable ones only)."""
+        present = {c["name"] for c in inspect(self.engine).get_columns(Cluster.__tablename__)}
+        with self.engine.begin() as connection:
+            for column in Cluster.__table__.columns:
+                if column.name not in present and column.nullable:
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    connection.execute(text(f"ALTER TABLE {Cluster.__tablename__} ADD COLUMN {column.name} {kind}"))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
