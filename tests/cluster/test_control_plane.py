@@ -44,7 +44,8 @@ def control(tmp_path_factory):
     info = json.loads(process.stdout.readline())
     credentials = json.loads(Path(info["credentials"]).read_text())
     assert Path(info["credentials"]).stat().st_mode & 0o777 == 0o600
-    client = boto3.client("cloudhsmv2", endpoint_url=info["url"], region_name=credentials["region"],
+    assert info["url"].startswith("https://")
+    client = boto3.client("cloudhsmv2", endpoint_url=info["url"], region_name=credentials["region"], verify=info["ca"],
                           aws_access_key_id=credentials["access_key_id"],
                           aws_secret_access_key=credentials["secret_access_key"],
                           config=Config(retries={"max_attempts": 1}))
@@ -101,17 +102,18 @@ def test_a_cluster_from_create_to_three_active_hsms_survives_a_killed_hsm(contro
     signed = owner.sign(cluster["Certificates"]["ClusterCsr"].encode()).decode()
     answer = client.initialize_cluster(ClusterId=cluster_id, SignedCert=signed, TrustAnchor=owner.pem.decode())
     assert answer["State"] == "INITIALIZE_IN_PROGRESS"
-    _wait(lambda: _cluster(client, cluster_id)["State"], lambda s: s == "INITIALIZED")
+    initialized = _wait(lambda: _cluster(client, cluster_id), lambda c: c["State"] == "INITIALIZED")
     endpoint = _placements(root)[first["HsmId"]]["endpoint"]
     owner_client = client_certificate(root, "owner-client", issuer=owner.issued)
     config = {"endpoints": [endpoint], "trust_anchor": str(owner.path), "timeout_s": 60,
               "client_cert": str(owner_client.cert), "client_key": str(owner_client.key)}
     with sdk.connect(config) as c:  # activation through the SDK, trusting only the owner's CA
-        admin = c.login("admin", "password", role="admin")
+        admin = c.login("admin", initialized["PreCoPassword"], role="admin")  # handed out by the control plane
         admin.activate(ADMIN_PW)
         admin.create_user("alice", ALICE_PW)
         admin.close()
-    _wait(lambda: _cluster(client, cluster_id)["State"], lambda s: s == "ACTIVE")
+    active = _wait(lambda: _cluster(client, cluster_id), lambda c: c["State"] == "ACTIVE")
+    assert "PreCoPassword" not in active  # forgotten once the owner changed it
     for zone in zones[1:]:
         client.create_hsm(ClusterId=cluster_id, AvailabilityZone=zone)
     # the cluster's state follows its HSMs' within one step of the control plane: wait for both
@@ -178,14 +180,16 @@ def test_concurrent_first_hsms_make_one_founder(control):
     cluster_id = client.create_cluster(HsmType="hsm2m.medium", SubnetIds=SUBNETS[:2])["Cluster"]["ClusterId"]
     results: list[str] = []
 
-    def create() -> None:
+    def create(zone: str, address: dict) -> None:
         try:
-            client.create_hsm(ClusterId=cluster_id, AvailabilityZone="us-east-1a")
+            client.create_hsm(ClusterId=cluster_id, AvailabilityZone=zone, **address)
             results.append("created")
         except ClientError as exc:
             results.append(exc.response["Error"]["Code"])
 
-    threads = [threading.Thread(target=create) for _ in range(4)]
+    # four different requests: the same one signed within the same second would be refused as a replay
+    threads = [threading.Thread(target=create, args=(zone, address)) for zone in ("us-east-1a", "us-east-1b")
+               for address in ({}, {"IpAddress": "127.0.0.1"})]
     for t in threads:
         t.start()
     for t in threads:

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
+
 import strongroom.client as sdk
 from strongroom.control.api_client import ControlClient
 from strongroom.vocab import CKA, CKM
@@ -51,8 +53,9 @@ def test_up_runs_a_cluster_a_pkcs11_application_uses_and_a_restart_keeps(tmp_pat
     process = _up(data)
     try:
         summary = json.loads((data / "cluster.json").read_text())
-        assert set(summary) >= {"control_plane_url", "cluster_id", "hsms", "trust_anchor", "pkcs11_socket",
-                                "pkcs11_module"}
+        assert set(summary) >= {"control_plane_url", "control_plane_ca", "cluster_id", "hsms", "trust_anchor",
+                                "pkcs11_socket", "pkcs11_module"}
+        assert summary["control_plane_url"].startswith("https://127.0.0.1:")
         assert len(summary["hsms"]) == 3 and all(set(h) == {"hsm_id", "endpoint"} for h in summary["hsms"])
         _every_hsm_port_requires_an_owner_client_certificate(data, summary, tmp_path)
         assert oct((data / "credentials.json").stat().st_mode & 0o777) == "0o600"
@@ -94,7 +97,11 @@ def test_up_runs_a_cluster_a_pkcs11_application_uses_and_a_restart_keeps(tmp_pat
         # two of three HSMs die: no majority to replace them with, so the control plane restarts them on their data
         keys = credentials["control_plane"]
         control = ControlClient(summary["control_plane_url"], keys["access_key_id"], keys["secret_access_key"],
-                                keys["region"])
+                                keys["region"], summary["control_plane_ca"])
+        hsm = boto3.client("cloudhsmv2", endpoint_url=summary["control_plane_url"], region_name=keys["region"],
+                           verify=summary["control_plane_ca"], aws_access_key_id=keys["access_key_id"],
+                           aws_secret_access_key=keys["secret_access_key"])
+        assert [c["ClusterId"] for c in hsm.describe_clusters()["Clusters"]] == [summary["cluster_id"]]
         for pid in _node_pids(data)[:2]:
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 120

@@ -10,6 +10,7 @@ import pytest
 
 from strongroom.control.cloudhsmv2 import ControlPlane
 from strongroom.control.records import Base, Store
+from strongroom.control.sealed import SealingKey
 
 from .postgres import throwaway_server
 
@@ -42,7 +43,7 @@ def store(request, tmp_path):
 
 
 def test_records_round_trip_with_their_shapes(store):
-    control = ControlPlane(store)
+    control = ControlPlane(store, sealing=SealingKey(bytes(32)))
     made = control.call("CreateCluster", {"HsmType": "hsm1.medium", "SubnetIds": ["subnet-0a1b2c3d"],
                                           "TagList": [{"Key": "k", "Value": "v"}]})["Cluster"]
     [described] = control.call("DescribeClusters", {"Filters": {"clusterIds": [made["ClusterId"]]}})["Clusters"]

@@ -304,24 +304,47 @@ def issue_client(data_dir: Path, out: Path, name: str, days: int) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-@main.command()
-@click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="The control plane's directory (records, identity, credentials, local HSM data).")
-@click.option("--fleet", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
+@main.group(invoke_without_command=True)
+@click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The control plane's directory (records, sealing key, identity, credentials, local HSM data).")
+@click.option("--fleet", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
               help="The fleet directory: new HSMs get their identities from it.")
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT of the API (port 0: any).")
 @click.option("--database-url", default="", help="SQLAlchemy URL of the records [default: SQLite in --dir].")
 @click.option("--region", default="us-east-1", show_default=True)
+@click.option("--tls-cert", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="PEM certificate chain of the API [default: issued from a CA the control plane makes in --dir, "
+                   "tls-ca.crt].")
+@click.option("--tls-key", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="PEM private key of --tls-cert.")
+@click.option("--insecure-plain-http", "plain_http", is_flag=True,
+              help="Serve plain HTTP instead of HTTPS; refused unless --listen is a loopback address.")
+@click.option("--header-timeout", type=click.FloatRange(0.1, 300), default=10.0, show_default=True,
+              help="Seconds a client may take to send a request's headers before its connection is closed.")
+@click.option("--body-timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
+              help="Seconds a client may take to send a request's body.")
 @_HASH_MEMORY
-def control(folder: Path, fleet: Path, listen: str, database_url: str, region: str,
-            password_hash_memory_kib: int) -> None:
-    """Run the control plane: the cloudhsmv2 API (AWS JSON 1.1 with SigV4, for boto3 and the AWS CLI) over
-    clusters whose HSMs run as local processes, initialised, health-checked and replaced when they fail.
+@click.pass_context
+def control(ctx: click.Context, folder: Path | None, fleet: Path | None, listen: str, database_url: str,
+            region: str, tls_cert: Path | None, tls_key: Path | None, plain_http: bool, header_timeout: float,
+            body_timeout: float, password_hash_memory_kib: int) -> None:
+    """Run the control plane: the cloudhsmv2 API (AWS JSON 1.1 with SigV4 over HTTPS, for boto3 and the AWS CLI)
+    over clusters whose HSMs run as local processes, initialised, health-checked and replaced when they fail.
 
-    Prints one JSON line {"url": …, "credentials": …} once it serves; the first access key is in the
-    credentials file (mode 0600). Stops every HSM it started on SIGTERM or Ctrl-C."""
+    Prints one JSON line {"url": "https://…", "credentials": …, "ca": …} once it serves; the first access key is
+    in the credentials file (mode 0600), "ca" the CA to verify the API with (when it issued its own certificate).
+    Stops every HSM it started on SIGTERM or Ctrl-C. Access keys: strongroom control access-key --help."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ..control.process import AlreadyRunning, Settings, run
+    from ..control.server import NotLoopback
 
+    if folder is None or fleet is None:
+        raise click.UsageError("--dir and --fleet are required to run the control plane")
+    if (tls_cert is None) != (tls_key is None):
+        raise click.BadParameter("give --tls-cert and --tls-key together", param_hint="--tls-cert")
+    if plain_http and tls_cert is not None:
+        raise click.BadParameter("--insecure-plain-http serves no certificate", param_hint="--insecure-plain-http")
     _host_port(listen)
 
     def ready(info: dict[str, Any]) -> None:
@@ -330,6 +353,95 @@ def control(folder: Path, fleet: Path, listen: str, database_url: str, region: s
 
     try:
         run(Settings(folder, fleet, listen, database_url, region,
-                     ("--password-hash-memory-kib", str(password_hash_memory_kib))), ready)
+                     ("--password-hash-memory-kib", str(password_hash_memory_kib)), tls_cert, tls_key, plain_http,
+                     header_timeout, body_timeout), ready)
+    except NotLoopback as exc:
+        raise click.BadParameter(exc.message, param_hint="--insecure-plain-http") from None
     except AlreadyRunning as exc:
         raise click.ClickException(str(exc)) from None
+
+
+_CONTROL_DIR = click.option("--dir", "folder", type=click.Path(path_type=Path, file_okay=False, exists=True),
+                            required=True, help="The control plane's directory (its sealing key and records).")
+_DATABASE = click.option("--database-url", default="",
+                         help="SQLAlchemy URL of the records, as the control plane was given [default: SQLite in "
+                              "--dir].")
+
+
+@control.group("access-key")
+def access_key() -> None:
+    """The API's access keys, managed on the control plane's directory (whoever can read its sealing key is its
+    administrator); a change applies from the API's next request, while it runs."""
+
+
+def _on_keys(folder: Path, database_url: str, action: Any) -> None:
+    from ..control.process import open_store
+
+    if not (folder / "sealing.key").is_file():
+        raise click.BadParameter(f"{folder} holds no sealing.key: not a control plane's directory",
+                                 param_hint="--dir")
+    try:
+        store, sealing = open_store(folder, database_url)
+    except (OSError, StrongroomError) as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        click.echo(json.dumps(action(store, sealing), indent=2))
+    except StrongroomError as exc:
+        raise click.ClickException(f"{exc.message} ({exc.ckr_name})") from None
+    finally:
+        store.close()
+
+
+@access_key.command("create")
+@_CONTROL_DIR
+@_DATABASE
+def access_key_create(folder: Path, database_url: str) -> None:
+    """Issue a new active access key; prints its id and secret (shown this once)."""
+    from ..control import access_keys
+
+    _on_keys(folder, database_url, access_keys.create)
+
+
+@access_key.command("list")
+@_CONTROL_DIR
+@_DATABASE
+def access_key_list(folder: Path, database_url: str) -> None:
+    """Every access key with its status and creation time (no secret)."""
+    from ..control import access_keys
+
+    _on_keys(folder, database_url, lambda store, _sealing: access_keys.listing(store))
+
+
+@access_key.command("deactivate")
+@_CONTROL_DIR
+@_DATABASE
+@click.argument("access_key_id")
+def access_key_deactivate(folder: Path, database_url: str, access_key_id: str) -> None:
+    """Make ACCESS_KEY_ID inactive: its requests are refused (UnrecognizedClientException)."""
+    from ..control import access_keys
+
+    _on_keys(folder, database_url,
+             lambda store, _sealing: access_keys.set_status(store, access_key_id, access_keys.INACTIVE))
+
+
+@access_key.command("activate")
+@_CONTROL_DIR
+@_DATABASE
+@click.argument("access_key_id")
+def access_key_activate(folder: Path, database_url: str, access_key_id: str) -> None:
+    """Make ACCESS_KEY_ID active again."""
+    from ..control import access_keys
+
+    _on_keys(folder, database_url,
+             lambda store, _sealing: access_keys.set_status(store, access_key_id, access_keys.ACTIVE))
+
+
+@access_key.command("delete")
+@_CONTROL_DIR
+@_DATABASE
+@click.argument("access_key_id")
+def access_key_delete(folder: Path, database_url: str, access_key_id: str) -> None:
+    """Delete ACCESS_KEY_ID for good: its requests are refused as an unknown key's."""
+    from ..control import access_keys
+
+    _on_keys(folder, database_url, lambda store, _sealing: access_keys.delete(store, access_key_id))

@@ -4,9 +4,10 @@ The first start makes a fleet, runs the control plane, creates one cluster of N 
 it with a locally made owner CA (its key, ``owner-ca.key``, signs owner unlock requests), activates it with the
 initial admin password the first HSM made (``PreCoPassword``) and a random new one, creates a crypto user and starts
 the client agent with its PKCS#11 socket. Every HSM port requires a client certificate: ``up`` issues one for the
-agent and one for the command line from the owner CA (``clients/``, keys 0600). It writes ``cluster.json`` (where
-everything is; also an SDK configuration, with the agent's certificate) and ``credentials.json`` (mode 0600). A
-later start resumes the same cluster with the same keys.
+agent and one for the command line from the owner CA (``clients/``, keys 0600). The control plane serves HTTPS
+with a certificate from a local CA of its own (``control-ca.crt``, named ``control_plane_ca`` in
+``cluster.json``). It writes ``cluster.json`` (where everything is; also an SDK configuration, with the agent's
+certificate) and ``credentials.json`` (mode 0600). A later start resumes the same cluster with the same keys.
 """
 
 from __future__ import annotations
@@ -148,6 +149,18 @@ def issue_client(data_dir: Path, out: Path, name: str, days: int) -> dict[str, s
         (out / "cluster.json").write_text(json.dumps(config, indent=2) + "\n")
         written["config"] = str(out / "cluster.json")
     return written
+
+
+def _control_tls(data_dir: Path) -> list[str]:
+    """The control plane's HTTPS certificate from the local control-plane CA (made once; keys 0600): the options
+    that give it to ``strongroom control``. A CA of its own, not the owner CA, so that the control plane's key
+    cannot pass for an HSM's."""
+    from ..trust.ca import CertificateAuthority
+
+    if not (data_dir / "control-plane.key").exists():
+        CertificateAuthority(data_dir, "control-ca", days=3650).issue(
+            "control-plane", server=True, hosts=("localhost", "127.0.0.1", "::1"))
+    return ["--tls-cert", str(data_dir / "control-plane.crt"), "--tls-key", str(data_dir / "control-plane.key")]
 
 
 def _sign_csr(csr_pem: str, ca_cert: Any, ca_key: Any) -> str:
@@ -303,13 +316,14 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
                 "crypto_user": {"username": CRYPTO_USER, "password": secrets.token_urlsafe(18)}})
         report.step("starting the control plane")
         argv = ["control", "--dir", str(data_dir / "control"), "--fleet", str(data_dir / "fleet"),
-                "--password-hash-memory-kib", str(hash_memory_kib)]
+                "--password-hash-memory-kib", str(hash_memory_kib), *_control_tls(data_dir)]
         try:
             control_process, info = _start([*argv, "--listen", control_listen], logs / "control.log")
         except click.ClickException:
             control_process, info = _start([*argv, "--listen", "127.0.0.1:0"], logs / "control.log")
         keys = json.loads(Path(info["credentials"]).read_text())
-        control = ControlClient(info["url"], keys["access_key_id"], keys["secret_access_key"], keys["region"])
+        control = ControlClient(info["url"], keys["access_key_id"], keys["secret_access_key"], keys["region"],
+                                str(data_dir / "control-ca.crt"))
         cluster_id = _converge(control, data_dir, previous.get("cluster_id"), hsms, report, wait)
         cluster = _describe(control, cluster_id)
         if cluster is None:
@@ -319,7 +333,8 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
         _write_private(credentials_file, credentials)
         socket_path = data_dir / "pkcs11.sock"
         summary = {
-            "control_plane_url": info["url"], "cluster_id": cluster_id,
+            "control_plane_url": info["url"], "control_plane_ca": str(data_dir / "control-ca.crt"),
+            "cluster_id": cluster_id,
             "hsms": [{"hsm_id": h["HsmId"], "endpoint": h["Endpoint"]} for h in _live(cluster)],
             "trust_anchor": "owner-ca.crt", "pkcs11_socket": str(socket_path), "pkcs11_module": str(PKCS11_MODULE),
             # the SDK reads these (paths relative to this file): the agent's certificate is the SDK's default,
@@ -361,7 +376,8 @@ def _announce(report: Reporter, data_dir: Path, summary: dict[str, Any], credent
             f"  export P11_KIT_SERVER_ADDRESS=unix:path={summary['pkcs11_socket']}\n"
             f"  pkcs11-tool --module {summary['pkcs11_module']} -l -p {user['username']}:<password> -O\n"
             f"  python -c 'import strongroom.client as s; s.connect(\"{data_dir}/cluster.json\")'\n"
-            f"  aws cloudhsmv2 describe-clusters --endpoint-url {summary['control_plane_url']}",
+            f"  aws cloudhsmv2 describe-clusters --endpoint-url {summary['control_plane_url']} "
+            f"--ca-bundle {summary['control_plane_ca']}",
             title="Strongroom is up"))
     click.echo("ready")
     sys.stdout.flush()

@@ -2,7 +2,8 @@
 
 A request is ``POST /`` with ``X-Amz-Target: BaldrApiService.<Operation>``, ``Content-Type:
 application/x-amz-json-1.1``, a JSON object body and a SigV4 signature (signing name ``cloudhsm``) by an access
-key the control plane issued. A success is HTTP 200 with the output members as JSON; an error is answered with
+key the control plane issued and still holds active; a changing request is accepted once (:mod:`.replay`). A
+success is HTTP 200 with the output members as JSON; an error is answered with
 ``{"__type": <exception name>, "Message": …}`` and the HTTP status of its ``CKR_*`` in
 :data:`strongroom.errors.OUTCOMES` (400; 403 without credentials; 500 for an internal failure).
 """
@@ -10,6 +11,7 @@ key the control plane issued. A success is HTTP 200 with the output members as J
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import uuid
@@ -21,16 +23,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import http_status
-from . import sigv4
-from .api_errors import ApiError, InternalFailure, SerializationError, UnknownOperation
-from .cloudhsmv2 import OPERATIONS, ControlPlane
-from .records import AccessKey
+from . import access_keys, replay, sigv4
+from .api_errors import ApiError, InternalFailure, RequestTimeout, SerializationError, UnknownOperation
+from .cloudhsmv2 import OPERATIONS, ControlPlane, changes_state
 
 log = logging.getLogger("strongroom.control")
 
 TARGET_PREFIX = "BaldrApiService."
 CONTENT_TYPE = "application/x-amz-json-1.1"
 MAX_BODY_BYTES = 1024 * 1024
+BODY_TIMEOUT_S = 30.0
 
 
 def _answer(body: dict[str, Any], status: int = 200) -> Response:
@@ -42,39 +44,61 @@ def _error(exc: ApiError | sigv4.SignatureError) -> Response:
     return _answer({"__type": exc.code, "Message": exc.message}, http_status(exc))
 
 
-async def _limited_body(request: Request) -> bytes:
-    """The body, read only up to ``MAX_BODY_BYTES`` (an unsigned request cannot make the server hold more).
+async def _limited_body(request: Request, timeout_s: float) -> bytes:
+    """The body, read only up to ``MAX_BODY_BYTES`` and within ``timeout_s`` seconds (an unsigned request cannot
+    make the server hold more, or hold it longer).
 
     Raises:
         SerializationError: for a longer body.
+        RequestTimeout: the body did not arrive in time.
     """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise SerializationError(f"the body is over {MAX_BODY_BYTES} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise SerializationError(f"the body is over {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise SerializationError(f"the body is over {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
     return b"".join(chunks)
 
 
-def make_app(control: ControlPlane) -> Starlette:
-    """The ASGI application serving ``control``'s operations."""
+def make_app(control: ControlPlane, *, body_timeout_s: float = BODY_TIMEOUT_S) -> Starlette:
+    """The ASGI application serving ``control``'s operations (its access keys open under ``control.sealing``)."""
 
-    def secret_for(access_key_id: str) -> str | None:
-        with control.store.session() as session:
-            key = session.get(AccessKey, access_key_id)
-            return key.secret_access_key if key is not None else None
+    def authenticate(request: Request, headers: dict[str, str], body: bytes) -> sigv4.Credential:
+        found: list[access_keys.Secret] = []
+
+        def secret_for(access_key_id: str) -> str | None:
+            key = access_keys.secret(control.store, control.sealing, access_key_id)
+            if key is None:
+                return None
+            found.append(key)
+            return key.secret_access_key
+
+        credential = sigv4.verify(request.method, request.url.path, request.url.query, headers, body, secret_for,
+                                  signed_required=("x-amz-target",))
+        if not found[0].active:  # told only to a caller who holds the secret
+            raise sigv4.SignatureError(
+                "UnrecognizedClientException",
+                f"The access key {credential.access_key_id} is inactive: an administrator deactivated it.")
+        return credential
 
     async def endpoint(request: Request) -> Response:
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            body = await _limited_body(request)
+            body = await _limited_body(request, body_timeout_s)
             try:
-                credential = sigv4.verify(request.method, request.url.path, request.url.query, headers, body,
-                                          secret_for, signed_required=("x-amz-target",))
+                credential = await asyncio.to_thread(authenticate, request, headers, body)
             except sigv4.SignatureError as exc:
                 return _error(exc)
             if credential.region != control.region:
@@ -94,6 +118,13 @@ def make_app(control: ControlPlane) -> Starlette:
                 raise SerializationError("the body is not JSON (or is nested too deeply)") from None
             if not isinstance(members, dict):
                 raise SerializationError("the body must be a JSON object")
+            if changes_state(name):
+                signed_at = datetime.datetime.strptime(headers["x-amz-date"], "%Y%m%dT%H%M%SZ").replace(
+                    tzinfo=datetime.UTC)
+                try:
+                    await asyncio.to_thread(replay.accept_once, control.store, headers["authorization"], signed_at)
+                except sigv4.SignatureError as exc:
+                    return _error(exc)
             return _answer(await asyncio.to_thread(control.call, name, members))
         except ApiError as exc:
             return _error(exc)

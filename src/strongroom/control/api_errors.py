@@ -93,7 +93,15 @@ class SerializationError(ApiError, ArgumentError):
     ckr = CKR.ARGUMENTS_BAD
 
 
+class RequestTimeout(ApiError):
+    """``CKR_FUNCTION_FAILED``: the request's body did not arrive within the control plane's body timeout."""
+
+    code = "RequestTimeoutException"
+    ckr = CKR.FUNCTION_FAILED
+    retryable = True
+
+
 BY_CODE: dict[str, type[ApiError]] = {cls.code: cls for cls in (
     ApiError, InvalidRequest, ResourceNotFound, AccessDenied, TagError, ResourceLimitExceeded, InternalFailure,
-    UnknownOperation, SerializationError)}
+    UnknownOperation, SerializationError, RequestTimeout)}
 """The error classes by their ``__type`` name, for a client reading an answer."""

@@ -21,6 +21,7 @@ from ..errors import StrongroomError
 from .api_errors import InternalFailure, InvalidRequest, ResourceLimitExceeded, ResourceNotFound, TagError
 from .lifecycle import Lifecycle
 from .records import Cluster, Hsm, Store, Tag, new_id
+from .sealed import PRECO, SealingKey
 
 HSM_TYPES = ("hsm1.medium", "hsm2m.medium")
 CLUSTER_STATES = ("CREATE_IN_PROGRESS", "UNINITIALIZED", "INITIALIZE_IN_PROGRESS", "INITIALIZED", "ACTIVE",
@@ -33,6 +34,11 @@ _SUBNET = re.compile(r"^subnet-[0-9a-fA-F]{8,17}$")
 _TAG_TEXT = re.compile(r"^([\w .:/=+\-@]*)$", re.UNICODE)
 Operation = Callable[["ControlPlane", dict[str, Any]], dict[str, Any]]
 OPERATIONS: dict[str, Operation] = {}
+
+
+def changes_state(name: str) -> bool:
+    """Whether operation ``name`` changes records (all but ``Describe*`` and ``List*``)."""
+    return not name.startswith(("Describe", "List"))
 
 
 def operation(fn: Operation) -> Operation:
@@ -160,18 +166,21 @@ class ControlPlane:
         store: the records.
         region: the region this control plane answers for (availability zones are ``<region>a``, ``b`` …).
         lifecycle: runs the HSMs (without one, HSM operations are refused).
+        sealing: the key the records' secrets are sealed under (access keys, initial admin passwords).
     """
 
-    def __init__(self, store: Store, region: str = "us-east-1", lifecycle: Lifecycle | None = None) -> None:
+    def __init__(self, store: Store, region: str = "us-east-1", lifecycle: Lifecycle | None = None, *,
+                 sealing: SealingKey) -> None:
         self.store = store
         self.region = region
         self.lifecycle = lifecycle
+        self.sealing = sealing
         self.lock = threading.Lock()
 
     def call(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """Run operation ``name`` (e.g. ``"DescribeClusters"``); raises :class:`~.api_errors.ApiError`. Operations that
         change records run one at a time (their checks and writes stay together)."""
-        if name.startswith(("Describe", "List")):
+        if not changes_state(name):
             return OPERATIONS[name](self, body)
         with self.lock:
             return OPERATIONS[name](self, body)
@@ -242,10 +251,18 @@ def describe_clusters(cp: ControlPlane, body: dict[str, Any]) -> dict[str, Any]:
                   and ("vpcIds" not in filters or c.vpc_id in filters["vpcIds"])
                   and ("states" not in filters or c.state in filters["states"])]
         page, following = _page(chosen, body, 25)
-        out: dict[str, Any] = {"Clusters": [cluster_shape(session, c) for c in page]}
+        out: dict[str, Any] = {"Clusters": [_with_preco_password(cp, cluster_shape(session, c), c) for c in page]}
     if following:
         out["NextToken"] = following
     return out
+
+
+def _with_preco_password(cp: ControlPlane, shape: dict[str, Any], cluster: Cluster) -> dict[str, Any]:
+    """``PreCoPassword``, the initial admin password the first HSM made, from its creation until the cluster is
+    activated (the owner changes it then; the control plane forgets it)."""
+    if cluster.sealed_preco_password is not None and cluster.state != "ACTIVE":
+        shape["PreCoPassword"] = cp.sealing.open(PRECO, cluster.cluster_id, cluster.sealed_preco_password)
+    return shape
 
 
 @operation

@@ -20,6 +20,8 @@ from ..errors import ArgumentsBad, StrongroomError
 from .appliance import SESSION, Appliance
 from .provider import Provider, ProviderError
 from .records import Cluster, Hsm, Store
+from .sealed import PRECO as PRECO_KIND
+from .sealed import SealingKey
 
 log = logging.getLogger("strongroom.control")
 STEP_S = 0.5
@@ -48,10 +50,13 @@ class Lifecycle:
         provider: where HSMs run.
         appliance: the control plane's identity towards HSMs.
         root: a folder for per-cluster files (the owner's trust anchor, read by joining HSMs).
+        sealing: the key the first HSM's initial admin password is sealed under in the records.
     """
 
-    def __init__(self, store: Store, provider: Provider, appliance: Appliance, root: Path) -> None:
+    def __init__(self, store: Store, provider: Provider, appliance: Appliance, root: Path,
+                 sealing: SealingKey) -> None:
         self.store = store
+        self.sealing = sealing
         self.provider = provider
         self.appliance = appliance
         self.root = Path(root)
@@ -68,6 +73,17 @@ class Lifecycle:
                  timeout_s: float = 10.0) -> list[Any]:
         return self.appliance.call(endpoint, calls, trust_anchor=self.anchor_path(cluster_id), login=login,
                                    timeout_s=timeout_s)
+
+    def initial_password(self, cluster_id: str, endpoint: str) -> str:
+        """The initial admin password of the cluster's first HSM, read from it by the appliance user
+        (``initial_password``: random, made inside that HSM).
+
+        Raises:
+            StrongroomError: what the HSM answered.
+        """
+        password: str
+        [password] = self.hsm_call(cluster_id, endpoint, [("initial_password", SESSION)])
+        return password
 
     def initialize(self, cluster_id: str, endpoint: str, certificate: str, trust_anchor: str) -> None:
         """Hand the owner's certificate and trust anchor to the cluster's HSM (it checks them).
@@ -154,7 +170,7 @@ class Lifecycle:
                     for h in active):
                 self._set(cluster_id, state="INITIALIZED", state_message="Cluster initialized; activate it.")
             elif info is not None and info.get("activated") and state == "INITIALIZED":
-                self._set(cluster_id, state="ACTIVE", state_message="")
+                self._set(cluster_id, state="ACTIVE", state_message="", sealed_preco_password=None)
         if hsms:
             self._health(cluster_id, state, hsms)
             self.write_client_config(cluster_id)
@@ -204,16 +220,18 @@ class Lifecycle:
             log.warning("HSM %s not created yet: %s", hsm["hsm_id"], exc)
             self._set(cluster_id, hsm["hsm_id"], state_message=f"retrying: {str(exc)[:200]}")
             return
-        csr = ""
+        csr, preco = "", b""
         if not active:
             try:
                 [csr] = self.hsm_call(cluster_id, placement["endpoint"], [("cluster_csr",)], login=False)
+                preco = self.sealing.seal(PRECO_KIND, cluster_id,
+                                          self.initial_password(cluster_id, placement["endpoint"]))
             except StrongroomError as exc:
-                log.warning("no CSR from %s: %s", hsm["hsm_id"], exc)
+                log.warning("no CSR or initial password from %s: %s", hsm["hsm_id"], exc)
         self._set(cluster_id, hsm["hsm_id"], state="ACTIVE", state_message="", placement=placement,
                   eni_ip=placement["endpoint"].rpartition(":")[0])
-        if csr:
-            self._set(cluster_id, cluster_csr=csr)
+        if csr and preco:
+            self._set(cluster_id, cluster_csr=csr, sealed_preco_password=preco)
 
     def _remove_member(self, cluster_id: str, hsm: dict[str, Any], others: list[dict[str, Any]]) -> bool:
         """Take ``hsm`` out of the cluster's membership through the first of ``others`` that does it; True once

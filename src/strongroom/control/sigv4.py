@@ -97,7 +97,12 @@ def canonical_request(method: str, path: str, query: str, headers: Mapping[str, 
     return "\n".join([*lines, "", ";".join(signed), sha256_hex(body)])
 
 
-def _parse_authorization(value: str) -> tuple[Credential, list[str], str]:
+def parse_authorization(value: str) -> tuple[Credential, list[str], str]:
+    """The credential, the signed header names and the signature (hex) of an ``Authorization`` header.
+
+    Raises:
+        SignatureError: ``IncompleteSignatureException`` for a malformed header.
+    """
     algorithm, _, rest = value.strip().partition(" ")
     if algorithm != ALGORITHM:
         raise SignatureError("IncompleteSignatureException", f"Unsupported signature algorithm {algorithm!r:.40}")
@@ -138,7 +143,7 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
     authorization = headers.get("authorization")
     if not authorization:
         raise SignatureError("MissingAuthenticationTokenException", "Missing Authentication Token")
-    credential, signed, signature = _parse_authorization(authorization)
+    credential, signed, signature = parse_authorization(authorization)
     for name in ("host", *signed_required):
         if name not in signed:
             raise SignatureError("InvalidSignatureException", f"'{name}' must be a signed header")
