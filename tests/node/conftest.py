@@ -32,6 +32,12 @@ def login(hsm: HSM, user_type: int, pin: str, rw: bool = True) -> Logged:
     return Logged(app, s)
 
 
+def user_list(hsm: HSM) -> list[dict]:
+    """Every user, as any application of ``hsm`` reads them in a session of its own."""
+    app = Application(hsm)
+    return app.list_users(app.open_session())
+
+
 @pytest.fixture
 def hsm(tmp_path):
     node = HSM.initialize(tmp_path / "hsm", cluster_id="cluster-test0000001", preco_password=PRECO, settings=FAST)
