@@ -47,12 +47,14 @@ test: deps-debian $(VENV)/.test-installed
 # BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS=--json; then the cluster rows (bench/cluster.py:
 # signatures against 1, 2 and 3 HSMs, token-key creation with 1 and 64 writers), CLUSTER_BENCH_ARGS for its options;
 # then signatures through PKCS#11 (bench/p11_throughput.py: the agent next to SoftHSM2 in-process and behind the stock
-# p11-kit server, 1 and 8 application threads), PKCS11_BENCH_ARGS for its options.
+# p11-kit server, 1 and 8 application threads), PKCS11_BENCH_ARGS for its options; then another peer's login latency
+# alone and during a flood of logins (bench/login_flood.py), LOGIN_BENCH_ARGS for its options.
 BENCH_DEB_PACKAGES := softhsm2 p11-kit p11-kit-modules
 BENCH_PIP_PACKAGES := python-pkcs11==0.10.1
 BENCH_ARGS ?=
 CLUSTER_BENCH_ARGS ?=
 PKCS11_BENCH_ARGS ?=
+LOGIN_BENCH_ARGS ?=
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet $(BENCH_PIP_PACKAGES)
@@ -67,6 +69,7 @@ bench: install $(VENV)/.bench-installed
 	@$(PY) bench/run.py $(BENCH_ARGS)
 	@$(PY) bench/cluster.py $(CLUSTER_BENCH_ARGS)
 	@$(PY) bench/p11_throughput.py $(PKCS11_BENCH_ARGS)
+	@$(PY) bench/login_flood.py $(LOGIN_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

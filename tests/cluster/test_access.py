@@ -63,7 +63,7 @@ def test_without_a_login_no_users_no_token_objects_and_no_destruction(node, pki)
     async def attempts() -> dict[str, int]:
         conn, session = await _peer(proc.endpoint, pki)
         try:
-            codes = {"list_users": (await conn.request("list_users", (), {})).ckr}
+            codes = {"list_users": (await conn.request("list_users", (session,), {})).ckr}
             for name, template in TOKEN_TEMPLATES.items():
                 created = await conn.request("create_object", (session, _wire({**template, CKA.TOKEN: True})), {})
                 codes[f"create token {name}"] = created.ckr

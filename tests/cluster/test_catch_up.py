@@ -24,7 +24,7 @@ def test_a_flood_of_requests_for_a_future_index_does_not_stall_other_clients(nod
         conns = [await open_connection(proc.endpoint, ctx) for _ in range(3)]
         try:
             waiting = [asyncio.ensure_future(conn.request(name, args, {}, after=2**62)) for conn in conns
-                       for name, args in [("hsm_info", ()), ("list_users", ())] * 32]
+                       for name, args in [("hsm_info", ()), ("list_users", (1,))] * 32]
             await asyncio.sleep(0.2)  # the flood is parked on the node
             random = await asyncio.to_thread(honest)
             parked = sum(not w.done() for w in waiting)  # the flood is still waiting when the honest client is done

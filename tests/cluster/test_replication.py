@@ -269,8 +269,8 @@ def test_five_wrong_passwords_spread_over_three_nodes_lock_the_user(trio):
         with sdk.connect(trio.config([proc])) as c:
             with pytest.raises(PinLocked):
                 c.login("carol", "carol-pass-1")
-            with c.login("admin", ADMIN_PW, role="admin"):
-                [carol] = [u for u in c.list_users() if u["username"] == "carol"]
+            with c.login("admin", ADMIN_PW, role="admin") as admin:
+                [carol] = [u for u in admin.list_users() if u["username"] == "carol"]
             assert carol["locked"] and carol["failures"] == 5
 
 
@@ -464,5 +464,5 @@ def test_every_node_stopped_and_restarted_keeps_every_key_and_user(trio):
     with sdk.connect(trio.config()) as c, c.login("alice", ALICE_PW) as s:
         assert len(s.find(cls=CKO.SECRET_KEY)) == sum(1 for k in views[0] if isinstance(k, int)
                                                        and views[0][k] != b"") - 2  # minus the EC pair
-        users = {u["username"] for u in c.list_users()}
+        users = {u["username"] for u in s.list_users()}
     assert users == {k.split(":", 1)[1] for k in views[0] if isinstance(k, str)}

@@ -51,6 +51,12 @@ def initial_password(hsm: HSM) -> str:
         appliance.app.close_all_sessions()
 
 
+def user_list(hsm: HSM) -> list[dict]:
+    """Every user, as any application of ``hsm`` reads them in a session of its own."""
+    app = Application(hsm)
+    return app.list_users(app.open_session())
+
+
 @pytest.fixture
 def hsm(tmp_path):
     node = HSM.initialize(tmp_path / "hsm", cluster_id="cluster-test0000001", settings=FAST)

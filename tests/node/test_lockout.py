@@ -92,7 +92,7 @@ def test_the_initial_password_is_for_the_appliance_only_and_gone_once_activated(
         assert _ckr(anonymous.app.initial_password, anonymous.s) == CKR.USER_NOT_LOGGED_IN
         admin = login(node, CKU.SO, f"admin:{preco}")
         assert _ckr(admin.app.initial_password, admin.s) == CKR.USER_NOT_LOGGED_IN
-        assert preco not in json.dumps(admin.app.list_users())
+        assert preco not in json.dumps(admin.app.list_users(admin.s))
         admin.app.activate(admin.s, ADMIN_PW)
         appliance = as_appliance(node)
         assert _ckr(appliance.app.initial_password, appliance.s) == CKR.ACTION_PROHIBITED

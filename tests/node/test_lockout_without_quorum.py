@@ -9,7 +9,7 @@ from strongroom.node import HSM, Application
 from strongroom.replication import LocalLog
 from strongroom.vocab import CKU
 
-from .conftest import ALICE_PW, FAST
+from .conftest import ALICE_PW, FAST, user_list
 
 
 class _Partitioned(LocalLog):
@@ -36,12 +36,12 @@ def test_failures_the_log_cannot_take_still_lock_and_are_carried_into_the_log(hs
         app = Application(node)
         with pytest.raises(PinLocked):  # the right password no longer opens the account
             app.login(app.open_session(), CKU.USER, f"alice:{ALICE_PW}")
-        assert next(u for u in Application(node).list_users() if u["username"] == "alice")["failures"] == 0
+        assert next(u for u in user_list(node) if u["username"] == "alice")["failures"] == 0
         node.log.cut_off = False
         app = Application(node)
         with pytest.raises(PinLocked):  # the next attempt carries the pending failures into the log
             app.login(app.open_session(), CKU.USER, f"alice:{ALICE_PW}")
-        [alice] = [u for u in Application(node).list_users() if u["username"] == "alice"]
+        [alice] = [u for u in user_list(node) if u["username"] == "alice"]
         assert alice["locked"] and alice["failures"] == 5 and not node.pending_failures
     finally:
         node.close()

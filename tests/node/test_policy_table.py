@@ -17,7 +17,7 @@ from strongroom.mechanism_params import GcmParams, Mechanism, OaepParams
 from strongroom.node import HSM, Application
 from strongroom.vocab import CKA, CKK, CKM, CKO, CKR, CKU
 
-from .conftest import ALICE_PW, Logged, initial_password, login
+from .conftest import ALICE_PW, Logged, initial_password, login, user_list
 from .keys import aes, ec, hmac_key, rsa, wrapper
 
 
@@ -321,6 +321,6 @@ def test_unactivated_admin_may_only_activate(tmp_path):
         pre.app.activate(pre.s, preco)
     assert info.value.ckr == CKR.PIN_INVALID
     pre.app.activate(pre.s, "new-admin-pass")
-    assert Application(node).list_users() == [
+    assert user_list(node) == [
         {"username": "admin", "role": "admin", "locked": False, "failures": 0}]
     node.close()

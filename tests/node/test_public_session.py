@@ -68,9 +68,9 @@ def test_without_a_login_no_operation_is_active_to_continue(hsm, name):
 
 
 def test_list_users_needs_a_login_and_any_login_reads_it(hsm, alice):
-    app, _ = _public(hsm)
-    assert _code(lambda: _served(app, "list_users")) == CKR.USER_NOT_LOGGED_IN
-    assert {u["username"] for u in _served(alice.app, "list_users")} == {"admin", "alice", "bob"}
+    app, session = _public(hsm)
+    assert _code(lambda: _served(app, "list_users", session)) == CKR.USER_NOT_LOGGED_IN
+    assert {u["username"] for u in _served(alice.app, "list_users", alice.s)} == {"admin", "alice", "bob"}
 
 
 @pytest.mark.parametrize("cls", sorted(EVERY_CLASS))

@@ -22,7 +22,7 @@ def _login_rv(hsm: HSM, pin: str) -> CKR:
 def test_five_wrong_passwords_lock_and_admin_reset_unlocks(hsm, admin):
     assert [_login_rv(hsm, "alice:wrong-pass") for _ in range(5)] == [CKR.PIN_INCORRECT] * 5
     assert _login_rv(hsm, f"alice:{ALICE_PW}") == CKR.PIN_LOCKED
-    users = {u["username"]: u for u in admin.app.list_users()}
+    users = {u["username"]: u for u in admin.app.list_users(admin.s)}
     assert users["alice"]["locked"] is True and users["alice"]["failures"] == 5
     admin.app.change_password(admin.s, "alice", "alice-pass-2")
     assert _login_rv(hsm, f"alice:{ALICE_PW}") == CKR.PIN_INCORRECT
@@ -72,7 +72,7 @@ def test_own_password_change_and_user_delete(hsm, admin, bob):
     assert _login_rv(hsm, "bob:bob-pass-22") == CKR.OK
     admin.app.delete_user(admin.s, "bob")
     assert _login_rv(hsm, "bob:bob-pass-22") == CKR.PIN_INCORRECT
-    assert [u["username"] for u in admin.app.list_users()] == ["admin", "alice"]
+    assert [u["username"] for u in admin.app.list_users(admin.s)] == ["admin", "alice"]
 
 
 def test_appliance_role_is_limited_to_health_and_audit(hsm, admin):

@@ -217,11 +217,11 @@ def _activate(cluster: dict[str, Any], anchor: Path, credentials: dict[str, Any]
         except PinIncorrect:
             pass  # activated before
         with connection.login("admin", admin_pw, role="admin") as admin:
-            if user["username"] not in [u["username"] for u in connection.list_users()]:
+            if user["username"] not in [u["username"] for u in admin.list_users()]:
                 try:
                     admin.create_user(user["username"], user["password"])
                 except StrongroomError:
-                    if user["username"] not in [u["username"] for u in connection.list_users()]:
+                    if user["username"] not in [u["username"] for u in admin.list_users()]:
                         raise
 
 

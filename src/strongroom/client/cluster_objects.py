@@ -109,15 +109,6 @@ class Cluster(Generic[F]):
         return self._run("cluster_status")
 
     @overload
-    def list_users(self: Cluster[Sync]) -> list[dict[str, Any]]: ...
-    @overload
-    def list_users(self: Cluster[Async]) -> Awaitable[list[dict[str, Any]]]: ...
-
-    def list_users(self) -> Any:
-        """Every user with role and lock state; needs a login (any user)."""
-        return self._run("list_users")
-
-    @overload
     def close(self: Cluster[Sync]) -> None: ...
     @overload
     def close(self: Cluster[Async]) -> Awaitable[None]: ...
@@ -292,6 +283,15 @@ class Session(Generic[F]):
         return self._run("digest_once", self.handle, mechanism(mech), data)
 
     # -- users (admin)
+    @overload
+    def list_users(self: Session[Sync]) -> list[dict[str, Any]]: ...
+    @overload
+    def list_users(self: Session[Async]) -> Awaitable[list[dict[str, Any]]]: ...
+
+    def list_users(self) -> Any:
+        """Every user with role and lock state (any login)."""
+        return self._run("list_users", self.handle)
+
     @overload
     def create_user(self: Session[Sync], username: str, password: str, role: str = "crypto-user") -> None: ...
     @overload

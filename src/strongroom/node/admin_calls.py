@@ -283,10 +283,11 @@ class AdminCalls(ApplicationBase):
         change.add_audit(event, actor, user=name, was_locked=was_locked, failures=failures, peer=self.peer, **detail)
         return change
 
-    def list_users(self) -> list[dict[str, Any]]:
-        """Every user: ``{"username", "role", "locked", "failures"}`` sorted by name; needs a login
-        (any user: the catalogue record is not ``before_login``)."""
-        self.hsm.require_operational()
+    def list_users(self, handle: int) -> list[dict[str, Any]]:
+        """Every user: ``{"username", "role", "locked", "failures"}`` sorted by name; needs a login (any user:
+        the catalogue record is not ``before_login``), so it is a session call: the client sends it where its
+        session is logged in."""
+        self._session(handle)
         return [{"username": u.name, "role": u.role, "locked": u.locked, "failures": u.failures}
                 for u in self.hsm.repository.all_users()]
 

@@ -129,7 +129,7 @@ CATALOGUE: tuple[CallSpec, ...] = (
     # node and users (Strongroom's own calls and the session/login functions of PKCS#11 3.0 §5.6)
     CallSpec("hsm_info", function="C_GetTokenInfo", any_time=True, before_login=True),
     CallSpec("mechanism_list", function="C_GetMechanismList", any_time=True, before_login=True),
-    CallSpec("list_users", blocking=True, before_login=False),
+    CallSpec("list_users", _S, blocking=True, before_login=False),
     CallSpec("open_session", (("flags", int),), function="C_OpenSession", session_control=True, before_login=True),
     CallSpec("close_session", _S, function="C_CloseSession", blocking=True, session_control=True,
              changes_login=True, before_login=True),

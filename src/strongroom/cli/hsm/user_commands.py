@@ -16,7 +16,7 @@ def user() -> None:
 
 
 def _check_role(ctx: Context, username: str, role: str) -> None:
-    users = {u["username"]: u["role"] for u in ctx.cluster().list_users()}
+    users = {u["username"]: u["role"] for u in ctx.session().list_users()}
     if username not in users:
         raise CliError(f"there is no user {username[:40]!r}; user list shows them")
     actual = "admin" if users[username] in ("admin", "unactivated-admin") else users[username]
@@ -28,9 +28,8 @@ def _check_role(ctx: Context, username: str, role: str) -> None:
 @command
 def user_list(ctx: Context) -> dict[str, Any]:
     """Every user with role and lock state (any login)."""
-    ctx.session()
     return {"users": [{"username": u["username"], "role": u["role"], "locked": str(u["locked"]).lower(),
-                       "mfa": [], "quorum": [], "cluster-coverage": "full"} for u in ctx.cluster().list_users()]}
+                       "mfa": [], "quorum": [], "cluster-coverage": "full"} for u in ctx.session().list_users()]}
 
 
 @user.command("create")
