@@ -53,3 +53,7 @@ class Role(str, Enum):  # noqa: UP042 - a StrEnum would change what str() and fo
 LOGIN_ROLES: dict[str, int] = {role.value: role.user_type for role in (Role.CRYPTO_USER, Role.ADMIN, Role.APPLIANCE)}
 """Role name → PKCS#11 user type, for the roles a caller names when logging in (an unactivated admin logs in as
 ``admin``): ``{"crypto-user": CKU_USER, "admin": CKU_SO, "appliance": CKU_APPLIANCE}``."""
+
+AGENT_UNIT = "strongroom-agent"
+"""The organizational unit (``OU``) of a client certificate issued to a client agent: a node records the
+application the agent names at login (its verified ``SO_PEERCRED``) as ``client`` only from such a peer."""

@@ -116,7 +116,7 @@ def tls_refusal(endpoint: str, cert: Issued | None = None, timeout_s: float = 10
 
 def issue_agent(ca: CA, folder: Path, name: str = "agent") -> Issued:
     """A client certificate from ``ca`` marked as a client agent's (``OU=strongroom-agent``)."""
-    from strongroom.node.peer import AGENT_UNIT
+    from strongroom.vendor import AGENT_UNIT
 
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)

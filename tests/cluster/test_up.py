@@ -14,9 +14,12 @@ import time
 from pathlib import Path
 
 import boto3
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 import strongroom.client as sdk
 from strongroom.control.api_client import ControlClient
+from strongroom.vendor import AGENT_UNIT
 from strongroom.vocab import CKA, CKM
 
 from .nodes import TEST_HASH_MEMORY_KIB, strongroom
@@ -136,6 +139,11 @@ def _every_hsm_port_requires_an_owner_client_certificate(data: Path, summary: di
         assert oct((data / summary[f"{field}_key"]).stat().st_mode & 0o777) == "0o600"
     agent = Issued(data / summary["client_cert"], data / summary["client_key"])
     cli = Issued(data / summary["cli_cert"], data / summary["cli_key"])
+    # only the agent's certificate marks its holder as an agent (nodes then trust the application it names)
+    units = {name: [a.value for a in x509.load_pem_x509_certificate(issued.cert.read_bytes()).subject
+                    .get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)] for name, issued in
+             (("agent", agent), ("cli", cli))}
+    assert units == {"agent": [AGENT_UNIT], "cli": []}
     attacks = {"none": None, "self-signed": client_certificate(tmp_path, "self-signed"),
                "another CA's": CA(tmp_path, "stranger-ca").issue("stranger", server=False),
                "claiming the owner CA's name": client_certificate(tmp_path, "same-name", issuer_name="owner-ca"),

@@ -106,14 +106,15 @@ def client_certificates(data_dir: Path) -> dict[str, str]:
     """The agent's and the command line's client certificates from the owner CA in ``data_dir`` (issued once,
     keys 0600), as ``cluster.json`` names them: paths relative to ``data_dir``."""
     from ..trust.ca import CertificateAuthority
+    from ..vendor import AGENT_UNIT
 
     folder = data_dir / CLIENTS
     names = {"client": "agent", "cli": "cli"}
     if not all((folder / f"{n}.crt").is_file() and (folder / f"{n}.key").is_file() for n in names.values()):
         folder.mkdir(mode=0o700, exist_ok=True)
         owner = CertificateAuthority.load(data_dir, OWNER_CA, days=825)
-        for name in names.values():
-            owner.issue(name, server=False, folder=folder)
+        for name in names.values():  # the agent's marks it as one: the nodes trust the application it names
+            owner.issue(name, server=False, folder=folder, unit=AGENT_UNIT if name == "agent" else None)
     fields: dict[str, str] = {}
     for field, name in names.items():
         fields[f"{field}_cert"], fields[f"{field}_key"] = f"{CLIENTS}/{name}.crt", f"{CLIENTS}/{name}.key"

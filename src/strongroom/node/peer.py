@@ -17,7 +17,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-AGENT_UNIT = "strongroom-agent"
+from ..vendor import AGENT_UNIT
+
 """The subject organizational unit (OU) of a client agent's certificate."""
 NONE = "none"
 """What the audit records for a certificate or address the connection does not have."""

@@ -26,8 +26,11 @@ class Issued:
     key: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+def _name(common_name: str, unit: str | None = None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if unit is not None:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
+    return x509.Name(attributes)
 
 
 def _write(base: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> Issued:
@@ -85,14 +88,14 @@ class CertificateAuthority:
         return ca
 
     def issue(self, name: str, *, server: bool, hosts: tuple[str, ...] = ("localhost", "127.0.0.1"),
-              folder: Path | None = None) -> Issued:
+              folder: Path | None = None, unit: str | None = None) -> Issued:
         """Issue a node (``server``, serverAuth) or client (clientAuth) certificate named ``name``, written as
         ``NAME.crt`` and ``NAME.key`` into ``folder`` (default: the CA's); node certificates name ``hosts`` in
-        their SAN."""
+        their SAN; ``unit`` is the subject's ``OU`` (a client agent's: :data:`strongroom.vendor.AGENT_UNIT`)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(self.cert.subject)
+        builder = (x509.CertificateBuilder().subject_name(_name(name, unit)).issuer_name(self.cert.subject)
                    .public_key(key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(now - datetime.timedelta(minutes=5))
                    .not_valid_after(now + datetime.timedelta(days=self.days))
