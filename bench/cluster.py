@@ -42,11 +42,11 @@ def form(root: Path, size: int, pki: nodes.Pki) -> list[nodes.NodeProcess]:
     fleet = CertificateAuthority(root, "fleet-ca")
     founder = root / "hsm0"
     provision(founder, fleet.issued.cert, fleet.issued.key, "hsm0")
-    nodes.init_node(founder)
+    initial = nodes.init_node(founder)
     procs = [nodes.start_node(founder, pki)]
     config = {**nodes.client_config(procs[0], pki), "timeout_s": 30.0}
     with sdk.connect(config) as cluster:
-        admin = cluster.login("admin", nodes.PRECO, role="admin")
+        admin = cluster.login("admin", initial, role="admin")
         admin.activate(nodes.ADMIN_PW)
         admin.create_user(nodes.USER, nodes.USER_PW)
         admin.close()

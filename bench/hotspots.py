@@ -292,7 +292,7 @@ def in_process(data_dir: Path) -> tuple[Any, Any, Any, dict[str, int]]:
         return getattr(app, name)(*args, **kwargs)
 
     cluster = Cluster(_Runner(call, is_async=False), lambda: None, {})
-    admin = cluster.login("admin", nodes.PRECO, role="admin")
+    admin = cluster.login("admin", nodes.initial_password(data_dir), role="admin")
     admin.activate(nodes.ADMIN_PW)
     admin.create_user(nodes.USER, nodes.USER_PW)
     admin.close()
@@ -619,11 +619,11 @@ async def main_async(args: argparse.Namespace, console: Console) -> None:
     with tempfile.TemporaryDirectory(prefix="strongroom-profile-") as tmp_name:
         tmp = Path(tmp_name)
         pki = nodes.make_pki(tmp / "pki")
-        nodes.init_node(tmp / "hsm")
+        initial = nodes.init_node(tmp / "hsm")
         proc = nodes.start_node(tmp / "hsm", pki)
         try:
             config = nodes.client_config(proc, pki)
-            nodes.setup_users(config)
+            nodes.setup_users(config, initial)
             with sdk.connect(config) as cluster:
                 handles = ops.sdk_keys(cluster.login(nodes.USER, nodes.USER_PW))
             await ladder(args, tmp, proc, config, handles, console)

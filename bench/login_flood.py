@@ -88,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="strongroom-login-bench-") as tmp:
         pki = nodes.make_pki(Path(tmp) / "pki")
         data = Path(tmp) / "hsm"
-        nodes.init_node(data)
+        initial = nodes.init_node(data)
         proc = nodes.start_node(data, pki, extra=["--password-hash-memory-kib", str(args.hash_memory_kib)])
         try:
-            nodes.setup_users(nodes.client_config(proc, pki))
+            nodes.setup_users(nodes.client_config(proc, pki), initial)
             ctx = client_context(pki.ca_cert)
             results = asyncio.run(_measure(proc.endpoint, ctx, args.logins, args.flood_connections,
                                            args.flood_depth))

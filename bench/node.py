@@ -20,7 +20,6 @@ from pathlib import Path
 
 # Cheap password hashing: logins are not what is measured, and the benchmark logs in a few times.
 HASH_MEMORY_KIB = 1024
-PRECO = "initial-pass"
 ADMIN_PW = "admin-pass-1"
 USER = "bench"
 USER_PW = "bench-pass"
@@ -53,17 +52,26 @@ def strongroom_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "strongroom", *args]
 
 
-def init_node(data_dir: Path) -> None:
-    """``strongroom init-node`` into a new data directory (initial admin password ``PRECO``)."""
-    password_file = data_dir.parent / f"{data_dir.name}.preco"
-    password_file.write_text(PRECO)
+def initial_password_file(data_dir: Path) -> Path:
+    """Where ``init_node`` has the node write its initial admin password (beside the data directory)."""
+    return data_dir.parent / f"{data_dir.name}.initial-password"
+
+
+def initial_password(data_dir: Path) -> str:
+    """The initial admin password the node made for ``data_dir`` (random, made inside the HSM)."""
+    return initial_password_file(data_dir).read_text().strip()
+
+
+def init_node(data_dir: Path) -> str:
+    """``strongroom init-node`` into a new data directory; returns the initial admin password the node made."""
+    initial_password_file(data_dir).unlink(missing_ok=True)
     done = subprocess.run(
         strongroom_cmd(
             "init-node",
             "--data-dir",
             str(data_dir),
-            "--preco-password-file",
-            str(password_file),
+            "--initial-password-file",
+            str(initial_password_file(data_dir)),
             "--cluster-id",
             "cluster-bench000001",
             "--password-hash-memory-kib",
@@ -75,6 +83,7 @@ def init_node(data_dir: Path) -> None:
     )
     if done.returncode != 0:
         raise RuntimeError(f"init-node failed: {done.stderr}")
+    return initial_password(data_dir)
 
 
 @dataclass
@@ -177,12 +186,13 @@ def client_config(node: NodeProcess, pki: Pki) -> dict:
             "client_key": str(pki.client_key), "timeout_s": 120}
 
 
-def setup_users(config: dict) -> None:
-    """Activate the admin and create the crypto user ``USER`` through the SDK."""
+def setup_users(config: dict, initial: str) -> None:
+    """Activate the admin (its ``initial`` password, from :func:`init_node`) and create the crypto user ``USER``
+    through the SDK."""
     import strongroom.client as sdk
 
     with sdk.connect(config) as cluster:
-        admin = cluster.login("admin", PRECO, role="admin")
+        admin = cluster.login("admin", initial, role="admin")
         admin.activate(ADMIN_PW)
         admin.create_user(USER, USER_PW)
         admin.close()
@@ -221,7 +231,7 @@ def fill_objects(
     try:
         app = Application(hsm)
         s = app.open_session()
-        app.login(s, CKU.SO, f"admin:{PRECO}")
+        app.login(s, CKU.SO, f"admin:{initial_password(data_dir)}")
         app.activate(s, ADMIN_PW)
         app.create_user(s, USER, USER_PW, "crypto-user")
         app.close_all_sessions()

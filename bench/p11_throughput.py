@@ -84,12 +84,12 @@ def strongroom_cells(args: argparse.Namespace, root: Path) -> dict[str, dict[int
         raise FileNotFoundError("p11-kit-client.so not found: install Debian's p11-kit-modules")
     pki = nodes.make_pki(root)
     data = root / "hsm"
-    nodes.init_node(data)
+    initial = nodes.init_node(data)
     proc = nodes.start_node(data, pki)
     agent = None
     try:
         config = nodes.client_config(proc, pki)
-        nodes.setup_users(config)
+        nodes.setup_users(config, initial)
         (root / "cluster.json").write_text(json.dumps(config))
         socket_path = root / "p11.sock"
         agent = subprocess.Popen(nodes.strongroom_cmd("client", "--config", str(root / "cluster.json"),

@@ -204,7 +204,7 @@ async def run_operations(
     notes: list[str],
 ) -> None:
     steps.now("starting a node")
-    nodes.init_node(tmp / "hsm")
+    initial = nodes.init_node(tmp / "hsm")
     proc = nodes.start_node(tmp / "hsm", pki)
     token = None
     # SoftHSM2 runs on its own thread: it leaves entries in the system OpenSSL's per-thread error queue,
@@ -212,7 +212,7 @@ async def run_operations(
     softhsm_thread = ThreadPoolExecutor(1, thread_name_prefix="softhsm")
     try:
         config = nodes.client_config(proc, pki)
-        nodes.setup_users(config)
+        nodes.setup_users(config, initial)
         steps.done()
         steps.now("generating keys (node, cryptography, SoftHSM2)")
         cluster = sdk.connect(config)
