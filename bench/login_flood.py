@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         proc = nodes.start_node(data, pki, extra=["--password-hash-memory-kib", str(args.hash_memory_kib)])
         try:
             nodes.setup_users(nodes.client_config(proc, pki), initial)
-            ctx = client_context(pki.ca_cert)
+            ctx = client_context(pki.ca_cert, cert_file=pki.client_cert, key_file=pki.client_key)
             results = asyncio.run(_measure(proc.endpoint, ctx, args.logins, args.flood_connections,
                                            args.flood_depth))
         finally:
