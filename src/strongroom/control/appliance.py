@@ -77,6 +77,7 @@ class Appliance:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_3
         ctx.check_hostname = False
         ctx.load_verify_locations(cafile=str(trust_anchor))
+        ctx.load_cert_chain(str(self.certificate), str(self.key))  # every HSM port requires a client certificate
         host, _, port = endpoint.rpartition(":")
         try:
             with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as raw, \
