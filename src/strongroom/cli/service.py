@@ -412,28 +412,24 @@ def access_key_list(folder: Path, database_url: str) -> None:
     _on_keys(folder, database_url, lambda store, _sealing: access_keys.listing(store))
 
 
-@access_key.command("deactivate")
-@_CONTROL_DIR
-@_DATABASE
-@click.argument("access_key_id")
-def access_key_deactivate(folder: Path, database_url: str, access_key_id: str) -> None:
-    """Make ACCESS_KEY_ID inactive: its requests are refused (UnrecognizedClientException)."""
-    from ..control import access_keys
+def _status_command(name: str, status: str, doc: str) -> None:
+    """``access-key deactivate`` / ``activate``: one key's status."""
 
-    _on_keys(folder, database_url,
-             lambda store, _sealing: access_keys.set_status(store, access_key_id, access_keys.INACTIVE))
+    @_CONTROL_DIR
+    @_DATABASE
+    @click.argument("access_key_id")
+    def run(folder: Path, database_url: str, access_key_id: str) -> None:
+        from ..control import access_keys
+
+        _on_keys(folder, database_url,
+                 lambda store, _sealing: access_keys.set_status(store, access_key_id, getattr(access_keys, status)))
+
+    access_key.command(name, help=doc)(run)
 
 
-@access_key.command("activate")
-@_CONTROL_DIR
-@_DATABASE
-@click.argument("access_key_id")
-def access_key_activate(folder: Path, database_url: str, access_key_id: str) -> None:
-    """Make ACCESS_KEY_ID active again."""
-    from ..control import access_keys
-
-    _on_keys(folder, database_url,
-             lambda store, _sealing: access_keys.set_status(store, access_key_id, access_keys.ACTIVE))
+_status_command("deactivate", "INACTIVE",
+                "Make ACCESS_KEY_ID inactive: its requests are refused (UnrecognizedClientException).")
+_status_command("activate", "ACTIVE", "Make ACCESS_KEY_ID active again.")
 
 
 @access_key.command("delete")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import inspect, select, text
+from sqlalchemy.orm import Session
 
 from ..errors import ArgumentsBad
 from .records import AccessKey, Base, Store
@@ -60,6 +61,13 @@ def listing(store: Store) -> list[dict[str, Any]]:
         return [_shape(k) for k in session.scalars(select(AccessKey).order_by(AccessKey.created))]
 
 
+def _existing(session: Session, access_key_id: str) -> AccessKey:
+    key = session.get(AccessKey, access_key_id)
+    if key is None:
+        raise NoSuchAccessKey(f"no access key {access_key_id!r:.40}")
+    return key
+
+
 def set_status(store: Store, access_key_id: str, status: str) -> dict[str, Any]:
     """Make a key ``Active`` or ``Inactive`` (an inactive key's requests are refused from the next one on).
 
@@ -67,9 +75,7 @@ def set_status(store: Store, access_key_id: str, status: str) -> dict[str, Any]:
         NoSuchAccessKey: no key has that id.
     """
     with store.session() as session:
-        key = session.get(AccessKey, access_key_id)
-        if key is None:
-            raise NoSuchAccessKey(f"no access key {access_key_id!r:.40}")
+        key = _existing(session, access_key_id)
         key.status = status
         return _shape(key)
 
@@ -81,9 +87,7 @@ def delete(store: Store, access_key_id: str) -> dict[str, Any]:
         NoSuchAccessKey: no key has that id.
     """
     with store.session() as session:
-        key = session.get(AccessKey, access_key_id)
-        if key is None:
-            raise NoSuchAccessKey(f"no access key {access_key_id!r:.40}")
+        key = _existing(session, access_key_id)
         shape = _shape(key)
         session.delete(key)
     return {**shape, "status": "Deleted"}
