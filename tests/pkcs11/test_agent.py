@@ -474,3 +474,14 @@ def test_a_module_file_lets_p11_kit_aware_applications_find_the_token_without_en
         module_file.unlink()
         if made_registry:
             registry.rmdir()
+
+
+def test_an_agent_that_cannot_make_its_socket_says_why_and_exits(pki, tmp_path):
+    """A socket in a folder that does not exist: one error line and exit 1, not an agent that serves nothing."""
+    config = tmp_path / "cluster.json"
+    config.write_text(json.dumps(client_config(pki, ["127.0.0.1:9"])))
+    done = subprocess.run([sys.executable, "-m", "strongroom", "client", "--config", str(config), "--socket",
+                           str(tmp_path / "missing" / "p11.sock")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "cannot serve on" in done.stderr and "No such file or directory" in done.stderr
+    assert done.stdout == ""

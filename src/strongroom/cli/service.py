@@ -259,7 +259,10 @@ def client(config_file: str, socket_path: Path, socket_group: str | None, token_
         click.echo(json.dumps({"socket": str(socket_path)}))
         sys.stdout.flush()
 
-    uvloop.run(agent.serve_until_signalled(ready))
+    try:
+        uvloop.run(agent.serve_until_signalled(ready))
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {socket_path}: {exc.strerror or exc}") from None
     socket_path.unlink(missing_ok=True)
 
 

@@ -330,13 +330,22 @@ class Agent:
             await server.serve_forever()
 
     async def serve_until_signalled(self, ready: Callable[[], None] | None = None) -> None:
-        """:meth:`serve` until the process gets SIGTERM or SIGINT."""
+        """:meth:`serve` until the process gets SIGTERM or SIGINT.
+
+        Raises:
+            OSError: the socket cannot be made (its folder does not exist, no permission).
+        """
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         serving = asyncio.ensure_future(self.serve(ready))
-        await stop.wait()
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if serving.done():
+            serving.result()  # it could not serve (a socket folder that does not exist): the error goes up
+            return
         serving.cancel()
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
