@@ -24,13 +24,12 @@ from ..replication import Change
 from ..store import AuditEntry, AuditReport
 from ..trust import owner_unlock as unlock_requests
 from . import arguments
-from .base import ApplicationBase, writes
+from .base import ApplicationBase
 from .commit import RequestContext
 from .users import MAX_USERS, Role, UserRecord, check_password, check_username
 
 
 class AdminCalls(ApplicationBase):
-    @writes
     def activate(self, handle: int, new_password: str, *, request: RequestContext | None = None) -> None:
         """Activate the cluster: the ``unactivated-admin`` sets its own password and becomes ``admin``.
 
@@ -59,7 +58,6 @@ class AdminCalls(ApplicationBase):
         self.user = current
         self.role = Role.ADMIN
 
-    @writes
     def create_user(self, handle: int, username: str, password: str, role: str, *,
                     request: RequestContext | None = None) -> None:
         """Create a user (admins only).
@@ -97,7 +95,6 @@ class AdminCalls(ApplicationBase):
                 raise ArgumentsBad(f"user {name} already exists") from None
             raise
 
-    @writes
     def delete_user(self, handle: int, username: str, *, request: RequestContext | None = None) -> None:
         """Delete a user (admins only): its logins end and it is removed from every key's sharing list.
 
@@ -142,7 +139,6 @@ class AdminCalls(ApplicationBase):
         change.add_audit("user-delete", actor, user=name, unshared=[o.handle for o in shared], peer=self.peer)
         return change
 
-    @writes
     def change_password(self, handle: int, username: str, new_password: str, old_password: str | None = None, *,
                         request: RequestContext | None = None) -> None:
         """Change a password.
@@ -211,7 +207,6 @@ class AdminCalls(ApplicationBase):
                 return user.initial_password
         raise ActionProhibited("the cluster is activated: its initial password was changed and is not kept")
 
-    @writes
     def unlock_user(self, handle: int, username: str, *, request: RequestContext | None = None) -> None:
         """Unlock a user locked out by wrong passwords, keeping its password (admins only): an admin unlocks
         crypto users and other admins, never itself (the owner can: :meth:`owner_unlock`).
@@ -230,7 +225,6 @@ class AdminCalls(ApplicationBase):
             raise ActionProhibited("an admin cannot unlock itself; another admin or the cluster's owner can")
         self.hsm.commit(lambda: self._unlocking(name, actor.name, "user-unlock"), request=request)
 
-    @writes
     def owner_unlock(self, handle: int, signed: bytes, *, request: RequestContext | None = None) -> str:
         """Unlock an admin with an unlock request signed by the cluster owner's CA key
         (:mod:`strongroom.trust.owner_unlock`): the way back in when every admin is locked out. Needs an open

@@ -16,8 +16,8 @@ module                        calls
 :mod:`.base`                  the connection's state and the checks every call makes
 ============================  ==========================================================================
 
-Calls that commit through the log on a client's behalf (marked with :func:`~strongroom.node.base.writes`)
-take the client request's :class:`~strongroom.node.commit.RequestContext`; :func:`call` passes it.
+Calls that commit through the log on a client's behalf (the catalogue's ``write`` records) take the client
+request's :class:`~strongroom.node.commit.RequestContext` as the keyword ``request``; :func:`call` passes it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from ..errors import StrongroomError, UserNotLoggedIn
 from ..protocol.calls import CALL_SPECS
 from ..vocab import CKK
 from .admin_calls import AdminCalls
-from .base import takes_request
 from .boundary import HSM
 from .cluster_calls import ClusterCalls
 from .commit import RequestContext
@@ -83,9 +82,10 @@ def call(app: Application, name: str, args: list[Any], kwargs: dict[str, Any], r
         UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` for a call that needs a login, without one.
         KeyError: ``name`` is not a call of the catalogue.
     """
-    if not CALL_SPECS[name].before_login and app.user is None:
+    spec = CALL_SPECS[name]
+    if not spec.before_login and app.user is None:
         raise UserNotLoggedIn(f"{name} needs a logged-in user")
     method: Callable[..., Any] = getattr(app, name)
-    if takes_request(method):
+    if spec.write:
         return method(*args, request=request, **kwargs)
     return method(*args, **kwargs)

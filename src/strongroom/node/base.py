@@ -8,8 +8,7 @@ makes (``self._key``, ``self._session`` …) is defined here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from .. import crypto
 from ..errors import (
@@ -42,19 +41,6 @@ from .sessions import Session
 from .users import Role, UserRecord
 
 SECRET_BYTES = {CKK.AES: (16, 24, 32), CKK.GENERIC_SECRET: range(1, 801)}
-_Call = TypeVar("_Call", bound=Callable[..., Any])
-
-
-def writes(call: _Call) -> _Call:
-    """Mark a call that commits through the log on a client's behalf: it takes a keyword-only ``request``
-    (:class:`~strongroom.node.commit.RequestContext`) that :func:`~strongroom.node.application.call` passes."""
-    call.__dict__["takes_request"] = True
-    return call
-
-
-def takes_request(method: Callable[..., Any]) -> bool:
-    """Whether ``method`` is a call marked with :func:`writes`."""
-    return bool(getattr(method, "takes_request", False))
 
 
 FUNCTION_NAMES = {CKF.ENCRYPT: "encryption", CKF.DECRYPT: "decryption", CKF.SIGN: "signing",

@@ -25,7 +25,7 @@ from ..objects import policy, templates
 from ..objects.attributes import Attributes
 from ..vocab import CKA, CKD, CKF, CKK, CKM, CKO
 from . import arguments
-from .base import SECRET_BYTES, ApplicationBase, writes
+from .base import SECRET_BYTES, ApplicationBase
 from .commit import RequestContext, local_write
 from .sessions import Session, deliver
 from .users import Role
@@ -63,7 +63,6 @@ class KeyCalls(ApplicationBase):
             raise MechanismInvalid(f"{self._mechanism_name(mechanism)} does not generate {what}")
         return session, mechanism, CKM(mechanism.mechanism)
 
-    @writes
     def generate_key(self, handle: int, mechanism: Mechanism, template: dict[int, Any], *,
                      request: RequestContext | None = None) -> int:
         """``C_GenerateKey``: an AES or generic secret key of ``CKA_VALUE_LEN`` bytes, made inside the HSM.
@@ -81,7 +80,6 @@ class KeyCalls(ApplicationBase):
         self._secret_attributes(attrs, value)
         return self._create_objects(session, [(attrs, value)], "key-generate", request, mechanism=mech.name)[0]
 
-    @writes
     def generate_key_pair(self, handle: int, mechanism: Mechanism, public_template: dict[int, Any],
                           private_template: dict[int, Any], *,
                           request: RequestContext | None = None) -> tuple[int, int]:
@@ -140,7 +138,6 @@ class KeyCalls(ApplicationBase):
                          mechanism=self._mechanism_name(mechanism))
         return deliver(wrapped, out_len, query)
 
-    @writes
     def unwrap_key(self, handle: int, mechanism: Mechanism, unwrapping_key: int, wrapped: bytes,
                    template: dict[int, Any], *, request: RequestContext | None = None) -> int:
         """``C_UnwrapKey``: import a wrapped secret key or PKCS#8 private key.
@@ -186,7 +183,6 @@ class KeyCalls(ApplicationBase):
         return self._create_objects(session, [(attrs, material)], "key-unwrap", request,
                                     unwrapping_key=unwrapper.handle, mechanism=self._mechanism_name(mechanism))[0]
 
-    @writes
     def derive_key(self, handle: int, mechanism: Mechanism, base_key: int, template: dict[int, Any], *,
                    request: RequestContext | None = None) -> int:
         """``C_DeriveKey``: ECDH (``CKM_ECDH1_DERIVE``) or NIST SP 800-108 counter KDF into a new secret key.

@@ -22,7 +22,7 @@ from ..objects.model import HsmObject
 from ..replication import Change
 from ..vocab import CKA, CKK, CKO
 from . import arguments
-from .base import ApplicationBase, writes
+from .base import ApplicationBase
 from .commit import RequestContext
 from .users import Role, check_username
 
@@ -37,7 +37,6 @@ class ObjectCalls(ApplicationBase):
         self._require_owner(obj, what)
 
     # ----------------------------------------------------------------- calls
-    @writes
     def create_object(self, handle: int, template: dict[int, Any], *,
                       request: RequestContext | None = None) -> int:
         """``C_CreateObject``: import a data object, certificate, public key or secret key.
@@ -70,7 +69,6 @@ class ObjectCalls(ApplicationBase):
                 policy.check_usage_conflicts(attrs, other.attrs)
         return self._create_objects(session, [(attrs, material)], "object-create", request, cls=cls.name)[0]
 
-    @writes
     def copy_object(self, handle: int, obj_handle: int, template: dict[int, Any], *,
                     request: RequestContext | None = None) -> int:
         """``C_CopyObject`` (PKCS#11 3.0 §5.7): a new object with the source's attributes and key material.
@@ -108,7 +106,6 @@ class ObjectCalls(ApplicationBase):
         return self._create_objects(session, [(attrs, obj.material)], "object-copy", request,
                                     source=obj.handle)[0]
 
-    @writes
     def destroy_object(self, handle: int, obj_handle: int, *, request: RequestContext | None = None) -> None:
         """``C_DestroyObject``: atomic; on error the object stays usable.
 
@@ -180,7 +177,6 @@ class ObjectCalls(ApplicationBase):
         return [o for o in self.hsm.repository.candidates({CKA.CLASS: other})
                 if o.key_type is CKK.RSA and o.attrs.get(CKA.MODULUS) == obj.attrs.get(CKA.MODULUS)]
 
-    @writes
     def set_attribute_value(self, handle: int, obj_handle: int, template: dict[int, Any], *,
                             request: RequestContext | None = None) -> None:
         """``C_SetAttributeValue``: owners change their objects; admins may only set ``CKA_TRUSTED`` on token keys.
@@ -228,7 +224,6 @@ class ObjectCalls(ApplicationBase):
             raise ObjectHandleInvalid(f"no token secret or public key with handle {obj_handle}")
         return obj
 
-    @writes
     def share(self, handle: int, obj_handle: int, username: str, *, unshare: bool = False,
               request: RequestContext | None = None) -> None:
         """Share a token key with another crypto user (or, with ``unshare``, stop sharing). Owners only.
