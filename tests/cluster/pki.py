@@ -86,7 +86,11 @@ def client_certificate(folder: Path, name: str, *, issuer: Issued | None = None,
 def tls_refusal(endpoint: str, cert: Issued | None = None, timeout_s: float = 10.0) -> str | None:
     """Reach an HSM port as an outsider would: a plain ``ssl`` client (that does not care who the server is)
     presenting ``cert`` or none, then a protocol hello. ``None`` when the node answered; else why the TLS
-    connection failed (the OpenSSL reason, e.g. ``TLSV13_ALERT_CERTIFICATE_REQUIRED``)."""
+    connection failed (the OpenSSL reason, e.g. ``TLSV13_ALERT_CERTIFICATE_REQUIRED``).
+
+    Raises:
+        TimeoutError: the node neither answered nor closed within ``timeout_s`` (not a refusal).
+    """
     import socket
     import ssl
     import struct
@@ -109,6 +113,8 @@ def tls_refusal(endpoint: str, cert: Issued | None = None, timeout_s: float = 10
                 head = tls.recv(4)
         except ssl.SSLError as exc:
             return str(exc.reason or exc)
+        except TimeoutError:  # a node that hangs has not refused anything: the test must see it
+            raise
         except OSError as exc:  # reset after the alert
             return type(exc).__name__
     return None if head else "closed without an answer"

@@ -43,7 +43,9 @@ def api(tmp_path_factory):
     api_server = uvicorn.Server(config)
     thread = threading.Thread(target=api_server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 30
     while not api_server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the API server did not start"
         time.sleep(0.02)
     yield Api(f"https://127.0.0.1:{port}", str(ca.issued.cert), key["access_key_id"], key["secret_access_key"],
               folder)

@@ -72,8 +72,9 @@ def test_a_client_string_is_recorded_as_client_only_from_a_verified_agent(hsm, t
         identity = PeerIdentity.of_connection(("198.51.100.1", 5000), der, verified)
         app = Application(hsm, identity)
         s = app.open_session()
+        before = len(hsm.store.audit_entries())
         app.login(s, CKU.USER, f"alice:{ALICE_PW}", client="pid=1 uid=0 gid=0")
-        [login] = [e for e in hsm.store.audit_entries() if e.event == "login"][-1:]
+        [login] = [e for e in hsm.store.audit_entries()[before:] if e.event == "login"]  # this login's, and one
         recorded[name] = login.detail["peer"]
         app.close_all_sessions()
     assert recorded["agent"]["client"] == "pid=1 uid=0 gid=0" and "claimed_client" not in recorded["agent"]

@@ -63,3 +63,5 @@ def test_frames_before_an_oversized_one_are_not_returned_once_it_is_refused():
     reader = FrameReader(max_frame_bytes=8)
     with pytest.raises(FrameTooLarge):
         reader.feed(encode_frame(b"ok") + b"\xff\xff\xff\xff")
+    with pytest.raises(FrameTooLarge):  # it stays refused: no later feed hands on a frame from behind it
+        reader.feed(encode_frame(b"x"))

@@ -17,8 +17,8 @@ from ..errors import StrongroomError
 from ..trust.fleet import Identity
 from ..trust.join_proof import sign_join
 from ..trust.masking_key import unwrap_masking_key
-from ..vendor import CKU_APPLIANCE
-from ..vocab import CKF, CKU
+from ..vendor import LOGIN_ROLES
+from ..vocab import CKF
 from .config import ClientConfig
 from .connection import open_connection
 from .retry import on_any_member
@@ -62,7 +62,7 @@ def join(config: ClientConfig, ssl_context: ssl.SSLContext, identity: Identity, 
         try:
             session = await conn.call("open_session", int(CKF.SERIAL_SESSION | CKF.RW_SESSION))
             if pin is not None:
-                await conn.call("login", session, int(CKU.SO) if role == "admin" else CKU_APPLIANCE, pin)
+                await conn.call("login", session, LOGIN_ROLES[role], pin)
             challenge = await conn.call("join_challenge")
             cluster_id = conn.node["cluster_id"]
             signature = sign_join(identity, challenge, cluster_id, address)

@@ -156,12 +156,12 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
     if abs(now - when) > MAX_SKEW:
         raise SignatureError("InvalidSignatureException",
                              f"Signature expired: {amz_date} is now earlier or later than the allowed window")
+    if credential.date != amz_date[:8] or credential.service != SERVICE:  # before the secret is looked up
+        raise SignatureError("InvalidSignatureException",
+                             f"Credential should be scoped to service '{SERVICE}' and the request date")
     secret = secret_for(credential.access_key_id)
     if secret is None:
         raise SignatureError("UnrecognizedClientException", "The security token included in the request is invalid.")
-    if credential.date != amz_date[:8] or credential.service != SERVICE:
-        raise SignatureError("InvalidSignatureException",
-                             f"Credential should be scoped to service '{SERVICE}' and the request date")
     canonical = canonical_request(method, path, query, headers, signed, body)
     scope = "/".join((credential.date, credential.region, credential.service, "aws4_request"))
     to_sign = "\n".join((ALGORITHM, amz_date, scope, sha256_hex(canonical.encode("utf-8"))))

@@ -28,6 +28,9 @@ from .base import ApplicationBase
 from .commit import RequestContext
 from .users import MAX_USERS, Role, UserRecord, check_password, check_username
 
+# The answer of mechanism_list, made once: the catalogue does not change while the node runs.
+_MECHANISM_LIST = [[int(m.mechanism), m.min_key_size, m.max_key_size, int(m.flags)]
+                   for m in sorted(MECHANISMS.values(), key=lambda m: int(m.mechanism))]
 
 class AdminCalls(ApplicationBase):
     def activate(self, handle: int, new_password: str, *, request: RequestContext | None = None) -> None:
@@ -309,8 +312,7 @@ class AdminCalls(ApplicationBase):
         """The mechanisms this HSM implements, as ``C_GetMechanismList`` and ``C_GetMechanismInfo`` answer
         them (PKCS#11 3.0 §5.5): ``[CKM, ulMinKeySize, ulMaxKeySize, CKF flags]`` per mechanism, sorted by
         ``CKM``; needs no login and answers in every state."""
-        return [[int(m.mechanism), m.min_key_size, m.max_key_size, int(m.flags)]
-                for m in sorted(MECHANISMS.values(), key=lambda m: int(m.mechanism))]
+        return _MECHANISM_LIST
 
     def zeroize(self, handle: int) -> None:
         """Erase the masking key, every object and user (admins only); the audit chain records it."""

@@ -19,7 +19,6 @@ from cryptography.x509.oid import NameOID
 
 from ..vendor import AGENT_UNIT
 
-"""The subject organizational unit (OU) of a client agent's certificate."""
 NONE = "none"
 """What the audit records for a certificate or address the connection does not have."""
 

@@ -110,7 +110,7 @@ async def _get_token_info(app: Application, r: wire.Reader) -> wire.Writer:
     unavailable = 0xFFFFFFFFFFFFFFFF
     w = (wire.Writer().padded(app.token_label or info["cluster_id"], 32).padded("Strongroom", 32)
          .padded("Strongroom HSM", 16).padded(_token_serial(info["cluster_id"]), 16).u64(int(flags)))
-    for value in (unavailable, unavailable, unavailable, unavailable, 64, 9, info["max_token_objects"],
+    for value in (unavailable, unavailable, unavailable, unavailable, MAX_PIN_BYTES, 9, info["max_token_objects"],
                   info["free_token_objects"], info["max_token_objects"], info["free_token_objects"]):
         w.u64(value)
     return w.version(0, 1).version(0, 1).padded("", 16)

@@ -85,7 +85,5 @@ RPC_CALLS: tuple[RpcCall, ...] = (
     RpcCall(89, "C_DeriveKey2", "uMuaA", "uPu"),
 )
 
-BY_ID: dict[int, RpcCall] = {call.call_id: call for call in RPC_CALLS}
-"""The records by call id."""
 BY_FUNCTION: dict[str, RpcCall] = {call.function: call for call in RPC_CALLS}
 """The records by PKCS#11 function name."""

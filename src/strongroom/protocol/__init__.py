@@ -1,6 +1,6 @@
 """The wire protocol: length-prefixed msgpack frames over TLS 1.3, with request ids for pipelining."""
 
-from .calls import CALL_SPECS, CATALOGUE, CallSpec, Template, spec
+from .calls import CALL_SPECS, CATALOGUE, CallSpec, Template
 from .frames import DEFAULT_MAX_FRAME_BYTES, FrameReader, FrameTooLarge, encode_frame
 from .messages import (
     CALL_TYPES,
@@ -34,5 +34,4 @@ __all__ = [
     "Template",
     "call_arguments",
     "encode_frame",
-    "spec",
 ]

@@ -230,12 +230,3 @@ BY_PKCS11: dict[str, CallSpec] = {spec.function: spec for spec in CATALOGUE if s
 # a catalogue that names a call or a function twice does not load
 if len(CALL_SPECS) != len(CATALOGUE) or len(BY_PKCS11) != sum(1 for spec in CATALOGUE if spec.function):
     raise ImportError("the call catalogue names a call or a PKCS#11 function twice")
-
-
-def spec(name: str) -> CallSpec:
-    """The record of one call.
-
-    Raises:
-        KeyError: no call has this name.
-    """
-    return CALL_SPECS[name]

@@ -29,8 +29,6 @@ from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.tcp_connection import set_keepalive
 from pysyncobj.transport import TCPTransport
 
-from ..errors import TransportError
-from ..vocab import CKR
 from .peer_tls import PeerTLS
 
 log = logging.getLogger("strongroom.replication")
@@ -50,12 +48,6 @@ class _PlainData(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         raise pickle.UnpicklingError(f"a replication message holds no objects, got {module}.{name}")
-
-
-class FrameTooLarge(TransportError):
-    """A message over MAX_FRAME_BYTES was to be sent (``CKR_DEVICE_ERROR``)."""
-
-    ckr = CKR.DEVICE_ERROR
 
 
 class TLSConnection:
@@ -150,8 +142,7 @@ class TLSConnection:
             self.disconnect()
             return
         try:
-            self._session.write(len(data).to_bytes(4, "big"))
-            self._session.write(data)
+            self._session.write(len(data).to_bytes(4, "big") + data)  # one TLS record per message
         except ssl.SSLError:  # the session ended (the peer's alert or close was read first)
             self.disconnect()
             return
