@@ -42,7 +42,7 @@ deps-debian:
 	fi
 
 test: deps-debian $(VENV)/.test-installed
-	$(PY) -m pytest -n 2 --dist loadfile -q
+	$(PY) -m pytest -n 2 --dist loadfile -q -m 'slow or not slow'
 
 # `make bench`: the node through the SDK next to cryptography and SoftHSM2 (Debian softhsm2 + python-pkcs11);
 # BENCH_ARGS passes options to bench/run.py, e.g. BENCH_ARGS=--json; then the cluster rows (bench/cluster.py:
