@@ -17,12 +17,21 @@ import sys
 
 import click
 
-from . import cluster_commands, crypto_commands, key_commands, user_commands, wrap_commands
+from . import (
+    cipher_commands,
+    cluster_commands,
+    crypto_commands,
+    import_commands,
+    key_commands,
+    user_commands,
+    wrap_commands,
+)
 from .context import CliError, fail, main
 
 __all__ = ["CliError", "main", "run"]
 # importing the command groups registers their commands on ``main``
-_GROUPS = (cluster_commands, crypto_commands, key_commands, user_commands, wrap_commands)
+_GROUPS = (cipher_commands, cluster_commands, crypto_commands, import_commands, key_commands, user_commands,
+           wrap_commands)
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ from .context import Context, command
 from .crypto_commands import HASHES, read_data
 from .key_commands import key
 from .key_selection import attributes_of, key_shape, one, reference
+from .list_options import ListOption
 
 _WRAP_KINDS = ["aes-gcm", "aes-no-pad", "aes-pkcs5-pad", "rsa-oaep", "rsa-aes"]
 
@@ -36,8 +37,8 @@ def _wrap_mechanism(kind: str, hash_function: str, iv: bytes = b"") -> Any:
 
 @key.command("wrap")
 @click.argument("kind", type=click.Choice(_WRAP_KINDS))
-@click.option("--payload-filter", "payload", multiple=True, required=True)
-@click.option("--wrapping-filter", "wrapping", multiple=True, required=True)
+@click.option("--payload-filter", "payload", cls=ListOption, required=True)
+@click.option("--wrapping-filter", "wrapping", cls=ListOption, required=True)
 @click.option("--hash-function", type=click.Choice(sorted(HASHES)), default="sha256", show_default=True,
               help="The OAEP hash (rsa-oaep, rsa-aes).")
 @click.option("--path", "path", type=click.Path(dir_okay=False), default=None, help="Write the wrapped key there.")
@@ -63,13 +64,13 @@ _UNWRAPPED = {"aes": (CKO.SECRET_KEY, CKK.AES), "generic-secret": (CKO.SECRET_KE
 
 @key.command("unwrap")
 @click.argument("kind", type=click.Choice(_WRAP_KINDS))
-@click.option("--filter", "filters", multiple=True, required=True, help="The unwrapping key.")
+@click.option("--filter", "filters", cls=ListOption, required=True, help="The unwrapping key.")
 @click.option("--key-type-class", type=click.Choice(sorted(_UNWRAPPED)), required=True)
 @click.option("--label", required=True)
 @click.option("--data", default=None, help="The wrapped key, base64.")
 @click.option("--data-path", type=click.Path(dir_okay=False), default=None)
 @click.option("--hash-function", type=click.Choice(sorted(HASHES)), default="sha256", show_default=True)
-@click.option("--attributes", multiple=True)
+@click.option("--attributes", cls=ListOption)
 @click.option("--session", "session_key", is_flag=True)
 @command
 def key_unwrap(ctx: Context, kind: str, filters: tuple[str, ...], key_type_class: str, label: str,
