@@ -35,7 +35,8 @@ def _known_aes_key(activated: Path, tmp_path: Path, label: str, value: bytes) ->
     assert isinstance(public, rsa.RSAPublicKey)
     wrapped = public.encrypt(value, asym.OAEP(asym.MGF1(hashes.SHA256()), hashes.SHA256(), None))
     cli(activated, "key", "unwrap", "rsa-oaep", "--filter", f"attr.label={label}-kek", "--key-type-class", "aes",
-        "--label", label, "--data", _b64(wrapped), "--attributes", "encrypt=true", "decrypt=true", pin=ALICE)
+        "--label", label, "--data", _b64(wrapped), "--attributes", "encrypt=true", "decrypt=true",
+        "--share-crypto-users", "bob", pin=ALICE)
 
 
 def test_aes_gcm_and_cbc_both_ways_with_a_key_whose_value_the_test_knows(activated, tmp_path):
@@ -51,7 +52,7 @@ def test_aes_gcm_and_cbc_both_ways_with_a_key_whose_value_the_test_knows(activat
     assert len(raw) == 12 + len(plain.read_bytes()) + 16
     assert AESGCM(value).decrypt(raw[:12], raw[12:], b"\x01\x02") == plain.read_bytes()  # independent check
     back = cli(activated, "crypto", "decrypt", "aes-gcm", "--key-filter", "attr.label=known-aes", "--data-path",
-               str(sealed_file), "--aad", "0102", pin=ALICE)
+               str(sealed_file), "--aad", "0102", pin=BOB)  # shared with bob as it was unwrapped
     assert base64.b64decode(back["decrypted_data"]) == plain.read_bytes()
     iv = os.urandom(12)  # and the reverse: sealed elsewhere, opened by the HSM, IV given apart
     theirs = AESGCM(value).encrypt(iv, b"sealed by cryptography", None)

@@ -129,8 +129,11 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(ctx.output, str(exc), exc)
         except StrongroomError as exc:
             fail(ctx.output, f"{exc.message} ({exc.ckr_name})", exc)
-        except (OSError, ValueError, OverflowError, KeyError, TypeError) as exc:
-            fail(ctx.output, f"{type(exc).__name__}: {exc}", exc)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(ctx.output, f"{where}{exc.strerror or 'input/output error'}", exc)
+        except (ValueError, OverflowError, KeyError, TypeError) as exc:
+            fail(ctx.output, f"{exc.args[0] if exc.args else type(exc).__name__}", exc)
         finally:
             if not ctx.interactive:
                 ctx.close()
