@@ -171,3 +171,11 @@ def test_the_shell_history_never_holds_a_password_or_a_plaintext(activated, tmp_
         "key generate-symmetric aes --label shell-aes --key-length-bytes 16 --attributes encrypt=true decrypt=true",
         "crypto encrypt aes-gcm --key-filter attr.label=shell-aes", "logout",
         "login --username bob --role crypto-user", "quit"]
+
+
+def test_text_errors_fit_100_columns_too(activated):
+    done = run(activated, "--output", "text", "login", "--username", "alice", "--role", "crypto-user")
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1 and done.stdout == "" and lines[0].startswith("Error: in single-command mode")
+    assert len(lines) > 1 and max(len(line) for line in lines) <= 100
+    assert "CLOUDHSM_PIN=<username>:<password>" in " ".join(lines)

@@ -111,10 +111,14 @@ def emit(ctx: Context, data: Any) -> None:
 
 
 def fail(ctx_output: str, message: str, error: BaseException) -> NoReturn:
+    """Report a failure (the envelope with ``error_code`` 1, or ``Error: …`` on stderr wrapped as text output
+    is) and exit with the error's exit code."""
     if ctx_output == "json":
         click.echo(json.dumps({"error_code": 1, "data": message}, indent=2))
     else:
-        click.echo(f"Error: {message}", err=True)
+        from .text_output import render
+
+        click.echo("\n".join(render(f"Error: {message}")), err=True)
     sys.exit(exit_code(error))
 
 
