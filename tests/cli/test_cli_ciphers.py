@@ -89,7 +89,7 @@ def _pem(key: object, path: Path, fmt: serialization.PrivateFormat = serializati
     return path
 
 
-def test_private_keys_imported_from_pem_sign_and_decrypt_as_their_public_halves_expect(activated, tmp_path):
+def test_rsa_private_keys_imported_from_pem_sign_and_decrypt_as_their_public_halves_expect(activated, tmp_path):
     private = rsa.generate_private_key(65537, 2048)
     pem = _pem(private, tmp_path / "rsa.pem", serialization.PrivateFormat.TraditionalOpenSSL)  # PKCS#1
     imported = cli(activated, "key", "import", "pem", "--path", str(pem), "--label", "imported-rsa",
@@ -118,6 +118,10 @@ def test_private_keys_imported_from_pem_sign_and_decrypt_as_their_public_halves_
                                _b64(b"from the HSM"), pin=ALICE)["encrypted_data"])
     assert private.decrypt(out, asym.OAEP(asym.MGF1(hashes.SHA384()), hashes.SHA384(), None)) == b"from the HSM"
 
+
+
+def test_ec_and_ed25519_keys_imported_from_pem_sign_as_their_public_halves_expect(activated, tmp_path):
+    message = b"signed by an imported key"
     ec_private = ec.generate_private_key(ec.SECP384R1())
     cli(activated, "key", "import", "pem", "--path", str(_pem(ec_private, tmp_path / "ec.pem",
                                                                serialization.PrivateFormat.TraditionalOpenSSL)),
