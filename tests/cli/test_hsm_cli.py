@@ -172,6 +172,7 @@ def test_the_interactive_shell_logs_in_completes_with_tab_and_logs_out(activated
         shell.expect_exact("\nstrongroom > ")
         shell.sendline("key list")  # no login any more: error_code 1 and a hint
         shell.expect_exact('"error_code": 1')
+        shell.expect_exact('"not logged in: login --username U --role admin|crypto-user"')
         shell.sendline("quit")
         shell.expect(pexpect.EOF)
     finally:

@@ -89,7 +89,7 @@ class Shell(cmd.Cmd):
             return None
 
     def precmd(self, line: str) -> str:
-        kept = without_secrets(line) if line.strip() else None
+        kept = without_secrets(line) if line.strip() and line != "EOF" else None  # "EOF": cmd's Ctrl-D
         if self._readline is not None and kept:
             self._readline.add_history(kept)
         return line

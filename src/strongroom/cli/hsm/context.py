@@ -82,6 +82,8 @@ class Context:
         """A session logged in with the credentials of the environment (:func:`credentials`); ``role`` demands
         one. Raises :class:`CliError` when there are none or they are malformed."""
         if self._session is None:
+            if self.interactive and not (os.environ.get("CLOUDHSM_PIN") or os.environ.get("STRONGROOM_PIN")):
+                raise CliError("not logged in: login --username U --role admin|crypto-user")
             username, env_role, password = credentials()
             self.login(username, env_role, password)
         if role is not None and self.role != role:
