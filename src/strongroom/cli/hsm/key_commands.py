@@ -54,7 +54,8 @@ def _generate_secret(ctx: Context, mechanism: CKM, label: str, length: int, attr
 @generate_symmetric.command("aes")
 @click.option("--label", required=True)
 @click.option("--key-length-bytes", type=click.Choice(["16", "24", "32"]), required=True)
-@click.option("--attributes", cls=ListOption, help="name=value, e.g. encrypt=true (repeat).")
+@click.option("--attributes", cls=ListOption,
+              help="name=value, e.g. encrypt=true (space-separated, or repeat the flag).")
 @click.option("--session", "session_key", is_flag=True, help="A session key (gone when the command ends).")
 @SHARE_OPTION
 @command
@@ -68,7 +69,8 @@ def generate_aes(ctx: Context, label: str, key_length_bytes: str, attributes: tu
 @generate_symmetric.command("generic-secret")
 @click.option("--label", required=True)
 @click.option("--key-length-bytes", type=click.IntRange(1, 800), required=True)
-@click.option("--attributes", cls=ListOption, help="name=value, e.g. sign=true (repeat).")
+@click.option("--attributes", cls=ListOption,
+              help="name=value, e.g. sign=true (space-separated, or repeat the flag).")
 @click.option("--session", "session_key", is_flag=True)
 @SHARE_OPTION
 @command
@@ -142,7 +144,8 @@ def generate_ec(ctx: Context, curve: str, public_label: str, private_label: str,
 
 
 @key.command("list")
-@click.option("--filter", "filters", cls=ListOption, help="attr.<name>=<value> or key-reference=0x… (repeat).")
+@click.option("--filter", "filters", cls=ListOption,
+              help="attr.<name>=<value> or key-reference=0x… (space-separated, or repeat the flag).")
 @click.option("--max-items", type=click.IntRange(1, None), default=10, show_default=True)
 @click.option("--starting-token", default="0")
 @click.option("-v", "--verbose", is_flag=True, help="All attributes, not only the label.")
