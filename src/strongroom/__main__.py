@@ -2,4 +2,4 @@
 
 from .cli.service import main
 
-main()
+main(prog_name="strongroom")

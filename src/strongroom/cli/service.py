@@ -17,12 +17,13 @@ import click
 
 from ..errors import StrongroomError
 from ..util.address import host_port
+from .version_option import VersionedGroup
 
 if TYPE_CHECKING:
     from ..host.node_process import StartupError
 
 
-@click.group()
+@click.group(cls=VersionedGroup)
 def main() -> None:
     """Strongroom service commands."""
 

@@ -1,6 +1,6 @@
 """The interactive shell of ``strongroom-cli``: reads a command line, runs it through the same click commands as
 single-command mode with one lasting context (connection and login), completes command and option names with Tab,
-keeps a history file, and answers ``help [command …]``."""
+keeps a history file (mode 0600) that never holds a secret, and answers ``help [command …]``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,32 @@ from typing import Any
 import click
 
 HISTORY = Path(os.environ.get("STRONGROOM_CLI_HISTORY", Path.home() / ".strongroom_cli_history"))
+# Options whose value is a secret, and the commands where one is (``None``: every command): the history keeps the
+# line without them, so recalling it asks for the password again.
+SECRET_OPTIONS = {"--password": None, "--pin": None, "--data": ("crypto encrypt",)}
+
+
+def without_secrets(line: str) -> str | None:
+    """``line`` as the history may keep it: every secret option and its value removed; ``None`` when the line
+    cannot be split into words (then nobody can tell what in it is secret)."""
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        return None
+    command = " ".join(w for w in words[:2] if not w.startswith("-"))
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        flag = word.partition("=")[0]
+        where = SECRET_OPTIONS.get(flag, ())
+        if flag in SECRET_OPTIONS and (where is None or any(command.startswith(c) for c in where)):
+            skip = "=" not in word
+            continue
+        kept.append(word)
+    return shlex.join(kept)
 
 
 class Shell(cmd.Cmd):
@@ -26,8 +52,12 @@ class Shell(cmd.Cmd):
             import readline
 
             readline.set_completer_delims(" \t\n")
-            if HISTORY.exists():
-                readline.read_history_file(str(HISTORY))
+            readline.set_auto_history(False)  # precmd adds each line, without its secrets
+            if HISTORY.exists():  # an older history may hold secrets: they are dropped as it is read
+                for old in HISTORY.read_text(errors="replace").splitlines():
+                    kept = without_secrets(old)
+                    if kept:
+                        readline.add_history(kept)
             self._readline: Any = readline
         except (ImportError, OSError):
             self._readline = None
@@ -58,6 +88,12 @@ class Shell(cmd.Cmd):
             click.echo(f"Error: {exc}")
             return None
 
+    def precmd(self, line: str) -> str:
+        kept = without_secrets(line) if line.strip() and line != "EOF" else None  # "EOF": cmd's Ctrl-D
+        if self._readline is not None and kept:
+            self._readline.add_history(kept)
+        return line
+
     def default(self, line: str) -> None:
         argv = self._split(line)
         if argv:
@@ -83,6 +119,8 @@ class Shell(cmd.Cmd):
     def postloop(self) -> None:
         if self._readline is not None:
             try:
+                HISTORY.touch(mode=0o600)
+                HISTORY.chmod(0o600)
                 self._readline.write_history_file(str(HISTORY))
             except OSError:
                 pass

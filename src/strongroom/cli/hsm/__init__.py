@@ -2,12 +2,14 @@
 of the CLI of the service Strongroom matches, so that scripts carry over.
 
 Every command prints ``{"error_code": 0, "data": …}`` or, failing, ``{"error_code": 1, "data": "<message>"}`` and
-exits 1; ``--output text`` prints tables for people. The cluster comes from ``--cluster PATH`` (the
-``cluster.json`` that ``strongroom up`` writes) or ``STRONGROOM_CLUSTER``; credentials from ``STRONGROOM_ROLE``
-(``admin`` or ``crypto-user``) and ``STRONGROOM_PIN`` (``username:password``).
+exits 1; ``--output text`` prints for people (:mod:`.text_output`). The cluster comes from ``--cluster PATH`` (the
+``cluster.json`` that ``strongroom up`` writes) or ``STRONGROOM_CLUSTER``; credentials, as the service's CLI takes
+them, from ``CLOUDHSM_ROLE`` (``admin`` or ``crypto-user``) and ``CLOUDHSM_PIN`` (``username:password``).
 
-One module per command group: :mod:`.cluster`, :mod:`.users`, :mod:`.keys`, :mod:`.wrap` (``key wrap``/``unwrap``)
-and :mod:`.crypto`; :mod:`.context` holds the connection, the login and the output envelope.
+One module per command group: :mod:`.cluster_commands`, :mod:`.user_commands`, :mod:`.key_commands`,
+:mod:`.import_commands` (``key import pem``), :mod:`.wrap_commands` (``key wrap``/``unwrap``),
+:mod:`.crypto_commands` (sign, verify, MACs) and :mod:`.cipher_commands` (encrypt, decrypt); :mod:`.context` holds
+the connection, the login and the output envelope, :mod:`.list_options` the space-separated list options.
 """
 
 from __future__ import annotations
@@ -17,12 +19,21 @@ import sys
 
 import click
 
-from . import cluster_commands, crypto_commands, key_commands, user_commands, wrap_commands
+from . import (
+    cipher_commands,
+    cluster_commands,
+    crypto_commands,
+    import_commands,
+    key_commands,
+    user_commands,
+    wrap_commands,
+)
 from .context import CliError, fail, main
 
 __all__ = ["CliError", "main", "run"]
 # importing the command groups registers their commands on ``main``
-_GROUPS = (cluster_commands, crypto_commands, key_commands, user_commands, wrap_commands)
+_GROUPS = (cipher_commands, cluster_commands, crypto_commands, import_commands, key_commands, user_commands,
+           wrap_commands)
 
 
 def run(argv: list[str] | None = None) -> None:

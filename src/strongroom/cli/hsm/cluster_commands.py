@@ -47,7 +47,7 @@ def cluster_hsm_info(ctx: Context) -> dict[str, Any]:
               help="The new admin password (8-32 characters).")
 @command
 def cluster_activate(ctx: Context, password: str) -> str:
-    """Change the initial admin password (STRONGROOM_PIN=admin:<initial password>, role admin)."""
+    """Change the initial admin password (CLOUDHSM_PIN=admin:<initial password>, CLOUDHSM_ROLE=admin)."""
     ctx.session("admin").activate(password)
     return "Cluster activation successful"
 
@@ -58,7 +58,7 @@ def cluster_activate(ctx: Context, password: str) -> str:
               help="PEM file of one CA certificate whose client certificates every HSM then accepts.")
 @command
 def cluster_register_client_ca(ctx: Context, certificate: Any) -> dict[str, str]:
-    """Trust one more client CA for mutual TLS on every HSM (an admin: STRONGROOM_ROLE=admin)."""
+    """Trust one more client CA for mutual TLS on every HSM (an admin: CLOUDHSM_ROLE=admin)."""
     return {"fingerprint": ctx.session("admin").call("register_client_ca", certificate.read(20_001))}
 
 

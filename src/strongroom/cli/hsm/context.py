@@ -13,10 +13,34 @@ from typing import Any, NoReturn
 import click
 
 from ...errors import StrongroomError, exit_code
+from .list_options import CliGroup
 
 
 class CliError(StrongroomError):
     """A mistake to report with what to fix (``error_code`` 1)."""
+
+
+ROLES = ("admin", "crypto-user")
+
+
+def credentials() -> tuple[str, str, str]:
+    """``(username, role, password)`` of single-command mode, from ``CLOUDHSM_PIN`` (``username:password``) and
+    ``CLOUDHSM_ROLE`` (``admin`` or ``crypto-user``; default ``crypto-user``), the service's variables; or, when
+    ``CLOUDHSM_PIN`` is not set, from ``STRONGROOM_PIN`` and ``STRONGROOM_ROLE``.
+
+    Raises:
+        CliError: no PIN, a PIN without ``:``, or a role that is not one of :data:`ROLES`.
+    """
+    prefix = "CLOUDHSM" if os.environ.get("CLOUDHSM_PIN") is not None else "STRONGROOM"
+    pin = os.environ.get(f"{prefix}_PIN")
+    role = os.environ.get(f"{prefix}_ROLE", "crypto-user")
+    if not pin or ":" not in pin:
+        raise CliError("no login: set CLOUDHSM_PIN to username:password and CLOUDHSM_ROLE to admin or "
+                       "crypto-user, or log in inside strongroom-cli interactive")
+    if role not in ROLES:
+        raise CliError(f"{prefix}_ROLE is admin or crypto-user, not {role[:40]!r}")
+    username, _, password = pin.partition(":")
+    return username, role, password
 
 
 class Context:
@@ -55,20 +79,16 @@ class Context:
         return self._cluster
 
     def session(self, role: str | None = None) -> Any:
-        """A session logged in with ``STRONGROOM_ROLE`` and ``STRONGROOM_PIN``; ``role`` demands one."""
+        """A session logged in with the credentials of the environment (:func:`credentials`); ``role`` demands
+        one. Raises :class:`CliError` when there are none or they are malformed."""
         if self._session is None:
-            env_role = os.environ.get("STRONGROOM_ROLE", "crypto-user")
-            pin = os.environ.get("STRONGROOM_PIN")
-            if not pin or ":" not in pin:
-                raise CliError("log in (login --username U --role R) or set STRONGROOM_PIN to "
-                               "username:password (and STRONGROOM_ROLE to admin or crypto-user)")
-            if env_role not in ("admin", "crypto-user"):
-                raise CliError(f"STRONGROOM_ROLE must be admin or crypto-user, not {env_role!r:.40}")
-            username, _, password = pin.partition(":")
+            if self.interactive and not (os.environ.get("CLOUDHSM_PIN") or os.environ.get("STRONGROOM_PIN")):
+                raise CliError("not logged in: login --username U --role admin|crypto-user")
+            username, env_role, password = credentials()
             self.login(username, env_role, password)
         if role is not None and self.role != role:
             raise CliError(f"this command needs {'an' if role[0] in 'aeiou' else 'a'} {role} login "
-                           f"(STRONGROOM_ROLE={role})")
+                           f"(CLOUDHSM_ROLE={role})")
         return self._session
 
     def close(self) -> None:
@@ -82,44 +102,25 @@ class Context:
 
 
 def emit(ctx: Context, data: Any) -> None:
+    """Print a command's answer: the ``{"error_code": 0, "data": …}`` envelope, or text at most
+    :data:`~.text_output.WIDTH` columns wide for ``--output text``."""
     if ctx.output == "json":
         click.echo(json.dumps({"error_code": 0, "data": data}, indent=2))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from .text_output import render
 
-    console = Console()
-    rows = data.get("matched_keys") or data.get("users") if isinstance(data, dict) else None
-    if rows:
-        table = Table()
-        columns = sorted({k for row in rows for k in _flat(row)})
-        for column in columns:
-            table.add_column(column)
-        for row in rows:
-            flat = _flat(row)
-            table.add_row(*(str(flat.get(c, "")) for c in columns))
-        console.print(table)
-    else:
-        for key, value in _flat(data if isinstance(data, dict) else {"result": data}).items():
-            console.print(f"[bold]{key}[/bold]: {value}")
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
+    click.echo("\n".join(render(data)))
 
 
 def fail(ctx_output: str, message: str, error: BaseException) -> NoReturn:
+    """Report a failure (the envelope with ``error_code`` 1, or ``Error: …`` on stderr wrapped as text output
+    is) and exit with the error's exit code."""
     if ctx_output == "json":
         click.echo(json.dumps({"error_code": 1, "data": message}, indent=2))
     else:
-        click.echo(f"Error: {message}", err=True)
+        from .text_output import render
+
+        click.echo("\n".join(render(f"Error: {message}")), err=True)
     sys.exit(exit_code(error))
 
 
@@ -134,8 +135,11 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             fail(ctx.output, str(exc), exc)
         except StrongroomError as exc:
             fail(ctx.output, f"{exc.message} ({exc.ckr_name})", exc)
-        except (OSError, ValueError, OverflowError, KeyError, TypeError) as exc:
-            fail(ctx.output, f"{type(exc).__name__}: {exc}", exc)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(ctx.output, f"{where}{exc.strerror or 'input/output error'}", exc)
+        except (ValueError, OverflowError, KeyError, TypeError) as exc:
+            fail(ctx.output, f"{exc.args[0] if exc.args else type(exc).__name__}", exc)
         finally:
             if not ctx.interactive:
                 ctx.close()
@@ -144,14 +148,14 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-@click.group()
+@click.group(cls=CliGroup)
 @click.option("--cluster", "cluster_path", envvar="STRONGROOM_CLUSTER", default=None,
               help="The cluster's configuration (cluster.json of strongroom up) [env STRONGROOM_CLUSTER].")
 @click.option("--output", type=click.Choice(["json", "text"]), default=None, help="[default: json]")
 @click.pass_context
 def main(click_ctx: click.Context, cluster_path: str | None, output: str | None) -> None:
-    """Strongroom HSM command line (users, keys, crypto). Credentials: STRONGROOM_ROLE (admin or crypto-user)
-    and STRONGROOM_PIN (username:password)."""
+    """Strongroom HSM command line (users, keys, crypto). Credentials of single-command mode: CLOUDHSM_ROLE
+    (admin or crypto-user) and CLOUDHSM_PIN (username:password); in the interactive shell, login."""
     if isinstance(click_ctx.obj, Context) and click_ctx.obj.interactive:
         if output is not None:  # a command of the interactive shell: its lasting context
             click_ctx.obj.output = output
@@ -159,13 +163,23 @@ def main(click_ctx: click.Context, cluster_path: str | None, output: str | None)
     click_ctx.obj = Context(cluster_path, output or "json")
 
 
+_SINGLE_COMMAND = ("in single-command mode nothing outlives the command, so a login would be forgotten at once: "
+                   "give each command CLOUDHSM_ROLE=<admin|crypto-user> and CLOUDHSM_PIN=<username>:<password>, "
+                   "or run strongroom-cli interactive and {} there")
+
+
 @main.command("login")
 @click.option("--username", required=True)
-@click.option("--role", type=click.Choice(["admin", "crypto-user"]), required=True)
-@click.option("--password", prompt=True, hide_input=True)
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--password", default=None, help="Asked for when not given (the shell keeps it out of its history).")
 @command
-def login_command(ctx: Context, username: str, role: str, password: str) -> dict[str, Any]:
-    """Log in (in the interactive shell, the login lasts until logout)."""
+def login_command(ctx: Context, username: str, role: str, password: str | None) -> dict[str, Any]:
+    """Log in, in the interactive shell: the login lasts until logout. Single-command mode keeps no login; it
+    takes CLOUDHSM_ROLE and CLOUDHSM_PIN instead."""
+    if not ctx.interactive:
+        raise CliError(_SINGLE_COMMAND.format("log in"))
+    if password is None:
+        password = click.prompt("Password", hide_input=True)
     ctx.login(username, role, password)
     return {"username": username, "role": role}
 
@@ -173,7 +187,9 @@ def login_command(ctx: Context, username: str, role: str, password: str) -> dict
 @main.command("logout")
 @command
 def logout_command(ctx: Context) -> str:
-    """End the login."""
+    """End the login of the interactive shell."""
+    if not ctx.interactive:
+        raise CliError(_SINGLE_COMMAND.format("log out"))
     ctx.logout()
     return "Logout successful"
 

@@ -11,6 +11,7 @@ import click
 from ...vocab import CKM
 from .context import CliError, Context, command, main
 from .key_selection import one, reference
+from .list_options import ListOption
 
 HASHES = {"sha1": (CKM.SHA_1, CKM.SHA1_RSA_PKCS, CKM.SHA1_RSA_PKCS_PSS, CKM.ECDSA_SHA1),
            "sha224": (CKM.SHA224, CKM.SHA224_RSA_PKCS, CKM.SHA224_RSA_PKCS_PSS, CKM.ECDSA_SHA224),
@@ -22,7 +23,7 @@ HASH_BYTES = {"sha1": 20, "sha224": 28, "sha256": 32, "sha384": 48, "sha512": 64
 
 @main.group()
 def crypto() -> None:
-    """Sign and verify with keys in the cluster."""
+    """Sign, verify, encrypt, decrypt and MACs with keys in the cluster."""
 
 
 def read_data(data: str | None, data_path: str | None, name: str = "data") -> bytes:
@@ -65,7 +66,7 @@ _SIGN_KINDS = ["ecdsa", "ed25519", "rsa-pkcs", "rsa-pkcs-pss"]
 
 @crypto.command("sign")
 @click.argument("kind", type=click.Choice(_SIGN_KINDS))
-@click.option("--key-filter", "filters", multiple=True, required=True)
+@click.option("--key-filter", "filters", cls=ListOption, required=True)
 @click.option("--hash-function", type=click.Choice(sorted(HASHES)))
 @click.option("--data", default=None, help="The data, base64.")
 @click.option("--data-path", type=click.Path(dir_okay=False), default=None)
@@ -86,7 +87,7 @@ def crypto_sign(ctx: Context, kind: str, filters: tuple[str, ...], hash_function
 
 @crypto.command("verify")
 @click.argument("kind", type=click.Choice(_SIGN_KINDS))
-@click.option("--key-filter", "filters", multiple=True, required=True)
+@click.option("--key-filter", "filters", cls=ListOption, required=True)
 @click.option("--hash-function", type=click.Choice(sorted(HASHES)))
 @click.option("--data", default=None)
 @click.option("--data-path", type=click.Path(dir_okay=False), default=None)
@@ -118,7 +119,7 @@ def _hmac(hash_function: str) -> CKM:
 
 @mac.command("generate")
 @click.argument("kind", type=click.Choice(["hmac"]))
-@click.option("--key-filter", "filters", multiple=True, required=True)
+@click.option("--key-filter", "filters", cls=ListOption, required=True)
 @click.option("--hash-function", type=click.Choice(sorted(HASHES)), required=True)
 @click.option("--data", default=None)
 @click.option("--data-path", type=click.Path(dir_okay=False), default=None)
@@ -133,7 +134,7 @@ def mac_generate(ctx: Context, kind: str, filters: tuple[str, ...], hash_functio
 
 @mac.command("verify")
 @click.argument("kind", type=click.Choice(["hmac"]))
-@click.option("--key-filter", "filters", multiple=True, required=True)
+@click.option("--key-filter", "filters", cls=ListOption, required=True)
 @click.option("--hash-function", type=click.Choice(sorted(HASHES)), required=True)
 @click.option("--data", default=None)
 @click.option("--data-path", type=click.Path(dir_okay=False), default=None)

@@ -11,7 +11,17 @@ import click
 from ...errors import StrongroomError
 from ...vocab import CKA, CKK, CKM, CKO
 from .context import CliError, Context, command, main
-from .key_selection import attribute_named, attributes_of, key_shape, matching, one, parse
+from .key_selection import (
+    attribute_named,
+    attributes_of,
+    check_share_targets,
+    key_shape,
+    matching,
+    one,
+    parse,
+    share_new_keys,
+)
+from .list_options import ListOption
 
 # The curves --curve offers, by the names the service's CLI uses (their OIDs: strongroom.crypto.keys).
 CURVES = ("ed25519", "prime256v1", "secp224r1", "secp256r1", "secp384r1", "secp521r1")
@@ -26,36 +36,49 @@ def generate_symmetric() -> None:
     """Secret keys."""
 
 
+SHARE_OPTION = click.option(
+    "--share-crypto-users", "share_with", cls=ListOption,
+    help="Crypto users to share the new key with at once (space-separated usernames).")
+
+
 def _generate_secret(ctx: Context, mechanism: CKM, label: str, length: int, attributes: tuple[str, ...],
-                     session_key: bool) -> dict[str, Any]:
+                     session_key: bool, share_with: tuple[str, ...]) -> dict[str, Any]:
     session = ctx.session("crypto-user")
-    made = session.generate_key(mechanism, {CKA.LABEL: label, CKA.VALUE_LEN: length, **attributes_of(attributes)},
-                                token=not session_key)
+    template = {CKA.LABEL: label, CKA.VALUE_LEN: length, **attributes_of(attributes)}
+    check_share_targets(session, share_with, ctx.username, session_key=session_key)
+    made = session.generate_key(mechanism, template, token=not session_key)
+    share_new_keys([made], [made], share_with)
     return {"key": key_shape(made)}
 
 
 @generate_symmetric.command("aes")
 @click.option("--label", required=True)
 @click.option("--key-length-bytes", type=click.Choice(["16", "24", "32"]), required=True)
-@click.option("--attributes", multiple=True, help="name=value, e.g. encrypt=true (repeat).")
+@click.option("--attributes", cls=ListOption,
+              help="name=value, e.g. encrypt=true (space-separated, or repeat the flag).")
 @click.option("--session", "session_key", is_flag=True, help="A session key (gone when the command ends).")
+@SHARE_OPTION
 @command
 def generate_aes(ctx: Context, label: str, key_length_bytes: str, attributes: tuple[str, ...],
-                 session_key: bool) -> dict[str, Any]:
+                 session_key: bool, share_with: tuple[str, ...]) -> dict[str, Any]:
     """An AES key (crypto-user login)."""
-    return _generate_secret(ctx, CKM.AES_KEY_GEN, label, int(key_length_bytes), attributes, session_key)
+    return _generate_secret(ctx, CKM.AES_KEY_GEN, label, int(key_length_bytes), attributes, session_key,
+                            share_with)
 
 
 @generate_symmetric.command("generic-secret")
 @click.option("--label", required=True)
 @click.option("--key-length-bytes", type=click.IntRange(1, 800), required=True)
-@click.option("--attributes", multiple=True, help="name=value, e.g. sign=true (repeat).")
+@click.option("--attributes", cls=ListOption,
+              help="name=value, e.g. sign=true (space-separated, or repeat the flag).")
 @click.option("--session", "session_key", is_flag=True)
+@SHARE_OPTION
 @command
 def generate_generic(ctx: Context, label: str, key_length_bytes: int, attributes: tuple[str, ...],
-                     session_key: bool) -> dict[str, Any]:
+                     session_key: bool, share_with: tuple[str, ...]) -> dict[str, Any]:
     """A generic secret (HMAC) key (crypto-user login)."""
-    return _generate_secret(ctx, CKM.GENERIC_SECRET_KEY_GEN, label, key_length_bytes, attributes, session_key)
+    return _generate_secret(ctx, CKM.GENERIC_SECRET_KEY_GEN, label, key_length_bytes, attributes, session_key,
+                            share_with)
 
 
 @key.group("generate-asymmetric-pair")
@@ -65,18 +88,20 @@ def generate_pair() -> None:
 
 def _pair(ctx: Context, mechanism: CKM, public: dict[Any, Any], private: dict[Any, Any], public_label: str,
           private_label: str, public_attributes: tuple[str, ...], private_attributes: tuple[str, ...],
-          session_key: bool) -> dict[str, Any]:
+          session_key: bool, share_with: tuple[str, ...]) -> dict[str, Any]:
     session = ctx.session("crypto-user")
-    pub, priv = session.generate_key_pair(
-        mechanism, {**public, CKA.LABEL: public_label, **attributes_of(public_attributes)},
-        {**private, CKA.LABEL: private_label, **attributes_of(private_attributes)}, token=not session_key)
+    public_template = {**public, CKA.LABEL: public_label, **attributes_of(public_attributes)}
+    private_template = {**private, CKA.LABEL: private_label, **attributes_of(private_attributes)}
+    check_share_targets(session, share_with, ctx.username, session_key=session_key)
+    pub, priv = session.generate_key_pair(mechanism, public_template, private_template, token=not session_key)
+    share_new_keys([priv], [pub, priv], share_with)  # public keys are every crypto user's to read
     return {"public_key": key_shape(pub), "private_key": key_shape(priv)}
 
 
 _PAIR_OPTIONS = [
     click.option("--public-label", required=True), click.option("--private-label", required=True),
-    click.option("--public-attributes", multiple=True), click.option("--private-attributes", multiple=True),
-    click.option("--session", "session_key", is_flag=True),
+    click.option("--public-attributes", cls=ListOption), click.option("--private-attributes", cls=ListOption),
+    click.option("--session", "session_key", is_flag=True), SHARE_OPTION,
 ]
 
 
@@ -93,7 +118,7 @@ def _pair_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @command
 def generate_rsa(ctx: Context, modulus_size_bits: str, public_exponent: str, public_label: str,
                  private_label: str, public_attributes: tuple[str, ...], private_attributes: tuple[str, ...],
-                 session_key: bool) -> dict[str, Any]:
+                 session_key: bool, share_with: tuple[str, ...]) -> dict[str, Any]:
     """An RSA key pair (crypto-user login)."""
     if not public_exponent.isdigit() or int(public_exponent) < 3:
         raise CliError("--public-exponent is an odd number such as 65537")
@@ -101,7 +126,7 @@ def generate_rsa(ctx: Context, modulus_size_bits: str, public_exponent: str, pub
     e_bytes = exponent.to_bytes(max(1, (exponent.bit_length() + 7) // 8), "big")
     return _pair(ctx, CKM.RSA_PKCS_KEY_PAIR_GEN, {CKA.MODULUS_BITS: int(modulus_size_bits),
                                                   CKA.PUBLIC_EXPONENT: e_bytes}, {}, public_label, private_label,
-                 public_attributes, private_attributes, session_key)
+                 public_attributes, private_attributes, session_key, share_with)
 
 
 @generate_pair.command("ec")
@@ -109,17 +134,18 @@ def generate_rsa(ctx: Context, modulus_size_bits: str, public_exponent: str, pub
 @_pair_options
 @command
 def generate_ec(ctx: Context, curve: str, public_label: str, private_label: str, public_attributes: tuple[str, ...],
-                private_attributes: tuple[str, ...], session_key: bool) -> dict[str, Any]:
+                private_attributes: tuple[str, ...], session_key: bool, share_with: tuple[str, ...]) -> dict[str, Any]:
     """An EC key pair, or an Ed25519 pair with --curve ed25519 (crypto-user login)."""
     from ...crypto.keys import ec_params_for_name
 
     mechanism = CKM.EC_EDWARDS_KEY_PAIR_GEN if curve == "ed25519" else CKM.EC_KEY_PAIR_GEN
     return _pair(ctx, mechanism, {CKA.EC_PARAMS: ec_params_for_name(curve)}, {}, public_label,
-                 private_label, public_attributes, private_attributes, session_key)
+                 private_label, public_attributes, private_attributes, session_key, share_with)
 
 
 @key.command("list")
-@click.option("--filter", "filters", multiple=True, help="attr.<name>=<value> or key-reference=0x… (repeat).")
+@click.option("--filter", "filters", cls=ListOption,
+              help="attr.<name>=<value> or key-reference=0x… (space-separated, or repeat the flag).")
 @click.option("--max-items", type=click.IntRange(1, None), default=10, show_default=True)
 @click.option("--starting-token", default="0")
 @click.option("-v", "--verbose", is_flag=True, help="All attributes, not only the label.")
@@ -140,7 +166,7 @@ def key_list(ctx: Context, filters: tuple[str, ...], max_items: int, starting_to
 
 
 @key.command("delete")
-@click.option("--filter", "filters", multiple=True, required=True)
+@click.option("--filter", "filters", cls=ListOption, required=True)
 @command
 def key_delete(ctx: Context, filters: tuple[str, ...]) -> dict[str, Any]:
     """Delete the one key the filters match (its owner)."""
@@ -151,7 +177,7 @@ def key_delete(ctx: Context, filters: tuple[str, ...]) -> dict[str, Any]:
 def _sharing_command(name: str, unshare: bool, doc: str, message: str) -> None:
     """``key share`` / ``key unshare``: the same options, one call of the key's owner."""
 
-    @click.option("--filter", "filters", multiple=True, required=True)
+    @click.option("--filter", "filters", cls=ListOption, required=True)
     @click.option("--username", required=True)
     @click.option("--role", type=click.Choice(["crypto-user"]), default="crypto-user", show_default=True)
     @command
@@ -169,7 +195,7 @@ _sharing_command("unshare", True, "Stop sharing a key with a crypto user (its ow
 
 
 @key.command("set-attribute")
-@click.option("--filter", "filters", multiple=True, required=True)
+@click.option("--filter", "filters", cls=ListOption, required=True)
 @click.option("--name", "attribute", required=True, help="e.g. label, id, sign, decrypt.")
 @click.option("--value", required=True)
 @command
@@ -205,7 +231,7 @@ def _public_key(key: Any) -> Any:
 
 
 @key.command("generate-file")
-@click.option("--filter", "filters", multiple=True, required=True)
+@click.option("--filter", "filters", cls=ListOption, required=True)
 @click.option("--encoding", type=click.Choice(["pem"]), default="pem", show_default=True)
 @click.option("--path", "path", type=click.Path(dir_okay=False), required=True)
 @command
@@ -217,47 +243,3 @@ def key_generate_file(ctx: Context, filters: tuple[str, ...], encoding: str, pat
     Path(path).write_bytes(public.public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo))
     return {"message": "Successfully generated key file"}
-
-
-@key.group("import")
-def key_import() -> None:
-    """Bring keys in."""
-
-
-@key_import.command("pem")
-@click.option("--path", "path", type=click.Path(dir_okay=False, exists=True), required=True)
-@click.option("--label", required=True)
-@click.option("--key-type-class", type=click.Choice(["rsa-public", "ec-public"]), required=True)
-@click.option("--attributes", multiple=True)
-@command
-def key_import_pem(ctx: Context, path: str, label: str, key_type_class: str,
-                   attributes: tuple[str, ...]) -> dict[str, Any]:
-    """Import a public key from a PEM file (crypto-user login)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec as ec_keys
-    from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
-
-    from ...crypto import der
-    from ...crypto.keys import ec_params_for
-
-    try:
-        public = serialization.load_pem_public_key(Path(path).read_bytes())
-    except ValueError:
-        raise CliError(f"{path} holds no PEM public key") from None
-    template: dict[Any, Any] = {CKA.CLASS: CKO.PUBLIC_KEY, CKA.LABEL: label, CKA.TOKEN: True}
-    if key_type_class == "rsa-public" and isinstance(public, rsa_keys.RSAPublicKey):
-        numbers = public.public_numbers()
-        template.update({CKA.KEY_TYPE: CKK.RSA, CKA.MODULUS: numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8,
-                                                                                "big"),
-                         CKA.PUBLIC_EXPONENT: numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")})
-    elif key_type_class == "ec-public" and isinstance(public, ec_keys.EllipticCurvePublicKey):
-        if public.curve.name not in CURVES:
-            raise CliError(f"the curve {public.curve.name} is not offered")
-        point = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-        template.update({CKA.KEY_TYPE: CKK.EC, CKA.EC_PARAMS: ec_params_for(public),
-                         CKA.EC_POINT: der.encode(der.OCTET_STRING, point)})
-    else:
-        raise CliError(f"{path} does not hold a key of class {key_type_class}")
-    template.update(attributes_of(attributes))
-    return {"key": key_shape(ctx.session("crypto-user").create_object(template))}
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...errors import StrongroomError
 from ...vocab import CKA, CKK, CKO
 from .context import CliError
 
@@ -143,3 +144,39 @@ def one(session: Any, filters: tuple[str, ...]) -> Any:
                        "key-reference=0x…)")
     return keys[0]
 
+
+
+def check_share_targets(session: Any, usernames: tuple[str, ...], owner: str | None, *,
+                        session_key: bool = False) -> None:
+    """Before a key is made: ``--share-crypto-users`` must name existing crypto users other than the login,
+    and the key must be a token key (session keys are never shared).
+
+    Raises:
+        CliError: what to fix, before anything was created.
+    """
+    if not usernames:
+        return
+    if session_key:
+        raise CliError("session keys are not shared: drop --session or --share-crypto-users")
+    roles = {u["username"]: u["role"] for u in session.list_users()}
+    for name in usernames:
+        if roles.get(name) != "crypto-user":
+            raise CliError(f"--share-crypto-users: {name[:40]!r} is not a crypto user (user list shows them)")
+        if name == owner:
+            raise CliError(f"--share-crypto-users: {name[:40]} owns the new key already")
+
+
+def share_new_keys(shared: list[Any], made: list[Any], usernames: tuple[str, ...]) -> None:
+    """Share the ``shared`` keys of a command with each user; if one share fails, destroy every key in ``made``
+    (the command keeps nothing) and re-raise."""
+    try:
+        for key in shared:
+            for name in usernames:
+                key.share(name)
+    except BaseException:
+        for key in made:
+            try:
+                key.destroy()
+            except StrongroomError:
+                pass  # the first failure is the one to report
+        raise

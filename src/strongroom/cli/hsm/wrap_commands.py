@@ -12,8 +12,9 @@ import click
 from ...vocab import CKA, CKK, CKM, CKO
 from .context import Context, command
 from .crypto_commands import HASHES, read_data
-from .key_commands import key
-from .key_selection import attributes_of, key_shape, one, reference
+from .key_commands import SHARE_OPTION, key
+from .key_selection import attributes_of, check_share_targets, key_shape, one, reference, share_new_keys
+from .list_options import ListOption
 
 _WRAP_KINDS = ["aes-gcm", "aes-no-pad", "aes-pkcs5-pad", "rsa-oaep", "rsa-aes"]
 
@@ -36,8 +37,8 @@ def _wrap_mechanism(kind: str, hash_function: str, iv: bytes = b"") -> Any:
 
 @key.command("wrap")
 @click.argument("kind", type=click.Choice(_WRAP_KINDS))
-@click.option("--payload-filter", "payload", multiple=True, required=True)
-@click.option("--wrapping-filter", "wrapping", multiple=True, required=True)
+@click.option("--payload-filter", "payload", cls=ListOption, required=True)
+@click.option("--wrapping-filter", "wrapping", cls=ListOption, required=True)
 @click.option("--hash-function", type=click.Choice(sorted(HASHES)), default="sha256", show_default=True,
               help="The OAEP hash (rsa-oaep, rsa-aes).")
 @click.option("--path", "path", type=click.Path(dir_okay=False), default=None, help="Write the wrapped key there.")
@@ -63,20 +64,22 @@ _UNWRAPPED = {"aes": (CKO.SECRET_KEY, CKK.AES), "generic-secret": (CKO.SECRET_KE
 
 @key.command("unwrap")
 @click.argument("kind", type=click.Choice(_WRAP_KINDS))
-@click.option("--filter", "filters", multiple=True, required=True, help="The unwrapping key.")
+@click.option("--filter", "filters", cls=ListOption, required=True, help="The unwrapping key.")
 @click.option("--key-type-class", type=click.Choice(sorted(_UNWRAPPED)), required=True)
 @click.option("--label", required=True)
 @click.option("--data", default=None, help="The wrapped key, base64.")
 @click.option("--data-path", type=click.Path(dir_okay=False), default=None)
 @click.option("--hash-function", type=click.Choice(sorted(HASHES)), default="sha256", show_default=True)
-@click.option("--attributes", multiple=True)
+@click.option("--attributes", cls=ListOption)
 @click.option("--session", "session_key", is_flag=True)
+@SHARE_OPTION
 @command
 def key_unwrap(ctx: Context, kind: str, filters: tuple[str, ...], key_type_class: str, label: str,
                data: str | None, data_path: str | None, hash_function: str, attributes: tuple[str, ...],
-               session_key: bool) -> dict[str, Any]:
+               session_key: bool, share_with: tuple[str, ...]) -> dict[str, Any]:
     """Unwrap a key into the cluster (crypto-user login)."""
     session = ctx.session("crypto-user")
+    check_share_targets(session, share_with, ctx.username, session_key=session_key)
     cls, key_type = _UNWRAPPED[key_type_class]
     template = {CKA.CLASS: cls, CKA.KEY_TYPE: key_type, CKA.LABEL: label, CKA.TOKEN: not session_key,
                 **attributes_of(attributes)}
@@ -84,5 +87,6 @@ def key_unwrap(ctx: Context, kind: str, filters: tuple[str, ...], key_type_class
     iv = wrapped[:GCM_IV_BYTES] if kind == "aes-gcm" else b""
     made = session.unwrap(_wrap_mechanism(kind, hash_function, iv), one(session, filters), wrapped[len(iv):],
                           template)
+    share_new_keys([made], [made], share_with)
     return {"key": key_shape(made)}
 
