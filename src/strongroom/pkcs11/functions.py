@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from ..errors import MechanismInvalid, PinLenRange, RandomSeedNotSupported
 from ..mechanism_params import Mechanism
 from ..protocol.calls import BY_PKCS11
-from ..vocab import CKF, CKR
+from ..vocab import CKA, CKF, CKK, CKR
 from . import attribute_codec, mechanism_codec, wire
 from .multipart import Operations, sized_output
 from .rpc_calls import BY_FUNCTION, RpcCall
@@ -354,10 +354,20 @@ async def _get_attribute_value(app: Application, r: wire.Reader) -> wire.Writer:
     return w.u64(rv)
 
 
+LATER_KEY_TYPES = (int(CKK.EC_EDWARDS), int(CKK.EC_MONTGOMERY), int(CKK.HKDF))
+"""Key types PKCS#11 3.0 added (§4.8): a search that does not name its ``CKA_KEY_TYPE`` leaves them out."""
+
+
 @_handles("C_FindObjectsInit")
 async def _find_objects_init(app: Application, r: wire.Reader) -> None:
+    """A search through PKCS#11 finds keys of the types PKCS#11 3.0 added (:data:`LATER_KEY_TYPES`, such as
+    Ed25519's ``CKK_EC_EDWARDS``) only when its template names that ``CKA_KEY_TYPE``. Applications written
+    before 3.0 list keys by class and give up at the first key type they do not know (libp11 0.4.12, the
+    OpenSSL engine, then finds no key at all), and no p11-kit client carries a mechanism for those keys."""
     session = r.u64()
-    await app.call("find_objects_init", session, attribute_codec.to_node(r.template()))
+    template = attribute_codec.to_node(r.template())
+    later = () if int(CKA.KEY_TYPE) in template else LATER_KEY_TYPES
+    await app.call("find_objects_init", session, template, leave_out_key_types=later)
 
 
 @_handles("C_FindObjects")

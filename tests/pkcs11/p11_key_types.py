@@ -1,0 +1,17 @@
+"""Run in a subprocess: python-pkcs11 searches alice's private keys by class alone and by each key type; prints
+JSON: the CKK values found by class, and the number of keys found per named key type."""
+
+import json
+import os
+import sys
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, ObjectClass
+
+token = pkcs11.lib(sys.argv[1]).get_token()
+with token.open(user_pin=os.environ["PIN"]) as session:
+    private = {Attribute.CLASS: ObjectClass.PRIVATE_KEY}
+    by_class = sorted({int(o[Attribute.KEY_TYPE]) for o in session.get_objects(private)})
+    named = {int(t): len(list(session.get_objects({**private, Attribute.KEY_TYPE: t})))
+             for t in (KeyType.RSA, KeyType.EC, KeyType.EC_EDWARDS)}
+print(json.dumps({"by_class": by_class, "named": named}))
