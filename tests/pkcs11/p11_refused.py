@@ -1,0 +1,19 @@
+"""Run in a subprocess: python-pkcs11 asks for an AES key that both decrypts and wraps (its own default
+capabilities); prints JSON: the exception's class and text."""
+
+import json
+import os
+import sys
+
+import pkcs11
+from pkcs11 import KeyType, MechanismFlag
+
+token = pkcs11.lib(sys.argv[1]).get_token()
+with token.open(user_pin=os.environ["PIN"], rw=True) as session:
+    try:
+        session.generate_key(KeyType.AES, 256, label="refused", store=True, capabilities=(
+            MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT | MechanismFlag.WRAP | MechanismFlag.UNWRAP))
+        out = {"error": None, "text": ""}
+    except pkcs11.exceptions.PKCS11Error as exc:
+        out = {"error": type(exc).__name__, "text": str(exc)}
+print(json.dumps(out))
