@@ -17,6 +17,7 @@ import click
 
 from ..errors import StrongroomError
 from ..util.address import host_port
+from .doctor import doctor
 
 if TYPE_CHECKING:
     from ..host.node_process import StartupError
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 @click.group()
 def main() -> None:
     """Strongroom service commands."""
+
+
+main.add_command(doctor)
 
 
 _HASH_MEMORY = click.option(

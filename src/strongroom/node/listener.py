@@ -278,7 +278,7 @@ class _Connection(asyncio.Protocol):
         info = self.server.hsm.info()
         self._send(HelloReply(PROTOCOL_VERSION, list(CAPABILITIES),
                               {"serial": info["serial"], "cluster_id": info["cluster_id"],
-                               "firmware_version": info["firmware_version"]},
+                               "firmware_version": info["firmware_version"], "time": time.time()},
                               self.server.max_frame_bytes, self.server.idle_timeout_s))
 
     def _dispatch(self, request: Request) -> None:
