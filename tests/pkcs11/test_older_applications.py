@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 import strongroom.client as sdk
-from strongroom.vocab import CKA, CKK, CKM, CKO
+from strongroom.vocab import CKA, CKC, CKK, CKM, CKO
 
 from ..fixtures.cluster import ALICE_PW, BOB_PW
 from .conftest import P11_KIT_CLIENT, P256
@@ -39,7 +39,7 @@ def _run(argv: list[str], env: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def mixed_keys(alice):
     """alice's keys of every kind the node makes: Ed25519 first (an older application meets it before the RSA
-    key), then RSA, EC P-256 and AES."""
+    key), then RSA, EC P-256 and AES; and an X.509 attribute certificate before an X.509 one."""
     for n in range(2):
         alice.generate_key_pair(CKM.EC_EDWARDS_KEY_PAIR_GEN, {CKA.EC_PARAMS: ED25519, CKA.VERIFY: True},
                                 {CKA.SIGN: True}, label=f"old-ed{n}", token=True)
@@ -50,6 +50,9 @@ def mixed_keys(alice):
     alice.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256, CKA.VERIFY: True}, {CKA.SIGN: True},
                             label="old-ec", token=True)
     alice.generate_key(CKM.AES_KEY_GEN, value_len=32, label="old-aes", encrypt=True, decrypt=True, token=True)
+    for kind, label in ((CKC.X_509_ATTR_CERT, "old-attribute-cert"), (CKC.X_509, "old-cert")):
+        alice.create_object({CKA.CLASS: CKO.CERTIFICATE, CKA.CERTIFICATE_TYPE: kind, CKA.TOKEN: True,
+                             CKA.SUBJECT: b"\x30\x00", CKA.VALUE: b"\x30\x00", CKA.LABEL: label})
     return rsa_public
 
 
@@ -96,10 +99,12 @@ def test_pkcs11_tool_generates_aes_keys_the_owner_alone_uses(agent, alice, node,
         assert bob.find(label=label) == []
 
 
-def test_keys_of_types_pkcs11_3_added_are_found_only_by_a_search_that_names_their_type(agent, mixed_keys):
+def test_keys_and_certificates_older_applications_do_not_know_are_found_only_by_naming_their_type(agent, mixed_keys):
     done = subprocess.run([sys.executable, str(Path(__file__).with_name("p11_key_types.py")), str(P11_KIT_CLIENT)],
                           capture_output=True, text=True, timeout=120, env={**_env(agent), "PIN": PIN})
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["by_class"] == [CKK.RSA, CKK.EC]
     assert out["named"] == {str(int(CKK.RSA)): 1, str(int(CKK.EC)): 1, str(int(CKK.EC_EDWARDS)): 2}
+    assert out["certificates"] == ["old-cert"]
+    assert out["attribute_certificates"] == ["old-attribute-cert"]

@@ -263,13 +263,13 @@ class ObjectCalls(ApplicationBase):
         return {"owner": obj.owner, "shared_users": sorted(obj.shared)}
 
     def find_objects_init(self, handle: int, template: dict[int, Any] | None = None,
-                          leave_out_key_types: tuple[int, ...] = ()) -> None:
+                          leave_out: dict[int, list[int]] | None = None) -> None:
         """``C_FindObjectsInit``: an empty template finds every object the session may see.
 
         The admin and public sessions see public objects only; crypto users see their own and shared keys and
-        every public object (PKCS#11 3.0 §5.7; private objects are the normal user's). Keys whose
-        ``CKA_KEY_TYPE`` is in ``leave_out_key_types`` (``CKK`` values) are not found: the PKCS#11 agent leaves
-        out the key types an application written before PKCS#11 3.0 does not know.
+        every public object (PKCS#11 3.0 §5.7; private objects are the normal user's). ``leave_out`` maps an
+        attribute type (``CKA_KEY_TYPE``, ``CKA_CERTIFICATE_TYPE``) to values whose objects are not found: the
+        PKCS#11 agent leaves out the object types an older application does not know.
 
         Raises:
             OperationActive: ``CKR_OPERATION_ACTIVE`` when a find is already active.
@@ -278,11 +278,12 @@ class ObjectCalls(ApplicationBase):
         if session.find is not None:
             raise OperationActive("a find is already active in this session")
         wanted = self._template(template)
+        left_out = {cka: frozenset(values) for cka, values in (leave_out or {}).items()}
         secret = {CKA.VALUE} | RSA_PRIVATE_COMPONENTS
         found = [o.handle for o in self.hsm.repository.candidates(wanted)
                  if self._may_use(o) and matches(o.attrs, wanted) and not (secret & set(wanted)
                                                                           and policy.secret_attributes(o))
-                 and o.attrs.get(CKA.KEY_TYPE) not in leave_out_key_types]
+                 and not _left_out(o, left_out)]
         session.find = sorted(found)
 
     def find_objects(self, handle: int, max_count: int) -> list[int]:
@@ -313,3 +314,9 @@ class ObjectCalls(ApplicationBase):
             return self.find_objects(handle, arguments.ULONG_MAX)
         finally:
             self.find_objects_final(handle)
+
+
+
+def _left_out(obj: HsmObject, leave_out: dict[int, frozenset[int]]) -> bool:
+    """Whether one of ``obj``'s attributes holds a value ``leave_out`` lists for it."""
+    return any(obj.attrs.get(cka) in values for cka, values in leave_out.items())  # type: ignore[call-overload]

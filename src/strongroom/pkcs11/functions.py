@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from ..errors import MechanismInvalid, PinLenRange, RandomSeedNotSupported
 from ..mechanism_params import Mechanism
 from ..protocol.calls import BY_PKCS11
-from ..vocab import CKA, CKF, CKK, CKR
+from ..vocab import CKA, CKC, CKF, CKK, CKR
 from . import attribute_codec, mechanism_codec, wire
 from .multipart import Operations, sized_output
 from .rpc_calls import BY_FUNCTION, RpcCall
@@ -354,20 +354,25 @@ async def _get_attribute_value(app: Application, r: wire.Reader) -> wire.Writer:
     return w.u64(rv)
 
 
-LATER_KEY_TYPES = (int(CKK.EC_EDWARDS), int(CKK.EC_MONTGOMERY), int(CKK.HKDF))
-"""Key types PKCS#11 3.0 added (§4.8): a search that does not name its ``CKA_KEY_TYPE`` leaves them out."""
+UNKNOWN_TO_OLDER_APPLICATIONS = {
+    int(CKA.KEY_TYPE): [int(CKK.EC_EDWARDS), int(CKK.EC_MONTGOMERY), int(CKK.HKDF)],
+    int(CKA.CERTIFICATE_TYPE): [int(CKC.X_509_ATTR_CERT), int(CKC.WTLS)],
+}
+"""Object types a search through PKCS#11 finds only when its template names them: the key types PKCS#11 3.0
+added (§4.8) and the certificate types other than X.509 (§4.6)."""
 
 
 @_handles("C_FindObjectsInit")
 async def _find_objects_init(app: Application, r: wire.Reader) -> None:
-    """A search through PKCS#11 finds keys of the types PKCS#11 3.0 added (:data:`LATER_KEY_TYPES`, such as
-    Ed25519's ``CKK_EC_EDWARDS``) only when its template names that ``CKA_KEY_TYPE``. Applications written
-    before 3.0 list keys by class and give up at the first key type they do not know (libp11 0.4.12, the
-    OpenSSL engine, then finds no key at all), and no p11-kit client carries a mechanism for those keys."""
+    """A search through PKCS#11 finds objects of the types in :data:`UNKNOWN_TO_OLDER_APPLICATIONS` (Ed25519's
+    ``CKK_EC_EDWARDS``, X.509 attribute certificates) only when its template names that ``CKA_KEY_TYPE`` or
+    ``CKA_CERTIFICATE_TYPE``. Applications list keys and certificates by class and give up at the first type
+    they do not know (libp11 0.4.12, and so OpenSSL's engine, then finds no key or certificate at all), and no
+    p11-kit client carries a mechanism for those keys."""
     session = r.u64()
     template = attribute_codec.to_node(r.template())
-    later = () if int(CKA.KEY_TYPE) in template else LATER_KEY_TYPES
-    await app.call("find_objects_init", session, template, leave_out_key_types=later)
+    leave_out = {cka: values for cka, values in UNKNOWN_TO_OLDER_APPLICATIONS.items() if cka not in template}
+    await app.call("find_objects_init", session, template, leave_out=leave_out)
 
 
 @_handles("C_FindObjects")

@@ -166,7 +166,7 @@ CATALOGUE: tuple[CallSpec, ...] = (
     CallSpec("share", (*_S, ("object", _H), ("username", str)), (("unshare", bool, False),), write=True,
              blocking=True, before_login=False),
     CallSpec("key_info", (*_S, ("object", _H)), before_login=False),
-    CallSpec("find_objects_init", (*_S, ("template", _T)), (("leave_out_key_types", tuple[int, ...], ()),),
+    CallSpec("find_objects_init", (*_S, ("template", _T)), (("leave_out", dict[int, list[int]], {}),),
              function="C_FindObjectsInit", operation="find", starts=True, finds=True, before_login=True),
     CallSpec("find_objects", (*_S, ("max_count", int)), function="C_FindObjects", operation="find",
              before_login=True),
