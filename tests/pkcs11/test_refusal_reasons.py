@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,8 +31,12 @@ def test_python_pkcs11_refusal_has_its_reason_in_the_agent_and_node_logs(agent, 
     done = subprocess.run([sys.executable, str(Path(__file__).with_name("p11_refused.py")), str(P11_KIT_CLIENT)],
                           capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["error"] == "TemplateInconsistent"
+    out = json.loads(done.stdout)
+    assert (out["error"], out["value"]) == ("TemplateInconsistent", "AttributeSensitive")
     agent_text, node_text = agent_log(agent).read_text(), node[0].log_text()
+    assert any(re.search(r"C_GetAttributeValue of object \d+ refused CKR_ATTRIBUTE_SENSITIVE: CKA_VALUE is "
+                         r"sensitive: key material never leaves the HSM in clear$", line)
+               for line in _lines(agent_text, "C_GetAttributeValue of object")), agent_text
     [line] = _lines(agent_text, "C_GenerateKey refused")
     assert line.endswith(f"C_GenerateKey refused CKR_TEMPLATE_INCONSISTENT: {REASON} "
                          f"(pid={line.split('pid=')[1].split()[0]} uid={os.getuid()} gid={os.getgid()})")

@@ -9,6 +9,7 @@ call catalogue (:mod:`strongroom.protocol.calls`) or onto the agent's multi-part
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -19,6 +20,8 @@ from ..vocab import CKA, CKC, CKF, CKK, CKR
 from . import attribute_codec, mechanism_codec, wire
 from .multipart import Operations, sized_output
 from .rpc_calls import BY_FUNCTION, RpcCall
+
+log = logging.getLogger("strongroom.pkcs11")
 
 SLOT_ID = 1
 HANDSHAKE = b"PRIVATE-GNOME-KEYRING-PKCS11-PROTOCOL-V-1"
@@ -340,9 +343,11 @@ async def _get_attribute_value(app: Application, r: wire.Reader) -> wire.Writer:
     results = await app.call("get_attribute_value", session, handle, [cka for cka, _ in wanted])
     rv = 0
     w = wire.Writer().u32(len(wanted))
+    unavailable = []
     for (cka, capacity), (code, value) in zip(wanted, results, strict=True):
         if code:
             rv = rv or code
+            unavailable.append(f"{_attribute_name(cka)} {_WHY_UNAVAILABLE.get(code, f'CKR 0x{code:x}')}")
             w.attribute(cka, None)
             continue
         encoded = attribute_codec.to_wire(cka, value)
@@ -351,7 +356,29 @@ async def _get_attribute_value(app: Application, r: wire.Reader) -> wire.Writer:
             w.attribute(cka, None)
             continue
         w.attribute(cka, encoded)
+    if unavailable:
+        log.info("C_GetAttributeValue of object %d refused %s: %s", handle, _ckr_name(rv), "; ".join(unavailable))
     return w.u64(rv)
+
+
+_WHY_UNAVAILABLE = {
+    int(CKR.ATTRIBUTE_SENSITIVE): "is sensitive: key material never leaves the HSM in clear",
+    int(CKR.ATTRIBUTE_TYPE_INVALID): "is not an attribute of this object",
+}
+
+
+def _ckr_name(rv: int) -> str:
+    try:
+        return "CKR_" + CKR(rv).name
+    except ValueError:
+        return f"CKR 0x{rv:x}"
+
+
+def _attribute_name(cka: int) -> str:
+    try:
+        return "CKA_" + CKA(cka).name
+    except ValueError:
+        return f"attribute 0x{cka:x}"
 
 
 UNKNOWN_TO_OLDER_APPLICATIONS = {
