@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from ..cluster.nodes import TEST_HASH_MEMORY_KIB
 from ..cluster.pki import CA, client_certificate
-from .conftest import P11_KIT_CLIENT
+from .conftest import P11_KIT_CLIENT, serving_agent
 
 TOKEN = "cluster-test0000001"
 
@@ -180,3 +181,32 @@ def test_doctor_passes_on_a_healthy_strongroom_up(tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(120)
+
+
+def test_a_stale_socket_and_an_agent_without_hsms_fail(machine, node, tmp_path):
+    config, _, modules = machine
+    stale = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(stale))  # left behind by a process that stopped: nothing listens
+    code, found = _doctor(config, _env(f"unix:path={stale}"), "--modules-dir", str(modules), "--socket", str(stale))
+    assert code == 1
+    assert found["socket"]["detail"] == f"{stale}: nothing answers (Connection refused): a stale socket of a " \
+                                        "stopped agent"
+    folder = tmp_path / "lonely"
+    folder.mkdir()
+    with serving_agent({**node[1], "endpoints": [f"127.0.0.1:{_free_port()}"], "timeout_s": 2}, folder) as lonely:
+        code, found = _doctor(config, _env(f"unix:path={lonely}"), "--modules-dir", str(modules), "--socket",
+                              str(lonely))
+    assert code == 1
+    assert found["socket"]["status"] == "ok"
+    assert found["agent"] == {
+        "check": "agent", "status": "fail",
+        "detail": "the agent answers but no HSM serves it: C_GetTokenInfo answered CKR_DEVICE_ERROR",
+        "fix": "read the agent's log (standard error): it names the refusal; check the HSMs' endpoints and the "
+               "certificate below"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
