@@ -108,3 +108,12 @@ def test_keys_and_certificates_older_applications_do_not_know_are_found_only_by_
     assert out["named"] == {str(int(CKK.RSA)): 1, str(int(CKK.EC)): 1, str(int(CKK.EC_EDWARDS)): 2}
     assert out["certificates"] == ["old-cert"]
     assert out["attribute_certificates"] == ["old-attribute-cert"]
+
+
+def test_pkcs11_tool_generates_generic_secrets_too(agent, alice):
+    out = _run(["pkcs11-tool", "--module", str(P11_KIT_CLIENT), "-l", "-p", PIN, "--keygen", "--key-type",
+                "GENERIC:32", "--label", "tool-generic"], _env(agent))
+    assert "Key generated" in out
+    (key,) = alice.find(label="tool-generic")
+    assert key.get(CKA.KEY_TYPE, CKA.VALUE_LEN, CKA.PRIVATE) == {CKA.KEY_TYPE: CKK.GENERIC_SECRET,
+                                                                  CKA.VALUE_LEN: 32, CKA.PRIVATE: False}
