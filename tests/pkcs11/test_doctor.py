@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -210,3 +211,26 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+FAKETIME = next(iter(sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))), None)
+
+
+@pytest.mark.parametrize("offset,status", [("+10m", "fail"), ("+20s", "warn")])
+def test_a_clock_off_the_hsms_is_named(machine, offset, status):
+    """This machine's clock moved (libfaketime, Debian's faketime) against the HSM's."""
+    if FAKETIME is None:
+        pytest.skip("faketime is not installed")
+    config, agent, modules = machine
+    env = {**_env(f"unix:path={agent}"), "LD_PRELOAD": str(FAKETIME), "FAKETIME": offset,
+           "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+    code, found = _doctor(config, env, "--modules-dir", str(modules))
+    assert code == (1 if status == "fail" else 0)
+    clock = found["clock"]
+    assert clock["status"] == status
+    seconds = 600 if offset == "+10m" else 20
+    match = re.fullmatch(r"HSM (\S+)'s clock is (\d+\.\d) s behind this machine's", clock["detail"])
+    assert match and match[1] == json.loads(config.read_text())["endpoints"][0], clock
+    assert seconds - 2 < float(match[2]) < seconds + 2
+    assert clock["fix"] == "synchronise the clocks (NTP): certificates and signed owner requests are checked " \
+                           "against them"
