@@ -66,7 +66,7 @@ def diagnose(config_file: Path, socket_path: Path | None, modules_dir: Path,
     try:
         config = ClientConfig.from_file(config_file)
     except StrongroomError as exc:
-        findings.append(Finding("clock", FAIL, f"{config_file}: {exc.message}", "fix the configuration"))
+        findings.append(Finding("config", FAIL, f"{config_file}: {exc.message}", "fix the configuration"))
     else:
         clocks, implemented = checks.hsm_clocks(config)
         findings += clocks

@@ -297,7 +297,7 @@ def carried_mechanisms(module: Path | None, implemented: list[int] | None) -> li
     generation = _GENERATIONS.get(version, f"protocol version {version}")
     if implemented is None:
         return [Finding("mechanisms", WARN, f"{module} is {generation} (protocol version {version}); no HSM "
-                        "answered, so the cluster's mechanisms are unknown", "see the clock check")]
+                        "answered, so the cluster's mechanisms are unknown", "see the clock and config checks")]
     carried = set(mechanism_codec.forwardable(version, implemented))
     left_out = sorted(_mechanism_name(m) for m in implemented if m not in carried)
     detail = (f"{module} is {generation} (protocol version {version}): it carries {len(carried)} of the "
