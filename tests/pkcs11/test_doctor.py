@@ -4,8 +4,10 @@ key that is not the certificate's), each named exactly with what to fix."""
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import re
 import signal
 import socket
@@ -56,6 +58,9 @@ def test_a_healthy_machine_passes_and_says_what_it_found(machine):
     assert {name: check["status"] for name, check in found.items()} == {
         "socket": "ok", "agent": "ok", "module": "ok", "module-file": "warn", "address": "ok",
         "certificate": "ok", "clock": "ok", "mechanisms": "ok"}
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert found["socket"]["detail"] == f"{agent} accepts this user ({me}); mode 0600, owner {me}: other users " \
+                                        "cannot connect (the agent's --socket-group opens it to a group)"
     assert found["agent"]["detail"] == f"the agent answers and reaches the cluster (token '{TOKEN}')"
     assert found["module"]["detail"] == f"p11-kit's client module: {P11_KIT_CLIENT}"
     assert found["module-file"]["fix"] == f"write {modules / 'strongroom.module'} with the line: remote: " \
@@ -234,3 +239,17 @@ def test_a_clock_off_the_hsms_is_named(machine, offset, status):
     assert seconds - 2 < float(match[2]) < seconds + 2
     assert clock["fix"] == "synchronise the clocks (NTP): certificates and signed owner requests are checked " \
                            "against them"
+
+
+def test_a_socket_opened_to_a_group_says_so(machine, node, tmp_path):
+    config, _, modules = machine
+    folder = tmp_path / "grouped"
+    folder.mkdir()
+    gid = os.getgid()
+    with serving_agent(node[1], folder, "--socket-group", str(gid)) as grouped:
+        code, found = _doctor(config, _env(f"unix:path={grouped}"), "--modules-dir", str(modules), "--socket",
+                              str(grouped))
+    assert code == 0
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert found["socket"]["detail"] == f"{grouped} accepts this user ({me}); mode 0660, owner {me}: group " \
+                                        f"{grp.getgrgid(gid).gr_name} may connect"

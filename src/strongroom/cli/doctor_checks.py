@@ -84,7 +84,11 @@ def agent_socket(path: Path | None) -> list[Finding]:
         except OSError as exc:
             return [Finding("socket", FAIL, f"{path}: nothing answers ({exc.strerror or exc}): a stale socket "
                             "of a stopped agent", "start the agent again")]
-    return [Finding("socket", OK, f"{path} accepts this user ({_user()})")]
+    mode = stat.S_IMODE(info.st_mode)
+    others = ("other users cannot connect (the agent's --socket-group opens it to a group)" if not mode & 0o066
+              else f"group {_group(info.st_gid)} may connect" if not mode & 0o006 else "every user may connect")
+    return [Finding("socket", OK, f"{path} accepts this user ({_user()}); mode {mode:04o}, owner "
+                    f"{_owner(info.st_uid)}: {others}")]
 
 
 def agent_answers(path: Path) -> list[Finding]:
