@@ -316,7 +316,6 @@ class ObjectCalls(ApplicationBase):
             self.find_objects_final(handle)
 
 
-
 def _left_out(obj: HsmObject, leave_out: dict[int, frozenset[int]]) -> bool:
     """Whether one of ``obj``'s attributes holds a value ``leave_out`` lists for it."""
     return any(obj.attrs.get(cka) in values for cka, values in leave_out.items())  # type: ignore[call-overload]
