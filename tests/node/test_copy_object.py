@@ -45,8 +45,8 @@ def test_a_copy_obeys_the_one_way_rules_and_the_copyable_flag(hsm, alice, bob):
     source = _aes(alice, {CKA.EXTRACTABLE: False, CKA.TOKEN: True})
     assert _code(lambda: alice.app.copy_object(alice.s, source, {CKA.EXTRACTABLE: True})) \
         == CKR.ATTRIBUTE_READ_ONLY
-    assert _code(lambda: alice.app.copy_object(alice.s, source, {CKA.PRIVATE: False})) \
-        == CKR.ATTRIBUTE_VALUE_INVALID
+    public = alice.app.copy_object(alice.s, source, {CKA.PRIVATE: False})  # still alice's alone
+    assert _code(lambda: bob.app.copy_object(bob.s, public, {})) == CKR.OBJECT_HANDLE_INVALID
     assert _code(lambda: alice.app.copy_object(alice.s, source, {CKA.KEY_TYPE: CKK.GENERIC_SECRET})) \
         == CKR.ATTRIBUTE_READ_ONLY
     assert _code(lambda: alice.app.copy_object(alice.s, source, {CKA.WRAP: True})) \

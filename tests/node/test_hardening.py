@@ -9,6 +9,7 @@ import pytest
 from strongroom.errors import DeviceError, StrongroomError
 from strongroom.mechanism_params import CtrParams, Ecdh1DeriveParams, GcmParams, Mechanism, OaepParams
 from strongroom.node import HSM, State
+from strongroom.node import Application as HsmApplication
 from strongroom.node.testing import key_material
 from strongroom.vocab import CKA, CKD, CKK, CKM, CKO, CKR, CKU
 
@@ -86,9 +87,19 @@ def test_key_separation(hsm, alice):
     assert len(wrapped) == 40
 
 
-def test_keys_with_secret_material_are_always_private(hsm, alice, bob):
-    assert rv(aes, alice, private=False) == CKR.ATTRIBUTE_VALUE_INVALID
-    assert rv(ec, alice, priv={CKA.PRIVATE: False}) == CKR.ATTRIBUTE_VALUE_INVALID
+def test_keys_with_secret_material_stay_their_owners_whatever_cka_private_says(hsm, alice, bob):
+    """PKCS#11 3.0 §4.4 lets a template make a key a public object (pkcs11-tool --keygen sends CKA_PRIVATE
+    false); the key is still served only to its owner's login."""
+    secret = aes(alice, private=False)
+    _, private = ec(alice, priv={CKA.PRIVATE: False})
+    public = HsmApplication(hsm, "10.0.0.9:5000")  # no login
+    public_session = public.open_session()
+    for handle in (secret, private):
+        assert alice.app.get_attributes(alice.s, handle, [CKA.PRIVATE])[CKA.PRIVATE] is False
+        assert rv(bob.app.get_attributes, bob.s, handle, [CKA.LABEL]) == CKR.OBJECT_HANDLE_INVALID
+        assert handle not in bob.app.find(bob.s, {})
+        assert rv(public.get_attributes, public_session, handle, [CKA.LABEL]) == CKR.OBJECT_HANDLE_INVALID
+        assert handle not in public.find(public_session, {CKA.PRIVATE: False})
     assert rv(aes, alice, always_authenticate=True) == CKR.ATTRIBUTE_TYPE_INVALID
 
 

@@ -18,22 +18,30 @@ P11_KIT_CLIENT = next(iter(sorted(Path("/usr/lib").glob("*/pkcs11/p11-kit-client
 P256 = bytes.fromhex("06082a8648ce3d030107")
 
 
+def agent_log(socket_path: Path) -> Path:
+    """The log file of the agent serving ``socket_path``."""
+    return socket_path.with_name("agent.log")
+
+
 @contextmanager
 def serving_agent(config: dict, folder: Path, *extra: str) -> Iterator[Path]:
-    """A ``strongroom client`` process for the cluster ``config``; yields its socket. Its stderr must hold no
-    traceback and it must stop cleanly on SIGTERM."""
+    """A ``strongroom client`` process for the cluster ``config``; yields its socket. Its log (stderr) goes to
+    :func:`agent_log`; it must hold no traceback and the agent must stop cleanly on SIGTERM."""
     (folder / "cluster.json").write_text(json.dumps(config))
     socket_path = folder / "p11.sock"
-    process = subprocess.Popen([sys.executable, "-m", "strongroom", "client", "--config", str(folder / "cluster.json"),
-                                "--socket", str(socket_path), *extra], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    with agent_log(socket_path).open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "strongroom", "client", "--config",
+                                    str(folder / "cluster.json"), "--socket", str(socket_path), *extra],
+                                   stdout=subprocess.PIPE, stderr=log, text=True)
     try:
-        assert json.loads(process.stdout.readline())["socket"] == str(socket_path)
+        line = process.stdout.readline()
+        assert line, agent_log(socket_path).read_text()
+        assert json.loads(line)["socket"] == str(socket_path)
         yield socket_path
     finally:
         process.terminate()
         code = process.wait(15)
-    errors = process.stderr.read()
+    errors = agent_log(socket_path).read_text()
     assert code == 0, errors
     assert "Traceback" not in errors, errors
     assert "never retrieved" not in errors, errors

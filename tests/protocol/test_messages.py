@@ -36,6 +36,7 @@ SAMPLES: dict[Any, Any] = {
     str: "alice",
     bool: True,
     list[int]: [int(CKA.LABEL), int(CKA.VALUE)],
+    dict[int, list[int]]: {int(CKA.KEY_TYPE): [0x40, 0x41]},
     dict[int, Any]: {int(CKA.TOKEN): True, int(CKA.LABEL): "key", int(CKA.ID): b"\x01"},
     Mechanism: Mechanism(int(CKM.AES_CBC_PAD), b"\x00" * 16),
 }

@@ -17,6 +17,7 @@ import click
 
 from ..errors import StrongroomError
 from ..util.address import host_port
+from .doctor import doctor
 from .version_option import VersionedGroup
 
 if TYPE_CHECKING:
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 @click.group(cls=VersionedGroup)
 def main() -> None:
     """Strongroom service commands."""
+
+
+main.add_command(doctor)
 
 
 _HASH_MEMORY = click.option(
@@ -221,7 +225,9 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
     Prints one JSON line {"listening": "HOST:PORT", "raft": "HOST:PORT", ...} once it accepts connections.
     """
     from ..host import node_process as process
+    from ..util.process_log import to_stderr
 
+    to_stderr()
     options = process.NodeOptions(
         data_dir, listen, raft_listen, peers, join_config,
         join_pin_file.read().strip() if join_pin_file is not None else None, join_role, advertise,
@@ -248,6 +254,9 @@ def client(config_file: str, socket_path: Path, socket_group: str | None, token_
 
     from ..client import ClientConfig
     from ..pkcs11.agent import Agent
+    from ..util.process_log import to_stderr
+
+    to_stderr()
 
     try:
         agent = Agent(ClientConfig.from_file(config_file), socket_path, token_label, group=socket_group)

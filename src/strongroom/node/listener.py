@@ -253,6 +253,7 @@ class _Connection(asyncio.Protocol):
         try:
             message = _decoder.decode(body)
         except (msgspec.DecodeError, RecursionError) as exc:
+            log.info("a request refused CKR_ARGUMENTS_BAD: malformed message: %s", exc)
             self._send(Response(_request_id(body), int(CKR.ARGUMENTS_BAD), None, f"malformed message: {exc}"))
             return
         if isinstance(message, Hello):
@@ -277,7 +278,7 @@ class _Connection(asyncio.Protocol):
         info = self.server.hsm.info()
         self._send(HelloReply(PROTOCOL_VERSION, list(CAPABILITIES),
                               {"serial": info["serial"], "cluster_id": info["cluster_id"],
-                               "firmware_version": info["firmware_version"]},
+                               "firmware_version": info["firmware_version"], "time": time.time()},
                               self.server.max_frame_bytes, self.server.idle_timeout_s))
 
     def _dispatch(self, request: Request) -> None:
@@ -433,6 +434,11 @@ def _invoke(app: Application, name: str, args: list[Any], kwargs: dict[str, Any]
         value = call(app, name, args, kwargs, request)
         return Committed(value, request.index) if request.index else value
     except StrongroomError as exc:
+        if not exc.retryable:
+            user = app.user.name if app.user is not None else "no login"
+            spec = CALL_SPECS.get(name)
+            log.info("%s refused %s: %s (%s)", spec.function or name if spec else name, exc.ckr_name, exc.message,
+                     user)
         return exc
     except Exception as exc:  # a defect must cost one request, not the connection
         log.exception("call %s failed", name)

@@ -9,7 +9,6 @@ from ..errors import (
     ActionProhibited,
     ArgumentsBad,
     AttributeReadOnly,
-    AttributeValueInvalid,
     ObjectHandleInvalid,
     OperationActive,
     OperationNotInitialized,
@@ -73,7 +72,8 @@ class ObjectCalls(ApplicationBase):
                     request: RequestContext | None = None) -> int:
         """``C_CopyObject`` (PKCS#11 3.0 §5.7): a new object with the source's attributes and key material.
 
-        ``template`` may set ``CKA_TOKEN`` and ``CKA_PRIVATE`` (keys holding secret material stay private), turn
+        ``template`` may set ``CKA_TOKEN`` and ``CKA_PRIVATE`` (a key holding secret material stays its owner's
+        whatever ``CKA_PRIVATE`` says), turn
         ``CKA_MODIFIABLE``, ``CKA_COPYABLE`` and ``CKA_DESTROYABLE`` to false, and change what
         ``C_SetAttributeValue`` may change, with the same one-way rules (``CKA_SENSITIVE`` only to true,
         ``CKA_EXTRACTABLE`` only to false). Owners only, like every change to a key.
@@ -97,8 +97,6 @@ class ObjectCalls(ApplicationBase):
         for cka in (CKA.MODIFIABLE, CKA.COPYABLE, CKA.DESTROYABLE):
             if storage.get(cka, False) and not obj.attrs.get(cka, True):
                 raise AttributeReadOnly(f"CKA_{cka.name} can only change to false in a copy")
-        if storage.get(CKA.PRIVATE) is False and obj.cls in (CKO.PRIVATE_KEY, CKO.SECRET_KEY):
-            raise AttributeValueInvalid("keys holding secret material are always private (CKA_PRIVATE true)")
         attrs.update(storage)
         if {CKA.WRAP, CKA.DECRYPT, CKA.UNWRAP, CKA.ENCRYPT} & set(changes):
             for other in self._counterparts(obj):
@@ -264,11 +262,14 @@ class ObjectCalls(ApplicationBase):
         obj = self._object(obj_handle)
         return {"owner": obj.owner, "shared_users": sorted(obj.shared)}
 
-    def find_objects_init(self, handle: int, template: dict[int, Any] | None = None) -> None:
+    def find_objects_init(self, handle: int, template: dict[int, Any] | None = None,
+                          leave_out: dict[int, list[int]] | None = None) -> None:
         """``C_FindObjectsInit``: an empty template finds every object the session may see.
 
         The admin and public sessions see public objects only; crypto users see their own and shared keys and
-        every public object (PKCS#11 3.0 §5.7; private objects are the normal user's).
+        every public object (PKCS#11 3.0 §5.7; private objects are the normal user's). ``leave_out`` maps an
+        attribute type (``CKA_KEY_TYPE``, ``CKA_CERTIFICATE_TYPE``) to values whose objects are not found: the
+        PKCS#11 agent leaves out the object types an older application does not know.
 
         Raises:
             OperationActive: ``CKR_OPERATION_ACTIVE`` when a find is already active.
@@ -277,10 +278,12 @@ class ObjectCalls(ApplicationBase):
         if session.find is not None:
             raise OperationActive("a find is already active in this session")
         wanted = self._template(template)
+        left_out = {cka: frozenset(values) for cka, values in (leave_out or {}).items()}
         secret = {CKA.VALUE} | RSA_PRIVATE_COMPONENTS
         found = [o.handle for o in self.hsm.repository.candidates(wanted)
                  if self._may_use(o) and matches(o.attrs, wanted) and not (secret & set(wanted)
-                                                                          and policy.secret_attributes(o))]
+                                                                          and policy.secret_attributes(o))
+                 and not _left_out(o, left_out)]
         session.find = sorted(found)
 
     def find_objects(self, handle: int, max_count: int) -> list[int]:
@@ -311,3 +314,8 @@ class ObjectCalls(ApplicationBase):
             return self.find_objects(handle, arguments.ULONG_MAX)
         finally:
             self.find_objects_final(handle)
+
+
+def _left_out(obj: HsmObject, leave_out: dict[int, frozenset[int]]) -> bool:
+    """Whether one of ``obj``'s attributes holds a value ``leave_out`` lists for it."""
+    return any(obj.attrs.get(cka) in values for cka, values in leave_out.items())  # type: ignore[call-overload]

@@ -82,8 +82,6 @@ def _check_allowed(template: Attributes, cls: CKO, key_type: CKK | None, forbidd
 
 
 def _with_defaults(template: Attributes, cls: CKO, key_type: CKK | None) -> Attributes:
-    if cls in (CKO.PRIVATE_KEY, CKO.SECRET_KEY) and template.get(CKA.PRIVATE) is False:
-        raise AttributeValueInvalid("keys holding secret material are always private (CKA_PRIVATE true)")
     if template.get(CKA.ALWAYS_AUTHENTICATE):
         raise AttributeValueInvalid("CKA_ALWAYS_AUTHENTICATE is not supported")
     attrs: Attributes = dict(_STORAGE_DEFAULTS)

@@ -31,6 +31,7 @@ from ..vocab import CKR
 from . import mechanism_codec, wire
 from .functions import HANDLERS, SLOT_ID
 from .multipart import Operations
+from .rpc_calls import RpcCall
 
 log = logging.getLogger("strongroom.pkcs11")
 
@@ -207,12 +208,15 @@ class _Application:
             self.writer.write(b"".join(frames))
 
     async def handle(self, body: bytes) -> bytes:
+        handler: tuple[RpcCall, Any] | None = None
         try:
             reader = wire.Reader(body)
             call_id = reader.u32()
             sent = reader.signature()
             handler = HANDLERS.get(call_id)
             if handler is None:
+                log.info("p11-kit call %d refused CKR_FUNCTION_NOT_SUPPORTED: the agent does not serve it (%s)",
+                         call_id, self.process)
                 return wire.error_body(int(CKR.FUNCTION_NOT_SUPPORTED))
             call, run = handler
             if call.request != sent:
@@ -221,10 +225,14 @@ class _Application:
             reader.done()
             return wire.reply_body(call_id, call.reply, out)
         except wire.WireError as exc:
-            log.info("unparseable request: %s", exc)
+            log.info("a request refused CKR_ARGUMENTS_BAD: unparseable: %s (%s)", exc, self.process)
             return wire.error_body(int(CKR.ARGUMENTS_BAD))
         except StrongroomError as exc:
-            return wire.error_body(_rv(exc))
+            rv = _rv(exc)
+            name = handler[0].function if handler is not None else "a request"
+            shown = exc.ckr_name if rv == int(exc.ckr) else f"CKR_DEVICE_ERROR ({exc.ckr_name})"
+            log.info("%s refused %s: %s (%s)", name, shown, exc.message, self.process)
+            return wire.error_body(rv)
         except Exception:
             log.exception("a request failed")
             return wire.error_body(int(CKR.GENERAL_ERROR))

@@ -9,16 +9,19 @@ call catalogue (:mod:`strongroom.protocol.calls`) or onto the agent's multi-part
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..errors import MechanismInvalid, PinLenRange, RandomSeedNotSupported
 from ..mechanism_params import Mechanism
 from ..protocol.calls import BY_PKCS11
-from ..vocab import CKF, CKR
+from ..vocab import CKA, CKC, CKF, CKK, CKR
 from . import attribute_codec, mechanism_codec, wire
 from .multipart import Operations, sized_output
 from .rpc_calls import BY_FUNCTION, RpcCall
+
+log = logging.getLogger("strongroom.pkcs11")
 
 SLOT_ID = 1
 HANDSHAKE = b"PRIVATE-GNOME-KEYRING-PKCS11-PROTOCOL-V-1"
@@ -340,9 +343,11 @@ async def _get_attribute_value(app: Application, r: wire.Reader) -> wire.Writer:
     results = await app.call("get_attribute_value", session, handle, [cka for cka, _ in wanted])
     rv = 0
     w = wire.Writer().u32(len(wanted))
+    unavailable = []
     for (cka, capacity), (code, value) in zip(wanted, results, strict=True):
         if code:
             rv = rv or code
+            unavailable.append(f"{_attribute_name(cka)} {_WHY_UNAVAILABLE.get(code, f'CKR 0x{code:x}')}")
             w.attribute(cka, None)
             continue
         encoded = attribute_codec.to_wire(cka, value)
@@ -351,13 +356,50 @@ async def _get_attribute_value(app: Application, r: wire.Reader) -> wire.Writer:
             w.attribute(cka, None)
             continue
         w.attribute(cka, encoded)
+    if unavailable:
+        log.info("C_GetAttributeValue of object %d refused %s: %s", handle, _ckr_name(rv), "; ".join(unavailable))
     return w.u64(rv)
+
+
+_WHY_UNAVAILABLE = {
+    int(CKR.ATTRIBUTE_SENSITIVE): "is sensitive: key material never leaves the HSM in clear",
+    int(CKR.ATTRIBUTE_TYPE_INVALID): "is not an attribute of this object",
+}
+
+
+def _ckr_name(rv: int) -> str:
+    try:
+        return "CKR_" + CKR(rv).name
+    except ValueError:
+        return f"CKR 0x{rv:x}"
+
+
+def _attribute_name(cka: int) -> str:
+    try:
+        return "CKA_" + CKA(cka).name
+    except ValueError:
+        return f"attribute 0x{cka:x}"
+
+
+UNKNOWN_TO_OLDER_APPLICATIONS = {
+    int(CKA.KEY_TYPE): [int(CKK.EC_EDWARDS), int(CKK.EC_MONTGOMERY), int(CKK.HKDF)],
+    int(CKA.CERTIFICATE_TYPE): [int(CKC.X_509_ATTR_CERT), int(CKC.WTLS)],
+}
+"""Object types a search through PKCS#11 finds only when its template names them: the key types PKCS#11 3.0
+added (§4.8) and the certificate types other than X.509 (§4.6)."""
 
 
 @_handles("C_FindObjectsInit")
 async def _find_objects_init(app: Application, r: wire.Reader) -> None:
+    """A search through PKCS#11 finds objects of the types in :data:`UNKNOWN_TO_OLDER_APPLICATIONS` (Ed25519's
+    ``CKK_EC_EDWARDS``, X.509 attribute certificates) only when its template names that ``CKA_KEY_TYPE`` or
+    ``CKA_CERTIFICATE_TYPE``. Applications list keys and certificates by class and give up at the first type
+    they do not know (libp11 0.4.12, and so OpenSSL's engine, then finds no key or certificate at all), and no
+    p11-kit client carries a mechanism for those keys."""
     session = r.u64()
-    await app.call("find_objects_init", session, attribute_codec.to_node(r.template()))
+    template = attribute_codec.to_node(r.template())
+    leave_out = {cka: values for cka, values in UNKNOWN_TO_OLDER_APPLICATIONS.items() if cka not in template}
+    await app.call("find_objects_init", session, template, leave_out=leave_out)
 
 
 @_handles("C_FindObjects")

@@ -28,7 +28,9 @@ class Hello(msgspec.Struct, array_like=True, tag="hello"):
 
 
 class HelloReply(msgspec.Struct, array_like=True, tag="hello-reply"):
-    """The node's answer: the chosen version, its capabilities, and limits (bytes, seconds)."""
+    """The node's answer: the chosen version, its capabilities, and limits (bytes, seconds). ``node`` holds
+    ``serial``, ``cluster_id``, ``firmware_version`` and ``time``, the node's clock (UTC, seconds since the epoch)
+    when it answered, from which a client measures its clock's skew."""
 
     version: int
     capabilities: list[str]
