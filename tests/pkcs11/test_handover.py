@@ -1,0 +1,330 @@
+"""A restart of the agent keeps its applications: a new agent on the same socket takes the running one's
+listening socket and application connections over (p11-kit's client never reconnects), with their sessions and
+login; sessions that cannot survive answer CKR_SESSION_HANDLE_INVALID; a stopping agent holds its applications
+for a bounded grace, answering CKR_DEVICE_ERROR at once; nobody else gets anything at the handover point."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from strongroom.pkcs11 import wire
+from strongroom.vocab import CKA, CKM, CKR
+
+from ..fixtures.cluster import ALICE_PW
+from .conftest import P11_KIT_CLIENT, P256
+from .raw import RawApplication, initialized, ok, request, u64s
+
+PIN = f"alice:{ALICE_PW}"
+ECDSA = wire.Writer().u32(int(CKM.ECDSA)).data(None).bytes()
+SHA256 = wire.Writer().u32(int(CKM.SHA256)).data(None).bytes()
+DEADLINE_S = 10.0  # every answer an application waits for comes within this
+
+
+@pytest.fixture(scope="module")
+def signer(alice):
+    """An EC P-256 key pair of alice's: (label, verifying public key)."""
+    public, _ = alice.generate_key_pair(CKM.EC_KEY_PAIR_GEN, {CKA.EC_PARAMS: P256, CKA.VERIFY: True},
+                                        {CKA.SIGN: True, CKA.SENSITIVE: True}, label="handover-ec")
+    return b"handover-ec", ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public[CKA.EC_POINT][2:])
+
+
+class Agent:
+    """A ``strongroom client`` process on ``socket_path``."""
+
+    def __init__(self, config: dict, folder: Path, socket_path: Path, *extra: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "cluster.json").write_text(json.dumps(config))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "strongroom", "client", "--config", str(folder / "cluster.json"), "--socket",
+             str(socket_path), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.started = self.line()
+
+    def line(self, timeout_s: float = 30) -> dict:
+        readable, _, _ = select.select([self.process.stdout], [], [], timeout_s)
+        assert readable, "the agent said nothing"
+        line = self.process.stdout.readline()
+        assert line, self.process.stderr.read()
+        return json.loads(line)
+
+    def ended(self, timeout_s: float = 15) -> str:
+        """Its stderr once it ended by itself with 0 and no traceback."""
+        code = self.process.wait(timeout_s)
+        errors = self.process.stderr.read()
+        assert code == 0, errors
+        assert "Traceback" not in errors and "never retrieved" not in errors, errors
+        return errors
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def _deadline(app: RawApplication) -> RawApplication:
+    app.sock.settimeout(DEADLINE_S)
+    return app
+
+
+def _session(app: RawApplication) -> int:
+    return ok(app.call(request(10, "uu", u64s(1, 6))), 10, "u").u64()
+
+
+def _logged_in(app: RawApplication) -> int:
+    session = _session(app)
+    login = request(18, "uuay", u64s(session, 1) + wire.Writer().byte(1).data(PIN.encode()).bytes())
+    assert app.call(login) == wire.reply_body(18, "")
+    return session
+
+
+def _key(app: RawApplication, session: int, label: bytes) -> int:
+    template = wire.Writer().u32(2).attribute(0x0, 3).attribute(0x3, label).bytes()
+    assert app.call(request(26, "uaA", u64s(session) + template)) == wire.reply_body(26, "")
+    found = ok(app.call(request(27, "ufu", u64s(session) + b"\x00\x00\x00\x10")), 27, "au")
+    found.byte()
+    assert found.u32() == 1
+    key = found.u64()
+    assert app.call(request(28, "u", u64s(session))) == wire.reply_body(28, "")
+    return key
+
+
+def _signs(app: RawApplication, session: int, key: int, verifier: ec.EllipticCurvePublicKey, text: bytes) -> None:
+    """C_SignInit and C_Sign answer a signature the public key verifies."""
+    digest = hashlib.sha256(text).digest()
+    assert app.call(request(42, "uMu", u64s(session) + ECDSA + u64s(key))) == wire.reply_body(42, "")
+    signed = ok(app.call(request(43, "uayfy", u64s(session) + wire.Writer().byte_array(digest).u32(64).bytes())),
+                43, "ay")
+    signed.byte()
+    signature = signed.data()
+    verifier.verify(utils.encode_dss_signature(int.from_bytes(signature[:32], "big"),
+                                               int.from_bytes(signature[32:], "big")),
+                    digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+
+
+def test_a_new_agent_takes_the_applications_over_with_their_sessions_and_login(node, signer, tmp_path):
+    """Agent A serves a raw application (logged in, one session signing, one in the middle of a multi-part
+    digest, one with a C_SignInit answered but no C_Sign yet) and a python-pkcs11 application; agent B starts on
+    the same socket: it takes both over, A ends by itself, and both applications sign again on their sessions
+    without logging in again. The session whose digest had data answers CKR_SESSION_HANDLE_INVALID."""
+    _, config = node
+    label, verifier = signer
+    socket_path = tmp_path / "p11.sock"
+    first = Agent(config, tmp_path / "a", socket_path)
+    second = None
+    python_app = None
+    try:
+        assert first.started == {"socket": str(socket_path), "taken_over": 0}
+        assert oct(Path(f"{socket_path}.handover").stat().st_mode & 0o777) == "0o600"
+        app = _deadline(initialized(socket_path, 1))
+        main = _logged_in(app)
+        key = _key(app, main, label)
+        _signs(app, main, key, verifier, b"before")
+        digesting = _session(app)
+        assert app.call(request(37, "uM", u64s(digesting) + SHA256)) == wire.reply_body(37, "")
+        assert app.call(request(39, "uay", u64s(digesting) + wire.Writer().byte_array(b"half").bytes())) \
+            == wire.reply_body(39, "")
+        pending = _session(app)
+        assert app.call(request(42, "uMu", u64s(pending) + ECDSA + u64s(key))) == wire.reply_body(42, "")
+        env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={socket_path}", "PIN": PIN}
+        python_app = subprocess.Popen([sys.executable, str(Path(__file__).with_name("p11_resume.py")),
+                                       str(P11_KIT_CLIENT), label.decode()], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+        def python_signs(text: bytes) -> None:
+            digest = hashlib.sha256(text).digest()
+            python_app.stdin.write(digest.hex() + "\n")
+            python_app.stdin.flush()
+            readable, _, _ = select.select([python_app.stdout], [], [], DEADLINE_S)
+            assert readable, "the python-pkcs11 application got no answer in time"
+            out = json.loads(python_app.stdout.readline())
+            assert "signature" in out, out
+            signature = bytes.fromhex(out["signature"])
+            verifier.verify(utils.encode_dss_signature(int.from_bytes(signature[:32], "big"),
+                                                       int.from_bytes(signature[32:], "big")),
+                            digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+
+        assert json.loads(python_app.stdout.readline()) == {"ready": True}
+        python_signs(b"python before")
+
+        began = time.monotonic()
+        second = Agent(config, tmp_path / "b", socket_path)
+        assert second.started == {"socket": str(socket_path), "taken_over": 2}
+        first.ended()
+        took_s = time.monotonic() - began
+
+        python_signs(b"python after")
+        _signs(app, main, key, verifier, b"after")  # the same session, logged in by the new agent
+        digest = hashlib.sha256(b"pending after").digest()  # C_SignInit went to A, C_Sign to B
+        signed = ok(app.call(request(43, "uayfy", u64s(pending) + wire.Writer().byte_array(digest).u32(64)
+                                     .bytes())), 43, "ay")
+        signed.byte()
+        signature = signed.data()
+        verifier.verify(utils.encode_dss_signature(int.from_bytes(signature[:32], "big"),
+                                                   int.from_bytes(signature[32:], "big")),
+                        digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        assert app.call(request(41, "ufy", u64s(digesting) + b"\x00\x00\x00\x20")) \
+            == wire.error_body(int(CKR.SESSION_HANDLE_INVALID))
+        assert app.call(request(13, "u", u64s(digesting))) == wire.error_body(int(CKR.SESSION_HANDLE_INVALID))
+        new = _session(app)  # a new session shares the application's login, and its handle is a new one
+        assert new not in (main, digesting, pending)
+        _signs(app, new, key, verifier, b"new session")
+        print(f"handover took {took_s:.2f} s")
+    finally:
+        if python_app is not None:
+            python_app.kill()
+            python_app.wait(10)
+        for agent in (first, second):
+            if agent is not None:
+                agent.stop()
+
+
+def test_a_stopping_agent_holds_its_applications_for_the_next_one_and_answers_at_once(node, signer, tmp_path):
+    """SIGTERM to an agent with --handover-grace: it says it holds one application, whose cluster calls answer
+    CKR_DEVICE_ERROR at once while local ones still answer; the next agent takes it over and it signs on its
+    session. An agent that nobody takes over ends when the grace is over, and the application sees the end."""
+    _, config = node
+    label, verifier = signer
+    socket_path = tmp_path / "p11.sock"
+    first = Agent(config, tmp_path / "a", socket_path, "--handover-grace", "60")
+    second = third = None
+    try:
+        app = _deadline(initialized(socket_path, 0))
+        main = _logged_in(app)
+        key = _key(app, main, label)
+        first.process.send_signal(signal.SIGTERM)
+        assert first.line() == {"holding": 1, "grace_s": 60.0}
+        began = time.monotonic()
+        assert app.call(request(42, "uMu", u64s(main) + ECDSA + u64s(key))) \
+            == wire.error_body(int(CKR.DEVICE_ERROR))
+        assert app.call(request(6, "u", u64s(1))) == wire.error_body(int(CKR.DEVICE_ERROR))
+        assert app.call(request(4, "yfu", b"\x01\x00\x00\x00\x00")) == wire.reply_body(
+            4, "au", wire.Writer().ulong_array(None, 1))  # C_GetSlotList is the agent's own
+        assert time.monotonic() - began < 2
+        second = Agent(config, tmp_path / "b", socket_path, "--handover-grace", "1")
+        assert second.started["taken_over"] == 1
+        first.ended()
+        _signs(app, main, key, verifier, b"after holding")
+
+        second.process.send_signal(signal.SIGTERM)
+        assert second.line() == {"holding": 1, "grace_s": 1.0}
+        began = time.monotonic()
+        second.ended()
+        assert time.monotonic() - began < 5
+        assert app.sock.recv(100) == b""  # the agent closed the application's connection
+        assert not socket_path.exists() and not Path(f"{socket_path}.handover").exists()
+
+        third = Agent(config, tmp_path / "c", socket_path, "--handover-grace", "60")
+        third.process.send_signal(signal.SIGTERM)  # no application: it ends at once
+        third.ended(5)
+    finally:
+        for agent in (first, second, third):
+            if agent is not None:
+                agent.stop()
+
+
+def _as_nobody(code: str) -> subprocess.CompletedProcess:
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+    python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable  # one nobody may run
+    return subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=30, preexec_fn=drop,
+                          cwd="/")
+
+
+PROBE = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.settimeout(5)
+try:
+    s.connect(sys.argv[1] if len(sys.argv) > 1 else {path!r})
+except OSError as exc:
+    print("refused", type(exc).__name__)
+    raise SystemExit
+got, fds = b"", []
+while True:
+    msg, more, _, _ = socket.recv_fds(s, 65536, 8)
+    got += msg
+    fds += more
+    if not msg:
+        break
+    s.send(bytes(96))  # a made-up answer to whatever it asks
+print("got", len(got), "fds", len(fds), got[:27].decode("latin-1"))
+"""
+
+
+def test_nobody_else_gets_anything_at_the_handover_point(node, signer):
+    """Another user, even with the handover point's mode opened to everyone, is closed on before any byte; a
+    process of the agent's own user without its client key gets a challenge and nothing else (no descriptor, no
+    state); the agent's application keeps working, and a real successor still takes it over."""
+    _, config = node
+    label, verifier = signer
+    folder = Path(tempfile.mkdtemp(prefix="handover-"))
+    os.chmod(folder, 0o711)  # noqa: S103 - others may reach the socket's name, not list the folder
+    socket_path = folder / "p11.sock"
+    point = Path(f"{socket_path}.handover")
+    first = Agent(config, folder / "a", socket_path)
+    second = None
+    try:
+        app = _deadline(initialized(socket_path, 0))
+        main = _logged_in(app)
+        key = _key(app, main, label)
+        assert _as_nobody(PROBE.format(path=str(point))).stdout.strip() == "refused PermissionError"
+        os.chmod(point, 0o666)  # noqa: S103 - an operator's mistake: still nobody else's
+        probe = _as_nobody(PROBE.format(path=str(point)))
+        assert probe.stdout.strip() == "got 0 fds 0", probe.stdout + probe.stderr
+        os.chmod(point, 0o600)
+        same_user = subprocess.run([sys.executable, "-c", PROBE.format(path=str(point))], capture_output=True,
+                                   text=True, timeout=30)
+        assert same_user.stdout.strip() == "got 59 fds 0 strongroom-agent-handover-1", same_user.stderr
+        _signs(app, main, key, verifier, b"after the probes")
+        second = Agent(config, folder / "b", socket_path)
+        assert second.started["taken_over"] == 1
+        errors = first.ended()
+        assert errors.count("refused a handover") == 2, errors
+        assert PIN not in errors and ALICE_PW not in errors
+        _signs(app, main, key, verifier, b"after the handover")
+    finally:
+        for agent in (first, second):
+            if agent is not None:
+                agent.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_an_agent_that_cannot_prove_the_key_takes_nothing_and_says_why(node, pki, tmp_path):
+    """A second agent with another client key on the socket of a running one: the running one refuses it, the
+    second ends with an error naming the socket, and the first serves on."""
+    from ..cluster.pki import issue_agent
+
+    _, config = node
+    socket_path = tmp_path / "p11.sock"
+    first = Agent(config, tmp_path / "a", socket_path)
+    try:
+        app = _deadline(initialized(socket_path, 0))
+        other = issue_agent(pki["ca"], tmp_path, name="other-agent")
+        (tmp_path / "b").mkdir()
+        (tmp_path / "b" / "cluster.json").write_text(json.dumps({**config, "client_cert": str(other.cert),
+                                                                 "client_key": str(other.key)}))
+        done = subprocess.run([sys.executable, "-m", "strongroom", "client", "--config",
+                               str(tmp_path / "b" / "cluster.json"), "--socket", str(socket_path)],
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 1
+        assert f"an agent serves {socket_path} and did not hand it over" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        assert _session(app) > 0
+    finally:
+        first.stop()
