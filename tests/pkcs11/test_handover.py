@@ -328,3 +328,143 @@ def test_an_agent_that_cannot_prove_the_key_takes_nothing_and_says_why(node, pki
         assert _session(app) > 0
     finally:
         first.stop()
+
+
+@pytest.mark.slow
+def test_nginx_keeps_serving_across_a_restart_of_strongroom_up(tmp_path):
+    """nginx serves TLS 1.3 with its RSA key inside the cluster (libp11's engine, p11-kit-client.so) while
+    ``strongroom up`` is stopped (Ctrl-C) and started again: pages fetched before the stop and after the new
+    ``ready`` all arrive; in between a fetch may be refused, none hangs past its deadline; nginx is never
+    restarted or reloaded."""
+    import strongroom.client as sdk
+
+    from ..cluster.test_up import _up
+    from .test_applications import ENGINE, NGINX_CONF, _free_port
+
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists() or ENGINE is None:
+        pytest.skip("nginx or libengine-pkcs11-openssl is not installed")
+    data = tmp_path / "var"
+    up = _up(data, hsms=1)
+    server = None
+    fetches: list[tuple[float, float, int, str]] = []  # started, ended, curl's exit code, page
+    try:
+        summary = json.loads((data / "cluster.json").read_text())
+        user = json.loads((data / "credentials.json").read_text())["crypto_user"]
+        with sdk.connect(data / "cluster.json") as cluster, \
+                cluster.login(user["username"], user["password"]) as session:
+            session.generate_key_pair(CKM.RSA_PKCS_KEY_PAIR_GEN,
+                                      {CKA.MODULUS_BITS: 2048, CKA.PUBLIC_EXPONENT: b"\x01\x00\x01", CKA.VERIFY: True},
+                                      {CKA.SIGN: True, CKA.SENSITIVE: True, CKA.EXTRACTABLE: False}, label="web-rsa")
+        uri = (f"pkcs11:token={summary['cluster_id']};object=web-rsa;type=private;"
+               f"pin-value={user['username']}:{user['password']}")
+        env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={summary['pkcs11_socket']}",
+               "PKCS11_MODULE_PATH": str(P11_KIT_CLIENT)}
+        cert = tmp_path / "cert.pem"
+        subprocess.run(["openssl", "req", "-new", "-x509", "-engine", "pkcs11", "-keyform", "engine", "-key", uri,
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "2", "-sha256",
+                        "-out", str(cert)], env=env, check=True, capture_output=True, timeout=120)
+        port = _free_port()
+        (tmp_path / "nginx.conf").write_text(NGINX_CONF.format(folder=tmp_path, port=port, uri=uri))
+        server = subprocess.Popen([nginx, "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def fetch() -> None:
+            started = time.monotonic()
+            done = subprocess.run(["curl", "--silent", "--tlsv1.3", "--max-time", str(DEADLINE_S), "--cacert",
+                                   str(cert), f"https://127.0.0.1:{port}/"], capture_output=True, text=True,
+                                  timeout=DEADLINE_S + 5)
+            fetches.append((started, time.monotonic(), done.returncode, done.stdout))
+
+        for _ in range(100):  # nginx starting
+            fetch()
+            if fetches[-1][2] == 0:
+                break
+            time.sleep(0.1)
+        masters = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()
+        for _ in range(5):
+            fetch()
+        stopped = time.monotonic()
+        up.send_signal(signal.SIGINT)  # Ctrl-C
+        while up.poll() is None:
+            fetch()
+            time.sleep(0.1)
+        assert up.returncode == 0, up.stderr.read()
+        said = json.loads(up.stdout.read().splitlines()[-1])["step"]  # nginx's master and its two workers
+        assert said == "the agent holds 3 PKCS#11 applications for 120 s: the next start takes them over", said
+        for _ in range(3):
+            fetch()
+        up = _up(data, hsms=1)
+        ready = time.monotonic()
+        for _ in range(10):
+            fetch()
+        assert server.poll() is None
+        assert subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split() \
+            == masters  # the same workers: no restart, no reload
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(15)
+        up.send_signal(signal.SIGINT)
+        up.wait(120)
+    print(f"fetches: {len(fetches)}, refused in the window: {sum(1 for f in fetches if f[2])}, "
+          f"window {ready - stopped:.1f} s, slowest {max(f[1] - f[0] for f in fetches):.2f} s")
+    assert all(f[1] - f[0] < DEADLINE_S for f in fetches), "a fetch hung"
+    first_ok = next(i for i, f in enumerate(fetches) if f[2] == 0)
+    before = [f for f in fetches[first_ok:] if f[1] < stopped]
+    after = [f for f in fetches if f[0] > ready]
+    assert len(before) >= 5 and len(after) == 10
+    assert all(f[2] == 0 and f[3] == "key inside Strongroom\n" for f in before + after), fetches
+    assert not subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True).stdout
+    log = (data / "logs" / "agent.log").read_text()
+    assert "Traceback" not in log and user["password"] not in log, log
+
+
+RELAY = """
+import os, socket, sys, time
+point = sys.argv[1]
+to_agent = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+to_agent.settimeout(20)
+to_agent.connect(point)
+hello = to_agent.recv(65536)  # the running agent's challenge
+os.unlink(point)  # the agent's handover point, replaced by this process's own
+mine = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+mine.bind(point)
+mine.listen(1)
+print("listening", flush=True)
+successor, _ = mine.accept()
+successor.settimeout(20)
+successor.send(hello)
+to_agent.send(successor.recv(65536))  # the successor's proof, passed on
+got, fds, _, _ = socket.recv_fds(to_agent, 65536, 8)
+print("got", len(got), "fds", len(fds), flush=True)
+"""
+
+
+def test_a_process_relaying_between_two_agents_gets_nothing(node, signer, tmp_path):
+    """A process of the agent's user without its key connects to the running agent's handover point, puts its
+    own socket in its place and relays a real successor's proof to the running agent: the proof names the
+    processes at both ends, so the running agent refuses it and sends nothing; its application keeps working."""
+    _, config = node
+    label, verifier = signer
+    socket_path = tmp_path / "p11.sock"
+    point = Path(f"{socket_path}.handover")
+    first = Agent(config, tmp_path / "a", socket_path)
+    try:
+        app = _deadline(initialized(socket_path, 0))
+        main = _logged_in(app)
+        key = _key(app, main, label)
+        relay = subprocess.Popen([sys.executable, "-c", RELAY, str(point)], stdout=subprocess.PIPE, text=True)
+        assert relay.stdout.readline() == "listening\n"
+        (tmp_path / "b").mkdir()
+        (tmp_path / "b" / "cluster.json").write_text(json.dumps(config))
+        done = subprocess.run([sys.executable, "-m", "strongroom", "client", "--config",
+                               str(tmp_path / "b" / "cluster.json"), "--socket", str(socket_path)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and "did not hand it over" in done.stderr, done.stderr
+        assert relay.communicate(timeout=30)[0] == "got 0 fds 0\n"
+        _signs(app, main, key, verifier, b"after the relay")
+        first.process.terminate()
+        assert "did not prove it holds the agent's key" in first.ended()
+    finally:
+        first.stop()

@@ -307,7 +307,8 @@ def up(data_dir: Path, hsms: int, control_listen: str | None, as_json: bool, pas
     """Run Strongroom on this machine in the foreground: a control plane, a cluster of HSMS HSM processes and the
     client agent with its PKCS#11 socket. The first start creates, initialises and activates the cluster and
     writes DATA_DIR/cluster.json and DATA_DIR/credentials.json (mode 0600); later starts resume it with its keys.
-    Prints "ready" once everything serves; Ctrl-C or SIGTERM stops every process."""
+    Prints "ready" once everything serves; Ctrl-C or SIGTERM stops every process, except an agent with PKCS#11
+    applications connected: it holds them up to 120 s, and the next start's agent takes them over."""
     from .up import run
 
     if control_listen is not None:

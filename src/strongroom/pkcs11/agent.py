@@ -98,7 +98,7 @@ class Agent:
         point = handover.point_path(self.socket_path)
         taken = None
         if self.secret is not None:
-            taken = await asyncio.to_thread(self._take_over, point, self.secret)
+            taken = await asyncio.to_thread(self._take_over, point, self.secret, 2 * self.config.timeout_s + 30)
         if taken is None:
             listener = self._listen()
         else:
@@ -114,7 +114,7 @@ class Agent:
                              name="handover").start()
 
     @staticmethod
-    def _take_over(point: Path, secret: bytes) -> Any:
+    def _take_over(point: Path, secret: bytes, timeout_s: float) -> Any:
         sock = handover.connect(point)
         if sock is None:
             return None
@@ -122,7 +122,7 @@ class Agent:
             sock.settimeout(handover.AUTH_TIMEOUT_S)
             try:
                 handover.prove_successor(sock, secret)
-                sock.settimeout(None)  # the running agent lets its requests under way finish first
+                sock.settimeout(timeout_s)  # the running agent lets its requests under way finish first
                 return handover.receive_all(sock)
             except OSError as exc:
                 raise handover.HandoverError(f"the handover from the running agent failed: {exc}") from None

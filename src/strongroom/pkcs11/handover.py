@@ -89,14 +89,19 @@ def secret_of(key_file: Path | None) -> bytes | None:
     return hashlib.sha256(b"strongroom agent handover\0" + Path(key_file).read_bytes()).digest()
 
 
-def _mac(secret: bytes, role: bytes, theirs: bytes, ours: bytes) -> bytes:
-    return hmac.new(secret, role + b"\0" + theirs + ours, hashlib.sha256).digest()
+def _mac(secret: bytes, role: bytes, challenge: bytes, answer: bytes, successor: int, predecessor: int) -> bytes:
+    """The proof of ``role``: bound to both challenges and to both ends' process ids as each end sees them, so
+    that a process relaying between two agents (each seeing it at the other end) proves nothing."""
+    ends = struct.pack(">ii", successor, predecessor)
+    return hmac.new(secret, role + b"\0" + challenge + answer + ends, hashlib.sha256).digest()
 
 
-def _same_user(sock: socket.socket) -> None:
+def _same_user(sock: socket.socket) -> int:
+    """The process id at the other end, once it is known to run as this process's user."""
     pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
     if uid != os.getuid():
         raise HandoverError(f"the process at the other end (pid {pid}) runs as uid {uid}, not {os.getuid()}")
+    return int(pid)
 
 
 def _receive(sock: socket.socket, size: int = CHUNK_BYTES) -> bytes:
@@ -135,14 +140,15 @@ def prove_predecessor(sock: socket.socket, secret: bytes) -> None:
     Raises:
         HandoverError: another user, a wrong proof, or no answer within ``AUTH_TIMEOUT_S``.
     """
-    _same_user(sock)
+    successor, predecessor = _same_user(sock), os.getpid()
     ours = secrets.token_bytes(CHALLENGE_BYTES)
     sock.sendall(MAGIC + ours)
     answer = _receive(sock)
     theirs, mac = answer[:CHALLENGE_BYTES], answer[CHALLENGE_BYTES:]
-    if len(theirs) != CHALLENGE_BYTES or not hmac.compare_digest(mac, _mac(secret, b"successor", ours, theirs)):
-        raise HandoverError("the successor did not prove it holds the agent's key")
-    sock.sendall(_mac(secret, b"predecessor", ours, theirs))
+    if len(theirs) != CHALLENGE_BYTES or not hmac.compare_digest(
+            mac, _mac(secret, b"successor", ours, theirs, successor, predecessor)):
+        raise HandoverError(f"the process at the other end (pid {successor}) did not prove it holds the agent's key")
+    sock.sendall(_mac(secret, b"predecessor", ours, theirs, successor, predecessor))
 
 
 def prove_successor(sock: socket.socket, secret: bytes) -> None:
@@ -151,14 +157,14 @@ def prove_successor(sock: socket.socket, secret: bytes) -> None:
     Raises:
         HandoverError: another user, a wrong proof, or no answer within ``AUTH_TIMEOUT_S``.
     """
-    _same_user(sock)
+    successor, predecessor = os.getpid(), _same_user(sock)
     hello = _receive(sock)
     if not hello.startswith(MAGIC) or len(hello) != len(MAGIC) + CHALLENGE_BYTES:
         raise HandoverError("the handover point does not speak the handover protocol")
     challenge, ours = hello[len(MAGIC):], secrets.token_bytes(CHALLENGE_BYTES)
-    sock.sendall(ours + _mac(secret, b"successor", challenge, ours))
-    if not hmac.compare_digest(_receive(sock), _mac(secret, b"predecessor", challenge, ours)):
-        raise HandoverError("the running agent did not prove it holds the agent's key")
+    sock.sendall(ours + _mac(secret, b"successor", challenge, ours, successor, predecessor))
+    if not hmac.compare_digest(_receive(sock), _mac(secret, b"predecessor", challenge, ours, successor, predecessor)):
+        raise HandoverError(f"the running agent (pid {predecessor}) did not prove it holds the agent's key")
 
 
 def listen(path: Path) -> socket.socket:

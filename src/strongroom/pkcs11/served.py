@@ -135,8 +135,9 @@ class ServedApplication:
         """
         running = self.running
         try:
-            if self.version < 0:
-                offered = await self.reader.readexactly(1)
+            if self.version < 0:  # the version byte may have come with an earlier agent's state
+                offered = bytes(self.frames.buffer[:1]) or await self.reader.readexactly(1)
+                del self.frames.buffer[:1]
                 self.version = min(offered[0], MAX_PROTOCOL_VERSION)
                 self.writer.write(bytes((self.version,)))
             data = b""
