@@ -25,6 +25,7 @@ import os
 import secrets
 import socket
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -35,6 +36,7 @@ MAGIC = b"strongroom-agent-handover-1"
 CHALLENGE_BYTES = 32
 CHUNK_BYTES = 60000  # one SOCK_SEQPACKET message: below the default socket buffer
 AUTH_TIMEOUT_S = 5.0  # the other side answers each step of the proof within this
+MAX_STATE_BYTES = 64 << 20  # one application's state: a partly read frame (17 MiB at most) and what follows it
 _LENGTH = struct.Struct(">Q")
 
 
@@ -111,7 +113,7 @@ def _receive(sock: socket.socket, size: int = CHUNK_BYTES) -> bytes:
     return data
 
 
-def send_blob(sock: socket.socket, data: bytes, fds: list[int] = ()) -> None:  # type: ignore[assignment]
+def send_blob(sock: socket.socket, data: bytes, fds: Sequence[int] = ()) -> None:
     """One message of any length: its length (with the file descriptors ``fds`` attached), then its chunks."""
     socket.send_fds(sock, [_LENGTH.pack(len(data))], list(fds))
     for start in range(0, len(data), CHUNK_BYTES):
@@ -126,6 +128,10 @@ def receive_blob(sock: socket.socket, max_fds: int = 1) -> tuple[bytes, list[int
             os.close(fd)
         raise HandoverError("the other agent left during the handover")
     (length,) = _LENGTH.unpack(head)
+    if length > MAX_STATE_BYTES:
+        for fd in fds:
+            os.close(fd)
+        raise HandoverError(f"a state of {length} bytes is over the {MAX_STATE_BYTES} the handover takes")
     parts, got = [], 0
     while got < length:
         part = _receive(sock)
