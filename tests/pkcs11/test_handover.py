@@ -468,3 +468,58 @@ def test_a_process_relaying_between_two_agents_gets_nothing(node, signer, tmp_pa
         assert "did not prove it holds the agent's key" in first.ended()
     finally:
         first.stop()
+
+
+def test_requests_pipelined_through_two_handovers_are_each_answered_once(node, tmp_path):
+    """An application pipelines C_GetSessionInfo while agent B takes over from A: each of the 400 requests is
+    answered exactly once, correctly; then a frame whose first half reached B and whose second half comes after C
+    took over from B is answered by C."""
+    import threading
+
+    _, config = node
+    socket_path = tmp_path / "p11.sock"
+    agents = [Agent(config, tmp_path / "a", socket_path)]
+    try:
+        app = _deadline(initialized(socket_path, 0))
+        session = _logged_in(app)
+        info = request(13, "u", u64s(session))
+        expected = app.call(info)
+        assert expected == wire.reply_body(13, "uuuu") + u64s(1, 3, 6, 0)  # CKS_RW_USER_FUNCTIONS, RW | SERIAL
+
+        sent_until = []
+
+        def send() -> None:
+            for burst in range(40):
+                app.sock.sendall(b"".join(wire.encode_frame(0x1000 + burst * 10 + i, info, b"client")
+                                          for i in range(10)))
+                time.sleep(0.1)
+            sent_until.append(time.monotonic())
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        time.sleep(0.2)
+        agents.append(Agent(config, tmp_path / "b", socket_path))
+        took_over = time.monotonic()
+        answers: dict[int, list[bytes]] = {}
+        while sum(len(a) for a in answers.values()) < 400:
+            for code, _, body in app.frames.feed(app.sock.recv(65536)):
+                answers.setdefault(code, []).append(body)
+        sender.join()
+        assert sent_until[0] > took_over  # requests came before, during and after the handover
+        assert agents[1].started["taken_over"] == 1
+        agents[0].ended()
+        assert sorted(answers) == list(range(0x1000, 0x1000 + 400))
+        assert all(bodies == [expected] for bodies in answers.values())
+
+        frame = wire.encode_frame(0x2000, info, b"client")
+        app.sock.sendall(frame[:10])
+        time.sleep(0.2)
+        agents.append(Agent(config, tmp_path / "c", socket_path))
+        assert agents[2].started["taken_over"] == 1
+        agents[1].ended()
+        app.sock.sendall(frame[10:])
+        got = app.frames.feed(app.sock.recv(65536))
+        assert got == [(0x2000, b"", expected)]
+    finally:
+        for agent in agents:
+            agent.stop()
