@@ -523,3 +523,30 @@ def test_requests_pipelined_through_two_handovers_are_each_answered_once(node, t
     finally:
         for agent in agents:
             agent.stop()
+
+
+def test_an_application_with_session_objects_loses_its_sessions_at_once_and_can_start_again(node, tmp_path):
+    """A session object lives on the HSM connection of the agent that made it: after a handover, every session
+    of that application answers CKR_SESSION_HANDLE_INVALID within the deadline (not a handle that might now
+    name nothing), and the application opens a new session and logs in again."""
+    _, config = node
+    socket_path = tmp_path / "p11.sock"
+    agents = [Agent(config, tmp_path / "a", socket_path)]
+    try:
+        app = _deadline(initialized(socket_path, 0))
+        main = _logged_in(app)
+        other = _session(app)
+        template = (wire.Writer().u32(3).attribute(0x0, 0).attribute(0x1, False).attribute(0x11, b"note")
+                    .bytes())  # CKO_DATA, CKA_TOKEN false, CKA_VALUE
+        assert ok(app.call(request(20, "uaA", u64s(main) + template)), 20, "u").u64() & 1 << 63  # a session object
+        agents.append(Agent(config, tmp_path / "b", socket_path))
+        agents[0].ended()
+        began = time.monotonic()
+        for session in (main, other):
+            assert app.call(request(13, "u", u64s(session))) == wire.error_body(int(CKR.SESSION_HANDLE_INVALID))
+        assert time.monotonic() - began < DEADLINE_S
+        again = _logged_in(app)  # the login ended with the sessions
+        assert app.call(request(13, "u", u64s(again))) == wire.reply_body(13, "uuuu") + u64s(1, 3, 6, 0)
+    finally:
+        for agent in agents:
+            agent.stop()
