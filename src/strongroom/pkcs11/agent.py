@@ -146,6 +146,12 @@ class Agent:
 
     def _offer(self, point: socket.socket, secret: bytes, loop: asyncio.AbstractEventLoop) -> None:
         """The handover point's thread: one successor at a time; whoever fails the proof gets nothing."""
+        try:
+            self._offer_until_taken(point, secret, loop)
+        except Exception:
+            log.exception("the handover point failed")  # the agent serves on without one
+
+    def _offer_until_taken(self, point: socket.socket, secret: bytes, loop: asyncio.AbstractEventLoop) -> None:
         while True:
             try:
                 conn, _ = point.accept()
@@ -179,7 +185,11 @@ class Agent:
             await asyncio.sleep(0)  # connections just accepted reach _connected
         applications = list(self.applications)
         self.applications.clear()
-        return list(await asyncio.gather(*(app.release() for app in applications)))
+        released = await asyncio.gather(*(app.release() for app in applications), return_exceptions=True)
+        for app, outcome in zip(applications, released, strict=True):
+            if isinstance(outcome, BaseException):
+                log.info("%s is not handed over: %s", app.process, outcome)
+        return [outcome for outcome in released if not isinstance(outcome, BaseException)]
 
     async def _resume(self, released: list[tuple[handover.ApplicationState, int]]) -> None:
         listener = socket.socket(socket.AF_UNIX, fileno=os.dup(self._listener_fd))

@@ -197,8 +197,12 @@ class ServedApplication:
             await asyncio.wait_for(self.writer.drain(), 5)
         except (TimeoutError, ConnectionError):
             log.warning("%s did not read its answers before the handover", self.process)
+        sock = self.writer.get_extra_info("socket")
+        if sock is None or self.writer.is_closing():
+            self._end({})
+            raise ConnectionResetError("the application left before the handover")
         state = self._carry_over()
-        fd = os.dup(self.writer.get_extra_info("socket").fileno())
+        fd = os.dup(sock.fileno())
         self._end({})
         return state, fd
 
