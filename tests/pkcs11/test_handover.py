@@ -550,3 +550,37 @@ def test_an_application_with_session_objects_loses_its_sessions_at_once_and_can_
     finally:
         for agent in agents:
             agent.stop()
+
+
+def test_a_successor_that_leaves_half_way_leaves_the_applications_with_the_running_agent(node, signer, tmp_path):
+    """A successor proves the key, takes the listening socket and goes away before confirming: the running agent
+    takes its applications back and serves on (the application signs on its session, new applications
+    connect), and a later successor takes them over."""
+    from strongroom.pkcs11 import handover
+
+    _, config = node
+    label, verifier = signer
+    socket_path = tmp_path / "p11.sock"
+    agents = [Agent(config, tmp_path / "a", socket_path)]
+    try:
+        app = _deadline(initialized(socket_path, 0))
+        main = _logged_in(app)
+        key = _key(app, main, label)
+        sock = handover.connect(Path(f"{socket_path}.handover"))
+        sock.settimeout(DEADLINE_S)
+        handover.prove_successor(sock, handover.secret_of(Path(config["client_key"])))
+        _, fds = handover.receive_blob(sock)  # the listening socket, then nothing more
+        for fd in fds:
+            os.close(fd)
+        sock.close()
+        _signs(app, main, key, verifier, b"taken back")
+        newcomer = _deadline(initialized(socket_path, 0))
+        assert _session(newcomer) > 0
+        agents.append(Agent(config, tmp_path / "b", socket_path))
+        assert agents[1].started["taken_over"] == 2
+        assert "the handover failed, serving on" in agents[0].ended()
+        _signs(app, main, key, verifier, b"taken over")
+        assert _session(newcomer) > 0
+    finally:
+        for agent in agents:
+            agent.stop()

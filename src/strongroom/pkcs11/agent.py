@@ -75,6 +75,7 @@ class Agent:
         self._point: socket.socket | None = None
         self._server: asyncio.AbstractServer | None = None
         self._handed_over = asyncio.Event()  # a successor took the socket and the applications
+        self._handing = False  # the applications are being handed over (or taken back if that fails)
 
     def current_config(self) -> ClientConfig:
         """The configuration a new application's connections start from: the configured HSMs and every member
@@ -179,6 +180,7 @@ class Agent:
                 return
 
     async def _release(self) -> list[tuple[handover.ApplicationState, int]]:
+        self._handing = True
         if self._server is not None:
             self._server.close()  # connections from now on wait in the queue for the successor
         for _ in range(3):
@@ -192,10 +194,14 @@ class Agent:
         return [outcome for outcome in released if not isinstance(outcome, BaseException)]
 
     async def _resume(self, released: list[tuple[handover.ApplicationState, int]]) -> None:
-        listener = socket.socket(socket.AF_UNIX, fileno=os.dup(self._listener_fd))
-        self._server = await asyncio.start_unix_server(self._connected, sock=listener)
-        for state, fd in released:
-            self._spawn(self._adopt(state, socket.socket(socket.AF_UNIX, fileno=fd)))
+        """Take the applications back after a handover that failed, as a successor would."""
+        try:
+            for state, fd in released:
+                self._spawn(self._adopt(state, socket.socket(socket.AF_UNIX, fileno=fd)))
+            listener = socket.socket(socket.AF_UNIX, fileno=os.dup(self._listener_fd))
+            self._server = await asyncio.start_unix_server(self._connected, sock=listener)
+        finally:
+            self._handing = False
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -253,6 +259,8 @@ class Agent:
                 if holding is not None:
                     holding(len(self.applications))
                 await self._until(stop, loop.time() + self.grace_s)
+            while self._handing and not self._handed_over.is_set():
+                await asyncio.sleep(0.05)  # a handover under way ends either way within its timeouts
             return self._handed_over.is_set()
         finally:
             self.close()
