@@ -45,11 +45,14 @@ def signer(alice):
 class Agent:
     """A ``strongroom client`` process on ``socket_path``."""
 
-    def __init__(self, config: dict, folder: Path, socket_path: Path, *extra: str) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "cluster.json").write_text(json.dumps(config))
+    def __init__(self, config: dict | Path, folder: Path, socket_path: Path, *extra: str) -> None:
+        """``config``: the cluster's configuration, written to ``folder``, or its file."""
+        if isinstance(config, dict):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "cluster.json").write_text(json.dumps(config))
+            config = folder / "cluster.json"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "strongroom", "client", "--config", str(folder / "cluster.json"), "--socket",
+            [sys.executable, "-m", "strongroom", "client", "--config", str(config), "--socket",
              str(socket_path), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.started = self.line()
 
@@ -346,7 +349,7 @@ def test_nginx_keeps_serving_across_a_restart_of_strongroom_up(tmp_path):
         pytest.skip("nginx or libengine-pkcs11-openssl is not installed")
     data = tmp_path / "var"
     up = _up(data, hsms=1)
-    server = None
+    server = manual = None
     fetches: list[tuple[float, float, int, str]] = []  # started, ended, curl's exit code, page
     try:
         summary = json.loads((data / "cluster.json").read_text())
@@ -398,6 +401,14 @@ def test_nginx_keeps_serving_across_a_restart_of_strongroom_up(tmp_path):
         ready = time.monotonic()
         for _ in range(10):
             fetch()
+        # an agent started by hand on the socket (an upgrade in place) takes over from up's; up serves on
+        replaced = time.monotonic()
+        manual = Agent(data / "cluster.json", data, Path(summary["pkcs11_socket"]))
+        assert manual.started["taken_over"] == 3
+        for _ in range(5):
+            fetch()
+        time.sleep(1.5)
+        assert up.poll() is None
         assert server.poll() is None
         assert subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split() \
             == masters  # the same workers: no restart, no reload
@@ -407,15 +418,20 @@ def test_nginx_keeps_serving_across_a_restart_of_strongroom_up(tmp_path):
             server.wait(15)
         up.send_signal(signal.SIGINT)
         up.wait(120)
+        if manual is not None:
+            manual.process.terminate()
+            manual.ended()
     print(f"fetches: {len(fetches)}, refused in the window: {sum(1 for f in fetches if f[2])}, "
           f"window {ready - stopped:.1f} s, slowest {max(f[1] - f[0] for f in fetches):.2f} s")
     assert all(f[1] - f[0] < DEADLINE_S for f in fetches), "a fetch hung"
     first_ok = next(i for i, f in enumerate(fetches) if f[2] == 0)
     before = [f for f in fetches[first_ok:] if f[1] < stopped]
     after = [f for f in fetches if f[0] > ready]
-    assert len(before) >= 5 and len(after) == 10
+    assert len(before) >= 5 and len(after) == 15 and sum(f[0] > replaced for f in after) == 5
     assert all(f[2] == 0 and f[3] == "key inside Strongroom\n" for f in before + after), fetches
     assert not subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True).stdout
+    assert {"step": f"another agent took {summary['pkcs11_socket']} over (its applications with it)"} in [
+        json.loads(line) for line in up.stdout.read().splitlines()]
     log = (data / "logs" / "agent.log").read_text()
     assert "Traceback" not in log and user["password"] not in log, log
 

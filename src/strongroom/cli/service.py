@@ -248,8 +248,9 @@ def client(config_file: str, socket_path: Path, socket_group: str | None, token_
     """Run the client agent: PKCS#11 applications reach the cluster through p11-kit's p11-kit-client.so
     (P11_KIT_SERVER_ADDRESS=unix:path=SOCKET). Prints one JSON line {"socket": PATH, "taken_over": N} once it
     serves. An agent started on the socket of a running one (same user, same client key) takes its
-    applications over, which keep their sessions and login; a stopped agent with applications connected holds
-    them up to --handover-grace seconds for the next one (printing {"holding": N}), a second signal ends it."""
+    applications over, which keep their sessions and login (the running one prints {"handed_over": true} and
+    ends); a stopped agent with applications connected holds them up to --handover-grace seconds for the next
+    one (printing {"holding": N}), a second signal ends it."""
     import uvloop
 
     from ..client import ClientConfig
@@ -268,16 +269,20 @@ def client(config_file: str, socket_path: Path, socket_group: str | None, token_
         click.echo(json.dumps({"socket": str(socket_path), "taken_over": agent.taken_over}))
         sys.stdout.flush()
 
-    def holding(count: int) -> None:
-        _outlive_parent()  # the process that started it may stop now; the next agent takes over
+    def say(line: dict[str, Any]) -> None:
         try:
-            click.echo(json.dumps({"holding": count, "grace_s": handover_grace}))
+            click.echo(json.dumps(line))
             sys.stdout.flush()
         except OSError:
             pass  # nobody reads the output any more
 
+    def holding(count: int) -> None:
+        _outlive_parent()  # the process that started it may stop now; the next agent takes over
+        say({"holding": count, "grace_s": handover_grace})
+
     try:
-        uvloop.run(agent.serve_until_signalled(ready, holding))
+        if uvloop.run(agent.serve_until_signalled(ready, holding)):
+            say({"handed_over": True})
     except OSError as exc:
         raise click.ClickException(f"cannot serve on {socket_path}: {exc.strerror or exc}") from None
     except HandoverError as exc:

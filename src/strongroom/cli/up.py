@@ -78,6 +78,13 @@ def _start(argv: list[str], log: Path) -> tuple[subprocess.Popen[str], dict[str,
         raise click.ClickException(f"strongroom {argv[0]} did not start: {log.read_text()[-1500:]}") from None
 
 
+def _handed_over(agent: subprocess.Popen[str]) -> bool:
+    """Whether the agent that ended handed its socket to another one (an agent started on the same socket)."""
+    if agent.returncode != 0 or agent.stdout is None:
+        return False
+    return any(line.strip() == json.dumps({"handed_over": True}) for line in agent.stdout.read().splitlines())
+
+
 def _stop_agent(agent: subprocess.Popen[str] | None, report: Reporter) -> None:
     """SIGTERM to the agent. Without applications connected it ends at once; with some, it says it holds them
     for the next start's agent (``{"holding": N}``) and is left running, so that they keep their connection."""
@@ -378,7 +385,11 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
         report.done()
         _announce(report, data_dir, summary, credentials)
         while not stop.wait(1.0):
-            if control_process.poll() is not None or agent.poll() is not None:
+            if agent is not None and agent.poll() is not None and _handed_over(agent):
+                report.step(f"another agent took {socket_path} over (its applications with it)")
+                report.done()
+                agent = None  # not this process's to watch or stop any more
+            if control_process.poll() is not None or (agent is not None and agent.poll() is not None):
                 raise click.ClickException("a Strongroom process stopped; see the logs in " + str(logs))
     except ControlError as exc:
         raise click.ClickException(f"the control plane refused: {exc}") from None

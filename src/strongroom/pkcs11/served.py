@@ -181,7 +181,8 @@ class ServedApplication:
         the handover fails)."""
         self.releasing = True
         transport: Any = self.writer.transport  # a read-write transport: pause its reading
-        transport.pause_reading()
+        if not transport.is_closing():
+            transport.pause_reading()
         if self.task is not None and not self.task.done():
             self.task.cancel()
             await asyncio.wait([self.task])
