@@ -23,6 +23,7 @@ import uvloop
 from strongroom.client.config import ClientConfig
 from strongroom.errors import FunctionNotSupported
 from strongroom.pkcs11 import agent as agent_module
+from strongroom.pkcs11 import served
 
 CKM_ECDSA = 0x1041
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", type=Path, required=True)
     parser.add_argument("--trust-anchor", type=Path, required=True, help="any CA certificate (unused)")
     args = parser.parse_args(argv)
-    agent_module._Application.cluster = _no_hsm  # type: ignore[method-assign]
+    served.ServedApplication.cluster = _no_hsm  # type: ignore[method-assign]
     agent = agent_module.Agent(ClientConfig(("127.0.0.1:1",), args.trust_anchor), args.socket)
 
     def ready() -> None:

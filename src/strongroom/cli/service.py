@@ -247,33 +247,66 @@ def node(data_dir: Path, listen: str, raft_listen: str | None, peers: str, join_
 @click.option("--socket-group", default=None,
               help="Group (name or id) whose members may use the socket too (mode 0660).")
 @click.option("--token-label", default=None, help="The token's label [default: the cluster id].")
-def client(config_file: str, socket_path: Path, socket_group: str | None, token_label: str | None) -> None:
+@click.option("--handover-grace", type=click.FloatRange(0, 3600), default=0.0, show_default=True,
+              help="Seconds a stopping agent holds connected applications for the next agent on the socket "
+                   "(0: it stops at once).")
+def client(config_file: str, socket_path: Path, socket_group: str | None, token_label: str | None,
+           handover_grace: float) -> None:
     """Run the client agent: PKCS#11 applications reach the cluster through p11-kit's p11-kit-client.so
-    (P11_KIT_SERVER_ADDRESS=unix:path=SOCKET). Prints one JSON line {"socket": PATH} once it serves."""
+    (P11_KIT_SERVER_ADDRESS=unix:path=SOCKET). Prints one JSON line {"socket": PATH, "taken_over": N} once it
+    serves. An agent started on the socket of a running one (same user, same client key) takes its
+    applications over, which keep their sessions and login (the running one prints {"handed_over": true} and
+    ends); a stopped agent with applications connected holds them up to --handover-grace seconds for the next
+    one (printing {"holding": N}), a second signal ends it."""
     import uvloop
 
     from ..client import ClientConfig
     from ..pkcs11.agent import Agent
+    from ..pkcs11.handover import HandoverError
     from ..util.process_log import to_stderr
 
     to_stderr()
 
     try:
-        agent = Agent(ClientConfig.from_file(config_file), socket_path, token_label, group=socket_group)
+        agent = Agent(ClientConfig.from_file(config_file), socket_path, token_label, group=socket_group,
+                      grace_s=handover_grace)
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except StrongroomError as exc:
         raise click.ClickException(f"{exc.message} ({exc.ckr_name})") from None
 
     def ready() -> None:
-        click.echo(json.dumps({"socket": str(socket_path)}))
+        click.echo(json.dumps({"socket": str(socket_path), "taken_over": agent.taken_over}))
         sys.stdout.flush()
 
+    def say(line: dict[str, Any]) -> None:
+        try:
+            click.echo(json.dumps(line))
+            sys.stdout.flush()
+        except OSError:
+            pass  # nobody reads the output any more
+
+    def holding(count: int) -> None:
+        _outlive_parent()  # the process that started it may stop now; the next agent takes over
+        say({"holding": count, "grace_s": handover_grace})
+
     try:
-        uvloop.run(agent.serve_until_signalled(ready))
+        if uvloop.run(agent.serve_until_signalled(ready, holding)):
+            say({"handed_over": True})
     except OSError as exc:
         raise click.ClickException(f"cannot serve on {socket_path}: {exc.strerror or exc}") from None
-    socket_path.unlink(missing_ok=True)
+    except HandoverError as exc:
+        raise click.ClickException(f"an agent serves {socket_path} and did not hand it over: {exc}") from None
+
+
+def _outlive_parent() -> None:
+    """Undo ``PR_SET_PDEATHSIG`` (the SIGTERM Linux sends when the starting process dies)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, 0)  # PR_SET_PDEATHSIG, none
+    except (OSError, AttributeError):
+        pass
 
 
 @main.command()
@@ -289,7 +322,8 @@ def up(data_dir: Path, hsms: int, control_listen: str | None, as_json: bool, pas
     """Run Strongroom on this machine in the foreground: a control plane, a cluster of HSMS HSM processes and the
     client agent with its PKCS#11 socket. The first start creates, initialises and activates the cluster and
     writes DATA_DIR/cluster.json and DATA_DIR/credentials.json (mode 0600); later starts resume it with its keys.
-    Prints "ready" once everything serves; Ctrl-C or SIGTERM stops every process."""
+    Prints "ready" once everything serves; Ctrl-C or SIGTERM stops every process, except an agent with PKCS#11
+    applications connected: it holds them up to 120 s, and the next start's agent takes them over."""
     from .up import run
 
     if control_listen is not None:

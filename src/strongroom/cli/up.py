@@ -33,6 +33,7 @@ PKCS11_MODULE = next(iter(sorted(Path("/usr/lib").glob("*/pkcs11/p11-kit-client.
                      Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so"))
 CRYPTO_USER = "app"
 START_TIMEOUT_S = 180.0
+AGENT_GRACE_S = 120  # how long a stopped up's agent holds connected applications for the next start's agent
 
 
 class Reporter:
@@ -75,6 +76,39 @@ def _start(argv: list[str], log: Path) -> tuple[subprocess.Popen[str], dict[str,
         process.kill()
         process.wait(10)
         raise click.ClickException(f"strongroom {argv[0]} did not start: {log.read_text()[-1500:]}") from None
+
+
+def _handed_over(agent: subprocess.Popen[str]) -> bool:
+    """Whether the agent that ended handed its socket to another one (an agent started on the same socket)."""
+    if agent.returncode != 0 or agent.stdout is None:
+        return False
+    return any(line.strip() == json.dumps({"handed_over": True}) for line in agent.stdout.read().splitlines())
+
+
+def _stop_agent(agent: subprocess.Popen[str] | None, report: Reporter) -> None:
+    """SIGTERM to the agent. Without applications connected it ends at once; with some, it says it holds them
+    for the next start's agent (``{"holding": N}``) and is left running, so that they keep their connection."""
+    import select
+
+    if agent is None or agent.poll() is not None or agent.stdout is None:
+        terminate(agent)
+        return
+    agent.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([agent.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        line = agent.stdout.readline() if readable else ""
+        if not line:
+            break  # it ended (or said nothing in time)
+        try:
+            holding = json.loads(line).get("holding")
+        except (ValueError, AttributeError):
+            continue
+        if holding:
+            report.step(f"the agent holds {holding} PKCS#11 applications for {AGENT_GRACE_S} s: the next "
+                        "start takes them over")
+            return
+    terminate(agent)
 
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:
@@ -344,17 +378,25 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
         }
         state_file.write_text(json.dumps(summary, indent=2) + "\n")
         report.step("starting the client agent (PKCS#11)")
-        agent, _ = _start(["client", "--config", str(state_file), "--socket", str(socket_path)], logs / "agent.log")
+        agent, started = _start(["client", "--config", str(state_file), "--socket", str(socket_path),
+                                 "--handover-grace", str(AGENT_GRACE_S)], logs / "agent.log")
+        if started.get("taken_over"):
+            report.step(f"the agent took over {started['taken_over']} PKCS#11 applications from the last start")
         report.done()
         _announce(report, data_dir, summary, credentials)
         while not stop.wait(1.0):
-            if control_process.poll() is not None or agent.poll() is not None:
+            if agent is not None and agent.poll() is not None and _handed_over(agent):
+                report.step(f"another agent took {socket_path} over (its applications with it)")
+                report.done()
+                agent = None  # not this process's to watch or stop any more
+            if control_process.poll() is not None or (agent is not None and agent.poll() is not None):
                 raise click.ClickException("a Strongroom process stopped; see the logs in " + str(logs))
     except ControlError as exc:
         raise click.ClickException(f"the control plane refused: {exc}") from None
     finally:
         report.done()
-        terminate(agent)
+        _stop_agent(agent, report)
+        report.done()
         terminate(control_process, 90)
         lock.close()
 

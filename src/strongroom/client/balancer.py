@@ -38,23 +38,9 @@ from ..protocol import CALL_SPECS
 from ..vocab import CKF, CKU
 from .config import ClientConfig
 from .connection import ConnectionLost, open_connection, result_of
-from .members import Member, VirtualSession, least_loaded
+from .members import SESSION_OBJECT_BIT, Member, VirtualSession, least_loaded, may_make_session_objects
 
 _NO_NODES: frozenset[Member] = frozenset()
-_SESSION_OBJECT_BIT = 1 << 63
-_CKA_TOKEN = 0x1
-
-
-def _may_make_session_objects(name: str, args: tuple[Any, ...]) -> bool:
-    """Whether a call may make a session object (an object template without ``CKA_TOKEN`` true; a copy
-    keeps the original's unless its template says): such objects live on one HSM, which every session of the
-    application must then use (PKCS#11 3.0 §4.4)."""
-    if not CALL_SPECS[name].makes_objects:
-        return False
-    templates = [a for a in args if isinstance(a, dict)]
-    if name == "copy_object":
-        return not any(t.get(_CKA_TOKEN) for t in templates)
-    return not templates or any(not t.get(_CKA_TOKEN) for t in templates)
 # One attempt of a request that may be sent again waits at most this long for its HSM (seconds).
 ATTEMPT_TIMEOUT_S = 5.0
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 2.0
@@ -192,6 +178,20 @@ class Balancer:
         finally:
             node.reconnecting = False
 
+    def carry_over(self) -> tuple[int, int]:
+        """What a successor needs beside :attr:`sessions` and :attr:`credentials` to go on where this balancer
+        stops (:meth:`resume`): ``(next session id, highest log index seen)``. Takes a session id."""
+        return next(self._vids), self.index
+
+    def resume(self, sessions: list[tuple[int, int]], credentials: tuple[int, str] | None, next_session: int,
+               index: int) -> None:
+        """Go on with an earlier balancer's sessions (``(id, CKF flags)``) and login ``(CKU, PIN)``, before any
+        call: each HSM gets a real session, logged in, at its first request there."""
+        self.sessions = {vid: VirtualSession(vid, flags) for vid, flags in sessions}
+        self.credentials = credentials
+        self._vids = itertools.count(next_session)
+        self.index = max(self.index, index)
+
     def close(self) -> None:
         self._closed = True
         if self._discovery is not None:
@@ -225,7 +225,7 @@ class Balancer:
 
         A call whose session is open on the chosen HSM goes straight out; set-up and retries go through
         :meth:`call_keyed`."""
-        if self.home is None and _may_make_session_objects(name, args):
+        if self.home is None and may_make_session_objects(name, args):
             async with self._homing:  # the first session object settles the home; the others then follow it
                 return await self.call_keyed(name, args, kwargs, None)
         plan = self.plan(name, args)
@@ -282,7 +282,7 @@ class Balancer:
         :meth:`call_keyed`."""
         vs = None
         call = CALL_SPECS[name]
-        if call.session_control or (self.home is None and _may_make_session_objects(name, args)):
+        if call.session_control or (self.home is None and may_make_session_objects(name, args)):
             return None
         if call.session:
             vs = self.sessions.get(args[0]) if isinstance(args[0], int) else None
@@ -330,7 +330,7 @@ class Balancer:
             vs.pinned = None
         if call.makes_objects:
             handles = value if isinstance(value, (list, tuple)) else [value]
-            if any(isinstance(h, int) and h & _SESSION_OBJECT_BIT for h in handles):
+            if any(isinstance(h, int) and h & SESSION_OBJECT_BIT for h in handles):
                 self.home = node
 
     @staticmethod

@@ -16,269 +16,20 @@ import logging
 import os
 import signal
 import socket
-import struct
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..client.balancer import Balancer
 from ..client.config import ClientConfig
-from ..client.connection import ConnectionLost, quiet_lost_connections
-from ..errors import MechanismInvalid, NodeBehind, NoQuorum, SlotIdInvalid, StrongroomError
-from ..mechanism_params import Mechanism
+from ..client.connection import quiet_lost_connections
 from ..protocol.tls import client_context
-from ..vocab import CKR
-from . import mechanism_codec, wire
-from .functions import HANDLERS, SLOT_ID
-from .multipart import Operations
-from .rpc_calls import RpcCall
+from . import handover
+from .served import ServedApplication
 
 log = logging.getLogger("strongroom.pkcs11")
-
-MAX_PROTOCOL_VERSION = 2
-MAX_IN_FLIGHT = 64  # requests of one application answered at once
-MAX_HELD_BYTES = 16 << 20  # bytes of requests and answers of one application in the agent at once
-MAX_UNSENT_BYTES = 1 << 20  # answers queued for an application past this wait for it to read them
-RANDOM_ANSWER_BYTES = 1 << 20  # the most one C_GenerateRandom answers (the HSM's limit)
-_GENERATE_RANDOM = (64).to_bytes(4, "big")  # a request body's start: its call id
-
-
-def _rv(exc: StrongroomError) -> int:
-    """The ``CK_RV`` an application sees: the cluster's own retryable codes, and no HSM reachable, become
-    ``CKR_DEVICE_ERROR`` (an application reads ``CKR_DEVICE_REMOVED`` as the token gone for good)."""
-    if isinstance(exc, (NoQuorum, NodeBehind, ConnectionLost)):
-        return int(CKR.DEVICE_ERROR)
-    return int(exc.ckr)
-
-
-def _peer_process(writer: asyncio.StreamWriter) -> str:
-    """``pid=… uid=… gid=…`` of the application at the other end of a unix socket (``SO_PEERCRED``)."""
-    sock = writer.get_extra_info("socket")
-    try:
-        pid, uid, gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-    except (AttributeError, OSError):
-        return ""
-    return f"pid={pid} uid={uid} gid={gid}"
-
-
-class _Allowance:
-    """What one application may have in the agent at once: ``MAX_IN_FLIGHT`` requests and ``MAX_HELD_BYTES``
-    of requests and their answers (a request alone always goes, whatever its size). Only the connection's
-    reading waits for it."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.bytes = 0
-        self.freed: asyncio.Future[None] | None = None
-
-    @staticmethod
-    def weight(body: bytes) -> int:
-        """Bytes a request may hold: itself, and its answer twice (the value and the frame that carries it) as
-        large as the request (``C_GenerateRandom``: the most it answers)."""
-        answer = RANDOM_ANSWER_BYTES if body[:4] == _GENERATE_RANDOM else len(body)
-        return len(body) + 2 * answer
-
-    async def take(self, weight: int) -> None:
-        while self.count and (self.count >= MAX_IN_FLIGHT or self.bytes + weight > MAX_HELD_BYTES):
-            if self.freed is None or self.freed.done():
-                self.freed = asyncio.get_running_loop().create_future()
-            await self.freed
-        self.count += 1
-        self.bytes += weight
-
-    def give_back(self, weight: int) -> None:
-        self.count -= 1
-        self.bytes -= weight
-        if self.freed is not None and not self.freed.done():
-            self.freed.set_result(None)
-
-
-class _Application:
-    """One p11-kit client connection."""
-
-    def __init__(self, agent: Agent, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.agent = agent
-        self.reader = reader
-        self.writer = writer
-        self.version = 0
-        self.balancer: Balancer | None = None
-        self.process = _peer_process(writer)
-        self.allowance = _Allowance()
-        self.outbox: list[bytes] = []
-        self.unsent = 0  # bytes in the outbox
-        self.connecting = asyncio.Lock()
-        self.ops = Operations(self.call, self.open_sessions)
-        self.token_label = agent.token_label
-        self.mechanisms: dict[int, tuple[int, int, int]] | None = None
-
-    async def serve(self) -> None:
-        """Answer the application's requests until it hangs up.
-
-        The threads of an application share its one connection and send their requests without waiting for
-        each other (p11-kit's client matches each answer to its request by the frame's code), so requests run
-        concurrently within the application's :class:`_Allowance`, and each answer is written when ready.
-        """
-        running: dict[Any, Any] = {}  # coroutines of requests waiting, and what each waits for
-        try:
-            offered = await self.reader.readexactly(1)
-            self.version = min(offered[0], MAX_PROTOCOL_VERSION)
-            self.writer.write(bytes((self.version,)))
-            frames = wire.FrameReader()
-            while True:
-                data = await self.reader.read(65536)
-                if not data:
-                    return
-                for code, _options, body in frames.feed(data):
-                    if body is None:  # over the size limit: skipped, answered, the stream stays in step
-                        self.send(wire.encode_frame(code, wire.error_body(int(CKR.ARGUMENTS_BAD))))
-                        continue
-                    weight = _Allowance.weight(body)
-                    await self.allowance.take(weight)
-                    if self.reader.at_eof() or self.writer.is_closing():
-                        return  # the application hung up: what it sent last would be done for no one
-                    self.start(self.answer(code, body, weight), running)
-                await self.writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, wire.WireError):
-            return
-        finally:
-            for coro, awaited in list(running.items()):
-                if awaited is not None:
-                    awaited.cancel()  # nothing will take its result or error: the request is over
-                coro.close()
-            if self.balancer is not None:
-                self.agent.balancers.discard(self.balancer)
-                self.balancer.close()
-            self.writer.close()
-
-    def start(self, coro: Any, running: dict[Any, Any]) -> None:
-        """Run a request's coroutine without a task: at once, in this turn of the loop, then again each time
-        what it awaits is done. Most requests finish at once (an init the agent answers) or after one wait for
-        the HSM's answer, so a task per request would only add its cost and a turn of the loop. While it
-        waits the coroutine is in ``running`` with what it awaits; the application leaving cancels that and
-        closes the coroutine."""
-        try:
-            awaited = coro.send(None)
-        except StopIteration:
-            running.pop(coro, None)
-            return
-        except Exception:
-            running.pop(coro, None)
-            log.exception("a request failed")
-            return
-        running[coro] = awaited
-        if awaited is None:  # a bare yield asks for one turn of the loop
-            asyncio.get_running_loop().call_soon(self._resume, coro, running, None)
-            return
-        awaited._asyncio_future_blocking = False  # what a task does with a future it waits on
-        awaited.add_done_callback(lambda done: self._resume(coro, running, done))
-
-    def _resume(self, coro: Any, running: dict[Any, Any], done: Any) -> None:
-        if coro.cr_frame is None:  # closed while it waited (the application left)
-            if done is not None and not done.cancelled():
-                done.exception()  # taken, so that asyncio does not report it as never retrieved
-            return
-        self.start(coro, running)
-
-    async def answer(self, code: int, body: bytes, weight: int) -> None:
-        """Handle one request and queue its answer. While the application is behind on reading (over
-        ``MAX_UNSENT_BYTES`` queued), the request keeps its part of the allowance until its answer has left,
-        so an application that sends and never reads holds at most ``MAX_HELD_BYTES`` (and one request) in
-        the agent."""
-        try:
-            reply = await self.handle(body)
-            self.send(wire.encode_frame(code, reply))
-            if max(self.unsent, self.writer.transport.get_write_buffer_size()) > MAX_UNSENT_BYTES:
-                self.flush()  # the application is behind on reading: this answer's allowance waits for it
-                await self.writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            self.allowance.give_back(weight)
-
-    def send(self, frame: bytes) -> None:
-        """Queue an answer; the answers that are ready in one turn of the loop leave in one write."""
-        if not self.outbox:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self.outbox.append(frame)
-        self.unsent += len(frame)
-
-    def flush(self) -> None:
-        frames, self.outbox, self.unsent = self.outbox, [], 0
-        if frames and not self.writer.is_closing():
-            self.writer.write(b"".join(frames))
-
-    async def handle(self, body: bytes) -> bytes:
-        handler: tuple[RpcCall, Any] | None = None
-        try:
-            reader = wire.Reader(body)
-            call_id = reader.u32()
-            sent = reader.signature()
-            handler = HANDLERS.get(call_id)
-            if handler is None:
-                log.info("p11-kit call %d refused CKR_FUNCTION_NOT_SUPPORTED: the agent does not serve it (%s)",
-                         call_id, self.process)
-                return wire.error_body(int(CKR.FUNCTION_NOT_SUPPORTED))
-            call, run = handler
-            if call.request != sent:
-                raise wire.WireError(f"call {call_id} with the signature {sent!r:.40}")
-            out = await run(self, reader)
-            reader.done()
-            return wire.reply_body(call_id, call.reply, out)
-        except wire.WireError as exc:
-            log.info("a request refused CKR_ARGUMENTS_BAD: unparseable: %s (%s)", exc, self.process)
-            return wire.error_body(int(CKR.ARGUMENTS_BAD))
-        except StrongroomError as exc:
-            rv = _rv(exc)
-            name = handler[0].function if handler is not None else "a request"
-            shown = exc.ckr_name if rv == int(exc.ckr) else f"CKR_DEVICE_ERROR ({exc.ckr_name})"
-            log.info("%s refused %s: %s (%s)", name, shown, exc.message, self.process)
-            return wire.error_body(rv)
-        except Exception:
-            log.exception("a request failed")
-            return wire.error_body(int(CKR.GENERAL_ERROR))
-
-    # ----------------------------------------------------------------- helpers
-    async def cluster(self) -> Balancer:
-        if self.balancer is None:
-            async with self.connecting:
-                if self.balancer is None:
-                    balancer = Balancer(self.agent.current_config(), self.agent.ssl_context, client=self.process)
-                    try:
-                        await balancer.start()
-                    except BaseException:  # the application left (cancelled) or no HSM answered
-                        balancer.close()
-                        raise
-                    self.balancer = balancer
-                    self.agent.balancers.add(balancer)
-        return self.balancer
-
-    async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        value = await (await self.cluster()).call(name, *args, **kwargs)
-        self.ops.observe(name, args)
-        return value
-
-    async def mechanism_infos(self) -> dict[int, tuple[int, int, int]]:
-        """The cluster's mechanisms as an HSM reports them (``mechanism_list``, asked once per application):
-        ``CKM`` → (min key size, max key size, ``CKF`` flags)."""
-        if self.mechanisms is None:
-            rows = await self.call("mechanism_list")
-            self.mechanisms = {int(m): (int(lo), int(hi), int(flags)) for m, lo, hi, flags in rows}
-        return self.mechanisms
-
-    def open_sessions(self) -> Any:
-        return self.balancer.sessions if self.balancer is not None else ()
-
-    def mechanism(self, reader: wire.Reader) -> Mechanism:
-        """A mechanism argument; the NULL mechanism is refused (only ``C_*Init`` takes it, see ``init``)."""
-        mechanism = mechanism_codec.read(reader, self.version)
-        if mechanism is None:
-            raise MechanismInvalid("this call needs a mechanism")
-        return mechanism
-
-    @staticmethod
-    def slot(reader: wire.Reader) -> None:
-        if reader.u64() != SLOT_ID:
-            raise SlotIdInvalid("Strongroom has one slot")
+HANDOVER_GRACE_S = 0.0  # how long a stopping agent holds its applications for a successor (seconds)
 
 
 def _group_id(group: str) -> int:
@@ -298,20 +49,33 @@ class Agent:
         socket_path: where to listen; created with mode 0600.
         token_label: the token's label (the cluster id if omitted).
         group: a group name or id that may use the socket too (mode 0660).
+        grace_s: how long a stopping agent holds connected applications for its successor (seconds).
 
     Raises:
         ValueError: for an unknown group.
+        OSError: the client key in ``config`` cannot be read.
     """
 
     def __init__(self, config: ClientConfig, socket_path: Path, token_label: str | None = None,
-                 group: str | None = None) -> None:
+                 group: str | None = None, grace_s: float = HANDOVER_GRACE_S) -> None:
         self.config = config
         self.socket_path = Path(socket_path)
         self.token_label = token_label
         self.gid = _group_id(group) if group is not None else None
+        self.grace_s = grace_s
         self.balancers: set[Balancer] = set()  # of the connected applications
+        self.applications: set[ServedApplication] = set()
+        self.holding = False  # stopping: cluster calls are answered CKR_DEVICE_ERROR until a successor comes
+        self.taken_over = 0  # applications taken over from a predecessor at the start
         self.ssl_context = client_context(config.trust_anchor, cert_file=config.client_cert,
                                           key_file=config.client_key)
+        self.secret = handover.secret_of(config.client_key)
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._listener_fd = -1
+        self._point: socket.socket | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._handed_over = asyncio.Event()  # a successor took the socket and the applications
+        self._handing = False  # the applications are being handed over (or taken back if that fails)
 
     def current_config(self) -> ClientConfig:
         """The configuration a new application's connections start from: the configured HSMs and every member
@@ -321,43 +85,218 @@ class Agent:
         endpoints = tuple(dict.fromkeys([*self.config.endpoints, *sorted(known)]))
         return dataclasses.replace(self.config, endpoints=endpoints)
 
-    async def serve(self, ready: Callable[[], None] | None = None) -> None:
-        asyncio.get_running_loop().set_exception_handler(quiet_lost_connections)
+    async def start(self) -> None:
+        """Serve on the socket: take over the listening socket and the applications of an agent already serving
+        it (see :mod:`.handover`), or make the socket; then open this agent's handover point.
+
+        Raises:
+            OSError: the socket cannot be made (its folder does not exist, no permission).
+            handover.HandoverError: an agent serves the socket and the handover failed (another user, another
+                key, or it left half way).
+        """
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(quiet_lost_connections)
+        point = handover.point_path(self.socket_path)
+        taken = None
+        if self.secret is not None:
+            taken = await asyncio.to_thread(self._take_over, point, self.secret, 2 * self.config.timeout_s + 30)
+        if taken is None:
+            listener = self._listen()
+        else:
+            listener, applications = taken
+            for state, conn in applications:
+                self._spawn(self._adopt(state, conn))
+            self.taken_over = len(applications)
+        self._listener_fd = os.dup(listener.fileno())
+        self._server = await asyncio.start_unix_server(self._connected, sock=listener)
+        if self.secret is not None:
+            self._point = handover.listen(point)
+            threading.Thread(target=self._offer, args=(self._point, self.secret, loop), daemon=True,
+                             name="handover").start()
+
+    @staticmethod
+    def _take_over(point: Path, secret: bytes, timeout_s: float) -> Any:
+        sock = handover.connect(point)
+        if sock is None:
+            return None
+        with sock:
+            sock.settimeout(handover.AUTH_TIMEOUT_S)
+            try:
+                handover.prove_successor(sock, secret)
+                sock.settimeout(timeout_s)  # the running agent lets its requests under way finish first
+                return handover.receive_all(sock)
+            except OSError as exc:
+                raise handover.HandoverError(f"the handover from the running agent failed: {exc}") from None
+
+    def _listen(self) -> socket.socket:
         self.socket_path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX)
         old = os.umask(0o177)
         try:
-            server = await asyncio.start_unix_server(self._connected, path=str(self.socket_path))
+            listener.bind(str(self.socket_path))
+        except OSError:
+            listener.close()
+            raise
         finally:
             os.umask(old)
         if self.gid is not None:
             os.chown(self.socket_path, -1, self.gid)
             os.chmod(self.socket_path, 0o660)
-        if ready is not None:
-            ready()
-        async with server:
-            await server.serve_forever()
+        listener.listen(128)
+        return listener
 
-    async def serve_until_signalled(self, ready: Callable[[], None] | None = None) -> None:
-        """:meth:`serve` until the process gets SIGTERM or SIGINT.
+    def _offer(self, point: socket.socket, secret: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        """The handover point's thread: one successor at a time; whoever fails the proof gets nothing."""
+        try:
+            self._offer_until_taken(point, secret, loop)
+        except Exception:
+            log.exception("the handover point failed")  # the agent serves on without one
+
+    def _offer_until_taken(self, point: socket.socket, secret: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            try:
+                conn, _ = point.accept()
+            except OSError:
+                return  # closed: this agent stops
+            with conn:
+                conn.settimeout(handover.AUTH_TIMEOUT_S)
+                try:
+                    handover.prove_predecessor(conn, secret)
+                except (handover.HandoverError, OSError) as exc:
+                    log.warning("refused a handover: %s", exc)
+                    continue
+                released = asyncio.run_coroutine_threadsafe(self._release(), loop).result()
+                try:
+                    conn.settimeout(30)
+                    handover.send_all(conn, self._listener_fd, released)
+                except (handover.HandoverError, OSError) as exc:
+                    log.warning("the handover failed, serving on: %s", exc)
+                    asyncio.run_coroutine_threadsafe(self._resume(released), loop).result()
+                    continue
+                for _, fd in released:
+                    os.close(fd)
+                log.info("handed %d applications over", len(released))
+                loop.call_soon_threadsafe(self._handed_over.set)
+                return
+
+    async def _release(self) -> list[tuple[handover.ApplicationState, int]]:
+        self._handing = True
+        if self._server is not None:
+            self._server.close()  # connections from now on wait in the queue for the successor
+        for _ in range(3):
+            await asyncio.sleep(0)  # connections just accepted reach _connected
+        applications = list(self.applications)
+        self.applications.clear()
+        released = await asyncio.gather(*(app.release() for app in applications), return_exceptions=True)
+        for app, outcome in zip(applications, released, strict=True):
+            if isinstance(outcome, BaseException):
+                log.info("%s is not handed over: %s", app.process, outcome)
+        return [outcome for outcome in released if not isinstance(outcome, BaseException)]
+
+    async def _resume(self, released: list[tuple[handover.ApplicationState, int]]) -> None:
+        """Take the applications back after a handover that failed, as a successor would."""
+        try:
+            for state, fd in released:
+                self._spawn(self._adopt(state, socket.socket(socket.AF_UNIX, fileno=fd)))
+            listener = socket.socket(socket.AF_UNIX, fileno=os.dup(self._listener_fd))
+            self._server = await asyncio.start_unix_server(self._connected, sock=listener)
+        finally:
+            self._handing = False
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _adopt(self, state: handover.ApplicationState, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=conn)
+        except OSError:
+            conn.close()
+            return
+        await self._run(ServedApplication(self, reader, writer, state))
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._run(ServedApplication(self, reader, writer))
+
+    async def _run(self, app: ServedApplication) -> None:
+        app.task = asyncio.current_task()
+        self.applications.add(app)
+        try:
+            await app.serve()
+        except asyncio.CancelledError:
+            pass  # the agent is stopping or handing over; ending quietly keeps asyncio from logging it as failed
+        finally:
+            if not app.releasing:
+                self.applications.discard(app)
+
+    async def serve_until_signalled(self, ready: Callable[[], None] | None = None,
+                                    holding: Callable[[int], None] | None = None) -> bool:
+        """Serve until a successor takes over or the process gets SIGTERM or SIGINT. Stopping with applications
+        connected, the agent holds them up to ``grace_s`` seconds for a successor (``holding`` is told how many),
+        answering their cluster calls ``CKR_DEVICE_ERROR`` at once; a second signal, the grace running out or
+        the last application leaving ends it.
+
+        Returns:
+            Whether a successor took the socket and the applications over.
 
         Raises:
             OSError: the socket cannot be made (its folder does not exist, no permission).
+            handover.HandoverError: another agent serves the socket and would not hand it over.
         """
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        serving = asyncio.ensure_future(self.serve(ready))
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if serving.done():
-            serving.result()  # it could not serve (a socket folder that does not exist): the error goes up
-            return
-        serving.cancel()
-
-    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.start()
+        if ready is not None:
+            ready()
         try:
-            await _Application(self, reader, writer).serve()
-        except asyncio.CancelledError:
-            pass  # the agent is stopping; ending quietly keeps asyncio from logging the connection as failed
+            await self._until(stop, None)
+            if not self._handed_over.is_set() and self.applications and self.grace_s > 0:
+                self.holding = True
+                stop.clear()
+                if holding is not None:
+                    holding(len(self.applications))
+                await self._until(stop, loop.time() + self.grace_s)
+            while self._handing and not self._handed_over.is_set():
+                await asyncio.sleep(0.05)  # a handover under way ends either way within its timeouts
+            return self._handed_over.is_set()
+        finally:
+            self.close()
+
+    async def _until(self, stop: asyncio.Event, deadline: float | None) -> None:
+        """Until ``stop``, a handover or ``deadline`` (loop time; while holding, also no application left)."""
+        loop = asyncio.get_running_loop()
+        while not (stop.is_set() or self._handed_over.is_set()):
+            if deadline is not None and (loop.time() >= deadline or not self.applications):
+                return
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._handed_over.wait())]
+            await asyncio.wait(waits, timeout=None if deadline is None else 0.2,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+
+    def close(self) -> None:
+        """Stop serving: close the handover point, the listening socket and (unless handed over) every
+        application's connection; remove the socket unless a successor serves it."""
+        point, self._point = self._point, None
+        if point is not None:
+            try:
+                point.shutdown(socket.SHUT_RDWR)  # wakes the handover thread's accept
+            except OSError:
+                pass
+            point.close()
+        handed_over = self._handed_over.is_set()
+        if not handed_over:
+            handover.point_path(self.socket_path).unlink(missing_ok=True)
+            if self._listener_fd >= 0:
+                self.socket_path.unlink(missing_ok=True)
+        if self._server is not None:
+            self._server.close()
+        if self._listener_fd >= 0:
+            os.close(self._listener_fd)
+            self._listener_fd = -1
+        for app in list(self.applications):
+            if app.task is not None:
+                app.task.cancel()

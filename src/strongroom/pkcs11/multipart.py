@@ -82,6 +82,7 @@ class Operations:
         self.deferred: dict[tuple[int, str], _Deferred] = {}
         # operations initialised in the HSM itself, with their mechanism and key
         self.active: dict[tuple[int, str], tuple[Mechanism, int | None]] = {}
+        self.fed: set[tuple[int, str]] = set()  # active operations that have had data (an update)
         self.epoch = 0  # changes when what was proven is forgotten: an init in flight then proves nothing
 
     def observe(self, name: str, args: tuple[Any, ...]) -> None:
@@ -139,6 +140,7 @@ class Operations:
         args = (session, mechanism) if key is None else (session, mechanism, key)
         await self._call(f"{kind}_init", *args)
         self.active[(session, kind)] = (mechanism, key)
+        self.fed.discard((session, kind))
 
     async def _real(self, kind: str, session: int) -> None:
         """Make a deferred operation real before a multi-part call."""
@@ -202,6 +204,7 @@ class Operations:
                      output: bool = False) -> wire.Writer | None:
         """``C_<kind>Update``; ``output`` for the cipher updates, which answer like ``single``."""
         await self._real(kind, session)
+        self.fed.add((session, kind))
         if output:
             return await self._out(kind, session, f"{kind}_update", (session, data), capacity, ends=False)
         try:
@@ -210,6 +213,26 @@ class Operations:
             self.active.pop((session, kind), None)
             raise
         return None
+
+    def carry_over(self) -> tuple[list[tuple[int, str, Mechanism, int | None, bytes | None, bytes | None]],
+                                  set[int]]:
+        """What a successor agent can go on with: every operation the agent holds (``(session, kind,
+        mechanism, key, size-query input, its output)``), including those an HSM holds that have had no data
+        yet (the single-part call then runs as one ``*_once`` request); and the sessions whose operation on an
+        HSM has had data, which it cannot."""
+        held = [(s, kind, d.mechanism, d.key, d.data, d.output) for (s, kind), d in self.deferred.items()]
+        lost = set()
+        for (s, kind), (mechanism, key) in self.active.items():
+            if (s, kind) in self.fed:
+                lost.add(s)
+            elif (s, kind) not in self.deferred:
+                held.append((s, kind, mechanism, key, None, None))
+        return held, lost
+
+    def resume(self, held: list[tuple[int, str, Mechanism, int | None, bytes | None, bytes | None]]) -> None:
+        """Go on with the operations of :meth:`carry_over` (an earlier agent's)."""
+        for session, kind, mechanism, key, data, output in held:
+            self.deferred[(session, kind)] = _Deferred(mechanism, key, data, output)
 
     async def final(self, kind: str, session: int, capacity: int | None) -> wire.Writer:
         """``C_<kind>Final`` with an output."""
