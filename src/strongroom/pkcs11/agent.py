@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import grp
 import logging
 import os
@@ -273,13 +274,27 @@ class _Application:
             raise SlotIdInvalid("Strongroom has one slot")
 
 
-def _group_id(group: str) -> int:
+def group_id(group: str) -> int:
+    """The id of ``group``, a group name or a decimal id. Raises ValueError for a name this host does not know."""
     if group.isdigit():
         return int(group)
     try:
         return grp.getgrnam(group).gr_gid
     except KeyError:
-        raise ValueError(f"no group {group!r} on this host") from None
+        raise ValueError(f"no group {group!r} on this host: give a group name or id from /etc/group") from None
+
+
+def unreachable_folder(folder: Path, gid: int) -> Path | None:
+    """The first folder from ``folder`` up to ``/`` that members of group ``gid`` cannot search (enter), or None.
+
+    A folder is searchable by the group when others may search it (``o+x``), or when it belongs to the group and
+    the group may (``g+x``); supplementary groups of other users and ACLs are not considered. Raises OSError when
+    a folder cannot be examined (stat(2))."""
+    for each in (folder.resolve(), *folder.resolve().parents):
+        status = each.stat()
+        if not (status.st_mode & 0o001 or (status.st_gid == gid and status.st_mode & 0o010)):
+            return each
+    return None
 
 
 class Agent:
@@ -289,7 +304,8 @@ class Agent:
         config: the SDK configuration of the cluster.
         socket_path: where to listen; created with mode 0600.
         token_label: the token's label (the cluster id if omitted).
-        group: a group name or id that may use the socket too (mode 0660).
+        group: a group name or id that may use the socket too (mode 0660); every folder on the way to the
+            socket must be searchable by it (:meth:`serve` refuses otherwise).
 
     Raises:
         ValueError: for an unknown group.
@@ -300,7 +316,8 @@ class Agent:
         self.config = config
         self.socket_path = Path(socket_path)
         self.token_label = token_label
-        self.gid = _group_id(group) if group is not None else None
+        self.group = group
+        self.gid = group_id(group) if group is not None else None
         self.balancers: set[Balancer] = set()  # of the connected applications
         self.ssl_context = client_context(config.trust_anchor, cert_file=config.client_cert,
                                           key_file=config.client_key)
@@ -315,6 +332,12 @@ class Agent:
 
     async def serve(self, ready: Callable[[], None] | None = None) -> None:
         asyncio.get_running_loop().set_exception_handler(quiet_lost_connections)
+        if self.gid is not None and (closed := unreachable_folder(self.socket_path.parent, self.gid)) is not None:
+            mode = closed.stat().st_mode & 0o777
+            raise PermissionError(errno.EACCES, (
+                f"the socket group {self.group} cannot reach it: {closed} (mode {mode:04o}) is not searchable by "
+                f"that group; allow it (chgrp {self.group} and chmod g+x, or chmod o+x) or choose a socket folder "
+                "the group can reach"))
         self.socket_path.unlink(missing_ok=True)
         old = os.umask(0o177)
         try:
@@ -333,7 +356,8 @@ class Agent:
         """:meth:`serve` until the process gets SIGTERM or SIGINT.
 
         Raises:
-            OSError: the socket cannot be made (its folder does not exist, no permission).
+            OSError: the socket cannot be made (its folder does not exist, no permission, or a folder on its
+                way the socket group cannot search).
         """
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
