@@ -31,8 +31,10 @@ check: $(VENV)/.check-installed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# `make run SOCKET_GROUP=nogroup`: members of that group may use the PKCS#11 socket too (nginx's workers as nobody).
+SOCKET_GROUP ?=
 run: install
-	$(VENV)/bin/strongroom up --data-dir ./var
+	$(VENV)/bin/strongroom up --data-dir ./var $(if $(SOCKET_GROUP),--socket-group $(SOCKET_GROUP))
 
 deps-debian:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
