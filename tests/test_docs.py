@@ -97,6 +97,30 @@ def test_every_fence_names_a_language_and_every_opt_out_a_reason():
     assert len(runnable) >= 20, [b.where for b in runnable]
 
 
+MADE_LABEL = re.compile(r"(?:--label|--public-label|--private-label|-alias)\s+\"?([\w.-]+)")
+MADE_ID = re.compile(r"--keypairgen.*--id\s+(\w+)|--keygen.*--id\s+(\w+)")
+
+
+def test_the_keys_the_examples_make_have_labels_and_ids_of_their_own():
+    """Every key an example makes has a label (and a PKCS#11 id) no other example of any document uses: run in
+    order on one cluster, a repeated label makes lookups by label ambiguous (python-pkcs11's ``get_key``,
+    SunPKCS11's keystore)."""
+    labels: dict[str, str] = {}
+    ids: dict[str, str] = {}
+    for block in (b for d in DOCUMENTS for b in blocks(d) if b.lang in RUN and b.skip_reason is None):
+        text = block.text.replace("\\\n", " ")
+        making = [line for line in text.splitlines() if re.search(r"keypairgen|keygen|generate|genkeypair", line)]
+        made = [m for line in making for m in [*MADE_LABEL.findall(line), *re.findall(r'label="([\w.-]+)"', line)]]
+        for label in made:
+            assert label not in labels, f"{block.where} makes a key labelled {label!r}, as {labels[label]} does"
+            labels[label] = block.where
+        for key_id in (a or b for a, b in MADE_ID.findall(text)):
+            assert key_id not in ids, f"{block.where} makes a key with id {key_id}, as {ids[key_id]} does"
+            ids[key_id] = block.where
+    assert {"readme-ec", "p11-ec", "p11-rsa", "cli-ec-priv", "p11-java-signer"} <= set(labels), labels
+    assert set(ids) == {"10", "20", "21"}, ids
+
+
 # -- processes the blocks leave behind
 
 PR_SET_CHILD_SUBREAPER = 36
