@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the test suite calls (independent implementations to check our output against; iproute2 for
-# ss, which shows what a node listens on).
-DEB_PACKAGES := openssl p11-kit p11-kit-modules opensc gnutls-bin libengine-pkcs11-openssl nginx-light curl postgresql iproute2
+# ss, which shows what a node listens on; a JDK and procps for the docs' Java and nginx recipes).
+DEB_PACKAGES := openssl p11-kit p11-kit-modules opensc gnutls-bin libengine-pkcs11-openssl nginx-light curl postgresql iproute2 \
+	openjdk-17-jdk-headless procps
 
 .PHONY: install run test check bench deps-debian clean
 

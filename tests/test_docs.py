@@ -15,11 +15,14 @@ with the virtual environment at ``.venv``.
 from __future__ import annotations
 
 import ctypes
+import grp
 import json
 import os
 import re
 import shutil
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -42,6 +45,7 @@ NOT_RUN = re.compile(r"<!--\s*not run:\s*(?P<reason>[^>]*?)\s*-->\s*$")
 FENCE = re.compile(r"^```(?P<lang>[\w-]*)\s*$")
 BLOCK_TIMEOUT_S = 300
 SOCKET_GROUP = "nogroup"
+PORTS = (8080, 8443, 3000, 3001, 3010, 3011, 3020, 3021)  # the examples' fixed listening ports
 # What the examples must print, beyond exiting 0: the proofs they end with.
 PRINTS = {
     "README.md": ["Signature is valid", "sealed and opened inside the cluster", "'has_quorum': True"],
@@ -138,10 +142,10 @@ def _descendants(root: int) -> set[int]:
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fields = (entry / "stat").read_text()
         except OSError:
             continue
-        parent = int(stat.rpartition(")")[2].split()[1])
+        parent = int(fields.rpartition(")")[2].split()[1])
         children.setdefault(parent, []).append(int(entry.name))
     found: set[int] = set()
     todo = [root]
@@ -177,6 +181,11 @@ def _end_processes(pids: set[int]) -> None:
 
 # -- the checkout and the service
 
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 @dataclass
 class Checkout:
     folder: Path
@@ -189,6 +198,8 @@ class Checkout:
 def checkout() -> Iterator[Checkout]:
     """A folder standing for the checkout (``.venv`` the running environment, searchable by others like a
     checkout is) with ``strongroom up --data-dir ./var --socket-group nogroup`` serving in it."""
+    taken = [port for port in PORTS if _listening(port)]
+    assert not taken, f"the docs' examples listen on ports {taken}, which something on this host already holds"
     folder = Path(tempfile.mkdtemp(prefix="strongroom-docs-", dir="/tmp"))
     os.chmod(folder, 0o755)  # noqa: S103 (a checkout's usual mode: nginx's worker reaches var/pkcs11.sock)
     (folder / ".venv").symlink_to(sys.prefix)
@@ -211,6 +222,10 @@ def checkout() -> Iterator[Checkout]:
                     break
             else:
                 raise AssertionError(f"strongroom up did not start: {log.read_text()[-3000:]}")
+        socket_path, data = folder / "var" / "pkcs11.sock", (folder / "var").stat()
+        assert (stat.S_IMODE(socket_path.stat().st_mode), socket_path.stat().st_gid) == (0o660, grp.getgrnam(
+            SOCKET_GROUP).gr_gid), "up --socket-group: the socket is 0660 for the group"
+        assert data.st_mode & 0o001 or data.st_mode & 0o010, "up --socket-group: the group can search var/"
         yield Checkout(folder, env, service, log)
     finally:
         if service is not None and service.poll() is None:
