@@ -48,7 +48,8 @@ SOCKET_GROUP = "nogroup"
 PORTS = (8080, 8443, 3000, 3001, 3010, 3011, 3020, 3021)  # the examples' fixed listening ports
 # What the examples must print, beyond exiting 0: the proofs they end with.
 PRINTS = {
-    "README.md": ["Signature is valid", "sealed and opened inside the cluster", "'has_quorum': True"],
+    "README.md": ["Signature is valid", "sealed and opened inside the cluster",
+                  "refused: CKR_KEY_FUNCTION_NOT_PERMITTED", "'has_quorum': True"],
     "cli.md": ["Verified OK", "Signature verified successfully"],
     "control-plane.md": ["['admin', 'cp_app']"],
     "pkcs11.md": ["key inside Strongroom", "nobody   nginx: worker process",
