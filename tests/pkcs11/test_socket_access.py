@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -132,3 +133,24 @@ def test_up_refuses_a_data_directory_the_group_cannot_reach_and_says_which_folde
         open_to_group(data, "no-such-group-here")
     assert unknown.value.message == ("--socket-group: no group 'no-such-group-here' on this host: give a group name "
                                      "or id from /etc/group")
+
+
+def _acl_group_search(folder: Path, gid: int) -> None:
+    """A POSIX ACL on ``folder``: its owner rwx, group ``gid`` search only, nobody else (the xattr's binary form,
+    acl(5): version 2, then tag, permissions, id per entry), set without setfacl."""
+    undefined = 0xFFFFFFFF
+    entries = [(0x01, 7, undefined), (0x04, 0, undefined), (0x08, 1, gid), (0x10, 1, undefined), (0x20, 0, undefined)]
+    os.setxattr(folder, "system.posix_acl_access",
+                struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries))
+
+
+def test_a_folder_that_lets_the_group_in_by_an_acl_is_not_refused(node, pki, open_folder):
+    inner = open_folder / "acl"
+    inner.mkdir(mode=0o700)
+    _acl_group_search(inner, NOGROUP)
+    os.chmod(open_folder, 0o711)  # noqa: S103
+    config = _agent_config(pki, node, open_folder)
+    with serving_agent(config, inner, "--socket-group", "nogroup") as socket_path:
+        listed = _as_nobody(socket_path)
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert "cluster-test0000001" in listed.stdout, listed.stdout

@@ -288,13 +288,21 @@ def unreachable_folder(folder: Path, gid: int) -> Path | None:
     """The first folder from ``folder`` up to ``/`` that members of group ``gid`` cannot search (enter), or None.
 
     A folder is searchable by the group when others may search it (``o+x``), or when it belongs to the group and
-    the group may (``g+x``); supplementary groups of other users and ACLs are not considered. Raises OSError when
-    a folder cannot be examined (stat(2))."""
+    the group may (``g+x``); a folder with a POSIX ACL counts as searchable (its entries are not read). Raises
+    OSError when a folder cannot be examined (stat(2))."""
     for each in (folder.resolve(), *folder.resolve().parents):
         status = each.stat()
-        if not (status.st_mode & 0o001 or (status.st_gid == gid and status.st_mode & 0o010)):
+        if not (status.st_mode & 0o001 or (status.st_gid == gid and status.st_mode & 0o010) or _has_acl(each)):
             return each
     return None
+
+
+def _has_acl(folder: Path) -> bool:
+    try:
+        os.getxattr(folder, "system.posix_acl_access")
+    except OSError:  # ENODATA: no ACL; ENOTSUP: a file system without them
+        return False
+    return True
 
 
 class Agent:
