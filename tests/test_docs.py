@@ -1,6 +1,8 @@
 """The documentation runs as written: every shell and Python block of README.md and docs/*.md, in order, against a
-fresh ``strongroom up`` (what ``make run SOCKET_GROUP=nogroup`` starts), from a folder standing for the checkout
-with the virtual environment at ``.venv``.
+fresh ``strongroom up`` (what ``make run SOCKET_GROUP=nogroup`` starts, with the suite's smaller argon2 memory),
+from a folder standing for the checkout with the virtual environment at ``.venv``. A block fails the test when it
+exits non-zero (its text and output are in the message); a document fails it when its blocks did not print the
+proofs ``PRINTS`` names.
 
 - Blocks are fenced ``sh``/``bash`` (run by bash with ``set -eo pipefail``) or ``python`` (run by the
   environment's python); every fence names its language, so no shell block is left out unnoticed.
