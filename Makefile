@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the test suite calls (independent implementations to check our output against; iproute2 for
-# ss, which shows what a node listens on).
-DEB_PACKAGES := openssl p11-kit p11-kit-modules opensc gnutls-bin libengine-pkcs11-openssl nginx-light curl postgresql iproute2 faketime
+# ss, which shows what a node listens on; faketime for a client whose clock is off; a JDK and procps for the
+# docs' Java and nginx recipes).
+DEB_PACKAGES := openssl p11-kit p11-kit-modules opensc gnutls-bin libengine-pkcs11-openssl nginx-light curl postgresql iproute2 \
+	faketime openjdk-17-jdk-headless procps
 
 .PHONY: install run test check bench deps-debian clean
 
@@ -31,8 +33,10 @@ check: $(VENV)/.check-installed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# `make run SOCKET_GROUP=nogroup`: members of that group may use the PKCS#11 socket too (nginx's workers as nobody).
+SOCKET_GROUP ?=
 run: install
-	$(VENV)/bin/strongroom up --data-dir ./var
+	$(VENV)/bin/strongroom up --data-dir ./var $(if $(SOCKET_GROUP),--socket-group $(SOCKET_GROUP))
 
 deps-debian:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \

@@ -317,18 +317,23 @@ def _outlive_parent() -> None:
               help="HOST:PORT of the control plane's API [default: the port of the last start if free, else any; "
                    "written to cluster.json].")
 @click.option("--json", "as_json", is_flag=True, help="Progress and the summary as JSON lines.")
+@click.option("--socket-group", default=None,
+              help="Group (name or id) whose members may use the PKCS#11 socket too (mode 0660; the data directory "
+                   "becomes searchable by it).")
 @_HASH_MEMORY
-def up(data_dir: Path, hsms: int, control_listen: str | None, as_json: bool, password_hash_memory_kib: int) -> None:
+def up(data_dir: Path, hsms: int, control_listen: str | None, as_json: bool, socket_group: str | None,
+       password_hash_memory_kib: int) -> None:
     """Run Strongroom on this machine in the foreground: a control plane, a cluster of HSMS HSM processes and the
     client agent with its PKCS#11 socket. The first start creates, initialises and activates the cluster and
     writes DATA_DIR/cluster.json and DATA_DIR/credentials.json (mode 0600); later starts resume it with its keys.
     Prints "ready" once everything serves; Ctrl-C or SIGTERM stops every process, except an agent with PKCS#11
-    applications connected: it holds them up to 120 s, and the next start's agent takes them over."""
+    applications connected: it holds them up to 120 s, and the next start's agent takes them over. With
+    --socket-group, members of that group may use the PKCS#11 socket too (a web server's worker user, say)."""
     from .up import run
 
     if control_listen is not None:
         _host_port(control_listen, "--control-listen")
-    run(data_dir, hsms, control_listen, password_hash_memory_kib, as_json)
+    run(data_dir, hsms, control_listen, password_hash_memory_kib, as_json, socket_group)
 
 
 @owner.command("issue-client")

@@ -305,7 +305,35 @@ def _converge(control: Any, data_dir: Path, cluster_id: str | None, hsms: int, r
     return cluster_id
 
 
-def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: int, as_json: bool) -> None:
+def open_to_group(data_dir: Path, group: str) -> None:
+    """Let members of ``group`` reach the PKCS#11 socket in ``data_dir``: the data directory becomes searchable by
+    the group (its group set to ``group``, group bits ``--x``: no listing, no writing) unless it already is; the
+    socket itself the agent makes 0660 with that group.
+
+    Raises:
+        click.ClickException: no such group, or a folder above ``data_dir`` the group cannot search (``up`` does
+            not change folders it did not make).
+    """
+    from ..pkcs11.agent import group_id, unreachable_folder
+
+    try:
+        gid = group_id(group)
+    except ValueError as exc:
+        raise click.ClickException(f"--socket-group: {exc}") from None
+    if unreachable_folder(data_dir, gid) == data_dir:
+        os.chown(data_dir, -1, gid)
+        os.chmod(data_dir, (data_dir.stat().st_mode & 0o707) | 0o010)  # noqa: S103 (search only, for the group)
+    closed = unreachable_folder(data_dir, gid)
+    if closed is not None:
+        mode = closed.stat().st_mode & 0o777
+        raise click.ClickException(
+            f"--socket-group {group}: the group cannot reach {data_dir / 'pkcs11.sock'}: {closed} (mode {mode:04o}) "
+            f"is not searchable by it; allow it (chgrp {group} and chmod g+x, or chmod o+x) or choose a --data-dir "
+            "the group can reach")
+
+
+def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: int, as_json: bool,
+        socket_group: str | None = None) -> None:
     from ..control.api_client import ControlClient, ControlError
     from ..control.process import AlreadyRunning, hold_lock
     from ..trust.ca import CertificateAuthority
@@ -313,6 +341,8 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
     report = Reporter(as_json)
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir = data_dir.resolve()
+    if socket_group is not None:
+        open_to_group(data_dir, socket_group)
     try:
         lock = hold_lock(data_dir / "up.lock", "strongroom up")
     except AlreadyRunning as exc:
@@ -378,8 +408,9 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
         }
         state_file.write_text(json.dumps(summary, indent=2) + "\n")
         report.step("starting the client agent (PKCS#11)")
+        group = ["--socket-group", socket_group] if socket_group is not None else []
         agent, started = _start(["client", "--config", str(state_file), "--socket", str(socket_path),
-                                 "--handover-grace", str(AGENT_GRACE_S)], logs / "agent.log")
+                                 "--handover-grace", str(AGENT_GRACE_S), *group], logs / "agent.log")
         if started.get("taken_over"):
             report.step(f"the agent took over {started['taken_over']} PKCS#11 applications from the last start")
         report.done()

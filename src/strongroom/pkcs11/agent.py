@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import grp
 import logging
 import os
@@ -32,13 +33,35 @@ log = logging.getLogger("strongroom.pkcs11")
 HANDOVER_GRACE_S = 0.0  # how long a stopping agent holds its applications for a successor (seconds)
 
 
-def _group_id(group: str) -> int:
+def group_id(group: str) -> int:
+    """The id of ``group``, a group name or a decimal id. Raises ValueError for a name this host does not know."""
     if group.isdigit():
         return int(group)
     try:
         return grp.getgrnam(group).gr_gid
     except KeyError:
-        raise ValueError(f"no group {group!r} on this host") from None
+        raise ValueError(f"no group {group!r} on this host: give a group name or id from /etc/group") from None
+
+
+def unreachable_folder(folder: Path, gid: int) -> Path | None:
+    """The first folder from ``folder`` up to ``/`` that members of group ``gid`` cannot search (enter), or None.
+
+    A folder is searchable by the group when others may search it (``o+x``), or when it belongs to the group and
+    the group may (``g+x``); a folder with a POSIX ACL counts as searchable (its entries are not read). Raises
+    OSError when a folder cannot be examined (stat(2))."""
+    for each in (folder.resolve(), *folder.resolve().parents):
+        status = each.stat()
+        if not (status.st_mode & 0o001 or (status.st_gid == gid and status.st_mode & 0o010) or _has_acl(each)):
+            return each
+    return None
+
+
+def _has_acl(folder: Path) -> bool:
+    try:
+        os.getxattr(folder, "system.posix_acl_access")
+    except OSError:  # ENODATA: no ACL; ENOTSUP: a file system without them
+        return False
+    return True
 
 
 class Agent:
@@ -48,7 +71,8 @@ class Agent:
         config: the SDK configuration of the cluster.
         socket_path: where to listen; created with mode 0600.
         token_label: the token's label (the cluster id if omitted).
-        group: a group name or id that may use the socket too (mode 0660).
+        group: a group name or id that may use the socket too (mode 0660); every folder on the way to the
+            socket must be searchable by it (:meth:`start` refuses otherwise).
         grace_s: how long a stopping agent holds connected applications for its successor (seconds).
 
     Raises:
@@ -61,7 +85,8 @@ class Agent:
         self.config = config
         self.socket_path = Path(socket_path)
         self.token_label = token_label
-        self.gid = _group_id(group) if group is not None else None
+        self.group = group
+        self.gid = group_id(group) if group is not None else None
         self.grace_s = grace_s
         self.balancers: set[Balancer] = set()  # of the connected applications
         self.applications: set[ServedApplication] = set()
@@ -90,7 +115,8 @@ class Agent:
         it (see :mod:`.handover`), or make the socket; then open this agent's handover point.
 
         Raises:
-            OSError: the socket cannot be made (its folder does not exist, no permission).
+            OSError: the socket cannot be made (its folder does not exist, no permission, or a folder on its
+                way the socket group cannot search).
             handover.HandoverError: an agent serves the socket and the handover failed (another user, another
                 key, or it left half way).
         """
@@ -129,6 +155,12 @@ class Agent:
                 raise handover.HandoverError(f"the handover from the running agent failed: {exc}") from None
 
     def _listen(self) -> socket.socket:
+        if self.gid is not None and (closed := unreachable_folder(self.socket_path.parent, self.gid)) is not None:
+            mode = closed.stat().st_mode & 0o777
+            raise PermissionError(errno.EACCES, (
+                f"the socket group {self.group} cannot reach it: {closed} (mode {mode:04o}) is not searchable by "
+                f"that group; allow it (chgrp {self.group} and chmod g+x, or chmod o+x) or choose a socket folder "
+                "the group can reach"))
         self.socket_path.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX)
         old = os.umask(0o177)
@@ -241,7 +273,8 @@ class Agent:
             Whether a successor took the socket and the applications over.
 
         Raises:
-            OSError: the socket cannot be made (its folder does not exist, no permission).
+            OSError: the socket cannot be made (its folder does not exist, no permission, or a folder on its
+                way the socket group cannot search).
             handover.HandoverError: another agent serves the socket and would not hand it over.
         """
         stop = asyncio.Event()
