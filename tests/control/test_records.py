@@ -54,3 +54,17 @@ def test_records_round_trip_with_their_shapes(store):
                                    "BackupRetentionPolicy": {"Type": "DAYS", "Value": "30"}})
     [described] = control.call("DescribeClusters", {"Filters": {"clusterIds": [made["ClusterId"]]}})["Clusters"]
     assert described["BackupRetentionPolicy"] == {"Type": "DAYS", "Value": "30"}
+
+
+@pytest.mark.parametrize(("text", "limit", "clipped"), [
+    ("An HSM is being replaced.", 300, "An HSM is being replaced."),
+    ("The HSM did not start yet; retrying: no such file or directory", 40,
+     "The HSM did not start yet; retrying…"),
+    ("one\nline   at\ta time", 300, "one line at a time"),
+    ("x" * 50, 10, "x" * 9 + "…"),
+])
+def test_state_messages_are_cut_between_words(text, limit, clipped):
+    from strongroom.control.records import clip
+
+    assert clip(text, limit) == clipped
+    assert len(clip(text, limit)) <= limit

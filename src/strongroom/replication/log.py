@@ -14,12 +14,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import msgspec
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import ArgumentsBad, DeviceError, NodeBehind, NoQuorum, StrongroomError
 from .change import ENCODER, Change, Outcome
@@ -31,6 +30,7 @@ from .transport import transport_class
 log = logging.getLogger("strongroom.replication")
 
 DEFAULT_COMMIT_TIMEOUT_S = 3.0
+REMOVED_MARKER = "removed"  # in the raft directory of a member that applied its own removal
 
 
 class _QuietReplays(logging.Filter):
@@ -41,11 +41,6 @@ class _QuietReplays(logging.Filter):
 
 
 logging.getLogger("pysyncobj.syncobj").addFilter(_QuietReplays())
-
-
-def cluster_secret(masking_key: bytes, cluster_id: str) -> bytes:
-    """The key of the replication channel: HKDF-SHA256 (RFC 5869) of the masking key, 32 bytes."""
-    return HKDF(hashes.SHA256(), 32, salt=cluster_id.encode(), info=b"strongroom replication v1").derive(masking_key)
 
 
 COMPACTION_BYTES = 8 * 1024 * 1024  # journal bytes after which the log is compacted into a snapshot
@@ -105,8 +100,7 @@ class LocalLog:
     def status(self) -> dict[str, Any]:
         return {"role": "leader", "leader": "local", "self": "local", "members": ["local"],
                 "term": 0, "commit_index": self.machine.applied, "applied_index": self.machine.applied,
-                "has_quorum": True,
-                "ready": True, "endpoints": sorted(set(self.machine.directory().values()))}
+                "has_quorum": True, "ready": True, "endpoints": sorted(set(self.machine.directory().values()))}
 
     def close(self) -> None:
         pass
@@ -142,6 +136,8 @@ class RaftLog:
             caught up once (it could not win one, and would unseat the leader).
         tls: the replication channel's contexts (from the node's fleet identity:
             :func:`strongroom.trust.fleet_tls.replication_tls`).
+        on_removed: called (on the log's thread) once this member applies its own removal (a change
+            ``leaving`` it): it then serves nothing and calls no election; the node's process stops.
 
     Raises:
         DeviceError: ``CKR_DEVICE_ERROR`` when the replication port cannot be bound.
@@ -149,7 +145,7 @@ class RaftLog:
 
     def __init__(self, machine: StateMachine, raft_dir: Path, self_address: str, peers: list[str],
                  secret: bytes, *, compaction_entries: int = 20_000, joining: bool = False,
-                 tls: PeerTLS | None = None) -> None:
+                 tls: PeerTLS | None = None, on_removed: Callable[[], None] | None = None) -> None:
         pso = _import_pysyncobj()
         self.machine = machine
         self.raft_dir = Path(raft_dir)
@@ -166,6 +162,9 @@ class RaftLog:
             joining_marker.touch()
         self._joining_marker = joining_marker
         self._joining = joining_marker.exists()
+        self._removed_marker = self.raft_dir / REMOVED_MARKER
+        self.removed = self._removed_marker.exists()
+        self._on_removed = on_removed
         members_file = self.raft_dir / "members.json"
         if members_file.is_file():
             peers = [m for m in json.loads(members_file.read_text()) if m != self_address]
@@ -195,7 +194,9 @@ class RaftLog:
                 # time without a leader: the leader's heartbeats are waiting in the socket. Without this, a
                 # member catching up would call an election after every long tick and unseat the leader.
                 started = _raft_clock()
-                if self.otherNodes and not self.isReady() and (
+                if owner.removed:  # out of the cluster: it never calls an election again
+                    self._SyncObj__raftElectionDeadline = started + BUSY_GRACE_S
+                elif self.otherNodes and not self.isReady() and (
                         owner._joining or started - owner._started < STARTUP_GRACE_S):
                     # A newcomer's empty log cannot win an election, nor can a restarted member's old one while
                     # a leader is about to send it what it missed: calling one would only unseat that leader.
@@ -382,6 +383,8 @@ class RaftLog:
         from the cluster, stops serving instead of answering from a replica that may be stale (a destroyed
         key, a deleted user)."""
         member = self._member
+        if self.removed:
+            return NoQuorum("this HSM was removed from its cluster; use another member")
         if not member.isReady():
             return NodeBehind("this HSM is catching up with its cluster; retry")
         if member._isLeader():
@@ -478,6 +481,12 @@ class RaftLog:
         raise NoQuorum(f"the leader {address} did not hand over its leadership in time; retry")
 
     def _applied(self, change: Change, outcome: Outcome) -> None:  # the log's thread
+        if change.leaving and change.leaving == self.self_address and not self.removed:
+            self.removed = True
+            self._removed_marker.touch()
+            log.warning("this HSM (%s) was removed from its cluster: it stops", self.self_address)
+            if self._on_removed is not None:
+                self._on_removed()
         if change.step_down == self.self_address and self._member._isLeader():
             self._member.transferLeadership()
         if change.compact:
