@@ -68,3 +68,13 @@ def test_state_messages_are_cut_between_words(text, limit, clipped):
 
     assert clip(text, limit) == clipped
     assert len(clip(text, limit)) <= limit
+
+
+def test_hsm_data_directories_resolve_under_the_control_planes_own_folder(tmp_path):
+    from strongroom.control.provider import LocalProvider
+
+    provider = LocalProvider(tmp_path / "copy" / "hsms", tmp_path / "fleet")
+    assert provider.data_dir({"data_dir": "hsm-abcdefghijk-2"}) == tmp_path / "copy" / "hsms" / "hsm-abcdefghijk-2"
+    # a record an earlier version stored with the original's absolute path: the copy's own folder, by its name
+    assert provider.data_dir({"data_dir": "/srv/original/control/hsms/hsm-abcdefghijk"}) == \
+        tmp_path / "copy" / "hsms" / "hsm-abcdefghijk"

@@ -7,7 +7,9 @@ import asyncio
 import threading
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from typing import Any
 
+from ..protocol import CALL_SPECS
 from .connection import NodeConnection
 
 
@@ -70,3 +72,18 @@ def least_loaded(nodes: list[Member], avoid: AbstractSet[Member], turn: int) -> 
     least = min(n.load for n in up)
     candidates = [n for n in up if n.load == least]
     return candidates[turn % len(candidates)]
+
+
+_CKA_TOKEN = 0x1
+
+
+def may_make_session_objects(name: str, args: tuple[Any, ...]) -> bool:
+    """Whether a call may make a session object (an object template without ``CKA_TOKEN`` true; a copy
+    keeps the original's unless its template says): such objects live on one HSM, which every session of the
+    application must then use (PKCS#11 3.0 §4.4)."""
+    if not CALL_SPECS[name].makes_objects:
+        return False
+    templates = [a for a in args if isinstance(a, dict)]
+    if name == "copy_object":
+        return not any(t.get(_CKA_TOKEN) for t in templates)
+    return not templates or any(not t.get(_CKA_TOKEN) for t in templates)

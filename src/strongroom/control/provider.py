@@ -168,7 +168,9 @@ class LocalProvider:
         join: list[str] = []
         if join_config is not None:
             join_file = data_dir.parent / f"{data_dir.name}.join.json"
-            join_file.write_text(json.dumps(join_config))
+            anchor = Path(join_config["trust_anchor"]).resolve()  # named relative to the file, as the node reads it
+            join_file.write_text(json.dumps({**join_config,
+                                             "trust_anchor": os.path.relpath(anchor, join_file.parent)}))
             join = ["--join-config", str(join_file)]
         return self._start(placement, join)
 

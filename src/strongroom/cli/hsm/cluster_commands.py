@@ -31,7 +31,8 @@ def cluster_hsm_info(ctx: Context) -> dict[str, Any]:
     hsms = []
     for endpoint in config.endpoints:
         try:
-            with sdk.connect(dataclasses.replace(config, endpoints=(endpoint,), connect_timeout_s=5.0)) as one:
+            with sdk.connect(dataclasses.replace(config, endpoints=(endpoint,), connect_timeout_s=5.0,
+                                                       source=None)) as one:
                 info = one.hsm_info()
         except StrongroomError as exc:
             hsms.append({"endpoint": endpoint, "state": "unreachable", "message": exc.message})
