@@ -26,6 +26,7 @@ from strongroom.vocab import CKA, CKM
 
 from .nodes import TEST_HASH_MEMORY_KIB, strongroom
 from .pki import CA, Issued, client_certificate, tls_refusal
+from .test_control_plane import _placements
 
 
 def _up(data: Path, hsms: int = 3) -> subprocess.Popen:
@@ -319,16 +320,25 @@ def test_every_view_follows_created_and_deleted_hsms_and_a_copy_runs_on_its_own_
         grown = first | {hsms()[created]["Endpoint"]}
         _within(10, lambda: views(grown))
         assert session.generate_key(CKM.AES_KEY_GEN, value_len=32, label="grown", encrypt=True).handle
-        [victim] = [h for h in summary["hsms"] if h["hsm_id"] != hsms()[created]["HsmId"]][:1]
+        # an admin removes the new HSM from the membership through the SDK: it stops, and is listed nowhere
+        removed = hsms()[created]["Endpoint"]
+        with sdk.connect(data / "cluster.json") as other, \
+                other.login("admin", credentials["admin"]["password"], role="admin") as admin:  # one login each
+            admin.remove_member(_placements(data)[created]["raft"])
+        _within(10, lambda: views(first, {removed}))
+        assert created not in hsms()
+        # the control plane deletes one of the first two
+        [victim] = summary["hsms"][:1]
         control.call("DeleteHsm", ClusterId=cluster_id, HsmId=victim["hsm_id"])
         deadline = time.monotonic() + 120
         while victim["hsm_id"] in hsms():
             assert time.monotonic() < deadline
             time.sleep(0.3)
-        _within(10, lambda: views(grown - {victim["endpoint"]}, {victim["endpoint"]}))
-        host, _, port = victim["endpoint"].rpartition(":")
-        with pytest.raises(ConnectionRefusedError):  # the deleted HSM answers nothing
-            socket.create_connection((host, int(port)), timeout=3).close()
+        _within(10, lambda: views(first - {victim["endpoint"]}, {victim["endpoint"], removed}))
+        for gone in (victim["endpoint"], removed):  # neither answers anything
+            host, _, port = gone.rpartition(":")
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((host, int(port)), timeout=3).close()
         key = session.generate_key(CKM.AES_KEY_GEN, value_len=32, label="shrunk", encrypt=True, decrypt=True)
         assert key.decrypt(key.encrypt(b"after a deletion")) == b"after a deletion"
         session.close()
@@ -343,10 +353,10 @@ def test_every_view_follows_created_and_deleted_hsms_and_a_copy_runs_on_its_own_
     subprocess.run(["cp", "-a", str(data), str(copy)], check=True)
     before = _mtimes(data)
     time.sleep(1)
-    process = _up(copy, hsms=2)
+    process = _up(copy, hsms=1)
     try:
         nodes = _node_pids(copy)
-        assert len(nodes) == 2 and _node_pids(data) == []
+        assert len(nodes) == 1 and _node_pids(data) == []
         for pid in nodes:
             assert f"--data-dir\0{copy}/control/hsms/" in Path(f"/proc/{pid}/cmdline").read_text()
         with sdk.connect(copy / "cluster.json") as c, c.login(user["username"], user["password"]) as s:

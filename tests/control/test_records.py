@@ -78,3 +78,15 @@ def test_hsm_data_directories_resolve_under_the_control_planes_own_folder(tmp_pa
     # a record an earlier version stored with the original's absolute path: the copy's own folder, by its name
     assert provider.data_dir({"data_dir": "/srv/original/control/hsms/hsm-abcdefghijk"}) == \
         tmp_path / "copy" / "hsms" / "hsm-abcdefghijk"
+
+
+def test_the_control_plane_knows_a_removed_hsm_by_the_marker_the_node_leaves(tmp_path):
+    from strongroom.control.provider import REMOVED_MARKER, LocalProvider
+    from strongroom.replication.log import REMOVED_MARKER as NODE_MARKER
+
+    provider = LocalProvider(tmp_path / "hsms", tmp_path / "fleet")
+    placement = {"data_dir": "hsm-abcdefghijk"}
+    assert not provider.removed(placement)
+    (tmp_path / "hsms" / "hsm-abcdefghijk" / "raft").mkdir(parents=True)
+    (tmp_path / "hsms" / "hsm-abcdefghijk" / "raft" / NODE_MARKER).touch()
+    assert REMOVED_MARKER.name == NODE_MARKER and provider.removed(placement)

@@ -284,6 +284,12 @@ class Lifecycle:
         live = [h for h in hsms if h["state"] in ("ACTIVE", "DEGRADED")]
         for hsm in live:
             healthy = self.provider.alive(hsm["placement"]) and self._info(cluster_id, hsm) is not None
+            if not healthy and self.provider.removed(hsm["placement"]):
+                # an admin took it out of the membership (remove_member): it stopped for good, as if deleted
+                self.provider.destroy(hsm["placement"])
+                self._set(cluster_id, hsm["hsm_id"], state="DELETED",
+                          state_message="An admin removed the HSM from the cluster's membership.")
+                continue
             if healthy:
                 self.failures.pop(hsm["hsm_id"], None)
                 if hsm["state"] == "DEGRADED":

@@ -25,6 +25,9 @@ from ..errors import TransportError
 from ..vocab import CKR
 
 START_TIMEOUT_S = 60.0
+# in an HSM's data directory once it applied its own removal from the membership (the node's
+# strongroom.replication.log.REMOVED_MARKER, inside its raft directory)
+REMOVED_MARKER = Path("raft") / "removed"
 
 
 class ProviderError(TransportError):
@@ -53,6 +56,10 @@ class Provider(Protocol):
 
     def alive(self, placement: dict[str, Any]) -> bool:
         """Whether the HSM's process runs."""
+
+    def removed(self, placement: dict[str, Any]) -> bool:
+        """Whether the HSM applied its own removal from the cluster's membership (an admin's ``remove_member``):
+        it stopped for good."""
 
     def stop(self, placement: dict[str, Any]) -> None:
         """Stop the HSM (its data stays)."""
@@ -216,6 +223,9 @@ class LocalProvider:
         with self.lock:
             process = self.processes.get(placement.get("pid", -1))
         return process is not None and process.poll() is None
+
+    def removed(self, placement: dict[str, Any]) -> bool:
+        return bool(placement.get("data_dir")) and (self.data_dir(placement) / REMOVED_MARKER).exists()
 
     def stop(self, placement: dict[str, Any]) -> None:
         with self.lock:

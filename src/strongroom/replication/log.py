@@ -21,6 +21,7 @@ from typing import Any, cast
 import msgspec
 
 from ..errors import ArgumentsBad, DeviceError, NodeBehind, NoQuorum, StrongroomError
+from .batch import Batch, Waiter, array_header
 from .change import ENCODER, Change, Outcome
 from .durable import DurableJournal
 from .machine import StateMachine
@@ -47,34 +48,11 @@ COMPACTION_BYTES = 8 * 1024 * 1024  # journal bytes after which the log is compa
 BUSY_TICK_S = 0.25  # a tick that took this much longer than its wait was busy
 BUSY_GRACE_S = 1.5  # after a busy tick, the time left to hear from the leader before calling an election
 STARTUP_GRACE_S = 5.0  # a restarted member waits this long for a leader before it may call an election
+LEAVE_S = 10.0  # a member applying its own removal stops at the latest this long after
+LEAVE_GRACE_S = 3.0  # ...and, once it no longer hears from a leader, no sooner than this long after
 MAX_BATCHES_IN_FLIGHT = 2
 MAX_BATCH_CHANGES = 256
 MAX_BATCH_BYTES = 4 * 1024 * 1024
-
-
-class _Batch:
-    __slots__ = ("members", "settled")
-
-    def __init__(self) -> None:
-        self.members: list[tuple[bytes, _Waiter]] = []
-        self.settled = False
-
-
-class _Waiter:
-    __slots__ = ("batch", "done", "error", "outcome")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.outcome: Outcome | None = None
-        self.error: Exception | None = None
-        self.batch: _Batch | None = None
-
-
-def _array_header(count: int) -> bytes:
-    """The msgpack header of an array of ``count`` items (the batch's changes follow, already encoded)."""
-    if count < 16:
-        return bytes((0x90 | count,))
-    return b"\xdc" + count.to_bytes(2, "big")
 
 
 class LocalLog:
@@ -136,8 +114,9 @@ class RaftLog:
             caught up once (it could not win one, and would unseat the leader).
         tls: the replication channel's contexts (from the node's fleet identity:
             :func:`strongroom.trust.fleet_tls.replication_tls`).
-        on_removed: called (on the log's thread) once this member applies its own removal (a change
-            ``leaving`` it): it then serves nothing and calls no election; the node's process stops.
+        on_removed: called (on the log's thread) once this member, having applied its own removal (a change
+            ``leaving`` it: from then on it serves nothing and calls no election), no longer hears from the
+            leader, or ``LEAVE_S`` after; the node's process stops.
 
     Raises:
         DeviceError: ``CKR_DEVICE_ERROR`` when the replication port cannot be bound.
@@ -163,7 +142,7 @@ class RaftLog:
         self._joining_marker = joining_marker
         self._joining = joining_marker.exists()
         self._removed_marker = self.raft_dir / REMOVED_MARKER
-        self.removed = self._removed_marker.exists()
+        self.removed = _raft_clock() if self._removed_marker.exists() else 0.0  # when it applied its removal
         self._on_removed = on_removed
         members_file = self.raft_dir / "members.json"
         if members_file.is_file():
@@ -194,8 +173,14 @@ class RaftLog:
                 # time without a leader: the leader's heartbeats are waiting in the socket. Without this, a
                 # member catching up would call an election after every long tick and unseat the leader.
                 started = _raft_clock()
-                if owner.removed:  # out of the cluster: it never calls an election again
-                    self._SyncObj__raftElectionDeadline = started + BUSY_GRACE_S
+                deadline = cast(float, vars(self)["_SyncObj__raftElectionDeadline"])
+                if owner.removed:  # leaving: it never calls an election; it stops once the leader let it go
+                    if not self._isLeader() and deadline < started:  # a follower no longer hearing its leader
+                        if started - owner.removed > LEAVE_GRACE_S:  # (not the pause of a leadership handover)
+                            owner.leave()
+                        self._SyncObj__raftElectionDeadline = started + BUSY_GRACE_S
+                    if started - owner.removed > LEAVE_S:
+                        owner.leave()
                 elif self.otherNodes and not self.isReady() and (
                         owner._joining or started - owner._started < STARTUP_GRACE_S):
                     # A newcomer's empty log cannot win an election, nor can a restarted member's old one while
@@ -262,7 +247,7 @@ class RaftLog:
         self._member.addOnTickCallback(self._on_tick)
         machine.on_applied(self._applied)
         self._fail = pso.FAIL_REASON
-        self._pending: list[tuple[Change, _Waiter]] = []
+        self._pending: list[tuple[Change, Waiter]] = []
         self._pending_lock = threading.Lock()
         self._in_flight = 0
 
@@ -315,7 +300,7 @@ class RaftLog:
             NoQuorum: (retryable) the change was not committed within ``timeout_s`` seconds, or the leader
                 changed before it was; sending it again with the same request key is safe.
         """
-        waiter = _Waiter()
+        waiter = Waiter()
         with self._pending_lock:
             self._pending.append((change, waiter))
             self._pump()
@@ -332,7 +317,7 @@ class RaftLog:
         """Propose gathered changes while fewer than MAX_BATCHES_IN_FLIGHT batches await their commit (holding
         the pending lock)."""
         while self._pending and self._in_flight < MAX_BATCHES_IN_FLIGHT:
-            batch, size = _Batch(), 0
+            batch, size = Batch(), 0
             while self._pending and len(batch.members) < MAX_BATCH_CHANGES and size < MAX_BATCH_BYTES:
                 change, waiter = self._pending.pop(0)
                 encoded = ENCODER.encode(change)
@@ -340,11 +325,11 @@ class RaftLog:
                 waiter.batch = batch
                 batch.members.append((encoded, waiter))
             self._in_flight += 1
-            entry = b"".join((_array_header(len(batch.members)), *(e for e, _ in batch.members)))
+            entry = b"".join((array_header(len(batch.members)), *(e for e, _ in batch.members)))
             self._member.apply_entry(entry, callback=lambda value, error, batch=batch: self._finished(
                 batch, value, error))
 
-    def _abandon(self, batch: _Batch | None) -> None:
+    def _abandon(self, batch: Batch | None) -> None:
         """A batch whose commit was not heard of in time frees its place (its late outcome is ignored)."""
         with self._pending_lock:
             if batch is not None and not batch.settled:
@@ -352,7 +337,7 @@ class RaftLog:
                 self._in_flight -= 1
                 self._pump()
 
-    def _finished(self, batch: _Batch, value: Any, error: int) -> None:
+    def _finished(self, batch: Batch, value: Any, error: int) -> None:
         with self._pending_lock:
             if not batch.settled:
                 batch.settled = True
@@ -481,16 +466,27 @@ class RaftLog:
         raise NoQuorum(f"the leader {address} did not hand over its leadership in time; retry")
 
     def _applied(self, change: Change, outcome: Outcome) -> None:  # the log's thread
-        if change.leaving and change.leaving == self.self_address and not self.removed:
-            self.removed = True
+        if change.leaving == self.self_address and not self.removed and not self._joining:
+            # It serves no client from now on and calls no election, but still acknowledges entries until the
+            # leader drops it (the cluster keeps its majority meanwhile, a two-member one too); then it stops.
+            # A newcomer catching up skips the entries before its admission: one may have removed an earlier
+            # member at the address it now has.
+            self.removed = _raft_clock()
             self._removed_marker.touch()
-            log.warning("this HSM (%s) was removed from its cluster: it stops", self.self_address)
-            if self._on_removed is not None:
-                self._on_removed()
+            log.warning("this HSM (%s) is being removed from its cluster", self.self_address)
+            if self._member._isLeader():
+                self._member.transferLeadership()
         if change.step_down == self.self_address and self._member._isLeader():
             self._member.transferLeadership()
         if change.compact:
             self._member.forceLogCompaction()
+
+    def leave(self) -> None:  # the log's thread
+        """The member is out of the membership: its process stops (``on_removed``), once."""
+        if self._on_removed is not None:
+            log.warning("this HSM (%s) was removed from its cluster: it stops", self.self_address)
+            self._on_removed()
+            self._on_removed = None
 
     def close(self) -> None:
         try:
