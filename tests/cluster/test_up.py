@@ -299,8 +299,9 @@ def test_every_view_follows_created_and_deleted_hsms_and_a_copy_runs_on_its_own_
             cli = subprocess.run([sys.executable, "-m", "strongroom.cli.hsm", "--cluster", str(data / "cluster.json"),
                                   "--output", "json", "cluster", "hsm-info"], capture_output=True, text=True,
                                  timeout=60)
-            assert {(h["endpoint"], h["state"]) for h in json.loads(cli.stdout)["data"]["hsms"]} == \
-                {(e, "operational") for e in endpoints}
+            listed = json.loads(cli.stdout)["data"]["hsms"]
+            assert {(h["endpoint"], h["state"]) for h in listed} == {(e, "operational") for e in endpoints}
+            assert len({h["serial-number"] for h in listed}) == len(endpoints)  # each HSM answers for itself
             for pid in (os.getpid(), agent):  # the SDK here, the agent's connections for its application
                 assert endpoints <= _peers(pid) and not gone & _peers(pid)
 
