@@ -236,7 +236,8 @@ def _managed_context(data_dir: Path, client_ca: str | None, cluster_key: bytes |
 def _tls_refresher(hsm: HSM, ctx: ssl.SSLContext, data_dir: Path, host: str,
                    client_ca: str | None) -> Callable[[], None]:
     """A check (run every second, and once before serving) that follows the replicated cluster identity: once
-    the cluster is initialised it issues this HSM a TLS certificate under the cluster key, and it trusts for
+    the cluster is initialised it issues this HSM a TLS certificate under the cluster key (or, for a cluster
+    certificate that is not a CA, serves that certificate with the cluster key), and it trusts for
     client certificates the owner's trust anchor and the client CAs admins registered (and no longer one they
     unregistered). Each change builds a new context that ``ctx`` hands every new connection from then on (at
     the ClientHello, before any certificate is checked); established connections keep theirs."""
@@ -257,17 +258,16 @@ def _tls_refresher(hsm: HSM, ctx: ssl.SSLContext, data_dir: Path, host: str,
         barrier = hsm.barrier
         if identity is None or not identity.certificate or barrier is None:
             return
-        key: bytes | None = None
-        if cluster_certificate.serves_itself(identity):
-            key = cluster_certificate.cluster_key_pem(identity, barrier, hsm.cluster_id)
-            if not cluster_certificate.issued_for(identity, data_dir):
-                cluster_certificate.write_served_certificate(identity, data_dir)
-        elif not cluster_certificate.issued_for(identity, data_dir, hsm.cluster_id):
+        itself = cluster_certificate.serves_itself(identity)
+        if itself and not cluster_certificate.issued_for(identity, data_dir):
+            cluster_certificate.write_served_certificate(identity, data_dir)
+        elif not itself and not cluster_certificate.issued_for(identity, data_dir, hsm.cluster_id):
             cluster_certificate.issue_tls(identity, barrier, hsm.cluster_id, [host], data_dir)
         wanted = (cluster_certificate.issued_for(identity, data_dir), identity.certificate,
                   tuple(identity.client_anchors()))
         if wanted == served[0]:
             return
+        key = cluster_certificate.cluster_key_pem(identity, barrier, hsm.cluster_id) if itself else None
         fresh = _managed_context(data_dir, client_ca, key)
         for anchor in wanted[2]:
             trust_clients(fresh, anchor)
