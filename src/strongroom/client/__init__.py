@@ -50,7 +50,9 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster[Sync]
     """Connect to every HSM of the cluster; returns the synchronous :class:`Cluster`.
 
     Requests go to the least busy HSM and fail over to another when one is lost (see
-    :mod:`strongroom.client.balancer`).
+    :mod:`strongroom.client.balancer`). A configuration read from a file (a path, or
+    :meth:`ClientConfig.from_file`) is followed: HSMs added to the file are used, HSMs removed from it (and from
+    the cluster) are dropped, without reconnecting.
 
     Raises:
         ConnectionLost: ``CKR_DEVICE_REMOVED`` when no node can be reached or trusted.

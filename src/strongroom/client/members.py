@@ -86,3 +86,4 @@ def least_loaded(nodes: list[Member], avoid: AbstractSet[Member], turn: int) -> 
     least = min(n.load for n in up)
     candidates = [n for n in up if n.load == least]
     return candidates[turn % len(candidates)]
+
