@@ -429,13 +429,14 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
 
 def _summary(url: str, cluster: dict[str, Any], data_dir: Path) -> dict[str, Any]:
     """``cluster.json``: where everything is, and an SDK configuration of the cluster's HSMs (those serving,
-    ``ACTIVE`` or ``DEGRADED``, as the control plane describes them). Paths are relative to the file, so a copied
-    data directory names its own files."""
+    ``ACTIVE`` or ``DEGRADED``, as the control plane describes them). The SDK's paths are relative to the file,
+    so a copied data directory names its own files; ``pkcs11_socket`` is absolute, as ``P11_KIT_SERVER_ADDRESS``
+    needs it (each start writes the file again, so a copy names its own socket)."""
     serving = [h for h in cluster["Hsms"] if h["State"] in ("ACTIVE", "DEGRADED") and h.get("Endpoint")]
     return {
         "control_plane_url": url, "control_plane_ca": "control-ca.crt", "cluster_id": cluster["ClusterId"],
         "hsms": [{"hsm_id": h["HsmId"], "endpoint": h["Endpoint"]} for h in serving],
-        "trust_anchor": f"{OWNER_CA}.crt", "pkcs11_socket": "pkcs11.sock", "pkcs11_module": str(PKCS11_MODULE),
+        "trust_anchor": f"{OWNER_CA}.crt", "pkcs11_socket": str(data_dir / "pkcs11.sock"), "pkcs11_module": str(PKCS11_MODULE),
         # the SDK reads these (paths relative to this file): the agent's certificate is the SDK's default,
         # strongroom-cli reads cli_cert and cli_key; the HSMs' certificates name the cluster id
         "endpoints": [h["Endpoint"] for h in serving], "server_name": cluster["ClusterId"],
@@ -483,7 +484,7 @@ def _announce(report: Reporter, data_dir: Path, summary: dict[str, Any], credent
             f"control plane {summary['control_plane_url']}\n"
             f"cluster.json and credentials.json (mode 0600) in {data_dir}\n\n"
             "Next steps:\n"
-            f"  export P11_KIT_SERVER_ADDRESS=unix:path={data_dir / summary['pkcs11_socket']}\n"
+            f"  export P11_KIT_SERVER_ADDRESS=unix:path={summary['pkcs11_socket']}\n"
             f"  pkcs11-tool --module {summary['pkcs11_module']} -l -p {user['username']}:<password> -O\n"
             f"  python -c 'import strongroom.client as s; s.connect(\"{data_dir}/cluster.json\")'\n"
             f"  aws cloudhsmv2 describe-clusters --endpoint-url {summary['control_plane_url']} "
