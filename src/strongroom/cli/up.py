@@ -436,7 +436,8 @@ def _summary(url: str, cluster: dict[str, Any], data_dir: Path) -> dict[str, Any
     return {
         "control_plane_url": url, "control_plane_ca": "control-ca.crt", "cluster_id": cluster["ClusterId"],
         "hsms": [{"hsm_id": h["HsmId"], "endpoint": h["Endpoint"]} for h in serving],
-        "trust_anchor": f"{OWNER_CA}.crt", "pkcs11_socket": str(data_dir / "pkcs11.sock"), "pkcs11_module": str(PKCS11_MODULE),
+        "trust_anchor": f"{OWNER_CA}.crt", "pkcs11_socket": str(data_dir / "pkcs11.sock"),
+        "pkcs11_module": str(PKCS11_MODULE),
         # the SDK reads these (paths relative to this file): the agent's certificate is the SDK's default,
         # strongroom-cli reads cli_cert and cli_key; the HSMs' certificates name the cluster id
         "endpoints": [h["Endpoint"] for h in serving], "server_name": cluster["ClusterId"],

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import msgspec
 
+from ..errors import DeviceError, TransportError
 from ..mechanism_params import Mechanism
 
 MAGIC = b"strongroom-agent-handover-1"
@@ -40,8 +41,9 @@ MAX_STATE_BYTES = 64 << 20  # one application's state: a partly read frame (17 M
 _LENGTH = struct.Struct(">Q")
 
 
-class HandoverError(Exception):
-    """A handover that could not be made: the other side is not the same user, failed the proof, or left."""
+class HandoverError(DeviceError, TransportError):
+    """``CKR_DEVICE_ERROR``: a handover that could not be made: the other side is not the same user, failed the
+    proof, or left."""
 
 
 class Operation(msgspec.Struct, frozen=True):
