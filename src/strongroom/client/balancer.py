@@ -326,8 +326,9 @@ class Balancer:
         call = CALL_SPECS[name]
         if call.starts:
             vs.pinned = node
+            vs.operations.add(call.operation)
         elif call.ends and not kwargs.get("query"):
-            vs.pinned = None
+            vs.ended(call.operation)
         if call.makes_objects:
             handles = value if isinstance(value, (list, tuple)) else [value]
             if any(isinstance(h, int) and h & SESSION_OBJECT_BIT for h in handles):
@@ -335,10 +336,9 @@ class Balancer:
 
     @staticmethod
     def settle_error(vs: VirtualSession | None, name: str, exc: StrongroomError) -> None:
-        """Session bookkeeping after a session call failed for good: an operation that ended is unpinned."""
-        if vs is not None and vs.pinned is not None and (CALL_SPECS[name].ends or isinstance(exc, ConnectionLost)) \
-                and exc.ckr != 0x150:  # CKR_BUFFER_TOO_SMALL keeps the operation active
-            vs.pinned = None
+        """Session bookkeeping after a session call failed for good (:meth:`VirtualSession.failed`)."""
+        if vs is not None:
+            vs.failed(name, exc.ckr, isinstance(exc, ConnectionLost))
 
     async def _retrying(self, vs: VirtualSession | None, name: str, rest: tuple[Any, ...],
                         kwargs: dict[str, Any], key: bytes | None = None) -> Any:

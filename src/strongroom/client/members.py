@@ -56,6 +56,28 @@ class VirtualSession:
     flags: int
     handles: dict[str, tuple[int, int]] = field(default_factory=dict)
     pinned: Member | None = None  # a multi-part operation is in progress there
+    operations: set[str] = field(default_factory=set)  # the operations in progress there (``"sign"`` …)
+
+    def ended(self, operation: str) -> None:
+        """``operation`` ended (``""``: all of them); the session is unpinned when none is left."""
+        if operation:
+            self.operations.discard(operation)
+        else:
+            self.operations.clear()
+        if not self.operations:
+            self.pinned = None
+
+    def failed(self, name: str, ckr: int, lost: bool) -> None:
+        """Call ``name`` failed with ``ckr`` for good (``lost``: its HSM is gone, which ends every operation
+        there). A call on an active operation that fails with anything but ``CKR_BUFFER_TOO_SMALL`` ends it
+        (PKCS#11 3.0 §5.2, §5.8–§5.13; a search goes on after an error of ``C_FindObjects``)."""
+        call = CALL_SPECS[name]
+        if self.pinned is None or ckr == 0x150:  # CKR_BUFFER_TOO_SMALL keeps the operation active
+            return
+        if lost:
+            self.ended("")
+        elif call.ends or (call.operation not in ("", "find") and not call.starts and not call.once):
+            self.ended(call.operation)
     last: Member | None = None  # where its last request was answered
 
 

@@ -2,7 +2,11 @@
 
 Variable-length outputs follow §5.2: ``query=True`` returns the length without changing the operation;
 ``out_len`` (the caller's buffer size in bytes) too small raises ``CKR_BUFFER_TOO_SMALL`` with the exact size
-and keeps the operation. Any other error ends the operation.
+and keeps the operation. Any other error of a call on an active operation ends it, an error in the arguments
+included (§5.8–§5.13: "a call to C_Encrypt always terminates the active encryption operation unless it
+returns CKR_BUFFER_TOO_SMALL or is a successful call … to determine the length"; an ``*Update`` that results in
+an error terminates it): the next call answers ``CKR_OPERATION_NOT_INITIALIZED``. Only the checks that find no
+operation to end come first: the session handle, and whether that kind of operation is active.
 """
 
 from __future__ import annotations
@@ -114,11 +118,13 @@ class CryptoCalls(ApplicationBase):
 
     def _single(self, handle: int, kind: OpKind, data: Any, out_len: Any, query: bool) -> bytes | int:
         session, active = self._active(handle, kind)
-        data, out_len = arguments.data(data), arguments.out_len(out_len)
-        if active.multi:
-            raise OperationActive(f"a multi-part {kind.value} is in progress; finish it with the Final call")
 
         def step() -> bytes | int:
+            nonlocal data, out_len
+            data, out_len = arguments.data(data), arguments.out_len(out_len)
+            if active.multi:
+                raise OperationActive(f"a multi-part {kind.value} was in progress; C_{kind.value.title()} ended "
+                                      "it, start it again")
             if active.final is None:
                 if kind in _CIPHERS:
                     active.final = active.op.oneshot(data)
@@ -138,11 +144,13 @@ class CryptoCalls(ApplicationBase):
 
     def _update(self, handle: int, kind: OpKind, data: Any, out_len: Any, query: bool) -> bytes | int:
         session, active = self._active(handle, kind)
-        data, out_len = arguments.data(data), arguments.out_len(out_len)
-        if active.final is not None:
-            raise OperationActive("a single-part result awaits delivery")
 
         def step() -> bytes | int:
+            nonlocal data, out_len
+            data, out_len = arguments.data(data), arguments.out_len(out_len)
+            if active.final is not None:
+                raise OperationActive("a single-part result awaited delivery; the update ended the operation, "
+                                      "start it again")
             if kind in _CIPHERS:
                 size: int = active.op.update_size(len(data))
                 if query:
@@ -160,9 +168,10 @@ class CryptoCalls(ApplicationBase):
 
     def _final(self, handle: int, kind: OpKind, out_len: Any, query: bool) -> bytes | int:
         session, active = self._active(handle, kind)
-        out_len = arguments.out_len(out_len)
 
         def step() -> bytes | int:
+            nonlocal out_len
+            out_len = arguments.out_len(out_len)
             if active.final is None:
                 active.final = active.op.final()
                 active.multi = True
@@ -175,12 +184,12 @@ class CryptoCalls(ApplicationBase):
 
     def _verify(self, handle: int, data: Any | None, signature: Any) -> None:
         session, active = self._active(handle, OpKind.VERIFY)
-        signature = arguments.data(signature, "signature")
-        if data is not None:
-            data = arguments.data(data)
-            if active.multi:
-                raise OperationActive("a multi-part verify is in progress; finish it with C_VerifyFinal")
-        try:
+        try:  # C_Verify and C_VerifyFinal always end the operation (PKCS#11 3.0 §5.13)
+            signature = arguments.data(signature, "signature")
+            if data is not None:
+                data = arguments.data(data)
+                if active.multi:
+                    raise OperationActive("a multi-part verify was in progress; C_Verify ended it, start it again")
             if data is not None:
                 active.op.update(data)
             active.op.final(signature)

@@ -47,6 +47,9 @@ class Application(Protocol):
     def slot(self, reader: wire.Reader) -> None:
         """A slot id argument (only :data:`SLOT_ID`)."""
 
+    def known_session(self, handle: int) -> None:
+        """Raises ``CKR_SESSION_HANDLE_INVALID`` unless ``handle`` is one of the application's open sessions."""
+
 
 Handler = Callable[["Application", wire.Reader], Awaitable[wire.Writer | None]]
 HANDLERS: dict[int, tuple[RpcCall, Handler]] = {}
@@ -306,7 +309,7 @@ async def _derive_key2(app: Application, r: wire.Reader) -> wire.Writer:
 
 @_handles("C_SeedRandom")
 async def _seed_random(app: Application, r: wire.Reader) -> None:
-    r.u64()
+    app.known_session(r.u64())
     r.byte_array()
     raise RandomSeedNotSupported("the HSM's generator takes no seed")
 

@@ -14,13 +14,21 @@ from typing import Any, Protocol
 from ..client.balancer import Balancer
 from ..client.config import ClientConfig
 from ..client.connection import ConnectionLost
-from ..errors import DeviceError, MechanismInvalid, NodeBehind, NoQuorum, SlotIdInvalid, StrongroomError
+from ..errors import (
+    DeviceError,
+    MechanismInvalid,
+    NodeBehind,
+    NoQuorum,
+    SessionHandleInvalid,
+    SlotIdInvalid,
+    StrongroomError,
+)
 from ..mechanism_params import Mechanism
 from ..vocab import CKR
 from . import handover, mechanism_codec, wire
 from .functions import HANDLERS, SLOT_ID
 from .multipart import Operations
-from .rpc_calls import RpcCall
+from .rpc_calls import UNSERVED, RpcCall
 
 
 class Host(Protocol):
@@ -298,9 +306,7 @@ class ServedApplication:
             sent = reader.signature()
             handler = HANDLERS.get(call_id)
             if handler is None:
-                log.info("p11-kit call %d refused CKR_FUNCTION_NOT_SUPPORTED: the agent does not serve it (%s)",
-                         call_id, self.process)
-                return wire.error_body(int(CKR.FUNCTION_NOT_SUPPORTED))
+                return self._unserved(call_id, sent, reader)
             call, run = handler
             if call.request != sent:
                 raise wire.WireError(f"call {call_id} with the signature {sent!r:.40}")
@@ -319,6 +325,33 @@ class ServedApplication:
         except Exception:
             log.exception("a request failed")
             return wire.error_body(int(CKR.GENERAL_ERROR))
+
+    def _unserved(self, call_id: int, sent: str, reader: wire.Reader) -> bytes:
+        """The answer to a call the agent does not serve: ``CKR_FUNCTION_NOT_SUPPORTED``, after the checks of
+        its first argument that every function makes before it (an unknown session is
+        ``CKR_SESSION_HANDLE_INVALID``, an unknown slot ``CKR_SLOT_ID_INVALID``).
+
+        Raises:
+            wire.WireError: a known call with another request signature.
+            SessionHandleInvalid, SlotIdInvalid: as above.
+        """
+        known = UNSERVED.get(call_id)
+        if known is not None:
+            call, first = known
+            if call.request != sent:
+                raise wire.WireError(f"call {call_id} with the signature {sent!r:.40}")
+            if first == "session":
+                self.known_session(reader.u64())
+            elif first == "slot":
+                self.slot(reader)
+        name = known[0].function if known is not None else f"p11-kit call {call_id}"
+        log.info("%s refused CKR_FUNCTION_NOT_SUPPORTED: the agent does not serve it (%s)", name, self.process)
+        return wire.error_body(int(CKR.FUNCTION_NOT_SUPPORTED))
+
+    def known_session(self, handle: int) -> None:
+        """Raises :class:`SessionHandleInvalid` unless ``handle`` is one of the application's open sessions."""
+        if handle not in self.open_sessions():
+            raise SessionHandleInvalid(f"session {handle} is not open in this application")
 
     # ----------------------------------------------------------------- helpers
     async def cluster(self) -> Balancer:
