@@ -14,10 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import msgspec
+
 from .. import crypto
 from ..errors import BufferTooSmall, KeyHandleInvalid, OperationActive, OperationNotInitialized
 from ..mechanism_params import Mechanism
 from ..objects import policy
+from ..protocol.calls import CALL_SPECS
 from ..vocab import CKA, CKF
 from . import arguments
 from .base import ApplicationBase
@@ -97,6 +100,22 @@ class CryptoCalls(ApplicationBase):
         """``C_DigestInit`` and ``C_Digest`` in one call, outside the session's operation state."""
         digest: bytes = self._once(handle, OpKind.DIGEST, mechanism, None, data).final()
         return digest
+
+    def unreadable_call(self, body: bytes) -> None:
+        """A request whose arguments did not decode (``body``, the msgpack of a ``Request``) still ends the
+        operation it names, when it is a call on one (PKCS#11 3.0 §5.2: a call that fails with anything but
+        ``CKR_BUFFER_TOO_SMALL`` ends the operation, ``CKR_ARGUMENTS_BAD`` included). Anything else in the
+        body, or an unknown session, is left as it is."""
+        try:
+            _, _, call, *_ = msgspec.msgpack.decode(body)
+            name, handle = call[0], call[1]
+            spec = CALL_SPECS[name]
+            kind = OpKind(spec.operation)
+        except (msgspec.DecodeError, RecursionError, TypeError, ValueError, KeyError, IndexError):
+            return
+        session = self.sessions.get(handle) if isinstance(handle, int) else None
+        if session is not None and not spec.starts and not spec.once:
+            session.ops.pop(kind, None)
 
     def _active(self, handle: int, kind: OpKind) -> tuple[Session, ActiveOperation]:
         session = self._session(handle)
