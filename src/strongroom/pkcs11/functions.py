@@ -8,15 +8,16 @@ call catalogue (:mod:`strongroom.protocol.calls`) or onto the agent's multi-part
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ..errors import MechanismInvalid, PinLenRange, RandomSeedNotSupported
+from ..errors import MechanismInvalid, PinLenRange, RandomSeedNotSupported, StrongroomError
 from ..mechanism_params import Mechanism
 from ..protocol.calls import BY_PKCS11
-from ..vocab import CKA, CKC, CKF, CKK, CKR
+from ..vocab import CKA, CKC, CKF, CKK, CKR, CKU
 from . import attribute_codec, mechanism_codec, wire
 from .multipart import Operations, sized_output
 from .rpc_calls import BY_FUNCTION, RpcCall
@@ -34,6 +35,7 @@ class Application(Protocol):
     version: int
     token_label: str | None
     ops: Operations
+    tried: tuple[int, str] | None  # (CKU user type, user name) of the application's last login attempt
 
     async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """One call of the catalogue through the application's balancer."""
@@ -108,11 +110,39 @@ def _token_serial(cluster_id: str) -> str:
     return hashlib.sha256(cluster_id.encode()).hexdigest()[:16]
 
 
+_PIN_FLAGS = {int(CKU.USER): (CKF.USER_PIN_COUNT_LOW, CKF.USER_PIN_FINAL_TRY, CKF.USER_PIN_LOCKED),
+              int(CKU.SO): (CKF.SO_PIN_COUNT_LOW, CKF.SO_PIN_FINAL_TRY, CKF.SO_PIN_LOCKED)}
+
+
+async def _pin_flags(app: Application) -> int:
+    """The PIN flags of ``C_GetTokenInfo`` (PKCS#11 3.0 §5.5) for the user the application last tried to log in
+    as, from the cluster's count of that user's wrong passwords (``pin_state``): ``*_PIN_COUNT_LOW`` after a
+    wrong PIN since the last good one, ``*_PIN_FINAL_TRY`` too when one more locks the account,
+    ``*_PIN_LOCKED`` (with ``*_PIN_COUNT_LOW``) once it is locked; the ``CKF_SO_PIN_*`` flags for an admin
+    (``CKU_SO``). None before a login attempt, or when no HSM can say."""
+    if app.tried is None:
+        return 0
+    user_type, username = app.tried
+    count_low, final_try, locked = _PIN_FLAGS[user_type]
+    try:
+        state = await app.call("pin_state", username)
+    except StrongroomError as exc:
+        log.info("C_GetTokenInfo without PIN flags: %s", exc.message)
+        return 0
+    if not state["failures"] and not state["locked"]:
+        return 0
+    if state["locked"]:
+        return int(count_low | locked)
+    if state["failures"] >= state["lockout_threshold"] - 1:
+        return int(count_low | final_try)
+    return int(count_low)
+
+
 @_handles("C_GetTokenInfo")
 async def _get_token_info(app: Application, r: wire.Reader) -> wire.Writer:
     app.slot(r)
-    info = await app.call("hsm_info")
-    flags = CKF.RNG | CKF.LOGIN_REQUIRED | CKF.USER_PIN_INITIALIZED | CKF.TOKEN_INITIALIZED
+    info, pin_flags = await asyncio.gather(app.call("hsm_info"), _pin_flags(app))
+    flags = CKF.RNG | CKF.LOGIN_REQUIRED | CKF.USER_PIN_INITIALIZED | CKF.TOKEN_INITIALIZED | pin_flags
     unavailable = 0xFFFFFFFFFFFFFFFF
     w = (wire.Writer().padded(app.token_label or info["cluster_id"], 32).padded("Strongroom", 32)
          .padded("Strongroom HSM", 16).padded(_token_serial(info["cluster_id"]), 16).u64(int(flags)))
@@ -172,7 +202,15 @@ async def _get_session_info(app: Application, r: wire.Reader) -> wire.Writer:
 async def _login(app: Application, r: wire.Reader) -> None:
     session, user_type = r.u64(), r.u64()
     pin, _ = r.byte_array()
-    await app.call("login", session, user_type, _pin(pin or b""))
+    await _try_login(app, session, user_type, _pin(pin or b""))
+
+
+async def _try_login(app: Application, session: int, user_type: int, pin: str) -> None:
+    """Log in, remembering the user name tried (not the password) for the PIN flags of ``C_GetTokenInfo``."""
+    username, sep, _ = pin.partition(":")
+    if sep and username and user_type in _PIN_FLAGS:
+        app.tried = (user_type, username)
+    await app.call("login", session, user_type, pin)
 
 
 def _pin(pin: bytes) -> str:
@@ -187,7 +225,7 @@ async def _login_user(app: Application, r: wire.Reader) -> None:
     session, user_type = r.u64(), r.u64()
     password, _ = r.byte_array()
     username, _ = r.byte_array()
-    await app.call("login", session, user_type, _pin(b"%s:%s" % (username or b"", password or b"")))
+    await _try_login(app, session, user_type, _pin(b"%s:%s" % (username or b"", password or b"")))
 
 
 @_handles("C_GenerateRandom")

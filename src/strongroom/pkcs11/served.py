@@ -127,6 +127,7 @@ class ServedApplication:
         self.connecting = asyncio.Lock()
         self.ops = Operations(self.call, self.open_sessions)
         self.token_label = agent.token_label
+        self.tried: tuple[int, str] | None = None  # the last login attempt's (CKU user type, user name)
         self.mechanisms: dict[int, tuple[int, int, int]] | None = None
         if carried is not None:
             self.version = carried.version
@@ -134,6 +135,7 @@ class ServedApplication:
             self.frames.buffer += carried.buffer
             self.frames.skipping = carried.skipping
             self.ops.resume([(o.session, o.kind, o.mechanism, o.key, o.data, o.output) for o in carried.operations])
+            self.tried = carried.tried
 
     async def serve(self) -> None:
         """Answer the application's requests until it hangs up (or the application is handed over).
@@ -239,7 +241,7 @@ class ServedApplication:
             skipping=self.frames.skipping, sessions=kept, lost=sorted(lost),
             credentials=credentials if kept else None, next_session=next_session, index=index,
             operations=[handover.Operation(s, kind, m, key, data, out) for s, kind, m, key, data, out in held
-                        if s not in lost])
+                        if s not in lost], tried=self.tried)
 
     def start(self, coro: Any, running: dict[Any, Any]) -> None:
         """Run a request's coroutine without a task: at once, in this turn of the loop, then again each time
