@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from strongroom.errors import StrongroomError
 from strongroom.mechanism_params import Mechanism
 from strongroom.pkcs11 import wire
+from strongroom.pkcs11.functions import HANDLERS
 from strongroom.pkcs11.rpc_calls import UNSERVED
 from strongroom.vocab import CKM, CKR
 
@@ -240,3 +241,24 @@ def test_functions_the_agent_does_not_serve_check_their_session_and_slot_first(a
     assert _rv(app.call(request(63, "uay", u64s(session + 99), seed))) == CKR.SESSION_HANDLE_INVALID
     assert _rv(app.call(request(63, "uay", u64s(session), seed))) == CKR.RANDOM_SEED_NOT_SUPPORTED
     assert _rv(app.call(request(120, "u", u64s(session)))) == CKR.FUNCTION_NOT_SUPPORTED  # no such call
+
+
+NO_SESSION = {"C_Initialize", "C_Finalize", "C_GetInfo", "C_GetSlotList", "C_GetSlotInfo", "C_GetTokenInfo",
+              "C_GetMechanismList", "C_GetMechanismInfo", "C_OpenSession", "C_CloseAllSessions"}
+
+
+def test_an_unknown_session_is_refused_before_anything_else_the_call_carries(agent):
+    """Every function that takes a session answers ``CKR_SESSION_HANDLE_INVALID`` for an unknown one, whatever
+    follows it (here: nothing, so an unsupported mechanism or a bad template could not be read either)."""
+    app = initialized(agent, 2)
+    session = ok(app.call(request(10, "uu", u64s(1, 6))), 10, "u").u64()
+    functions = [record for record, _ in HANDLERS.values() if record.function not in NO_SESSION]
+    assert len(functions) == 42
+    for record in functions:
+        assert _rv(app.call(request(record.call_id, record.request, u64s(session + 99)))) \
+            == CKR.SESSION_HANDLE_INVALID, record.function
+    # protocol version 2 carries mechanism parameters by type: one it cannot read is a bad argument, after the
+    # session check
+    unsupported = wire.Writer().u32(0x80001234).data(None).bytes()  # a vendor mechanism with a parameter
+    assert _rv(app.call(request(42, "uMu", u64s(session + 99), unsupported, u64s(1)))) == CKR.SESSION_HANDLE_INVALID
+    assert _rv(app.call(request(42, "uMu", u64s(session), unsupported, u64s(1)))) == CKR.ARGUMENTS_BAD
