@@ -133,3 +133,23 @@ def test_size_queries_and_short_buffers_keep_the_operation(alice, keys, kind):
             _final(kind, alice, keys, out_len=size - 1)
     assert len(_final(kind, alice, keys, out_len=size)) == size
     assert rv(_final, kind, alice, keys) == CKR.OPERATION_NOT_INITIALIZED
+
+
+def test_a_call_whose_arguments_do_not_decode_still_ends_its_operation(alice, keys):
+    """The listener hands the node a request whose call did not decode (``unreadable_call``): a call on an
+    operation ends it; anything else, and bodies that are not requests at all, change nothing."""
+    import msgspec
+
+    def body(*call: Any) -> bytes:
+        return msgspec.msgpack.encode(["request", 5, list(call), 0, b""])
+
+    alice.app.sign_init(alice.s, RSA_SHA256, keys["private"])
+    for junk in (b"", b"\xc1", msgspec.msgpack.encode(7), msgspec.msgpack.encode(["request"]), body(),
+                 body("no_such_call", alice.s), body("sign_update", [alice.s]), body("sign_update", True, 1),
+                 body("sign_update", alice.s + 1, 1), body("sign_init", alice.s, 1, 2),
+                 body("sign_once", alice.s, 1, 2, 3), body("find_objects", alice.s, "x"), body(["sign_update"], 1),
+                 msgspec.msgpack.encode(["request", 5, {"sign_update": alice.s}, 0, b""])):
+        alice.app.unreadable_call(junk)
+    alice.app.sign_update(alice.s, b"still active")
+    alice.app.unreadable_call(body("sign_update", alice.s, "not bytes"))
+    assert rv(alice.app.sign_final, alice.s) == CKR.OPERATION_NOT_INITIALIZED

@@ -113,7 +113,7 @@ class CryptoCalls(ApplicationBase):
             kind = OpKind(spec.operation)
         except (msgspec.DecodeError, RecursionError, TypeError, ValueError, KeyError, IndexError):
             return
-        session = self.sessions.get(handle) if isinstance(handle, int) else None
+        session = self.sessions.get(handle) if type(handle) is int else None
         if session is not None and not spec.starts and not spec.once:
             session.ops.pop(kind, None)
 
