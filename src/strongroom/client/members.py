@@ -57,6 +57,7 @@ class VirtualSession:
     handles: dict[str, tuple[int, int]] = field(default_factory=dict)
     pinned: Member | None = None  # a multi-part operation is in progress there
     operations: set[str] = field(default_factory=set)  # the operations in progress there (``"sign"`` …)
+    last: Member | None = None  # where its last request was answered
 
     def ended(self, operation: str) -> None:
         """``operation`` ended (``""``: all of them); the session is unpinned when none is left."""
@@ -78,7 +79,6 @@ class VirtualSession:
             self.ended("")
         elif call.ends or (call.operation not in ("", "find") and not call.starts and not call.once):
             self.ended(call.operation)
-    last: Member | None = None  # where its last request was answered
 
 
 SESSION_OBJECT_BIT = 1 << 63
