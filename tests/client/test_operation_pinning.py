@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from strongroom.errors import BufferTooSmall, DataLenRange, SignatureInvalid
+from strongroom.errors import BufferTooSmall, DataLenRange, SessionHandleInvalid, SignatureInvalid
 from strongroom.vocab import CKF, CKM, CKU
 
 from .fake_hsm import FakeCluster, run_with
@@ -89,3 +89,27 @@ def test_an_operation_ending_leaves_the_other_one_of_its_session_pinned(monkeypa
     run_with(fake, monkeypatch, scenario)
     assert len({*fake.where("sign_init"), *fake.where("sign_update"), *fake.where("sign_final"),
                 *fake.where("encrypt_update"), *fake.where("digest")}) == 1
+
+
+def test_a_cancel_unpins_only_the_operations_it_names(monkeypatch):
+    fake = FakeCluster(3)
+
+    async def scenario(b):
+        vid = await _session(b)
+        await b.call("sign_init", vid, MECHANISM, 7)
+        await b.call("encrypt_init", vid, MECHANISM, 8)
+        await b.call("session_cancel", vid, int(CKF.ENCRYPT))
+        await b.call("sign_update", vid, b"part")  # still where its operation is
+        pinned = fake.where("sign_init")[0]
+        fake.hsms[pinned].answers["session_cancel"] = [SessionHandleInvalid]
+        with pytest.raises(SessionHandleInvalid):  # a cancel that failed cancelled nothing
+            await b.call("session_cancel", vid, int(CKF.SIGN))
+        await b.call("sign_update", vid, b"part")
+        await b.call("session_cancel", vid, int(CKF.SIGN | CKF.DECRYPT))
+        fake.hsms[pinned].die()
+        await b.call("session_info", vid)  # nothing left there: another HSM answers
+        return pinned
+
+    pinned = run_with(fake, monkeypatch, scenario)
+    assert fake.where("sign_update") == [pinned, pinned]
+    assert fake.where("session_info")[-1] != pinned

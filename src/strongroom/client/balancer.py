@@ -254,7 +254,7 @@ class Balancer:
                 self.settle_error(vs, name, exc)
                 raise
         value = response.value
-        self.settle(vs, node, name, kwargs, value)
+        self.settle(vs, node, name, kwargs, value, args[1:])
         return value
 
     async def call_keyed(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], key: bytes | None) -> Any:
@@ -318,8 +318,9 @@ class Balancer:
         return self.config.timeout_s if CALL_SPECS[name].slow else min(ATTEMPT_TIMEOUT_S, self.config.timeout_s)
 
     def settle(self, vs: VirtualSession | None, node: Member | None, name: str, kwargs: dict[str, Any],
-               value: Any) -> None:
-        """Session bookkeeping after a successful session call on ``node``."""
+               value: Any, rest: tuple[Any, ...] = ()) -> None:
+        """Session bookkeeping after a successful session call on ``node`` (``rest``: its arguments after the
+        session)."""
         if vs is None:
             return
         vs.last = node
@@ -328,7 +329,7 @@ class Balancer:
             vs.pinned = node
             vs.operations.add(call.operation)
         elif call.ends and not kwargs.get("query"):
-            vs.ended(call.operation)
+            vs.ended(call.operation, rest)
         if call.makes_objects:
             handles = value if isinstance(value, (list, tuple)) else [value]
             if any(isinstance(h, int) and h & SESSION_OBJECT_BIT for h in handles):
@@ -427,7 +428,7 @@ class Balancer:
         except StrongroomError as exc:
             self.settle_error(vs, name, exc)
             raise
-        self.settle(vs, vs.last, name, kwargs, value)
+        self.settle(vs, vs.last, name, kwargs, value, rest)
         return value
 
     async def _open_session(self, flags: int) -> int:
