@@ -72,6 +72,9 @@ for _kind in INITS:
             (_kind, "update after a single-part size query",
              lambda kind, a, k: (_single(kind, a, k, bytes(16), query=True), _update(kind, a, bytes(16))),
              CKR.OPERATION_ACTIVE),
+            (_kind, "final after a single-part size query",
+             lambda kind, a, k: (_single(kind, a, k, bytes(16), query=True), _final(kind, a, k)),
+             CKR.OPERATION_ACTIVE),
         ]
 FAULTS += [
     ("encrypt", "single part, not a whole block", lambda kind, a, k: a.app.encrypt(a.s, bytes(15)),

@@ -34,6 +34,8 @@ _INIT = {OpKind.ENCRYPT: crypto.encrypt_init, OpKind.DECRYPT: crypto.decrypt_ini
          OpKind.SIGN: crypto.sign_init, OpKind.VERIFY: crypto.verify_init}
 _CIPHERS = (OpKind.ENCRYPT, OpKind.DECRYPT)
 _Out = TypeVar("_Out")
+_AWAITED = ("a size query computed this operation's single-part result, which only the single-part call "
+            "delivers; the operation has ended, start it again")
 
 
 class CryptoCalls(ApplicationBase):
@@ -168,8 +170,7 @@ class CryptoCalls(ApplicationBase):
             nonlocal data, out_len
             data, out_len = arguments.data(data), arguments.out_len(out_len)
             if active.final is not None:
-                raise OperationActive("a single-part result awaited delivery; the update ended the operation, "
-                                      "start it again")
+                raise OperationActive(_AWAITED)
             if kind in _CIPHERS:
                 size: int = active.op.update_size(len(data))
                 if query:
@@ -191,6 +192,8 @@ class CryptoCalls(ApplicationBase):
         def step() -> bytes | int:
             nonlocal out_len
             out_len = arguments.out_len(out_len)
+            if active.final_input is not None:
+                raise OperationActive(_AWAITED)
             if active.final is None:
                 active.final = active.op.final()
                 active.multi = True

@@ -147,8 +147,8 @@ class Operations:
         already computed ends instead, as the HSM's own operation does (PKCS#11 3.0 §5.2: the call fails)."""
         deferred = self.deferred.pop((session, kind), None)
         if deferred is not None and deferred.output is not None:
-            raise OperationActive("a single-part result awaited delivery; the update ended the operation, "
-                                  "start it again")
+            raise OperationActive("a size query computed this operation's single-part result, which only the "
+                                  "single-part call delivers; the operation has ended, start it again")
         if deferred is not None:
             await self._init_in_hsm(kind, session, deferred.mechanism, deferred.key)
 
