@@ -106,7 +106,7 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster[Sync]
                 return loop_thread.run(balancer.call_keyed(name, args, kwargs, key or None))
             balancer.settle_error(vs, name, exc)
             raise
-        balancer.settle(vs, node, name, kwargs, value)
+        balancer.settle(vs, node, name, kwargs, value, args[1:])
         return value
 
     def close() -> None:

@@ -270,7 +270,7 @@ class Balancer:
                 self.settle_error(vs, name, exc)
                 raise
         value = response.value
-        self.settle(vs, node, name, kwargs, value)
+        self.settle(vs, node, name, kwargs, value, args[1:])
         return value
 
     async def call_keyed(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], key: bytes | None) -> Any:
@@ -334,16 +334,18 @@ class Balancer:
         return self.config.timeout_s if CALL_SPECS[name].slow else min(ATTEMPT_TIMEOUT_S, self.config.timeout_s)
 
     def settle(self, vs: VirtualSession | None, node: Member | None, name: str, kwargs: dict[str, Any],
-               value: Any) -> None:
-        """Session bookkeeping after a successful session call on ``node``."""
+               value: Any, rest: tuple[Any, ...] = ()) -> None:
+        """Session bookkeeping after a successful session call on ``node`` (``rest``: its arguments after the
+        session)."""
         if vs is None:
             return
         vs.last = node
         call = CALL_SPECS[name]
         if call.starts:
             vs.pinned = node
+            vs.operations.add(call.operation)
         elif call.ends and not kwargs.get("query"):
-            vs.pinned = None
+            vs.ended(call.operation, rest)
         if call.makes_objects:
             handles = value if isinstance(value, (list, tuple)) else [value]
             if any(isinstance(h, int) and h & SESSION_OBJECT_BIT for h in handles):
@@ -351,10 +353,9 @@ class Balancer:
 
     @staticmethod
     def settle_error(vs: VirtualSession | None, name: str, exc: StrongroomError) -> None:
-        """Session bookkeeping after a session call failed for good: an operation that ended is unpinned."""
-        if vs is not None and vs.pinned is not None and (CALL_SPECS[name].ends or isinstance(exc, ConnectionLost)) \
-                and exc.ckr != 0x150:  # CKR_BUFFER_TOO_SMALL keeps the operation active
-            vs.pinned = None
+        """Session bookkeeping after a session call failed for good (:meth:`VirtualSession.failed`)."""
+        if vs is not None:
+            vs.failed(name, exc.ckr, isinstance(exc, ConnectionLost))
 
     async def _retrying(self, vs: VirtualSession | None, name: str, rest: tuple[Any, ...],
                         kwargs: dict[str, Any], key: bytes | None = None) -> Any:
@@ -443,7 +444,7 @@ class Balancer:
         except StrongroomError as exc:
             self.settle_error(vs, name, exc)
             raise
-        self.settle(vs, vs.last, name, kwargs, value)
+        self.settle(vs, vs.last, name, kwargs, value, rest)
         return value
 
     async def _open_session(self, flags: int) -> int:

@@ -66,7 +66,8 @@ class ApplicationState(msgspec.Struct, frozen=True):
     open sessions ``(handle, CKF flags)`` that survive; ``lost`` the sessions that cannot (session objects or a
     multi-part operation on an HSM that the handover ends): they answer ``CKR_SESSION_HANDLE_INVALID``;
     ``credentials`` ``(CKU user type, PIN)`` of the application's login; ``next_session`` the next session
-    handle; ``index`` the highest log index the application has seen."""
+    handle; ``index`` the highest log index the application has seen; ``tried`` ``(CKU user type, user name)``
+    of its last login attempt (for the PIN flags)."""
 
     version: int
     frames: list[tuple[int, bytes, bytes | None]]
@@ -78,6 +79,7 @@ class ApplicationState(msgspec.Struct, frozen=True):
     next_session: int
     index: int
     operations: list[Operation]
+    tried: tuple[int, str] | None = None
 
 
 def point_path(socket_path: Path) -> Path:
