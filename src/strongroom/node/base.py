@@ -8,6 +8,7 @@ makes (``self._key``, ``self._session`` …) is defined here.
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from .. import crypto
@@ -109,20 +110,25 @@ class ApplicationBase:
         return self.user
 
     def _may_use(self, obj: HsmObject) -> bool:
-        """Whether the logged-in user may see and use ``obj``.
+        """Whether this application, as logged in now, may see and use ``obj`` (docs/pkcs11.md "Public objects").
 
-        Session objects belong to their application. Keys holding secret material belong to their owner and
-        the users it shared them with. Other objects are the logged-in crypto user's if ``CKA_PRIVATE`` is
-        true, everyone's otherwise.
+        Session objects belong to their application: its public ones (``CKA_PRIVATE`` false) are usable whoever
+        is logged in, or nobody, its private ones only by their crypto user. Token objects with ``CKA_PRIVATE``
+        false that hold no secret (data, certificates, public keys) are everyone's, logged in or not. Token
+        secret and private keys, whatever ``CKA_PRIVATE`` says, and other private token objects are their
+        owner's and the users it shared them with, once logged in.
         """
-        if obj.session is not None and obj.session[0] != self.id:
-            return False
-        user = self.user
-        if obj.cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY) or obj.is_private:
-            if user is None or self._role() is not Role.CRYPTO_USER:
+        if obj.session is not None:
+            if obj.session[0] != self.id:
                 return False
-            return not obj.owner or obj.owner == user.name or user.name in obj.shared
-        return True
+            if not obj.is_private:
+                return True
+        elif not obj.is_private and obj.cls not in (CKO.SECRET_KEY, CKO.PRIVATE_KEY):
+            return True
+        user = self.user
+        if user is None or self._role() is not Role.CRYPTO_USER:
+            return False
+        return not obj.owner or obj.owner == user.name or user.name in obj.shared
 
     def _object(self, handle: Any, invalid: type[StrongroomError] = ObjectHandleInvalid) -> HsmObject:
         handle = arguments.ulong(handle, "object handle")
@@ -135,12 +141,40 @@ class ApplicationBase:
         return obj
 
     def _key(self, handle: Any, invalid: type[StrongroomError]) -> HsmObject:
-        """A key the logged-in crypto user may use; ``invalid`` is the error for a handle that is not one."""
-        self._require_role(Role.CRYPTO_USER)
-        obj = self._object(handle, invalid)
+        """A key this application may use; ``invalid`` is the error for a handle that is not one.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without a crypto-user login for a key that is not public
+                to this application.
+        """
+        try:
+            obj = self._object(handle, invalid)
+        except StrongroomError:
+            self._require_role(Role.CRYPTO_USER)
+            raise
         if obj.cls not in (CKO.SECRET_KEY, CKO.PRIVATE_KEY, CKO.PUBLIC_KEY):
             raise invalid(f"object {obj.handle} is not a key")
         return obj
+
+    def _family(self, obj: HsmObject) -> list[HsmObject]:
+        """Every key in the HSM holding ``obj``'s value, ``obj`` included when stored (for the key-separation rules
+        of :mod:`strongroom.objects.separation`): secret and private keys of the same material, and for RSA the
+        public and private keys of the same modulus. ``obj`` need not be stored (a key about to be made)."""
+        family: dict[int, HsmObject] = {}
+        if obj.cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY) and obj.material:
+            for cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY):
+                for other in self.hsm.repository.candidates({CKA.CLASS: cls}):
+                    if other.cls is cls and hmac.compare_digest(other.material, obj.material):
+                        family[other.handle] = other
+        modulus = obj.attrs.get(CKA.MODULUS)
+        if obj.key_type is CKK.RSA and modulus:
+            for cls in (CKO.PUBLIC_KEY, CKO.PRIVATE_KEY):
+                for other in self.hsm.repository.candidates({CKA.CLASS: cls}):
+                    if other.cls is cls and other.key_type is CKK.RSA and other.attrs.get(CKA.MODULUS) == modulus:
+                        family[other.handle] = other
+        if obj.handle in family:
+            family[obj.handle] = obj
+        return list(family.values())
 
     def _require_object_rights(self, attrs: Attributes) -> None:
         """Making, changing or destroying an object with ``attrs`` needs a logged-in crypto user unless it is a
@@ -153,7 +187,13 @@ class ApplicationBase:
             self._require_role(Role.CRYPTO_USER)
 
     def _require_owner(self, obj: HsmObject, what: str) -> None:
-        if obj.owner and (self.user is None or obj.owner != self.user.name):
+        """Token objects are managed by their owner; session objects by their application (which alone sees
+        them, and whose private ones go at logout).
+
+        Raises:
+            ActionProhibited: ``CKR_ACTION_PROHIBITED``.
+        """
+        if obj.session is None and obj.owner and (self.user is None or obj.owner != self.user.name):
             raise ActionProhibited(f"only the key's owner may {what} it")
 
     @staticmethod

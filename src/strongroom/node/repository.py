@@ -256,7 +256,7 @@ class Repository:
         with self._lock:
             for obj in list(self._session_objects.values()):
                 if (obj.session and obj.session[0] == app_id and (session is None or obj.session[1] == session)
-                        and (not private_only or obj.is_private or obj.cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY))):
+                        and (not private_only or obj.is_private)):
                     self.delete_object(None, obj)
 
     def candidates(self, template: dict[CKA, Any]) -> list[HsmObject]:
