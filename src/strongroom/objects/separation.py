@@ -124,7 +124,8 @@ def check_change(before: Sequence[Attributes], after: Sequence[Attributes]) -> N
 
 def check_new_member(new: Attributes, family: Sequence[HsmObject]) -> None:
     """Rule 5 for a key that joins a family (a copy, a re-import by ``C_UnwrapKey``, a derivation that gives a
-    value the HSM holds), then rules 3 and 4 for the family with it.
+    value the HSM holds), then rules 3 and 4 for the family with it. Not for ``C_CreateObject``: whoever gives a
+    value in clear knows it.
 
     Raises:
         TemplateInconsistent: ``CKR_TEMPLATE_INCONSISTENT`` for a class or key type other than the family's.
