@@ -8,7 +8,6 @@ makes (``self._key``, ``self._session`` …) is defined here.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from .. import crypto
@@ -160,18 +159,7 @@ class ApplicationBase:
         """Every key in the HSM holding ``obj``'s value, ``obj`` included when stored (for the key-separation rules
         of :mod:`strongroom.objects.separation`): secret and private keys of the same material, and for RSA the
         public and private keys of the same modulus. ``obj`` need not be stored (a key about to be made)."""
-        family: dict[int, HsmObject] = {}
-        if obj.cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY) and obj.material:
-            for cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY):
-                for other in self.hsm.repository.candidates({CKA.CLASS: cls}):
-                    if other.cls is cls and hmac.compare_digest(other.material, obj.material):
-                        family[other.handle] = other
-        modulus = obj.attrs.get(CKA.MODULUS)
-        if obj.key_type is CKK.RSA and modulus:
-            for cls in (CKO.PUBLIC_KEY, CKO.PRIVATE_KEY):
-                for other in self.hsm.repository.candidates({CKA.CLASS: cls}):
-                    if other.cls is cls and other.key_type is CKK.RSA and other.attrs.get(CKA.MODULUS) == modulus:
-                        family[other.handle] = other
+        family = {other.handle: other for other in self.hsm.repository.same_value(obj)}
         if obj.handle in family:
             family[obj.handle] = obj
         return list(family.values())
