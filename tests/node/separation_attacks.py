@@ -107,6 +107,22 @@ def private_half_given_decrypt(d: Driver) -> Callable[[], Any]:
     return lambda: d.set(priv, {CKA.DECRYPT: True})
 
 
+def wrap_cleared_then_decrypt(d: Driver) -> Callable[[], Any]:
+    w = _wrap_then(d, KEK)
+    return lambda: d.set(w, {CKA.WRAP: False})  # then CKA_DECRYPT would read back what it wrapped
+
+
+def copy_without_wrap(d: Driver) -> Callable[[], Any]:
+    w = _wrap_then(d, KEK)
+    return lambda: d.copy(w, {CKA.WRAP: False})  # a copy that forgot it wrapped, to be given CKA_DECRYPT
+
+
+def wrap_given_beside_a_copy(d: Driver) -> Callable[[], Any]:
+    k = d.secret({CKA.ENCRYPT: True, CKA.TOKEN: False})
+    d.copy(k, {})  # the copy, later given CKA_DECRYPT, would read what the original wraps
+    return lambda: d.set(k, {CKA.WRAP: True})
+
+
 def decrypting_copy(d: Driver) -> Callable[[], Any]:
     w = _wrap_then(d, KEK)
     return lambda: d.copy(w, {CKA.DECRYPT: True})
@@ -232,6 +248,10 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("clear CKA_DECRYPT, wrap, set it back", _DKS, CKR.ATTRIBUTE_READ_ONLY, decrypt_cleared_and_restored),
     Attack("wrap under the public half, then give the private half CKA_DECRYPT", _DKS, CKR.ATTRIBUTE_READ_ONLY,
            private_half_given_decrypt),
+    Attack("wrap, then clear CKA_WRAP to give CKA_DECRYPT", _DKS, CKR.ATTRIBUTE_READ_ONLY, wrap_cleared_then_decrypt),
+    Attack("wrap, then copy without CKA_WRAP to give CKA_DECRYPT", _TOOKAN, CKR.ATTRIBUTE_READ_ONLY,
+           copy_without_wrap),
+    Attack("give CKA_WRAP to a key that has a copy", _TOOKAN, CKR.TEMPLATE_INCONSISTENT, wrap_given_beside_a_copy),
     Attack("a decrypting copy of the wrapping key", _TOOKAN, CKR.ATTRIBUTE_READ_ONLY, decrypting_copy),
     Attack("re-import the wrapping key with CKA_DECRYPT (two handles, one value)", _TOOKAN,
            CKR.ATTRIBUTE_READ_ONLY, decrypting_reimport),

@@ -114,9 +114,12 @@ def test_wrapping_keys_made_for_wrapping_still_wrap_unwrap_and_reimport(driver):
     pub, priv = driver.pair({CKA.WRAP: True, CKA.TOKEN: False}, {CKA.UNWRAP: True, CKA.TOKEN: False})
     moved = driver.unwrap(priv, driver.wrap(pub, target, "rsa-wrap"), {**AES_SECRET, CKA.ENCRYPT: True}, "rsa-wrap")
     assert driver.copy(moved, {CKA.LABEL: "copy", CKA.EXTRACTABLE: False}) > 0
-    # usages that read nothing back change freely; the read-back ones only go
+    # usages change as applications ask, short of reading back what a key wrapped
     driver.set(kek, {CKA.SIGN: False, CKA.UNWRAP: False})
+    driver.set(target, {CKA.DECRYPT: True})  # it never wrapped
     driver.set(target, {CKA.DECRYPT: False, CKA.ENCRYPT: False})
+    lone = driver.secret({CKA.TOKEN: False})
+    driver.set(lone, {CKA.WRAP: True})  # no other key holds its value
 
 
 def test_a_trusted_key_wraps_wrap_with_trusted_keys_and_its_copies_are_not_trusted(driver):

@@ -13,10 +13,12 @@ The rules, one set:
 1. A sensitive key (any member of its family ``CKA_SENSITIVE``) is not wrapped under a key whose family can
    decrypt: ``CKR_KEY_NOT_WRAPPABLE``.
 2. A secret key whose family can encrypt does not unwrap: ``CKR_KEY_FUNCTION_NOT_PERMITTED``.
-3. ``CKA_DECRYPT`` (and for secret keys ``CKA_UNWRAP``) is given when a value enters the HSM; no change
-   (``C_SetAttributeValue``, ``C_CopyObject``, a re-import by ``C_UnwrapKey`` or ``C_DeriveKey``) brings it to a
-   family that does not hold it: ``CKR_ATTRIBUTE_READ_ONLY``. So a key that wrapped (or encrypted) never later
-   gets the means to read it back.
+3. ``CKA_WRAP`` stays once a key has it, is held by all of a family's secret and public keys or by none
+   (a copy or re-import keeps it: ``CKR_ATTRIBUTE_READ_ONLY``; it is given only to a key no other key shares
+   a value with: ``CKR_TEMPLATE_INCONSISTENT``), and no change (``C_SetAttributeValue``, ``C_CopyObject``, a
+   re-import by ``C_UnwrapKey`` or ``C_DeriveKey``) brings ``CKA_DECRYPT`` to a family that wraps; on secret
+   keys ``CKA_UNWRAP`` is given only when the key is made: ``CKR_ATTRIBUTE_READ_ONLY``. So a key that wrapped
+   (or encrypted) never later gets the means to read it back.
 4. No change gives ``CKA_ENCRYPT`` to a secret-key family that unwraps (``CKR_TEMPLATE_INCONSISTENT``), and a key
    of a family that both encrypts and unwraps keeps ``CKA_ENCRYPT`` as long as it keeps ``CKA_UNWRAP``
    (``CKR_ATTRIBUTE_READ_ONLY``): rule 2 then holds for it for good. (Anyone encrypts under an RSA public key:
@@ -24,8 +26,8 @@ The rules, one set:
 5. The flags that guard a value hold for its whole family: no member is wrapped while one is
    ``CKA_EXTRACTABLE`` false (``CKR_KEY_UNEXTRACTABLE``) or, while one has ``CKA_WRAP_WITH_TRUSTED``, under a key
    that is not a token key marked ``CKA_TRUSTED`` (``CKR_KEY_NOT_WRAPPABLE``); a new member (copy, re-import) keeps
-   ``CKA_SENSITIVE``, ``CKA_WRAP_WITH_TRUSTED`` and ``CKA_EXTRACTABLE`` false (``CKR_ATTRIBUTE_READ_ONLY``) and is
-   of the family's class and key type (``CKR_TEMPLATE_INCONSISTENT``).
+   ``CKA_SENSITIVE``, ``CKA_WRAP_WITH_TRUSTED``, ``CKA_WRAP`` and ``CKA_EXTRACTABLE`` false
+   (``CKR_ATTRIBUTE_READ_ONLY``) and is of the family's class and key type (``CKR_TEMPLATE_INCONSISTENT``).
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ from ..vocab import CKA, CKO
 from .attributes import Attributes
 from .model import HsmObject
 
-_READ_BACK = (CKA.DECRYPT, CKA.UNWRAP)  # rule 3: the usages that read back what a wrap or an encryption made
-_GUARDS = ((CKA.SENSITIVE, True), (CKA.WRAP_WITH_TRUSTED, True), (CKA.EXTRACTABLE, False))
+_GUARDS = ((CKA.SENSITIVE, True), (CKA.WRAP_WITH_TRUSTED, True), (CKA.EXTRACTABLE, False), (CKA.WRAP, True))
+_WRAPPING_CLASSES = (CKO.SECRET_KEY, CKO.PUBLIC_KEY)
 
 
 def _holds(members: Iterable[Attributes], cka: CKA) -> bool:
@@ -89,6 +91,20 @@ def check_unwrap(unwrapper: HsmObject, unwrapper_family: Sequence[HsmObject]) ->
                                       "unwrapping only")
 
 
+def _check_wrap_sticks(before: Sequence[Attributes], after: Sequence[Attributes]) -> None:
+    """``CKA_WRAP`` stays on a key that has it, and a family holds it in every key that can hold it (secret and
+    public keys) or in none: so a family that ever wrapped still shows it, and rule 3 can tell."""
+    for old, new in zip(before, after, strict=False):
+        if old.get(CKA.WRAP) and not new.get(CKA.WRAP):
+            raise AttributeReadOnly("CKA_WRAP stays on a key that has it: what it wrapped is still out there")
+    for index, new in enumerate(after):
+        gained = new.get(CKA.WRAP) and (index >= len(before) or not before[index].get(CKA.WRAP))
+        others = [m for i, m in enumerate(after) if i != index and m.get(CKA.CLASS) in _WRAPPING_CLASSES]
+        if gained and any(not m.get(CKA.WRAP) for m in others):
+            raise TemplateInconsistent("CKA_WRAP cannot be given to a key whose value other keys (copies, the "
+                                       "public half's imports) hold without it: make a key for wrapping")
+
+
 def check_change(before: Sequence[Attributes], after: Sequence[Attributes]) -> None:
     """Rules 3 and 4 for a change to a family: a member changed, or a member added.
 
@@ -97,18 +113,22 @@ def check_change(before: Sequence[Attributes], after: Sequence[Attributes]) -> N
         after: the attributes of the members after it.
 
     Raises:
-        AttributeReadOnly: ``CKR_ATTRIBUTE_READ_ONLY`` for ``CKA_DECRYPT`` (secret keys: or ``CKA_UNWRAP``) brought
-            to a family that did not hold it, or ``CKA_ENCRYPT`` taken from a key that unwraps in a family that
-            encrypts.
-        TemplateInconsistent: ``CKR_TEMPLATE_INCONSISTENT`` for ``CKA_ENCRYPT`` brought to a family that unwraps.
+        AttributeReadOnly: ``CKR_ATTRIBUTE_READ_ONLY`` for ``CKA_DECRYPT`` brought to a family that wraps,
+            ``CKA_UNWRAP`` brought to a secret-key family that did not hold it, ``CKA_WRAP`` taken away, or
+            ``CKA_ENCRYPT`` taken from a key that unwraps in a family that encrypts.
+        TemplateInconsistent: ``CKR_TEMPLATE_INCONSISTENT`` for ``CKA_ENCRYPT`` brought to a family that unwraps,
+            or ``CKA_WRAP`` given to a key whose value other keys hold without it.
     """
     if not before:
         return
     secret = any(m.get(CKA.CLASS) is CKO.SECRET_KEY for m in after)
-    for cka in _READ_BACK if secret else (CKA.DECRYPT,):
-        if _holds(after, cka) and not _holds(before, cka):
-            raise AttributeReadOnly(f"CKA_{cka.name} is given when a key is made, not later: a key that could "
-                                    f"have wrapped or encrypted never gets the means to read it back")
+    _check_wrap_sticks(before, after)
+    if _holds(after, CKA.DECRYPT) and not _holds(before, CKA.DECRYPT) and _holds(after, CKA.WRAP):
+        raise AttributeReadOnly("CKA_DECRYPT cannot be given to a key that (or whose other half, or a copy) wraps: "
+                                "what it wrapped would be decrypted in clear")
+    if secret and _holds(after, CKA.UNWRAP) and not _holds(before, CKA.UNWRAP):
+        raise AttributeReadOnly("CKA_UNWRAP is given when a secret key is made, not later: a key that could have "
+                                "encrypted chosen bytes never gets the means to unwrap them")
     if not secret:
         return  # anyone encrypts under a public key: rules 2 and 4 are for secret keys
     unwraps = _holds(before, CKA.UNWRAP) or _holds(after, CKA.UNWRAP)
