@@ -129,3 +129,18 @@ def test_a_trusted_key_wraps_wrap_with_trusted_keys_and_its_copies_are_not_trust
     assert driver.app.get_attributes(driver.s, copy, [CKA.TRUSTED])[CKA.TRUSTED] is False
     guarded = driver.secret({**TARGET, CKA.WRAP_WITH_TRUSTED: True})
     assert len(driver.wrap(trusted, guarded, "aes-wrap")) == 40
+
+
+def test_a_key_judged_against_its_family_is_not_made_if_the_family_changed_meanwhile(hsm, alice):
+    """The race of a copy that gains CKA_DECRYPT from a member that loses it at once: a new key expects the token
+    keys it was judged against unchanged when the log applies it (``CKR_FUNCTION_FAILED``, retry)."""
+    driver = NodeDriver(alice, None)
+    both = driver.secret({**APP_AES, CKA.TOKEN: True})
+    source = hsm.repository.get_object(both)
+    family = driver.app._family(source)  # judged: the family decrypts, so a decrypting copy may be made
+    driver.set(both, {CKA.DECRYPT: False})  # meanwhile the family stops decrypting (and may now wrap)
+    for token in (False, True):  # checked by the node (a session copy) or by the replicated log (a token copy)
+        made = [({**source.attrs, CKA.TOKEN: token}, source.material)]
+        assert driver.code(lambda m=made: driver.app._create_objects(
+            driver.app.sessions[driver.s], m, "object-copy", None, family=family)) == CKR.FUNCTION_FAILED
+    assert CKR(driver.code(lambda: driver.copy(both, {CKA.DECRYPT: True}))) is CKR.ATTRIBUTE_READ_ONLY

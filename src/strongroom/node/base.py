@@ -15,6 +15,7 @@ from ..errors import (
     ActionProhibited,
     AttributeValueInvalid,
     DeviceMemory,
+    FunctionFailed,
     KeyTypeInconsistent,
     MechanismInvalid,
     ObjectHandleInvalid,
@@ -164,6 +165,27 @@ class ApplicationBase:
             family[obj.handle] = obj
         return list(family.values())
 
+    @staticmethod
+    def _versions(family: list[HsmObject]) -> list[tuple[int, int]]:
+        """The ``(handle, version)`` of the token keys among ``family``: a change judged by the key-separation
+        rules expects them unchanged when the log applies it (a concurrent change to the family is judged
+        again, or refused)."""
+        return [(m.handle, m.version) for m in family if m.is_token]
+
+    def _require_unchanged(self, expected: list[tuple[int, int]]) -> None:
+        """Check token objects still have the versions a change was judged against.
+
+        Raises:
+            FunctionFailed: ``CKR_FUNCTION_FAILED`` (retry) when one changed or went.
+        """
+        for handle, version in expected:
+            try:
+                current = self.hsm.repository.get_object(handle).version
+            except ObjectHandleInvalid:
+                current = 0
+            if current != version:
+                raise FunctionFailed(f"object {handle} changed while this change was made; retry")
+
     def _require_object_rights(self, attrs: Attributes) -> None:
         """Making, changing or destroying an object with ``attrs`` needs a logged-in crypto user unless it is a
         public session object (:func:`~strongroom.node.public_objects.open_to_public_sessions`, the one rule).
@@ -247,8 +269,12 @@ class ApplicationBase:
         return HsmObject(handle, attrs, material, owner, session=None if token else (self.id, session.handle))
 
     def _create_objects(self, session: Session, made: list[tuple[Attributes, bytes]], event: str,
-                        request: RequestContext | None, **detail: Any) -> list[int]:
+                        request: RequestContext | None, *, family: list[HsmObject] | None = None,
+                        **detail: Any) -> list[int]:
         """Store new objects and audit their creation in one change; return their handles.
+
+        ``family``: the keys already holding the new key's value, as the key-separation rules judged them; the
+        change is refused (``CKR_FUNCTION_FAILED``, retry) if one of those token keys changed meanwhile.
 
         Token objects are committed through the log; a retried request (same request key) answers with the
         handles its first attempt created.
@@ -269,6 +295,7 @@ class ApplicationBase:
         objects = [self._new_object(session, attrs, material) for attrs, material in made]
         hsm.repository.check_public_room(self.id, objects)
         change = Change(max_objects=hsm.settings.max_token_objects)
+        change.expect_objects.extend(self._versions(family or []))
         change.add_audit(event, self._actor(), peer=self.peer, handles=[o.handle for o in objects],
                          token=[o.is_token for o in objects], **detail)
         for obj in objects:
@@ -278,6 +305,8 @@ class ApplicationBase:
         created = iter(outcome.created if outcome.duplicate else [o.handle for o in objects if o.is_token])
         if self.sessions.get(session.handle) is not session:
             raise SessionClosed("the session closed while the object was being made")
+        if change.empty:  # no log entry checked the family: session objects only, checked here
+            self._require_unchanged(change.expect_objects)
         handles = []
         for obj in objects:
             if obj.is_token:

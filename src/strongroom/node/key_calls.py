@@ -201,8 +201,9 @@ class KeyCalls(ApplicationBase):
                     f"the unwrapped private key is not of CKA_KEY_TYPE CKK_{attrs[CKA.KEY_TYPE].name}")
             attrs.update({k: v for k, v in crypto.public_attributes(key).items() if k in _PUBLIC_IN_PRIVATE})
             material = crypto.private_key_to_der(key)
-        separation.check_new_member(attrs, self._family(HsmObject(0, attrs, material)))
-        return self._create_objects(session, [(attrs, material)], "key-unwrap", request,
+        family = self._family(HsmObject(0, attrs, material))
+        separation.check_new_member(attrs, family)
+        return self._create_objects(session, [(attrs, material)], "key-unwrap", request, family=family,
                                     unwrapping_key=unwrapper.handle, mechanism=self._mechanism_name(mechanism))[0]
 
     def derive_key(self, handle: int, mechanism: Mechanism, base_key: int, template: dict[int, Any], *,
@@ -231,8 +232,10 @@ class KeyCalls(ApplicationBase):
         _check_length(attrs)
         value = crypto.derive(mechanism, self.hsm.repository.key_object(base), attrs.get(CKA.VALUE_LEN, 0))
         self._secret_attributes(attrs, value)
-        separation.check_new_member(attrs, self._family(HsmObject(0, attrs, value)))
-        return self._create_objects(session, [(attrs, value)], "key-derive", request, base_key=base.handle,
+        family = self._family(HsmObject(0, attrs, value))
+        separation.check_new_member(attrs, family)
+        return self._create_objects(session, [(attrs, value)], "key-derive", request, family=family,
+                                    base_key=base.handle,
                                     mechanism=self._mechanism_name(mechanism))[0]
 
     def generate_random(self, handle: int, length: int) -> bytes:

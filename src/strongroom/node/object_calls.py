@@ -100,9 +100,9 @@ class ObjectCalls(ApplicationBase):
         attrs.update(storage)
         if CKA.TRUSTED in attrs:
             attrs[CKA.TRUSTED] = False  # trust is an admin's mark on one token key, never a copy's
-        if obj.cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY, CKO.PUBLIC_KEY):
-            separation.check_new_member(attrs, self._family(obj))
-        return self._create_objects(session, [(attrs, obj.material)], "object-copy", request,
+        family = self._family(obj) if obj.cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY, CKO.PUBLIC_KEY) else []
+        separation.check_new_member(attrs, family)
+        return self._create_objects(session, [(attrs, obj.material)], "object-copy", request, family=family,
                                     source=obj.handle)[0]
 
     def destroy_object(self, handle: int, obj_handle: int, *, request: RequestContext | None = None) -> None:
@@ -195,9 +195,12 @@ class ObjectCalls(ApplicationBase):
                 family = self._family(obj)
                 separation.check_change([m.attrs for m in family],
                                         [attrs if m.handle == obj.handle else m.attrs for m in family])
+                expect = self._versions([m for m in family if m.handle != obj.handle])
+            else:
+                expect = []
             updated = HsmObject(obj.handle, attrs, obj.material, obj.owner, obj.shared, obj.version + 1,
                                 obj.session)
-            change = Change()
+            change = Change(expect_objects=expect)
             change.add_audit("attribute-change", self._actor(), peer=self.peer, handle=obj.handle,
                              attributes=sorted(CKA(k).name for k in changes))
             self.hsm.repository.put_object(change, updated)
