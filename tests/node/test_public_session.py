@@ -163,3 +163,74 @@ def test_an_admin_login_still_sees_only_public_objects_and_makes_only_public_ses
     made = admin.app.create_object(admin.s, {CKA.CLASS: CKO.DATA, CKA.VALUE: b"note"})
     assert made in admin.app.find(admin.s, {CKA.CLASS: CKO.DATA})
     admin.app.destroy_object(admin.s, made)
+
+
+PUBLIC_SESSION_KEY = {CKA.TOKEN: False, CKA.PRIVATE: False}
+
+
+def test_a_public_session_makes_and_uses_public_session_keys_of_every_class(hsm):
+    """PKCS#11 3.0 §4.4, §5.6: a public session reads and writes public session objects, keys included."""
+    app, session = _public(hsm)
+    aes = _served(app, "generate_key", session, Mechanism(CKM.AES_KEY_GEN),
+                  {**PUBLIC_SESSION_KEY, CKA.VALUE_LEN: 32, CKA.ENCRYPT: True})
+    assert len(_served(app, "encrypt_once", session, Mechanism(CKM.AES_ECB), aes, bytes(16))) == 16
+    pub, priv = _served(app, "generate_key_pair", session, Mechanism(CKM.EC_KEY_PAIR_GEN),
+                        {**PUBLIC_SESSION_KEY, CKA.EC_PARAMS: P256, CKA.VERIFY: True},
+                        {**PUBLIC_SESSION_KEY, CKA.SIGN: True})
+    signature = _served(app, "sign_once", session, Mechanism(CKM.ECDSA), priv, bytes(32))
+    assert _served(app, "verify_once", session, Mechanism(CKM.ECDSA), pub, bytes(32), signature) is None
+    assert set(_served(app, "find", session, {})) == {aes, pub, priv}
+    assert hsm.repository.public_budget.objects == 3 and hsm.token_objects == 0
+
+
+@pytest.mark.parametrize("template", [
+    {CKA.TOKEN: False},  # a secret key is CKA_PRIVATE true unless the template says otherwise
+    {CKA.TOKEN: True, CKA.PRIVATE: False},  # a token object has an owner
+], ids=["private session key", "public token key"])
+def test_a_public_session_makes_no_private_or_token_key(hsm, template):
+    app, session = _public(hsm)
+    assert _code(lambda: _served(app, "generate_key", session, Mechanism(CKM.AES_KEY_GEN),
+                                 {**template, CKA.VALUE_LEN: 32})) == CKR.USER_NOT_LOGGED_IN
+    assert _code(lambda: _served(app, "generate_key_pair", session, Mechanism(CKM.EC_KEY_PAIR_GEN),
+                                 {**PUBLIC_SESSION_KEY, CKA.EC_PARAMS: P256}, template)) == CKR.USER_NOT_LOGGED_IN
+    assert hsm.repository.public_budget.objects == 0
+
+
+def test_public_session_keys_count_against_the_caps(hsm):
+    hsm.repository.public_budget = PublicObjectBudget(objects_per_connection=2)
+    app, session = _public(hsm)
+    pair = _served(app, "generate_key_pair", session, Mechanism(CKM.EC_KEY_PAIR_GEN),
+                   {**PUBLIC_SESSION_KEY, CKA.EC_PARAMS: P256}, {**PUBLIC_SESSION_KEY, CKA.SIGN: True})
+    assert _code(lambda: _served(app, "generate_key", session, Mechanism(CKM.AES_KEY_GEN),
+                                 {**PUBLIC_SESSION_KEY, CKA.VALUE_LEN: 32})) == CKR.DEVICE_MEMORY
+    _served(app, "destroy_object", session, pair[1])
+    _served(app, "generate_key", session, Mechanism(CKM.AES_KEY_GEN), {**PUBLIC_SESSION_KEY, CKA.VALUE_LEN: 32})
+
+
+def test_a_public_token_key_is_visible_and_usable_without_a_login_and_managed_by_its_owner(hsm, alice):
+    """Java's SunPKCS11 verifies with public keys before any login: a token public key with CKA_PRIVATE false
+    (the default for public keys) is everyone's to find and use; only its owner changes or destroys it."""
+    pub, priv = alice.app.generate_key_pair(alice.s, Mechanism(CKM.EC_KEY_PAIR_GEN),
+                                            {CKA.TOKEN: True, CKA.EC_PARAMS: P256, CKA.VERIFY: True,
+                                             CKA.LABEL: "public-verify"}, {CKA.TOKEN: True, CKA.SIGN: True})
+    signature = alice.app.sign_once(alice.s, Mechanism(CKM.ECDSA), priv, bytes(32))
+    app, session = _public(hsm)
+    assert _served(app, "find", session, {CKA.LABEL: "public-verify"}) == [pub]  # the private half: alice's
+    assert _served(app, "verify_once", session, Mechanism(CKM.ECDSA), pub, bytes(32), signature) is None
+    assert _code(lambda: _served(app, "sign_once", session, Mechanism(CKM.ECDSA), priv, bytes(32))) \
+        == CKR.USER_NOT_LOGGED_IN
+    assert _code(lambda: _served(app, "set_attribute_value", session, pub, {CKA.LABEL: "x"})) \
+        == CKR.USER_NOT_LOGGED_IN
+    assert _code(lambda: _served(app, "destroy_object", session, pub)) == CKR.USER_NOT_LOGGED_IN
+
+
+def test_public_session_keys_outlive_a_logout_and_private_ones_do_not(hsm, alice):
+    public = alice.app.generate_key(alice.s, Mechanism(CKM.AES_KEY_GEN),
+                                    {**PUBLIC_SESSION_KEY, CKA.VALUE_LEN: 32, CKA.ENCRYPT: True})
+    private = alice.app.generate_key(alice.s, Mechanism(CKM.AES_KEY_GEN), {CKA.VALUE_LEN: 32, CKA.ENCRYPT: True})
+    alice.app.logout(alice.s)
+    assert alice.app.find(alice.s, {CKA.CLASS: CKO.SECRET_KEY}) == [public]
+    assert len(alice.app.encrypt_once(alice.s, Mechanism(CKM.AES_ECB), public, bytes(16))) == 16
+    assert _code(lambda: alice.app.encrypt_once(alice.s, Mechanism(CKM.AES_ECB), private, bytes(16))) \
+        == CKR.USER_NOT_LOGGED_IN
+    alice.app.destroy_object(alice.s, public)  # its application's, logged in or not

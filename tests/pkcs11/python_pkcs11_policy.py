@@ -4,9 +4,6 @@ The suite was written against SoftHSM2 and asks for things Strongroom refuses by
 test; it adapts the suite's defaults where the suite lets a token choose, and skips, each with its reason, the
 tests that need what Strongroom does not do:
 
-- key separation: python-pkcs11's default AES and RSA capabilities put WRAP and UNWRAP next to ENCRYPT and
-  DECRYPT, which Strongroom refuses on one key or key pair (``CKR_TEMPLATE_INCONSISTENT``); the defaults here
-  keep ENCRYPT, DECRYPT, SIGN and VERIFY;
 - RSA keys of 2048 bits at least (NIST SP 800-131A): RSA pairs the suite generates with 1024 bits are made with
   2048 bits (the suite's checks are size-independent, except the tests skipped below).
 """
@@ -17,14 +14,10 @@ import os
 from typing import Any
 
 import pytest
-from pkcs11.defaults import DEFAULT_KEY_CAPABILITIES
 
-from pkcs11 import KeyType, MechanismFlag, types
+from pkcs11 import KeyType, types
 
 MIN_RSA_BITS = 2048
-SEPARATED = MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT | MechanismFlag.SIGN | MechanismFlag.VERIFY
-for _key_type in (KeyType.AES, KeyType.RSA):
-    DEFAULT_KEY_CAPABILITIES[_key_type] = SEPARATED
 
 SKIPS = {
     "DigestTests::test_digest_key": "C_DigestKey is not offered; the test also reads a key's CKA_VALUE in clear",
@@ -35,8 +28,7 @@ SKIPS = {
                                       "C_CreateObject",
     "ExternalPublicKeyTests::test_terrible_hybrid_file_encryption_app": "asserts a 1024-bit RSA key",
     "RSATests::test_key_length": "asserts a 1024-bit RSA key; Strongroom generates 2048..4096 bits",
-    "RSATests::test_key_wrap": "wraps with the default RSA public key, which holds no CKA_WRAP under key "
-                               "separation, and reads the unwrapped key's CKA_VALUE in clear",
+    "RSATests::test_key_wrap": "reads the unwrapped key's CKA_VALUE in clear",
     "RSATests::test_sign_pkcs_v15": "raw CKM_RSA_PKCS signing of data that is not a DigestInfo (the HSM's "
                                     "crypto library signs PKCS#1 v1.5 only over a DigestInfo)",
     "RSATests::test_sign_with_reauthentication": "CKA_ALWAYS_AUTHENTICATE (context-specific login) is not supported",

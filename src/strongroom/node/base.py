@@ -15,6 +15,7 @@ from ..errors import (
     ActionProhibited,
     AttributeValueInvalid,
     DeviceMemory,
+    FunctionFailed,
     KeyTypeInconsistent,
     MechanismInvalid,
     ObjectHandleInvalid,
@@ -109,20 +110,25 @@ class ApplicationBase:
         return self.user
 
     def _may_use(self, obj: HsmObject) -> bool:
-        """Whether the logged-in user may see and use ``obj``.
+        """Whether this application, as logged in now, may see and use ``obj`` (docs/pkcs11.md "Public objects").
 
-        Session objects belong to their application. Keys holding secret material belong to their owner and
-        the users it shared them with. Other objects are the logged-in crypto user's if ``CKA_PRIVATE`` is
-        true, everyone's otherwise.
+        Session objects belong to their application: its public ones (``CKA_PRIVATE`` false) are usable whoever
+        is logged in, or nobody, its private ones only by their crypto user. Token objects with ``CKA_PRIVATE``
+        false that hold no secret (data, certificates, public keys) are everyone's, logged in or not. Token
+        secret and private keys, whatever ``CKA_PRIVATE`` says, and other private token objects are their
+        owner's and the users it shared them with, once logged in.
         """
-        if obj.session is not None and obj.session[0] != self.id:
-            return False
-        user = self.user
-        if obj.cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY) or obj.is_private:
-            if user is None or self._role() is not Role.CRYPTO_USER:
+        if obj.session is not None:
+            if obj.session[0] != self.id:
                 return False
-            return not obj.owner or obj.owner == user.name or user.name in obj.shared
-        return True
+            if not obj.is_private:
+                return True
+        elif not obj.is_private and obj.cls not in (CKO.SECRET_KEY, CKO.PRIVATE_KEY):
+            return True
+        user = self.user
+        if user is None or self._role() is not Role.CRYPTO_USER:
+            return False
+        return not obj.owner or obj.owner == user.name or user.name in obj.shared
 
     def _object(self, handle: Any, invalid: type[StrongroomError] = ObjectHandleInvalid) -> HsmObject:
         handle = arguments.ulong(handle, "object handle")
@@ -135,12 +141,50 @@ class ApplicationBase:
         return obj
 
     def _key(self, handle: Any, invalid: type[StrongroomError]) -> HsmObject:
-        """A key the logged-in crypto user may use; ``invalid`` is the error for a handle that is not one."""
-        self._require_role(Role.CRYPTO_USER)
-        obj = self._object(handle, invalid)
+        """A key this application may use; ``invalid`` is the error for a handle that is not one.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without a crypto-user login for a key that is not public
+                to this application.
+        """
+        try:
+            obj = self._object(handle, invalid)
+        except StrongroomError:
+            self._require_role(Role.CRYPTO_USER)
+            raise
         if obj.cls not in (CKO.SECRET_KEY, CKO.PRIVATE_KEY, CKO.PUBLIC_KEY):
             raise invalid(f"object {obj.handle} is not a key")
         return obj
+
+    def _family(self, obj: HsmObject) -> list[HsmObject]:
+        """Every key in the HSM holding ``obj``'s value, ``obj`` included when stored (for the key-separation rules
+        of :mod:`strongroom.objects.separation`): secret and private keys of the same material, and for RSA the
+        public and private keys of the same modulus. ``obj`` need not be stored (a key about to be made)."""
+        family = {other.handle: other for other in self.hsm.repository.same_value(obj)}
+        if obj.handle in family:
+            family[obj.handle] = obj
+        return list(family.values())
+
+    @staticmethod
+    def _versions(family: list[HsmObject]) -> list[tuple[int, int]]:
+        """The ``(handle, version)`` of the token keys among ``family``: a change judged by the key-separation
+        rules expects them unchanged when the log applies it (a concurrent change to the family is judged
+        again, or refused)."""
+        return [(m.handle, m.version) for m in family if m.is_token]
+
+    def _require_unchanged(self, expected: list[tuple[int, int]]) -> None:
+        """Check token objects still have the versions a change was judged against.
+
+        Raises:
+            FunctionFailed: ``CKR_FUNCTION_FAILED`` (retry) when one changed or went.
+        """
+        for handle, version in expected:
+            try:
+                current = self.hsm.repository.get_object(handle).version
+            except ObjectHandleInvalid:
+                current = 0
+            if current != version:
+                raise FunctionFailed(f"object {handle} changed while this change was made; retry")
 
     def _require_object_rights(self, attrs: Attributes) -> None:
         """Making, changing or destroying an object with ``attrs`` needs a logged-in crypto user unless it is a
@@ -153,7 +197,13 @@ class ApplicationBase:
             self._require_role(Role.CRYPTO_USER)
 
     def _require_owner(self, obj: HsmObject, what: str) -> None:
-        if obj.owner and (self.user is None or obj.owner != self.user.name):
+        """Token objects are managed by their owner; session objects by their application (which alone sees
+        them, and whose private ones go at logout).
+
+        Raises:
+            ActionProhibited: ``CKR_ACTION_PROHIBITED``.
+        """
+        if obj.session is None and obj.owner and (self.user is None or obj.owner != self.user.name):
             raise ActionProhibited(f"only the key's owner may {what} it")
 
     @staticmethod
@@ -219,8 +269,12 @@ class ApplicationBase:
         return HsmObject(handle, attrs, material, owner, session=None if token else (self.id, session.handle))
 
     def _create_objects(self, session: Session, made: list[tuple[Attributes, bytes]], event: str,
-                        request: RequestContext | None, **detail: Any) -> list[int]:
+                        request: RequestContext | None, *, family: list[HsmObject] | None = None,
+                        **detail: Any) -> list[int]:
         """Store new objects and audit their creation in one change; return their handles.
+
+        ``family``: the keys already holding the new key's value, as the key-separation rules judged them; the
+        change is refused (``CKR_FUNCTION_FAILED``, retry) if one of those token keys changed meanwhile.
 
         Token objects are committed through the log; a retried request (same request key) answers with the
         handles its first attempt created.
@@ -241,6 +295,7 @@ class ApplicationBase:
         objects = [self._new_object(session, attrs, material) for attrs, material in made]
         hsm.repository.check_public_room(self.id, objects)
         change = Change(max_objects=hsm.settings.max_token_objects)
+        change.expect_objects.extend(self._versions(family or []))
         change.add_audit(event, self._actor(), peer=self.peer, handles=[o.handle for o in objects],
                          token=[o.is_token for o in objects], **detail)
         for obj in objects:
@@ -250,6 +305,8 @@ class ApplicationBase:
         created = iter(outcome.created if outcome.duplicate else [o.handle for o in objects if o.is_token])
         if self.sessions.get(session.handle) is not session:
             raise SessionClosed("the session closed while the object was being made")
+        if change.empty:  # no log entry checked the family: session objects only, checked here
+            self._require_unchanged(change.expect_objects)
         handles = []
         for obj in objects:
             if obj.is_token:

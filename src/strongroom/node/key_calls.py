@@ -21,14 +21,14 @@ from ..errors import (
     WrappingKeyHandleInvalid,
 )
 from ..mechanism_params import Ecdh1DeriveParams, Mechanism
-from ..objects import policy, templates
+from ..objects import policy, separation, templates
 from ..objects.attributes import Attributes
+from ..objects.model import HsmObject
 from ..vocab import CKA, CKD, CKF, CKK, CKM, CKO
 from . import arguments
 from .base import SECRET_BYTES, ApplicationBase
 from .commit import RequestContext, local_write
 from .sessions import Session, deliver
-from .users import Role
 
 _PRIVATE_KEY_CLASSES = {CKK.RSA: rsa.RSAPrivateKey, CKK.EC: ec.EllipticCurvePrivateKey,
                         CKK.EC_EDWARDS: ed25519.Ed25519PrivateKey}
@@ -48,16 +48,26 @@ def _check_length(attrs: Attributes) -> None:
 
 
 class KeyCalls(ApplicationBase):
+    def _require_rights(self, session: Session, *made: Attributes) -> None:
+        """Check, before any work is done, that this application may make keys of these attributes.
+
+        Raises:
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` (:meth:`_require_object_rights`).
+            SessionReadOnly: ``CKR_SESSION_READ_ONLY`` for a token key in a read-only session.
+        """
+        for attrs in made:
+            self._require_object_rights(attrs)
+            self._require_writable(session, bool(attrs.get(CKA.TOKEN)))
+
     def _generation(self, handle: int, mechanism: Mechanism, kinds: Collection[int],
                     what: str) -> tuple[Session, Mechanism, CKM]:
-        """The session, checked mechanism and its ``CKM`` of a key generation by a crypto user.
+        """The session, checked mechanism and its ``CKM`` of a key generation (who may make the keys is checked
+        on their templates, :meth:`_require_rights`).
 
         Raises:
             MechanismInvalid: ``CKR_MECHANISM_INVALID`` for a mechanism not in ``kinds``.
-            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without a crypto-user login.
         """
         session = self._session(handle)
-        self._require_role(Role.CRYPTO_USER)
         mechanism = arguments.mechanism(mechanism)
         if mechanism.mechanism not in kinds:
             raise MechanismInvalid(f"{self._mechanism_name(mechanism)} does not generate {what}")
@@ -71,10 +81,13 @@ class KeyCalls(ApplicationBase):
             MechanismInvalid: ``CKR_MECHANISM_INVALID`` for a mechanism that does not generate secret keys.
             TemplateIncomplete, TemplateInconsistent, AttributeTypeInvalid, AttributeReadOnly: template errors.
             KeySizeRange: ``CKR_KEY_SIZE_RANGE`` for a length the key type does not have.
-            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without a crypto-user login.
+            UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` without a crypto-user login, unless the key is a public
+                session object (``CKA_TOKEN`` and ``CKA_PRIVATE`` false).
+            SessionReadOnly: ``CKR_SESSION_READ_ONLY`` for a token key in a read-only session.
         """
         session, mechanism, mech = self._generation(handle, mechanism, templates.KEYGEN_TYPES, "secret keys")
         attrs = templates.for_generate(mech, self._template(template))
+        self._require_rights(session, attrs)
         _check_length(attrs)
         value = crypto.generate_secret(mech, attrs[CKA.VALUE_LEN])
         self._secret_attributes(attrs, value)
@@ -95,6 +108,7 @@ class KeyCalls(ApplicationBase):
         """
         session, mechanism, mech = self._generation(handle, mechanism, templates.KEYPAIR_TYPES, "key pairs")
         pub, priv = templates.for_key_pair(mech, self._template(public_template), self._template(private_template))
+        self._require_rights(session, pub, priv)
         exponent = pub.get(CKA.PUBLIC_EXPONENT)
         key = crypto.generate_key_pair(
             mech, modulus_bits=pub.get(CKA.MODULUS_BITS),
@@ -118,8 +132,9 @@ class KeyCalls(ApplicationBase):
             WrappingKeyHandleInvalid, KeyHandleInvalid: unknown or invisible handles.
             KeyFunctionNotPermitted: ``CKR_KEY_FUNCTION_NOT_PERMITTED`` without ``CKA_WRAP`` on the wrapping key.
             KeyUnextractable: ``CKR_KEY_UNEXTRACTABLE`` for a key with ``CKA_EXTRACTABLE`` false.
-            KeyNotWrappable: ``CKR_KEY_NOT_WRAPPABLE`` for wrap-with-trusted or wrap-template violations, or a
-                caller who does not own the key.
+            KeyNotWrappable: ``CKR_KEY_NOT_WRAPPABLE`` for wrap-with-trusted or wrap-template violations, a
+                sensitive key under a key that can decrypt (:mod:`strongroom.objects.separation`), or a caller
+                who does not own the key.
             BufferTooSmall: ``CKR_BUFFER_TOO_SMALL``.
         """
         self._session(handle)
@@ -128,9 +143,10 @@ class KeyCalls(ApplicationBase):
         target = self._key(key, KeyHandleInvalid)
         mechanism, _ = self._mechanism(mechanism, CKF.WRAP, wrapper)
         policy.require_usage(wrapper, CKA.WRAP, mechanism.mechanism)
-        if target.owner and (self.user is None or target.owner != self.user.name):
+        if target.session is None and target.owner and (self.user is None or target.owner != self.user.name):
             raise KeyNotWrappable("only the key's owner may wrap it")
         policy.require_wrappable(target, wrapper)
+        separation.check_wrap(self._family(target), wrapper, self._family(wrapper))
         wrapped = crypto.wrap(mechanism, self.hsm.repository.key_object(wrapper), target.material)
         if not query and (out_len is None or out_len >= len(wrapped)):
             with local_write(self.hsm.store) as tx:  # wrapping changes nothing: this node's audit chain only
@@ -149,7 +165,10 @@ class KeyCalls(ApplicationBase):
 
         Raises:
             UnwrappingKeyHandleInvalid: unknown or invisible unwrapping key.
-            KeyFunctionNotPermitted: without ``CKA_UNWRAP`` on the unwrapping key.
+            KeyFunctionNotPermitted: without ``CKA_UNWRAP`` on the unwrapping key, or for a secret unwrapping key
+                that (or a key of its value) can encrypt (:mod:`strongroom.objects.separation`).
+            AttributeReadOnly, TemplateInconsistent: a key the HSM already holds taken in again with fewer guards,
+                more usages or as another type (:func:`strongroom.objects.separation.check_new_member`).
             WrappedKeyInvalid, WrappedKeyLenRange: the wrapped bytes do not unwrap to a key of the template's type.
             TemplateIncomplete, TemplateInconsistent: template errors (``CKA_CLASS``, ``CKA_KEY_TYPE`` required).
         """
@@ -158,8 +177,10 @@ class KeyCalls(ApplicationBase):
         unwrapper = self._key(unwrapping_key, UnwrappingKeyHandleInvalid)
         mechanism, _ = self._mechanism(mechanism, CKF.UNWRAP, unwrapper)
         policy.require_usage(unwrapper, CKA.UNWRAP, mechanism.mechanism)
+        separation.check_unwrap(unwrapper, self._family(unwrapper))
         forced = unwrapper.attrs.get(CKA.UNWRAP_TEMPLATE) or {}
         attrs = templates.for_unwrap(self._template(template), forced)
+        self._require_rights(session, attrs)
         material = crypto.unwrap(mechanism, self.hsm.repository.key_object(unwrapper), wrapped)
         if attrs[CKA.CLASS] is CKO.SECRET_KEY:
             length = attrs.get(CKA.VALUE_LEN)
@@ -180,7 +201,9 @@ class KeyCalls(ApplicationBase):
                     f"the unwrapped private key is not of CKA_KEY_TYPE CKK_{attrs[CKA.KEY_TYPE].name}")
             attrs.update({k: v for k, v in crypto.public_attributes(key).items() if k in _PUBLIC_IN_PRIVATE})
             material = crypto.private_key_to_der(key)
-        return self._create_objects(session, [(attrs, material)], "key-unwrap", request,
+        family = self._family(HsmObject(0, attrs, material))
+        separation.check_new_member(attrs, family)
+        return self._create_objects(session, [(attrs, material)], "key-unwrap", request, family=family,
                                     unwrapping_key=unwrapper.handle, mechanism=self._mechanism_name(mechanism))[0]
 
     def derive_key(self, handle: int, mechanism: Mechanism, base_key: int, template: dict[int, Any], *,
@@ -205,10 +228,14 @@ class KeyCalls(ApplicationBase):
         whole_secret = (mechanism.mechanism == CKM.ECDH1_DERIVE and isinstance(param, Ecdh1DeriveParams)
                         and param.kdf == CKD.NULL)
         attrs = templates.for_derive(self._template(template), base.attrs, length_required=not whole_secret)
+        self._require_rights(session, attrs)
         _check_length(attrs)
         value = crypto.derive(mechanism, self.hsm.repository.key_object(base), attrs.get(CKA.VALUE_LEN, 0))
         self._secret_attributes(attrs, value)
-        return self._create_objects(session, [(attrs, value)], "key-derive", request, base_key=base.handle,
+        family = self._family(HsmObject(0, attrs, value))
+        separation.check_new_member(attrs, family)
+        return self._create_objects(session, [(attrs, value)], "key-derive", request, family=family,
+                                    base_key=base.handle,
                                     mechanism=self._mechanism_name(mechanism))[0]
 
     def generate_random(self, handle: int, length: int) -> bytes:

@@ -15,11 +15,11 @@ from ..errors import (
     StrongroomError,
     error_for,
 )
-from ..objects import policy, templates
+from ..objects import policy, separation, templates
 from ..objects.attributes import RSA_PRIVATE_COMPONENTS, attribute_type, matches
 from ..objects.model import HsmObject
 from ..replication import Change
-from ..vocab import CKA, CKK, CKO
+from ..vocab import CKA, CKO
 from . import arguments
 from .base import ApplicationBase
 from .commit import RequestContext
@@ -45,7 +45,7 @@ class ObjectCalls(ApplicationBase):
 
         Raises:
             UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` for anything but a public session object (``CKA_TOKEN``
-                and ``CKA_PRIVATE`` false, not a key) without a crypto-user login; the crypto user owns it.
+                and ``CKA_PRIVATE`` false, any class) without a crypto-user login; the crypto user owns it.
             DeviceMemory: ``CKR_DEVICE_MEMORY`` past the public session objects' caps
                 (:mod:`strongroom.node.public_objects`) or with the token store full.
             TemplateIncomplete, TemplateInconsistent, AttributeTypeInvalid, AttributeValueInvalid,
@@ -64,19 +64,19 @@ class ObjectCalls(ApplicationBase):
             key = crypto.public_key_from_attributes(attrs[CKA.KEY_TYPE], attrs)
             attrs.update(crypto.public_attributes(key))
             material = crypto.public_key_to_der(key)
-            for other in self._counterparts(HsmObject(0, attrs)):
-                policy.check_usage_conflicts(attrs, other.attrs)
+        # no key-separation rule here: whoever gives a value in clear knows it (C_WrapKey judges its uses)
         return self._create_objects(session, [(attrs, material)], "object-create", request, cls=cls.name)[0]
 
     def copy_object(self, handle: int, obj_handle: int, template: dict[int, Any], *,
                     request: RequestContext | None = None) -> int:
         """``C_CopyObject`` (PKCS#11 3.0 §5.7): a new object with the source's attributes and key material.
 
-        ``template`` may set ``CKA_TOKEN`` and ``CKA_PRIVATE`` (a key holding secret material stays its owner's
-        whatever ``CKA_PRIVATE`` says), turn
-        ``CKA_MODIFIABLE``, ``CKA_COPYABLE`` and ``CKA_DESTROYABLE`` to false, and change what
-        ``C_SetAttributeValue`` may change, with the same one-way rules (``CKA_SENSITIVE`` only to true,
-        ``CKA_EXTRACTABLE`` only to false). Owners only, like every change to a key.
+        ``template`` may set ``CKA_TOKEN`` and ``CKA_PRIVATE`` (a token key holding secret material stays its
+        owner's whatever ``CKA_PRIVATE`` says), turn ``CKA_MODIFIABLE``, ``CKA_COPYABLE`` and ``CKA_DESTROYABLE``
+        to false, and change what ``C_SetAttributeValue`` may change, with the same one-way rules
+        (``CKA_SENSITIVE`` only to true, ``CKA_EXTRACTABLE`` only to false). Owners only, like every change to
+        a token key. A copy is never ``CKA_TRUSTED``, and takes the key-separation rules of a key joining its
+        value's family (:func:`strongroom.objects.separation.check_new_member`).
 
         Returns:
             The copy's handle.
@@ -98,10 +98,11 @@ class ObjectCalls(ApplicationBase):
             if storage.get(cka, False) and not obj.attrs.get(cka, True):
                 raise AttributeReadOnly(f"CKA_{cka.name} can only change to false in a copy")
         attrs.update(storage)
-        if {CKA.WRAP, CKA.DECRYPT, CKA.UNWRAP, CKA.ENCRYPT} & set(changes):
-            for other in self._counterparts(obj):
-                policy.check_usage_conflicts(attrs, other.attrs)
-        return self._create_objects(session, [(attrs, obj.material)], "object-copy", request,
+        if CKA.TRUSTED in attrs:
+            attrs[CKA.TRUSTED] = False  # trust is an admin's mark on one token key, never a copy's
+        family = self._family(obj) if obj.cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY, CKO.PUBLIC_KEY) else []
+        separation.check_new_member(attrs, family)
+        return self._create_objects(session, [(attrs, obj.material)], "object-copy", request, family=family,
                                     source=obj.handle)[0]
 
     def destroy_object(self, handle: int, obj_handle: int, *, request: RequestContext | None = None) -> None:
@@ -167,14 +168,6 @@ class ObjectCalls(ApplicationBase):
             out[CKA(raw)] = value
         return out
 
-    def _counterparts(self, obj: HsmObject) -> list[HsmObject]:
-        """The other halves of an RSA key pair held in the HSM (same modulus, the other class)."""
-        if obj.key_type is not CKK.RSA or obj.cls not in (CKO.PUBLIC_KEY, CKO.PRIVATE_KEY):
-            return []
-        other = CKO.PRIVATE_KEY if obj.cls is CKO.PUBLIC_KEY else CKO.PUBLIC_KEY
-        return [o for o in self.hsm.repository.candidates({CKA.CLASS: other})
-                if o.key_type is CKK.RSA and o.attrs.get(CKA.MODULUS) == obj.attrs.get(CKA.MODULUS)]
-
     def set_attribute_value(self, handle: int, obj_handle: int, template: dict[int, Any], *,
                             request: RequestContext | None = None) -> None:
         """``C_SetAttributeValue``: owners change their objects; admins may only set ``CKA_TRUSTED`` on token keys.
@@ -198,12 +191,16 @@ class ObjectCalls(ApplicationBase):
                 self._require_manage(obj, "modify")
             self._require_writable(session, obj.is_token)
             attrs = policy.check_set(obj, changes, admin=admin)
-            if not admin and ({CKA.WRAP, CKA.DECRYPT, CKA.UNWRAP, CKA.ENCRYPT} & set(changes)):
-                for other in self._counterparts(obj):
-                    policy.check_usage_conflicts(attrs, other.attrs)
+            if not admin and obj.cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY, CKO.PUBLIC_KEY):
+                family = self._family(obj)
+                separation.check_change([m.attrs for m in family],
+                                        [attrs if m.handle == obj.handle else m.attrs for m in family])
+                expect = self._versions([m for m in family if m.handle != obj.handle])
+            else:
+                expect = []
             updated = HsmObject(obj.handle, attrs, obj.material, obj.owner, obj.shared, obj.version + 1,
                                 obj.session)
-            change = Change()
+            change = Change(expect_objects=expect)
             change.add_audit("attribute-change", self._actor(), peer=self.peer, handle=obj.handle,
                              attributes=sorted(CKA(k).name for k in changes))
             self.hsm.repository.put_object(change, updated)

@@ -1,9 +1,9 @@
 """What an application no user is logged in to may do with objects, and how much of the node it may hold.
 
-The one rule (PKCS#11 3.0 §4.4 and §5.6's public session, narrowed): without a logged-in crypto user an
-application may create, copy, change and destroy only **public session objects**: ``CKA_TOKEN`` false,
-``CKA_PRIVATE`` false, of a class that holds no key (data objects, certificates). Anything else (a token
-object of any class, a private object, any key) needs a crypto user, who becomes its owner.
+The one rule (PKCS#11 3.0 §4.4 and §5.6's public session): without a logged-in crypto user an application may
+create, copy, change and destroy only **public session objects**: ``CKA_TOKEN`` false and ``CKA_PRIVATE`` false,
+of any class (keys too: generated, unwrapped, derived). Anything else (a token object of any class, a private
+object) needs a crypto user, who becomes its owner.
 
 Public session objects cost the node memory and nothing else, so they are capped, per connection and per
 node, in count and in bytes (:class:`PublicObjectBudget`, kept by the node's repository with the session
@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import DeviceMemory
 from ..objects.model import HsmObject
-from ..vocab import CKA, CKO
+from ..vocab import CKA
 
 PUBLIC_SESSION_OBJECTS_PER_CONNECTION = 64
 PUBLIC_SESSION_OBJECT_BYTES_PER_CONNECTION = 1 << 20  # 1 MiB
@@ -27,13 +27,10 @@ PUBLIC_SESSION_OBJECTS_PER_NODE = 1024
 PUBLIC_SESSION_OBJECT_BYTES_PER_NODE = 8 << 20  # 8 MiB
 SESSION_OBJECT_OVERHEAD_BYTES = 2048  # the record, its attribute dict and handle beside the values
 
-_KEY_CLASSES = (CKO.SECRET_KEY, CKO.PRIVATE_KEY, CKO.PUBLIC_KEY)
-
-
 def open_to_public_sessions(attrs: Mapping[CKA, Any]) -> bool:
     """Whether an object with these attributes may be made, changed or destroyed without a login: a public
-    session object (``CKA_TOKEN`` and ``CKA_PRIVATE`` false) of a class that holds no key."""
-    return not attrs.get(CKA.TOKEN) and not attrs.get(CKA.PRIVATE) and attrs.get(CKA.CLASS) not in _KEY_CLASSES
+    session object (``CKA_TOKEN`` and ``CKA_PRIVATE`` false), of any class."""
+    return not attrs.get(CKA.TOKEN) and not attrs.get(CKA.PRIVATE)
 
 
 def object_bytes(obj: HsmObject) -> int:

@@ -10,6 +10,9 @@ commits through the log.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -23,7 +26,7 @@ from ..objects.attributes import normalize_template
 from ..objects.model import HsmObject
 from ..replication import Change, Outcome
 from ..store import Barrier, ObjectRow, Store
-from ..vocab import CKA, CKO
+from ..vocab import CKA, CKK, CKO
 from .public_objects import PublicObjectBudget, object_bytes, open_to_public_sessions
 from .users import UserRecord
 
@@ -107,6 +110,10 @@ class Repository:
         self._apply_epoch = 0  # moves on with every applied change or installed snapshot
         self._handles: list[int] = []
         self._handles_lock = threading.Lock()
+        # token key handle → (version, keyed digest of its material, of its RSA modulus): key families without
+        # opening every envelope; the digest key lives in this process only
+        self._digests: dict[int, tuple[int, bytes, bytes]] = {}
+        self._digest_key = os.urandom(32)
 
     @property
     def apply_epoch(self) -> int:
@@ -129,6 +136,7 @@ class Repository:
             for handle in change.delete_objects:
                 self._objects.pop(handle, None)
                 self._keys.pop(handle, None)
+                self._digests.pop(handle, None)
             for name in change.revoke:
                 self._epochs[name] = self._epochs.get(name, 0) + 1
 
@@ -139,6 +147,7 @@ class Repository:
             self._apply_epoch += 1
             self._objects.clear()
             self._keys.clear()
+            self._digests.clear()
             for name in list(self._epochs):
                 self._epochs[name] += 1
             for name in logged_in:
@@ -149,6 +158,7 @@ class Repository:
         with self._lock:
             self._objects.clear()
             self._keys.clear()
+            self._digests.clear()
             self._session_objects.clear()
             self._charged.clear()
             self.public_budget.clear()
@@ -256,8 +266,46 @@ class Repository:
         with self._lock:
             for obj in list(self._session_objects.values()):
                 if (obj.session and obj.session[0] == app_id and (session is None or obj.session[1] == session)
-                        and (not private_only or obj.is_private or obj.cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY))):
+                        and (not private_only or obj.is_private)):
                     self.delete_object(None, obj)
+
+    def _digest(self, value: bytes) -> bytes:
+        return hmac.new(self._digest_key, value, hashlib.sha256).digest() if value else b""
+
+    def _value_digests(self, obj: HsmObject) -> tuple[bytes, bytes]:
+        material = obj.material if obj.cls in (CKO.SECRET_KEY, CKO.PRIVATE_KEY) else b""
+        modulus = obj.attrs.get(CKA.MODULUS, b"") if obj.key_type is CKK.RSA else b""
+        return self._digest(material), self._digest(modulus)
+
+    def same_value(self, obj: HsmObject) -> list[HsmObject]:
+        """Token and session keys holding ``obj``'s value: secret and private keys of the same material, and
+        for an RSA key the public and private keys of its modulus (``obj`` included when stored).
+
+        Token keys are judged by a keyed digest remembered per handle and version, so an envelope is opened
+        once, not at every call.
+        """
+        material, modulus = self._value_digests(obj)
+        found = []
+        keys = (int(CKO.SECRET_KEY), int(CKO.PRIVATE_KEY), int(CKO.PUBLIC_KEY))
+        for handle, version in self._store.key_versions(keys):
+            known = self._digests.get(handle)
+            if known is None or known[0] != version:
+                row = self._store.get_object(handle)
+                if row is None:
+                    continue  # destroyed meanwhile
+                known = (row.version, *self._value_digests(open_object(self._barrier(), row)))
+                with self._lock:
+                    self._digests[handle] = known
+            if (material and known[1] == material) or (modulus and known[2] == modulus):
+                try:
+                    found.append(self.get_object(handle))
+                except ObjectHandleInvalid:
+                    continue
+        with self._lock:
+            session = list(self._session_objects.values())
+        found.extend(o for o in session if (material and self._value_digests(o)[0] == material)
+                     or (modulus and self._value_digests(o)[1] == modulus))
+        return found
 
     def candidates(self, template: dict[CKA, Any]) -> list[HsmObject]:
         """Token and session objects that may match a find template (the index narrows, the caller matches)."""

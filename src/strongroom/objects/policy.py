@@ -19,7 +19,6 @@ from ..errors import (
     KeyFunctionNotPermitted,
     KeyNotWrappable,
     KeyUnextractable,
-    TemplateInconsistent,
 )
 from ..vocab import CKA, CKM, CKO
 from .attributes import RSA_PRIVATE_COMPONENTS, Attributes, valid_attributes
@@ -92,7 +91,6 @@ def check_set(obj: HsmObject, changes: Attributes, *, admin: bool) -> Attributes
             wrong way (``CKA_EXTRACTABLE`` back to true, ``CKA_SENSITIVE`` back to false), or ``CKA_TRUSTED`` set
             by a non-admin.
         AttributeTypeInvalid: ``CKR_ATTRIBUTE_TYPE_INVALID`` for an attribute the class does not have.
-        TemplateInconsistent: ``CKR_TEMPLATE_INCONSISTENT`` for usage flags that may not go together.
     """
     valid = valid_attributes(obj.cls, obj.key_type)
     if admin:
@@ -116,34 +114,7 @@ def check_set(obj: HsmObject, changes: Attributes, *, admin: bool) -> Attributes
             raise AttributeReadOnly(f"CKA_{cka.name} can only change to {str(direction).lower()}")
         if cka is CKA.WRAP_WITH_TRUSTED and current and not value:
             raise AttributeReadOnly("CKA_WRAP_WITH_TRUSTED cannot be cleared once set")
-    updated = {**obj.attrs, **changes}
-    check_usage_conflicts(updated)
-    return updated
-
-
-# Usage pairs no key (or generated key pair) may hold together: a key that wraps and decrypts would let its
-# user wrap any extractable key and then decrypt the result in clear; one that encrypts and unwraps would let
-# a chosen value be imported as a key (the key-separation attacks on PKCS#11, Clulow 2003).
-CONFLICTS = ((CKA.WRAP, CKA.DECRYPT), (CKA.UNWRAP, CKA.ENCRYPT))
-
-
-def check_usage_conflicts(attrs: Attributes, other: Attributes | None = None) -> None:
-    """Refuse usage flags that would let wrapped keys be read in clear (see ``CONFLICTS``).
-
-    Args:
-        attrs: a key's attributes.
-        other: for a key pair, the other key's attributes (the public key wraps, the private key decrypts).
-
-    Raises:
-        TemplateInconsistent: ``CKR_TEMPLATE_INCONSISTENT`` naming the two flags.
-    """
-    both = {**(other or {})}
-    for cka in (CKA.WRAP, CKA.DECRYPT, CKA.UNWRAP, CKA.ENCRYPT):
-        both[cka] = bool(attrs.get(cka)) or bool(both.get(cka))
-    for first, second in CONFLICTS:
-        if both[first] and both[second]:
-            raise TemplateInconsistent(f"a key (or key pair) cannot have both CKA_{first.name} and "
-                                       f"CKA_{second.name}: use separate keys for wrapping and for data")
+    return {**obj.attrs, **changes}
 
 
 def require_usage(obj: HsmObject, usage: CKA, mechanism: int) -> None:

@@ -20,7 +20,6 @@ from ..errors import (
 )
 from ..vocab import CK_UNAVAILABLE_INFORMATION, CKA, CKK, CKM, CKO
 from .attributes import Attributes, valid_attributes
-from .policy import check_usage_conflicts
 
 # Attributes only the token sets (Table 4.4 footnote 4 and 6: never in a template).
 MAINTAINED = frozenset({CKA.LOCAL, CKA.ALWAYS_SENSITIVE, CKA.NEVER_EXTRACTABLE, CKA.KEY_GEN_MECHANISM,
@@ -92,7 +91,6 @@ def _with_defaults(template: Attributes, cls: CKO, key_type: CKK | None) -> Attr
     attrs[CKA.CLASS] = cls
     if key_type is not None:
         attrs[CKA.KEY_TYPE] = key_type
-    check_usage_conflicts(attrs)
     return attrs
 
 
@@ -208,7 +206,6 @@ def for_key_pair(mechanism: CKM, public: Attributes, private: Attributes) -> tup
         private = {**private, CKA.EC_PARAMS: params}
     pub = _maintained(_with_defaults(public, CKO.PUBLIC_KEY, key_type), local=True, mechanism=mechanism)
     priv = _maintained(_with_defaults(private, CKO.PRIVATE_KEY, key_type), local=True, mechanism=mechanism)
-    check_usage_conflicts(pub, priv)
     return pub, priv
 
 

@@ -58,7 +58,8 @@ class CallSpec:
         before_login: served to an application no user is logged in to (PKCS#11 3.0 §5.6's public session):
             the node answers every other call ``CKR_USER_NOT_LOGGED_IN`` until a login, before it looks at the
             arguments. Public node information, session control and login, and what PKCS#11 lets a public
-            session do with public objects (the handler still refuses token objects and keys without a login).
+            session do with public objects: make and use public session objects of any class, use public token
+            objects (the handler still refuses token objects and private objects without a login).
             Every record states it: there is no default.
     """
 
@@ -176,35 +177,35 @@ CATALOGUE: tuple[CallSpec, ...] = (
     CallSpec("find", (*_S, ("template", _T)), finds=True, before_login=True),
     # keys (§5.14)
     CallSpec("generate_key", (*_S, ("mechanism", _M), ("template", _T)), function="C_GenerateKey", write=True,
-             blocking=True, makes_objects=True, before_login=False),
+             blocking=True, makes_objects=True, before_login=True),
     CallSpec("generate_key_pair", (*_S, ("mechanism", _M), ("public_template", _T), ("private_template", _T)),
              function="C_GenerateKeyPair", write=True, blocking=True, makes_objects=True, slow=True,
-             before_login=False),
+             before_login=True),
     CallSpec("wrap_key", (*_S, ("mechanism", _M), ("wrapping_key", _H), ("key", _H)), _OUT,
-             function="C_WrapKey", blocking=True, before_login=False),
+             function="C_WrapKey", blocking=True, before_login=True),
     CallSpec("unwrap_key", (*_S, ("mechanism", _M), ("unwrapping_key", _H), ("wrapped", _B), ("template", _T)),
-             function="C_UnwrapKey", write=True, blocking=True, makes_objects=True, before_login=False),
+             function="C_UnwrapKey", write=True, blocking=True, makes_objects=True, before_login=True),
     CallSpec("derive_key", (*_S, ("mechanism", _M), ("base_key", _H), ("template", _T)), function="C_DeriveKey",
-             write=True, blocking=True, makes_objects=True, before_login=False),
+             write=True, blocking=True, makes_objects=True, before_login=True),
     CallSpec("generate_random", (*_S, ("length", int)), function="C_GenerateRandom", blocking=True,
              before_login=True),
     # cryptographic operations (§5.8–§5.13)
-    *_operation("encrypt", "Encrypt", single_args=_DATA, init_before_login=False),
-    *_operation("decrypt", "Decrypt", single_args=_DATA, init_before_login=False),
+    *_operation("encrypt", "Encrypt", single_args=_DATA, init_before_login=True),
+    *_operation("decrypt", "Decrypt", single_args=_DATA, init_before_login=True),
     *_operation("digest", "Digest", single_args=_DATA, update_out=False, init_before_login=True),
-    *_operation("sign", "Sign", single_args=_DATA, update_out=False, init_before_login=False),
+    *_operation("sign", "Sign", single_args=_DATA, update_out=False, init_before_login=True),
     *_operation("verify", "Verify", single_args=(*_DATA, ("signature", _B)), final_args=(("signature", _B),),
-                update_out=False, final_out=False, single_out=False, init_before_login=False),
+                update_out=False, final_out=False, single_out=False, init_before_login=True),
     CallSpec("session_cancel", (*_S, ("flags", int)), function="C_SessionCancel", ends=True, before_login=True),
     # one round trip for an init and its single-part call
     CallSpec("encrypt_once", (*_S, ("mechanism", _M), ("key", _H), *_DATA), operation="encrypt", once=True,
-             before_login=False),
+             before_login=True),
     CallSpec("decrypt_once", (*_S, ("mechanism", _M), ("key", _H), *_DATA), operation="decrypt", once=True,
-             before_login=False),
+             before_login=True),
     CallSpec("sign_once", (*_S, ("mechanism", _M), ("key", _H), *_DATA), operation="sign", once=True,
-             before_login=False),
+             before_login=True),
     CallSpec("verify_once", (*_S, ("mechanism", _M), ("key", _H), *_DATA, ("signature", _B)), operation="verify",
-             once=True, before_login=False),
+             once=True, before_login=True),
     CallSpec("digest_once", (*_S, ("mechanism", _M), *_DATA), operation="digest", before_login=True),
     # cluster membership and the cluster certificate
     CallSpec("cluster_status", any_time=True, before_login=True),

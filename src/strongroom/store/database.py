@@ -331,6 +331,12 @@ class Store:
         rows = self._query(f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE handle = ?", (handle,))  # noqa: S608 - constant
         return ObjectRow(*rows[0]) if rows else None
 
+    def key_versions(self, classes: tuple[int, ...]) -> list[tuple[int, int]]:
+        """``(handle, version)`` of every object of these classes (a list of ``CKO`` values), without envelopes."""
+        marks = ", ".join("?" for _ in classes)
+        sql = f"SELECT handle, version FROM objects WHERE class IN ({marks}) ORDER BY handle"  # noqa: S608 - marks only
+        return [(int(h), int(v)) for h, v in self._query(sql, tuple(classes))]
+
     def find_objects(self, *, cls: int | None = None, key_type: int | None = None, label: str | None = None,
                      id: bytes | None = None) -> list[ObjectRow]:
         """Rows whose clear index columns match every given value, in handle order."""
