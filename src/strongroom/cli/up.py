@@ -261,23 +261,27 @@ def _activate(cluster: dict[str, Any], anchor: Path, credentials: dict[str, Any]
 
 
 def _converge(control: Any, data_dir: Path, cluster_id: str | None, hsms: int, report: Reporter,
-              wait: Callable[..., Any]) -> str:
+              wait: Callable[..., Any], mode: str | None = None) -> str:
     """Drive the cluster to ACTIVE with at least ``hsms`` HSMs from wherever it stands (nothing, or a first
-    start that stopped half way); return its id."""
+    start that stopped half way); return its id. A new cluster is made in ``mode`` (``FIPS`` if ``None``); an
+    existing one keeps its own, and the report says so when ``mode`` asks for the other."""
     state_file = data_dir / "cluster.json"
     credentials = json.loads((data_dir / "credentials.json").read_text())
     cluster = _describe(control, cluster_id) if cluster_id else None
     if cluster is None or not cluster_id:
         report.step("creating the cluster")
         subnets = [f"subnet-{secrets.token_hex(4)}" for _ in range(max(1, min(hsms, 10)))]
-        cluster_id = str(control.call("CreateCluster", HsmType="hsm2m.medium",
-                                      SubnetIds=subnets)["Cluster"]["ClusterId"])
+        cluster_id = str(control.call("CreateCluster", HsmType="hsm2m.medium", SubnetIds=subnets,
+                                      Mode=mode or "FIPS")["Cluster"]["ClusterId"])
         state_file.write_text(json.dumps({"cluster_id": cluster_id}, indent=2) + "\n")
         cluster = _describe(control, cluster_id)
     else:
         report.step(f"resuming cluster {cluster_id}")
     if cluster is None:
         raise click.ClickException(f"the control plane does not describe cluster {cluster_id}")
+    if mode is not None and cluster.get("Mode", "FIPS") != mode:
+        report.step(f"cluster {cluster_id} keeps its mode {cluster.get('Mode', 'FIPS')}: a cluster's mode is fixed "
+                    f"when it is created (--mode {mode} applies to a new data directory)")
     zones = sorted(cluster["SubnetMapping"])
     if cluster["State"] == "UNINITIALIZED":
         if not _live(cluster):
@@ -333,7 +337,7 @@ def open_to_group(data_dir: Path, group: str) -> None:
 
 
 def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: int, as_json: bool,
-        socket_group: str | None = None) -> None:
+        socket_group: str | None = None, mode: str | None = None) -> None:
     from ..control.api_client import ControlClient, ControlError
     from ..control.process import AlreadyRunning, hold_lock
     from ..trust.ca import CertificateAuthority
@@ -389,7 +393,7 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
         keys = json.loads(Path(info["credentials"]).read_text())
         control = ControlClient(info["url"], keys["access_key_id"], keys["secret_access_key"], keys["region"],
                                 str(data_dir / "control-ca.crt"))
-        cluster_id = _converge(control, data_dir, previous.get("cluster_id"), hsms, report, wait)
+        cluster_id = _converge(control, data_dir, previous.get("cluster_id"), hsms, report, wait, mode)
         cluster = _describe(control, cluster_id)
         if cluster is None:
             raise click.ClickException(f"the control plane does not describe cluster {cluster_id}")
@@ -399,7 +403,7 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
         socket_path = data_dir / "pkcs11.sock"
         summary = {
             "control_plane_url": info["url"], "control_plane_ca": str(data_dir / "control-ca.crt"),
-            "cluster_id": cluster_id,
+            "cluster_id": cluster_id, "mode": cluster.get("Mode", "FIPS"),
             "hsms": [{"hsm_id": h["HsmId"], "endpoint": h["Endpoint"]} for h in _live(cluster)],
             "trust_anchor": "owner-ca.crt", "pkcs11_socket": str(socket_path), "pkcs11_module": str(PKCS11_MODULE),
             # the SDK reads these (paths relative to this file): the agent's certificate is the SDK's default,

@@ -20,6 +20,7 @@ from ..errors import (
     WrappedKeyInvalid,
     WrappingKeyHandleInvalid,
 )
+from ..mechanism_catalogue import info as mechanism_info
 from ..mechanism_params import Ecdh1DeriveParams, Mechanism
 from ..objects import policy, templates
 from ..objects.attributes import Attributes
@@ -96,10 +97,11 @@ class KeyCalls(ApplicationBase):
         session, mechanism, mech = self._generation(handle, mechanism, templates.KEYPAIR_TYPES, "key pairs")
         pub, priv = templates.for_key_pair(mech, self._template(public_template), self._template(private_template))
         exponent = pub.get(CKA.PUBLIC_EXPONENT)
+        sizes = mechanism_info(CKM.RSA_PKCS_KEY_PAIR_GEN, self.hsm.machine.mode())  # 2048 bits up unless NON_FIPS
         key = crypto.generate_key_pair(
             mech, modulus_bits=pub.get(CKA.MODULUS_BITS),
             public_exponent=int.from_bytes(exponent, "big") if exponent else 65537,
-            ec_params=pub.get(CKA.EC_PARAMS))
+            ec_params=pub.get(CKA.EC_PARAMS), rsa_bits=(sizes.min_key_size, sizes.max_key_size))
         public_attrs = crypto.public_attributes(key)
         pub.update(public_attrs)
         priv.update({k: v for k, v in public_attrs.items() if k in _PUBLIC_IN_PRIVATE})

@@ -53,6 +53,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
             :mod:`strongroom.trust.cluster_certificate`), replacing the stored one.
         admit: fleet certificate fingerprints (SHA-256, hex) of HSMs the control plane admits to join; a
             fingerprint prefixed with ``-`` withdraws one (after its join).
+        mode: the cluster's mode, ``FIPS`` or ``NON_FIPS`` (the founding change only): set once, never changed.
     """
 
     request: bytes = b""
@@ -72,6 +73,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     compact: bool = False
     cluster_identity: bytes = b""
     admit: list[str] = []
+    mode: str = ""
 
     # ------------------------------------------------------------ building (mirrors store.Transaction)
     def put_object(self, row: ObjectRow, *, new: bool, expect: int | None = None) -> None:
@@ -104,7 +106,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     def empty(self) -> bool:
         return not (self.objects or self.delete_objects or self.users or self.delete_users
                     or self.reserve_handles or self.directory or self.step_down or self.compact
-                    or self.cluster_identity or self.admit)
+                    or self.cluster_identity or self.admit or self.mode)
 
 
 class Outcome(msgspec.Struct, array_like=True):

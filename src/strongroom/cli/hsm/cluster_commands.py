@@ -37,9 +37,16 @@ def cluster_hsm_info(ctx: Context) -> dict[str, Any]:
             hsms.append({"endpoint": endpoint, "state": "unreachable", "message": exc.message})
             continue
         hsms.append({"endpoint": endpoint, "serial-number": info["serial"], "firmware-version":
-                     info["firmware_version"], "state": info["state"], "fips-state": "2 [FIPS mode with single "
-                     "factor authentication]" if info["state"] == "operational" else "error"})
+                     info["firmware_version"], "state": info["state"], "fips-state": _fips_state(info)})
     return {"hsms": hsms}
+
+
+def _fips_state(info: dict[str, Any]) -> str:
+    """The service's ``fips-state`` of one HSM: ``2 [FIPS mode with single factor authentication]`` in a FIPS
+    cluster, ``0 [non-FIPS mode]`` in a NON_FIPS one, ``error`` for an HSM that is not operational."""
+    if info["state"] != "operational":
+        return "error"
+    return "0 [non-FIPS mode]" if info.get("mode") == "NON_FIPS" else "2 [FIPS mode with single factor authentication]"
 
 
 @cluster.command("activate")
