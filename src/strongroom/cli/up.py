@@ -447,7 +447,7 @@ def _announce(report: Reporter, data_dir: Path, summary: dict[str, Any], credent
 
         hsms = "\n".join(f"  {h['hsm_id']}  {h['endpoint']}" for h in summary["hsms"])
         report.console.print(Panel.fit(
-            f"cluster {summary['cluster_id']} with {len(summary['hsms'])} HSMs\n{hsms}\n"
+            f"cluster {summary['cluster_id']} ({summary['mode']}) with {len(summary['hsms'])} HSMs\n{hsms}\n"
             f"control plane {summary['control_plane_url']}\n"
             f"cluster.json and credentials.json (mode 0600) in {data_dir}\n\n"
             "Next steps:\n"
