@@ -116,3 +116,23 @@ def test_the_mechanism_list_is_the_modes(fips, non_fips):
         assert strict[mech][3] & CKF.VERIFY and not strict[mech][3] & CKF.SIGN
         assert legacy[mech][3] & CKF.SIGN
     assert set(legacy) - set(strict) == {CKM.RSA_X_509}
+
+
+def test_an_imported_1024_bit_private_key_signs_nothing_in_a_fips_cluster(fips):
+    from cryptography.hazmat.primitives import keywrap, serialization
+
+    alice = login(fips, CKU.USER, f"alice:{ALICE_PW}")
+    kek_value = bytes(range(32))
+    kek = alice.app.create_object(alice.s, {CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: CKK.AES, CKA.VALUE: kek_value,
+                                            CKA.UNWRAP: True, CKA.TOKEN: False})
+    private = rsa_keys.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - refused on purpose
+    pkcs8 = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+    imported = alice.app.unwrap_key(alice.s, Mechanism(CKM.AES_KEY_WRAP_PAD), kek,
+                                    keywrap.aes_key_wrap_with_padding(kek_value, pkcs8),
+                                    {CKA.CLASS: CKO.PRIVATE_KEY, CKA.KEY_TYPE: CKK.RSA, CKA.SIGN: True,
+                                     CKA.DECRYPT: True, CKA.TOKEN: False})
+    for mech, start in ((CKM.SHA256_RSA_PKCS, alice.app.sign_init), (CKM.RSA_PKCS_OAEP, alice.app.decrypt_init)):
+        with pytest.raises(KeySizeRange) as refused:
+            start(alice.s, Mechanism(mech), imported)
+        assert refused.value.ckr == CKR.KEY_SIZE_RANGE

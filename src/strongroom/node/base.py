@@ -183,7 +183,9 @@ class ApplicationBase:
             raise KeyTypeInconsistent(f"{info.mechanism.name} does not take a CKK_{name} key")
         if key is not None and key.key_type == CKK.RSA:
             modulus = key.attrs.get(CKA.MODULUS, b"")
-            check_mode(mode, info, function, int.from_bytes(modulus, "big").bit_length() if modulus else None)
+            bits = (int.from_bytes(modulus, "big").bit_length() if modulus
+                    else getattr(self.hsm.repository.key_object(key), "key_size", None))
+            check_mode(mode, info, function, bits)
         return mechanism, info
 
     @staticmethod
