@@ -39,15 +39,18 @@ class OwnerCA:
     def pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
-    def sign(self, csr_pem: bytes, ca: bool = True) -> bytes:
+    def sign(self, csr_pem: bytes, ca: bool = True, usages: tuple[x509.ObjectIdentifier, ...] = ()) -> bytes:
+        """The CSR's key certified (a CA certificate unless ``ca`` is false; ``usages``: an extended key usage)."""
         csr = x509.load_pem_x509_csr(csr_pem)
         now = datetime.datetime.now(datetime.UTC)
-        cert = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(self.cert.subject)
-                .public_key(csr.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=30))
-                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-                .sign(self.key, hashes.SHA256()))
+        builder = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(self.cert.subject)
+                   .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=30))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if usages:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
         return cert.public_bytes(serialization.Encoding.PEM)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -16,6 +18,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -24,7 +27,7 @@ from strongroom.control.records import Hsm, Store
 from strongroom.vocab import CKA, CKM
 
 from .nodes import TEST_HASH_MEMORY_KIB, strongroom
-from .pki import OwnerCA, client_certificate
+from .pki import Issued, OwnerCA, client_certificate
 
 ADMIN_PW = "admin-pass-1"
 ALICE_PW = "alice-pass-1"
@@ -74,7 +77,7 @@ def _cluster(client, cluster_id):
 
 
 def _placements(root: Path) -> dict[str, dict]:
-    store = Store(f"sqlite:///{root / 'control' / 'state.db'}")
+    store = Store(f"sqlite:///{root / 'control' / 'state.db'}")  # the records, as stored
     try:
         with store.session() as session:
             return {h.hsm_id: dict(h.placement) for h in session.query(Hsm).all()}
@@ -200,3 +203,87 @@ def test_concurrent_first_hsms_make_one_founder(control):
     client.delete_hsm(ClusterId=cluster_id, HsmId=hsm["HsmId"])
     _wait(lambda: _cluster(client, cluster_id)["Hsms"], lambda hs: hs == [])
     client.delete_cluster(ClusterId=cluster_id)
+
+
+@pytest.mark.slow
+def test_a_relative_directory_grows_a_cluster_signed_as_the_service_documents(tmp_path):
+    """``strongroom control --dir control --fleet fleet`` run from its parent folder, as documented: a cluster
+    initialised with the service's ``openssl x509 -req`` command (a certificate that is not a CA, which every HSM
+    then serves itself) grows to three active HSMs, and the records hold no absolute path."""
+    assert strongroom("fleet", "init", "--dir", "fleet", cwd=tmp_path).returncode == 0
+    log = open(tmp_path / "control.log", "w")  # noqa: SIM115 - the process's stderr until the end of the test
+    process = subprocess.Popen([sys.executable, "-m", "strongroom", "control", "--dir", "control", "--fleet",
+                                "fleet", "--listen", "127.0.0.1:0", "--password-hash-memory-kib",
+                                TEST_HASH_MEMORY_KIB], cwd=tmp_path, stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        info = json.loads(process.stdout.readline())
+        keys = json.loads((tmp_path / info["credentials"]).read_text())
+        client = boto3.client("cloudhsmv2", endpoint_url=info["url"], region_name=keys["region"],
+                              verify=str(tmp_path / info["ca"]), aws_access_key_id=keys["access_key_id"],
+                              aws_secret_access_key=keys["secret_access_key"],
+                              config=Config(retries={"max_attempts": 1}))
+        cluster_id = client.create_cluster(HsmType="hsm2m.medium", SubnetIds=SUBNETS)["Cluster"]["ClusterId"]
+        zones = sorted(_cluster(client, cluster_id)["SubnetMapping"])
+        client.create_hsm(ClusterId=cluster_id, AvailabilityZone=zones[0])
+        csr = _wait(lambda: _cluster(client, cluster_id)["Certificates"].get("ClusterCsr"), bool)
+        (tmp_path / "cluster.csr").write_text(csr)
+
+        def openssl(*args: str) -> None:
+            done = subprocess.run(["openssl", *args], cwd=tmp_path, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                "customerCA.key", "-out", "customerCA.crt", "-subj", "/CN=customerCA", "-days", "30")
+        # the service's documented command, word for word
+        openssl("x509", "-req", "-days", "3652", "-in", "cluster.csr", "-CA", "customerCA.crt", "-CAkey",
+                "customerCA.key", "-CAcreateserial", "-out", "cluster.crt")
+        answer = client.initialize_cluster(ClusterId=cluster_id, SignedCert=(tmp_path / "cluster.crt").read_text(),
+                                           TrustAnchor=(tmp_path / "customerCA.crt").read_text())
+        assert answer["State"] == "INITIALIZE_IN_PROGRESS"
+        initialized = _wait(lambda: _cluster(client, cluster_id), lambda c: c["State"] == "INITIALIZED")
+        owner_client = client_certificate(tmp_path, "owner-client",
+                                          issuer=Issued(tmp_path / "customerCA.crt", tmp_path / "customerCA.key"))
+        published = tmp_path / "control" / "clusters" / cluster_id / "cluster.json"
+        config = {**json.loads(published.read_text()), "trust_anchor": str(tmp_path / "customerCA.crt"),
+                  "client_cert": str(owner_client.cert), "client_key": str(owner_client.key), "timeout_s": 60}
+        assert config["server_name"] == cluster_id  # the name the cluster certificate carries
+        with sdk.connect(config) as c:
+            admin = c.login("admin", initialized["PreCoPassword"], role="admin")
+            admin.activate(ADMIN_PW)
+            admin.close()
+        _wait(lambda: _cluster(client, cluster_id), lambda c: c["State"] == "ACTIVE")
+        for zone in zones[1:]:
+            client.create_hsm(ClusterId=cluster_id, AvailabilityZone=zone)
+        seen: list[tuple[str, str]] = []
+
+        def grown() -> dict:
+            cluster = _cluster(client, cluster_id)
+            seen.append((cluster["State"], cluster["StateMessage"]))
+            return cluster
+
+        cluster = _wait(grown, lambda c: len(c["Hsms"]) == 3 and all(h["State"] == "ACTIVE" for h in c["Hsms"]), 120)
+        assert set(seen) == {("ACTIVE", "")}  # adding HSMs degrades nothing and replaces nothing
+        placements = _placements(tmp_path)
+        assert sorted(p["data_dir"] for p in placements.values()) == sorted(h["HsmId"] for h in cluster["Hsms"])
+        served = x509.load_pem_x509_certificate((tmp_path / "cluster.crt").read_bytes())
+        for placement in placements.values():  # every HSM serves the cluster certificate itself
+            host, _, port = placement["endpoint"].rpartition(":")
+            context = ssl.create_default_context(cafile=str(tmp_path / "customerCA.crt"))
+            context.load_cert_chain(owner_client.cert, owner_client.key)
+            with socket.create_connection((host, int(port)), timeout=10) as raw, \
+                    context.wrap_socket(raw, server_hostname=cluster_id) as tls:
+                assert x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)) == served
+        config = {**json.loads(published.read_text()), "trust_anchor": str(tmp_path / "customerCA.crt"),
+                  "client_cert": str(owner_client.cert), "client_key": str(owner_client.key), "timeout_s": 60}
+        assert sorted(config["endpoints"]) == sorted(p["endpoint"] for p in placements.values())
+        with sdk.connect(config) as c, c.login("admin", ADMIN_PW, role="admin") as admin:
+            admin.create_user("alice", ALICE_PW)
+        for endpoint in config["endpoints"]:  # the user replicated to each HSM
+            with sdk.connect({**config, "endpoints": [endpoint]}) as c, c.login("alice", ALICE_PW) as alice:
+                assert alice.generate_key(CKM.AES_KEY_GEN, value_len=32, encrypt=True).handle
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+        log.close()
+    text = (tmp_path / "control.log").read_text()
+    assert "Traceback" not in text and "No such file" not in text, text

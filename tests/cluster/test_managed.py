@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 import strongroom.client as sdk
 from strongroom.client.connection import open_connection
@@ -98,9 +99,10 @@ def test_a_managed_cluster_is_initialised_by_its_owner_and_grows_through_admissi
         assert tls_refusal(first.endpoint, appliance_cert) is None
         assert tls_refusal(first.endpoint, owner_client) is not None
         assert tls_refusal(first.endpoint) is not None
-        # what InitializeCluster refuses: a certificate from another CA, one that is not a CA certificate
-        for certificate, anchor in ((stranger.sign(csr.encode()), owner.pem), (owner.sign(csr.encode(), ca=False),
-                                                                              owner.pem)):
+        # what InitializeCluster refuses: a certificate from another CA; one fit neither to issue the HSMs'
+        # certificates (a CA's) nor to be served by them (a TLS server's): here, for TLS clients only
+        client_only = owner.sign(csr.encode(), ca=False, usages=(ExtendedKeyUsageOID.CLIENT_AUTH,))
+        for certificate, anchor in ((stranger.sign(csr.encode()), owner.pem), (client_only, owner.pem)):
             with pytest.raises(StrongroomError) as info:
                 _as_appliance(first.endpoint, appliance,
                               ("initialize_cluster", SESSION, certificate.decode(), anchor.decode()))

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import boto3
+import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -24,6 +26,7 @@ from strongroom.vocab import CKA, CKM
 
 from .nodes import TEST_HASH_MEMORY_KIB, strongroom
 from .pki import CA, Issued, client_certificate, tls_refusal
+from .test_control_plane import _placements
 
 
 def _up(data: Path, hsms: int = 3) -> subprocess.Popen:
@@ -66,7 +69,7 @@ def test_up_runs_a_cluster_a_pkcs11_application_uses_and_a_restart_keeps(tmp_pat
         assert set(credentials) == {"admin", "crypto_user", "control_plane"}
         assert set(credentials["control_plane"]) == {"access_key_id", "secret_access_key", "region"}
         user = credentials["crypto_user"]
-        env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={summary['pkcs11_socket']}"}
+        env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={data / summary['pkcs11_socket']}"}
         pin = ("-l", "-p", f"{user['username']}:{user['password']}")
 
         def tool(*args: str) -> str:
@@ -100,9 +103,9 @@ def test_up_runs_a_cluster_a_pkcs11_application_uses_and_a_restart_keeps(tmp_pat
         # two of three HSMs die: no majority to replace them with, so the control plane restarts them on their data
         keys = credentials["control_plane"]
         control = ControlClient(summary["control_plane_url"], keys["access_key_id"], keys["secret_access_key"],
-                                keys["region"], summary["control_plane_ca"])
+                                keys["region"], str(data / summary["control_plane_ca"]))
         hsm = boto3.client("cloudhsmv2", endpoint_url=summary["control_plane_url"], region_name=keys["region"],
-                           verify=summary["control_plane_ca"], aws_access_key_id=keys["access_key_id"],
+                           verify=str(data / summary["control_plane_ca"]), aws_access_key_id=keys["access_key_id"],
                            aws_secret_access_key=keys["secret_access_key"])
         assert [c["ClusterId"] for c in hsm.describe_clusters()["Clusters"]] == [summary["cluster_id"]]
         for pid in _node_pids(data)[:2]:
@@ -121,7 +124,7 @@ def test_up_runs_a_cluster_a_pkcs11_application_uses_and_a_restart_keeps(tmp_pat
         _stopped_cleanly(process, data)
     process = _up(data)
     try:
-        env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={summary['pkcs11_socket']}"}
+        env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={data / summary['pkcs11_socket']}"}
         listing = subprocess.run(["pkcs11-tool", "--module", summary["pkcs11_module"], *pin, "-O"],
                                  capture_output=True, text=True, timeout=120, env=env)
         assert "kept-key" in listing.stdout, listing.stdout + listing.stderr
@@ -237,3 +240,129 @@ def test_the_leader_killed_twice_is_replaced_each_time_and_the_membership_stays_
             assert len(cluster.cluster_status()["members"]) == 3
     finally:
         _stopped_cleanly(process, data)
+
+
+def _peers(pid: int) -> set[str]:
+    """The addresses process ``pid`` holds established TCP connections to."""
+    listing = subprocess.run(["ss", "-Htnp", "state", "established"], capture_output=True, text=True,
+                             check=True).stdout
+    return {line.split()[3] for line in listing.splitlines() if f"pid={pid}," in line}
+
+
+def _within(seconds: float, check) -> None:
+    """``check()`` (assertions) holds within ``seconds``; the last failure otherwise."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.lstat().st_mtime_ns for p in folder.rglob("*")
+            if p.is_file() and not p.is_symlink()}
+
+
+@pytest.mark.slow
+def test_every_view_follows_created_and_deleted_hsms_and_a_copy_runs_on_its_own_data(tmp_path):
+    data = tmp_path / "var"
+    process = _up(data, hsms=2)
+    holder = None
+    try:
+        summary = json.loads((data / "cluster.json").read_text())
+        credentials = json.loads((data / "credentials.json").read_text())
+        keys, user = credentials["control_plane"], credentials["crypto_user"]
+        control = ControlClient(summary["control_plane_url"], keys["access_key_id"], keys["secret_access_key"],
+                                keys["region"], str(data / summary["control_plane_ca"]))
+        cluster_id = summary["cluster_id"]
+        # an application of the agent holds a logged-in session; the SDK follows the file it was given
+        holder = subprocess.Popen([sys.executable, "-c", (
+            "import sys, pkcs11\n"
+            f"token = pkcs11.lib({str(summary['pkcs11_module'])!r}).get_token()\n"
+            f"session = token.open(user_pin={user['username'] + ':' + user['password']!r})\n"
+            "print('open', flush=True)\nsys.stdin.read()\n")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={data / summary['pkcs11_socket']}"})
+        assert holder.stdout.readline() == "open\n"
+        [agent] = [int(p) for p in subprocess.run(["pgrep", "-f", f"strongroom client --config {data}"],
+                                                  capture_output=True, text=True).stdout.split()]
+        cluster = sdk.connect(data / "cluster.json")
+        session = cluster.login(user["username"], user["password"])
+
+        def views(endpoints: set[str], gone: set[str] = frozenset()) -> None:
+            on_file = json.loads((data / "cluster.json").read_text())
+            assert set(on_file["endpoints"]) == endpoints == {h["endpoint"] for h in on_file["hsms"]}
+            cli = subprocess.run([sys.executable, "-m", "strongroom.cli.hsm", "--cluster", str(data / "cluster.json"),
+                                  "--output", "json", "cluster", "hsm-info"], capture_output=True, text=True,
+                                 timeout=60)
+            listed = json.loads(cli.stdout)["data"]["hsms"]
+            assert {(h["endpoint"], h["state"]) for h in listed} == {(e, "operational") for e in endpoints}
+            assert len({h["serial-number"] for h in listed}) == len(endpoints)  # each HSM answers for itself
+            for pid in (os.getpid(), agent):  # the SDK here, the agent's connections for its application
+                assert endpoints <= _peers(pid) and not gone & _peers(pid)
+
+        first = {h["endpoint"] for h in summary["hsms"]}
+        _within(10, lambda: views(first))
+        zones = sorted(control.call("DescribeClusters")["Clusters"][0]["SubnetMapping"])
+        created = control.call("CreateHsm", ClusterId=cluster_id, AvailabilityZone=zones[0])["Hsm"]["HsmId"]
+
+        def hsms() -> dict[str, dict]:
+            [described] = control.call("DescribeClusters", Filters={"clusterIds": [cluster_id]})["Clusters"]
+            return {h["HsmId"]: h for h in described["Hsms"]}
+
+        deadline = time.monotonic() + 120
+        while hsms().get(created, {}).get("State") != "ACTIVE":
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        grown = first | {hsms()[created]["Endpoint"]}
+        _within(10, lambda: views(grown))
+        assert session.generate_key(CKM.AES_KEY_GEN, value_len=32, label="grown", encrypt=True).handle
+        # an admin removes the new HSM from the membership through the SDK: it stops, and is listed nowhere
+        removed = hsms()[created]["Endpoint"]
+        with sdk.connect(data / "cluster.json") as other, \
+                other.login("admin", credentials["admin"]["password"], role="admin") as admin:  # one login each
+            admin.remove_member(_placements(data)[created]["raft"])
+        _within(10, lambda: views(first, {removed}))
+        assert created not in hsms()
+        # the control plane deletes one of the first two
+        [victim] = summary["hsms"][:1]
+        control.call("DeleteHsm", ClusterId=cluster_id, HsmId=victim["hsm_id"])
+        deadline = time.monotonic() + 120
+        while victim["hsm_id"] in hsms():
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        _within(10, lambda: views(first - {victim["endpoint"]}, {victim["endpoint"], removed}))
+        for gone in (victim["endpoint"], removed):  # neither answers anything
+            host, _, port = gone.rpartition(":")
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((host, int(port)), timeout=3).close()
+        key = session.generate_key(CKM.AES_KEY_GEN, value_len=32, label="shrunk", encrypt=True, decrypt=True)
+        assert key.decrypt(key.encrypt(b"after a deletion")) == b"after a deletion"
+        session.close()
+        cluster.close()
+    finally:
+        if holder is not None:
+            holder.communicate("", timeout=30)
+        _stopped_cleanly(process, data)
+    # a copy of the data directory, started elsewhere, runs on its own HSM data
+    copy = tmp_path / "elsewhere" / "var"
+    copy.parent.mkdir()
+    subprocess.run(["cp", "-a", str(data), str(copy)], check=True)
+    before = _mtimes(data)
+    time.sleep(1)
+    process = _up(copy, hsms=1)
+    try:
+        nodes = _node_pids(copy)
+        assert len(nodes) == 1 and _node_pids(data) == []
+        for pid in nodes:
+            assert f"--data-dir\0{copy}/control/hsms/" in Path(f"/proc/{pid}/cmdline").read_text()
+        with sdk.connect(copy / "cluster.json") as c, c.login(user["username"], user["password"]) as s:
+            assert [k[CKA.LABEL] for k in s.find(label="shrunk")] == ["shrunk"]
+            s.generate_key(CKM.AES_KEY_GEN, value_len=32, label="in-the-copy")
+    finally:
+        _stopped_cleanly(process, copy)
+    assert _mtimes(data) == before

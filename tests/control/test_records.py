@@ -54,3 +54,39 @@ def test_records_round_trip_with_their_shapes(store):
                                    "BackupRetentionPolicy": {"Type": "DAYS", "Value": "30"}})
     [described] = control.call("DescribeClusters", {"Filters": {"clusterIds": [made["ClusterId"]]}})["Clusters"]
     assert described["BackupRetentionPolicy"] == {"Type": "DAYS", "Value": "30"}
+
+
+@pytest.mark.parametrize(("text", "limit", "clipped"), [
+    ("An HSM is being replaced.", 300, "An HSM is being replaced."),
+    ("The HSM did not start yet; retrying: no such file or directory", 40,
+     "The HSM did not start yet; retrying…"),
+    ("one\nline   at\ta time", 300, "one line at a time"),
+    ("x" * 50, 10, "x" * 9 + "…"),
+])
+def test_state_messages_are_cut_between_words(text, limit, clipped):
+    from strongroom.control.records import clip
+
+    assert clip(text, limit) == clipped
+    assert len(clip(text, limit)) <= limit
+
+
+def test_hsm_data_directories_resolve_under_the_control_planes_own_folder(tmp_path):
+    from strongroom.control.provider import LocalProvider
+
+    provider = LocalProvider(tmp_path / "copy" / "hsms", tmp_path / "fleet")
+    assert provider.data_dir({"data_dir": "hsm-abcdefghijk-2"}) == tmp_path / "copy" / "hsms" / "hsm-abcdefghijk-2"
+    # a record an earlier version stored with the original's absolute path: the copy's own folder, by its name
+    assert provider.data_dir({"data_dir": "/srv/original/control/hsms/hsm-abcdefghijk"}) == \
+        tmp_path / "copy" / "hsms" / "hsm-abcdefghijk"
+
+
+def test_the_control_plane_knows_a_removed_hsm_by_the_marker_the_node_leaves(tmp_path):
+    from strongroom.control.provider import REMOVED_MARKER, LocalProvider
+    from strongroom.replication.log import REMOVED_MARKER as NODE_MARKER
+
+    provider = LocalProvider(tmp_path / "hsms", tmp_path / "fleet")
+    placement = {"data_dir": "hsm-abcdefghijk"}
+    assert not provider.removed(placement)
+    (tmp_path / "hsms" / "hsm-abcdefghijk" / "raft").mkdir(parents=True)
+    (tmp_path / "hsms" / "hsm-abcdefghijk" / "raft" / NODE_MARKER).touch()
+    assert REMOVED_MARKER.name == NODE_MARKER and provider.removed(placement)

@@ -9,10 +9,12 @@ import json
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -243,12 +245,17 @@ def test_a_clock_off_the_hsms_is_named(machine, offset, status):
 
 def test_a_socket_opened_to_a_group_says_so(machine, node, tmp_path):
     config, _, modules = machine
-    folder = tmp_path / "grouped"
-    folder.mkdir()
     gid = os.getgid()
-    with serving_agent(node[1], folder, "--socket-group", str(gid)) as grouped:
-        code, found = _doctor(config, _env(f"unix:path={grouped}"), "--modules-dir", str(modules), "--socket",
-                              str(grouped))
+    # the group must reach the socket: a folder in /tmp (searchable by all), itself searchable by the group only
+    folder = Path(tempfile.mkdtemp(prefix="grouped-"))
+    try:
+        os.chown(folder, -1, gid)
+        folder.chmod(0o710)
+        with serving_agent(node[1], folder, "--socket-group", str(gid)) as grouped:
+            code, found = _doctor(config, _env(f"unix:path={grouped}"), "--modules-dir", str(modules), "--socket",
+                                  str(grouped))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     assert code == 0
     me = pwd.getpwuid(os.getuid()).pw_name
     assert found["socket"]["detail"] == f"{grouped} accepts this user ({me}); mode 0660, owner {me}: group " \

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from strongroom.pkcs11 import wire
-from strongroom.vocab import CKA, CKM, CKR
+from strongroom.vocab import CKA, CKF, CKM, CKR
 
 from ..fixtures.cluster import ALICE_PW
 from .conftest import P11_KIT_CLIENT, P256
@@ -161,12 +161,20 @@ def test_a_new_agent_takes_the_applications_over_with_their_sessions_and_login(n
 
         assert json.loads(python_app.stdout.readline()) == {"ready": True}
         python_signs(b"python before")
+        tried = _deadline(initialized(socket_path, 1))  # a wrong PIN: the PIN flags follow it to the new agent
+        wrong = u64s(_session(tried), 1) + wire.Writer().byte_array(b"bob:wrong-pass-1").bytes()
+        assert tried.call(request(18, "uuay", wrong)) == wire.error_body(int(CKR.PIN_INCORRECT))
 
         began = time.monotonic()
         second = Agent(config, tmp_path / "b", socket_path)
-        assert second.started == {"socket": str(socket_path), "taken_over": 2}
+        assert second.started == {"socket": str(socket_path), "taken_over": 3}
         first.ended()
         took_s = time.monotonic() - began
+        flags = ok(tried.call(request(6, "u", u64s(1))), 6, "ssssuuuuuuuuuuuvvs")
+        for _ in range(4):
+            flags.data()
+        assert flags.u64() & (CKF.USER_PIN_COUNT_LOW | CKF.USER_PIN_FINAL_TRY | CKF.USER_PIN_LOCKED) \
+            == CKF.USER_PIN_COUNT_LOW
 
         python_signs(b"python after")
         _signs(app, main, key, verifier, b"after")  # the same session, logged in by the new agent

@@ -11,8 +11,9 @@ import pytest
 
 from strongroom.errors import ArgumentsBad, DeviceError
 from strongroom.replication.change import ENCODER, Change
-from strongroom.replication.log import LocalLog, RaftLog, cluster_secret
+from strongroom.replication.log import LocalLog, RaftLog
 from strongroom.replication.machine import StateMachine
+from strongroom.replication.peer_tls import cluster_secret
 from strongroom.store import ObjectRow, Store
 
 SECRET = bytes(range(32))

@@ -95,3 +95,62 @@ def test_client_cas_that_do_not_fit_are_refused(identity, bad):
         done, _ = cluster_certificate.client_ca_added(done, pem)
     with pytest.raises((ArgumentsBad, SignatureInvalid, FunctionNotSupported)):
         cluster_certificate.client_ca_added(done, pem)
+
+
+def _openssl_signed(identity, tmp_path, *extensions: str) -> tuple[bytes, bytes]:
+    """The CSR signed as the service documents (``openssl x509 -req``: no extensions unless given), and the
+    signing CA's certificate."""
+    import subprocess
+
+    (tmp_path / "cluster.csr").write_bytes(identity.csr)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(tmp_path / "customerCA.key"), "-out", str(tmp_path / "customerCA.crt"),
+                    "-subj", "/CN=customerCA", "-days", "30"], check=True, capture_output=True)
+    extra: list[str] = []
+    if extensions:
+        (tmp_path / "ext.cnf").write_text("\n".join(extensions) + "\n")
+        extra = ["-extfile", str(tmp_path / "ext.cnf")]
+    subprocess.run(["openssl", "x509", "-req", "-days", "3652", "-in", str(tmp_path / "cluster.csr"), "-CA",
+                    str(tmp_path / "customerCA.crt"), "-CAkey", str(tmp_path / "customerCA.key"),
+                    "-CAcreateserial", "-out", str(tmp_path / "cluster.crt"), *extra], check=True,
+                   capture_output=True)
+    return (tmp_path / "cluster.crt").read_bytes(), (tmp_path / "customerCA.crt").read_bytes()
+
+
+def test_the_services_documented_openssl_signature_makes_hsms_serve_the_cluster_certificate(identity, tmp_path):
+    certificate, anchor = _openssl_signed(identity, tmp_path)
+    done = cluster_certificate.initialized(identity, certificate, anchor)
+    assert cluster_certificate.serves_itself(done)  # not a CA: it issues nothing, the HSMs serve it as it is
+    assert not cluster_certificate.serves_itself(identity)  # nothing before initialisation
+    barrier = Barrier(bytes(32), "cluster-test0000001")
+    key = serialization.load_pem_private_key(
+        cluster_certificate.cluster_key_pem(done, barrier, "cluster-test0000001"), None)
+    assert key.public_key() == x509.load_pem_x509_csr(identity.csr).public_key()
+    served = cluster_certificate.write_served_certificate(done, tmp_path)
+    assert x509.load_pem_x509_certificates(served.read_bytes()) == [x509.load_pem_x509_certificate(certificate)]
+    assert cluster_certificate.issued_for(done, tmp_path)
+    assert not (tmp_path / cluster_certificate.TLS_KEY).exists()  # the shared key is never written
+
+
+@pytest.mark.parametrize(("extensions", "message"), [
+    (("extendedKeyUsage = clientAuth",), "extended key usage must include serverAuth"),
+    (("keyUsage = keyEncipherment",), "key usage must allow digitalSignature"),
+    (("basicConstraints = critical, CA:TRUE", "keyUsage = digitalSignature"), "lacks keyCertSign"),
+])
+def test_a_cluster_certificate_fit_for_neither_form_is_refused(identity, tmp_path, extensions, message):
+    certificate, anchor = _openssl_signed(identity, tmp_path, *extensions)
+    with pytest.raises(SignatureInvalid, match=message):
+        cluster_certificate.initialized(identity, certificate, anchor)
+
+
+def test_a_ca_cluster_certificate_issues_each_hsm_a_certificate_naming_the_cluster(identity, tmp_path):
+    certificate, anchor = _openssl_signed(identity, tmp_path, "basicConstraints = critical, CA:TRUE")
+    done = cluster_certificate.initialized(identity, certificate, anchor)
+    assert not cluster_certificate.serves_itself(done)
+    barrier = Barrier(bytes(32), "cluster-test0000001")
+    chain, _ = cluster_certificate.issue_tls(done, barrier, "cluster-test0000001", ["127.0.0.1"], tmp_path)
+    leaf = x509.load_pem_x509_certificates(chain.read_bytes())[0]
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["cluster-test0000001"]
+    assert cluster_certificate.issued_for(done, tmp_path, "cluster-test0000001")
+    assert not cluster_certificate.issued_for(done, tmp_path, "cluster-other000001")

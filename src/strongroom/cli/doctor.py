@@ -50,8 +50,9 @@ def diagnose(config_file: Path, socket_path: Path | None, modules_dir: Path,
     except (OSError, ValueError) as exc:
         return [Finding("config", FAIL, f"cannot read {config_file}: {getattr(exc, 'strerror', None) or exc}",
                         "pass --config with the cluster.json of strongroom up or strongroom owner issue-client")]
-    paths = _config_paths(data, config_file.parent)
-    socket_path = socket_path or paths["pkcs11_socket"] or (checks.address_path(address) if address else None)
+    paths = _config_paths(data, config_file.absolute().parent)  # compared with P11_KIT_SERVER_ADDRESS: absolute
+    socket_path = (socket_path.absolute() if socket_path is not None else paths["pkcs11_socket"]) or (
+        checks.address_path(address) if address else None)
     findings = checks.agent_socket(socket_path)
     if socket_path is not None and findings[-1].status != FAIL:
         findings += checks.agent_answers(socket_path)

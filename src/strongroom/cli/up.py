@@ -178,9 +178,11 @@ def issue_client(data_dir: Path, out: Path, name: str, days: int) -> dict[str, s
     written = {"client_cert": str(issued.cert), "client_key": str(issued.key), "trust_anchor": str(anchor)}
     cluster_file = data_dir / "cluster.json"
     if cluster_file.is_file():
-        endpoints = json.loads(cluster_file.read_text()).get("endpoints", [])
-        config = {"endpoints": endpoints, "trust_anchor": anchor.name, "client_cert": issued.cert.name,
-                  "client_key": issued.key.name}
+        described = json.loads(cluster_file.read_text())
+        config = {"endpoints": described.get("endpoints", []), "trust_anchor": anchor.name,
+                  "client_cert": issued.cert.name, "client_key": issued.key.name}
+        if described.get("server_name"):
+            config["server_name"] = described["server_name"]
         (out / "cluster.json").write_text(json.dumps(config, indent=2) + "\n")
         written["config"] = str(out / "cluster.json")
     return written
@@ -241,7 +243,7 @@ def _activate(cluster: dict[str, Any], anchor: Path, credentials: dict[str, Any]
     admin_pw, user = credentials["admin"]["password"], credentials["crypto_user"]
     initial = credentials["admin"].get("initial_password")
     config = {"endpoints": [h["Endpoint"] for h in cluster["Hsms"] if h.get("Endpoint")],
-              "trust_anchor": str(anchor.resolve()), "timeout_s": 60,
+              "trust_anchor": str(anchor.resolve()), "timeout_s": 60, "server_name": cluster["ClusterId"],
               **{k: str(anchor.parent.resolve() / v) for k, v in client_certificates(anchor.parent).items()}}
     with sdk.connect(sdk.ClientConfig.from_dict(config, certificate="cli")) as connection:
         try:
@@ -401,16 +403,8 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
         credentials["control_plane"] = keys
         _write_private(credentials_file, credentials)
         socket_path = data_dir / "pkcs11.sock"
-        summary = {
-            "control_plane_url": info["url"], "control_plane_ca": str(data_dir / "control-ca.crt"),
-            "cluster_id": cluster_id, "mode": cluster.get("Mode", "FIPS"),
-            "hsms": [{"hsm_id": h["HsmId"], "endpoint": h["Endpoint"]} for h in _live(cluster)],
-            "trust_anchor": "owner-ca.crt", "pkcs11_socket": str(socket_path), "pkcs11_module": str(PKCS11_MODULE),
-            # the SDK reads these (paths relative to this file): the agent's certificate is the SDK's default,
-            # strongroom-cli reads cli_cert and cli_key
-            "endpoints": [h["Endpoint"] for h in _live(cluster)], **client_certificates(data_dir),
-        }
-        state_file.write_text(json.dumps(summary, indent=2) + "\n")
+        summary = _summary(info["url"], cluster, data_dir)
+        _write_atomically(state_file, summary)
         report.step("starting the client agent (PKCS#11)")
         group = ["--socket-group", socket_group] if socket_group is not None else []
         agent, started = _start(["client", "--config", str(state_file), "--socket", str(socket_path),
@@ -426,6 +420,7 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
                 agent = None  # not this process's to watch or stop any more
             if control_process.poll() is not None or (agent is not None and agent.poll() is not None):
                 raise click.ClickException("a Strongroom process stopped; see the logs in " + str(logs))
+            summary = _follow_membership(control, cluster_id, info["url"], data_dir, summary)
     except ControlError as exc:
         raise click.ClickException(f"the control plane refused: {exc}") from None
     finally:
@@ -434,6 +429,50 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
         report.done()
         terminate(control_process, 90)
         lock.close()
+
+
+def _summary(url: str, cluster: dict[str, Any], data_dir: Path) -> dict[str, Any]:
+    """``cluster.json``: where everything is, and an SDK configuration of the cluster's HSMs (those serving,
+    ``ACTIVE`` or ``DEGRADED``, as the control plane describes them). The SDK's paths are relative to the file,
+    so a copied data directory names its own files; ``pkcs11_socket`` is absolute, as ``P11_KIT_SERVER_ADDRESS``
+    needs it (each start writes the file again, so a copy names its own socket)."""
+    serving = [h for h in cluster["Hsms"] if h["State"] in ("ACTIVE", "DEGRADED") and h.get("Endpoint")]
+    return {
+        "control_plane_url": url, "control_plane_ca": "control-ca.crt", "cluster_id": cluster["ClusterId"],
+        "mode": cluster.get("Mode", "FIPS"),
+        "hsms": [{"hsm_id": h["HsmId"], "endpoint": h["Endpoint"]} for h in serving],
+        "trust_anchor": f"{OWNER_CA}.crt", "pkcs11_socket": str(data_dir / "pkcs11.sock"),
+        "pkcs11_module": str(PKCS11_MODULE),
+        # the SDK reads these (paths relative to this file): the agent's certificate is the SDK's default,
+        # strongroom-cli reads cli_cert and cli_key; the HSMs' certificates name the cluster id
+        "endpoints": [h["Endpoint"] for h in serving], "server_name": cluster["ClusterId"],
+        **client_certificates(data_dir),
+    }
+
+
+def _write_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write ``path`` whole under a temporary name, then rename it into place: a reader sees the old file or
+    the new one, never a part."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def _follow_membership(control: Any, cluster_id: str, url: str, data_dir: Path,
+                       summary: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite ``cluster.json`` when the control plane's view of the cluster's HSMs changed (an HSM created,
+    deleted or replaced); the SDK, the agent and the command line follow the file. Returns the current summary."""
+    try:
+        cluster = _describe(control, cluster_id)
+    except OSError:  # the control plane did not answer this time; asked again in a second
+        return summary
+    if cluster is None:
+        return summary
+    fresh = _summary(url, cluster, data_dir)
+    if fresh["hsms"] and fresh != summary:
+        _write_atomically(data_dir / "cluster.json", fresh)
+        return fresh
+    return summary
 
 
 def _announce(report: Reporter, data_dir: Path, summary: dict[str, Any], credentials: dict[str, Any]) -> None:
@@ -455,7 +494,7 @@ def _announce(report: Reporter, data_dir: Path, summary: dict[str, Any], credent
             f"  pkcs11-tool --module {summary['pkcs11_module']} -l -p {user['username']}:<password> -O\n"
             f"  python -c 'import strongroom.client as s; s.connect(\"{data_dir}/cluster.json\")'\n"
             f"  aws cloudhsmv2 describe-clusters --endpoint-url {summary['control_plane_url']} "
-            f"--ca-bundle {summary['control_plane_ca']}",
+            f"--ca-bundle {data_dir / summary['control_plane_ca']}",
             title="Strongroom is up"))
     click.echo("ready")
     sys.stdout.flush()

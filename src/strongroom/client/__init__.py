@@ -50,7 +50,9 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster[Sync]
     """Connect to every HSM of the cluster; returns the synchronous :class:`Cluster`.
 
     Requests go to the least busy HSM and fail over to another when one is lost (see
-    :mod:`strongroom.client.balancer`).
+    :mod:`strongroom.client.balancer`). A configuration read from a file (a path, or
+    :meth:`ClientConfig.from_file`) is followed: HSMs added to the file are used, HSMs removed from it (and from
+    the cluster) are dropped, without reconnecting.
 
     Raises:
         ConnectionLost: ``CKR_DEVICE_REMOVED`` when no node can be reached or trusted.
@@ -104,7 +106,7 @@ def connect(config: ClientConfig | Path | str | dict[str, Any]) -> Cluster[Sync]
                 return loop_thread.run(balancer.call_keyed(name, args, kwargs, key or None))
             balancer.settle_error(vs, name, exc)
             raise
-        balancer.settle(vs, node, name, kwargs, value)
+        balancer.settle(vs, node, name, kwargs, value, args[1:])
         return value
 
     def close() -> None:

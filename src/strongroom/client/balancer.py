@@ -1,15 +1,14 @@
 """Client balancing and failover: one connection to every HSM, each request to the least busy one.
 
-The configuration names some HSMs; the others are discovered from any of them (``cluster_status`` lists the
-members' client endpoints) when the client connects and every 10 seconds after.
+The configuration names some HSMs (a file is read again when it changes); the others are discovered from any
+of them (``cluster_status`` lists the members' endpoints) at start and every 5 s; HSMs neither names are dropped.
 
 Sessions the application opens are *virtual*: a :class:`VirtualSession` opens a real session on each HSM the
 first time a request goes there, and logs it in with the credentials the application gave (PKCS#11 login state
 belongs to one application, that is one connection, so each HSM gets its own login). A request that fails
 because its HSM went away (``ConnectionLost``), could not commit a write (``NoQuorum``) or has not caught up
 with the client's writes (``NodeBehind``) is sent again to another HSM until the request's deadline; writes
-carry a request key, so a write sent twice is done once. Lost connections are re-established in the
-background.
+carry a request key, so a write sent twice is done once. Lost connections are re-established in the background.
 
 Two things stay on one HSM: a multi-part operation between its ``*_init`` and its end (the HSM holds its
 state), and a session that made session objects (they live on that HSM only). If that HSM fails, the
@@ -24,6 +23,7 @@ import itertools
 import os
 import ssl
 import time
+from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -36,7 +36,7 @@ from ..errors import (
 )
 from ..protocol import CALL_SPECS
 from ..vocab import CKF, CKU
-from .config import ClientConfig
+from .config import ClientConfig, ConfigFile
 from .connection import ConnectionLost, open_connection, result_of
 from .members import SESSION_OBJECT_BIT, Member, VirtualSession, least_loaded, may_make_session_objects
 
@@ -44,8 +44,9 @@ _NO_NODES: frozenset[Member] = frozenset()
 # One attempt of a request that may be sent again waits at most this long for its HSM (seconds).
 ATTEMPT_TIMEOUT_S = 5.0
 _RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 2.0
-# How often the client asks for the cluster's members (seconds).
-DISCOVERY_INTERVAL_S = 10.0
+# How often the client asks for the cluster's members, and looks at its configuration file (seconds).
+DISCOVERY_INTERVAL_S = 5.0
+CONFIG_CHECK_S = 1.0
 
 
 class Balancer:
@@ -60,6 +61,7 @@ class Balancer:
 
     def __init__(self, config: ClientConfig, ssl_context: ssl.SSLContext, client: str = "") -> None:
         self.config = config
+        self.config_file = ConfigFile(config.source, config.certificate) if config.source is not None else None
         self.client = client
         self.ssl_context = ssl_context
         self.nodes = [Member(endpoint) for endpoint in dict.fromkeys(config.endpoints)]
@@ -130,11 +132,7 @@ class Balancer:
         members = {e for e in status.get("endpoints", []) if isinstance(e, str)}
         if not members:
             return
-        known = {n.endpoint for n in self.nodes}
-        for endpoint in sorted(members - known):
-            fresh = Member(endpoint)
-            self.nodes.append(fresh)
-            self._reconnect_later(fresh)
+        self._add(sorted(members))
         # HSMs that left the cluster are dropped, unless the configuration names them
         for gone in [n for n in self.nodes if n.endpoint not in members and n.endpoint not in self.configured]:
             self.nodes.remove(gone)
@@ -143,9 +141,27 @@ class Balancer:
                 gone.conn.close()
 
     async def _keep_discovering(self) -> None:
+        last = time.monotonic()
         while not self._closed:
-            await asyncio.sleep(DISCOVERY_INTERVAL_S)
-            await self._discover()
+            await asyncio.sleep(CONFIG_CHECK_S)
+            if self._reread_config() or time.monotonic() - last >= DISCOVERY_INTERVAL_S:
+                last = time.monotonic()
+                await self._discover()
+
+    def _reread_config(self) -> bool:
+        """Take the configuration file's HSMs when it changed (True): connect to those it adds; those it no longer
+        names stay while the cluster lists them (the caller discovers next)."""
+        fresh = self.config_file.changed() if self.config_file is not None else None
+        if fresh is not None:
+            self.configured = frozenset(fresh.endpoints)
+            self._add(fresh.endpoints)
+        return fresh is not None
+
+    def _add(self, endpoints: Iterable[str]) -> None:  # connect to the HSMs not known yet
+        known = {n.endpoint for n in self.nodes}
+        for endpoint in dict.fromkeys(e for e in endpoints if e not in known):
+            self.nodes.append(member := Member(endpoint))
+            self._reconnect_later(member)
 
     async def _connect(self, node: Member) -> None:
         conn = await open_connection(node.endpoint, self.ssl_context, server_name=self.config.server_name,
@@ -254,7 +270,7 @@ class Balancer:
                 self.settle_error(vs, name, exc)
                 raise
         value = response.value
-        self.settle(vs, node, name, kwargs, value)
+        self.settle(vs, node, name, kwargs, value, args[1:])
         return value
 
     async def call_keyed(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], key: bytes | None) -> Any:
@@ -318,16 +334,18 @@ class Balancer:
         return self.config.timeout_s if CALL_SPECS[name].slow else min(ATTEMPT_TIMEOUT_S, self.config.timeout_s)
 
     def settle(self, vs: VirtualSession | None, node: Member | None, name: str, kwargs: dict[str, Any],
-               value: Any) -> None:
-        """Session bookkeeping after a successful session call on ``node``."""
+               value: Any, rest: tuple[Any, ...] = ()) -> None:
+        """Session bookkeeping after a successful session call on ``node`` (``rest``: its arguments after the
+        session)."""
         if vs is None:
             return
         vs.last = node
         call = CALL_SPECS[name]
         if call.starts:
             vs.pinned = node
+            vs.operations.add(call.operation)
         elif call.ends and not kwargs.get("query"):
-            vs.pinned = None
+            vs.ended(call.operation, rest)
         if call.makes_objects:
             handles = value if isinstance(value, (list, tuple)) else [value]
             if any(isinstance(h, int) and h & SESSION_OBJECT_BIT for h in handles):
@@ -335,10 +353,9 @@ class Balancer:
 
     @staticmethod
     def settle_error(vs: VirtualSession | None, name: str, exc: StrongroomError) -> None:
-        """Session bookkeeping after a session call failed for good: an operation that ended is unpinned."""
-        if vs is not None and vs.pinned is not None and (CALL_SPECS[name].ends or isinstance(exc, ConnectionLost)) \
-                and exc.ckr != 0x150:  # CKR_BUFFER_TOO_SMALL keeps the operation active
-            vs.pinned = None
+        """Session bookkeeping after a session call failed for good (:meth:`VirtualSession.failed`)."""
+        if vs is not None:
+            vs.failed(name, exc.ckr, isinstance(exc, ConnectionLost))
 
     async def _retrying(self, vs: VirtualSession | None, name: str, rest: tuple[Any, ...],
                         kwargs: dict[str, Any], key: bytes | None = None) -> Any:
@@ -427,7 +444,7 @@ class Balancer:
         except StrongroomError as exc:
             self.settle_error(vs, name, exc)
             raise
-        self.settle(vs, vs.last, name, kwargs, value)
+        self.settle(vs, vs.last, name, kwargs, value, rest)
         return value
 
     async def _open_session(self, flags: int) -> int:

@@ -20,7 +20,8 @@ command line's as ``cli_cert``/``cli_key`` (read with ``certificate="cli"``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ class ClientConfig:
         server_name: the name to check in node certificates; ``None`` checks each endpoint's host.
         timeout_s: how long one request may take before it fails (seconds).
         connect_timeout_s: how long connecting and the TLS handshake may take (seconds).
+        source: the file it was read from (``None`` for one built from a mapping): clients follow it while they
+            run (:class:`ConfigFile`), reading it with the same ``certificate`` choice.
     """
 
     endpoints: tuple[str, ...]
@@ -47,6 +50,8 @@ class ClientConfig:
     server_name: str | None = None
     timeout_s: float = 30.0
     connect_timeout_s: float = 10.0
+    source: Path | None = field(default=None, compare=False)
+    certificate: str = field(default="client", compare=False)
 
     @classmethod
     def from_file(cls, path: Path | str, certificate: str = "client") -> ClientConfig:
@@ -60,7 +65,8 @@ class ClientConfig:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise ArgumentsBad(f"cannot read client configuration {path}: {exc}") from None
-        return cls.from_dict(data, base=path.parent, certificate=certificate)
+        return replace(cls.from_dict(data, base=path.parent, certificate=certificate), source=path,
+                       certificate=certificate)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base: Path = Path("."), certificate: str = "client") -> ClientConfig:
@@ -103,3 +109,36 @@ class ClientConfig:
         prefix = certificate if data.get(f"{certificate}_cert") is not None else "client"
         return cls(tuple(endpoints), base / data["trust_anchor"], path(f"{prefix}_cert"), path(f"{prefix}_key"),
                    data.get("server_name"), timeout, connect_timeout)
+
+
+class ConfigFile:
+    """A configuration file followed while a client runs (its HSMs change as the cluster's membership does).
+
+    Args:
+        path: the file; ``certificate`` as in :meth:`ClientConfig.from_dict`.
+    """
+
+    def __init__(self, path: os.PathLike[str] | str, certificate: str = "client") -> None:
+        self.path = Path(path)
+        self.certificate = certificate  # whose client certificate, as in ClientConfig.from_dict
+        self._stamp = self._now()
+
+    def _now(self) -> tuple[int, int, int] | None:
+        """What tells a changed file (written in place or renamed over): its inode, size and modification time."""
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return None
+        return info.st_ino, info.st_size, info.st_mtime_ns
+
+    def changed(self) -> ClientConfig | None:
+        """The configuration read again if the file changed since the last look, else ``None`` (also for a file
+        that does not read as one now: it is read again once it changes again)."""
+        stamp = self._now()
+        if stamp is None or stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        try:
+            return ClientConfig.from_file(self.path, self.certificate)
+        except ArgumentsBad:
+            return None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol import CALL_SPECS
+from ..vocab import CKF
 from .connection import NodeConnection
 
 
@@ -48,6 +49,10 @@ class Member:
         return self.conn is not None and self.conn.is_open
 
 
+_OPERATION_FLAGS = {"encrypt": CKF.ENCRYPT, "decrypt": CKF.DECRYPT, "digest": CKF.DIGEST, "sign": CKF.SIGN,
+                    "verify": CKF.VERIFY, "find": CKF.FIND_OBJECTS}
+
+
 @dataclass(eq=False)
 class VirtualSession:
     """An application session: real session handles per HSM (``endpoint → (generation, handle)``)."""
@@ -56,7 +61,32 @@ class VirtualSession:
     flags: int
     handles: dict[str, tuple[int, int]] = field(default_factory=dict)
     pinned: Member | None = None  # a multi-part operation is in progress there
+    operations: set[str] = field(default_factory=set)  # the operations in progress there (``"sign"`` …)
     last: Member | None = None  # where its last request was answered
+
+    def ended(self, operation: str, rest: tuple[Any, ...] = ()) -> None:
+        """``operation`` ended; for ``C_SessionCancel`` (no operation of its own) those its flags name (``rest``:
+        the call's arguments after the session). The session is unpinned when none is left."""
+        if operation:
+            self.operations.discard(operation)
+        else:
+            flags = rest[0] if rest and isinstance(rest[0], int) else ~0
+            self.operations -= {name for name, flag in _OPERATION_FLAGS.items() if flags & flag}
+        if not self.operations:
+            self.pinned = None
+
+    def failed(self, name: str, ckr: int, lost: bool) -> None:
+        """Call ``name`` failed with ``ckr`` for good (``lost``: its HSM is gone, which ends every operation
+        there). A call on an active operation that fails with anything but ``CKR_BUFFER_TOO_SMALL`` ends it
+        (PKCS#11 3.0 §5.2, §5.8–§5.13; a search goes on after an error of ``C_FindObjects``)."""
+        call = CALL_SPECS[name]
+        if self.pinned is None or ckr == 0x150:  # CKR_BUFFER_TOO_SMALL keeps the operation active
+            return
+        if lost:
+            self.operations.clear()
+            self.pinned = None
+        elif call.operation and (call.ends or (call.operation != "find" and not call.starts and not call.once)):
+            self.ended(call.operation)
 
 
 SESSION_OBJECT_BIT = 1 << 63
@@ -86,3 +116,4 @@ def least_loaded(nodes: list[Member], avoid: AbstractSet[Member], turn: int) -> 
     least = min(n.load for n in up)
     candidates = [n for n in up if n.load == least]
     return candidates[turn % len(candidates)]
+

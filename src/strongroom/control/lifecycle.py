@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session
 from ..errors import ArgumentsBad, StrongroomError
 from .appliance import SESSION, Appliance
 from .provider import Provider, ProviderError
-from .records import Cluster, Hsm, Store
+from .records import Cluster, Hsm, Store, clip
 from .sealed import PRECO as PRECO_KIND
 from .sealed import SealingKey
 
@@ -27,6 +29,7 @@ log = logging.getLogger("strongroom.control")
 STEP_S = 0.5
 HEALTH_TIMEOUT_S = 3.0
 FAILURES_BEFORE_REPLACING = 2  # consecutive failed health checks
+REPLACING = "The HSM is being replaced."  # an HSM's StateMessage while a new node takes its place
 _Row = TypeVar("_Row", Cluster, Hsm)
 
 
@@ -59,7 +62,7 @@ class Lifecycle:
         self.sealing = sealing
         self.provider = provider
         self.appliance = appliance
-        self.root = Path(root)
+        self.root = Path(root).resolve()
         self.failures: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -144,7 +147,8 @@ class Lifecycle:
     def _snapshot(self, cluster_id: str) -> tuple[str, list[dict[str, Any]]]:
         with self.store.session() as session:
             cluster = _row(session, Cluster, cluster_id)
-            return cluster.state, [{"hsm_id": h.hsm_id, "state": h.state, "placement": dict(h.placement)}
+            return cluster.state, [{"hsm_id": h.hsm_id, "state": h.state, "state_message": h.state_message,
+                                    "placement": dict(h.placement)}
                                    for h in cluster.hsms]
 
     def _set(self, cluster_id: str, hsm_id: str | None = None, **fields: Any) -> None:
@@ -185,8 +189,11 @@ class Lifecycle:
             return None
 
     def _join_config(self, cluster_id: str, active: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"endpoints": [h["placement"]["endpoint"] for h in active],
-                "trust_anchor": str(self.anchor_path(cluster_id))}
+        config = {"endpoints": [h["placement"]["endpoint"] for h in active],
+                  "trust_anchor": str(self.anchor_path(cluster_id))}
+        if self.anchor_path(cluster_id).exists():  # initialised: HSM certificates name the cluster
+            config["server_name"] = cluster_id
+        return config
 
     def _admit(self, cluster_id: str, active: list[dict[str, Any]], certificate: bytes) -> None:
         error: Exception | None = None
@@ -220,7 +227,7 @@ class Lifecycle:
             placement = self._launch(cluster_id, hsm["hsm_id"], active, None)
         except (ProviderError, OSError) as exc:
             log.warning("HSM %s not created yet: %s", hsm["hsm_id"], exc)
-            self._set(cluster_id, hsm["hsm_id"], state_message=f"retrying: {str(exc)[:200]}")
+            self._set(cluster_id, hsm["hsm_id"], state_message=clip(f"The HSM did not start yet; retrying: {exc}"))
             return
         csr, preco = "", b""
         if not active:
@@ -230,10 +237,23 @@ class Lifecycle:
                                           self.initial_password(cluster_id, placement["endpoint"]))
             except StrongroomError as exc:
                 log.warning("no CSR or initial password from %s: %s", hsm["hsm_id"], exc)
+        self._await_owner_chain(cluster_id, placement["endpoint"])
         self._set(cluster_id, hsm["hsm_id"], state="ACTIVE", state_message="", placement=placement,
                   eni_ip=placement["endpoint"].rpartition(":")[0])
         if csr and preco:
             self._set(cluster_id, cluster_csr=csr, sealed_preco_password=preco)
+
+    def _await_owner_chain(self, cluster_id: str, endpoint: str, timeout_s: float = 30.0) -> None:
+        """In an initialised cluster, wait until a new HSM serves TLS under the owner's chain (it switches from its
+        fleet identity once it has caught up with the cluster's certificate), so that ACTIVE means clients can
+        use it."""
+        anchor = self.anchor_path(cluster_id)
+        deadline = time.monotonic() + timeout_s
+        while anchor.exists() and not self.appliance.serves_chain_to(endpoint, anchor):
+            if time.monotonic() > deadline or self._stop.is_set():
+                log.warning("the HSM at %s does not serve the owner's chain yet", endpoint)
+                return
+            time.sleep(0.2)
 
     def _remove_member(self, cluster_id: str, hsm: dict[str, Any], others: list[dict[str, Any]]) -> bool:
         """Take ``hsm`` out of the cluster's membership through the first of ``others`` that does it; True once
@@ -266,6 +286,12 @@ class Lifecycle:
         live = [h for h in hsms if h["state"] in ("ACTIVE", "DEGRADED")]
         for hsm in live:
             healthy = self.provider.alive(hsm["placement"]) and self._info(cluster_id, hsm) is not None
+            if not healthy and self.provider.removed(hsm["placement"]):
+                # an admin took it out of the membership (remove_member): it stopped for good, as if deleted
+                self.provider.destroy(hsm["placement"])
+                self._set(cluster_id, hsm["hsm_id"], state="DELETED",
+                          state_message="An admin removed the HSM from the cluster's membership.")
+                continue
             if healthy:
                 self.failures.pop(hsm["hsm_id"], None)
                 if hsm["state"] == "DEGRADED":
@@ -282,9 +308,16 @@ class Lifecycle:
         if state not in ("ACTIVE", "DEGRADED"):
             return
         _, hsms = self._snapshot(cluster_id)
-        healthy = all(h["state"] == "ACTIVE" for h in hsms if h["state"] != "DELETED")
-        self._set(cluster_id, state="ACTIVE" if healthy else "DEGRADED",
-                  state_message="" if healthy else "An HSM is being replaced.")
+        # an HSM being created or deleted leaves the cluster ACTIVE; one being replaced or restarted degrades it
+        troubled = [h for h in hsms if h["state"] == "DEGRADED"]
+        replaced = sum(1 for h in troubled if h["state_message"] == REPLACING)
+        message = ""
+        if replaced:
+            message = "An HSM is being replaced." if replaced == 1 else f"{replaced} HSMs are being replaced."
+        elif troubled:
+            message = "An HSM is being restarted." if len(troubled) == 1 else \
+                f"{len(troubled)} HSMs are being restarted."
+        self._set(cluster_id, state="DEGRADED" if troubled else "ACTIVE", state_message=message)
 
     def _restart(self, cluster_id: str, hsm: dict[str, Any]) -> None:
         """Start a failed HSM again on its own data (it keeps its place in the membership)."""
@@ -301,7 +334,7 @@ class Lifecycle:
     def _replace(self, cluster_id: str, hsm: dict[str, Any], others: list[dict[str, Any]]) -> None:
         """A new node in place of a dead one: out of the membership, a fresh one in with the same id and
         address, catching up from the others (a majority of the membership is alive)."""
-        self._set(cluster_id, hsm["hsm_id"], state="DEGRADED", state_message="The HSM is being replaced.")
+        self._set(cluster_id, hsm["hsm_id"], state="DEGRADED", state_message=REPLACING)
         self._set(cluster_id, state="DEGRADED", state_message="An HSM is being replaced.")
         self.provider.stop(hsm["placement"])
         if not self._remove_member(cluster_id, hsm, others):
@@ -313,18 +346,22 @@ class Lifecycle:
             log.warning("HSM %s not replaced yet: %s", hsm["hsm_id"], exc)
             return
         self.provider.destroy({"data_dir": hsm["placement"].get("data_dir", "")})
+        self._await_owner_chain(cluster_id, placement["endpoint"])
         self.failures.pop(hsm["hsm_id"], None)
         self._set(cluster_id, hsm["hsm_id"], state="ACTIVE", state_message="", placement=placement)
 
     def write_client_config(self, cluster_id: str) -> None:
-        """``clusters/<id>/cluster.json``: an SDK configuration of the cluster (its HSMs' endpoints and the
-        owner's trust anchor), for activating the cluster and for applications."""
+        """``clusters/<id>/cluster.json``: an SDK configuration of the cluster (its HSMs' endpoints, the owner's
+        trust anchor and the name the HSMs' certificates carry, the cluster id), for activating the cluster and for
+        applications; written whole, then renamed into place."""
         _, hsms = self._snapshot(cluster_id)
         path = self.anchor_path(cluster_id).parent / "cluster.json"
-        config = {"cluster_id": cluster_id, "trust_anchor": "trust-anchor.pem",
+        config = {"cluster_id": cluster_id, "trust_anchor": "trust-anchor.pem", "server_name": cluster_id,
                   "endpoints": [h["placement"]["endpoint"] for h in hsms
                                 if h["state"] in ("ACTIVE", "DEGRADED") and h["placement"].get("endpoint")]}
         if config["endpoints"] and self.anchor_path(cluster_id).exists():
             text = json.dumps(config, indent=2) + "\n"
             if not path.exists() or path.read_text() != text:
-                path.write_text(text)
+                temporary = path.with_name(f".{path.name}.tmp")
+                temporary.write_text(text)
+                os.replace(temporary, path)

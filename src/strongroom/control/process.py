@@ -147,7 +147,10 @@ def run(settings: Settings, ready: Callable[[dict[str, Any]], None] | None = Non
     if settings.plain_http and not server.is_loopback(host):
         raise server.NotLoopback(f"plain HTTP is served on a loopback address only, not on {host!r:.60}")
     os.umask(0o077)  # every file it and its HSMs write is private: secrets, keys, records
-    folder = Path(settings.folder)
+    # Paths are resolved here, where it runs: HSM processes start in other folders, and the records store paths
+    # relative to the directory (a copy of it runs on its own data).
+    folder = Path(settings.folder).resolve()
+    fleet = Path(settings.fleet).resolve()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.chmod(0o700)  # it holds the API's secrets and the appliance key
     lock = hold_lock(folder / "lock", "a control plane")
@@ -160,8 +163,8 @@ def run(settings: Settings, ready: Callable[[dict[str, Any]], None] | None = Non
     elif not settings.plain_http:
         tls = _own_tls(folder, host)
         info["ca"] = str(folder / "tls-ca.crt")
-    provider = LocalProvider(folder / "hsms", settings.fleet, settings.node_args)
-    lifecycle = Lifecycle(store, provider, _appliance(folder, settings.fleet), folder / "clusters", sealing)
+    provider = LocalProvider(folder / "hsms", fleet, settings.node_args)
+    lifecycle = Lifecycle(store, provider, _appliance(folder, fleet), folder / "clusters", sealing)
     control = ControlPlane(store, settings.region, lifecycle, sealing=sealing)
     sock = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

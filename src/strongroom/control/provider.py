@@ -3,7 +3,9 @@ them as local ``strongroom node`` processes (one data directory and port each). 
 containers) is another :class:`Provider`.
 
 A *placement* is the JSON-able record a provider keeps for one HSM (data directory, addresses, process id), stored
-with the HSM's row so that a restarted control plane finds its HSMs again.
+with the HSM's row so that a restarted control plane finds its HSMs again. The local provider stores an HSM's data
+directory by its name inside the provider's root and resolves it where it runs, so a control plane started on a
+copy of its directory (or from another working directory) runs on its own HSMs' data.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from ..errors import TransportError
 from ..vocab import CKR
 
 START_TIMEOUT_S = 60.0
+# in an HSM's data directory once it applied its own removal from the membership (the node's
+# strongroom.replication.log.REMOVED_MARKER, inside its raft directory)
+REMOVED_MARKER = Path("raft") / "removed"
 
 
 class ProviderError(TransportError):
@@ -52,6 +57,10 @@ class Provider(Protocol):
 
     def alive(self, placement: dict[str, Any]) -> bool:
         """Whether the HSM's process runs."""
+
+    def removed(self, placement: dict[str, Any]) -> bool:
+        """Whether the HSM applied its own removal from the cluster's membership (an admin's ``remove_member``):
+        it stopped for good."""
 
     def stop(self, placement: dict[str, Any]) -> None:
         """Stop the HSM (its data stays)."""
@@ -128,11 +137,17 @@ class LocalProvider:
     """
 
     def __init__(self, root: Path, fleet: Path, node_args: tuple[str, ...] = ()) -> None:
-        self.root = Path(root)
-        self.fleet = Path(fleet)
+        self.root = Path(root).resolve()
+        self.fleet = Path(fleet).resolve()
         self.node_args = node_args
         self.processes: dict[int, subprocess.Popen[str]] = {}
         self.lock = threading.Lock()
+
+    def data_dir(self, placement: dict[str, Any]) -> Path:
+        """Where the HSM of ``placement`` keeps its data: its folder name inside ``root``. A placement an earlier
+        version stored with an absolute path resolves by the folder's name too, so a copied directory never
+        runs on the original's data."""
+        return self.root / Path(str(placement["data_dir"])).name
 
     def _run(self, *args: str) -> None:
         done = subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True, text=True,
@@ -142,25 +157,28 @@ class LocalProvider:
 
     def prepare(self, cluster_id: str, hsm_id: str, previous: dict[str, Any] | None = None) -> dict[str, Any]:
         generation = (previous or {}).get("generation", 0) + 1
-        data_dir = self.root / (hsm_id if generation == 1 else f"{hsm_id}-{generation}")
+        name = hsm_id if generation == 1 else f"{hsm_id}-{generation}"
+        data_dir = self.root / name
         self._run("fleet", "provision", "--fleet", str(self.fleet), "--data-dir", str(data_dir), "--name", hsm_id)
         port = int((previous or {}).get("endpoint", ":0").rpartition(":")[2]) or _free_port()
-        return {"data_dir": str(data_dir), "endpoint": f"127.0.0.1:{port}", "raft": f"127.0.0.1:{_free_port()}",
+        return {"data_dir": name, "endpoint": f"127.0.0.1:{port}", "raft": f"127.0.0.1:{_free_port()}",
                 "generation": generation}
 
     def certificate(self, placement: dict[str, Any]) -> bytes:
-        return (Path(placement["data_dir"]) / "identity.crt").read_bytes()
+        return (self.data_dir(placement) / "identity.crt").read_bytes()
 
     def launch(self, cluster_id: str, placement: dict[str, Any], *, founder: bool,
                join_config: dict[str, Any] | None, mode: str = "FIPS") -> dict[str, Any]:
-        data_dir = Path(placement["data_dir"])
+        data_dir = self.data_dir(placement)
         if founder:
             self._run("init-node", "--data-dir", str(data_dir), "--cluster-id", cluster_id, "--cluster-key",
                       "--mode", mode, *self._hash_args())
         join: list[str] = []
         if join_config is not None:
             join_file = data_dir.parent / f"{data_dir.name}.join.json"
-            join_file.write_text(json.dumps(join_config))
+            anchor = Path(join_config["trust_anchor"]).resolve()  # named relative to the file, as the node reads it
+            join_file.write_text(json.dumps({**join_config,
+                                             "trust_anchor": os.path.relpath(anchor, join_file.parent)}))
             join = ["--join-config", str(join_file)]
         return self._start(placement, join)
 
@@ -169,7 +187,7 @@ class LocalProvider:
         return args[args.index("--password-hash-memory-kib"):][:2] if "--password-hash-memory-kib" in args else []
 
     def _start(self, placement: dict[str, Any], extra: list[str]) -> dict[str, Any]:
-        data_dir = Path(placement["data_dir"])
+        data_dir = self.data_dir(placement)
         stop_strays(data_dir)
         with open(data_dir.parent / f"{data_dir.name}.log", "a") as log:
             process = subprocess.Popen(
@@ -191,7 +209,7 @@ class LocalProvider:
         with self.lock:
             self.processes[process.pid] = process
         threading.Thread(target=self._drain, args=(process,), daemon=True).start()
-        return {**placement, "pid": process.pid}
+        return {**placement, "data_dir": data_dir.name, "pid": process.pid}
 
     @staticmethod
     def _drain(process: subprocess.Popen[str]) -> None:
@@ -207,6 +225,9 @@ class LocalProvider:
             process = self.processes.get(placement.get("pid", -1))
         return process is not None and process.poll() is None
 
+    def removed(self, placement: dict[str, Any]) -> bool:
+        return bool(placement.get("data_dir")) and (self.data_dir(placement) / REMOVED_MARKER).exists()
+
     def stop(self, placement: dict[str, Any]) -> None:
         with self.lock:
             process = self.processes.pop(placement.get("pid", -1), None)
@@ -217,7 +238,7 @@ class LocalProvider:
 
         self.stop(placement)
         if placement.get("data_dir"):
-            data_dir = Path(placement["data_dir"])
+            data_dir = self.data_dir(placement)
             shutil.rmtree(data_dir, ignore_errors=True)
             (data_dir.parent / f"{data_dir.name}.join.json").unlink(missing_ok=True)
 

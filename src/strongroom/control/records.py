@@ -29,6 +29,20 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-" + "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
 
 
+STATE_MESSAGE_CHARS = 300  # the records' StateMessage columns
+
+
+def clip(text: str, limit: int = STATE_MESSAGE_CHARS) -> str:
+    """``text`` on one line, at most ``limit`` characters: a longer one is cut at the last space before the limit
+    (never inside a word) and ends with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = text[:limit - 1]
+    cut = head.rfind(" ")
+    return (head[:cut] if cut > 0 else head).rstrip(" ,;:") + "…"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -57,7 +71,7 @@ class Cluster(Base):
     __tablename__ = "clusters"
     cluster_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     state: Mapped[str] = mapped_column(String(32))
-    state_message: Mapped[str] = mapped_column(String(300), default="")
+    state_message: Mapped[str] = mapped_column(String(STATE_MESSAGE_CHARS), default="")
     hsm_type: Mapped[str] = mapped_column(String(32))
     mode: Mapped[str] = mapped_column(String(16), default="FIPS")
     network_type: Mapped[str] = mapped_column(String(16), default="IPV4")
@@ -84,7 +98,7 @@ class Hsm(Base):
     eni_id: Mapped[str] = mapped_column(String(32))
     eni_ip: Mapped[str] = mapped_column(String(64), default="")
     state: Mapped[str] = mapped_column(String(32))
-    state_message: Mapped[str] = mapped_column(String(300), default="")
+    state_message: Mapped[str] = mapped_column(String(STATE_MESSAGE_CHARS), default="")
     placement: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what the provider needs to find it
     created: Mapped[float] = mapped_column(Float, default=time.time)
     cluster: Mapped[Cluster] = relationship(back_populates="hsms")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -112,6 +113,7 @@ def run(options: NodeOptions) -> None:
         StartupError: a bad option, a port in use, a data directory of another cluster, a refused join, …
     """
     from ..replication import RaftLog
+    from ..replication.log import REMOVED_MARKER
     from ..trust.fleet import Identity
     from ..trust.fleet_tls import replication_tls
 
@@ -130,8 +132,13 @@ def run(options: NodeOptions) -> None:
         def log(machine: Any, secret: bytes) -> RaftLog:
             tls = replication_tls(Identity.load(data_dir)) if Identity.present(data_dir) else None
             return RaftLog(machine, data_dir / "raft", raft_address, members, secret,
-                           compaction_entries=options.log_compaction_entries, joining=joining, tls=tls)
+                           compaction_entries=options.log_compaction_entries, joining=joining, tls=tls,
+                           on_removed=lambda: os.kill(os.getpid(), signal.SIGTERM))  # removed: the process ends
         return log
+
+    if (data_dir / "raft" / REMOVED_MARKER).exists():
+        raise StartupError(f"this HSM was removed from its cluster ({data_dir / 'raft' / REMOVED_MARKER}): it "
+                           "does not start again; join a new, provisioned data directory instead", "--data-dir")
 
     settings = settings_for(options.password_hash_memory_kib)
     if not options.managed and (options.cert_file is None or options.key_file is None):
@@ -203,25 +210,35 @@ def _server_context(options: NodeOptions) -> ssl.SSLContext:
                           [options.client_ca, *([fleet_ca] if fleet_ca.is_file() else [])])
 
 
-def _managed_context(data_dir: Path, client_ca: str | None) -> ssl.SSLContext:
-    """The TLS context of a managed HSM: its certificate under the cluster key once it has one, else its fleet
-    identity. Clients: the fleet CA (the control plane's appliance identity, joining HSMs) and ``client_ca``;
-    once the cluster is initialised also the owner's trust anchor and the registered client CAs, which
-    :func:`_tls_refresher` follows (before ``InitializeCluster`` only the fleet may talk)."""
+def _managed_context(data_dir: Path, client_ca: str | None, cluster_key: bytes | None = None) -> ssl.SSLContext:
+    """The TLS context of a managed HSM: its certificate under the cluster key once it has one, or the cluster
+    certificate itself with ``cluster_key`` (PEM, loaded from a memory file: it never reaches the disk), else its
+    fleet identity. Clients: the fleet CA (the control plane's appliance identity, joining HSMs) and
+    ``client_ca``; once the cluster is initialised also the owner's trust anchor and the registered client CAs,
+    which :func:`_tls_refresher` follows (before ``InitializeCluster`` only the fleet may talk)."""
     from ..protocol.tls import server_context
     from ..trust.cluster_certificate import TLS_CERT, TLS_KEY
     from ..trust.fleet import FLEET_CA, IDENTITY_CERT, IDENTITY_KEY
 
+    clients: list[Path | str] = [data_dir / FLEET_CA, *([client_ca] if client_ca is not None else [])]
+    if cluster_key is not None:
+        memory = os.memfd_create("cluster-key")
+        try:
+            os.write(memory, cluster_key)
+            return server_context(data_dir / TLS_CERT, Path(f"/proc/self/fd/{memory}"), clients)
+        finally:
+            os.close(memory)
     issued = (data_dir / TLS_CERT).is_file() and (data_dir / TLS_KEY).is_file()
     cert, key = (data_dir / TLS_CERT, data_dir / TLS_KEY) if issued else (data_dir / IDENTITY_CERT,
                                                                          data_dir / IDENTITY_KEY)
-    return server_context(cert, key, [data_dir / FLEET_CA, *([client_ca] if client_ca is not None else [])])
+    return server_context(cert, key, clients)
 
 
 def _tls_refresher(hsm: HSM, ctx: ssl.SSLContext, data_dir: Path, host: str,
                    client_ca: str | None) -> Callable[[], None]:
     """A check (run every second, and once before serving) that follows the replicated cluster identity: once
-    the cluster is initialised it issues this HSM a TLS certificate under the cluster key, and it trusts for
+    the cluster is initialised it issues this HSM a TLS certificate under the cluster key (or, for a cluster
+    certificate that is not a CA, serves that certificate with the cluster key), and it trusts for
     client certificates the owner's trust anchor and the client CAs admins registered (and no longer one they
     unregistered). Each change builds a new context that ``ctx`` hands every new connection from then on (at
     the ClientHello, before any certificate is checked); established connections keep theirs."""
@@ -229,7 +246,7 @@ def _tls_refresher(hsm: HSM, ctx: ssl.SSLContext, data_dir: Path, host: str,
     from ..trust import cluster_certificate
 
     current = [ctx]
-    served: list[tuple[bool, tuple[bytes, ...]]] = [(False, ())]
+    served: list[tuple[bool, bytes, tuple[bytes, ...]]] = [(False, b"", ())]
 
     def hand_over(ssl_object: Any, _server_name: str | None, _base: ssl.SSLContext) -> None:
         if current[0] is not ctx:
@@ -240,15 +257,20 @@ def _tls_refresher(hsm: HSM, ctx: ssl.SSLContext, data_dir: Path, host: str,
     def refresh() -> None:
         identity = hsm.cluster_identity()
         barrier = hsm.barrier
-        if identity is None or not identity.certificate:
+        if identity is None or not identity.certificate or barrier is None:
             return
-        if not cluster_certificate.issued_for(identity, data_dir) and barrier is not None:
+        itself = cluster_certificate.serves_itself(identity)
+        if itself and not cluster_certificate.issued_for(identity, data_dir):
+            cluster_certificate.write_served_certificate(identity, data_dir)
+        elif not itself and not cluster_certificate.issued_for(identity, data_dir, hsm.cluster_id):
             cluster_certificate.issue_tls(identity, barrier, hsm.cluster_id, [host], data_dir)
-        wanted = (cluster_certificate.issued_for(identity, data_dir), tuple(identity.client_anchors()))
+        wanted = (cluster_certificate.issued_for(identity, data_dir), identity.certificate,
+                  tuple(identity.client_anchors()))
         if wanted == served[0]:
             return
-        fresh = _managed_context(data_dir, client_ca)
-        for anchor in wanted[1]:
+        key = cluster_certificate.cluster_key_pem(identity, barrier, hsm.cluster_id) if itself else None
+        fresh = _managed_context(data_dir, client_ca, key)
+        for anchor in wanted[2]:
             trust_clients(fresh, anchor)
         current[0], served[0] = fresh, wanted
 

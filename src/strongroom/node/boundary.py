@@ -31,7 +31,7 @@ from ..errors import ArgumentsBad, DeviceError, StoreIntegrityError, StrongroomE
 from ..mechanism_catalogue import FIPS, MODES
 from ..replication import Change, LocalLog, Outcome, StateMachine
 from ..replication.change import CHANGE_DECODER, ENCODER
-from ..replication.log import cluster_secret
+from ..replication.peer_tls import cluster_secret
 from ..store import Barrier, Store
 from ..store.barrier import MASKING_KEY_BYTES, seal_masking_key, unseal_masking_key
 from ..trust import cluster_certificate as cluster_identity

@@ -231,7 +231,8 @@ class ClusterCalls(ApplicationBase):
             # does it (the SDK retries the call on one).
             raise NoQuorum("a member does not remove itself; ask another member")
         endpoint = hsm.machine.directory().get(address, "")
-        hsm.commit(Change(directory={address: ""}))  # clients stop discovering it first
+        # clients stop discovering it, and it stops serving and calling elections, before the membership shrinks
+        hsm.commit(Change(directory={address: ""}, leaving=address))
         try:
             if not log.change_membership(address, add=False):
                 raise NoQuorum("the membership change was not committed in time")

@@ -2,7 +2,11 @@
 
 Variable-length outputs follow §5.2: ``query=True`` returns the length without changing the operation;
 ``out_len`` (the caller's buffer size in bytes) too small raises ``CKR_BUFFER_TOO_SMALL`` with the exact size
-and keeps the operation. Any other error ends the operation.
+and keeps the operation. Any other error of a call on an active operation ends it, an error in the arguments
+included (§5.8–§5.13: "a call to C_Encrypt always terminates the active encryption operation unless it
+returns CKR_BUFFER_TOO_SMALL or is a successful call … to determine the length"; an ``*Update`` that results in
+an error terminates it): the next call answers ``CKR_OPERATION_NOT_INITIALIZED``. Only the checks that find no
+operation to end come first: the session handle, and whether that kind of operation is active.
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import msgspec
+
 from .. import crypto
 from ..errors import BufferTooSmall, KeyHandleInvalid, OperationActive, OperationNotInitialized
 from ..mechanism_params import Mechanism
 from ..objects import policy
+from ..protocol.calls import CALL_SPECS
 from ..vocab import CKA, CKF
 from . import arguments
 from .base import ApplicationBase
@@ -27,6 +34,8 @@ _INIT = {OpKind.ENCRYPT: crypto.encrypt_init, OpKind.DECRYPT: crypto.decrypt_ini
          OpKind.SIGN: crypto.sign_init, OpKind.VERIFY: crypto.verify_init}
 _CIPHERS = (OpKind.ENCRYPT, OpKind.DECRYPT)
 _Out = TypeVar("_Out")
+_AWAITED = ("a size query computed this operation's single-part result, which only the single-part call "
+            "delivers; the operation has ended, start it again")
 
 
 class CryptoCalls(ApplicationBase):
@@ -94,6 +103,22 @@ class CryptoCalls(ApplicationBase):
         digest: bytes = self._once(handle, OpKind.DIGEST, mechanism, None, data).final()
         return digest
 
+    def unreadable_call(self, body: bytes) -> None:
+        """A request whose arguments did not decode (``body``, the msgpack of a ``Request``) still ends the
+        operation it names, when it is a call on one (PKCS#11 3.0 §5.2: a call that fails with anything but
+        ``CKR_BUFFER_TOO_SMALL`` ends the operation, ``CKR_ARGUMENTS_BAD`` included). Anything else in the
+        body, or an unknown session, is left as it is."""
+        try:
+            _, _, call, *_ = msgspec.msgpack.decode(body)
+            name, handle = call[0], call[1]
+            spec = CALL_SPECS[name]
+            kind = OpKind(spec.operation)
+        except (msgspec.DecodeError, RecursionError, TypeError, ValueError, KeyError, IndexError):
+            return
+        session = self.sessions.get(handle) if type(handle) is int else None
+        if session is not None and not spec.starts and not spec.once:
+            session.ops.pop(kind, None)
+
     def _active(self, handle: int, kind: OpKind) -> tuple[Session, ActiveOperation]:
         session = self._session(handle)
         active = session.ops.get(kind)
@@ -114,11 +139,13 @@ class CryptoCalls(ApplicationBase):
 
     def _single(self, handle: int, kind: OpKind, data: Any, out_len: Any, query: bool) -> bytes | int:
         session, active = self._active(handle, kind)
-        data, out_len = arguments.data(data), arguments.out_len(out_len)
-        if active.multi:
-            raise OperationActive(f"a multi-part {kind.value} is in progress; finish it with the Final call")
 
         def step() -> bytes | int:
+            nonlocal data, out_len
+            data, out_len = arguments.data(data), arguments.out_len(out_len)
+            if active.multi:
+                raise OperationActive(f"a multi-part {kind.value} was in progress; C_{kind.value.title()} ended "
+                                      "it, start it again")
             if active.final is None:
                 if kind in _CIPHERS:
                     active.final = active.op.oneshot(data)
@@ -138,11 +165,12 @@ class CryptoCalls(ApplicationBase):
 
     def _update(self, handle: int, kind: OpKind, data: Any, out_len: Any, query: bool) -> bytes | int:
         session, active = self._active(handle, kind)
-        data, out_len = arguments.data(data), arguments.out_len(out_len)
-        if active.final is not None:
-            raise OperationActive("a single-part result awaits delivery")
 
         def step() -> bytes | int:
+            nonlocal data, out_len
+            data, out_len = arguments.data(data), arguments.out_len(out_len)
+            if active.final is not None:
+                raise OperationActive(_AWAITED)
             if kind in _CIPHERS:
                 size: int = active.op.update_size(len(data))
                 if query:
@@ -160,9 +188,12 @@ class CryptoCalls(ApplicationBase):
 
     def _final(self, handle: int, kind: OpKind, out_len: Any, query: bool) -> bytes | int:
         session, active = self._active(handle, kind)
-        out_len = arguments.out_len(out_len)
 
         def step() -> bytes | int:
+            nonlocal out_len
+            out_len = arguments.out_len(out_len)
+            if active.final_input is not None:
+                raise OperationActive(_AWAITED)
             if active.final is None:
                 active.final = active.op.final()
                 active.multi = True
@@ -175,12 +206,12 @@ class CryptoCalls(ApplicationBase):
 
     def _verify(self, handle: int, data: Any | None, signature: Any) -> None:
         session, active = self._active(handle, OpKind.VERIFY)
-        signature = arguments.data(signature, "signature")
-        if data is not None:
-            data = arguments.data(data)
-            if active.multi:
-                raise OperationActive("a multi-part verify is in progress; finish it with C_VerifyFinal")
-        try:
+        try:  # C_Verify and C_VerifyFinal always end the operation (PKCS#11 3.0 §5.13)
+            signature = arguments.data(signature, "signature")
+            if data is not None:
+                data = arguments.data(data)
+                if active.multi:
+                    raise OperationActive("a multi-part verify was in progress; C_Verify ended it, start it again")
             if data is not None:
                 active.op.update(data)
             active.op.final(signature)

@@ -254,6 +254,8 @@ class _Connection(asyncio.Protocol):
             message = _decoder.decode(body)
         except (msgspec.DecodeError, RecursionError) as exc:
             log.info("a request refused CKR_ARGUMENTS_BAD: malformed message: %s", exc)
+            if self.app is not None:
+                self.app.unreadable_call(body)
             self._send(Response(_request_id(body), int(CKR.ARGUMENTS_BAD), None, f"malformed message: {exc}"))
             return
         if isinstance(message, Hello):

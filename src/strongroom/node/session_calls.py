@@ -162,6 +162,31 @@ class SessionCalls(ApplicationBase):
         self._audit_here("login", name, role=record.role, peer=self.peer)
         self._logged_in(record, user_type)
 
+    def pin_state(self, username: str) -> dict[str, Any]:
+        """The lockout state of user ``username`` as the cluster counts it, for the PIN flags of
+        ``C_GetTokenInfo`` (PKCS#11 3.0 §5.5: ``CKF_USER_PIN_COUNT_LOW`` … ``CKF_SO_PIN_LOCKED``).
+
+        Returns:
+            ``failures``: consecutive wrong passwords since the last good one (the user record's count in the
+            replicated state, with those this node holds pending while the log could not take them);
+            ``locked``: the account is locked; ``lockout_threshold``: the failures that lock it. An unknown
+            user answers as one with no failures (as with the lockout itself, wrong PINs then tell a known
+            user from an unknown one).
+
+        Raises:
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a user name that is not text.
+        """
+        self.hsm.require_operational()
+        name = arguments.text(username, "username").lower()
+        hsm = self.hsm
+        record = hsm.repository.get_user(name) if len(name) <= MAX_USERNAME_CHARS else None
+        threshold = hsm.settings.lockout_threshold
+        if record is None:
+            return {"failures": 0, "locked": False, "lockout_threshold": threshold}
+        failures = record.failures + hsm.pending_failures.get(name, 0)
+        return {"failures": failures, "locked": record.locked or failures >= threshold,
+                "lockout_threshold": threshold}
+
     def _record_failures(self, name: str, new: int) -> bool:
         """Count ``new`` wrong passwords, and those this node holds pending, in the user's record through the
         log; when the log cannot take them now, keep them pending here. True when they reached the log."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..client.balancer import Balancer
-from ..client.config import ClientConfig
+from ..client.config import ClientConfig, ConfigFile
 from ..client.connection import quiet_lost_connections
 from ..protocol.tls import client_context
 from . import handover
@@ -83,6 +83,9 @@ class Agent:
     def __init__(self, config: ClientConfig, socket_path: Path, token_label: str | None = None,
                  group: str | None = None, grace_s: float = HANDOVER_GRACE_S) -> None:
         self.config = config
+        # a configuration read from a file is followed: HSMs added there are used, by running applications'
+        # connections too; HSMs it no longer names and the cluster no longer lists are dropped
+        self._followed = ConfigFile(config.source, config.certificate) if config.source is not None else None
         self.socket_path = Path(socket_path)
         self.token_label = token_label
         self.group = group
@@ -105,7 +108,11 @@ class Agent:
     def current_config(self) -> ClientConfig:
         """The configuration a new application's connections start from: the configured HSMs and every member
         the running applications' connections discovered since (so a new application finds the cluster even when
-        the configured HSMs are down)."""
+        the configured HSMs are down); members the configuration file no longer names stay only while a running
+        application's connections still list them."""
+        fresh = self._followed.changed() if self._followed is not None else None
+        if fresh is not None:
+            self.config = dataclasses.replace(self.config, endpoints=fresh.endpoints)
         known = {node.endpoint for balancer in self.balancers for node in balancer.nodes if not node.retired}
         endpoints = tuple(dict.fromkeys([*self.config.endpoints, *sorted(known)]))
         return dataclasses.replace(self.config, endpoints=endpoints)

@@ -8,15 +8,16 @@ call catalogue (:mod:`strongroom.protocol.calls`) or onto the agent's multi-part
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ..errors import ArgumentsBad, MechanismInvalid, PinLenRange, RandomSeedNotSupported
+from ..errors import ArgumentsBad, MechanismInvalid, PinLenRange, RandomSeedNotSupported, StrongroomError
 from ..mechanism_params import Mechanism
 from ..protocol.calls import BY_PKCS11
-from ..vocab import CKA, CKC, CKF, CKK, CKR
+from ..vocab import CKA, CKC, CKF, CKK, CKR, CKU
 from . import attribute_codec, mechanism_codec, wire
 from .multipart import Operations, sized_output
 from .rpc_calls import BY_FUNCTION, RpcCall
@@ -34,6 +35,7 @@ class Application(Protocol):
     version: int
     token_label: str | None
     ops: Operations
+    tried: tuple[int, str] | None  # (CKU user type, user name) of the application's last login attempt
 
     async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """One call of the catalogue through the application's balancer."""
@@ -47,10 +49,22 @@ class Application(Protocol):
     def slot(self, reader: wire.Reader) -> None:
         """A slot id argument (only :data:`SLOT_ID`)."""
 
+    def known_session(self, handle: int) -> None:
+        """Raises ``CKR_SESSION_HANDLE_INVALID`` unless ``handle`` is one of the application's open sessions."""
+
 
 Handler = Callable[["Application", wire.Reader], Awaitable[wire.Writer | None]]
 HANDLERS: dict[int, tuple[RpcCall, Handler]] = {}
 """The handler of every p11-kit call the agent answers, by call id, with the call's record."""
+
+
+def _session(app: Application, r: wire.Reader) -> int:
+    """A session handle argument, checked before the arguments after it are read: an unknown session is
+    ``CKR_SESSION_HANDLE_INVALID`` whatever else the call carries (a mechanism or template the token does not
+    support included)."""
+    handle = r.u64()
+    app.known_session(handle)
+    return handle
 
 
 def _handles(function: str) -> Callable[[Handler], Handler]:
@@ -105,11 +119,39 @@ def _token_serial(cluster_id: str) -> str:
     return hashlib.sha256(cluster_id.encode()).hexdigest()[:16]
 
 
+_PIN_FLAGS = {int(CKU.USER): (CKF.USER_PIN_COUNT_LOW, CKF.USER_PIN_FINAL_TRY, CKF.USER_PIN_LOCKED),
+              int(CKU.SO): (CKF.SO_PIN_COUNT_LOW, CKF.SO_PIN_FINAL_TRY, CKF.SO_PIN_LOCKED)}
+
+
+async def _pin_flags(app: Application) -> int:
+    """The PIN flags of ``C_GetTokenInfo`` (PKCS#11 3.0 §5.5) for the user the application last tried to log in
+    as, from the cluster's count of that user's wrong passwords (``pin_state``): ``*_PIN_COUNT_LOW`` after a
+    wrong PIN since the last good one, ``*_PIN_FINAL_TRY`` too when one more locks the account,
+    ``*_PIN_LOCKED`` (with ``*_PIN_COUNT_LOW``) once it is locked; the ``CKF_SO_PIN_*`` flags for an admin
+    (``CKU_SO``). None before a login attempt, or when no HSM can say."""
+    if app.tried is None:
+        return 0
+    user_type, username = app.tried
+    count_low, final_try, locked = _PIN_FLAGS[user_type]
+    try:
+        state = await app.call("pin_state", username)
+    except StrongroomError as exc:
+        log.info("C_GetTokenInfo without PIN flags: %s", exc.message)
+        return 0
+    if not state["failures"] and not state["locked"]:
+        return 0
+    if state["locked"]:
+        return int(count_low | locked)
+    if state["failures"] >= state["lockout_threshold"] - 1:
+        return int(count_low | final_try)
+    return int(count_low)
+
+
 @_handles("C_GetTokenInfo")
 async def _get_token_info(app: Application, r: wire.Reader) -> wire.Writer:
     app.slot(r)
-    info = await app.call("hsm_info")
-    flags = CKF.RNG | CKF.LOGIN_REQUIRED | CKF.USER_PIN_INITIALIZED | CKF.TOKEN_INITIALIZED
+    info, pin_flags = await asyncio.gather(app.call("hsm_info"), _pin_flags(app))
+    flags = CKF.RNG | CKF.LOGIN_REQUIRED | CKF.USER_PIN_INITIALIZED | CKF.TOKEN_INITIALIZED | pin_flags
     unavailable = 0xFFFFFFFFFFFFFFFF
     w = (wire.Writer().padded(app.token_label or info["cluster_id"], 32).padded("Strongroom", 32)
          .padded("Strongroom HSM", 16).padded(_token_serial(info["cluster_id"]), 16).u64(int(flags)))
@@ -148,7 +190,7 @@ async def _open_session(app: Application, r: wire.Reader) -> wire.Writer:
 
 for _function in ("C_CloseSession", "C_Logout", "C_FindObjectsFinal"):
     async def _session_only(app: Application, r: wire.Reader, name: str = BY_PKCS11[_function].name) -> None:
-        await app.call(name, r.u64())
+        await app.call(name, _session(app, r))
 
     _handles(_function)(_session_only)
 
@@ -161,15 +203,23 @@ async def _close_all_sessions(app: Application, r: wire.Reader) -> None:
 
 @_handles("C_GetSessionInfo")
 async def _get_session_info(app: Application, r: wire.Reader) -> wire.Writer:
-    info = await app.call("session_info", r.u64())
+    info = await app.call("session_info", _session(app, r))
     return wire.Writer().u64(SLOT_ID).u64(info["state"]).u64(info["flags"]).u64(info["device_error"])
 
 
 @_handles("C_Login")
 async def _login(app: Application, r: wire.Reader) -> None:
-    session, user_type = r.u64(), r.u64()
+    session, user_type = _session(app, r), r.u64()
     pin, _ = r.byte_array()
-    await app.call("login", session, user_type, _pin(pin))
+    await _try_login(app, session, user_type, _pin(pin))
+
+
+async def _try_login(app: Application, session: int, user_type: int, pin: str) -> None:
+    """Log in, remembering the user name tried (not the password) for the PIN flags of ``C_GetTokenInfo``."""
+    username, sep, _ = pin.partition(":")
+    if sep and username and user_type in _PIN_FLAGS:
+        app.tried = (user_type, username)
+    await app.call("login", session, user_type, pin)
 
 
 def _pin(pin: bytes | None) -> str:
@@ -190,24 +240,24 @@ def _pin(pin: bytes | None) -> str:
 @_handles("C_LoginUser")
 async def _login_user(app: Application, r: wire.Reader) -> None:
     """``C_LoginUser`` (PKCS#11 3.0): the user name apart from the password."""
-    session, user_type = r.u64(), r.u64()
+    session, user_type = _session(app, r), r.u64()
     password, _ = r.byte_array()
     username, _ = r.byte_array()
     if password is None:
         raise ArgumentsBad("a NULL PIN needs a protected authentication path, which the token does not have")
-    await app.call("login", session, user_type, _pin(b"%s:%s" % (username or b"", password)))
+    await _try_login(app, session, user_type, _pin(b"%s:%s" % (username or b"", password)))
 
 
 @_handles("C_GenerateRandom")
 async def _generate_random(app: Application, r: wire.Reader) -> wire.Writer:
-    session = r.u64()
+    session = _session(app, r)
     length = r.buffer_size() or 0
     return wire.Writer().byte_array(await app.call("generate_random", session, length))
 
 
 for _function in ("C_EncryptInit", "C_DecryptInit", "C_SignInit", "C_VerifyInit"):
     async def _init(app: Application, r: wire.Reader, kind: str = BY_PKCS11[_function].operation) -> None:
-        session = r.u64()
+        session = _session(app, r)
         mechanism = mechanism_codec.read(r, app.version)
         await app.ops.init(kind, session, mechanism, r.u64())
 
@@ -215,7 +265,7 @@ for _function in ("C_EncryptInit", "C_DecryptInit", "C_SignInit", "C_VerifyInit"
 
 for _function in ("C_Encrypt", "C_Decrypt", "C_Sign", "C_Digest"):
     async def _single(app: Application, r: wire.Reader, kind: str = BY_PKCS11[_function].operation) -> wire.Writer:
-        session = r.u64()
+        session = _session(app, r)
         data, _ = r.byte_array()
         return await app.ops.single(kind, session, data or b"", r.buffer_size())
 
@@ -224,7 +274,7 @@ for _function in ("C_Encrypt", "C_Decrypt", "C_Sign", "C_Digest"):
 for _function in ("C_EncryptUpdate", "C_DecryptUpdate"):
     async def _cipher_update(app: Application, r: wire.Reader,
                              kind: str = BY_PKCS11[_function].operation) -> wire.Writer | None:
-        session = r.u64()
+        session = _session(app, r)
         data, _ = r.byte_array()
         return await app.ops.update(kind, session, data or b"", r.buffer_size(), output=True)
 
@@ -232,14 +282,14 @@ for _function in ("C_EncryptUpdate", "C_DecryptUpdate"):
 
 for _function in ("C_EncryptFinal", "C_DecryptFinal", "C_DigestFinal", "C_SignFinal"):
     async def _final(app: Application, r: wire.Reader, kind: str = BY_PKCS11[_function].operation) -> wire.Writer:
-        session = r.u64()
+        session = _session(app, r)
         return await app.ops.final(kind, session, r.buffer_size())
 
     _handles(_function)(_final)
 
 for _function in ("C_DigestUpdate", "C_SignUpdate", "C_VerifyUpdate"):
     async def _update(app: Application, r: wire.Reader, kind: str = BY_PKCS11[_function].operation) -> None:
-        session = r.u64()
+        session = _session(app, r)
         data, _ = r.byte_array()
         await app.ops.update(kind, session, data or b"")
 
@@ -248,32 +298,32 @@ for _function in ("C_DigestUpdate", "C_SignUpdate", "C_VerifyUpdate"):
 
 @_handles("C_VerifyFinal")
 async def _verify_final(app: Application, r: wire.Reader) -> None:
-    session = r.u64()
+    session = _session(app, r)
     signature, _ = r.byte_array()
     await app.ops.verify_final(session, signature or b"")
 
 
 @_handles("C_DigestInit")
 async def _digest_init(app: Application, r: wire.Reader) -> None:
-    session = r.u64()
+    session = _session(app, r)
     await app.ops.init("digest", session, mechanism_codec.read(r, app.version), None)
 
 
 @_handles("C_SessionCancel")
 async def _session_cancel(app: Application, r: wire.Reader) -> None:
-    session, flags = r.u64(), r.u64()
+    session, flags = _session(app, r), r.u64()
     await app.ops.cancel(session, flags)
 
 
 @_handles("C_SetAttributeValue")
 async def _set_attribute_value(app: Application, r: wire.Reader) -> None:
-    session, handle = r.u64(), r.u64()
+    session, handle = _session(app, r), r.u64()
     await app.call("set_attribute_value", session, handle, attribute_codec.to_node(r.template()))
 
 
 @_handles("C_WrapKey")
 async def _wrap_key(app: Application, r: wire.Reader) -> wire.Writer:
-    session = r.u64()
+    session = _session(app, r)
     mechanism = app.mechanism(r)
     wrapping, key = r.u64(), r.u64()
     answer, _ = await sized_output(app.call, "wrap_key", (session, mechanism, wrapping, key), r.buffer_size())
@@ -282,7 +332,7 @@ async def _wrap_key(app: Application, r: wire.Reader) -> wire.Writer:
 
 @_handles("C_UnwrapKey")
 async def _unwrap_key(app: Application, r: wire.Reader) -> wire.Writer:
-    session = r.u64()
+    session = _session(app, r)
     mechanism = app.mechanism(r)
     unwrapping = r.u64()
     wrapped, _ = r.byte_array()
@@ -291,7 +341,7 @@ async def _unwrap_key(app: Application, r: wire.Reader) -> wire.Writer:
 
 
 async def _derived(app: Application, r: wire.Reader) -> tuple[Mechanism, int]:
-    session = r.u64()
+    session = _session(app, r)
     mechanism = app.mechanism(r)
     base = r.u64()
     template = attribute_codec.to_node(r.template())
@@ -317,14 +367,14 @@ async def _derive_key2(app: Application, r: wire.Reader) -> wire.Writer:
 
 @_handles("C_SeedRandom")
 async def _seed_random(app: Application, r: wire.Reader) -> None:
-    r.u64()
+    _session(app, r)
     r.byte_array()
     raise RandomSeedNotSupported("the HSM's generator takes no seed")
 
 
 @_handles("C_Verify")
 async def _verify(app: Application, r: wire.Reader) -> None:
-    session = r.u64()
+    session = _session(app, r)
     data, _ = r.byte_array()
     signature, _ = r.byte_array()
     await app.ops.verify(session, data or b"", signature or b"")
@@ -332,24 +382,24 @@ async def _verify(app: Application, r: wire.Reader) -> None:
 
 @_handles("C_CreateObject")
 async def _create_object(app: Application, r: wire.Reader) -> wire.Writer:
-    session = r.u64()
+    session = _session(app, r)
     return wire.Writer().u64(await app.call("create_object", session, attribute_codec.to_node(r.template())))
 
 
 @_handles("C_CopyObject")
 async def _copy_object(app: Application, r: wire.Reader) -> wire.Writer:
-    session, handle = r.u64(), r.u64()
+    session, handle = _session(app, r), r.u64()
     return wire.Writer().u64(await app.call("copy_object", session, handle, attribute_codec.to_node(r.template())))
 
 
 @_handles("C_DestroyObject")
 async def _destroy_object(app: Application, r: wire.Reader) -> None:
-    await app.call("destroy_object", r.u64(), r.u64())
+    await app.call("destroy_object", _session(app, r), r.u64())
 
 
 @_handles("C_GetAttributeValue")
 async def _get_attribute_value(app: Application, r: wire.Reader) -> wire.Writer:
-    session, handle = r.u64(), r.u64()
+    session, handle = _session(app, r), r.u64()
     wanted = r.attribute_buffers()
     results = await app.call("get_attribute_value", session, handle, [cka for cka, _ in wanted])
     rv = 0
@@ -407,7 +457,7 @@ async def _find_objects_init(app: Application, r: wire.Reader) -> None:
     ``CKA_CERTIFICATE_TYPE``. Applications list keys and certificates by class and give up at the first type
     they do not know (libp11 0.4.12, and so OpenSSL's engine, then finds no key or certificate at all), and no
     p11-kit client carries a mechanism for those keys."""
-    session = r.u64()
+    session = _session(app, r)
     template = attribute_codec.to_node(r.template())
     leave_out = {cka: values for cka, values in UNKNOWN_TO_OLDER_APPLICATIONS.items() if cka not in template}
     await app.call("find_objects_init", session, template, leave_out=leave_out)
@@ -415,14 +465,14 @@ async def _find_objects_init(app: Application, r: wire.Reader) -> None:
 
 @_handles("C_FindObjects")
 async def _find_objects(app: Application, r: wire.Reader) -> wire.Writer:
-    session = r.u64()
+    session = _session(app, r)
     capacity = r.buffer_size()
     return wire.Writer().ulong_array(await app.call("find_objects", session, capacity or 0))
 
 
 @_handles("C_GenerateKey")
 async def _generate_key(app: Application, r: wire.Reader) -> wire.Writer:
-    session = r.u64()
+    session = _session(app, r)
     mechanism = app.mechanism(r)
     handle = await app.call("generate_key", session, mechanism, attribute_codec.to_node(r.template()))
     return wire.Writer().u64(handle)
@@ -430,7 +480,7 @@ async def _generate_key(app: Application, r: wire.Reader) -> wire.Writer:
 
 @_handles("C_GenerateKeyPair")
 async def _generate_key_pair(app: Application, r: wire.Reader) -> wire.Writer:
-    session = r.u64()
+    session = _session(app, r)
     mechanism = app.mechanism(r)
     public, private = attribute_codec.to_node(r.template()), attribute_codec.to_node(r.template())
     pub, priv = await app.call("generate_key_pair", session, mechanism, public, private)

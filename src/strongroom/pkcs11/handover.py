@@ -30,6 +30,7 @@ from pathlib import Path
 
 import msgspec
 
+from ..errors import DeviceError, TransportError
 from ..mechanism_params import Mechanism
 
 MAGIC = b"strongroom-agent-handover-1"
@@ -40,8 +41,9 @@ MAX_STATE_BYTES = 64 << 20  # one application's state: a partly read frame (17 M
 _LENGTH = struct.Struct(">Q")
 
 
-class HandoverError(Exception):
-    """A handover that could not be made: the other side is not the same user, failed the proof, or left."""
+class HandoverError(DeviceError, TransportError):
+    """``CKR_DEVICE_ERROR``: a handover that could not be made: the other side is not the same user, failed the
+    proof, or left."""
 
 
 class Operation(msgspec.Struct, frozen=True):
@@ -64,7 +66,8 @@ class ApplicationState(msgspec.Struct, frozen=True):
     open sessions ``(handle, CKF flags)`` that survive; ``lost`` the sessions that cannot (session objects or a
     multi-part operation on an HSM that the handover ends): they answer ``CKR_SESSION_HANDLE_INVALID``;
     ``credentials`` ``(CKU user type, PIN)`` of the application's login; ``next_session`` the next session
-    handle; ``index`` the highest log index the application has seen."""
+    handle; ``index`` the highest log index the application has seen; ``tried`` ``(CKU user type, user name)``
+    of its last login attempt (for the PIN flags)."""
 
     version: int
     frames: list[tuple[int, bytes, bytes | None]]
@@ -76,6 +79,7 @@ class ApplicationState(msgspec.Struct, frozen=True):
     next_session: int
     index: int
     operations: list[Operation]
+    tried: tuple[int, str] | None = None
 
 
 def point_path(socket_path: Path) -> Path:

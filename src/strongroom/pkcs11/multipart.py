@@ -143,8 +143,12 @@ class Operations:
         self.fed.discard((session, kind))
 
     async def _real(self, kind: str, session: int) -> None:
-        """Make a deferred operation real before a multi-part call."""
+        """Make a deferred operation real before a multi-part call. One whose single-part output a size query
+        already computed ends instead, as the HSM's own operation does (PKCS#11 3.0 §5.2: the call fails)."""
         deferred = self.deferred.pop((session, kind), None)
+        if deferred is not None and deferred.output is not None:
+            raise OperationActive("a size query computed this operation's single-part result, which only the "
+                                  "single-part call delivers; the operation has ended, start it again")
         if deferred is not None:
             await self._init_in_hsm(kind, session, deferred.mechanism, deferred.key)
 
@@ -162,7 +166,11 @@ class Operations:
             # The HSM holding the operation is gone (failover): no data reached it yet, so the same init with
             # the operation runs as one request on any HSM, and the application never sees the failover.
             deferred = self.deferred[(session, kind)] = _Deferred(*started)
-        if deferred.output is None or deferred.data != data:
+        if deferred.output is not None and deferred.data != data:
+            self.deferred.pop((session, kind), None)
+            raise OperationActive("a size query fixed this operation's input; the operation has ended, "
+                                  "start it again")
+        if deferred.output is None:
             try:
                 deferred.output = await self._once(kind, session, deferred, data)
             except StrongroomError:

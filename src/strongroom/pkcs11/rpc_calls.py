@@ -4,7 +4,9 @@ and reply bodies (p11-kit's ``rpc-message.h`` call table; protocol versions 0–
 A signature is p11-kit's: ``u`` a 64-bit unsigned integer, ``y`` a byte, ``ay`` a byte array, ``fy``/``fu``/``fA``
 an output buffer's size, ``M`` a mechanism, ``aA`` an attribute array, ``A`` an attribute, ``s`` a space-padded
 string, ``v`` a version, ``P`` a mechanism parameter update. A request whose signature is not its call's is
-refused as unparseable; a call with no record is answered ``CKR_FUNCTION_NOT_SUPPORTED``.
+refused as unparseable. A call the agent does not serve (:data:`UNSERVED`) is answered
+``CKR_FUNCTION_NOT_SUPPORTED`` once its arguments pass the checks every function makes first (PKCS#11 3.0 §5.1:
+the session or slot handle); a call with no record at all is answered ``CKR_FUNCTION_NOT_SUPPORTED``.
 """
 
 from __future__ import annotations
@@ -87,3 +89,46 @@ RPC_CALLS: tuple[RpcCall, ...] = (
 
 BY_FUNCTION: dict[str, RpcCall] = {call.function: call for call in RPC_CALLS}
 """The records by PKCS#11 function name."""
+
+
+UNSERVED: dict[int, tuple[RpcCall, str]] = {call.call_id: (call, first) for call, first in (
+    (RpcCall(9, "C_InitToken", "uayz", ""), "slot"),
+    (RpcCall(14, "C_InitPIN", "uay", ""), "session"),
+    (RpcCall(15, "C_SetPIN", "uayay", ""), "session"),
+    (RpcCall(16, "C_GetOperationState", "ufy", "ay"), "session"),
+    (RpcCall(17, "C_SetOperationState", "uayuu", ""), "session"),
+    (RpcCall(23, "C_GetObjectSize", "uu", "u"), "session"),
+    (RpcCall(40, "C_DigestKey", "uu", ""), "session"),
+    (RpcCall(46, "C_SignRecoverInit", "uMu", ""), "session"),
+    (RpcCall(47, "C_SignRecover", "uayfy", "ay"), "session"),
+    (RpcCall(52, "C_VerifyRecoverInit", "uMu", ""), "session"),
+    (RpcCall(53, "C_VerifyRecover", "uayfy", "ay"), "session"),
+    (RpcCall(54, "C_DigestEncryptUpdate", "uayfy", "ay"), "session"),
+    (RpcCall(55, "C_DecryptDigestUpdate", "uayfy", "ay"), "session"),
+    (RpcCall(56, "C_SignEncryptUpdate", "uayfy", "ay"), "session"),
+    (RpcCall(57, "C_DecryptVerifyUpdate", "uayfy", "ay"), "session"),
+    (RpcCall(65, "C_WaitForSlotEvent", "u", "u"), ""),
+    (RpcCall(68, "C_MessageEncryptInit", "uMu", ""), "session"),
+    (RpcCall(69, "C_EncryptMessage", "uayayayfy", "ay"), "session"),
+    (RpcCall(70, "C_EncryptMessageBegin", "uayay", ""), "session"),
+    (RpcCall(71, "C_EncryptMessageNext", "uayayfyu", "ay"), "session"),
+    (RpcCall(72, "C_MessageEncryptFinal", "u", ""), "session"),
+    (RpcCall(73, "C_MessageDecryptInit", "uMu", ""), "session"),
+    (RpcCall(74, "C_DecryptMessage", "uayayayfy", "ay"), "session"),
+    (RpcCall(75, "C_DecryptMessageBegin", "uayay", ""), "session"),
+    (RpcCall(76, "C_DecryptMessageNext", "uayayfyu", "ay"), "session"),
+    (RpcCall(77, "C_MessageDecryptFinal", "u", ""), "session"),
+    (RpcCall(78, "C_MessageSignInit", "uMu", ""), "session"),
+    (RpcCall(79, "C_SignMessage", "uayayfy", "ay"), "session"),
+    (RpcCall(80, "C_SignMessageBegin", "uay", ""), "session"),
+    (RpcCall(81, "C_SignMessageNext", "uayayyfy", "ay"), "session"),
+    (RpcCall(82, "C_MessageSignFinal", "u", ""), "session"),
+    (RpcCall(83, "C_MessageVerifyInit", "uMu", ""), "session"),
+    (RpcCall(84, "C_VerifyMessage", "uayayay", ""), "session"),
+    (RpcCall(85, "C_VerifyMessageBegin", "uay", ""), "session"),
+    (RpcCall(86, "C_VerifyMessageNext", "uayayay", ""), "session"),
+    (RpcCall(87, "C_MessageVerifyFinal", "u", ""), "session"),
+    (RpcCall(88, "C_InitToken2", "uays", ""), "slot"),
+)}
+"""The p11-kit calls (protocol versions 0–2) the agent does not serve, by call id, each with what its first
+argument is (``"session"``, ``"slot"`` or ``""``): checked before the answer ``CKR_FUNCTION_NOT_SUPPORTED``."""

@@ -14,13 +14,21 @@ from typing import Any, Protocol
 from ..client.balancer import Balancer
 from ..client.config import ClientConfig
 from ..client.connection import ConnectionLost
-from ..errors import DeviceError, MechanismInvalid, NodeBehind, NoQuorum, SlotIdInvalid, StrongroomError
+from ..errors import (
+    DeviceError,
+    MechanismInvalid,
+    NodeBehind,
+    NoQuorum,
+    SessionHandleInvalid,
+    SlotIdInvalid,
+    StrongroomError,
+)
 from ..mechanism_params import Mechanism
 from ..vocab import CKR
 from . import handover, mechanism_codec, wire
 from .functions import HANDLERS, SLOT_ID
 from .multipart import Operations
-from .rpc_calls import RpcCall
+from .rpc_calls import UNSERVED, RpcCall
 
 
 class Host(Protocol):
@@ -119,6 +127,7 @@ class ServedApplication:
         self.connecting = asyncio.Lock()
         self.ops = Operations(self.call, self.open_sessions)
         self.token_label = agent.token_label
+        self.tried: tuple[int, str] | None = None  # the last login attempt's (CKU user type, user name)
         self.mechanisms: dict[int, tuple[int, int, int]] | None = None
         if carried is not None:
             self.version = carried.version
@@ -126,6 +135,7 @@ class ServedApplication:
             self.frames.buffer += carried.buffer
             self.frames.skipping = carried.skipping
             self.ops.resume([(o.session, o.kind, o.mechanism, o.key, o.data, o.output) for o in carried.operations])
+            self.tried = carried.tried
 
     async def serve(self) -> None:
         """Answer the application's requests until it hangs up (or the application is handed over).
@@ -231,7 +241,7 @@ class ServedApplication:
             skipping=self.frames.skipping, sessions=kept, lost=sorted(lost),
             credentials=credentials if kept else None, next_session=next_session, index=index,
             operations=[handover.Operation(s, kind, m, key, data, out) for s, kind, m, key, data, out in held
-                        if s not in lost])
+                        if s not in lost], tried=self.tried)
 
     def start(self, coro: Any, running: dict[Any, Any]) -> None:
         """Run a request's coroutine without a task: at once, in this turn of the loop, then again each time
@@ -298,9 +308,7 @@ class ServedApplication:
             sent = reader.signature()
             handler = HANDLERS.get(call_id)
             if handler is None:
-                log.info("p11-kit call %d refused CKR_FUNCTION_NOT_SUPPORTED: the agent does not serve it (%s)",
-                         call_id, self.process)
-                return wire.error_body(int(CKR.FUNCTION_NOT_SUPPORTED))
+                return self._unserved(call_id, sent, reader)
             call, run = handler
             if call.request != sent:
                 raise wire.WireError(f"call {call_id} with the signature {sent!r:.40}")
@@ -319,6 +327,33 @@ class ServedApplication:
         except Exception:
             log.exception("a request failed")
             return wire.error_body(int(CKR.GENERAL_ERROR))
+
+    def _unserved(self, call_id: int, sent: str, reader: wire.Reader) -> bytes:
+        """The answer to a call the agent does not serve: ``CKR_FUNCTION_NOT_SUPPORTED``, after the checks of
+        its first argument that every function makes before it (an unknown session is
+        ``CKR_SESSION_HANDLE_INVALID``, an unknown slot ``CKR_SLOT_ID_INVALID``).
+
+        Raises:
+            wire.WireError: a known call with another request signature.
+            SessionHandleInvalid, SlotIdInvalid: as above.
+        """
+        known = UNSERVED.get(call_id)
+        if known is not None:
+            call, first = known
+            if call.request != sent:
+                raise wire.WireError(f"call {call_id} with the signature {sent!r:.40}")
+            if first == "session":
+                self.known_session(reader.u64())
+            elif first == "slot":
+                self.slot(reader)
+        name = known[0].function if known is not None else f"p11-kit call {call_id}"
+        log.info("%s refused CKR_FUNCTION_NOT_SUPPORTED: the agent does not serve it (%s)", name, self.process)
+        return wire.error_body(int(CKR.FUNCTION_NOT_SUPPORTED))
+
+    def known_session(self, handle: int) -> None:
+        """Raises :class:`SessionHandleInvalid` unless ``handle`` is one of the application's open sessions."""
+        if handle not in self.open_sessions():
+            raise SessionHandleInvalid(f"session {handle} is not open in this application")
 
     # ----------------------------------------------------------------- helpers
     async def cluster(self) -> Balancer:

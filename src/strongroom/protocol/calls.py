@@ -140,6 +140,7 @@ CATALOGUE: tuple[CallSpec, ...] = (
              blocking=True, slow=True, session_control=True, changes_login=True, before_login=True),
     CallSpec("logout", _S, function="C_Logout", blocking=True, session_control=True, changes_login=True,
              before_login=True),
+    CallSpec("pin_state", (("username", str),), blocking=True, before_login=True),
     CallSpec("activate", (*_S, ("new_password", str)), write=True, blocking=True, slow=True, before_login=False),
     CallSpec("create_user", (*_S, ("username", str), ("password", str), ("role", str)), write=True,
              blocking=True, slow=True, before_login=False),

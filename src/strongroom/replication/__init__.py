@@ -2,7 +2,8 @@
 in order to each node's store (see docs/architecture.md)."""
 
 from .change import Change, Outcome
-from .log import LocalLog, RaftLog, cluster_secret
+from .log import LocalLog, RaftLog
 from .machine import StateMachine
+from .peer_tls import cluster_secret
 
 __all__ = ["Change", "LocalLog", "Outcome", "RaftLog", "StateMachine", "cluster_secret"]

@@ -14,14 +14,14 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import msgspec
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import ArgumentsBad, DeviceError, NodeBehind, NoQuorum, StrongroomError
+from .batch import Batch, Waiter, array_header
 from .change import ENCODER, Change, Outcome
 from .durable import DurableJournal
 from .machine import StateMachine
@@ -31,6 +31,7 @@ from .transport import transport_class
 log = logging.getLogger("strongroom.replication")
 
 DEFAULT_COMMIT_TIMEOUT_S = 3.0
+REMOVED_MARKER = "removed"  # in the raft directory of a member that applied its own removal
 
 
 class _QuietReplays(logging.Filter):
@@ -43,43 +44,15 @@ class _QuietReplays(logging.Filter):
 logging.getLogger("pysyncobj.syncobj").addFilter(_QuietReplays())
 
 
-def cluster_secret(masking_key: bytes, cluster_id: str) -> bytes:
-    """The key of the replication channel: HKDF-SHA256 (RFC 5869) of the masking key, 32 bytes."""
-    return HKDF(hashes.SHA256(), 32, salt=cluster_id.encode(), info=b"strongroom replication v1").derive(masking_key)
-
-
 COMPACTION_BYTES = 8 * 1024 * 1024  # journal bytes after which the log is compacted into a snapshot
 BUSY_TICK_S = 0.25  # a tick that took this much longer than its wait was busy
 BUSY_GRACE_S = 1.5  # after a busy tick, the time left to hear from the leader before calling an election
 STARTUP_GRACE_S = 5.0  # a restarted member waits this long for a leader before it may call an election
+LEAVE_S = 10.0  # a member applying its own removal stops at the latest this long after
+LEAVE_GRACE_S = 3.0  # ...and, once it no longer hears from a leader, no sooner than this long after
 MAX_BATCHES_IN_FLIGHT = 2
 MAX_BATCH_CHANGES = 256
 MAX_BATCH_BYTES = 4 * 1024 * 1024
-
-
-class _Batch:
-    __slots__ = ("members", "settled")
-
-    def __init__(self) -> None:
-        self.members: list[tuple[bytes, _Waiter]] = []
-        self.settled = False
-
-
-class _Waiter:
-    __slots__ = ("batch", "done", "error", "outcome")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.outcome: Outcome | None = None
-        self.error: Exception | None = None
-        self.batch: _Batch | None = None
-
-
-def _array_header(count: int) -> bytes:
-    """The msgpack header of an array of ``count`` items (the batch's changes follow, already encoded)."""
-    if count < 16:
-        return bytes((0x90 | count,))
-    return b"\xdc" + count.to_bytes(2, "big")
 
 
 class LocalLog:
@@ -105,8 +78,7 @@ class LocalLog:
     def status(self) -> dict[str, Any]:
         return {"role": "leader", "leader": "local", "self": "local", "members": ["local"],
                 "term": 0, "commit_index": self.machine.applied, "applied_index": self.machine.applied,
-                "has_quorum": True,
-                "ready": True, "endpoints": sorted(set(self.machine.directory().values()))}
+                "has_quorum": True, "ready": True, "endpoints": sorted(set(self.machine.directory().values()))}
 
     def close(self) -> None:
         pass
@@ -142,6 +114,9 @@ class RaftLog:
             caught up once (it could not win one, and would unseat the leader).
         tls: the replication channel's contexts (from the node's fleet identity:
             :func:`strongroom.trust.fleet_tls.replication_tls`).
+        on_removed: called (on the log's thread) once this member, having applied its own removal (a change
+            ``leaving`` it: from then on it serves nothing and calls no election), no longer hears from the
+            leader, or ``LEAVE_S`` after; the node's process stops.
 
     Raises:
         DeviceError: ``CKR_DEVICE_ERROR`` when the replication port cannot be bound.
@@ -149,7 +124,7 @@ class RaftLog:
 
     def __init__(self, machine: StateMachine, raft_dir: Path, self_address: str, peers: list[str],
                  secret: bytes, *, compaction_entries: int = 20_000, joining: bool = False,
-                 tls: PeerTLS | None = None) -> None:
+                 tls: PeerTLS | None = None, on_removed: Callable[[], None] | None = None) -> None:
         pso = _import_pysyncobj()
         self.machine = machine
         self.raft_dir = Path(raft_dir)
@@ -166,6 +141,9 @@ class RaftLog:
             joining_marker.touch()
         self._joining_marker = joining_marker
         self._joining = joining_marker.exists()
+        self._removed_marker = self.raft_dir / REMOVED_MARKER
+        self.removed = _raft_clock() if self._removed_marker.exists() else 0.0  # when it applied its removal
+        self._on_removed = on_removed
         members_file = self.raft_dir / "members.json"
         if members_file.is_file():
             peers = [m for m in json.loads(members_file.read_text()) if m != self_address]
@@ -195,7 +173,15 @@ class RaftLog:
                 # time without a leader: the leader's heartbeats are waiting in the socket. Without this, a
                 # member catching up would call an election after every long tick and unseat the leader.
                 started = _raft_clock()
-                if self.otherNodes and not self.isReady() and (
+                deadline = cast(float, vars(self)["_SyncObj__raftElectionDeadline"])
+                if owner.removed:  # leaving: it never calls an election; it stops once the leader let it go
+                    if not self._isLeader() and deadline < started:  # a follower no longer hearing its leader
+                        if started - owner.removed > LEAVE_GRACE_S:  # (not the pause of a leadership handover)
+                            owner.leave()
+                        self._SyncObj__raftElectionDeadline = started + BUSY_GRACE_S
+                    if started - owner.removed > LEAVE_S:
+                        owner.leave()
+                elif self.otherNodes and not self.isReady() and (
                         owner._joining or started - owner._started < STARTUP_GRACE_S):
                     # A newcomer's empty log cannot win an election, nor can a restarted member's old one while
                     # a leader is about to send it what it missed: calling one would only unseat that leader.
@@ -261,7 +247,7 @@ class RaftLog:
         self._member.addOnTickCallback(self._on_tick)
         machine.on_applied(self._applied)
         self._fail = pso.FAIL_REASON
-        self._pending: list[tuple[Change, _Waiter]] = []
+        self._pending: list[tuple[Change, Waiter]] = []
         self._pending_lock = threading.Lock()
         self._in_flight = 0
 
@@ -314,7 +300,7 @@ class RaftLog:
             NoQuorum: (retryable) the change was not committed within ``timeout_s`` seconds, or the leader
                 changed before it was; sending it again with the same request key is safe.
         """
-        waiter = _Waiter()
+        waiter = Waiter()
         with self._pending_lock:
             self._pending.append((change, waiter))
             self._pump()
@@ -331,7 +317,7 @@ class RaftLog:
         """Propose gathered changes while fewer than MAX_BATCHES_IN_FLIGHT batches await their commit (holding
         the pending lock)."""
         while self._pending and self._in_flight < MAX_BATCHES_IN_FLIGHT:
-            batch, size = _Batch(), 0
+            batch, size = Batch(), 0
             while self._pending and len(batch.members) < MAX_BATCH_CHANGES and size < MAX_BATCH_BYTES:
                 change, waiter = self._pending.pop(0)
                 encoded = ENCODER.encode(change)
@@ -339,11 +325,11 @@ class RaftLog:
                 waiter.batch = batch
                 batch.members.append((encoded, waiter))
             self._in_flight += 1
-            entry = b"".join((_array_header(len(batch.members)), *(e for e, _ in batch.members)))
+            entry = b"".join((array_header(len(batch.members)), *(e for e, _ in batch.members)))
             self._member.apply_entry(entry, callback=lambda value, error, batch=batch: self._finished(
                 batch, value, error))
 
-    def _abandon(self, batch: _Batch | None) -> None:
+    def _abandon(self, batch: Batch | None) -> None:
         """A batch whose commit was not heard of in time frees its place (its late outcome is ignored)."""
         with self._pending_lock:
             if batch is not None and not batch.settled:
@@ -351,7 +337,7 @@ class RaftLog:
                 self._in_flight -= 1
                 self._pump()
 
-    def _finished(self, batch: _Batch, value: Any, error: int) -> None:
+    def _finished(self, batch: Batch, value: Any, error: int) -> None:
         with self._pending_lock:
             if not batch.settled:
                 batch.settled = True
@@ -382,6 +368,8 @@ class RaftLog:
         from the cluster, stops serving instead of answering from a replica that may be stale (a destroyed
         key, a deleted user)."""
         member = self._member
+        if self.removed:
+            return NoQuorum("this HSM was removed from its cluster; use another member")
         if not member.isReady():
             return NodeBehind("this HSM is catching up with its cluster; retry")
         if member._isLeader():
@@ -478,10 +466,27 @@ class RaftLog:
         raise NoQuorum(f"the leader {address} did not hand over its leadership in time; retry")
 
     def _applied(self, change: Change, outcome: Outcome) -> None:  # the log's thread
+        if change.leaving == self.self_address and not self.removed and not self._joining:
+            # It serves no client from now on and calls no election, but still acknowledges entries until the
+            # leader drops it (the cluster keeps its majority meanwhile, a two-member one too); then it stops.
+            # A newcomer catching up skips the entries before its admission: one may have removed an earlier
+            # member at the address it now has.
+            self.removed = _raft_clock()
+            self._removed_marker.touch()
+            log.warning("this HSM (%s) is being removed from its cluster", self.self_address)
+            if self._member._isLeader():
+                self._member.transferLeadership()
         if change.step_down == self.self_address and self._member._isLeader():
             self._member.transferLeadership()
         if change.compact:
             self._member.forceLogCompaction()
+
+    def leave(self) -> None:  # the log's thread
+        """The member is out of the membership: its process stops (``on_removed``), once."""
+        if self._on_removed is not None:
+            log.warning("this HSM (%s) was removed from its cluster: it stops", self.self_address)
+            self._on_removed()
+            self._on_removed = None
 
     def close(self) -> None:
         try:

@@ -22,6 +22,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
+
+def cluster_secret(masking_key: bytes, cluster_id: str) -> bytes:
+    """The key of the replication channel: HKDF-SHA256 (RFC 5869) of the masking key, 32 bytes."""
+    return HKDF(hashes.SHA256(), 32, salt=cluster_id.encode(), info=b"strongroom replication v1").derive(masking_key)
+
+
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 

@@ -2,8 +2,18 @@
 
 The first HSM of a control-plane-managed cluster generates the cluster key (ECDSA P-256) inside its boundary and
 a certificate signing request for it. The owner signs the CSR with their own CA and hands the certificate and their
-trust anchor to ``InitializeCluster``; from then on every HSM serves TLS with a certificate issued under the
-cluster key, so clients trust only the owner's CA (the chain: HSM certificate ← cluster certificate ← owner's CA).
+trust anchor to ``InitializeCluster``; from then on every HSM serves TLS under the owner's chain, so clients trust
+only the owner's CA. Two forms, by the certificate the owner made:
+
+- a CA certificate (``basicConstraints CA:TRUE``): every HSM serves a certificate of its own issued under the
+  cluster key (the chain: HSM certificate ← cluster certificate ← owner's CA), naming its address and the
+  cluster id;
+- any other certificate (what the service's documented ``openssl x509 -req`` makes: no extensions): every HSM
+  serves the cluster certificate itself, with the cluster key, as the service's HSMs do. It issues nothing (a
+  certificate that is not a CA must never act as one: a verifier that let it would accept any name it signed),
+  it must allow TLS server use (a key usage, when present, with digitalSignature; an extended key usage, when
+  present, with serverAuth), and clients check the name it carries, the cluster id (``server_name`` in their
+  configuration). The key is handed to TLS from memory only, never written to a file.
 
 The key never leaves the boundary in clear: it travels in the replicated state sealed by the masking key (the
 store's barrier), so every member, and every HSM that joins later, can issue its own TLS certificate.
@@ -95,26 +105,22 @@ def _certificates(pem: bytes, what: str) -> list[x509.Certificate]:
 def initialized(identity: ClusterIdentity, certificate_pem: bytes, trust_anchor_pem: bytes) -> ClusterIdentity:
     """``identity`` with the owner's signed cluster certificate and trust anchor, after checking them.
 
-    The certificate must carry the CSR's public key and a CA basic constraint (it issues the HSMs' TLS
-    certificates), and chain to the trust anchor: a self-signed root, with any intermediate CA certificates
-    in ``trust_anchor_pem`` in any order, every one of them a CA certificate valid now.
+    The certificate must carry the CSR's public key, fit one of the two forms of the module's docstring (a CA
+    certificate whose key usage, when present, allows keyCertSign; or a certificate for TLS servers), and chain
+    to the trust anchor: a self-signed root, with any intermediate CA certificates in ``trust_anchor_pem`` in any
+    order, every one of them a CA certificate valid now.
 
     Raises:
         ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a certificate that is not PEM X.509.
-        SignatureInvalid: ``CKR_SIGNATURE_INVALID`` when the certificate's key is not the CSR's, it is not a CA
-            certificate, it is not valid now, or it does not chain to the trust anchor.
+        SignatureInvalid: ``CKR_SIGNATURE_INVALID`` when the certificate's key is not the CSR's, its usages fit
+            neither form, it is not valid now, or it does not chain to the trust anchor.
     """
     [certificate, *_] = _certificates(certificate_pem, "the signed certificate")
     anchors = _certificates(trust_anchor_pem, "the trust anchor")
     csr = x509.load_pem_x509_csr(identity.csr)
     if certificate.public_key() != csr.public_key():
         raise SignatureInvalid("the signed certificate does not carry the cluster CSR's key")
-    try:
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        constraints = None
-    if constraints is None or not constraints.ca:
-        raise SignatureInvalid("the cluster certificate must be a CA certificate (basicConstraints CA:TRUE)")
+    _check_usages(certificate)
     now = datetime.datetime.now(datetime.UTC)
     if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
         raise SignatureInvalid("the signed certificate is not valid now")
@@ -141,6 +147,61 @@ def initialized(identity: ClusterIdentity, certificate_pem: bytes, trust_anchor_
         pool.remove(parent)
         current = parent
     return msgspec.structs.replace(identity, certificate=certificate_pem, trust_anchor=trust_anchor_pem)
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _check_usages(certificate: x509.Certificate) -> None:
+    """Refuse a cluster certificate fit for neither form: a CA whose key usage forbids signing certificates, or
+    a non-CA certificate whose key usage or extended key usage forbids TLS server use."""
+    try:
+        usage: x509.KeyUsage | None = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if _is_ca(certificate):
+        if usage is not None and not usage.key_cert_sign:
+            raise SignatureInvalid("the cluster certificate is a CA certificate whose key usage lacks keyCertSign: "
+                                   "it cannot issue the HSMs' certificates")
+        return
+    if usage is not None and not usage.digital_signature:
+        raise SignatureInvalid("the cluster certificate is served by the HSMs for TLS: its key usage must allow "
+                               "digitalSignature (or sign it as a CA, basicConstraints CA:TRUE)")
+    try:
+        purposes = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if ExtendedKeyUsageOID.SERVER_AUTH not in purposes:
+        raise SignatureInvalid("the cluster certificate is served by the HSMs for TLS: its extended key usage must "
+                               "include serverAuth (or sign it as a CA, basicConstraints CA:TRUE)")
+
+
+def serves_itself(identity: ClusterIdentity) -> bool:
+    """Whether the HSMs serve the cluster certificate itself (it is not a CA certificate), rather than
+    certificates of their own issued under it; False before initialisation."""
+    return bool(identity.certificate) and not _is_ca(x509.load_pem_x509_certificate(identity.certificate))
+
+
+def cluster_key_pem(identity: ClusterIdentity, barrier: Barrier, cluster_id: str) -> bytes:
+    """The cluster key (PKCS#8 PEM, unencrypted) for the node's TLS server, when it serves the cluster
+    certificate itself: keep it in memory (:func:`strongroom.host.node_process` loads it from a memory file)."""
+    key = serialization.load_der_private_key(barrier.open(_KIND, cluster_id, 1, identity.sealed_key), None)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def write_served_certificate(identity: ClusterIdentity, data_dir: Path) -> Path:
+    """Write the cluster certificate as ``tls.crt`` (the chain an HSM serves when it serves the cluster certificate
+    itself) and remove a ``tls.key`` of an earlier certificate. Returns the certificate's path."""
+    cert_path = data_dir / TLS_CERT
+    cert_path.write_bytes(x509.load_pem_x509_certificate(identity.certificate).public_bytes(
+        serialization.Encoding.PEM))
+    (data_dir / TLS_KEY).unlink(missing_ok=True)
+    return cert_path
 
 
 def _is_ca_valid_now(cert: x509.Certificate) -> bool:
@@ -220,7 +281,7 @@ def issue_tls(identity: ClusterIdentity, barrier: Barrier, cluster_id: str, host
     cluster_certificate = x509.load_pem_x509_certificate(identity.certificate)
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = []
-    for host in dict.fromkeys(hosts):
+    for host in dict.fromkeys([*hosts, cluster_id]):
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
@@ -246,11 +307,23 @@ def issue_tls(identity: ClusterIdentity, barrier: Barrier, cluster_id: str, host
     return cert_path, key_path
 
 
-def issued_for(identity: ClusterIdentity, data_dir: Path) -> bool:
-    """Whether ``data_dir`` holds a TLS certificate issued under this identity's cluster certificate."""
+def issued_for(identity: ClusterIdentity, data_dir: Path, cluster_id: str = "") -> bool:
+    """Whether ``data_dir`` holds the TLS certificate chain this identity's HSMs serve: the cluster certificate
+    alone (it serves itself), or a certificate issued under it naming ``cluster_id`` (when given) followed by
+    it."""
     try:
         chain = x509.load_pem_x509_certificates((data_dir / TLS_CERT).read_bytes())
     except (OSError, ValueError):
         return False
-    return len(chain) >= 2 and chain[1].public_bytes(serialization.Encoding.PEM) == \
-        x509.load_pem_x509_certificate(identity.certificate).public_bytes(serialization.Encoding.PEM)
+    cluster = x509.load_pem_x509_certificate(identity.certificate)
+    if serves_itself(identity):
+        return len(chain) == 1 and chain[0] == cluster and not (data_dir / TLS_KEY).exists()
+    if len(chain) < 2 or chain[1] != cluster or not (data_dir / TLS_KEY).exists():
+        return False
+    if not cluster_id:
+        return True
+    try:
+        names = chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return cluster_id in names.get_values_for_type(x509.DNSName)

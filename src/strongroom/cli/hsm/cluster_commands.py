@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import click
@@ -19,26 +18,39 @@ def cluster() -> None:
 @cluster.command("hsm-info")
 @command
 def cluster_hsm_info(ctx: Context) -> dict[str, Any]:
-    """Each HSM's serial number, firmware and state (no login)."""
-    import strongroom.client as sdk
+    """Each HSM's serial number, firmware and state (no login), asked of that HSM alone."""
+    import asyncio
 
     from ...client import ClientConfig
+    from ...client.connection import open_connection
+    from ...protocol.tls import client_context
 
     if not ctx.cluster_path:
         raise CliError("no cluster: give --cluster PATH or set STRONGROOM_CLUSTER")
     # raises ArgumentsBad for a file that is not one
     config = ClientConfig.from_file(ctx.cluster_path, certificate="cli")
-    hsms = []
-    for endpoint in config.endpoints:
-        try:
-            with sdk.connect(dataclasses.replace(config, endpoints=(endpoint,), connect_timeout_s=5.0)) as one:
-                info = one.hsm_info()
+    try:
+        tls = client_context(config.trust_anchor, cert_file=config.client_cert, key_file=config.client_key)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot load the trust anchor or client certificate of {ctx.cluster_path}: {exc}") from None
+
+    async def one(endpoint: str) -> dict[str, Any]:
+        try:  # one connection to this HSM only: a cluster connection would discover and ask the others
+            conn = await open_connection(endpoint, tls, server_name=config.server_name, timeout_s=5.0,
+                                         client="strongroom-cli")
+            try:
+                info: dict[str, Any] = await conn.call("hsm_info", timeout_s=config.timeout_s)
+            finally:
+                conn.close()
         except StrongroomError as exc:
-            hsms.append({"endpoint": endpoint, "state": "unreachable", "message": exc.message})
-            continue
-        hsms.append({"endpoint": endpoint, "serial-number": info["serial"], "firmware-version":
-                     info["firmware_version"], "state": info["state"], "fips-state": _fips_state(info)})
-    return {"hsms": hsms}
+            return {"endpoint": endpoint, "state": "unreachable", "message": exc.message}
+        return {"endpoint": endpoint, "serial-number": info["serial"], "firmware-version": info["firmware_version"],
+                "state": info["state"], "fips-state": _fips_state(info)}
+
+    async def every() -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(one(e) for e in dict.fromkeys(config.endpoints))))
+
+    return {"hsms": asyncio.run(every())}
 
 
 def _fips_state(info: dict[str, Any]) -> str:
