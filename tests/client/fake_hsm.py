@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from strongroom.client import balancer
+from strongroom.client import links
 from strongroom.client.balancer import Balancer
 from strongroom.client.config import ClientConfig
 from strongroom.client.connection import ConnectionLost
@@ -149,7 +149,7 @@ class FakeCluster:
 def run_with(fake: FakeCluster, monkeypatch: Any, scenario: Callable[[Balancer], Any], *,
              timeout_s: float = 5.0) -> Any:
     """Run ``scenario(balancer)`` on a started balancer over ``fake``'s HSMs, then close the balancer."""
-    monkeypatch.setattr(balancer, "open_connection", fake.open_connection)
+    monkeypatch.setattr(links, "open_connection", fake.open_connection)
     config = ClientConfig(tuple(fake.endpoints), Path("unused-ca.pem"), timeout_s=timeout_s)
 
     async def main() -> Any:

@@ -18,13 +18,10 @@ operation or those objects are lost and the application sees the error.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import os
 import ssl
 import time
-from collections.abc import Iterable
-from collections.abc import Set as AbstractSet
 from typing import Any
 
 from ..errors import (
@@ -36,20 +33,15 @@ from ..errors import (
 )
 from ..protocol import CALL_SPECS
 from ..vocab import CKF, CKU
-from .config import ClientConfig, ConfigFile
-from .connection import ConnectionLost, open_connection, result_of
-from .members import SESSION_OBJECT_BIT, Member, VirtualSession, least_loaded, may_make_session_objects
+from .config import ClientConfig
+from .connection import ConnectionLost, result_of
+from .links import ATTEMPT_TIMEOUT_S, Links
+from .members import SESSION_OBJECT_BIT, Member, VirtualSession, may_make_session_objects
 
 _NO_NODES: frozenset[Member] = frozenset()
-# One attempt of a request that may be sent again waits at most this long for its HSM (seconds).
-ATTEMPT_TIMEOUT_S = 5.0
-_RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.1, 2.0
-# How often the client asks for the cluster's members, and looks at its configuration file (seconds).
-DISCOVERY_INTERVAL_S = 5.0
-CONFIG_CHECK_S = 1.0
 
 
-class Balancer:
+class Balancer(Links):
     """Connections to every HSM of a cluster and the routing of requests over them.
 
     Args:
@@ -60,12 +52,8 @@ class Balancer:
     """
 
     def __init__(self, config: ClientConfig, ssl_context: ssl.SSLContext, client: str = "") -> None:
-        self.config = config
-        self.config_file = ConfigFile(config.source, config.certificate) if config.source is not None else None
+        super().__init__(config, ssl_context)
         self.client = client
-        self.ssl_context = ssl_context
-        self.nodes = [Member(endpoint) for endpoint in dict.fromkeys(config.endpoints)]
-        self.configured = frozenset(config.endpoints)
         self.sessions: dict[int, VirtualSession] = {}
         self.credentials: tuple[int, str] | None = None
         self.home: Member | None = None  # the HSM holding the application's session objects
@@ -78,121 +66,7 @@ class Balancer:
         self._logins_pending = 0
         self._logins_settled = asyncio.Event()
         self._logins_settled.set()
-        self.index = 0
-        self.node_info: dict[str, Any] = {}
         self._vids = itertools.count(1)
-        self._turn = itertools.count()
-        self._closed = False
-        self._discovery: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Future[Any]] = set()  # background connects, cancelled on close
-
-    # ----------------------------------------------------------------- connections
-    async def start(self) -> None:
-        """Connect to every HSM; succeed when at least one answers (the others keep being retried).
-
-        Raises:
-            ConnectionLost: ``CKR_DEVICE_REMOVED`` when none can be reached or trusted.
-        """
-        # Returns as soon as one HSM answers; the others keep connecting in the background.
-        attempts = {asyncio.ensure_future(self._connect(node)): node for node in self.nodes}
-        self._tasks.update(attempts)
-        pending = set(attempts)
-        errors: list[BaseException] = []
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                self._tasks.discard(task)
-                error = task.exception()
-                if error is not None:
-                    errors.append(error)
-                    self._reconnect_later(attempts[task])
-            if any(n.up for n in self.nodes):
-                break
-        if not any(n.up for n in self.nodes):
-            raise errors[0]
-        for task in pending:
-            task.add_done_callback(functools.partial(self._settled, node=attempts[task]))
-        await self._discover()
-        self._discovery = asyncio.get_running_loop().create_task(self._keep_discovering())
-
-    def _settled(self, task: asyncio.Task[None], node: Member) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._reconnect_later(node)
-
-    async def _discover(self) -> None:
-        """Learn members' endpoints from any HSM and connect to the ones not known yet."""
-        node = self._pick(set())
-        if node is None:
-            return
-        try:
-            status = await self._send(node, "cluster_status", (), {}, b"", ATTEMPT_TIMEOUT_S)
-        except StrongroomError:
-            return
-        members = {e for e in status.get("endpoints", []) if isinstance(e, str)}
-        if not members:
-            return
-        self._add(sorted(members))
-        # HSMs that left the cluster are dropped, unless the configuration names them
-        for gone in [n for n in self.nodes if n.endpoint not in members and n.endpoint not in self.configured]:
-            self.nodes.remove(gone)
-            gone.retired = True
-            if gone.conn is not None:
-                gone.conn.close()
-
-    async def _keep_discovering(self) -> None:
-        last = time.monotonic()
-        while not self._closed:
-            await asyncio.sleep(CONFIG_CHECK_S)
-            if self._reread_config() or time.monotonic() - last >= DISCOVERY_INTERVAL_S:
-                last = time.monotonic()
-                await self._discover()
-
-    def _reread_config(self) -> bool:
-        """Take the configuration file's HSMs when it changed (True): connect to those it adds; those it no longer
-        names stay while the cluster lists them (the caller discovers next)."""
-        fresh = self.config_file.changed() if self.config_file is not None else None
-        if fresh is not None:
-            self.configured = frozenset(fresh.endpoints)
-            self._add(fresh.endpoints)
-        return fresh is not None
-
-    def _add(self, endpoints: Iterable[str]) -> None:  # connect to the HSMs not known yet
-        known = {n.endpoint for n in self.nodes}
-        for endpoint in dict.fromkeys(e for e in endpoints if e not in known):
-            self.nodes.append(member := Member(endpoint))
-            self._reconnect_later(member)
-
-    async def _connect(self, node: Member) -> None:
-        conn = await open_connection(node.endpoint, self.ssl_context, server_name=self.config.server_name,
-                                     timeout_s=self.config.connect_timeout_s)
-        if self._closed:
-            conn.close()
-            return
-        node.conn, node.logged_in = conn, False
-        node.generation += 1
-        self.node_info = self.node_info or conn.node
-        conn.closed.add_done_callback(lambda _: self._reconnect_later(node))
-
-    def _reconnect_later(self, node: Member) -> None:
-        if self._closed or node.reconnecting or node.retired:
-            return
-        node.reconnecting = True
-        task = asyncio.get_running_loop().create_task(self._reconnect(node))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _reconnect(self, node: Member) -> None:
-        delay = _RECONNECT_MIN_S
-        try:
-            while not self._closed and not node.up and not node.retired:
-                try:
-                    await self._connect(node)
-                except StrongroomError:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _RECONNECT_MAX_S)
-        finally:
-            node.reconnecting = False
 
     def carry_over(self) -> tuple[int, int]:
         """What a successor needs beside :attr:`sessions` and :attr:`credentials` to go on where this balancer
@@ -208,34 +82,7 @@ class Balancer:
         self._vids = itertools.count(next_session)
         self.index = max(self.index, index)
 
-    def close(self) -> None:
-        self._closed = True
-        if self._discovery is not None:
-            self._discovery.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        for node in self.nodes:
-            if node.conn is not None:
-                node.conn.close()
-
-    def _pick(self, avoid: AbstractSet[Member]) -> Member | None:
-        return least_loaded(self.nodes, avoid, next(self._turn))
-
     # ----------------------------------------------------------------- requests
-    async def _send(self, node: Member, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], key: bytes,
-                    timeout_s: float) -> Any:
-        conn = node.conn
-        if conn is None or not conn.is_open:
-            raise ConnectionLost(f"{node.endpoint} is not connected")
-        node.outstanding += 1
-        try:
-            response = await conn.request(name, args, kwargs, timeout_s=timeout_s, after=self.index, key=key)
-        finally:
-            node.outstanding -= 1
-        if response.index > self.index:
-            self.index = response.index
-        return result_of(response)
-
     async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Run one call on the cluster; session calls take the virtual session id as their first argument.
 
