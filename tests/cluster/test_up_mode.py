@@ -50,7 +50,7 @@ def test_a_non_fips_cluster_keeps_its_mode_on_every_hsm_and_across_restarts(tmp_
         assert summary["mode"] == "NON_FIPS"
         keys = json.loads((data / "credentials.json").read_text())["control_plane"]
         control = ControlClient(summary["control_plane_url"], keys["access_key_id"], keys["secret_access_key"],
-                                keys["region"], summary["control_plane_ca"])
+                                keys["region"], str(data / summary["control_plane_ca"]))
         [cluster] = control.call("DescribeClusters")["Clusters"]
         assert cluster["Mode"] == "NON_FIPS"
         info = subprocess.run([sys.executable, "-m", "strongroom.cli.hsm", "--cluster", str(data / "cluster.json"),
