@@ -4,9 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the test suite calls (independent implementations to check our output against; iproute2 for
 # ss, which shows what a node listens on; faketime for a client whose clock is off; a JDK and procps for the
-# docs' Java and nginx recipes).
+# docs' Java and nginx recipes; softhsm2, the token PyKCS11's suite runs against beside Strongroom).
 DEB_PACKAGES := openssl p11-kit p11-kit-modules opensc gnutls-bin libengine-pkcs11-openssl nginx-light curl postgresql iproute2 \
-	faketime openjdk-17-jdk-headless procps
+	faketime openjdk-17-jdk-headless procps softhsm2
 
 .PHONY: install run test check bench deps-debian clean
 

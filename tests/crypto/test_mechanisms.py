@@ -17,7 +17,7 @@ from strongroom.crypto import (
     wrap,
 )
 from strongroom.errors import MechanismInvalid, PKCS11Error
-from strongroom.mechanism_catalogue import MECHANISMS, info
+from strongroom.mechanism_catalogue import FIPS, IMPLEMENTED, MECHANISMS, NON_FIPS, catalogue, info
 from strongroom.mechanism_params import Mechanism
 from strongroom.vocab import CKF, CKK, CKM
 
@@ -38,15 +38,34 @@ REQUIRED = {
 
 def test_table_covers_exactly_the_implemented_mechanisms() -> None:
     assert set(MECHANISMS) == REQUIRED
-    for mechanism, row in MECHANISMS.items():
+    assert set(IMPLEMENTED) == REQUIRED | {CKM.RSA_X_509}
+    assert catalogue(FIPS) is MECHANISMS and catalogue(NON_FIPS) is IMPLEMENTED
+    for mechanism, row in IMPLEMENTED.items():
         assert row.mechanism == mechanism
         assert row.min_key_size <= row.max_key_size
 
 
-@pytest.mark.parametrize("mechanism", [0x7FFF_FFFF, CKM.AES_CCM, CKM.RSA_X_509, CKM.SP800_108_FEEDBACK_KDF])
+@pytest.mark.parametrize("mechanism", [0x7FFF_FFFF, CKM.AES_CCM, CKM.SP800_108_FEEDBACK_KDF])
 def test_unknown_mechanism_is_invalid(mechanism: int) -> None:
-    with pytest.raises(MechanismInvalid):
-        info(mechanism)
+    for mode in (FIPS, NON_FIPS):
+        with pytest.raises(MechanismInvalid):
+            info(mechanism, mode)
+
+
+def test_fips_table_differs_from_the_legacy_one_only_where_the_rules_say() -> None:
+    """NIST SP 800-131A Rev. 2: no raw RSA, SHA-1 signatures verify only, RSA generated from 2048 bits."""
+    with pytest.raises(MechanismInvalid, match="not supported in a FIPS cluster"):
+        info(CKM.RSA_X_509, FIPS)
+    assert info(CKM.RSA_X_509, NON_FIPS).flags == CKF.ENCRYPT | CKF.DECRYPT | CKF.SIGN | CKF.VERIFY
+    differing = {m for m in MECHANISMS if MECHANISMS[m] != IMPLEMENTED[m]}
+    assert differing == {CKM.SHA1_RSA_PKCS, CKM.SHA1_RSA_PKCS_PSS, CKM.ECDSA_SHA1, CKM.RSA_PKCS_KEY_PAIR_GEN}
+    for mechanism in (CKM.SHA1_RSA_PKCS, CKM.SHA1_RSA_PKCS_PSS, CKM.ECDSA_SHA1):
+        assert MECHANISMS[mechanism].flags == IMPLEMENTED[mechanism].flags & ~CKF.SIGN
+        assert MECHANISMS[mechanism].flags & CKF.VERIFY
+    assert (MECHANISMS[CKM.RSA_PKCS_KEY_PAIR_GEN].min_key_size, IMPLEMENTED[CKM.RSA_PKCS_KEY_PAIR_GEN].min_key_size) \
+        == (2048, 1024)
+    with pytest.raises(ValueError, match="FIPS or NON_FIPS"):
+        catalogue("fips")
 
 
 @pytest.mark.parametrize(
@@ -64,7 +83,7 @@ def test_unknown_mechanism_is_invalid(mechanism: int) -> None:
     ],
 )
 def test_key_sizes_use_each_mechanisms_unit(mechanism: CKM, low: int, high: int) -> None:
-    row = info(mechanism)
+    row = info(mechanism, FIPS)
     assert (row.min_key_size, row.max_key_size) == (low, high)
 
 
@@ -111,5 +130,5 @@ _FUNCTIONS = {
 @pytest.mark.parametrize("flag", list(_FUNCTIONS), ids=lambda f: f.name)
 def test_flags_match_what_the_operations_accept(flag: CKF) -> None:
     call = _FUNCTIONS[flag]
-    for mechanism, row in MECHANISMS.items():
+    for mechanism, row in IMPLEMENTED.items():
         assert _accepts(call, mechanism) == bool(row.flags & flag), mechanism.name

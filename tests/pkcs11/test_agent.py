@@ -485,3 +485,18 @@ def test_an_agent_that_cannot_make_its_socket_says_why_and_exits(pki, tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "cannot serve on" in done.stderr and "No such file or directory" in done.stderr
     assert done.stdout == ""
+
+
+def test_a_null_pin_is_arguments_bad_and_an_empty_one_a_wrong_pin(agent):
+    """C_Login and C_LoginUser with a NULL PIN: the token has no protected authentication path, so
+    CKR_ARGUMENTS_BAD (PKCS#11 3.0 §5.6), as SoftHSM2 answers; an empty PIN is a PIN, and wrong."""
+    app = initialized(agent, 2)
+    session = ok(app.call(request(10, "uu", u64s(1, 6))), 10, "u").u64()
+    null_pin = wire.Writer().byte(0).u32(0).bytes()
+    assert app.call(request(18, "uuay", u64s(session, 1) + null_pin)) == wire.error_body(int(CKR.ARGUMENTS_BAD))
+    login_user = u64s(session, 1) + null_pin + wire.Writer().byte(1).data(b"alice").bytes()
+    assert app.call(request(66, "uuayay", login_user)) == wire.error_body(int(CKR.ARGUMENTS_BAD))
+    empty = wire.Writer().byte(1).data(b"").bytes()
+    assert app.call(request(18, "uuay", u64s(session, 1) + empty)) == wire.error_body(int(CKR.PIN_INCORRECT))
+    right = wire.Writer().byte(1).data(f"alice:{ALICE_PW}".encode()).bytes()
+    assert app.call(request(18, "uuay", u64s(session, 1) + right)) == wire.reply_body(18, "")

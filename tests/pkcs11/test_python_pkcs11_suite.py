@@ -1,4 +1,5 @@
-"""python-pkcs11's own test suite (its PyPI source distribution) against Strongroom through p11-kit's client.
+"""python-pkcs11's own test suite (its PyPI source distribution) against a NON_FIPS Strongroom cluster through
+p11-kit's client.
 
 Its tests run unchanged; ``python_pkcs11_policy`` adapts the defaults the suite leaves to the token and skips,
 with reasons, what Strongroom refuses by design. Every test that runs must pass; the counts are printed (and
@@ -25,6 +26,12 @@ from .newer_p11kit import default_cache
 
 VERSION = "0.10.1"
 HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def node(non_fips_node):
+    """A NON_FIPS cluster: the suite signs with SHA-1 (``CKM_SHA1_RSA_PKCS_PSS``), which a FIPS cluster refuses."""
+    return non_fips_node
 
 
 def _suite() -> Path | None:

@@ -173,3 +173,21 @@ def test_a_snapshot_older_than_the_store_is_not_installed(machine, store, tmp_pa
     machine.apply(2, entry(put(11)))
     assert machine.load_snapshot(tmp_path / "snap") == b"old"
     assert machine.applied == 2 and [r.handle for r in store.iter_objects()] == [10, 11]
+
+
+def test_the_cluster_mode_is_set_once_by_the_founding_change_and_travels_in_snapshots(machine, store, tmp_path):
+    assert machine.mode() == "FIPS"  # a cluster founded before modes existed
+    (founded,) = machine.apply(1, entry(put(10, mode="NON_FIPS")))
+    assert founded.ckr == 0 and machine.mode() == "NON_FIPS"
+    (changed,) = machine.apply(2, entry(put(11, mode="FIPS")))
+    assert (changed.index, changed.conflict, changed.message) == (
+        0, True, "the cluster's mode is NON_FIPS; it never changes")
+    assert machine.mode() == "NON_FIPS" and [r.handle for r in store.iter_objects()] == [10]
+    machine.save_snapshot(tmp_path / "snap", b"meta")
+    other = Store(tmp_path / "joiner.sqlite")
+    try:
+        joiner = StateMachine(other)
+        joiner.load_snapshot(tmp_path / "snap")
+        assert joiner.mode() == "NON_FIPS"
+    finally:
+        other.close()

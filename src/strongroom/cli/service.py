@@ -35,6 +35,9 @@ main.add_command(doctor)
 _HASH_MEMORY = click.option(
     "--password-hash-memory-kib", type=click.IntRange(1024, 4 * 1024 * 1024), default=65536, show_default=True,
     help="argon2id memory cost in KiB for password hashes (RFC 9106).")
+_MODE = click.option("--mode", type=click.Choice(["FIPS", "NON_FIPS"]), default=None, help="A new cluster's mode, "
+                     "fixed for its life [default: FIPS]: FIPS refuses what FIPS 140-3 does not approve, NON_FIPS "
+                     "also offers RSA 1024, SHA-1 signatures, CKM_RSA_X_509. A resumed cluster keeps its own.")
 
 
 def _host_port(listen: str, option: str = "--listen", *, any_port: bool = True) -> tuple[str, int]:
@@ -59,9 +62,10 @@ def _refused(exc: StartupError) -> NoReturn:
 @click.option("--initial-password-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="For a cluster assembled by hand (no control plane): a new file (0600) that receives the "
                    "initial admin password. Otherwise the control plane reads it from the HSM (PreCoPassword).")
+@_MODE
 @_HASH_MEMORY
 def init_node(data_dir: Path, cluster_id: str | None, cluster_key: bool, initial_password_file: Path | None,
-              password_hash_memory_kib: int) -> None:
+              mode: str | None, password_hash_memory_kib: int) -> None:
     """Initialise an HSM node in DATA_DIR: node key, masking key and the unactivated admin, whose initial
     password the HSM makes at random."""
     from ..host import node_process as process
@@ -69,7 +73,7 @@ def init_node(data_dir: Path, cluster_id: str | None, cluster_key: bool, initial
     try:
         made = process.initialize(data_dir, cluster_id=cluster_id, cluster_key=cluster_key,
                                   password_hash_memory_kib=password_hash_memory_kib,
-                                  initial_password_file=initial_password_file)
+                                  initial_password_file=initial_password_file, mode=mode or "FIPS")
     except process.StartupError as exc:
         _refused(exc)
     click.echo(json.dumps(made))
@@ -320,9 +324,10 @@ def _outlive_parent() -> None:
 @click.option("--socket-group", default=None,
               help="Group (name or id) whose members may use the PKCS#11 socket too (mode 0660; the data directory "
                    "becomes searchable by it).")
+@_MODE
 @_HASH_MEMORY
 def up(data_dir: Path, hsms: int, control_listen: str | None, as_json: bool, socket_group: str | None,
-       password_hash_memory_kib: int) -> None:
+       mode: str | None, password_hash_memory_kib: int) -> None:
     """Run Strongroom on this machine in the foreground: a control plane, a cluster of HSMS HSM processes and the
     client agent with its PKCS#11 socket. The first start creates, initialises and activates the cluster and
     writes DATA_DIR/cluster.json and DATA_DIR/credentials.json (mode 0600); later starts resume it with its keys.
@@ -333,7 +338,7 @@ def up(data_dir: Path, hsms: int, control_listen: str | None, as_json: bool, soc
 
     if control_listen is not None:
         _host_port(control_listen, "--control-listen")
-    run(data_dir, hsms, control_listen, password_hash_memory_kib, as_json, socket_group)
+    run(data_dir, hsms, control_listen, password_hash_memory_kib, as_json, socket_group, mode)
 
 
 @owner.command("issue-client")

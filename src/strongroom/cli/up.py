@@ -263,23 +263,27 @@ def _activate(cluster: dict[str, Any], anchor: Path, credentials: dict[str, Any]
 
 
 def _converge(control: Any, data_dir: Path, cluster_id: str | None, hsms: int, report: Reporter,
-              wait: Callable[..., Any]) -> str:
+              wait: Callable[..., Any], mode: str | None = None) -> str:
     """Drive the cluster to ACTIVE with at least ``hsms`` HSMs from wherever it stands (nothing, or a first
-    start that stopped half way); return its id."""
+    start that stopped half way); return its id. A new cluster is made in ``mode`` (``FIPS`` if ``None``); an
+    existing one keeps its own, and the report says so when ``mode`` asks for the other."""
     state_file = data_dir / "cluster.json"
     credentials = json.loads((data_dir / "credentials.json").read_text())
     cluster = _describe(control, cluster_id) if cluster_id else None
     if cluster is None or not cluster_id:
         report.step("creating the cluster")
         subnets = [f"subnet-{secrets.token_hex(4)}" for _ in range(max(1, min(hsms, 10)))]
-        cluster_id = str(control.call("CreateCluster", HsmType="hsm2m.medium",
-                                      SubnetIds=subnets)["Cluster"]["ClusterId"])
+        cluster_id = str(control.call("CreateCluster", HsmType="hsm2m.medium", SubnetIds=subnets,
+                                      Mode=mode or "FIPS")["Cluster"]["ClusterId"])
         state_file.write_text(json.dumps({"cluster_id": cluster_id}, indent=2) + "\n")
         cluster = _describe(control, cluster_id)
     else:
         report.step(f"resuming cluster {cluster_id}")
     if cluster is None:
         raise click.ClickException(f"the control plane does not describe cluster {cluster_id}")
+    if mode is not None and cluster.get("Mode", "FIPS") != mode:
+        report.step(f"cluster {cluster_id} keeps its mode {cluster.get('Mode', 'FIPS')}: a cluster's mode is fixed "
+                    f"when it is created (--mode {mode} applies to a new data directory)")
     zones = sorted(cluster["SubnetMapping"])
     if cluster["State"] == "UNINITIALIZED":
         if not _live(cluster):
@@ -335,7 +339,7 @@ def open_to_group(data_dir: Path, group: str) -> None:
 
 
 def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: int, as_json: bool,
-        socket_group: str | None = None) -> None:
+        socket_group: str | None = None, mode: str | None = None) -> None:
     from ..control.api_client import ControlClient, ControlError
     from ..control.process import AlreadyRunning, hold_lock
     from ..trust.ca import CertificateAuthority
@@ -391,7 +395,7 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
         keys = json.loads(Path(info["credentials"]).read_text())
         control = ControlClient(info["url"], keys["access_key_id"], keys["secret_access_key"], keys["region"],
                                 str(data_dir / "control-ca.crt"))
-        cluster_id = _converge(control, data_dir, previous.get("cluster_id"), hsms, report, wait)
+        cluster_id = _converge(control, data_dir, previous.get("cluster_id"), hsms, report, wait, mode)
         cluster = _describe(control, cluster_id)
         if cluster is None:
             raise click.ClickException(f"the control plane does not describe cluster {cluster_id}")
@@ -435,6 +439,7 @@ def _summary(url: str, cluster: dict[str, Any], data_dir: Path) -> dict[str, Any
     serving = [h for h in cluster["Hsms"] if h["State"] in ("ACTIVE", "DEGRADED") and h.get("Endpoint")]
     return {
         "control_plane_url": url, "control_plane_ca": "control-ca.crt", "cluster_id": cluster["ClusterId"],
+        "mode": cluster.get("Mode", "FIPS"),
         "hsms": [{"hsm_id": h["HsmId"], "endpoint": h["Endpoint"]} for h in serving],
         "trust_anchor": f"{OWNER_CA}.crt", "pkcs11_socket": str(data_dir / "pkcs11.sock"),
         "pkcs11_module": str(PKCS11_MODULE),
@@ -481,7 +486,7 @@ def _announce(report: Reporter, data_dir: Path, summary: dict[str, Any], credent
 
         hsms = "\n".join(f"  {h['hsm_id']}  {h['endpoint']}" for h in summary["hsms"])
         report.console.print(Panel.fit(
-            f"cluster {summary['cluster_id']} with {len(summary['hsms'])} HSMs\n{hsms}\n"
+            f"cluster {summary['cluster_id']} ({summary['mode']}) with {len(summary['hsms'])} HSMs\n{hsms}\n"
             f"control plane {summary['control_plane_url']}\n"
             f"cluster.json and credentials.json (mode 0600) in {data_dir}\n\n"
             "Next steps:\n"

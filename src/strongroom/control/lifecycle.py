@@ -212,7 +212,9 @@ class Lifecycle:
         placement = self.provider.prepare(cluster_id, hsm_id, previous)
         try:
             if not active:
-                return self.provider.launch(cluster_id, placement, founder=True, join_config=None)
+                with self.store.session() as session:
+                    mode = _row(session, Cluster, cluster_id).mode
+                return self.provider.launch(cluster_id, placement, founder=True, join_config=None, mode=mode)
             self._admit(cluster_id, active, self.provider.certificate(placement))
             return self.provider.launch(cluster_id, placement, founder=False,
                                         join_config=self._join_config(cluster_id, active))

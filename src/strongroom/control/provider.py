@@ -47,9 +47,10 @@ class Provider(Protocol):
         """The prepared HSM's fleet certificate (PEM), for the cluster to admit it."""
 
     def launch(self, cluster_id: str, placement: dict[str, Any], *, founder: bool,
-               join_config: dict[str, Any] | None) -> dict[str, Any]:
-        """Start a prepared HSM: the founder of a new cluster (it makes the cluster key), or one that joins
-        through ``join_config`` (a client configuration of the members). Returns its placement."""
+               join_config: dict[str, Any] | None, mode: str = "FIPS") -> dict[str, Any]:
+        """Start a prepared HSM: the founder of a new cluster of ``mode`` (``FIPS`` or ``NON_FIPS``; it makes the
+        cluster key), or one that joins through ``join_config`` (a client configuration of the members; it
+        learns the mode from the cluster). Returns its placement."""
 
     def resume(self, placement: dict[str, Any]) -> dict[str, Any]:
         """Start an existing HSM again on its data (after the control plane restarted)."""
@@ -167,11 +168,11 @@ class LocalProvider:
         return (self.data_dir(placement) / "identity.crt").read_bytes()
 
     def launch(self, cluster_id: str, placement: dict[str, Any], *, founder: bool,
-               join_config: dict[str, Any] | None) -> dict[str, Any]:
+               join_config: dict[str, Any] | None, mode: str = "FIPS") -> dict[str, Any]:
         data_dir = self.data_dir(placement)
         if founder:
             self._run("init-node", "--data-dir", str(data_dir), "--cluster-id", cluster_id, "--cluster-key",
-                      *self._hash_args())
+                      "--mode", mode, *self._hash_args())
         join: list[str] = []
         if join_config is not None:
             join_file = data_dir.parent / f"{data_dir.name}.join.json"

@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..mechanism_params import CtrParams, GcmParams, Mechanism, OaepParams
 from ..vocab import CKM, CKZ
-from . import keycheck
+from . import keycheck, raw_rsa
 from .digests import mgf_hash, param_hash
 from .random import random_bytes
 
@@ -387,6 +387,15 @@ def _rsa(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
     return _BufferedOperation(decrypt_all)
 
 
+def _raw_rsa(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
+    _no_parameter(mech)
+    if encrypt:
+        public = keycheck.rsa_public(key, mech.mechanism)
+        return _BufferedOperation(lambda data: raw_rsa.public_operation(public, data))
+    private = keycheck.rsa_private(key, mech.mechanism)
+    return _BufferedOperation(lambda data: raw_rsa.private_operation(private, data, ciphertext=True))
+
+
 _BUILDERS: dict[int, Callable[[Mechanism, object, bool], CipherOperation]] = {
     CKM.AES_ECB: _ecb,
     CKM.AES_CBC: _cbc,
@@ -398,6 +407,7 @@ _BUILDERS: dict[int, Callable[[Mechanism, object, bool], CipherOperation]] = {
     CKM.AES_KEY_WRAP_KWP: _key_wrap,
     CKM.RSA_PKCS: _rsa,
     CKM.RSA_PKCS_OAEP: _rsa,
+    CKM.RSA_X_509: _raw_rsa,
 }
 
 

@@ -179,6 +179,7 @@ def generate_key_pair(
     modulus_bits: int | None = None,
     public_exponent: int = 65537,
     ec_params: bytes | None = None,
+    rsa_bits: tuple[int, int] = RSA_GENERATE_BITS,
 ) -> PrivateKey:
     """Generate a key pair (``C_GenerateKeyPair``); the public key is ``result.public_key()``.
 
@@ -186,7 +187,7 @@ def generate_key_pair(
         mechanism: ``CKM.RSA_PKCS_KEY_PAIR_GEN`` (PKCS#11 3.0 "PKCS #1 RSA key pair generation"),
             ``CKM.EC_KEY_PAIR_GEN`` ("Elliptic curve key pair generation") or
             ``CKM.EC_EDWARDS_KEY_PAIR_GEN`` ("Edwards Elliptic curve key pair generation").
-        modulus_bits: RSA ``CKA_MODULUS_BITS``: 2048..4096 in steps of 256.
+        modulus_bits: RSA ``CKA_MODULUS_BITS``: within ``rsa_bits`` in steps of 256.
         public_exponent: RSA ``CKA_PUBLIC_EXPONENT``; only 65537, the one exponent ``cryptography``
             generates keys for besides the legacy 3.
         ec_params: ``CKA_EC_PARAMS`` (see :func:`curve_from_ec_params`); a short-Weierstrass curve for
@@ -199,11 +200,12 @@ def generate_key_pair(
         AttributeValueInvalid: (``CKR_ATTRIBUTE_VALUE_INVALID``) a public exponent other than 65537.
         DomainParamsInvalid, CurveNotSupported: as :func:`curve_from_ec_params`, or a curve of the other
             family than the mechanism generates.
+        rsa_bits: the smallest and largest RSA modulus, in bits (2048..4096; a NON_FIPS cluster from 1024).
     """
     if mechanism == CKM.RSA_PKCS_KEY_PAIR_GEN:
         if modulus_bits is None:
             raise TemplateIncomplete("CKA_MODULUS_BITS is required")
-        low, high = RSA_GENERATE_BITS
+        low, high = rsa_bits
         if not low <= modulus_bits <= high or modulus_bits % 256:
             raise KeySizeRange(f"RSA keys are generated with {low}..{high} bits in steps of 256")
         if public_exponent != 65537:

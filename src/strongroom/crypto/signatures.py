@@ -33,7 +33,7 @@ from ..errors import (
 )
 from ..mechanism_params import Mechanism, PssParams
 from ..vocab import CKM
-from . import keycheck
+from . import keycheck, raw_rsa
 from .digests import hash_for, hash_of_size, mgf_hash, param_hash, split_digest_info
 
 ED25519_SIGNATURE_BYTES = 64
@@ -394,6 +394,19 @@ def _mac_verify(mech: Mechanism, key: object) -> VerifyOperation:
     return VerifyOperation(accumulator, length, verify)
 
 
+def _raw_sign(mech: Mechanism, key: object) -> SignOperation:
+    _no_parameter(mech)
+    private = keycheck.rsa_private(key, mech.mechanism)
+    return SignOperation(_Buffer(), raw_rsa.block_len(private),
+                         lambda value: raw_rsa.private_operation(private, value, ciphertext=False))
+
+
+def _raw_verify(mech: Mechanism, key: object) -> VerifyOperation:
+    _no_parameter(mech)
+    public = keycheck.rsa_public(key, mech.mechanism)
+    return VerifyOperation(_Buffer(), raw_rsa.block_len(public), lambda value, sig: raw_rsa.verify(public, value, sig))
+
+
 _Builders = tuple[
     Callable[[Mechanism, object], SignOperation], Callable[[Mechanism, object], VerifyOperation]
 ]
@@ -418,6 +431,7 @@ _BUILDERS: dict[int, _Builders] = {
         _ECDSA,
     ),
     CKM.EDDSA: (_eddsa_sign, _eddsa_verify),
+    CKM.RSA_X_509: (_raw_sign, _raw_verify),
     **dict.fromkeys(
         (CKM.SHA_1_HMAC, CKM.SHA224_HMAC, CKM.SHA256_HMAC, CKM.SHA384_HMAC, CKM.SHA512_HMAC, CKM.AES_CMAC,
          *_GENERAL),

@@ -84,9 +84,10 @@ def _described(exc: StrongroomError) -> StartupError:
 
 
 def initialize(data_dir: Path, *, cluster_id: str | None, cluster_key: bool, password_hash_memory_kib: int,
-               initial_password_file: Path | None = None) -> dict[str, str]:
+               initial_password_file: Path | None = None, mode: str = "FIPS") -> dict[str, str]:
     """Initialise an HSM node in ``data_dir`` (node key, masking key, the unactivated admin with a random initial
-    password, written to ``initial_password_file`` when given); return ``{"data_dir", "cluster_id", "serial"}``.
+    password, written to ``initial_password_file`` when given) founding a cluster of ``mode`` (``FIPS`` or
+    ``NON_FIPS``); return ``{"data_dir", "cluster_id", "serial", "mode"}``.
 
     Raises:
         StartupError: the HSM refused (``DeviceError`` for a directory that already holds a node, …).
@@ -95,13 +96,13 @@ def initialize(data_dir: Path, *, cluster_id: str | None, cluster_key: bool, pas
 
     try:
         HSM.initialize(data_dir, cluster_id=cluster_id, settings=settings_for(password_hash_memory_kib), open=False,
-                       cluster_key=cluster_key, initial_password_file=initial_password_file)
+                       cluster_key=cluster_key, initial_password_file=initial_password_file, mode=mode)
         store = Store(data_dir / "hsm.sqlite")
         cluster_id, serial = ((store.get_setting(n) or b"").decode() for n in ("cluster_id", "serial"))
         store.close()
     except StrongroomError as exc:
         raise _described(exc) from None
-    return {"data_dir": str(data_dir), "cluster_id": cluster_id, "serial": serial}
+    return {"data_dir": str(data_dir), "cluster_id": cluster_id, "serial": serial, "mode": mode}
 
 
 def run(options: NodeOptions) -> None:

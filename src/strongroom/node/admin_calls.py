@@ -18,7 +18,7 @@ from ..errors import (
     SignatureInvalid,
     UserNotLoggedIn,
 )
-from ..mechanism_catalogue import MECHANISMS
+from ..mechanism_catalogue import MODES, catalogue
 from ..objects.model import HsmObject
 from ..replication import Change
 from ..store import AuditEntry, AuditReport
@@ -28,9 +28,10 @@ from .base import ApplicationBase
 from .commit import RequestContext
 from .users import MAX_USERS, Role, UserRecord, check_password, check_username
 
-# The answer of mechanism_list, made once: the catalogue does not change while the node runs.
-_MECHANISM_LIST = [[int(m.mechanism), m.min_key_size, m.max_key_size, int(m.flags)]
-                   for m in sorted(MECHANISMS.values(), key=lambda m: int(m.mechanism))]
+# The answers of mechanism_list, one per cluster mode, made once: a cluster's mode never changes.
+_MECHANISM_LISTS = {mode: [[int(m.mechanism), m.min_key_size, m.max_key_size, int(m.flags)]
+                           for m in sorted(catalogue(mode).values(), key=lambda m: int(m.mechanism))]
+                    for mode in MODES}
 
 class AdminCalls(ApplicationBase):
     def activate(self, handle: int, new_password: str, *, request: RequestContext | None = None) -> None:
@@ -311,8 +312,9 @@ class AdminCalls(ApplicationBase):
     def mechanism_list(self) -> list[list[int]]:
         """The mechanisms this HSM implements, as ``C_GetMechanismList`` and ``C_GetMechanismInfo`` answer
         them (PKCS#11 3.0 §5.5): ``[CKM, ulMinKeySize, ulMaxKeySize, CKF flags]`` per mechanism, sorted by
-        ``CKM``; needs no login and answers in every state."""
-        return _MECHANISM_LIST
+        ``CKM``, those of the cluster's mode (``FIPS`` or ``NON_FIPS``); needs no login and answers in every
+        state."""
+        return _MECHANISM_LISTS[self.hsm.machine.mode()]
 
     def zeroize(self, handle: int) -> None:
         """Erase the masking key, every object and user (admins only); the audit chain records it."""

@@ -25,7 +25,7 @@ from ..errors import (
     StrongroomError,
     UserNotLoggedIn,
 )
-from ..mechanism_catalogue import MechanismInfo
+from ..mechanism_catalogue import MechanismInfo, check_mode
 from ..mechanism_catalogue import info as mechanism_info
 from ..mechanism_params import Mechanism
 from ..objects import policy
@@ -211,22 +211,31 @@ class ApplicationBase:
         if token and not session.rw:
             raise SessionReadOnly("this changes token state and needs a read-write session")
 
-    @staticmethod
-    def _mechanism(mechanism: Any, function: CKF, key: HsmObject | None) -> tuple[Mechanism, MechanismInfo]:
-        """Check a mechanism serves ``function`` and takes ``key``'s type.
+    def _mechanism(self, mechanism: Any, function: CKF, key: HsmObject | None) -> tuple[Mechanism, MechanismInfo]:
+        """Check a mechanism serves ``function`` and takes ``key``'s type, in the cluster's mode
+        (:func:`strongroom.mechanism_catalogue.check_mode`).
 
         Raises:
-            MechanismInvalid: ``CKR_MECHANISM_INVALID``.
+            MechanismInvalid: ``CKR_MECHANISM_INVALID``, also for a mechanism or function the mode refuses.
             MechanismParamInvalid: ``CKR_MECHANISM_PARAM_INVALID`` for a malformed parameter.
             KeyTypeInconsistent: ``CKR_KEY_TYPE_INCONSISTENT``.
+            KeySizeRange: ``CKR_KEY_SIZE_RANGE`` for an RSA key below 2048 bits in a ``FIPS`` cluster.
         """
         mechanism = arguments.mechanism(mechanism)
-        info = mechanism_info(mechanism.mechanism)
+        mode = self.hsm.machine.mode()
+        info = mechanism_info(mechanism.mechanism, mode)
         if not info.flags & function:
-            raise MechanismInvalid(f"{info.mechanism.name} cannot be used for {FUNCTION_NAMES[function]}")
+            served = mechanism_info(mechanism.mechanism).flags & function
+            legacy = " in a FIPS cluster (NON_FIPS only)" if served else ""
+            raise MechanismInvalid(f"{info.mechanism.name} cannot be used for {FUNCTION_NAMES[function]}{legacy}")
         if key is not None and key.key_type not in info.key_types:
             name = "none" if key.key_type is None else CKK(key.key_type).name
             raise KeyTypeInconsistent(f"{info.mechanism.name} does not take a CKK_{name} key")
+        if key is not None and key.key_type == CKK.RSA:
+            modulus = key.attrs.get(CKA.MODULUS, b"")
+            bits = (int.from_bytes(modulus, "big").bit_length() if modulus
+                    else getattr(self.hsm.repository.key_object(key), "key_size", None))
+            check_mode(mode, info, function, bits)
         return mechanism, info
 
     @staticmethod

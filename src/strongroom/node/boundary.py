@@ -1,11 +1,9 @@
 """The HSM node's cryptographic boundary: its data directory, lifecycle and state.
 
-An :class:`HSM` owns one data directory. It is made of three parts, each in its own module:
-
-- its state (:mod:`.state`): running with the masking key, the barrier and the log; failed; or zeroised;
-- its repository (:mod:`.repository`): objects and users, sealed in the store and cached in clear;
-- its committer (:mod:`.commit`): changes committed through the replicated log, and the one node-local write
-  path beside it.
+An :class:`HSM` owns one data directory. It is made of three parts, each in its own module: its state
+(:mod:`.state`: running with the masking key, the barrier and the log; failed; or zeroised), its repository
+(:mod:`.repository`: objects and users, sealed in the store and cached in clear) and its committer
+(:mod:`.commit`: changes committed through the replicated log, and the one node-local write path beside it).
 
 This module holds the lifecycle that ties them together: initialisation, opening (self-tests, record checks),
 bootstrap, the error state, zeroisation and ``get_hsm_info``. Applications reach an HSM through
@@ -30,6 +28,7 @@ from typing import Any, Protocol
 
 from .. import crypto
 from ..errors import ArgumentsBad, DeviceError, StoreIntegrityError, StrongroomError
+from ..mechanism_catalogue import FIPS, MODES
 from ..replication import Change, LocalLog, Outcome, StateMachine
 from ..replication.change import CHANGE_DECODER, ENCODER
 from ..replication.peer_tls import cluster_secret
@@ -286,7 +285,8 @@ class HSM:
     @classmethod
     def initialize(cls, data_dir: Path | str, *, cluster_id: str | None = None, settings: Settings = Settings(),
                    masking_key: bytes | None = None, replication: LogFactory | None = None, open: bool = True,
-                   cluster_key: bool = False, initial_password_file: Path | None = None) -> HSM | None:
+                   cluster_key: bool = False, initial_password_file: Path | None = None,
+                   mode: str = FIPS) -> HSM | None:
         """Initialise a new node: node key, masking key and, for the first node of a cluster, the ``admin`` user
         in role ``unactivated-admin`` with a random initial password made here (committed as the log's first
         change). The appliance user reads that password with ``initial_password`` until the admin activates.
@@ -307,12 +307,16 @@ class HSM:
                 CSR (:mod:`strongroom.trust.cluster_certificate`), committed with the founding change.
             initial_password_file: for the first node of a cluster assembled by hand (no control plane and so no
                 appliance): a new file (mode 0600) to write the initial admin password into.
+            mode: the new cluster's ``FIPS`` or ``NON_FIPS`` (:mod:`strongroom.mechanism_catalogue`), in the
+                founding change; a joining node learns it from the log.
 
         Raises:
             DeviceError: ``CKR_DEVICE_ERROR`` when the directory already holds a node.
-            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for an initial password file given to a joining node.
+            ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for an initial password file given to a joining node, or a bad mode.
         """
         founder = masking_key is None
+        if mode not in MODES:
+            raise ArgumentsBad(f"the cluster mode is FIPS or NON_FIPS, not {mode!r}")
         if initial_password_file is not None and not founder:
             raise ArgumentsBad("a node that joins a cluster has no initial password")
         if cluster_id is not None and (not isinstance(cluster_id, str) or not 1 <= len(cluster_id) <= 64
@@ -353,9 +357,9 @@ class HSM:
             if founder:
                 admin = UserRecord("admin", Role.UNACTIVATED_ADMIN.value, passwords.hash(initial),
                                    initial_password=initial)
-                founding = Change(request=b"bootstrap:" + cluster_id.encode())
+                founding = Change(request=b"bootstrap:" + cluster_id.encode(), mode=mode)
                 founding.put_user(admin.name, admin.version, seal_user(barrier, admin), expect=0)
-                founding.add_audit("cluster-create", "", cluster_id=cluster_id)
+                founding.add_audit("cluster-create", "", cluster_id=cluster_id, mode=mode)
                 if cluster_key:
                     founding.cluster_identity = cluster_identity.new(cluster_id, barrier).encode()
                 tx.put_setting("bootstrap", ENCODER.encode(founding))
@@ -461,7 +465,7 @@ class HSM:
             ``max_token_objects``, ``free_token_objects``, ``session_objects``, ``open_sessions``,
             ``applications``, ``free_disk_bytes``; ``activated`` (the initial admin has set a password) and
             ``initialized`` (a control-plane-managed cluster has its owner's certificate; ``None`` for a cluster
-            without a cluster key).
+            without a cluster key); ``mode`` (``FIPS`` or ``NON_FIPS``, fixed when the cluster was created).
         """
         activated, initialized = self._standing() if self.state == State.OPERATIONAL else (False, None)
         sessions = sum(len(app.sessions) for app in list(self.applications))
@@ -481,6 +485,7 @@ class HSM:
             "free_disk_bytes": shutil.disk_usage(self.data_dir).free,
             "activated": activated,
             "initialized": initialized,
+            "mode": self.machine.mode(),
         }
 
     def _standing(self) -> tuple[bool, bool | None]:

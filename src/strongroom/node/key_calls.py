@@ -20,6 +20,7 @@ from ..errors import (
     WrappedKeyInvalid,
     WrappingKeyHandleInvalid,
 )
+from ..mechanism_catalogue import info as mechanism_info
 from ..mechanism_params import Ecdh1DeriveParams, Mechanism
 from ..objects import policy, separation, templates
 from ..objects.attributes import Attributes
@@ -110,10 +111,11 @@ class KeyCalls(ApplicationBase):
         pub, priv = templates.for_key_pair(mech, self._template(public_template), self._template(private_template))
         self._require_rights(session, pub, priv)
         exponent = pub.get(CKA.PUBLIC_EXPONENT)
+        sizes = mechanism_info(CKM.RSA_PKCS_KEY_PAIR_GEN, self.hsm.machine.mode())  # 2048 bits up unless NON_FIPS
         key = crypto.generate_key_pair(
             mech, modulus_bits=pub.get(CKA.MODULUS_BITS),
             public_exponent=int.from_bytes(exponent, "big") if exponent else 65537,
-            ec_params=pub.get(CKA.EC_PARAMS))
+            ec_params=pub.get(CKA.EC_PARAMS), rsa_bits=(sizes.min_key_size, sizes.max_key_size))
         public_attrs = crypto.public_attributes(key)
         pub.update(public_attrs)
         priv.update({k: v for k, v in public_attrs.items() if k in _PUBLIC_IN_PRIVATE})

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ..errors import MechanismInvalid, PinLenRange, RandomSeedNotSupported, StrongroomError
+from ..errors import ArgumentsBad, MechanismInvalid, PinLenRange, RandomSeedNotSupported, StrongroomError
 from ..mechanism_params import Mechanism
 from ..protocol.calls import BY_PKCS11
 from ..vocab import CKA, CKC, CKF, CKK, CKR, CKU
@@ -211,7 +211,7 @@ async def _get_session_info(app: Application, r: wire.Reader) -> wire.Writer:
 async def _login(app: Application, r: wire.Reader) -> None:
     session, user_type = _session(app, r), r.u64()
     pin, _ = r.byte_array()
-    await _try_login(app, session, user_type, _pin(pin or b""))
+    await _try_login(app, session, user_type, _pin(pin))
 
 
 async def _try_login(app: Application, session: int, user_type: int, pin: str) -> None:
@@ -222,7 +222,16 @@ async def _try_login(app: Application, session: int, user_type: int, pin: str) -
     await app.call("login", session, user_type, pin)
 
 
-def _pin(pin: bytes) -> str:
+def _pin(pin: bytes | None) -> str:
+    """The PIN of ``C_Login`` as text (``username:password``).
+
+    Raises:
+        ArgumentsBad: ``CKR_ARGUMENTS_BAD`` for a NULL PIN: the token has no protected authentication path
+            (PKCS#11 3.0 §5.6, C_Login).
+        PinLenRange: ``CKR_PIN_LEN_RANGE`` past ``MAX_PIN_BYTES``.
+    """
+    if pin is None:
+        raise ArgumentsBad("a NULL PIN needs a protected authentication path, which the token does not have")
     if len(pin) > MAX_PIN_BYTES:
         raise PinLenRange(f"a PIN is at most {MAX_PIN_BYTES} bytes (username:password)")
     return pin.decode("utf-8", "replace")
@@ -234,7 +243,9 @@ async def _login_user(app: Application, r: wire.Reader) -> None:
     session, user_type = _session(app, r), r.u64()
     password, _ = r.byte_array()
     username, _ = r.byte_array()
-    await _try_login(app, session, user_type, _pin(b"%s:%s" % (username or b"", password or b"")))
+    if password is None:
+        raise ArgumentsBad("a NULL PIN needs a protected authentication path, which the token does not have")
+    await _try_login(app, session, user_type, _pin(b"%s:%s" % (username or b"", password)))
 
 
 @_handles("C_GenerateRandom")

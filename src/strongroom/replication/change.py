@@ -55,6 +55,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
             fingerprint prefixed with ``-`` withdraws one (after its join).
         leaving: the replication address of a member being removed: that member stops when it applies this
             (before the membership shrinks, while it still hears from the cluster).
+        mode: the cluster's mode, ``FIPS`` or ``NON_FIPS`` (the founding change only): set once, never changed.
     """
 
     request: bytes = b""
@@ -75,6 +76,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     cluster_identity: bytes = b""
     admit: list[str] = []
     leaving: str = ""
+    mode: str = ""
 
     # ------------------------------------------------------------ building (mirrors store.Transaction)
     def put_object(self, row: ObjectRow, *, new: bool, expect: int | None = None) -> None:
@@ -107,7 +109,7 @@ class Change(msgspec.Struct, array_like=True, kw_only=True):
     def empty(self) -> bool:
         return not (self.objects or self.delete_objects or self.users or self.delete_users
                     or self.reserve_handles or self.directory or self.step_down or self.compact
-                    or self.cluster_identity or self.admit or self.leaving)
+                    or self.cluster_identity or self.admit or self.leaving or self.mode)
 
 
 class Outcome(msgspec.Struct, array_like=True):

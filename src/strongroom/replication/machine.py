@@ -117,6 +117,9 @@ class StateMachine:
         for name, version in change.expect_users:
             if tx.user_version(name) != version:
                 return _refused(tx, index, f"user {name} changed while this change was made"), count
+        stored_mode = tx.get_setting("mode")
+        if change.mode and stored_mode is not None and stored_mode.decode() != change.mode:
+            return _refused(tx, index, f"the cluster's mode is {stored_mode.decode()}; it never changes"), count
         added = sum(1 for put in change.objects if tx.object_version(put.handle) == 0)
         removed = sum(1 for handle in set(change.delete_objects) if tx.object_version(handle) != 0)
         if added and change.max_objects and count + added - removed > change.max_objects:
@@ -145,6 +148,8 @@ class StateMachine:
             tx.put_setting("directory", json.dumps(directory, sort_keys=True).encode())
         if change.cluster_identity:
             tx.put_setting("cluster_identity", change.cluster_identity)
+        if change.mode and stored_mode is None:
+            tx.put_setting("mode", change.mode.encode())
         if change.admit:
             admitted = set(json.loads(tx.get_setting("admitted") or b"[]"))
             for fingerprint in change.admit:
@@ -170,6 +175,10 @@ class StateMachine:
     def cluster_identity(self) -> bytes | None:
         """The encoded cluster certificate record, if the cluster has one."""
         return self.store.get_setting("cluster_identity")
+
+    def mode(self) -> str:
+        """The cluster's mode, ``FIPS`` or ``NON_FIPS``; ``FIPS`` for a cluster founded before modes existed."""
+        return (self.store.get_setting("mode") or b"FIPS").decode()
 
     def admitted(self) -> set[str]:
         """Fingerprints of the fleet certificates the control plane admitted to join."""

@@ -26,7 +26,7 @@ from .audit import GENESIS, AuditEntry, AuditReport, entry_digest, verify
 
 SCHEMA_VERSION = 2
 # Settings that belong to the replicated state (copied by snapshots); every other setting is node-local.
-REPLICATED_SETTINGS = ("next_handle", "applied_index", "directory", "cluster_identity", "admitted")
+REPLICATED_SETTINGS = ("next_handle", "applied_index", "directory", "cluster_identity", "admitted", "mode")
 
 # Blob columns are read through CAST so that a value stored with another type still arrives as bytes.
 _OBJECT_COLUMNS = ("handle, version, class, key_type, label, CAST(id AS BLOB), owner, CAST(envelope AS BLOB)")

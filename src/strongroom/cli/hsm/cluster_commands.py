@@ -45,13 +45,20 @@ def cluster_hsm_info(ctx: Context) -> dict[str, Any]:
         except StrongroomError as exc:
             return {"endpoint": endpoint, "state": "unreachable", "message": exc.message}
         return {"endpoint": endpoint, "serial-number": info["serial"], "firmware-version": info["firmware_version"],
-                "state": info["state"], "fips-state": "2 [FIPS mode with single factor authentication]"
-                if info["state"] == "operational" else "error"}
+                "state": info["state"], "fips-state": _fips_state(info)}
 
     async def every() -> list[dict[str, Any]]:
         return list(await asyncio.gather(*(one(e) for e in dict.fromkeys(config.endpoints))))
 
     return {"hsms": asyncio.run(every())}
+
+
+def _fips_state(info: dict[str, Any]) -> str:
+    """The service's ``fips-state`` of one HSM: ``2 [FIPS mode with single factor authentication]`` in a FIPS
+    cluster, ``0 [non-FIPS mode]`` in a NON_FIPS one, ``error`` for an HSM that is not operational."""
+    if info["state"] != "operational":
+        return "error"
+    return "0 [non-FIPS mode]" if info.get("mode") == "NON_FIPS" else "2 [FIPS mode with single factor authentication]"
 
 
 @cluster.command("activate")
