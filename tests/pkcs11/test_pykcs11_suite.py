@@ -14,10 +14,8 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
-import tarfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -26,7 +24,7 @@ import pytest
 
 from ..fixtures.cluster import ALICE_PW
 from .conftest import P11_KIT_CLIENT
-from .downloads import unreachable
+from .downloads import sdist_tests, unreachable
 from .newer_p11kit import default_cache
 from .pykcs11_policy import STRONGROOM
 
@@ -44,27 +42,9 @@ def node(non_fips_node):
 
 
 def _suite() -> Path | None:
-    """The source distribution's ``test`` folder, unpacked once in the cache; None if PyPI cannot be reached."""
-    folder = default_cache().parent / f"pykcs11-{VERSION}"
-    unpacked = folder / "suite"
-    if (unpacked / "test" / "test_pin.py").exists():
-        return unpacked
-    folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", "PyKCS11", "--no-deps",
-                           f"PyKCS11=={VERSION}", "-d", str(folder)], capture_output=True, text=True, timeout=300)
-    archives = sorted(folder.glob("[pP]y[kK][cC][sS]11-*.tar.gz"))
-    if done.returncode != 0 or not archives:
-        return None
-    staging = folder / ".unpacking"
-    shutil.rmtree(staging, ignore_errors=True)
-    with tarfile.open(archives[0]) as archive:
-        archive.extractall(staging, filter="data")
-    [root] = [p for p in staging.iterdir() if p.is_dir()]
-    (staging / "suite").mkdir()
-    (root / "test").rename(staging / "suite" / "test")
-    (staging / "suite").rename(unpacked)
-    shutil.rmtree(staging)
-    return unpacked
+    """The source distribution's test folder, unpacked once in the cache; None if PyPI cannot be reached."""
+    return sdist_tests("PyKCS11", VERSION, default_cache().parent / f"pykcs11-{VERSION}", "test",
+                       "test_pin.py")
 
 
 def _with_pin(suite: Path, folder: Path, pin: str) -> Path:

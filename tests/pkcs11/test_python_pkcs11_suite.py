@@ -9,10 +9,8 @@ recorded in docs/pkcs11.md next to SoftHSM2's through the same client).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import pytest
 
 from ..fixtures.cluster import ALICE_PW
 from .conftest import P11_KIT_CLIENT
-from .downloads import unreachable
+from .downloads import sdist_tests, unreachable
 from .newer_p11kit import client as newer_client
 from .newer_p11kit import default_cache
 
@@ -35,28 +33,9 @@ def node(non_fips_node):
 
 
 def _suite() -> Path | None:
-    """A folder holding the source distribution's ``tests`` package only (so that ``import pkcs11`` finds the
-    installed module, not the uncompiled sources), made once in the cache; None if PyPI cannot be reached."""
-    folder = default_cache().parent / f"python-pkcs11-{VERSION}"
-    unpacked = folder / "suite"
-    if (unpacked / "tests" / "__init__.py").exists():
-        return unpacked
-    folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:", "--no-deps",
-                           f"python-pkcs11=={VERSION}", "-d", str(folder)],
-                          capture_output=True, text=True, timeout=300)
-    archives = sorted(folder.glob("python_pkcs11-*.tar.gz"))
-    if done.returncode != 0 or not archives:
-        return None
-    staging = folder / ".unpacking"
-    shutil.rmtree(staging, ignore_errors=True)
-    with tarfile.open(archives[0]) as archive:
-        archive.extractall(staging, filter="data")
-    (staging / "suite").mkdir()
-    (staging / f"python_pkcs11-{VERSION}" / "tests").rename(staging / "suite" / "tests")
-    (staging / "suite").rename(unpacked)
-    shutil.rmtree(staging)
-    return unpacked
+    """The source distribution's test folder, unpacked once in the cache; None if PyPI cannot be reached."""
+    return sdist_tests("python-pkcs11", VERSION, default_cache().parent / f"python-pkcs11-{VERSION}",
+                       "tests", "__init__.py")
 
 
 @pytest.mark.network
