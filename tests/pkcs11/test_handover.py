@@ -223,11 +223,23 @@ def test_a_stopping_agent_holds_its_applications_for_the_next_one_and_answers_at
         assert app.call(request(6, "u", u64s(1))) == wire.error_body(int(CKR.DEVICE_ERROR))
         assert app.call(request(4, "yfu", b"\x01\x00\x00\x00\x00")) == wire.reply_body(
             4, "au", wire.Writer().ulong_array(None, 1))  # C_GetSlotList is the agent's own
+        # C_OpenSession is answered while holding, for an application with connections to the cluster and for
+        # one that connected since: libp11 0.4.12 (OpenSSL's engine) waits for ever after a failed one
+        held = _session(app)
+        newcomer = _deadline(initialized(socket_path, 0))
+        newcomer_session = _session(newcomer)
+        parallel = request(10, "uu", u64s(1, 2))  # CKF_RW_SESSION without CKF_SERIAL_SESSION
+        assert newcomer.call(parallel) == wire.error_body(int(CKR.SESSION_PARALLEL_NOT_SUPPORTED))
         assert time.monotonic() - began < 2
         second = Agent(config, tmp_path / "b", socket_path, "--handover-grace", "1")
-        assert second.started["taken_over"] == 1
+        assert second.started["taken_over"] == 2
         first.ended()
         _signs(app, main, key, verifier, b"after holding")
+        _signs(app, held, key, verifier, b"on a session opened while held")
+        login = request(18, "uuay", u64s(newcomer_session, 1) + wire.Writer().byte(1).data(PIN.encode()).bytes())
+        assert newcomer.call(login) == wire.reply_body(18, "")
+        _signs(newcomer, newcomer_session, _key(newcomer, newcomer_session, label), verifier, b"newcomer")
+        newcomer.sock.close()
 
         second.process.send_signal(signal.SIGTERM)
         assert second.line() == {"holding": 1, "grace_s": 1.0}

@@ -36,7 +36,7 @@ from ..vocab import CKF, CKU
 from .config import ClientConfig
 from .connection import ConnectionLost, result_of
 from .links import ATTEMPT_TIMEOUT_S, Links
-from .members import SESSION_OBJECT_BIT, Member, VirtualSession, may_make_session_objects
+from .members import SESSION_OBJECT_BIT, Member, VirtualSession, check_session_flags, may_make_session_objects
 
 _NO_NODES: frozenset[Member] = frozenset()
 
@@ -293,6 +293,18 @@ class Balancer(Links):
             raise
         self.settle(vs, vs.last, name, kwargs, value, rest)
         return value
+
+    def open_session_here(self, flags: int) -> int:
+        """``C_OpenSession`` answered without any HSM (a client agent holding its application for a successor:
+        the session is handed over with the others, and opens on an HSM at its first request there).
+
+        Raises:
+            SessionParallelNotSupported, SessionReadWriteSoExists: as :func:`.members.check_session_flags`.
+        """
+        check_session_flags(int(flags), self.credentials)
+        vs = VirtualSession(next(self._vids), int(flags))
+        self.sessions[vs.vid] = vs
+        return vs.vid
 
     async def _open_session(self, flags: int) -> int:
         vs = VirtualSession(next(self._vids), int(flags))

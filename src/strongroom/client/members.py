@@ -9,8 +9,9 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import SessionParallelNotSupported, SessionReadWriteSoExists
 from ..protocol import CALL_SPECS
-from ..vocab import CKF
+from ..vocab import CKF, CKU
 from .connection import NodeConnection
 
 
@@ -117,3 +118,20 @@ def least_loaded(nodes: list[Member], avoid: AbstractSet[Member], turn: int) -> 
     candidates = [n for n in up if n.load == least]
     return candidates[turn % len(candidates)]
 
+
+def check_session_flags(flags: int, credentials: tuple[int, str] | None) -> None:
+    """The checks ``C_OpenSession`` makes before any HSM is asked (PKCS#11 3.0 §5.6.1).
+
+    Args:
+        flags: the ``CKF`` flags of the new session.
+        credentials: ``(CKU user type, PIN)`` of the application's login, or None.
+
+    Raises:
+        SessionParallelNotSupported: ``CKR_SESSION_PARALLEL_NOT_SUPPORTED`` without ``CKF_SERIAL_SESSION``.
+        SessionReadWriteSoExists: ``CKR_SESSION_READ_WRITE_SO_EXISTS``: a read-only session while an admin
+            (``CKU_SO``) is logged in.
+    """
+    if not flags & CKF.SERIAL_SESSION:
+        raise SessionParallelNotSupported("C_OpenSession needs CKF_SERIAL_SESSION")
+    if credentials is not None and credentials[0] == CKU.SO and not flags & CKF.RW_SESSION:
+        raise SessionReadWriteSoExists("an admin is logged in: only read-write sessions may open")

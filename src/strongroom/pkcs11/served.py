@@ -11,9 +11,12 @@ import struct
 from collections import deque
 from typing import Any, Protocol
 
+import msgspec
+
 from ..client.balancer import Balancer
 from ..client.config import ClientConfig
 from ..client.connection import ConnectionLost
+from ..client.members import check_session_flags
 from ..errors import (
     DeviceError,
     MechanismInvalid,
@@ -375,10 +378,28 @@ class ServedApplication:
 
     async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if self.agent.holding:
+            if name == "open_session":
+                return self._open_session_held(int(args[0]))
             raise DeviceError("the agent is stopping; the next one takes this application over")
         value = await (await self.cluster()).call(name, *args, **kwargs)
         self.ops.observe(name, args)
         return value
+
+    def _open_session_held(self, flags: int) -> int:
+        """``C_OpenSession`` while the agent holds the application for its successor: answered here, never refused
+        for want of the cluster (libp11 0.4.12, OpenSSL's engine, waits for ever after a failed
+        ``C_OpenSession``), and handed over with the other sessions; its calls then answer ``CKR_DEVICE_ERROR``
+        until the next agent serves them."""
+        if self.balancer is not None:
+            return self.balancer.open_session_here(flags)
+        state = self.carried or handover.ApplicationState(
+            version=self.version, frames=[], buffer=b"", skipping=0, sessions=[], lost=[], credentials=None,
+            next_session=1, index=0, operations=[])
+        check_session_flags(flags, state.credentials)
+        handle = state.next_session
+        self.carried = msgspec.structs.replace(state, sessions=[*state.sessions, (handle, flags)],
+                                               next_session=handle + 1)
+        return handle
 
     async def mechanism_infos(self) -> dict[int, tuple[int, int, int]]:
         """The cluster's mechanisms as an HSM reports them (``mechanism_list``, asked once per application):
