@@ -351,7 +351,7 @@ def up(data_dir: Path, hsms: int, control_listen: str | None, as_json: bool, soc
 def issue_client(data_dir: Path, out: Path, name: str, days: int) -> None:
     """Issue a client certificate for a new application host from the owner CA, with a cluster.json that the
     SDK, the client agent and strongroom-cli read. Copy OUT to the host. Prints the written paths as JSON."""
-    from .up import issue_client as issue
+    from .local_pki import issue_client as issue
 
     if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
         raise click.BadParameter("1-64 letters, digits, '-' or '_'", param_hint="--name")

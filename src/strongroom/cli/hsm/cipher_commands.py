@@ -93,8 +93,8 @@ def crypto_encrypt(ctx: Context, kind: str, filters: tuple[str, ...], data: str 
                    hash_function: str, aad: str | None, tag_length_bits: int, path: str | None,
                    iv: str | None) -> dict[str, Any]:
     """Encrypt with the key the filter matches (crypto-user login; the key needs encrypt=true). Answers
-    encrypted_data, base64 (--path writes the same bytes): aes-gcm the HSM's 12-byte IV, ciphertext and tag;
-    aes-cbc-pad the 16-byte IV and ciphertext; rsa-oaep the ciphertext."""
+    encrypted_data, base64 (with --path, the file holds those bytes and the answer their count): aes-gcm the
+    HSM's 12-byte IV, ciphertext and tag; aes-cbc-pad the 16-byte IV and ciphertext; rsa-oaep the ciphertext."""
     chosen, extra = _hex(iv, "--iv"), _hex(aad, "--aad")
     _check(kind, chosen, extra, tag_length_bits)
     if kind == "aes-gcm" and chosen:
@@ -107,9 +107,12 @@ def crypto_encrypt(ctx: Context, kind: str, filters: tuple[str, ...], data: str 
     out = target.encrypt(plain, _mechanism(kind, hash_function, chosen, extra, tag_length_bits))
     if kind == "aes-cbc-pad":
         out = chosen + out  # the HSM returns an AES-GCM IV in front itself
-    if path:
+    answer: dict[str, Any] = {"key-reference": reference(target.handle)}
+    if path:  # the data goes to the file only, as decrypt's
         Path(path).write_bytes(out)
-    answer = {"key-reference": reference(target.handle), "encrypted_data": base64.b64encode(out).decode()}
+        answer.update(path=path, encrypted_bytes=len(out))
+    else:
+        answer["encrypted_data"] = base64.b64encode(out).decode()
     if kind != "rsa-oaep":
         answer["iv"] = "0x" + out[:GCM_IV_BYTES if kind == "aes-gcm" else CBC_IV_BYTES].hex()
     return answer

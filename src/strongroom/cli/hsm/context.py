@@ -34,9 +34,11 @@ def credentials() -> tuple[str, str, str]:
     prefix = "CLOUDHSM" if os.environ.get("CLOUDHSM_PIN") is not None else "STRONGROOM"
     pin = os.environ.get(f"{prefix}_PIN")
     role = os.environ.get(f"{prefix}_ROLE", "crypto-user")
-    if not pin or ":" not in pin:
+    if not pin:
         raise CliError("no login: set CLOUDHSM_PIN to username:password and CLOUDHSM_ROLE to admin or "
                        "crypto-user, or log in inside strongroom-cli interactive")
+    if ":" not in pin:
+        raise CliError(f"{prefix}_PIN is username:password (a colon between them); it holds no colon")
     if role not in ROLES:
         raise CliError(f"{prefix}_ROLE is admin or crypto-user, not {role[:40]!r}")
     username, _, password = pin.partition(":")
@@ -105,7 +107,7 @@ def emit(ctx: Context, data: Any) -> None:
     """Print a command's answer: the ``{"error_code": 0, "data": …}`` envelope, or text at most
     :data:`~.text_output.WIDTH` columns wide for ``--output text``."""
     if ctx.output == "json":
-        click.echo(json.dumps({"error_code": 0, "data": data}, indent=2))
+        click.echo(json.dumps({"error_code": 0, "data": data}, indent=2, ensure_ascii=False))
         return
     from .text_output import render
 
@@ -116,7 +118,7 @@ def fail(ctx_output: str, message: str, error: BaseException) -> NoReturn:
     """Report a failure (the envelope with ``error_code`` 1, or ``Error: …`` on stderr wrapped as text output
     is) and exit with the error's exit code."""
     if ctx_output == "json":
-        click.echo(json.dumps({"error_code": 1, "data": message}, indent=2))
+        click.echo(json.dumps({"error_code": 1, "data": message}, indent=2, ensure_ascii=False))
     else:
         from .text_output import render
 

@@ -51,11 +51,14 @@ def key_wrap(ctx: Context, kind: str, payload: tuple[str, ...], wrapping: tuple[
     payload_key, wrapping_key = one(session, payload), one(session, wrapping)
     iv = os.urandom(GCM_IV_BYTES) if kind == "aes-gcm" else b""
     wrapped = iv + wrapping_key.wrap(payload_key, _wrap_mechanism(kind, hash_function, iv))
-    if path:
+    answer: dict[str, Any] = {"payload_key_reference": reference(payload_key.handle),
+                              "wrapping_key_reference": reference(wrapping_key.handle)}
+    if path:  # the wrapped key goes to the file only
         Path(path).write_bytes(wrapped)
-    return {"payload_key_reference": reference(payload_key.handle),
-            "wrapping_key_reference": reference(wrapping_key.handle),
-            "wrapped_key_data": base64.b64encode(wrapped).decode()}
+        answer.update(path=path, wrapped_bytes=len(wrapped))
+    else:
+        answer["wrapped_key_data"] = base64.b64encode(wrapped).decode()
+    return answer
 
 
 _UNWRAPPED = {"aes": (CKO.SECRET_KEY, CKK.AES), "generic-secret": (CKO.SECRET_KEY, CKK.GENERIC_SECRET),
