@@ -22,7 +22,7 @@ from ..errors import (
 )
 from ..mechanism_catalogue import info as mechanism_info
 from ..mechanism_params import Ecdh1DeriveParams, Mechanism
-from ..objects import policy, separation, templates
+from ..objects import policy, separation, templates, wrap_mechanisms
 from ..objects.attributes import Attributes
 from ..objects.model import HsmObject
 from ..vocab import CKA, CKD, CKF, CKK, CKM, CKO
@@ -134,9 +134,10 @@ class KeyCalls(ApplicationBase):
             WrappingKeyHandleInvalid, KeyHandleInvalid: unknown or invisible handles.
             KeyFunctionNotPermitted: ``CKR_KEY_FUNCTION_NOT_PERMITTED`` without ``CKA_WRAP`` on the wrapping key.
             KeyUnextractable: ``CKR_KEY_UNEXTRACTABLE`` for a key with ``CKA_EXTRACTABLE`` false.
-            KeyNotWrappable: ``CKR_KEY_NOT_WRAPPABLE`` for wrap-with-trusted or wrap-template violations, a
-                sensitive key under a key that can decrypt (:mod:`strongroom.objects.separation`), or a caller
-                who does not own the key.
+            KeyNotWrappable: ``CKR_KEY_NOT_WRAPPABLE`` for a key the mechanism does not wrap
+                (:mod:`strongroom.objects.wrap_mechanisms`: ``CKM_RSA_PKCS`` and ``CKM_RSA_PKCS_OAEP`` wrap secret
+                keys only), wrap-with-trusted or wrap-template violations, a sensitive key under a key that
+                can decrypt (:mod:`strongroom.objects.separation`), or a caller who does not own the key.
             BufferTooSmall: ``CKR_BUFFER_TOO_SMALL``.
         """
         self._session(handle)
@@ -148,6 +149,7 @@ class KeyCalls(ApplicationBase):
         if target.session is None and target.owner and (self.user is None or target.owner != self.user.name):
             raise KeyNotWrappable("only the key's owner may wrap it")
         policy.require_wrappable(target, wrapper)
+        wrap_mechanisms.check_wrap(mechanism.mechanism, target.cls, len(target.material))
         separation.check_wrap(self._family(target), wrapper, self._family(wrapper))
         wrapped = crypto.wrap(mechanism, self.hsm.repository.key_object(wrapper), target.material)
         if not query and (out_len is None or out_len >= len(wrapped)):
@@ -172,7 +174,9 @@ class KeyCalls(ApplicationBase):
             AttributeReadOnly, TemplateInconsistent: a key the HSM already holds taken in again with fewer guards,
                 more usages or as another type (:func:`strongroom.objects.separation.check_new_member`).
             WrappedKeyInvalid, WrappedKeyLenRange: the wrapped bytes do not unwrap to a key of the template's type.
-            TemplateIncomplete, TemplateInconsistent: template errors (``CKA_CLASS``, ``CKA_KEY_TYPE`` required).
+            TemplateIncomplete, TemplateInconsistent: template errors (``CKA_CLASS``, ``CKA_KEY_TYPE`` required);
+                ``CKR_TEMPLATE_INCONSISTENT`` too for a class the mechanism does not unwrap
+                (:mod:`strongroom.objects.wrap_mechanisms`: a private key under ``CKM_RSA_PKCS`` or OAEP).
         """
         session = self._session(handle)
         wrapped = arguments.data(wrapped, "wrapped key")
@@ -181,7 +185,10 @@ class KeyCalls(ApplicationBase):
         policy.require_usage(unwrapper, CKA.UNWRAP, mechanism.mechanism)
         separation.check_unwrap(unwrapper, self._family(unwrapper))
         forced = unwrapper.attrs.get(CKA.UNWRAP_TEMPLATE) or {}
-        attrs = templates.for_unwrap(self._template(template), forced)
+        asked = self._template(template)
+        if isinstance(cls := forced.get(CKA.CLASS, asked.get(CKA.CLASS)), CKO):  # before the template's details
+            wrap_mechanisms.check_unwrap(mechanism.mechanism, cls)
+        attrs = templates.for_unwrap(asked, forced)
         self._require_rights(session, attrs)
         material = crypto.unwrap(mechanism, self.hsm.repository.key_object(unwrapper), wrapped)
         if attrs[CKA.CLASS] is CKO.SECRET_KEY:
