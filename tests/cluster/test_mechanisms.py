@@ -897,8 +897,8 @@ LEGACY_HMAC = {"SHA-1": (CKK.SHA_1_HMAC, CKM.SHA_1_KEY_GEN), "SHA-224": (CKK.SHA
 
 @pytest.mark.parametrize("name", list(LEGACY_HMAC))
 def test_legacy_hmac_key_types_are_made_every_way_and_serve_their_own_hash_only(alice, kek, kek_value, name):
-    """``CKK_SHA256_HMAC`` and its siblings (PKCS#11 2.40, kept in 3.0): created, unwrapped and generated (the
-    SHA-n key generation mechanisms); each MACs with its hash's HMAC mechanisms, as Python's hmac does, and
+    """``CKK_SHA256_HMAC`` and its siblings (PKCS#11 2.40, kept in 3.0): created, unwrapped, derived and generated
+    (the SHA-n key generation mechanisms); each MACs with its hash's HMAC mechanisms, as Python's hmac does, and
     answers ``CKR_KEY_TYPE_INCONSISTENT`` to another hash's."""
     key_type, generation = LEGACY_HMAC[name]
     value = os.urandom(40)
@@ -909,9 +909,14 @@ def test_legacy_hmac_key_types_are_made_every_way_and_serve_their_own_hash_only(
     assert generated.get(CKA.KEY_TYPE, CKA.VALUE_LEN, CKA.KEY_GEN_MECHANISM) == {
         CKA.KEY_TYPE: key_type, CKA.VALUE_LEN: 40, CKA.KEY_GEN_MECHANISM: generation}
     generated_value = keywrap.aes_key_unwrap_with_padding(kek_value, kek.wrap(generated, m(CKM.AES_KEY_WRAP_KWP)))
+    base = secret_key(alice, value, CKK.GENERIC_SECRET, derive=True)
+    derived = base.derive(_sp800_108(CKM.SHA256_HMAC, _array(b"legacy"), _counter(8)),
+                          {CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: key_type}, value_len=40, sign=True)
+    derived_value = KBKDFHMAC(hashes.SHA256(), Mode.CounterMode, 40, 1, None, CounterLocation.AfterFixed, None,
+                              None, b"legacy").derive(value)
     plain, general = HMACS[name]
     algorithm = HASHES[name][2]()
-    for key, known in ((created, value), (unwrapped, value), (generated, generated_value)):
+    for key, known in ((created, value), (unwrapped, value), (generated, generated_value), (derived, derived_value)):
         assert key[CKA.KEY_TYPE] == key_type
         expected = hmac_of(known, algorithm, MESSAGE)
         assert key.sign(MESSAGE, m(plain)) == expected
