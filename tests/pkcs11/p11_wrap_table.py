@@ -2,7 +2,8 @@
 client; prints JSON: case name to the CKR code it answered (0 for success, after checking the bytes with
 ``cryptography`` / Python's hmac), and the ``CKF_WRAP`` / ``CKF_UNWRAP`` flags of every mechanism the client offers
 with either (each named by Strongroom's ``CKM``). argv: the client module, then ``aes`` to run the AES rows too (a
-client that carries ``CKM_AES_CBC_PAD``)."""
+client that carries ``CKM_AES_CBC_PAD``). Also whether an Ed25519 public key's ``CKA_EC_POINT``, given raw or as
+DER, reads back as the DER OCTET STRING."""
 
 import hashlib
 import hmac
@@ -15,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pkcs11.util.ec import encode_named_curve_parameters
 
@@ -111,4 +112,12 @@ with token.open(user_pin=os.environ["PIN"], rw=True) as session:
     out["CKK_SHA256_HMAC signs with CKM_SHA256_HMAC"] = code(mac)
     out["CKK_SHA256_HMAC signs with CKM_SHA384_HMAC"] = code(
         lambda: legacy.sign(MESSAGE, mechanism=Mechanism.SHA384_HMAC))
+    # CKA_EC_POINT of an Ed25519 public key given raw (the PKCS#11 3.1 form) and as DER (3.0): read back as DER
+    raw = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(serialization.Encoding.Raw,
+                                                                          serialization.PublicFormat.Raw)
+    for form, point in (("raw", raw), ("DER", b"\x04\x20" + raw)):
+        edwards = session.create_object({
+            Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.EC_EDWARDS, Attribute.VERIFY: True,
+            Attribute.EC_PARAMS: bytes.fromhex("06032b6570"), Attribute.EC_POINT: point})
+        out[f"Ed25519 CKA_EC_POINT given {form}, read back"] = edwards[Attribute.EC_POINT].hex() == "0420" + raw.hex()
 print(json.dumps(out))

@@ -1,6 +1,7 @@
 """The wrap mechanism table (src/strongroom/objects/wrap_mechanisms.py) and the legacy HMAC key types through the
 agent, with python-pkcs11 on Debian 12's p11-kit 0.24 client and on Debian 13's 0.25 (the first to carry an AES
-mechanism that wraps), each case with its exact code."""
+mechanism that wraps), each case with its exact code; and the ``CKA_EC_POINT`` form of Ed25519 keys (docs/pkcs11.md:
+the PKCS#11 3.0 DER OCTET STRING, whichever form was given)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ COMMON = {
     "CKK_SHA256_HMAC key type read back": CKK.SHA256_HMAC,
     "CKK_SHA256_HMAC signs with CKM_SHA256_HMAC": CKR.OK,
     "CKK_SHA256_HMAC signs with CKM_SHA384_HMAC": CKR.KEY_TYPE_INCONSISTENT,
+    "Ed25519 CKA_EC_POINT given raw, read back": True,
+    "Ed25519 CKA_EC_POINT given DER, read back": True,
 }
 
 
