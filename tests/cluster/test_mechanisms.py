@@ -930,6 +930,17 @@ def test_legacy_hmac_key_types_are_made_every_way_and_serve_their_own_hash_only(
                 created.sign(MESSAGE, mech)
     with raises_exactly(errors.KeyTypeInconsistent, CKR.KEY_TYPE_INCONSISTENT):
         created.sign(MESSAGE, m(CKM.AES_CMAC))
+    kdf_base = secret_key(alice, value, key_type, derive=True)
+    for other, (other_plain, _) in HMACS.items():  # as an SP 800-108 base: its own hash's PRF only
+        mech = _sp800_108(other_plain, _array(b"legacy"), _counter(8))
+        secret = {CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: CKK.GENERIC_SECRET}
+        if other == name:
+            assert_hmac_key(kdf_base.derive(mech, secret, value_len=32), KBKDFHMAC(
+                algorithm, Mode.CounterMode, 32, 1, None, CounterLocation.AfterFixed, None, None, b"legacy")
+                .derive(value))
+            continue
+        with raises_exactly(errors.KeyTypeInconsistent, CKR.KEY_TYPE_INCONSISTENT):
+            kdf_base.derive(mech, secret, value_len=32)
     with raises_exactly(errors.TemplateInconsistent, CKR.TEMPLATE_INCONSISTENT):  # generic-secret generation
         alice.generate_key(m(CKM.GENERIC_SECRET_KEY_GEN), {CKA.KEY_TYPE: key_type}, value_len=40, token=False)
 

@@ -14,16 +14,18 @@ from ..errors import (
     KeyHandleInvalid,
     KeyNotWrappable,
     KeySizeRange,
+    KeyTypeInconsistent,
     MechanismInvalid,
     StrongroomError,
     UnwrappingKeyHandleInvalid,
     WrappedKeyInvalid,
     WrappingKeyHandleInvalid,
 )
+from ..mechanism_catalogue import IMPLEMENTED
 from ..mechanism_catalogue import info as mechanism_info
-from ..mechanism_params import Ecdh1DeriveParams, Mechanism
+from ..mechanism_params import Ecdh1DeriveParams, Mechanism, Sp800108Params
 from ..objects import policy, separation, templates, wrap_mechanisms
-from ..objects.attributes import Attributes
+from ..objects.attributes import HMAC_KEY_TYPES, Attributes
 from ..objects.model import HsmObject
 from ..vocab import CKA, CKD, CKF, CKK, CKM, CKO
 from . import arguments
@@ -225,6 +227,8 @@ class KeyCalls(ApplicationBase):
         Raises:
             KeyHandleInvalid: unknown or invisible base key.
             KeyFunctionNotPermitted: without ``CKA_DERIVE`` on the base key.
+            KeyTypeInconsistent: ``CKR_KEY_TYPE_INCONSISTENT`` for a legacy HMAC key (``CKK_SHA256_HMAC`` …) as
+                the base of an SP 800-108 PRF of another hash.
             MechanismParamInvalid: bad parameters.
             KeySizeRange: ``CKR_KEY_SIZE_RANGE`` for a length the new key's type cannot have.
             TemplateIncomplete, TemplateInconsistent: template errors (``CKA_KEY_TYPE``, ``CKA_VALUE_LEN``).
@@ -234,6 +238,11 @@ class KeyCalls(ApplicationBase):
         mechanism, _ = self._mechanism(mechanism, CKF.DERIVE, base)
         policy.require_usage(base, CKA.DERIVE, mechanism.mechanism)
         param = mechanism.parameter
+        if isinstance(param, Sp800108Params) and base.key_type in HMAC_KEY_TYPES:
+            prf = next((row for mech, row in IMPLEMENTED.items() if mech == param.prf_type), None)
+            if prf is not None and base.key_type not in prf.key_types:  # an unknown PRF: the parameter check's
+                raise KeyTypeInconsistent(f"a CKK_{CKK(base.key_type).name} key serves its own hash's HMAC only, "
+                                          f"not the PRF CKM_{prf.mechanism.name}")
         whole_secret = (mechanism.mechanism == CKM.ECDH1_DERIVE and isinstance(param, Ecdh1DeriveParams)
                         and param.kdf == CKD.NULL)
         attrs = templates.for_derive(self._template(template), base.attrs, length_required=not whole_secret)
