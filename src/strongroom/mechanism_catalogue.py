@@ -83,6 +83,14 @@ _HMAC_KEYS = {
     CKM.SHA384_HMAC: CKK.SHA384_HMAC,
     CKM.SHA512_HMAC: CKK.SHA512_HMAC,
 }
+HMAC_KEY_GENERATION = {
+    CKM.SHA_1_KEY_GEN: CKK.SHA_1_HMAC,
+    CKM.SHA224_KEY_GEN: CKK.SHA224_HMAC,
+    CKM.SHA256_KEY_GEN: CKK.SHA256_HMAC,
+    CKM.SHA384_KEY_GEN: CKK.SHA384_HMAC,
+    CKM.SHA512_KEY_GEN: CKK.SHA512_HMAC,
+}
+"""The SHA-n key generation mechanisms (PKCS#11 2.40/3.0) and the legacy HMAC key type each makes."""
 _HMAC_GENERAL = {
     CKM.SHA_1_HMAC_GENERAL: CKM.SHA_1_HMAC,
     CKM.SHA224_HMAC_GENERAL: CKM.SHA224_HMAC,
@@ -134,6 +142,8 @@ def _table() -> dict[CKM, MechanismInfo]:
     add(CKM.GENERIC_SECRET_KEY_GEN, frozenset({CKK.GENERIC_SECRET}), bits, CKF.GENERATE)
     for mech, key_type in _HMAC_KEYS.items():
         add(mech, frozenset({CKK.GENERIC_SECRET, key_type}), HMAC_BYTES, _SIGN)
+    for mech, key_type in HMAC_KEY_GENERATION.items():
+        add(mech, frozenset({key_type}), HMAC_BYTES, CKF.GENERATE)
     for mech, plain in _HMAC_GENERAL.items():
         add(mech, frozenset({CKK.GENERIC_SECRET, _HMAC_KEYS[plain]}), HMAC_BYTES, _SIGN)
     for mech in (CKM.SHA_1, CKM.SHA224, CKM.SHA256, CKM.SHA384, CKM.SHA512):

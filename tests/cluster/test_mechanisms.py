@@ -889,6 +889,69 @@ def test_generic_secret_generation(alice, kek, kek_value):
         assert key.sign(MESSAGE, m(plain)) == hmac_of(value, HASHES[name][2](), MESSAGE)
 
 
+
+LEGACY_HMAC = {"SHA-1": (CKK.SHA_1_HMAC, CKM.SHA_1_KEY_GEN), "SHA-224": (CKK.SHA224_HMAC, CKM.SHA224_KEY_GEN),
+               "SHA-256": (CKK.SHA256_HMAC, CKM.SHA256_KEY_GEN), "SHA-384": (CKK.SHA384_HMAC, CKM.SHA384_KEY_GEN),
+               "SHA-512": (CKK.SHA512_HMAC, CKM.SHA512_KEY_GEN)}
+
+
+@pytest.mark.parametrize("name", list(LEGACY_HMAC))
+def test_legacy_hmac_key_types_are_made_every_way_and_serve_their_own_hash_only(alice, kek, kek_value, name):
+    """``CKK_SHA256_HMAC`` and its siblings (PKCS#11 2.40, kept in 3.0): created, unwrapped, derived and generated
+    (the SHA-n key generation mechanisms); each MACs with its hash's HMAC mechanisms, as Python's hmac does, and
+    answers ``CKR_KEY_TYPE_INCONSISTENT`` to another hash's."""
+    key_type, generation = LEGACY_HMAC[name]
+    value = os.urandom(40)
+    created = secret_key(alice, value, key_type)
+    unwrapped = unwrap_secret(alice, m(CKM.AES_KEY_WRAP_KWP), kek, keywrap.aes_key_wrap_with_padding(kek_value, value),
+                              key_type, sign=True)
+    generated = alice.generate_key(m(generation), value_len=40, token=False)
+    assert generated.get(CKA.KEY_TYPE, CKA.VALUE_LEN, CKA.KEY_GEN_MECHANISM) == {
+        CKA.KEY_TYPE: key_type, CKA.VALUE_LEN: 40, CKA.KEY_GEN_MECHANISM: generation}
+    generated_value = keywrap.aes_key_unwrap_with_padding(kek_value, kek.wrap(generated, m(CKM.AES_KEY_WRAP_KWP)))
+    base = secret_key(alice, value, CKK.GENERIC_SECRET, derive=True)
+    derived = base.derive(_sp800_108(CKM.SHA256_HMAC, _array(b"legacy"), _counter(8)),
+                          {CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: key_type}, value_len=40, sign=True)
+    derived_value = KBKDFHMAC(hashes.SHA256(), Mode.CounterMode, 40, 1, None, CounterLocation.AfterFixed, None,
+                              None, b"legacy").derive(value)
+    plain, general = HMACS[name]
+    algorithm = HASHES[name][2]()
+    for key, known in ((created, value), (unwrapped, value), (generated, generated_value), (derived, derived_value)):
+        assert key[CKA.KEY_TYPE] == key_type
+        expected = hmac_of(known, algorithm, MESSAGE)
+        assert key.sign(MESSAGE, m(plain)) == expected
+        key.verify(MESSAGE, expected, m(plain))
+        assert key.sign(MESSAGE, m(general, 12)) == expected[:12]
+    for other, (other_plain, other_general) in HMACS.items():
+        if other == name:
+            continue
+        for mech in (m(other_plain), m(other_general, 12)):
+            with raises_exactly(errors.KeyTypeInconsistent, CKR.KEY_TYPE_INCONSISTENT):
+                created.sign(MESSAGE, mech)
+    with raises_exactly(errors.KeyTypeInconsistent, CKR.KEY_TYPE_INCONSISTENT):
+        created.sign(MESSAGE, m(CKM.AES_CMAC))
+    kdf_base = secret_key(alice, value, key_type, derive=True)
+    for other, (other_plain, _) in HMACS.items():  # as an SP 800-108 base: its own hash's PRF only
+        mech = _sp800_108(other_plain, _array(b"legacy"), _counter(8))
+        secret = {CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: CKK.GENERIC_SECRET}
+        if other == name:
+            assert_hmac_key(kdf_base.derive(mech, secret, value_len=32), KBKDFHMAC(
+                algorithm, Mode.CounterMode, 32, 1, None, CounterLocation.AfterFixed, None, None, b"legacy")
+                .derive(value))
+            continue
+        with raises_exactly(errors.KeyTypeInconsistent, CKR.KEY_TYPE_INCONSISTENT):
+            kdf_base.derive(mech, secret, value_len=32)
+    with raises_exactly(errors.TemplateInconsistent, CKR.TEMPLATE_INCONSISTENT):  # generic-secret generation
+        alice.generate_key(m(CKM.GENERIC_SECRET_KEY_GEN), {CKA.KEY_TYPE: key_type}, value_len=40, token=False)
+
+
+@pytest.mark.parametrize("key_type", [CKK.MD5_HMAC, CKK.SHA3_256_HMAC])
+def test_hmac_key_types_without_a_mechanism_are_refused_with_the_reason(alice, key_type):
+    with raises_exactly(errors.AttributeValueInvalid, CKR.ATTRIBUTE_VALUE_INVALID) as refused:
+        secret_key(alice, os.urandom(32), key_type)
+    assert refused.value.message == (f"CKA_KEY_TYPE CKK_{key_type.name}: Strongroom offers no HMAC mechanism for "
+                                     "this hash; use CKK_GENERIC_SECRET or a SHA-1/SHA-2 HMAC key type")
+
 @pytest.mark.parametrize("name", list(HASHES))
 def test_digest(alice, name):
     mech, _, algorithm, _ = HASHES[name]

@@ -26,7 +26,7 @@ from ..errors import (
     TemplateIncomplete,
     WrappedKeyInvalid,
 )
-from ..mechanism_catalogue import GENERIC_SECRET_BYTES, RSA_BITS, RSA_GENERATE_BITS
+from ..mechanism_catalogue import GENERIC_SECRET_BYTES, HMAC_KEY_GENERATION, RSA_BITS, RSA_GENERATE_BITS
 from ..vocab import CKA, CKK, CKM
 from . import der
 from .random import random_bytes
@@ -69,6 +69,8 @@ _BY_ANY_NAME = {**{curve.name: curve for _, _, curve in _CURVES}, **_BY_NAME}
 
 ED25519_KEY_BYTES = 32
 
+
+_SECRET_KEY_GENERATION = frozenset({CKM.GENERIC_SECRET_KEY_GEN, *HMAC_KEY_GENERATION})
 
 def curve_by_name(name: str) -> Curve:
     """A supported curve by name.
@@ -152,8 +154,10 @@ def generate_secret(mechanism: int, value_len: int) -> bytes:
     """Generate a secret key value (``C_GenerateKey``) from the continuously tested RNG.
 
     Args:
-        mechanism: ``CKM.AES_KEY_GEN`` (PKCS#11 3.0 "AES key generation") or
-            ``CKM.GENERIC_SECRET_KEY_GEN`` ("Generic secret key generation").
+        mechanism: ``CKM.AES_KEY_GEN`` (PKCS#11 3.0 "AES key generation"),
+            ``CKM.GENERIC_SECRET_KEY_GEN`` ("Generic secret key generation") or ``CKM.SHA_1_KEY_GEN`` …
+            ``CKM.SHA512_KEY_GEN`` (the SHA-n key generation of the legacy HMAC key types, as long as a generic
+            secret).
         value_len: ``CKA_VALUE_LEN`` in bytes: 16, 24 or 32 for AES; 1..800 for a generic secret.
 
     Raises:
@@ -164,7 +168,7 @@ def generate_secret(mechanism: int, value_len: int) -> bytes:
     if mechanism == CKM.AES_KEY_GEN:
         if value_len not in (16, 24, 32):
             raise KeySizeRange(f"AES keys are 16, 24 or 32 bytes, not {value_len}")
-    elif mechanism == CKM.GENERIC_SECRET_KEY_GEN:
+    elif mechanism in _SECRET_KEY_GENERATION:
         low, high = GENERIC_SECRET_BYTES
         if not low <= value_len <= high:
             raise KeySizeRange(f"generic secrets are {low}..{high} bytes, not {value_len}")

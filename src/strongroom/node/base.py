@@ -29,7 +29,7 @@ from ..mechanism_catalogue import MechanismInfo, check_mode
 from ..mechanism_catalogue import info as mechanism_info
 from ..mechanism_params import Mechanism
 from ..objects import policy
-from ..objects.attributes import Attributes, normalize_template
+from ..objects.attributes import HMAC_KEY_TYPES, Attributes, normalize_template
 from ..objects.model import HsmObject
 from ..replication import Change
 from ..vocab import CKA, CKF, CKK, CKM, CKO
@@ -41,7 +41,8 @@ from .public_objects import open_to_public_sessions
 from .sessions import Session
 from .users import Role, UserRecord
 
-SECRET_BYTES = {CKK.AES: (16, 24, 32), CKK.GENERIC_SECRET: range(1, 801)}
+SECRET_BYTES = {CKK.AES: (16, 24, 32), CKK.GENERIC_SECRET: range(1, 801),
+                **dict.fromkeys(HMAC_KEY_TYPES, range(1, 801))}
 
 
 FUNCTION_NAMES = {CKF.ENCRYPT: "encryption", CKF.DECRYPT: "decryption", CKF.SIGN: "signing",

@@ -14,16 +14,18 @@ from ..errors import (
     KeyHandleInvalid,
     KeyNotWrappable,
     KeySizeRange,
+    KeyTypeInconsistent,
     MechanismInvalid,
     StrongroomError,
     UnwrappingKeyHandleInvalid,
     WrappedKeyInvalid,
     WrappingKeyHandleInvalid,
 )
+from ..mechanism_catalogue import IMPLEMENTED
 from ..mechanism_catalogue import info as mechanism_info
-from ..mechanism_params import Ecdh1DeriveParams, Mechanism
-from ..objects import policy, separation, templates
-from ..objects.attributes import Attributes
+from ..mechanism_params import Ecdh1DeriveParams, Mechanism, Sp800108Params
+from ..objects import policy, separation, templates, wrap_mechanisms
+from ..objects.attributes import HMAC_KEY_TYPES, Attributes
 from ..objects.model import HsmObject
 from ..vocab import CKA, CKD, CKF, CKK, CKM, CKO
 from . import arguments
@@ -134,9 +136,10 @@ class KeyCalls(ApplicationBase):
             WrappingKeyHandleInvalid, KeyHandleInvalid: unknown or invisible handles.
             KeyFunctionNotPermitted: ``CKR_KEY_FUNCTION_NOT_PERMITTED`` without ``CKA_WRAP`` on the wrapping key.
             KeyUnextractable: ``CKR_KEY_UNEXTRACTABLE`` for a key with ``CKA_EXTRACTABLE`` false.
-            KeyNotWrappable: ``CKR_KEY_NOT_WRAPPABLE`` for wrap-with-trusted or wrap-template violations, a
-                sensitive key under a key that can decrypt (:mod:`strongroom.objects.separation`), or a caller
-                who does not own the key.
+            KeyNotWrappable: ``CKR_KEY_NOT_WRAPPABLE`` for a key the mechanism does not wrap
+                (:mod:`strongroom.objects.wrap_mechanisms`: ``CKM_RSA_PKCS`` and ``CKM_RSA_PKCS_OAEP`` wrap secret
+                keys only), wrap-with-trusted or wrap-template violations, a sensitive key under a key that
+                can decrypt (:mod:`strongroom.objects.separation`), or a caller who does not own the key.
             BufferTooSmall: ``CKR_BUFFER_TOO_SMALL``.
         """
         self._session(handle)
@@ -148,6 +151,7 @@ class KeyCalls(ApplicationBase):
         if target.session is None and target.owner and (self.user is None or target.owner != self.user.name):
             raise KeyNotWrappable("only the key's owner may wrap it")
         policy.require_wrappable(target, wrapper)
+        wrap_mechanisms.check_wrap(mechanism.mechanism, target.cls, len(target.material))
         separation.check_wrap(self._family(target), wrapper, self._family(wrapper))
         wrapped = crypto.wrap(mechanism, self.hsm.repository.key_object(wrapper), target.material)
         if not query and (out_len is None or out_len >= len(wrapped)):
@@ -172,7 +176,9 @@ class KeyCalls(ApplicationBase):
             AttributeReadOnly, TemplateInconsistent: a key the HSM already holds taken in again with fewer guards,
                 more usages or as another type (:func:`strongroom.objects.separation.check_new_member`).
             WrappedKeyInvalid, WrappedKeyLenRange: the wrapped bytes do not unwrap to a key of the template's type.
-            TemplateIncomplete, TemplateInconsistent: template errors (``CKA_CLASS``, ``CKA_KEY_TYPE`` required).
+            TemplateIncomplete, TemplateInconsistent: template errors (``CKA_CLASS``, ``CKA_KEY_TYPE`` required);
+                ``CKR_TEMPLATE_INCONSISTENT`` too for a class the mechanism does not unwrap
+                (:mod:`strongroom.objects.wrap_mechanisms`: a private key under ``CKM_RSA_PKCS`` or OAEP).
         """
         session = self._session(handle)
         wrapped = arguments.data(wrapped, "wrapped key")
@@ -181,7 +187,10 @@ class KeyCalls(ApplicationBase):
         policy.require_usage(unwrapper, CKA.UNWRAP, mechanism.mechanism)
         separation.check_unwrap(unwrapper, self._family(unwrapper))
         forced = unwrapper.attrs.get(CKA.UNWRAP_TEMPLATE) or {}
-        attrs = templates.for_unwrap(self._template(template), forced)
+        asked = self._template(template)
+        if isinstance(cls := forced.get(CKA.CLASS, asked.get(CKA.CLASS)), CKO):  # before the template's details
+            wrap_mechanisms.check_unwrap(mechanism.mechanism, cls)
+        attrs = templates.for_unwrap(asked, forced)
         self._require_rights(session, attrs)
         material = crypto.unwrap(mechanism, self.hsm.repository.key_object(unwrapper), wrapped)
         if attrs[CKA.CLASS] is CKO.SECRET_KEY:
@@ -218,6 +227,8 @@ class KeyCalls(ApplicationBase):
         Raises:
             KeyHandleInvalid: unknown or invisible base key.
             KeyFunctionNotPermitted: without ``CKA_DERIVE`` on the base key.
+            KeyTypeInconsistent: ``CKR_KEY_TYPE_INCONSISTENT`` for a legacy HMAC key (``CKK_SHA256_HMAC`` …) as
+                the base of an SP 800-108 PRF of another hash.
             MechanismParamInvalid: bad parameters.
             KeySizeRange: ``CKR_KEY_SIZE_RANGE`` for a length the new key's type cannot have.
             TemplateIncomplete, TemplateInconsistent: template errors (``CKA_KEY_TYPE``, ``CKA_VALUE_LEN``).
@@ -227,6 +238,11 @@ class KeyCalls(ApplicationBase):
         mechanism, _ = self._mechanism(mechanism, CKF.DERIVE, base)
         policy.require_usage(base, CKA.DERIVE, mechanism.mechanism)
         param = mechanism.parameter
+        if isinstance(param, Sp800108Params) and base.key_type in HMAC_KEY_TYPES:
+            prf = next((row for mech, row in IMPLEMENTED.items() if mech == param.prf_type), None)
+            if prf is not None and base.key_type not in prf.key_types:  # an unknown PRF: the parameter check's
+                raise KeyTypeInconsistent(f"a CKK_{CKK(base.key_type).name} key serves its own hash's HMAC only, "
+                                          f"not the PRF CKM_{prf.mechanism.name}")
         whole_secret = (mechanism.mechanism == CKM.ECDH1_DERIVE and isinstance(param, Ecdh1DeriveParams)
                         and param.kdf == CKD.NULL)
         attrs = templates.for_derive(self._template(template), base.attrs, length_required=not whole_secret)

@@ -48,7 +48,13 @@ _EC_PUBLIC = {CKA.EC_PARAMS, CKA.EC_POINT}
 _EC_PRIVATE = {CKA.EC_PARAMS, CKA.VALUE}
 
 KEY_CLASSES = frozenset({CKO.PUBLIC_KEY, CKO.PRIVATE_KEY, CKO.SECRET_KEY})
-SECRET_KEY_TYPES = frozenset({CKK.AES, CKK.GENERIC_SECRET})
+HMAC_KEY_TYPES = frozenset({CKK.SHA_1_HMAC, CKK.SHA224_HMAC, CKK.SHA256_HMAC, CKK.SHA384_HMAC, CKK.SHA512_HMAC})
+"""The legacy HMAC key types (PKCS#11 2.40, kept in 3.0): a generic secret bound to one hash, usable only with
+that hash's HMAC mechanisms (``CKK_SHA256_HMAC`` with ``CKM_SHA256_HMAC`` and ``CKM_SHA256_HMAC_GENERAL``)."""
+UNSERVED_HMAC_KEY_TYPES = frozenset({CKK.MD5_HMAC, CKK.SHA3_224_HMAC, CKK.SHA3_256_HMAC, CKK.SHA3_384_HMAC,
+                                     CKK.SHA3_512_HMAC})
+"""HMAC key types whose mechanisms Strongroom does not offer (MD5, SHA-3): refused, as a key nothing could use."""
+SECRET_KEY_TYPES = frozenset({CKK.AES, CKK.GENERIC_SECRET}) | HMAC_KEY_TYPES
 ASYMMETRIC_KEY_TYPES = frozenset({CKK.RSA, CKK.EC, CKK.EC_EDWARDS})
 
 
@@ -65,6 +71,9 @@ def valid_attributes(cls: CKO, key_type: CKK | None = None) -> frozenset[CKA]:
     if cls not in KEY_CLASSES:
         raise AttributeValueInvalid(f"CKA_CLASS {cls!r} is not an object class Strongroom stores")
     if cls is CKO.SECRET_KEY:
+        if key_type in UNSERVED_HMAC_KEY_TYPES:
+            raise AttributeValueInvalid(f"CKA_KEY_TYPE CKK_{CKK(key_type).name}: Strongroom offers no HMAC mechanism "
+                                        "for this hash; use CKK_GENERIC_SECRET or a SHA-1/SHA-2 HMAC key type")
         if key_type not in SECRET_KEY_TYPES:
             raise AttributeValueInvalid(f"CKA_KEY_TYPE {key_type!r} is not a secret key type Strongroom holds")
         return frozenset(_STORAGE | _KEY | _SECRET)

@@ -19,7 +19,7 @@ from ..errors import (
     TemplateInconsistent,
 )
 from ..vocab import CK_UNAVAILABLE_INFORMATION, CKA, CKK, CKM, CKO
-from .attributes import Attributes, valid_attributes
+from .attributes import HMAC_KEY_TYPES, Attributes, valid_attributes
 
 # Attributes only the token sets (Table 4.4 footnote 4 and 6: never in a template).
 MAINTAINED = frozenset({CKA.LOCAL, CKA.ALWAYS_SENSITIVE, CKA.NEVER_EXTRACTABLE, CKA.KEY_GEN_MECHANISM,
@@ -51,6 +51,11 @@ _CLASS_DEFAULTS: dict[CKO, dict[CKA, Any]] = {
 KEYGEN_TYPES: dict[CKM, tuple[CKO, CKK]] = {
     CKM.AES_KEY_GEN: (CKO.SECRET_KEY, CKK.AES),
     CKM.GENERIC_SECRET_KEY_GEN: (CKO.SECRET_KEY, CKK.GENERIC_SECRET),
+    CKM.SHA_1_KEY_GEN: (CKO.SECRET_KEY, CKK.SHA_1_HMAC),
+    CKM.SHA224_KEY_GEN: (CKO.SECRET_KEY, CKK.SHA224_HMAC),
+    CKM.SHA256_KEY_GEN: (CKO.SECRET_KEY, CKK.SHA256_HMAC),
+    CKM.SHA384_KEY_GEN: (CKO.SECRET_KEY, CKK.SHA384_HMAC),
+    CKM.SHA512_KEY_GEN: (CKO.SECRET_KEY, CKK.SHA512_HMAC),
 }
 KEYPAIR_TYPES: dict[CKM, CKK] = {
     CKM.RSA_PKCS_KEY_PAIR_GEN: CKK.RSA,
@@ -126,6 +131,7 @@ def _key_type_of(template: Attributes, cls: CKO) -> CKK | None:
 _CREATE_REQUIRED: dict[tuple[CKO, CKK | None], tuple[CKA, ...]] = {
     (CKO.SECRET_KEY, CKK.AES): (CKA.VALUE,),
     (CKO.SECRET_KEY, CKK.GENERIC_SECRET): (CKA.VALUE,),
+    **{(CKO.SECRET_KEY, hmac): (CKA.VALUE,) for hmac in HMAC_KEY_TYPES},
     (CKO.PUBLIC_KEY, CKK.RSA): (CKA.MODULUS, CKA.PUBLIC_EXPONENT),
     (CKO.PUBLIC_KEY, CKK.EC): (CKA.EC_PARAMS, CKA.EC_POINT),
     (CKO.PUBLIC_KEY, CKK.EC_EDWARDS): (CKA.EC_PARAMS, CKA.EC_POINT),
