@@ -62,8 +62,16 @@ def diagnose(config_file: Path, socket_path: Path | None, modules_dir: Path,
     registry = checks.module_files(modules_dir, socket_path)
     findings += registry
     findings += checks.server_address(address, socket_path, registered=registry[0].status == checks.OK)
-    findings += checks.certificate(paths["client_cert"], paths["client_key"], paths["trust_anchor"])
     implemented = None
+    if paths["client_key"] is not None and not _may_read(paths["client_key"]):
+        # an application's user needs only the socket: the client certificate and key are the agent's
+        findings.append(Finding("certificate", checks.WARN, f"{paths['client_key']} is not readable by this user, "
+                                "as it should be for an application (it needs only the agent's socket): the "
+                                "certificate and the HSMs' clocks are checked by running strongroom doctor as the "
+                                "agent's user", ""))
+        findings += checks.carried_mechanisms(module, implemented)
+        return findings
+    findings += checks.certificate(paths["client_cert"], paths["client_key"], paths["trust_anchor"])
     try:
         config = ClientConfig.from_file(config_file)
     except StrongroomError as exc:
@@ -73,6 +81,17 @@ def diagnose(config_file: Path, socket_path: Path | None, modules_dir: Path,
         findings += clocks
     findings += checks.carried_mechanisms(module, implemented)
     return findings
+
+
+def _may_read(path: Path) -> bool:
+    """Whether this user may open ``path`` (a missing file counts as readable: the certificate check says so)."""
+    try:
+        path.open("rb").close()
+    except PermissionError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def render(findings: list[Finding]) -> str:
