@@ -76,6 +76,16 @@ def test_the_sdk_without_a_client_certificate_fails_with_connection_lost(node):
     with pytest.raises(sdk.ConnectionLost) as info:
         sdk.connect({**bare, "connect_timeout_s": 5, "timeout_s": 5})
     assert info.value.ckr == CKR.DEVICE_REMOVED and info.value.retryable
+    assert "refuses a client certificate" in info.value.message, info.value.message
+
+
+def test_the_sdk_with_a_foreign_client_certificate_says_the_node_refuses_it(node, pki):
+    _, config = node
+    stranger = pki["stranger"].issue("stranger-sdk", server=False)
+    with pytest.raises(sdk.ConnectionLost) as info:
+        sdk.connect({**config, "client_cert": str(stranger.cert), "client_key": str(stranger.key),
+                     "connect_timeout_s": 5, "timeout_s": 5})
+    assert "refuses a client certificate that its owner CA" in info.value.message, info.value.message
 
 
 def test_a_node_needs_a_client_ca(pki, tmp_path):

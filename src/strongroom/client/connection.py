@@ -145,8 +145,11 @@ class NodeConnection(asyncio.Protocol):
         for waiter in pending.values():
             if not waiter.done():
                 waiter.set_exception(lost)
-        if self.hello is not None and not self.hello.done():
-            self.hello.set_exception(lost)
+        if self.hello is not None and not self.hello.done():  # closed before the node said anything
+            self.hello.set_exception(ConnectionLost(
+                f"the node closed the connection before its hello{': ' + str(exc) if exc else ''}: it refuses a "
+                "client certificate that its owner CA (or a client CA an admin registered) did not issue, or it "
+                "is stopping; check client_cert in the configuration"))
         if not self.closed.done():
             self.closed.set_result(None)
 
