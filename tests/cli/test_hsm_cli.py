@@ -254,3 +254,6 @@ def test_ids_p521_keys_own_passwords_and_a_dead_hsm(activated, tmp_path):
     dead.write_text(json.dumps({**config, "endpoints": [*config["endpoints"], "127.0.0.1:1"]}))
     hsms = cli(dead, "cluster", "hsm-info")["hsms"]
     assert [h["state"] for h in hsms] == ["operational", "unreachable"]
+    gone = tmp_path / "with-no-hsm.json"
+    gone.write_text(json.dumps({**config, "endpoints": ["127.0.0.1:1"]}))
+    assert cli(gone, "cluster", "hsm-info", ok=False).startswith("no HSM answered: 127.0.0.1:1: ")

@@ -50,7 +50,10 @@ def cluster_hsm_info(ctx: Context) -> dict[str, Any]:
     async def every() -> list[dict[str, Any]]:
         return list(await asyncio.gather(*(one(e) for e in dict.fromkeys(config.endpoints))))
 
-    return {"hsms": asyncio.run(every())}
+    hsms = asyncio.run(every())
+    if all(h["state"] == "unreachable" for h in hsms):  # nothing answered: an error, not a list
+        raise CliError("no HSM answered: " + "; ".join(f"{h['endpoint']}: {h['message']}" for h in hsms))
+    return {"hsms": hsms}
 
 
 def _fips_state(info: dict[str, Any]) -> str:
