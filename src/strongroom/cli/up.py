@@ -43,7 +43,7 @@ class Reporter:
         from rich.console import Console
 
         self.as_json = as_json
-        self.console = Console(stderr=False, highlight=False)
+        self.console = Console(stderr=False, highlight=False, soft_wrap=True)  # a long line is not cut up
         self.status: Any = None
 
     def step(self, text: str) -> None:
@@ -315,7 +315,9 @@ def run(data_dir: Path, hsms: int, control_listen: str | None, hash_memory_kib: 
         agent, started = _start(["client", "--config", str(state_file), "--socket", str(socket_path),
                                  "--handover-grace", str(AGENT_GRACE_S), *group], logs / "agent.log")
         if started.get("taken_over"):
-            report.step(f"the agent took over {started['taken_over']} PKCS#11 applications from the last start")
+            count = started["taken_over"]
+            report.step(f"the agent took over {count} PKCS#11 application{'s' if count != 1 else ''} from the last "
+                        "start")
         report.done()
         _announce(report, data_dir, summary, credentials)
         while not stop.wait(1.0):
@@ -386,20 +388,17 @@ def _announce(report: Reporter, data_dir: Path, summary: dict[str, Any], credent
         click.echo(json.dumps({"ready": True, **summary}))
         sys.stdout.flush()
         return
-    else:
-        from rich.panel import Panel
-
-        hsms = "\n".join(f"  {h['hsm_id']}  {h['endpoint']}" for h in summary["hsms"])
-        report.console.print(Panel.fit(
-            f"cluster {summary['cluster_id']} ({summary['mode']}) with {len(summary['hsms'])} HSMs\n{hsms}\n"
-            f"control plane {summary['control_plane_url']}\n"
-            f"cluster.json and credentials.json (mode 0600) in {data_dir}\n\n"
-            "Next steps:\n"
-            f"  export P11_KIT_SERVER_ADDRESS=unix:path={summary['pkcs11_socket']}\n"
-            f"  pkcs11-tool --module {summary['pkcs11_module']} -l -p {user['username']}:<password> -O\n"
-            f"  python -c 'import strongroom.client as s; s.connect(\"{data_dir}/cluster.json\")'\n"
-            f"  aws cloudhsmv2 describe-clusters --endpoint-url {summary['control_plane_url']} "
-            f"--ca-bundle {data_dir / summary['control_plane_ca']}",
-            title="Strongroom is up"))
+    hsms = "\n".join(f"  {h['hsm_id']}  {h['endpoint']}" for h in summary["hsms"])
+    report.console.print("[bold]Strongroom is up[/bold]")
+    report.console.print(  # plain lines, no box: the commands copy as they are
+        f"cluster {summary['cluster_id']} ({summary['mode']}) with {len(summary['hsms'])} HSMs\n{hsms}\n"
+        f"control plane {summary['control_plane_url']}\n"
+        f"cluster.json and credentials.json (mode 0600) in {data_dir}\n\n"
+        "Next steps:\n"
+        f"  export P11_KIT_SERVER_ADDRESS=unix:path={summary['pkcs11_socket']}\n"
+        f"  pkcs11-tool --module {summary['pkcs11_module']} -l -O   # PIN {user['username']}:<password>, asked\n"
+        f"  python -c 'import strongroom.client as s; s.connect(\"{data_dir}/cluster.json\")'\n"
+        f"  aws cloudhsmv2 describe-clusters --endpoint-url {summary['control_plane_url']} "
+        f"--ca-bundle {data_dir / summary['control_plane_ca']}", markup=False)
     click.echo("ready")
     sys.stdout.flush()
