@@ -6,6 +6,7 @@ through the SDK."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -91,6 +92,7 @@ def _assert_fields(out: dict) -> None:
     assert bytes.fromhex(out["token"]["label"]).decode("utf-8") == LABEL + " "
     assert out["token"]["manufacturerID"] == _blank(b"Strongroom", 32)
     assert out["token"]["model"] == _blank(b"Strongroom HSM", 16)
+    assert out["token"]["serialNumber"] == hashlib.sha256(b"cluster-test0000001").hexdigest()[:16].encode().hex()
     assert out["slot"] == {"slotDescription": _blank(b"Strongroom cluster", 64),
                            "manufacturerID": _blank(b"Strongroom", 32)}
     assert out["info"] == {"manufacturerID": _blank(b"Strongroom", 32),
