@@ -198,3 +198,8 @@ def test_each_request_layout_gets_its_exact_answer(labelled_agent, sdk_key):
     assert get(app, session, bytes.fromhex("00000001") + wrap + (48).to_bytes(4, "big") + two) == \
         wire.reply_body(24, "aAu", wire.Writer().u32(1).u32(int(CKA.WRAP_TEMPLATE)).byte(0)
                         .u64(int(CKR.BUFFER_TOO_SMALL)))
+    # an entry after one that did not fit is still answered
+    assert get(app, session, bytes.fromhex("00000002") + wrap + (48).to_bytes(4, "big") + two + label +
+               (64).to_bytes(4, "big")) == wire.reply_body(
+        24, "aAu", wire.Writer().u32(2).u32(int(CKA.WRAP_TEMPLATE)).byte(0)
+        .attribute(int(CKA.LABEL), b"arrays-by-sdk").u64(int(CKR.BUFFER_TOO_SMALL)))

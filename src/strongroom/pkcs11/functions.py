@@ -422,7 +422,8 @@ async def _get_attribute_value(app: Application, r: wire.Reader) -> wire.Writer:
             unavailable.append(f"{_attribute_name(cka)} {_WHY_UNAVAILABLE.get(code, f'CKR 0x{code:x}')}")
             w.attribute(cka, None)
             continue
-        rv = rv or attribute_codec.write_requested(w, cka, value, capacity, inner)
+        written = attribute_codec.write_requested(w, cka, value, capacity, inner)  # every entry, whatever rv
+        rv = rv or written
     if unavailable:
         log.info("C_GetAttributeValue of object %d refused %s: %s", handle, _ckr_name(rv), "; ".join(unavailable))
     return w.u64(rv)
