@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from strongroom.pkcs11.wire import FrameReader, Reader, WireError, Writer, encode_frame, error_body
+from strongroom.pkcs11.wire import FrameReader, Reader, WireError, Writer, encode_frame, error_body, fixed_field
 from strongroom.vocab import CKA, CKO
 
 
@@ -68,7 +68,44 @@ def test_any_body_is_read_or_refused_with_a_wire_error(body):
     try:
         reader.template()
         reader.attribute_buffers()
+        reader.attribute_requests()
         reader.ulong_array()
         reader.byte_array()
     except WireError:
         pass
+
+
+def test_a_fixed_field_is_cut_on_a_character_boundary_then_blank_padded():
+    label = "é" * 19 + "x"  # 39 bytes: a cut at 32 would keep half of the 16th "é"
+    assert fixed_field(label, 32) == ("é" * 16).encode()
+    assert fixed_field("€" * 11, 32) == ("€" * 10).encode() + b"  "  # 33 bytes: the 11th "€" (3 bytes) goes
+    assert fixed_field("a" + "😀" * 8, 32) == ("a" + "😀" * 7).encode() + b"   "  # 4-byte characters
+    assert fixed_field("é" * 16, 32) == ("é" * 16).encode()  # exactly full
+    assert fixed_field("Strongroom", 16) == b"Strongroom      "
+    assert fixed_field("", 16) == b" " * 16
+    assert Writer().padded(label, 32).bytes() == h("00000020") + ("é" * 16).encode()
+
+
+WRAP = "40000211"
+DERIVE = "40000213"
+
+
+def test_attribute_requests_in_each_layout_of_p11_kit():
+    # 0.24.1 .. 0.25.3: no nested list
+    assert Reader(h(f"00000002 00000003 00000000 | {WRAP} 00000030")).attribute_requests() == (
+        [(3, 0, None), (0x40000211, 48, None)], False)
+    # 0.25.4, 0.25.5: a nested list after every array entry, NULL ones included
+    assert Reader(h(f"00000001 {WRAP} 00000000 00000000")).attribute_requests() == ([(0x40000211, 0, [])], True)
+    assert Reader(h(f"00000001 {WRAP} 00000030 00000002 00000000 00000000 00000000 00000008")).attribute_requests() \
+        == ([(0x40000211, 48, [(0, 0, None), (0, 8, None)])], True)
+    # 0.25.6 and later: only after a non-NULL buffer
+    assert Reader(h(f"00000002 {WRAP} 00000000 | {DERIVE} 00000018 00000001 00000003 00000005")
+                  ).attribute_requests() == ([(0x40000211, 0, None), (0x40000213, 24, [(3, 5, None)])], True)
+
+
+def test_a_derive_template_sent_as_raw_memory_is_kept_as_bytes():
+    # p11-kit 0.24.1 knows CKA_DERIVE_TEMPLATE as no array: declared 24, then a byte string of 24 (pointers)
+    raw = bytes(range(24))
+    assert Reader(h(f"00000001 {DERIVE} 01 00000018 00000018") + raw).template() == [(0x40000213, raw)]
+    assert Reader(h(f"00000001 {DERIVE} 01 00000018 00000001 00000003 01 00000001 00000001 61")).template() == [
+        (0x40000213, [(3, b"a")])]

@@ -63,6 +63,8 @@ def _has_acl(folder: Path) -> bool:
         return False
     return True
 
+TOKEN_LABEL_BYTES = 32  # CK_TOKEN_INFO.label, blank-padded
+
 
 class Agent:
     """Serves p11-kit RPC on a unix socket for every application of this host.
@@ -76,12 +78,16 @@ class Agent:
         grace_s: how long a stopping agent holds connected applications for its successor (seconds).
 
     Raises:
-        ValueError: for an unknown group.
+        ValueError: for an unknown group, or a ``token_label`` longer than ``CK_TOKEN_INFO.label`` (32 bytes
+            in UTF-8, PKCS#11 3.0 §3.2).
         OSError: the client key in ``config`` cannot be read.
     """
 
     def __init__(self, config: ClientConfig, socket_path: Path, token_label: str | None = None,
                  group: str | None = None, grace_s: float = HANDOVER_GRACE_S) -> None:
+        if token_label is not None and len(token_label.encode("utf-8")) > TOKEN_LABEL_BYTES:
+            raise ValueError(f"the token label is {len(token_label.encode('utf-8'))} bytes in UTF-8; a PKCS#11 "
+                             f"token label holds at most {TOKEN_LABEL_BYTES}: shorten it")
         self.config = config
         # a configuration read from a file is followed: HSMs added there are used, by running applications'
         # connections too; HSMs it no longer names and the cluster no longer lists are dropped

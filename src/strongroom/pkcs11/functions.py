@@ -14,7 +14,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from ..errors import ArgumentsBad, MechanismInvalid, PinLenRange, RandomSeedNotSupported, StrongroomError
+from ..errors import (
+    ArgumentsBad,
+    AttributeTypeInvalid,
+    MechanismInvalid,
+    PinLenRange,
+    RandomSeedNotSupported,
+    StrongroomError,
+)
 from ..mechanism_params import Mechanism
 from ..protocol.calls import BY_PKCS11
 from ..vocab import CKA, CKC, CKF, CKK, CKR, CKU
@@ -400,23 +407,23 @@ async def _destroy_object(app: Application, r: wire.Reader) -> None:
 @_handles("C_GetAttributeValue")
 async def _get_attribute_value(app: Application, r: wire.Reader) -> wire.Writer:
     session, handle = _session(app, r), r.u64()
-    wanted = r.attribute_buffers()
-    results = await app.call("get_attribute_value", session, handle, [cka for cka, _ in wanted])
+    wanted, nested = r.attribute_requests()
+    arrays = [cka for cka, _, _ in wanted if cka in wire.ATTRIBUTE_ARRAY_ATTRIBUTES]
+    if arrays and not nested and app.version < 2:
+        raise AttributeTypeInvalid(f"{_attribute_name(arrays[0])}: p11-kit's client before 0.25.4 cannot carry an "
+                                   "attribute array's value; read it with a newer client or the SDK")
+    results = await app.call("get_attribute_value", session, handle, [cka for cka, _, _ in wanted])
     rv = 0
     w = wire.Writer().u32(len(wanted))
     unavailable = []
-    for (cka, capacity), (code, value) in zip(wanted, results, strict=True):
+    for (cka, capacity, inner), (code, value) in zip(wanted, results, strict=True):
         if code:
             rv = rv or code
             unavailable.append(f"{_attribute_name(cka)} {_WHY_UNAVAILABLE.get(code, f'CKR 0x{code:x}')}")
             w.attribute(cka, None)
             continue
-        encoded = attribute_codec.to_wire(cka, value)
-        if capacity and attribute_codec.wire_length(cka, encoded) > capacity:
-            rv = rv or int(CKR.BUFFER_TOO_SMALL)
-            w.attribute(cka, None)
-            continue
-        w.attribute(cka, encoded)
+        written = attribute_codec.write_requested(w, cka, value, capacity, inner)  # every entry, whatever rv
+        rv = rv or written
     if unavailable:
         log.info("C_GetAttributeValue of object %d refused %s: %s", handle, _ckr_name(rv), "; ".join(unavailable))
     return w.u64(rv)

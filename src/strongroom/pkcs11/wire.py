@@ -36,6 +36,14 @@ DATE_ATTRIBUTES = frozenset({0x110, 0x111})
 ATTRIBUTE_ARRAY_ATTRIBUTES = frozenset({0x40000211, 0x40000212, 0x40000213})
 MECHANISM_ARRAY_ATTRIBUTES = frozenset({0x40000600})
 ULONG_BYTES = 8  # the declared length of a ULONG value for 64-bit clients
+ATTRIBUTE_BYTES = 24  # sizeof(CK_ATTRIBUTE) for 64-bit clients: an attribute array's length is entries x 24
+
+BufferRequest = tuple[int, int, "list[BufferRequest] | None"]
+"""One ``fA`` entry: attribute type, the caller's buffer length (0: NULL), the nested list of an array buffer."""
+
+
+def _has_nested(requests: list[BufferRequest]) -> bool:
+    return any(nested is not None for _, _, nested in requests)
 
 
 class WireError(TransportError, ValueError):
@@ -186,17 +194,63 @@ class Reader:
             if not self.byte():
                 attrs.append((cka, None))
                 continue
-            self.u32()  # the declared length: the value's own encoding carries what is needed
-            value = self.template(depth + 1) if cka in ATTRIBUTE_ARRAY_ATTRIBUTES else self.attribute_value(cka)
+            declared = self.u32()  # the value's own encoding carries what is needed, but for one case:
+            if cka in ATTRIBUTE_ARRAY_ATTRIBUTES and declared and self.body[self.pos:self.pos + 4] == \
+                    declared.to_bytes(4, "big"):
+                # p11-kit before 0.25 knows CKA_DERIVE_TEMPLATE as no array: it sends the caller's CK_ATTRIBUTE
+                # structures as bytes (count x 24, pointers included), where an array sends its count (x 1)
+                value: Any = self.data()
+            elif cka in ATTRIBUTE_ARRAY_ATTRIBUTES:
+                value = self.template(depth + 1)
+            else:
+                value = self.attribute_value(cka)
             attrs.append((cka, value))
         return attrs
 
     def attribute_buffers(self) -> list[tuple[int, int]]:
-        """``fA``: ``(type, buffer length)`` per wanted attribute (0: the caller asks for the length)."""
+        """``fA`` without nested lists: ``(type, buffer length)`` per wanted attribute (0: a length query)."""
+        return [(cka, capacity) for cka, capacity, _ in self._buffer_list("flat", 0)]
+
+    def attribute_requests(self) -> tuple[list[BufferRequest], bool]:
+        """``fA`` as the last argument, in whichever of p11-kit's layouts fills the rest of the body exactly.
+
+        Returns ``(requests, nested)``: per wanted attribute ``(type, buffer length, nested)`` where
+        ``nested`` lists the same for the entries of an attribute-array buffer (``None`` when the client sent
+        none); ``nested`` is True when the client sent nested lists, i.e. can take attribute-array values.
+        p11-kit up to 0.25.3 sends no nested list; 0.25.4 and 0.25.5 follow every attribute-array entry with
+        one (a count 0 for a NULL buffer); 0.25.6 and later only a non-NULL one. The bytes decide: the three
+        layouts consume different lengths whenever they differ.
+
+        Raises:
+            WireError: no layout fits the body.
+        """
+        start, error = self.pos, None
+        for layout in ("non-null", "always", "flat"):
+            self.pos = start
+            try:
+                requests = self._buffer_list(layout, 0)
+            except WireError as exc:
+                error = error or exc
+                continue
+            if self.pos == len(self.body):
+                return requests, layout != "flat" and _has_nested(requests)
+        self.pos = start
+        raise error or WireError("the attribute list does not fill the body")
+
+    def _buffer_list(self, layout: str, depth: int) -> list[BufferRequest]:
+        if depth > 4:
+            raise WireError("attribute lists are nested too deeply")
         count = self.u32()
         if count > MAX_TEMPLATE_ATTRIBUTES or count > (len(self.body) - self.pos) // 8:
             raise WireError(f"a list of {count} attributes (at most {MAX_TEMPLATE_ATTRIBUTES})")
-        return [(self.u32(), self.u32()) for _ in range(count)]
+        out: list[BufferRequest] = []
+        for _ in range(count):
+            cka, capacity = self.u32(), self.u32()
+            nested = None
+            if cka in ATTRIBUTE_ARRAY_ATTRIBUTES and (layout == "always" or (layout == "non-null" and capacity)):
+                nested = self._buffer_list(layout, depth + 1)
+            out.append((cka, capacity, nested))
+        return out
 
     def done(self) -> None:
         if self.pos != len(self.body):
@@ -229,8 +283,11 @@ class Writer:
         return self
 
     def padded(self, text: str, size: int) -> Writer:
-        """``s``: a space-padded fixed-length string of exactly ``size`` bytes (PKCS#11 info fields)."""
-        return self.data(text.encode("utf-8")[:size].ljust(size, b" "))
+        """``s``: a blank-padded fixed-length string of exactly ``size`` bytes (PKCS#11 3.0 §3.2 info fields).
+
+        A text longer than the field is cut on a UTF-8 character boundary, so the field stays valid UTF-8.
+        """
+        return self.data(fixed_field(text, size))
 
     def version(self, major: int, minor: int) -> Writer:
         self.parts.append(bytes((major, minor)))
@@ -279,6 +336,20 @@ class Writer:
 
     def bytes(self) -> bytes:
         return b"".join(self.parts)
+
+
+def fixed_field(text: str, size: int) -> bytes:
+    """``text`` as a blank-padded field of exactly ``size`` bytes, cut before any character that would not fit.
+
+    Example: a 39-byte label of 19 "é" (2 bytes each) and "x" gives 16 "é" (32 bytes) in a 32-byte field.
+    """
+    encoded = text.encode("utf-8")
+    if len(encoded) > size:
+        end = size
+        while end > 0 and encoded[end] & 0xC0 == 0x80:  # a continuation byte starts no character
+            end -= 1
+        encoded = encoded[:end]
+    return encoded.ljust(size, b" ")
 
 
 def reply_body(call_id: int, signature: str, writer: Writer | None = None) -> bytes:
