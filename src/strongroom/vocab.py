@@ -447,3 +447,12 @@ class CK_SP800_108_DKM_LENGTH(IntEnum):
 
     SUM_OF_KEYS = 0x1
     SUM_OF_SEGMENTS = 0x2
+
+
+def name_of(kind: type[IntEnum], value: int) -> str:
+    """The standard's name of ``value`` among ``kind``'s, with its prefix: ``name_of(CKR, 0x10)`` is
+    ``CKR_ATTRIBUTE_READ_ONLY``; a value the vocabulary does not know is ``CKR 0x…`` (for logs and messages)."""
+    try:
+        return f"{kind.__name__}_{kind(value).name}"
+    except ValueError:
+        return f"{kind.__name__} 0x{value:x}"

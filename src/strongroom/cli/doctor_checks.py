@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..vocab import CKM
+from ..vocab import CKM, CKR, name_of
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 EXPIRY_WARNING_DAYS = 30
@@ -123,7 +123,7 @@ def agent_answers(path: Path) -> list[Finding]:
         reader.signature()
         code = reader.u64()
         return [Finding("agent", FAIL, f"the agent answers but no HSM serves it: C_GetTokenInfo answered "
-                        f"{_ckr_name(code)}", "read the agent's log (standard error): it names the refusal; "
+                        f"{name_of(CKR, code)}", "read the agent's log (standard error): it names the refusal; "
                         "check the HSMs' endpoints and the certificate below")]
     reader.signature()
     label = (reader.data() or b"").decode(errors="replace").rstrip()
@@ -303,7 +303,7 @@ def carried_mechanisms(module: Path | None, implemented: list[int] | None) -> li
         return [Finding("mechanisms", WARN, f"{module} is {generation} (protocol version {version}); no HSM "
                         "answered, so the cluster's mechanisms are unknown", "see the clock and config checks")]
     carried = set(mechanism_codec.forwardable(version, implemented))
-    left_out = sorted(_mechanism_name(m) for m in implemented if m not in carried)
+    left_out = sorted(name_of(CKM, m) for m in implemented if m not in carried)
     detail = (f"{module} is {generation} (protocol version {version}): it carries {len(carried)} of the "
               f"cluster's {len(implemented)} mechanisms; not through PKCS#11: {', '.join(left_out) or 'none'}")
     return [Finding("mechanisms", OK, detail)]
@@ -378,22 +378,6 @@ def address_path(value: str) -> Path | None:
         return None
     path = urllib.parse.unquote(value[len("unix:path="):])
     return Path(path) if path.startswith("/") else None
-
-
-def _ckr_name(code: int) -> str:
-    from ..vocab import CKR
-
-    try:
-        return "CKR_" + CKR(code).name
-    except ValueError:
-        return f"0x{code:x}"
-
-
-def _mechanism_name(code: int) -> str:
-    try:
-        return "CKM_" + CKM(code).name
-    except ValueError:
-        return f"0x{code:x}"
 
 
 def _user() -> str:

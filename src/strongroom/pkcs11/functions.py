@@ -24,7 +24,7 @@ from ..errors import (
 )
 from ..mechanism_params import Mechanism
 from ..protocol.calls import BY_PKCS11
-from ..vocab import CKA, CKC, CKF, CKK, CKR, CKU
+from ..vocab import CKA, CKC, CKF, CKK, CKR, CKU, name_of
 from . import attribute_codec, mechanism_codec, wire
 from .multipart import Operations, sized_output
 from .rpc_calls import BY_FUNCTION, RpcCall
@@ -410,7 +410,7 @@ async def _get_attribute_value(app: Application, r: wire.Reader) -> wire.Writer:
     wanted, nested = r.attribute_requests()
     arrays = [cka for cka, _, _ in wanted if cka in wire.ATTRIBUTE_ARRAY_ATTRIBUTES]
     if arrays and not nested and app.version < 2:
-        raise AttributeTypeInvalid(f"{_attribute_name(arrays[0])}: p11-kit's client before 0.25.4 cannot carry an "
+        raise AttributeTypeInvalid(f"{name_of(CKA, arrays[0])}: p11-kit's client before 0.25.4 cannot carry an "
                                    "attribute array's value; read it with a newer client or the SDK")
     results = await app.call("get_attribute_value", session, handle, [cka for cka, _, _ in wanted])
     rv = 0
@@ -419,13 +419,13 @@ async def _get_attribute_value(app: Application, r: wire.Reader) -> wire.Writer:
     for (cka, capacity, inner), (code, value) in zip(wanted, results, strict=True):
         if code:
             rv = rv or code
-            unavailable.append(f"{_attribute_name(cka)} {_WHY_UNAVAILABLE.get(code, f'CKR 0x{code:x}')}")
+            unavailable.append(f"{name_of(CKA, cka)} {_WHY_UNAVAILABLE.get(code, f'CKR 0x{code:x}')}")
             w.attribute(cka, None)
             continue
         written = attribute_codec.write_requested(w, cka, value, capacity, inner)  # every entry, whatever rv
         rv = rv or written
     if unavailable:
-        log.info("C_GetAttributeValue of object %d refused %s: %s", handle, _ckr_name(rv), "; ".join(unavailable))
+        log.info("C_GetAttributeValue of object %d refused %s: %s", handle, name_of(CKR, rv), "; ".join(unavailable))
     return w.u64(rv)
 
 
@@ -433,20 +433,6 @@ _WHY_UNAVAILABLE = {
     int(CKR.ATTRIBUTE_SENSITIVE): "is sensitive: key material never leaves the HSM in clear",
     int(CKR.ATTRIBUTE_TYPE_INVALID): "is not an attribute of this object",
 }
-
-
-def _ckr_name(rv: int) -> str:
-    try:
-        return "CKR_" + CKR(rv).name
-    except ValueError:
-        return f"CKR 0x{rv:x}"
-
-
-def _attribute_name(cka: int) -> str:
-    try:
-        return "CKA_" + CKA(cka).name
-    except ValueError:
-        return f"attribute 0x{cka:x}"
 
 
 UNKNOWN_TO_OLDER_APPLICATIONS = {
