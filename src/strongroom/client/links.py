@@ -76,6 +76,8 @@ class Links:
             if any(n.up for n in self.nodes):
                 break
         if not any(n.up for n in self.nodes):
+            self.close()  # and wait for the reconnections it cancels: none is left pending on a loop that ends
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
             raise errors[0]
         for task in pending:
             task.add_done_callback(functools.partial(self._settled, node=attempts[task]))
