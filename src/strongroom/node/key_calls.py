@@ -24,6 +24,7 @@ from ..errors import (
 from ..mechanism_catalogue import IMPLEMENTED
 from ..mechanism_catalogue import info as mechanism_info
 from ..mechanism_params import Ecdh1DeriveParams, Mechanism, Sp800108Params
+from ..mechanism_rules import check as check_parameter
 from ..objects import policy, separation, templates, wrap_mechanisms
 from ..objects.attributes import HMAC_KEY_TYPES, Attributes
 from ..objects.model import HsmObject
@@ -69,11 +70,13 @@ class KeyCalls(ApplicationBase):
 
         Raises:
             MechanismInvalid: ``CKR_MECHANISM_INVALID`` for a mechanism not in ``kinds``.
+            MechanismParamInvalid: ``CKR_MECHANISM_PARAM_INVALID`` for any parameter (generation takes none).
         """
         session = self._session(handle)
         mechanism = arguments.mechanism(mechanism)
         if mechanism.mechanism not in kinds:
             raise MechanismInvalid(f"{self._mechanism_name(mechanism)} does not generate {what}")
+        check_parameter(mechanism)  # key generation mechanisms take none
         return session, mechanism, CKM(mechanism.mechanism)
 
     def generate_key(self, handle: int, mechanism: Mechanism, template: dict[int, Any], *,
