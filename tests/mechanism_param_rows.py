@@ -157,7 +157,7 @@ GOOD: list[tuple[str, Mechanism, str]] = [
     ("oaep-label", Mechanism(CKM.RSA_PKCS_OAEP, OaepParams(CKM.SHA256, CKG.MGF1_SHA1, source_data=b"L")),
      "rsa_encrypt"),
     ("pss-salt-0", Mechanism(CKM.SHA256_RSA_PKCS_PSS, PssParams(CKM.SHA256, CKG.MGF1_SHA256, 0)), "rsa_verify"),
-    ("ctr-bits-1", Mechanism(CKM.AES_CTR, CtrParams(IV16, 1)), "cipher"),
+    ("ctr-bits-1", Mechanism(CKM.AES_CTR, CtrParams(IV16[:15] + b"\x0e", 1)), "cipher"),  # room for 2 blocks
     ("ctr-bits-128", Mechanism(CKM.AES_CTR, CtrParams(IV16, 128)), "cipher"),
     ("hmac-general-full", Mechanism(CKM.SHA256_HMAC_GENERAL, 32), "hmac"),
 ]
