@@ -1,0 +1,101 @@
+"""Rows of the parameter-consistency table through the agent, as each p11-kit client generation writes the
+parameter (tests/pkcs11/raw.py sends the exact bytes a client would): the init call answers exactly
+``CKR_MECHANISM_PARAM_INVALID`` (0x71) for an inconsistent parameter and ``CKR_OK`` for its consistent twin, and the
+session stays usable after each refusal."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from strongroom.pkcs11 import wire
+from strongroom.vocab import CKA, CKG, CKK, CKM, CKO, CKR, CKZ
+
+from ..fixtures.cluster import ALICE_PW
+from .raw import RawApplication, initialized, ok, request, u64s
+
+ENCRYPT_INIT, ENCRYPT, SIGN_INIT, VERIFY_INIT = 29, 30, 42, 48
+PARAM_INVALID = wire.error_body(int(CKR.MECHANISM_PARAM_INVALID))
+IV = bytes(range(12))
+
+
+def _session(agent, version: int) -> tuple[RawApplication, int]:
+    app = initialized(agent, version)
+    session = ok(app.call(request(10, "uu", u64s(1, 6))), 10, "u").u64()
+    login = wire.Writer().u64(session).u64(1).byte_array(f"alice:{ALICE_PW}".encode()).bytes()
+    assert app.call(request(18, "uuay", login)) == wire.reply_body(18, "")
+    return app, session
+
+
+def _mech(version: int, kind: int, fields: bytes) -> bytes:
+    return wire.Writer().u32(kind).bytes() + (b"\x01" if version >= 2 else b"") + fields
+
+
+def _gcm(iv_bits: int, tag_bits: int = 128) -> bytes:
+    return wire.Writer().data(IV).u64(iv_bits).data(b"header").u64(tag_bits).bytes()
+
+
+def _init(app: RawApplication, call: int, session: int, mech: bytes, key: int) -> bytes:
+    return app.call(request(call, "uMu", u64s(session) + mech + u64s(key)))
+
+
+@pytest.fixture(scope="module")
+def keys(alice):
+    aes_value = bytes(range(32))
+    aes = alice.create_object({CKA.CLASS: CKO.SECRET_KEY, CKA.KEY_TYPE: CKK.AES, CKA.VALUE: aes_value,
+                               CKA.ENCRYPT: True, CKA.DECRYPT: True, CKA.TOKEN: True, CKA.LABEL: "rules-aes"})
+    hmac = alice.generate_key(CKM.GENERIC_SECRET_KEY_GEN, value_len=32, sign=True, verify=True, label="rules-hmac")
+    public, private = alice.generate_key_pair(CKM.RSA_PKCS_KEY_PAIR_GEN,
+                                              {CKA.MODULUS_BITS: 2048, CKA.ENCRYPT: True, CKA.VERIFY: True},
+                                              {CKA.DECRYPT: True, CKA.SIGN: True}, label="rules-rsa")
+    return {"aes_value": aes_value, "aes": aes.handle, "hmac": hmac.handle, "rsa_public": public.handle,
+            "rsa_private": private.handle}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_gcm_iv_bits_tag_bits_ctr_and_mac_length_rows_through_newer_client_encodings(agent, keys, version):
+    app, session = _session(agent, version)
+    aes = keys["aes"]
+    # the issue's cases: ulIvBits 12345 and 64 for a 12-byte IV
+    for iv_bits in (12345, 64, 8):
+        assert _init(app, ENCRYPT_INIT, session, _mech(version, CKM.AES_GCM, _gcm(iv_bits)), aes) == PARAM_INVALID
+    for tag_bits in (0, 64, 100, 136):
+        assert _init(app, ENCRYPT_INIT, session, _mech(version, CKM.AES_GCM, _gcm(96, tag_bits)), aes) \
+            == PARAM_INVALID
+    for counter_bits in (0, 129):
+        ctr = wire.Writer().u64(counter_bits).data(bytes(16)).bytes()
+        assert _init(app, ENCRYPT_INIT, session, _mech(version, CKM.AES_CTR, ctr), aes) == PARAM_INVALID
+    for length in (0, 33):
+        general = wire.Writer().u64(length).bytes()
+        assert _init(app, SIGN_INIT, session, _mech(version, CKM.SHA256_HMAC_GENERAL, general), keys["hmac"]) \
+            == PARAM_INVALID
+    # ulIvBits 0 (left unset) and 96 (ulIvLen * 8) are both accepted, and encrypt as the standard says
+    for iv_bits in (0, 96):
+        assert _init(app, ENCRYPT_INIT, session, _mech(version, CKM.AES_GCM, _gcm(iv_bits)), aes) \
+            == wire.reply_body(ENCRYPT_INIT, "")
+        sealed = ok(app.call(request(ENCRYPT, "uayfy", u64s(session) + wire.Writer().byte_array(b"plain text")
+                                     .u32(256).bytes())), ENCRYPT, "ay")
+        sealed.byte()
+        assert sealed.data() == AESGCM(keys["aes_value"]).encrypt(IV, b"plain text", b"header")
+
+
+def test_oaep_source_and_pss_hash_rows_through_the_version_0_client_encoding(agent, keys):
+    app, session = _session(agent, 0)
+
+    def oaep(source: int, label: bytes | None) -> bytes:
+        return _mech(0, CKM.RSA_PKCS_OAEP, u64s(CKM.SHA256, CKG.MGF1_SHA256, source) + wire.Writer().data(label)
+                     .bytes())
+
+    public = keys["rsa_public"]
+    for source, label in ((0, None), (0, b"label"), (2, None)):
+        assert _init(app, ENCRYPT_INIT, session, oaep(source, label), public) == PARAM_INVALID
+    hmac_hash = _mech(0, CKM.RSA_PKCS_OAEP, u64s(CKM.SHA256_HMAC, CKG.MGF1_SHA256, CKZ.DATA_SPECIFIED)
+                      + wire.Writer().data(None).bytes())
+    assert _init(app, ENCRYPT_INIT, session, hmac_hash, public) == PARAM_INVALID
+    bad_mgf = _mech(0, CKM.RSA_PKCS_PSS, u64s(CKM.SHA256, 9, 32))
+    assert _init(app, VERIFY_INIT, session, bad_mgf, public) == PARAM_INVALID
+    # the consistent twins are accepted
+    assert _init(app, ENCRYPT_INIT, session, oaep(CKZ.DATA_SPECIFIED, b"label"), public) \
+        == wire.reply_body(ENCRYPT_INIT, "")
+    assert _init(app, VERIFY_INIT, session, _mech(0, CKM.RSA_PKCS_PSS, u64s(CKM.SHA256, CKG.MGF1_SHA256, 32)),
+                 public) == wire.reply_body(VERIFY_INIT, "")
