@@ -1,9 +1,16 @@
 """Rows of the parameter-consistency table through the agent, as each p11-kit client generation writes the
 parameter (tests/pkcs11/raw.py sends the exact bytes a client would): the init call answers exactly
 ``CKR_MECHANISM_PARAM_INVALID`` (0x71) for an inconsistent parameter and ``CKR_OK`` for its consistent twin, and the
-session stays usable after each refusal."""
+session stays usable after each refusal. Real p11-kit clients carry a few rows too: Debian 12's (0.24) carries
+CK_RSA_PKCS_OAEP_PARAMS, the newer ones (tests/pkcs11/newer_p11kit.py) CK_GCM_PARAMS as well."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -12,7 +19,12 @@ from strongroom.pkcs11 import wire
 from strongroom.vocab import CKA, CKG, CKK, CKM, CKO, CKR, CKZ
 
 from ..fixtures.cluster import ALICE_PW
+from .conftest import P11_KIT_CLIENT
+from .downloads import unreachable
+from .newer_p11kit import client, default_cache
 from .raw import RawApplication, initialized, ok, request, u64s
+
+HERE = Path(__file__).parent
 
 ENCRYPT_INIT, ENCRYPT, SIGN_INIT, VERIFY_INIT = 29, 30, 42, 48
 PARAM_INVALID = wire.error_body(int(CKR.MECHANISM_PARAM_INVALID))
@@ -99,3 +111,30 @@ def test_oaep_source_and_pss_hash_rows_through_the_version_0_client_encoding(age
         == wire.reply_body(ENCRYPT_INIT, "")
     assert _init(app, VERIFY_INIT, session, _mech(0, CKM.RSA_PKCS_PSS, u64s(CKM.SHA256, CKG.MGF1_SHA256, 32)),
                  public) == wire.reply_body(VERIFY_INIT, "")
+
+
+def _through(command: list[str], agent) -> dict[str, int]:
+    env = {**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={agent}", "PIN": f"alice:{ALICE_PW}"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_oaep_source_through_debian_12s_p11_kit_client(agent):
+    out = _through([sys.executable, str(HERE / "p11_param_rules.py"), str(P11_KIT_CLIENT), "oaep"], agent)
+    assert out == {"oaep_source_0": CKR.MECHANISM_PARAM_INVALID, "oaep_source_2": CKR.MECHANISM_PARAM_INVALID,
+                   "oaep_source_1": CKR.OK}
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("suite", ["trixie", "sid"])
+def test_gcm_iv_bits_through_newer_p11_kit_clients(agent, suite):
+    newer = client(suite, default_cache())
+    if newer is None:
+        unreachable("Debian's package registry cannot be reached")
+    out = _through(newer.command([sys.executable, str(HERE / "p11_param_rules.py"), str(newer.module), "gcm",
+                                  "oaep"]), agent)
+    assert out == {"gcm_iv_bits_12345": CKR.MECHANISM_PARAM_INVALID, "gcm_iv_bits_64": CKR.MECHANISM_PARAM_INVALID,
+                   "gcm_iv_bits_96": CKR.OK, "gcm_iv_bits_0": CKR.OK,
+                   "oaep_source_0": CKR.MECHANISM_PARAM_INVALID, "oaep_source_2": CKR.MECHANISM_PARAM_INVALID,
+                   "oaep_source_1": CKR.OK}
