@@ -56,12 +56,10 @@ ROWS: list[tuple[str, Mechanism, str, str]] = [
     ("ctr-bits-0", Mechanism(CKM.AES_CTR, CtrParams(IV16, 0)), "cipher", "ulCounterBits"),
     ("ctr-bits-129", Mechanism(CKM.AES_CTR, CtrParams(IV16, 129)), "cipher", "ulCounterBits"),
     ("ctr-iv", Mechanism(CKM.AES_CTR, IV16), "cipher", "CK_AES_CTR_PARAMS"),
-    # RSA-OAEP: hashAlg, mgf, source (CKZ_DATA_SPECIFIED only) and label
+    # RSA-OAEP: hashAlg, mgf, source (CKZ_DATA_SPECIFIED; 0 only without a label) and label
     ("oaep-hash-hmac", Mechanism(CKM.RSA_PKCS_OAEP, OaepParams(CKM.SHA256_HMAC, CKG.MGF1_SHA256)), "rsa_encrypt",
      "hashAlg"),
     ("oaep-mgf-7", Mechanism(CKM.RSA_PKCS_OAEP, OaepParams(CKM.SHA256, 7)), "rsa_encrypt", "mgf"),
-    ("oaep-source-0", Mechanism(CKM.RSA_PKCS_OAEP, OaepParams(CKM.SHA256, CKG.MGF1_SHA256, 0)), "rsa_encrypt",
-     "source"),
     ("oaep-source-0-label", Mechanism(CKM.RSA_PKCS_OAEP, OaepParams(CKM.SHA256, CKG.MGF1_SHA256, 0, b"L")),
      "rsa_encrypt", "source"),
     ("oaep-source-2", Mechanism(CKM.RSA_PKCS_OAEP, OaepParams(CKM.SHA256, CKG.MGF1_SHA256, 2)), "rsa_encrypt",
@@ -88,8 +86,8 @@ ROWS: list[tuple[str, Mechanism, str, str]] = [
     # RSA-AES key wrap: the AES key size and its OAEP
     ("rsa-aes-bits-100", Mechanism(CKM.RSA_AES_KEY_WRAP, RsaAesKeyWrapParams(100, OAEP)), "rsa_wrap",
      "ulAESKeyBits"),
-    ("rsa-aes-oaep-source-0",
-     Mechanism(CKM.RSA_AES_KEY_WRAP, RsaAesKeyWrapParams(256, OaepParams(CKM.SHA256, CKG.MGF1_SHA256, 0))),
+    ("rsa-aes-oaep-source-2",
+     Mechanism(CKM.RSA_AES_KEY_WRAP, RsaAesKeyWrapParams(256, OaepParams(CKM.SHA256, CKG.MGF1_SHA256, 2))),
      "rsa_wrap", "source"),
     ("rsa-aes-oaep-mgf", Mechanism(CKM.RSA_AES_KEY_WRAP, RsaAesKeyWrapParams(256, OaepParams(CKM.SHA256, 0))),
      "rsa_wrap", "mgf"),
@@ -156,6 +154,8 @@ GOOD: list[tuple[str, Mechanism, str]] = [
     ("gcm-ivbits-absent", Mechanism(CKM.AES_GCM, GcmParams(IV12, b"aad", 96)), "cipher"),
     ("oaep-label", Mechanism(CKM.RSA_PKCS_OAEP, OaepParams(CKM.SHA256, CKG.MGF1_SHA1, source_data=b"L")),
      "rsa_encrypt"),
+    # source 0 without a label: no source PKCS#11 defines, accepted as "no label" (what pkcs11-tool sends)
+    ("oaep-source-0", Mechanism(CKM.RSA_PKCS_OAEP, OaepParams(CKM.SHA256, CKG.MGF1_SHA256, 0)), "rsa_encrypt"),
     ("pss-salt-0", Mechanism(CKM.SHA256_RSA_PKCS_PSS, PssParams(CKM.SHA256, CKG.MGF1_SHA256, 0)), "rsa_verify"),
     ("ctr-bits-1", Mechanism(CKM.AES_CTR, CtrParams(IV16[:15] + b"\x0e", 1)), "cipher"),  # room for 2 blocks
     ("ctr-bits-128", Mechanism(CKM.AES_CTR, CtrParams(IV16, 128)), "cipher"),

@@ -92,9 +92,12 @@ def _oaep(name: str, param: Parameter) -> None:
     if not isinstance(param, OaepParams):
         raise _bad(name, "the parameter is CK_RSA_PKCS_OAEP_PARAMS (OaepParams)")
     _hash_and_mgf(name, param.hash_alg, param.mgf)
-    if param.source != CKZ.DATA_SPECIFIED:
-        raise _bad(name, f"source is CKZ_DATA_SPECIFIED (1), the only source PKCS#11 defines, not {param.source} "
-                         "(an empty label is source CKZ_DATA_SPECIFIED with no data)")
+    # PKCS#11 3.0 §2.1.8 defines one source, CKZ_DATA_SPECIFIED. 0 is taken as "no label" only, as OpenSC's
+    # pkcs11-tool and OpenSSL engines send it for every OAEP call (docs/pkcs11.md, "Mechanism parameters").
+    if param.source == 0 and param.source_data:
+        raise _bad(name, "a label (pSourceData) needs source CKZ_DATA_SPECIFIED (1), not 0")
+    if param.source not in (0, CKZ.DATA_SPECIFIED):
+        raise _bad(name, f"source is CKZ_DATA_SPECIFIED (1), the only source PKCS#11 defines, not {param.source}")
 
 
 def _pss(name: str, param: Parameter, mechanism: int) -> None:

@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from strongroom.pkcs11 import wire
@@ -99,14 +102,19 @@ def test_oaep_source_and_pss_hash_rows_through_the_version_0_client_encoding(age
                      .bytes())
 
     public = keys["rsa_public"]
-    for source, label in ((0, None), (0, b"label"), (2, None)):
+    for source, label in ((0, b"label"), (2, None), (2, b"label")):
         assert _init(app, ENCRYPT_INIT, session, oaep(source, label), public) == PARAM_INVALID
     hmac_hash = _mech(0, CKM.RSA_PKCS_OAEP, u64s(CKM.SHA256_HMAC, CKG.MGF1_SHA256, CKZ.DATA_SPECIFIED)
                       + wire.Writer().data(None).bytes())
     assert _init(app, ENCRYPT_INIT, session, hmac_hash, public) == PARAM_INVALID
     bad_mgf = _mech(0, CKM.RSA_PKCS_PSS, u64s(CKM.SHA256, 9, 32))
     assert _init(app, VERIFY_INIT, session, bad_mgf, public) == PARAM_INVALID
-    # the consistent twins are accepted
+    # the consistent twins are accepted, and source 0 without a label (the leniency pkcs11-tool needs)
+    assert _init(app, ENCRYPT_INIT, session, oaep(0, None), public) == wire.reply_body(ENCRYPT_INIT, "")
+    sealed = ok(app.call(request(ENCRYPT, "uayfy", u64s(session) + wire.Writer().byte_array(b"x").u32(256).bytes())),
+                ENCRYPT, "ay")
+    sealed.byte()
+    assert len(sealed.data()) == 256
     assert _init(app, ENCRYPT_INIT, session, oaep(CKZ.DATA_SPECIFIED, b"label"), public) \
         == wire.reply_body(ENCRYPT_INIT, "")
     assert _init(app, VERIFY_INIT, session, _mech(0, CKM.RSA_PKCS_PSS, u64s(CKM.SHA256, CKG.MGF1_SHA256, 32)),
@@ -122,8 +130,7 @@ def _through(command: list[str], agent) -> dict[str, int]:
 
 def test_oaep_source_through_debian_12s_p11_kit_client(agent):
     out = _through([sys.executable, str(HERE / "p11_param_rules.py"), str(P11_KIT_CLIENT), "oaep"], agent)
-    assert out == {"oaep_source_0": CKR.MECHANISM_PARAM_INVALID, "oaep_source_2": CKR.MECHANISM_PARAM_INVALID,
-                   "oaep_source_1": CKR.OK}
+    assert out == {"oaep_source_0": CKR.OK, "oaep_source_2": CKR.MECHANISM_PARAM_INVALID, "oaep_source_1": CKR.OK}
 
 
 @pytest.mark.network
@@ -136,5 +143,24 @@ def test_gcm_iv_bits_through_newer_p11_kit_clients(agent, suite):
                                   "oaep"]), agent)
     assert out == {"gcm_iv_bits_12345": CKR.MECHANISM_PARAM_INVALID, "gcm_iv_bits_64": CKR.MECHANISM_PARAM_INVALID,
                    "gcm_iv_bits_96": CKR.OK, "gcm_iv_bits_0": CKR.OK,
-                   "oaep_source_0": CKR.MECHANISM_PARAM_INVALID, "oaep_source_2": CKR.MECHANISM_PARAM_INVALID,
-                   "oaep_source_1": CKR.OK}
+                   "oaep_source_0": CKR.OK, "oaep_source_2": CKR.MECHANISM_PARAM_INVALID, "oaep_source_1": CKR.OK}
+
+
+def test_pkcs11_tool_oaep_decrypts_with_source_0_and_no_label(agent, alice, tmp_path):
+    # OpenSC's pkcs11-tool (0.23, Debian 12) sends CK_RSA_PKCS_OAEP_PARAMS.source 0 on every OAEP call: the one
+    # leniency of the table (docs/pkcs11.md, "Mechanism parameters")
+    public, _ = alice.generate_key_pair(CKM.RSA_PKCS_KEY_PAIR_GEN, {CKA.MODULUS_BITS: 2048, CKA.ID: b"\x0a\xe9"},
+                                        {CKA.DECRYPT: True, CKA.ID: b"\x0a\xe9"}, label="rules-oaep-tool")
+    key = rsa.RSAPublicNumbers(int.from_bytes(public[CKA.PUBLIC_EXPONENT], "big"),
+                               int.from_bytes(public[CKA.MODULUS], "big")).public_key()
+    sealed = tmp_path / "sealed"
+    sealed.write_bytes(key.encrypt(b"OAEP from pkcs11-tool", asym_padding.OAEP(asym_padding.MGF1(hashes.SHA256()),
+                                                                               hashes.SHA256(), None)))
+    plain = tmp_path / "plain"
+    done = subprocess.run(["pkcs11-tool", "--module", str(P11_KIT_CLIENT), "-l", "-p", f"alice:{ALICE_PW}",
+                           "--decrypt", "-m", "RSA-PKCS-OAEP", "--hash-algorithm", "SHA256", "--mgf", "MGF1-SHA256",
+                           "--id", "0ae9", "-i", str(sealed), "-o", str(plain)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "P11_KIT_SERVER_ADDRESS": f"unix:path={agent}"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert plain.read_bytes() == b"OAEP from pkcs11-tool"
