@@ -28,7 +28,6 @@ from ..errors import (
 from ..mechanism_catalogue import MechanismInfo, check_mode
 from ..mechanism_catalogue import info as mechanism_info
 from ..mechanism_params import Mechanism
-from ..mechanism_rules import check as check_parameter
 from ..objects import policy
 from ..objects.attributes import HMAC_KEY_TYPES, Attributes, normalize_template
 from ..objects.model import HsmObject
@@ -219,8 +218,9 @@ class ApplicationBase:
 
         Raises:
             MechanismInvalid: ``CKR_MECHANISM_INVALID``, also for a mechanism or function the mode refuses.
-            MechanismParamInvalid: ``CKR_MECHANISM_PARAM_INVALID`` for a malformed parameter or one whose fields
-                disagree (:func:`strongroom.mechanism_rules.check`).
+            MechanismParamInvalid: ``CKR_MECHANISM_PARAM_INVALID`` for a malformed parameter (whether its fields
+                agree is :func:`strongroom.mechanism_rules.check`'s, which callers run once the key's usage is
+                checked).
             KeyTypeInconsistent: ``CKR_KEY_TYPE_INCONSISTENT``.
             KeySizeRange: ``CKR_KEY_SIZE_RANGE`` for an RSA key below 2048 bits in a ``FIPS`` cluster.
         """
@@ -239,7 +239,6 @@ class ApplicationBase:
             bits = (int.from_bytes(modulus, "big").bit_length() if modulus
                     else getattr(self.hsm.repository.key_object(key), "key_size", None))
             check_mode(mode, info, function, bits)
-        check_parameter(mechanism)
         return mechanism, info
 
     @staticmethod
