@@ -1,9 +1,12 @@
 """The consistency rules of every mechanism parameter, one table for every door (node API, SDK, PKCS#11 agent).
 
-:func:`check` runs before a mechanism is used: the node applies it to every mechanism a call names, so the SDK
-and the agent (whose calls the node serves) get the same answer, ``CKR_MECHANISM_PARAM_INVALID`` with a message
-saying what to fix. :data:`RULES` holds one row per mechanism of :mod:`.mechanism_catalogue`; a mechanism without
-a row takes no parameter. Rules that need the key (the PSS salt against the modulus, RSA-OAEP message room) or
+:func:`check` runs before a mechanism is used: the node applies it to every mechanism a call names (once the key's
+usage is checked), so the SDK and the agent (whose calls the node serves) get the same answer,
+``CKR_MECHANISM_PARAM_INVALID`` with a message saying what to fix; the ``crypto`` layer runs it again as each
+operation starts, so no caller of that layer skips it.
+
+:data:`RULES` holds one row per mechanism of :mod:`.mechanism_catalogue` that takes a parameter; a mechanism
+without a row takes none. Rules that need the key (the PSS salt against the modulus, RSA-OAEP message room) or
 the output length (SP 800-108's DKM length against its width) stay with the operation in ``crypto``.
 
 docs/pkcs11.md ("Mechanism parameters") states each rule and its source in the standard.
