@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from strongroom.errors import MechanismParamInvalid
-from strongroom.mechanism_catalogue import IMPLEMENTED
-from strongroom.mechanism_params import Mechanism
+from strongroom.mechanism_catalogue import FIPS, IMPLEMENTED
+from strongroom.mechanism_params import Mechanism, PssParams
 from strongroom.mechanism_rules import RULES, check
-from strongroom.vocab import CKR
+from strongroom.vocab import CKG, CKM, CKR
 
 from .mechanism_param_rows import GOOD, ROWS
 
@@ -46,3 +46,12 @@ def test_every_other_catalogue_mechanism_takes_no_parameter(kind):
 def test_every_mechanism_with_a_rule_needs_its_parameter(kind):
     with pytest.raises(MechanismParamInvalid, match=f"^CKM_{kind.name}: needs its parameter, a {RULES[kind].takes}$"):
         check(Mechanism(kind))
+
+
+def test_the_fips_mode_holds_the_pss_salt_to_the_hash_length():
+    for hash_alg, size in ((CKM.SHA_1, 20), (CKM.SHA256, 32), (CKM.SHA512, 64)):
+        params = PssParams(hash_alg, CKG.MGF1_SHA256, size + 1)
+        check(Mechanism(CKM.RSA_PKCS_PSS, params))  # NON_FIPS: the key alone bounds it, at the operation
+        with pytest.raises(MechanismParamInvalid, match=f"at most the hash's length, {size} bytes, in a FIPS"):
+            check(Mechanism(CKM.RSA_PKCS_PSS, params), FIPS)
+        check(Mechanism(CKM.RSA_PKCS_PSS, PssParams(hash_alg, CKG.MGF1_SHA256, size)), FIPS)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import MechanismParamInvalid
+from .mechanism_catalogue import FIPS, NON_FIPS
 from .mechanism_params import (
     CounterFormat,
     CtrParams,
@@ -209,12 +210,14 @@ RULES: dict[CKM, ParameterRule] = {
 """The mechanisms that take a parameter, each with its rule; every other mechanism takes none."""
 
 
-def check(mechanism: Mechanism) -> None:
+def check(mechanism: Mechanism, mode: str = NON_FIPS) -> None:
     """Check a mechanism's parameter on its own, before any key is looked at.
 
     Args:
         mechanism: a :class:`Mechanism` whose parameter already has its struct's types (the node's
             ``arguments.mechanism`` makes sure).
+        mode: the cluster's mode; a ``FIPS`` cluster also holds the PSS salt to at most the hash's length
+            (FIPS 186-5 §5.4 (g): 0 ≤ sLen ≤ hLen).
 
     Raises:
         MechanismParamInvalid: ``CKR_MECHANISM_PARAM_INVALID``: a parameter on a mechanism that takes none, a
@@ -234,3 +237,6 @@ def check(mechanism: Mechanism) -> None:
             return
         raise _bad(name, f"needs its parameter, a {rule.takes}")
     rule.check(name, param, kind)
+    if mode == FIPS and isinstance(param, PssParams) and param.salt_len > HASH_BYTES[CKM(param.hash_alg)]:
+        raise _bad(name, f"sLen is at most the hash's length, {HASH_BYTES[CKM(param.hash_alg)]} bytes, in a FIPS "
+                         f"cluster (FIPS 186-5 §5.4), not {param.salt_len}")

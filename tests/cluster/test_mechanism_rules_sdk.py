@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from strongroom import errors
-from strongroom.mechanism_params import GcmParams, Mechanism
-from strongroom.vocab import CKA, CKK, CKM, CKO, CKR
+from strongroom.mechanism_params import GcmParams, Mechanism, PssParams
+from strongroom.vocab import CKA, CKG, CKK, CKM, CKO, CKR
 
 from ..mechanism_param_rows import GOOD, ROWS
 
@@ -83,3 +83,10 @@ def test_each_consistent_parameter_works_through_the_sdk(operations, aes_value, 
     if isinstance(mech.parameter, GcmParams):
         sealed = AESGCM(aes_value).encrypt(mech.parameter.iv, DATA, mech.parameter.aad)
         assert out == sealed[:len(sealed) - 16 + mech.parameter.tag_bits // 8]
+
+
+def test_a_non_fips_cluster_takes_a_pss_salt_longer_than_the_hash(operations):
+    # FIPS 186-5 §5.4 (g) binds FIPS clusters only; RFC 8017 §9.1.1 allows up to emLen - hLen - 2 bytes
+    operations["rsa_verify"](Mechanism(CKM.SHA256_RSA_PKCS_PSS, PssParams(CKM.SHA256, CKG.MGF1_SHA256, 64)))
+    with pytest.raises(errors.MechanismParamInvalid, match="the PSS salt is too long for this key and hash"):
+        operations["rsa_verify"](Mechanism(CKM.SHA256_RSA_PKCS_PSS, PssParams(CKM.SHA256, CKG.MGF1_SHA256, 223)))

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from strongroom.errors import StrongroomError
-from strongroom.mechanism_params import Mechanism
+from strongroom.mechanism_params import Mechanism, PssParams
 from strongroom.node import HSM
-from strongroom.vocab import CKA, CKK, CKO, CKR, CKU
+from strongroom.vocab import CKA, CKG, CKK, CKM, CKO, CKR, CKU
 
 from ..mechanism_param_rows import GOOD, ROWS
 from .conftest import ALICE_PW, FAST, Logged, initial_password, login
@@ -75,4 +75,18 @@ def test_each_consistent_parameter_is_accepted_by_the_node(door, mech, operation
     try:
         operations[operation](session, mech)
     finally:
+        who.app.close_session(session)
+
+
+def test_a_fips_cluster_holds_the_pss_salt_to_the_hash_length(door):
+    # FIPS 186-5 §5.4 (g): 0 <= sLen <= hLen; the node of this module is a FIPS cluster (the default)
+    who, operations = door
+    for mech, hash_bytes in ((CKM.SHA256_RSA_PKCS_PSS, 32), (CKM.SHA384_RSA_PKCS_PSS, 48)):
+        digest = CKM.SHA256 if hash_bytes == 32 else CKM.SHA384
+        with pytest.raises(StrongroomError) as info:
+            operations["rsa_verify"](who.s, Mechanism(mech, PssParams(digest, CKG.MGF1_SHA256, hash_bytes + 1)))
+        assert info.value.ckr == CKR.MECHANISM_PARAM_INVALID
+        assert f"sLen is at most the hash's length, {hash_bytes} bytes, in a FIPS cluster" in str(info.value)
+        session = who.app.open_session()
+        operations["rsa_verify"](session, Mechanism(mech, PssParams(digest, CKG.MGF1_SHA256, hash_bytes)))
         who.app.close_session(session)

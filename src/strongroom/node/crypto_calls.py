@@ -54,13 +54,13 @@ class CryptoCalls(ApplicationBase):
         op: Any
         if kind is OpKind.DIGEST:
             mechanism, _ = self._mechanism(mechanism, _FUNCTION[kind], None)
-            check_parameter(mechanism)
+            check_parameter(mechanism, self.hsm.machine.mode())
             op, key = crypto.digest_init(mechanism), 0
         else:
             obj = self._key(key_handle, KeyHandleInvalid)
             mechanism, _ = self._mechanism(mechanism, _FUNCTION[kind], obj)
             policy.require_usage(obj, _USAGE[kind], mechanism.mechanism)
-            check_parameter(mechanism)
+            check_parameter(mechanism, self.hsm.machine.mode())
             op, key = _INIT[kind](mechanism, self.hsm.repository.key_object(obj)), obj.handle
         return ActiveOperation(kind, mechanism.mechanism, op, key)
 

@@ -76,7 +76,7 @@ class KeyCalls(ApplicationBase):
         mechanism = arguments.mechanism(mechanism)
         if mechanism.mechanism not in kinds:
             raise MechanismInvalid(f"{self._mechanism_name(mechanism)} does not generate {what}")
-        check_parameter(mechanism)  # key generation mechanisms take none
+        check_parameter(mechanism, self.hsm.machine.mode())  # key generation mechanisms take none
         return session, mechanism, CKM(mechanism.mechanism)
 
     def generate_key(self, handle: int, mechanism: Mechanism, template: dict[int, Any], *,
@@ -151,7 +151,7 @@ class KeyCalls(ApplicationBase):
         target = self._key(key, KeyHandleInvalid)
         mechanism, _ = self._mechanism(mechanism, CKF.WRAP, wrapper)
         policy.require_usage(wrapper, CKA.WRAP, mechanism.mechanism)
-        check_parameter(mechanism)
+        check_parameter(mechanism, self.hsm.machine.mode())
         if target.session is None and target.owner and (self.user is None or target.owner != self.user.name):
             raise KeyNotWrappable("only the key's owner may wrap it")
         policy.require_wrappable(target, wrapper)
@@ -189,7 +189,7 @@ class KeyCalls(ApplicationBase):
         unwrapper = self._key(unwrapping_key, UnwrappingKeyHandleInvalid)
         mechanism, _ = self._mechanism(mechanism, CKF.UNWRAP, unwrapper)
         policy.require_usage(unwrapper, CKA.UNWRAP, mechanism.mechanism)
-        check_parameter(mechanism)
+        check_parameter(mechanism, self.hsm.machine.mode())
         separation.check_unwrap(unwrapper, self._family(unwrapper))
         forced = unwrapper.attrs.get(CKA.UNWRAP_TEMPLATE) or {}
         asked = self._template(template)
@@ -242,7 +242,7 @@ class KeyCalls(ApplicationBase):
         base = self._key(base_key, KeyHandleInvalid)
         mechanism, _ = self._mechanism(mechanism, CKF.DERIVE, base)
         policy.require_usage(base, CKA.DERIVE, mechanism.mechanism)
-        check_parameter(mechanism)
+        check_parameter(mechanism, self.hsm.machine.mode())
         param = mechanism.parameter
         if isinstance(param, Sp800108Params) and base.key_type in HMAC_KEY_TYPES:
             prf = next((row for mech, row in IMPLEMENTED.items() if mech == param.prf_type), None)
