@@ -92,6 +92,9 @@ def test_gcm_iv_bits_tag_bits_ctr_and_mac_length_rows_through_newer_client_encod
                                      .u32(256).bytes())), ENCRYPT, "ay")
         sealed.byte()
         assert sealed.data() == AESGCM(keys["aes_value"]).encrypt(IV, b"plain text", b"header")
+    # once the key and mechanism type are proven, the agent answers repeated inits itself: an inconsistent
+    # parameter is still another mechanism, refused at the init
+    assert _init(app, ENCRYPT_INIT, session, _mech(version, CKM.AES_GCM, _gcm(12345)), aes) == PARAM_INVALID
 
 
 def test_oaep_source_and_pss_hash_rows_through_the_version_0_client_encoding(agent, keys):
