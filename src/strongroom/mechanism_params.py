@@ -18,11 +18,14 @@ class GcmParams(msgspec.Struct, frozen=True, tag=True):
         iv: the 12-byte IV; empty asks the HSM to generate one (returned by the encrypt-init call).
         aad: additional authenticated data, any length.
         tag_bits: tag length in bits, 96–128 in steps of 8.
+        iv_bits: ``ulIvBits`` as the application set it: ``None`` (not given), 0, or ``8 * len(iv)``; any other
+            value contradicts ``ulIvLen`` and is ``CKR_MECHANISM_PARAM_INVALID`` (:mod:`.mechanism_rules`).
     """
 
     iv: bytes = b""
     aad: bytes = b""
     tag_bits: int = 128
+    iv_bits: int | None = None
 
 
 class CtrParams(msgspec.Struct, frozen=True, tag=True):

@@ -40,9 +40,12 @@ GOLDEN = [
     (1, "00001085" "00000010" + IV.hex(), Mechanism(CKM.AES_CBC_PAD, IV)),
     (1, "00001086" "0000000000000020" "00000010" + IV.hex(), Mechanism(CKM.AES_CTR, CtrParams(IV, 32))),
     (1, "00001087" "0000000c" + GCM_IV.hex() + "0000000000000060" "00000002" "aad0" "0000000000000080",
-     Mechanism(CKM.AES_GCM, GcmParams(GCM_IV, b"\xaa\xd0", 128))),
+     Mechanism(CKM.AES_GCM, GcmParams(GCM_IV, b"\xaa\xd0", 128, 96))),
     (1, "00001087" "0000000c" + GCM_IV.hex() + "0000000000000060" "ffffffff" "0000000000000060",
-     Mechanism(CKM.AES_GCM, GcmParams(GCM_IV, b"", 96))),
+     Mechanism(CKM.AES_GCM, GcmParams(GCM_IV, b"", 96, 96))),
+    # ulIvBits travels as the application set it; the node's rules judge it against the IV (0x3039 = 12345)
+    (1, "00001087" "0000000c" + GCM_IV.hex() + "0000000000003039" "ffffffff" "0000000000000080",
+     Mechanism(CKM.AES_GCM, GcmParams(GCM_IV, b"", 128, 12345))),
     (1, "00000252" "0000000000000010", Mechanism(CKM.SHA256_HMAC_GENERAL, 16)),
     (1, "00001050" "0000000000000001" "ffffffff" "00000041" + POINT.hex(),
      Mechanism(CKM.ECDH1_DERIVE, Ecdh1DeriveParams(CKD.NULL, b"", POINT))),
@@ -54,7 +57,7 @@ GOLDEN = [
     (2, "0000000d" "00", Mechanism(CKM.RSA_PKCS_PSS)),
     (2, "00001082" "01" "00000010" + IV.hex(), Mechanism(CKM.AES_CBC, IV)),
     (2, "00001087" "01" "0000000c" + GCM_IV.hex() + "0000000000000060" "00000000" "0000000000000078",
-     Mechanism(CKM.AES_GCM, GcmParams(GCM_IV, b"", 120))),
+     Mechanism(CKM.AES_GCM, GcmParams(GCM_IV, b"", 120, 96))),
     (2, "ffffffff", None),
 ]
 

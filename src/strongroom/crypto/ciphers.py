@@ -27,6 +27,8 @@ from ..errors import (
     PKCS11Error,
 )
 from ..mechanism_params import CtrParams, GcmParams, Mechanism, OaepParams
+from ..mechanism_rules import GCM_TAG_BITS
+from ..mechanism_rules import check as check_parameter
 from ..vocab import CKM, CKZ
 from . import keycheck, raw_rsa
 from .digests import mgf_hash, param_hash
@@ -34,7 +36,6 @@ from .random import random_bytes
 
 AES_BLOCK = 16
 GCM_IV_BYTES = 12
-GCM_TAG_BITS = (96, 104, 112, 120, 128)
 KEY_WRAP_SEMIBLOCK = 8
 
 
@@ -415,6 +416,7 @@ def _init(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
     builder = _BUILDERS.get(mech.mechanism)
     if builder is None:
         raise MechanismInvalid(f"mechanism 0x{mech.mechanism:x} does not encrypt")
+    check_parameter(mech)  # the table of parameter rules every door shares; key-bound checks follow
     return builder(mech, key, encrypt)
 
 

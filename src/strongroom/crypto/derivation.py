@@ -17,12 +17,13 @@ from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 
 from ..errors import AttributeValueInvalid, KeySizeRange, MechanismInvalid, MechanismParamInvalid
 from ..mechanism_params import CounterFormat, DkmLengthFormat, Ecdh1DeriveParams, Mechanism, Sp800108Params
+from ..mechanism_rules import COUNTER_WIDTHS
+from ..mechanism_rules import check as check_parameter
 from ..vocab import CK_SP800_108, CK_SP800_108_DKM_LENGTH, CKD, CKM
 from . import keycheck
 from .digests import hash_for, kdf_hash
 from .keys import public_key_from_point
 
-_COUNTER_WIDTHS = (8, 16, 24, 32)
 _HMAC_PRFS = (CKM.SHA_1_HMAC, CKM.SHA224_HMAC, CKM.SHA256_HMAC, CKM.SHA384_HMAC, CKM.SHA512_HMAC)
 _CMAC_BLOCK = 16
 
@@ -48,11 +49,12 @@ def derive(mech: Mechanism, base_key: object, value_len: int) -> bytes:
         KeyTypeInconsistent: (``CKR_KEY_TYPE_INCONSISTENT``) a base key of the wrong kind.
         KeySizeRange: (``CKR_KEY_SIZE_RANGE``) a base key of unsupported size, or ``value_len`` out of range.
     """
+    if mech.mechanism not in (CKM.ECDH1_DERIVE, CKM.SP800_108_COUNTER_KDF):
+        raise MechanismInvalid(f"mechanism 0x{mech.mechanism:x} does not derive keys")
+    check_parameter(mech)  # the table of parameter rules every door shares; key-bound checks follow
     if mech.mechanism == CKM.ECDH1_DERIVE:
         return _ecdh(mech, base_key, value_len)
-    if mech.mechanism == CKM.SP800_108_COUNTER_KDF:
-        return _counter_kdf(mech, base_key, value_len)
-    raise MechanismInvalid(f"mechanism 0x{mech.mechanism:x} does not derive keys")
+    return _counter_kdf(mech, base_key, value_len)
 
 
 def ecdh_kdf(kdf: int, shared_secret: bytes, shared_data: bytes, value_len: int) -> bytes:
@@ -125,7 +127,7 @@ def _counter_kdf(mech: Mechanism, base_key: object, value_len: int) -> bytes:
         if item.kind == CK_SP800_108.ITERATION_VARIABLE:
             if counter is not None or not isinstance(item.value, CounterFormat):
                 raise MechanismParamInvalid("exactly one iteration variable with a CounterFormat is required")
-            if item.value.little_endian or item.value.width_bits not in _COUNTER_WIDTHS:
+            if item.value.little_endian or item.value.width_bits not in COUNTER_WIDTHS:
                 raise MechanismParamInvalid("the counter must be big-endian, 8, 16, 24 or 32 bits")
             counter, counter_at = item.value, len(fixed)
         elif item.kind == CK_SP800_108.DKM_LENGTH:

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes
 
 from ..errors import MechanismInvalid, MechanismParamInvalid
 from ..mechanism_params import Mechanism
+from ..mechanism_rules import check as check_parameter
 from ..vocab import CKD, CKG, CKM
 
 # The supported hash classes; each carries its ``digest_size`` (bytes) as a class attribute.
@@ -189,6 +190,5 @@ def digest_init(mech: Mechanism) -> DigestOperation:
     entry = _BY_DIGEST.get(mech.mechanism)
     if entry is None:
         raise MechanismInvalid(f"mechanism 0x{mech.mechanism:x} is not a digest")
-    if mech.parameter is not None:
-        raise MechanismParamInvalid("digest mechanisms take no parameter")
+    check_parameter(mech)  # digests take none
     return DigestOperation(entry.algorithm())

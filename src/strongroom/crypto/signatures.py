@@ -32,6 +32,7 @@ from ..errors import (
     SignatureLenRange,
 )
 from ..mechanism_params import Mechanism, PssParams
+from ..mechanism_rules import check as check_parameter
 from ..vocab import CKM
 from . import keycheck, raw_rsa
 from .digests import hash_for, hash_of_size, mgf_hash, param_hash, split_digest_info
@@ -444,6 +445,7 @@ def _builders(mech: Mechanism) -> _Builders:
     builders = _BUILDERS.get(mech.mechanism)
     if builders is None:
         raise MechanismInvalid(f"mechanism 0x{mech.mechanism:x} does not sign")
+    check_parameter(mech)  # the table of parameter rules every door shares; key-bound checks follow
     return builders
 
 

@@ -27,6 +27,7 @@ from ..errors import (
     WrappingKeyTypeInconsistent,
 )
 from ..mechanism_params import GcmParams, Mechanism, RsaAesKeyWrapParams
+from ..mechanism_rules import check as check_parameter
 from ..vocab import CKM
 from . import keycheck
 from .ciphers import KEY_WRAP_SEMIBLOCK, CipherOperation, decrypt_init, encrypt_init
@@ -41,7 +42,6 @@ _CIPHER_WRAPS = {
     CKM.RSA_PKCS,
     CKM.RSA_PKCS_OAEP,
 }
-_RSA_AES_KEY_BITS = (128, 192, 256)
 
 
 @contextmanager
@@ -155,11 +155,10 @@ def _zero_pad(material: bytes) -> bytes:
 
 
 def _rsa_aes_params(mech: Mechanism) -> RsaAesKeyWrapParams:
+    check_parameter(mech)  # the table of parameter rules every door shares
     params = mech.parameter
     if not isinstance(params, RsaAesKeyWrapParams):
         raise MechanismParamInvalid("RSA_AES_KEY_WRAP needs RsaAesKeyWrapParams")
-    if params.aes_key_bits not in _RSA_AES_KEY_BITS:
-        raise MechanismParamInvalid("aes_key_bits must be 128, 192 or 256")
     return params
 
 

@@ -218,7 +218,9 @@ class ApplicationBase:
 
         Raises:
             MechanismInvalid: ``CKR_MECHANISM_INVALID``, also for a mechanism or function the mode refuses.
-            MechanismParamInvalid: ``CKR_MECHANISM_PARAM_INVALID`` for a malformed parameter.
+            MechanismParamInvalid: ``CKR_MECHANISM_PARAM_INVALID`` for a malformed parameter (whether its fields
+                agree is :func:`strongroom.mechanism_rules.check`'s, which callers run once the key's usage is
+                checked).
             KeyTypeInconsistent: ``CKR_KEY_TYPE_INCONSISTENT``.
             KeySizeRange: ``CKR_KEY_SIZE_RANGE`` for an RSA key below 2048 bits in a ``FIPS`` cluster.
         """

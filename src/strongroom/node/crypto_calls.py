@@ -19,6 +19,7 @@ import msgspec
 from .. import crypto
 from ..errors import BufferTooSmall, KeyHandleInvalid, OperationActive, OperationNotInitialized
 from ..mechanism_params import Mechanism
+from ..mechanism_rules import check as check_parameter
 from ..objects import policy
 from ..protocol.calls import CALL_SPECS
 from ..vocab import CKA, CKF
@@ -48,15 +49,18 @@ class CryptoCalls(ApplicationBase):
         return active
 
     def _start(self, kind: OpKind, mechanism: Mechanism, key_handle: int | None) -> ActiveOperation:
-        """Check the key and mechanism and start the crypto layer's operation (not yet bound to a session)."""
+        """Check the key and mechanism (its parameter last, :mod:`strongroom.mechanism_rules`) and start the crypto
+        layer's operation (not yet bound to a session)."""
         op: Any
         if kind is OpKind.DIGEST:
             mechanism, _ = self._mechanism(mechanism, _FUNCTION[kind], None)
+            check_parameter(mechanism, self.hsm.machine.mode())
             op, key = crypto.digest_init(mechanism), 0
         else:
             obj = self._key(key_handle, KeyHandleInvalid)
             mechanism, _ = self._mechanism(mechanism, _FUNCTION[kind], obj)
             policy.require_usage(obj, _USAGE[kind], mechanism.mechanism)
+            check_parameter(mechanism, self.hsm.machine.mode())
             op, key = _INIT[kind](mechanism, self.hsm.repository.key_object(obj)), obj.handle
         return ActiveOperation(kind, mechanism.mechanism, op, key)
 

@@ -24,6 +24,7 @@ from ..errors import (
 from ..mechanism_catalogue import IMPLEMENTED
 from ..mechanism_catalogue import info as mechanism_info
 from ..mechanism_params import Ecdh1DeriveParams, Mechanism, Sp800108Params
+from ..mechanism_rules import check as check_parameter
 from ..objects import policy, separation, templates, wrap_mechanisms
 from ..objects.attributes import HMAC_KEY_TYPES, Attributes
 from ..objects.model import HsmObject
@@ -69,11 +70,13 @@ class KeyCalls(ApplicationBase):
 
         Raises:
             MechanismInvalid: ``CKR_MECHANISM_INVALID`` for a mechanism not in ``kinds``.
+            MechanismParamInvalid: ``CKR_MECHANISM_PARAM_INVALID`` for any parameter (generation takes none).
         """
         session = self._session(handle)
         mechanism = arguments.mechanism(mechanism)
         if mechanism.mechanism not in kinds:
             raise MechanismInvalid(f"{self._mechanism_name(mechanism)} does not generate {what}")
+        check_parameter(mechanism, self.hsm.machine.mode())  # key generation mechanisms take none
         return session, mechanism, CKM(mechanism.mechanism)
 
     def generate_key(self, handle: int, mechanism: Mechanism, template: dict[int, Any], *,
@@ -148,6 +151,7 @@ class KeyCalls(ApplicationBase):
         target = self._key(key, KeyHandleInvalid)
         mechanism, _ = self._mechanism(mechanism, CKF.WRAP, wrapper)
         policy.require_usage(wrapper, CKA.WRAP, mechanism.mechanism)
+        check_parameter(mechanism, self.hsm.machine.mode())
         if target.session is None and target.owner and (self.user is None or target.owner != self.user.name):
             raise KeyNotWrappable("only the key's owner may wrap it")
         policy.require_wrappable(target, wrapper)
@@ -185,6 +189,7 @@ class KeyCalls(ApplicationBase):
         unwrapper = self._key(unwrapping_key, UnwrappingKeyHandleInvalid)
         mechanism, _ = self._mechanism(mechanism, CKF.UNWRAP, unwrapper)
         policy.require_usage(unwrapper, CKA.UNWRAP, mechanism.mechanism)
+        check_parameter(mechanism, self.hsm.machine.mode())
         separation.check_unwrap(unwrapper, self._family(unwrapper))
         forced = unwrapper.attrs.get(CKA.UNWRAP_TEMPLATE) or {}
         asked = self._template(template)
@@ -237,6 +242,7 @@ class KeyCalls(ApplicationBase):
         base = self._key(base_key, KeyHandleInvalid)
         mechanism, _ = self._mechanism(mechanism, CKF.DERIVE, base)
         policy.require_usage(base, CKA.DERIVE, mechanism.mechanism)
+        check_parameter(mechanism, self.hsm.machine.mode())
         param = mechanism.parameter
         if isinstance(param, Sp800108Params) and base.key_type in HMAC_KEY_TYPES:
             prf = next((row for mech, row in IMPLEMENTED.items() if mech == param.prf_type), None)

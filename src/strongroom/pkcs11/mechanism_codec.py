@@ -70,13 +70,13 @@ def _ctr(r: Reader) -> Parameter:
 
 def _gcm(r: Reader) -> Parameter:
     iv = r.data() or b""
-    r.u64()  # ulIvBits: the IV's own length is what counts
+    iv_bits = r.u64()  # checked against the IV's length with the other rules (mechanism_rules)
     aad = r.data() or b""
     tag_bits = r.u64()
     if not iv:
         # The HSM could choose the IV, but this protocol has no way to hand it back to the application.
         raise MechanismParamInvalid("AES-GCM through PKCS#11 needs the application's 12-byte IV")
-    return GcmParams(iv, aad, tag_bits)
+    return GcmParams(iv, aad, tag_bits, iv_bits)
 
 
 def _mac_length(r: Reader) -> Parameter:
