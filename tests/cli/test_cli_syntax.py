@@ -77,21 +77,21 @@ def test_single_command_login_keeps_nothing_so_it_refuses_and_says_what_to_do(ac
     assert '"CLOUDHSM_ROLE is admin or crypto-user, not \'auditor\'"' in done.stdout and done.returncode == 1
 
 
-def _groups(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Group]]:
-    found = [(path, group)]
+def _groups(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    """Every group and command below ``group``, groups first at each level."""
+    found: list[tuple[tuple[str, ...], click.Command]] = [(path, group)]
     for name, sub in group.commands.items():
-        if isinstance(sub, click.Group):
-            found += _groups(sub, (*path, name))
+        found += _groups(sub, (*path, name)) if isinstance(sub, click.Group) else [((*path, name), sub)]
     return found
 
 
 @pytest.mark.parametrize(("module", "prog"), [("strongroom.cli.hsm", "strongroom-cli"),
                                               ("strongroom", "strongroom")])
-def test_every_entry_point_and_group_answers_version(module, prog):
+def test_every_entry_point_group_and_command_answers_version(module, prog):
     root = cli_main if prog == "strongroom-cli" else service_main
     groups = _groups(root)
-    assert len(groups) >= (6 if prog == "strongroom-cli" else 4)
-    for path, group in groups:  # every group, however deep, has the flag
+    assert len(groups) >= (40 if prog == "strongroom-cli" else 15)
+    for path, group in groups:  # every group and command, however deep, has the flag
         assert any("--version" in getattr(p, "opts", ()) for p in group.params), path
     for path in (groups[0][0], groups[-1][0]):
         done = run(None, *path, "--version", module=module)

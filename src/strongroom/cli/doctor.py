@@ -16,6 +16,7 @@ import click
 
 from . import doctor_checks as checks
 from .doctor_checks import FAIL, Finding
+from .version_option import VersionedCommand
 
 DEFAULT_CONFIG = Path("var/cluster.json")
 
@@ -104,7 +105,7 @@ def render(findings: list[Finding]) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+@click.command(cls=VersionedCommand)
 @click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
               default=lambda: os.environ.get("STRONGROOM_CLUSTER") or str(DEFAULT_CONFIG),
               show_default="$STRONGROOM_CLUSTER or var/cluster.json", help="The cluster.json of this machine.")

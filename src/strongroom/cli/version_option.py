@@ -1,4 +1,4 @@
-"""``--version`` on every command group of the command lines: the installed package's version (its metadata)."""
+"""``--version`` on every command and group of the command lines: the installed package's version (its metadata)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,19 @@ def version_option() -> click.Option:
                         help="Show the version and exit.")
 
 
-class VersionedGroup(click.Group):
-    """A group with ``--version``, whose sub-groups (``group_class = type``) are versioned groups too."""
+class VersionedCommand(click.Command):
+    """A command with ``--version``."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(version_option())
+
+
+class VersionedGroup(click.Group):
+    """A group with ``--version``, whose sub-groups (``group_class = type``) are versioned groups too and whose
+    commands (``command_class``) take it as well."""
+
+    command_class = VersionedCommand
     group_class = type
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..version_option import VersionedGroup
+from ..version_option import VersionedCommand, VersionedGroup
 
 
 class ListOption(click.Option):
@@ -45,8 +45,8 @@ def spread(args: list[str], names: set[str]) -> list[str]:
     return out
 
 
-class ListCommand(click.Command):
-    """A command whose :class:`ListOption` flags take space-separated lists."""
+class ListCommand(VersionedCommand):
+    """A command whose :class:`ListOption` flags take space-separated lists (and ``--version``)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         names = {name for param in self.params if isinstance(param, ListOption) for name in param.opts}
