@@ -81,10 +81,24 @@ def test_a_peer_must_name_a_member_first(member, first):
         assert _closed(tls)
 
 
+class _CreatesAFileWhenLoaded:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return open, (str(self.path), "w")
+
+
 def test_a_message_referring_to_any_class_is_refused_unloaded(member, tmp_path):
     with _connect(member.self_address, SECRET) as tls:
         tls.sendall(_frame(Path(tmp_path)))
         assert _closed(tls)
+    # Any first message that is not a member's name closes the connection: that it is not loaded shows here.
+    loaded = tmp_path / "loaded"
+    with _connect(member.self_address, SECRET) as tls:
+        tls.sendall(_frame(_CreatesAFileWhenLoaded(loaded)))
+        assert _closed(tls)
+    assert not loaded.exists()
     assert member.ready()
 
 
