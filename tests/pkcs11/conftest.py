@@ -23,6 +23,13 @@ def agent_log(socket_path: Path) -> Path:
     return socket_path.with_name("agent.log")
 
 
+def with_agent_certificate(config: dict, pki: dict, folder: Path) -> dict:
+    """The cluster ``config`` with a client certificate (issued into ``folder``) that marks its holder as an
+    agent."""
+    issued = issue_agent(pki["ca"], folder)
+    return {**config, "client_cert": str(issued.cert), "client_key": str(issued.key)}
+
+
 @contextmanager
 def serving_agent(config: dict, folder: Path, *extra: str) -> Iterator[Path]:
     """A ``strongroom client`` process for the cluster ``config``; yields its socket. Its log (stderr) goes to
@@ -52,7 +59,5 @@ def agent(node, pki, tmp_path_factory):
     """The agent with a certificate that marks it as one: the nodes record the processes it names as ``client``."""
     _, config = node
     folder = tmp_path_factory.mktemp("agent")
-    issued = issue_agent(pki["ca"], folder)
-    with serving_agent({**config, "client_cert": str(issued.cert), "client_key": str(issued.key)},
-                       folder) as socket_path:
+    with serving_agent(with_agent_certificate(config, pki, folder), folder) as socket_path:
         yield socket_path

@@ -56,3 +56,15 @@ def ok(reply: bytes, call_id: int, signature: str) -> wire.Reader:
     head = wire.reply_body(call_id, signature)
     assert reply.startswith(head), reply.hex()
     return wire.Reader(reply[len(head):])
+
+
+def private_key(app: RawApplication, session: int, label: bytes) -> int:
+    """The handle of the one private key labelled ``label`` (C_FindObjectsInit, C_FindObjects, C_FindObjectsFinal)."""
+    template = wire.Writer().u32(2).attribute(0x0, 3).attribute(0x3, label).bytes()
+    assert app.call(request(26, "uaA", u64s(session) + template)) == wire.reply_body(26, "")
+    found = ok(app.call(request(27, "ufu", u64s(session) + b"\x00\x00\x00\x10")), 27, "au")
+    found.byte()
+    assert found.u32() == 1
+    key = found.u64()
+    assert app.call(request(28, "u", u64s(session))) == wire.reply_body(28, "")
+    return key

@@ -23,7 +23,7 @@ from strongroom.vocab import CKA, CKM, CKR
 
 from ..cluster.replicas import ALICE_PW, kill, running
 from .conftest import P11_KIT_CLIENT, P256, serving_agent
-from .raw import initialized, ok, request, u64s
+from .raw import initialized, ok, private_key, request, u64s
 
 TOKEN = "cluster-test0000001"
 PIN = f"alice:{ALICE_PW}"
@@ -239,18 +239,6 @@ def _private_keys(app, session: int) -> list[int]:
     return handles
 
 
-def _private_key(app, session: int, label: bytes) -> int:
-    """The handle of the one private key labelled ``label`` (C_FindObjects)."""
-    template = wire.Writer().u32(2).attribute(0x0, 3).attribute(0x3, label).bytes()
-    assert app.call(request(26, "uaA", u64s(session) + template)) == wire.reply_body(26, "")
-    found = ok(app.call(request(27, "ufu", u64s(session) + b"\x00\x00\x00\x10")), 27, "au")
-    found.byte()
-    assert found.u32() == 1
-    key = found.u64()
-    assert app.call(request(28, "u", u64s(session))) == wire.reply_body(28, "")
-    return key
-
-
 def test_closing_short_sessions_keeps_the_applications_login_on_every_hsm(agent3, keys):
     """PKCS#11 3.0 §5.6: the login belongs to the application until its last session closes, whichever HSMs its
     sessions were opened on."""
@@ -297,7 +285,7 @@ def test_after_a_logout_answered_ok_no_hsm_signs_for_the_application(agent3, key
     with_login = initialized(agent3, 0)
     session = _session(with_login)
     assert _login(with_login, session, 1, PIN) == wire.reply_body(18, "")
-    key = _private_key(with_login, session, b"app-ec")
+    key = private_key(with_login, session, b"app-ec")
     with_login.sock.close()
     for _ in range(60):
         app = initialized(agent3, 0)
@@ -360,7 +348,7 @@ def test_an_init_the_hsm_holds_survives_that_hsm_dying_before_the_operation(clus
     app = initialized(agent3, 0)
     main = _session(app)
     assert _login(app, main, 1, PIN) == wire.reply_body(18, "")
-    key = _private_key(app, main, b"app-ec")
+    key = private_key(app, main, b"app-ec")
     sessions = [_session(app) for _ in range(3)]
     for session in sessions:
         passing = _session(app)  # closing a session makes the next init go to the HSM (nothing proven)
@@ -420,7 +408,7 @@ def test_close_all_sessions_leaves_the_init_of_a_session_opened_meanwhile(agent3
     app = initialized(agent3, 0)
     first = _session(app)
     assert _login(app, first, 1, PIN) == wire.reply_body(18, "")
-    key = _private_key(app, first, b"app-ec")
+    key = private_key(app, first, b"app-ec")
     assert app.call(request(42, "uMu", u64s(first) + ecdsa + u64s(key))) == wire.reply_body(42, "")
     ok(app.call(request(43, "uayfy", u64s(first) + data)), 43, "ay")  # the init is proven now
     opened = [_session(app) for _ in range(4)]

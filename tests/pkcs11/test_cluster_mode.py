@@ -8,18 +8,15 @@ import subprocess
 
 import pytest
 
-from ..cluster.pki import issue_agent
 from ..fixtures.cluster import ALICE_PW
-from .conftest import P11_KIT_CLIENT, serving_agent
+from .conftest import P11_KIT_CLIENT, serving_agent, with_agent_certificate
 
 
 @pytest.fixture(scope="module")
 def legacy_agent(non_fips_node, pki, tmp_path_factory):
     _, config = non_fips_node
     folder = tmp_path_factory.mktemp("legacy-agent")
-    issued = issue_agent(pki["ca"], folder)
-    with serving_agent({**config, "client_cert": str(issued.cert), "client_key": str(issued.key)},
-                       folder) as socket_path:
+    with serving_agent(with_agent_certificate(config, pki, folder), folder) as socket_path:
         yield socket_path
 
 

@@ -26,7 +26,7 @@ from strongroom.vocab import CKA, CKF, CKM, CKR
 
 from ..fixtures.cluster import ALICE_PW
 from .conftest import P11_KIT_CLIENT, P256
-from .raw import RawApplication, initialized, ok, request, u64s
+from .raw import RawApplication, initialized, ok, private_key, request, u64s
 
 PIN = f"alice:{ALICE_PW}"
 ECDSA = wire.Writer().u32(int(CKM.ECDSA)).data(None).bytes()
@@ -93,17 +93,6 @@ def _logged_in(app: RawApplication) -> int:
     return session
 
 
-def _key(app: RawApplication, session: int, label: bytes) -> int:
-    template = wire.Writer().u32(2).attribute(0x0, 3).attribute(0x3, label).bytes()
-    assert app.call(request(26, "uaA", u64s(session) + template)) == wire.reply_body(26, "")
-    found = ok(app.call(request(27, "ufu", u64s(session) + b"\x00\x00\x00\x10")), 27, "au")
-    found.byte()
-    assert found.u32() == 1
-    key = found.u64()
-    assert app.call(request(28, "u", u64s(session))) == wire.reply_body(28, "")
-    return key
-
-
 def _signs(app: RawApplication, session: int, key: int, verifier: ec.EllipticCurvePublicKey, text: bytes) -> None:
     """C_SignInit and C_Sign answer a signature the public key verifies."""
     digest = hashlib.sha256(text).digest()
@@ -133,7 +122,7 @@ def test_a_new_agent_takes_the_applications_over_with_their_sessions_and_login(n
         assert oct(Path(f"{socket_path}.handover").stat().st_mode & 0o777) == "0o600"
         app = _deadline(initialized(socket_path, 1))
         main = _logged_in(app)
-        key = _key(app, main, label)
+        key = private_key(app, main, label)
         _signs(app, main, key, verifier, b"before")
         digesting = _session(app)
         assert app.call(request(37, "uM", u64s(digesting) + SHA256)) == wire.reply_body(37, "")
@@ -214,7 +203,7 @@ def test_a_stopping_agent_holds_its_applications_for_the_next_one_and_answers_at
     try:
         app = _deadline(initialized(socket_path, 0))
         main = _logged_in(app)
-        key = _key(app, main, label)
+        key = private_key(app, main, label)
         first.process.send_signal(signal.SIGTERM)
         assert first.line() == {"holding": 1, "grace_s": 60.0}
         began = time.monotonic()
@@ -238,7 +227,7 @@ def test_a_stopping_agent_holds_its_applications_for_the_next_one_and_answers_at
         _signs(app, held, key, verifier, b"on a session opened while held")
         login = request(18, "uuay", u64s(newcomer_session, 1) + wire.Writer().byte(1).data(PIN.encode()).bytes())
         assert newcomer.call(login) == wire.reply_body(18, "")
-        _signs(newcomer, newcomer_session, _key(newcomer, newcomer_session, label), verifier, b"newcomer")
+        _signs(newcomer, newcomer_session, private_key(newcomer, newcomer_session, label), verifier, b"newcomer")
         newcomer.sock.close()
 
         second.process.send_signal(signal.SIGTERM)
@@ -305,7 +294,7 @@ def test_nobody_else_gets_anything_at_the_handover_point(node, signer):
     try:
         app = _deadline(initialized(socket_path, 0))
         main = _logged_in(app)
-        key = _key(app, main, label)
+        key = private_key(app, main, label)
         assert _as_nobody(PROBE.format(path=str(point))).stdout.strip() == "refused PermissionError"
         os.chmod(point, 0o666)  # noqa: S103 - an operator's mistake: still nobody else's
         probe = _as_nobody(PROBE.format(path=str(point)))
@@ -489,7 +478,7 @@ def test_a_process_relaying_between_two_agents_gets_nothing(node, signer, tmp_pa
     try:
         app = _deadline(initialized(socket_path, 0))
         main = _logged_in(app)
-        key = _key(app, main, label)
+        key = private_key(app, main, label)
         relay = subprocess.Popen([sys.executable, "-c", RELAY, str(point)], stdout=subprocess.PIPE, text=True)
         assert relay.stdout.readline() == "listening\n"
         (tmp_path / "b").mkdir()
@@ -601,7 +590,7 @@ def test_a_successor_that_leaves_half_way_leaves_the_applications_with_the_runni
     try:
         app = _deadline(initialized(socket_path, 0))
         main = _logged_in(app)
-        key = _key(app, main, label)
+        key = private_key(app, main, label)
         sock = handover.connect(Path(f"{socket_path}.handover"))
         sock.settimeout(DEADLINE_S)
         handover.prove_successor(sock, handover.secret_of(Path(config["client_key"])))

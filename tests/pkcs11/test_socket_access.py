@@ -20,8 +20,7 @@ import pytest
 
 from strongroom.cli.up import open_to_group
 
-from ..cluster.pki import issue_agent
-from .conftest import P11_KIT_CLIENT, serving_agent
+from .conftest import P11_KIT_CLIENT, serving_agent, with_agent_certificate
 
 NOBODY, NOGROUP = 65534, 65534
 
@@ -48,8 +47,7 @@ def _as_nobody(socket_path: Path) -> subprocess.CompletedProcess[str]:
 
 def _agent_config(pki, node, folder: Path) -> dict:
     _, config = node
-    issued = issue_agent(pki["ca"], folder)
-    return {**config, "client_cert": str(issued.cert), "client_key": str(issued.key)}
+    return with_agent_certificate(config, pki, folder)
 
 
 def test_without_a_group_the_socket_is_the_agents_alone(node, pki, open_folder):
