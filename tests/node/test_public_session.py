@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from strongroom import crypto
 from strongroom.errors import StrongroomError
 from strongroom.mechanism_params import Mechanism
 from strongroom.node import Application
@@ -196,13 +197,21 @@ def test_a_public_session_makes_no_private_or_token_key(hsm, template):
     assert hsm.repository.public_budget.objects == 0
 
 
-def test_public_session_keys_count_against_the_caps(hsm):
+def _not_called(*_args: Any, **_kwargs: Any) -> Any:
+    raise AssertionError("no key is generated past the caps")
+
+
+def test_public_session_keys_count_against_the_caps(hsm, monkeypatch):
     hsm.repository.public_budget = PublicObjectBudget(objects_per_connection=2)
     app, session = _public(hsm)
     pair = _served(app, "generate_key_pair", session, Mechanism(CKM.EC_KEY_PAIR_GEN),
                    {**PUBLIC_SESSION_KEY, CKA.EC_PARAMS: P256}, {**PUBLIC_SESSION_KEY, CKA.SIGN: True})
     assert _code(lambda: _served(app, "generate_key", session, Mechanism(CKM.AES_KEY_GEN),
                                  {**PUBLIC_SESSION_KEY, CKA.VALUE_LEN: 32})) == CKR.DEVICE_MEMORY
+    monkeypatch.setattr(crypto, "generate_key_pair", _not_called)  # refused before the key is computed
+    assert _code(lambda: _served(app, "generate_key_pair", session, Mechanism(CKM.RSA_PKCS_KEY_PAIR_GEN),
+                                 {**PUBLIC_SESSION_KEY, CKA.MODULUS_BITS: 4096},
+                                 {**PUBLIC_SESSION_KEY, CKA.SIGN: True})) == CKR.DEVICE_MEMORY
     _served(app, "destroy_object", session, pair[1])
     _served(app, "generate_key", session, Mechanism(CKM.AES_KEY_GEN), {**PUBLIC_SESSION_KEY, CKA.VALUE_LEN: 32})
 

@@ -172,11 +172,6 @@ class _BufferedOperation(CipherOperation):
         return self._finish(b"".join(self._parts))
 
 
-def _no_parameter(mech: Mechanism) -> None:
-    if mech.parameter is not None:
-        raise MechanismParamInvalid("this mechanism takes no parameter")
-
-
 def _aes(key: object, mode: modes.ECB | modes.CBC | modes.CTR, encrypt: bool) -> CipherContext:
     """An AES encryption or decryption context for a mode without a tag (GCM has its own).
 
@@ -196,7 +191,6 @@ def _cbc_iv(mech: Mechanism) -> bytes:
 
 
 def _ecb(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
-    _no_parameter(mech)
     return _BlockOperation(_aes(key, modes.ECB(), encrypt), encrypt=encrypt, pad=False)  # noqa: S305 - CKM_AES_ECB
 
 
@@ -313,7 +307,6 @@ def _gcm(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
 def _key_wrap(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
     # Only the default initial values of RFC 3394 §2.2.3.1 / RFC 5649 §3 are supported: cryptography's key
     # wrap takes no alternative IV.
-    _no_parameter(mech)
     aes_key = keycheck.aes_key(key)
     padded = mech.mechanism != CKM.AES_KEY_WRAP
 
@@ -354,7 +347,6 @@ def _oaep_padding(params: object) -> rsa_padding.OAEP:
 
 def _rsa(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
     if mech.mechanism == CKM.RSA_PKCS:
-        _no_parameter(mech)
         scheme: rsa_padding.AsymmetricPadding = rsa_padding.PKCS1v15()
         overhead = 11  # RFC 8017 §7.2.1: mLen <= k - 11
     else:
@@ -389,7 +381,6 @@ def _rsa(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
 
 
 def _raw_rsa(mech: Mechanism, key: object, encrypt: bool) -> CipherOperation:
-    _no_parameter(mech)
     if encrypt:
         public = keycheck.rsa_public(key, mech.mechanism)
         return _BufferedOperation(lambda data: raw_rsa.public_operation(public, data))

@@ -124,11 +124,6 @@ class VerifyOperation:
         self._verify(self._accumulator.finalize(), signature)
 
 
-def _no_parameter(mech: Mechanism) -> None:
-    if mech.parameter is not None:
-        raise MechanismParamInvalid("this mechanism takes no parameter")
-
-
 def _rsa_bytes(key_size: int) -> int:
     return (key_size + 7) // 8
 
@@ -140,7 +135,6 @@ def _hash_or_buffer(algorithm: hashes.HashAlgorithm | None) -> _Accumulator:
 # RSA PKCS#1 v1.5 (RFC 8017 §8.2). RSA_PKCS takes the DigestInfo itself; the hashed mechanisms build it.
 
 def _pkcs1_hash(mech: Mechanism) -> hashes.HashAlgorithm | None:
-    _no_parameter(mech)
     return None if mech.mechanism == CKM.RSA_PKCS else hash_for(mech.mechanism)
 
 
@@ -251,7 +245,6 @@ def _rsa_pss_verify(mech: Mechanism, key: object) -> VerifyOperation:
 # ECDSA with PKCS#11's raw r‖s encoding. ECDSA takes the hash itself; the hashed mechanisms compute it.
 
 def _ecdsa_hash(mech: Mechanism) -> hashes.HashAlgorithm | None:
-    _no_parameter(mech)
     return None if mech.mechanism == CKM.ECDSA else hash_for(mech.mechanism)
 
 
@@ -328,18 +321,11 @@ def _ecdsa_verify(mech: Mechanism, key: object) -> VerifyOperation:
 
 # Pure Ed25519 (RFC 8032 §5.1); CK_EDDSA_PARAMS (Ed25519ph/ctx) is not supported.
 
-def _no_eddsa_parameter(mech: Mechanism) -> None:
-    if mech.parameter is not None:
-        raise MechanismParamInvalid("only pure Ed25519 is supported: EDDSA takes no parameter")
-
-
 def _eddsa_sign(mech: Mechanism, key: object) -> SignOperation:
-    _no_eddsa_parameter(mech)
     return SignOperation(_Buffer(), ED25519_SIGNATURE_BYTES, keycheck.ed25519_private(key).sign)
 
 
 def _eddsa_verify(mech: Mechanism, key: object) -> VerifyOperation:
-    _no_eddsa_parameter(mech)
     public = keycheck.ed25519_public(key)
 
     def verify(value: bytes, signature: bytes) -> None:
@@ -372,7 +358,6 @@ def _mac(mech: Mechanism, key: object) -> tuple[_Accumulator, int]:
         accumulator = hmac.HMAC(keycheck.secret_key(key, mech.mechanism), algorithm)
         full = algorithm.digest_size
     if mech.mechanism not in _GENERAL:
-        _no_parameter(mech)
         return accumulator, full
     length = mech.parameter
     if not isinstance(length, int) or isinstance(length, bool) or not 1 <= length <= full:
@@ -396,14 +381,12 @@ def _mac_verify(mech: Mechanism, key: object) -> VerifyOperation:
 
 
 def _raw_sign(mech: Mechanism, key: object) -> SignOperation:
-    _no_parameter(mech)
     private = keycheck.rsa_private(key, mech.mechanism)
     return SignOperation(_Buffer(), raw_rsa.block_len(private),
                          lambda value: raw_rsa.private_operation(private, value, ciphertext=False))
 
 
 def _raw_verify(mech: Mechanism, key: object) -> VerifyOperation:
-    _no_parameter(mech)
     public = keycheck.rsa_public(key, mech.mechanism)
     return VerifyOperation(_Buffer(), raw_rsa.block_len(public), lambda value, sig: raw_rsa.verify(public, value, sig))
 

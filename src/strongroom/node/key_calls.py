@@ -53,15 +53,18 @@ def _check_length(attrs: Attributes) -> None:
 
 class KeyCalls(ApplicationBase):
     def _require_rights(self, session: Session, *made: Attributes) -> None:
-        """Check, before any work is done, that this application may make keys of these attributes.
+        """Check, before any work is done, that this application may make keys of these attributes, and that
+        public session keys of them fit under the public caps even before their values are counted.
 
         Raises:
             UserNotLoggedIn: ``CKR_USER_NOT_LOGGED_IN`` (:meth:`_require_object_rights`).
             SessionReadOnly: ``CKR_SESSION_READ_ONLY`` for a token key in a read-only session.
+            DeviceMemory: ``CKR_DEVICE_MEMORY`` past the public session objects' caps.
         """
         for attrs in made:
             self._require_object_rights(attrs)
             self._require_writable(session, bool(attrs.get(CKA.TOKEN)))
+        self.hsm.repository.check_public_room(self.id, [HsmObject(0, attrs) for attrs in made])
 
     def _generation(self, handle: int, mechanism: Mechanism, kinds: Collection[int],
                     what: str) -> tuple[Session, Mechanism, CKM]:

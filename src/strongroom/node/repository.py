@@ -303,8 +303,10 @@ class Repository:
                     continue
         with self._lock:
             session = list(self._session_objects.values())
-        found.extend(o for o in session if (material and self._value_digests(o)[0] == material)
-                     or (modulus and self._value_digests(o)[1] == modulus))
+        for other in session:
+            other_material, other_modulus = self._value_digests(other)
+            if (material and other_material == material) or (modulus and other_modulus == modulus):
+                found.append(other)
         return found
 
     def candidates(self, template: dict[CKA, Any]) -> list[HsmObject]:

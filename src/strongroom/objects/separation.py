@@ -99,8 +99,8 @@ def _check_wrap_sticks(before: Sequence[Attributes], after: Sequence[Attributes]
             raise AttributeReadOnly("CKA_WRAP stays on a key that has it: what it wrapped is still out there")
     for index, new in enumerate(after):
         gained = new.get(CKA.WRAP) and (index >= len(before) or not before[index].get(CKA.WRAP))
-        others = [m for i, m in enumerate(after) if i != index and m.get(CKA.CLASS) in _WRAPPING_CLASSES]
-        if gained and any(not m.get(CKA.WRAP) for m in others):
+        if gained and any(not m.get(CKA.WRAP) for i, m in enumerate(after)
+                          if i != index and m.get(CKA.CLASS) in _WRAPPING_CLASSES):
             raise TemplateInconsistent("CKA_WRAP cannot be given to a key whose value other keys (copies, the "
                                        "public half's imports) hold without it: make a key for wrapping")
 
