@@ -14,16 +14,13 @@ import click
 
 def owner_ca(folder: Path) -> tuple[Any, Any, Path]:
     """The local owner CA that signs the cluster certificate (made once; key 0600)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     from ..trust.ca import CertificateAuthority
 
-    cert_path, key_path = folder / "owner-ca.crt", folder / "owner-ca.key"
-    if not cert_path.exists():
-        CertificateAuthority(folder, "owner-ca", days=3650)
-    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
-    return x509.load_pem_x509_certificate(cert_path.read_bytes()), key, cert_path
+    if (folder / f"{OWNER_CA}.crt").exists():
+        ca = CertificateAuthority.load(folder, OWNER_CA, days=3650)
+    else:
+        ca = CertificateAuthority(folder, OWNER_CA, days=3650)
+    return ca.cert, ca.key, ca.issued.cert
 
 
 CLIENTS = "clients"  # the client certificates up issues from the owner CA, in the data directory

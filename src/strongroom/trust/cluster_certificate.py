@@ -125,11 +125,7 @@ def initialized(identity: ClusterIdentity, certificate_pem: bytes, trust_anchor_
     if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
         raise SignatureInvalid("the signed certificate is not valid now")
     for anchor in anchors:
-        try:
-            ca = anchor.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-        except x509.ExtensionNotFound:
-            ca = False
-        if not ca or not anchor.not_valid_before_utc <= now <= anchor.not_valid_after_utc:
+        if not _is_ca_valid_now(anchor):
             raise SignatureInvalid(f"the trust anchor's certificate {anchor.subject.rfc4514_string()!r:.80} is "
                                    "not a CA certificate valid now")
     # the chain from the cluster certificate up to a self-signed root, in whatever order the anchor lists them
@@ -205,12 +201,8 @@ def write_served_certificate(identity: ClusterIdentity, data_dir: Path) -> Path:
 
 
 def _is_ca_valid_now(cert: x509.Certificate) -> bool:
-    try:
-        ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
     now = datetime.datetime.now(datetime.UTC)
-    return ca and cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+    return _is_ca(cert) and cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
 
 
 def client_ca_added(identity: ClusterIdentity, certificate_pem: bytes) -> tuple[ClusterIdentity, str]:
